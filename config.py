@@ -1,0 +1,293 @@
+"""Validation of the invocation event and of input.json, at the boundary.
+
+Both are turned into frozen dataclasses before any AWS call is made, and every
+error names the offending field (``ConfigError.field``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from errors import ConfigError
+
+# ECS cluster and service names: up to 255 letters, numbers, hyphens and underscores.
+_ECS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_CLUSTER_ARN = re.compile(
+    r"^arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/(?P<name>[A-Za-z0-9_-]{1,255})$"
+)
+# Services have a long form (service/<cluster>/<name>) and a legacy short form.
+_SERVICE_ARN = re.compile(
+    r"^arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:\d{12}:service/"
+    r"(?:(?P<cluster>[A-Za-z0-9_-]{1,255})/)?(?P<name>[A-Za-z0-9_-]{1,255})$"
+)
+_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+MAX_WAIT_TIME_SECONDS = 900
+CONFIG_ENV_VAR = "RECYCLE_CONFIG"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "input.json"
+
+
+# --------------------------------------------------------------------------- #
+# The event
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class RecycleRequest:
+    """One validated invocation: which service to recycle, and how."""
+
+    cluster: str
+    service: str
+    maintain_service_state: bool = True
+    wait_time: int = 30
+    dry_run: bool = False
+
+    @property
+    def cluster_name(self) -> str:
+        """The bare cluster name, whether the event gave a name or an ARN."""
+        match = _CLUSTER_ARN.match(self.cluster)
+        return match.group("name") if match else self.cluster
+
+    @property
+    def service_name(self) -> str:
+        """The bare service name, whether the event gave a name or an ARN."""
+        match = _SERVICE_ARN.match(self.service)
+        return match.group("name") if match else self.service
+
+
+_EVENT_FIELDS = {"cluster_name", "service_name", "maintain_service_state", "wait_time", "dry_run"}
+
+
+def parse_event(event: Any) -> RecycleRequest:
+    """Validate a Lambda event (or CLI arguments shaped like one)."""
+    if not isinstance(event, Mapping):
+        raise ConfigError("event", f"must be a JSON object, got {type(event).__name__}")
+    unknown = sorted(set(event) - _EVENT_FIELDS)
+    if unknown:
+        raise ConfigError(
+            unknown[0],
+            f"unknown field (allowed: {', '.join(sorted(_EVENT_FIELDS))})",
+        )
+    cluster = _require_str(event, "cluster_name")
+    if not (_ECS_NAME.match(cluster) or _CLUSTER_ARN.match(cluster)):
+        raise ConfigError(
+            "cluster_name",
+            "must be an ECS cluster name (1-255 letters, digits, '-' or '_') or a cluster ARN",
+        )
+    service = _require_str(event, "service_name")
+    service_arn = _SERVICE_ARN.match(service)
+    if not (_ECS_NAME.match(service) or service_arn):
+        raise ConfigError(
+            "service_name",
+            "must be an ECS service name (1-255 letters, digits, '-' or '_') or a service ARN",
+        )
+    request = RecycleRequest(
+        cluster=cluster,
+        service=service,
+        maintain_service_state=_optional_bool(event, "maintain_service_state", True),
+        wait_time=_optional_int(event, "wait_time", 30, 0, MAX_WAIT_TIME_SECONDS),
+        dry_run=_optional_bool(event, "dry_run", False),
+    )
+    if service_arn and service_arn.group("cluster") not in (None, request.cluster_name):
+        raise ConfigError(
+            "service_name",
+            f"ARN names cluster {service_arn.group('cluster')!r}, "
+            f"but cluster_name is {request.cluster_name!r}",
+        )
+    return request
+
+
+# --------------------------------------------------------------------------- #
+# input.json
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """The awsCredentials section. Secret fields never appear in repr()."""
+
+    region_name: str | None = None
+    profile_name: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RecycleSettings:
+    """The optional recycle section: engine tunables."""
+
+    # services_stable polls every 15 s; 5 s keeps the overshoot per step small.
+    poll_interval_seconds: float = 5.0
+    replacement_timeout_seconds: int = 600
+    max_failed_replacements: int = 3
+    # Enough for three restore calls, each retried, with botocore's own retries.
+    restore_reserve_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything input.json holds, validated."""
+
+    aws: AwsCredentials = AwsCredentials()
+    recycle: RecycleSettings = RecycleSettings()
+    # Notification.NotificationConfig, or None when no SMTP section is present.
+    notification: Any = None
+    source: str = "<defaults>"
+
+
+_SECTIONS = {"awsCredentials", "smtpCredentials", "emailNotification", "recycle"}
+_AWS_KEYS = {f for f in AwsCredentials.__dataclass_fields__}
+_RECYCLE_LIMITS: dict[str, tuple[type, float, float]] = {
+    "poll_interval_seconds": (float, 0.5, 300),
+    "replacement_timeout_seconds": (int, 30, 3600),
+    "max_failed_replacements": (int, 1, 50),
+    "restore_reserve_seconds": (int, 10, 600),
+}
+
+
+def config_path() -> Path:
+    """input.json beside this module, unless RECYCLE_CONFIG names another file."""
+    override = os.environ.get(CONFIG_ENV_VAR)
+    return Path(override) if override else DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path | None = None) -> AppConfig:
+    """Read and validate input.json. Errors name the key, never its value."""
+    path = path or config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(str(path), f"cannot read config file: {e.strerror}") from e
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(str(path), f"not valid JSON (line {e.lineno}, column {e.colno})") from e
+    return parse_config(document, source=str(path))
+
+
+def parse_config(document: Any, source: str = "<inline>") -> AppConfig:
+    """Validate an already-parsed input.json document."""
+    if not isinstance(document, Mapping):
+        raise ConfigError("input.json", "must be a JSON object")
+    unknown = sorted(set(document) - _SECTIONS)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown section (allowed: {', '.join(sorted(_SECTIONS))})")
+
+    aws = _parse_aws(_section(document, "awsCredentials"))
+    recycle = _parse_recycle(_section(document, "recycle"))
+
+    # Imported here so config stays importable without the notifier's dependencies.
+    from Notification import parse_notification_config
+
+    notification = parse_notification_config(
+        _section(document, "smtpCredentials", allow_missing=True),
+        _section(document, "emailNotification", allow_missing=True),
+    )
+    return AppConfig(aws=aws, recycle=recycle, notification=notification, source=source)
+
+
+def _parse_aws(section: Mapping[str, Any]) -> AwsCredentials:
+    prefix = "awsCredentials"
+    unknown = sorted(set(section) - _AWS_KEYS)
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}", "unknown key")
+    values: dict[str, str | None] = {}
+    for key in _AWS_KEYS:
+        raw = section.get(key)
+        if raw is None or raw == "":
+            values[key] = None
+        elif isinstance(raw, str):
+            values[key] = raw
+        else:
+            raise ConfigError(f"{prefix}.{key}", "must be a string")
+    credentials = AwsCredentials(**values)
+    if credentials.region_name and not _REGION.match(credentials.region_name):
+        raise ConfigError(f"{prefix}.region_name", "is not an AWS region name")
+    if credentials.role_arn and not _ROLE_ARN.match(credentials.role_arn):
+        raise ConfigError(f"{prefix}.role_arn", "is not an IAM role ARN")
+    if bool(credentials.access_key) != bool(credentials.secret_key):
+        missing = "secret_key" if credentials.access_key else "access_key"
+        raise ConfigError(f"{prefix}.{missing}", "access_key and secret_key go together")
+    if credentials.session_token and not credentials.access_key:
+        raise ConfigError(f"{prefix}.session_token", "needs access_key and secret_key")
+    if credentials.profile_name and credentials.access_key:
+        raise ConfigError(f"{prefix}.profile_name", "give either a profile or static keys, not both")
+    if credentials.external_id and not credentials.role_arn:
+        raise ConfigError(f"{prefix}.external_id", "only applies with role_arn")
+    return credentials
+
+
+def _parse_recycle(section: Mapping[str, Any]) -> RecycleSettings:
+    prefix = "recycle"
+    unknown = sorted(set(section) - set(_RECYCLE_LIMITS))
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}", "unknown key")
+    values: dict[str, Any] = {}
+    for key, (kind, low, high) in _RECYCLE_LIMITS.items():
+        if key not in section:
+            continue
+        raw = section[key]
+        # bool is an int subclass; true/false is never a number of seconds.
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise ConfigError(f"{prefix}.{key}", f"must be a number, got {type(raw).__name__}")
+        if kind is int and not float(raw).is_integer():
+            raise ConfigError(f"{prefix}.{key}", "must be a whole number")
+        if not low <= raw <= high:
+            raise ConfigError(f"{prefix}.{key}", f"must be between {low:g} and {high:g}")
+        values[key] = kind(raw)
+    return RecycleSettings(**values)
+
+
+def _section(document: Mapping[str, Any], name: str, allow_missing: bool = False) -> Any:
+    value = document.get(name)
+    if value is None:
+        return None if allow_missing else {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, "must be a JSON object")
+    return value
+
+
+# --------------------------------------------------------------------------- #
+# Field helpers
+# --------------------------------------------------------------------------- #
+
+
+def _require_str(event: Mapping[str, Any], name: str) -> str:
+    if name not in event or event[name] is None:
+        raise ConfigError(name, "is required")
+    value = event[name]
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ConfigError(name, "must not be empty")
+    return value.strip()
+
+
+def _optional_bool(event: Mapping[str, Any], name: str, default: bool) -> bool:
+    if name not in event:
+        return default
+    value = event[name]
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"must be a JSON boolean (true or false), got {value!r}")
+    return value
+
+
+def _optional_int(event: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    if name not in event:
+        return default
+    value = event[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, f"must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+    return value

@@ -1,0 +1,52 @@
+"""The exception hierarchy shared by the handler, the engine and the notifier.
+
+Every error the tool raises on purpose is a RecycleError, so callers can tell
+"the recycle refused or failed, and said why" from a genuine bug.
+"""
+
+from __future__ import annotations
+
+
+class RecycleError(Exception):
+    """Base class for every error this tool raises deliberately."""
+
+
+class ConfigError(RecycleError):
+    """The event or input.json is invalid. Raised before any AWS call."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class PreflightError(RecycleError):
+    """The service is not in a state we may touch. Nothing was changed."""
+
+
+class ServiceNotFound(PreflightError):
+    """The cluster or service does not exist."""
+
+
+class LockHeld(PreflightError):
+    """Another run holds an unexpired lock on the service."""
+
+
+class ReplacementFailed(RecycleError):
+    """Replacement tasks kept stopping (for example TaskFailedToStart)."""
+
+
+class ReplacementTimeout(RecycleError):
+    """No healthy replacement appeared within replacement_timeout_seconds."""
+
+
+class TimeBudgetExhausted(RecycleError):
+    """The Lambda invocation has no time left for another replacement."""
+
+
+class AwsCallFailed(RecycleError):
+    """An AWS call failed; the botocore error is chained as __cause__."""
+
+
+class RestoreFailed(RecycleError):
+    """The service could not be put back. The lock is left so the next run repairs it."""
