@@ -1,0 +1,128 @@
+"""Build the boto3 session and clients the tool uses.
+
+Base credentials come from a named profile, from static keys, or from the
+default chain (in Lambda: the execution role). ``role_arn`` then assumes a role
+on top of that base through the regional STS endpoint. Nothing here logs a key,
+a secret or a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from errors import AwsCallFailed, ConfigError
+
+if TYPE_CHECKING:
+    from config import AwsCredentials
+
+logger = logging.getLogger(__name__)
+
+TOOL_NAME = "ecs-task-recycle"
+# RoleSessionName: 2-64 characters of [\w+=,.@-].
+_MAX_ROLE_SESSION_NAME = 64
+_ASSUMED_ROLE_SECONDS = 3600
+
+# Standard mode retries throttling and transient errors with jittered backoff;
+# the timeouts keep a hung connection from eating the Lambda's time budget.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=5,
+    read_timeout=20,
+    user_agent_extra=TOOL_NAME,
+)
+
+
+def resolve_region(credentials: AwsCredentials | None) -> str | None:
+    """The explicit region, else AWS_REGION, else AWS_DEFAULT_REGION."""
+    if credentials is not None and credentials.region_name:
+        return credentials.region_name
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+def role_session_name(suffix: str | None = None) -> str:
+    """A RoleSessionName that names the tool, trimmed to STS's 64 characters."""
+    name = TOOL_NAME if not suffix else f"{TOOL_NAME}-{suffix}"
+    cleaned = "".join(ch if ch.isalnum() or ch in "+=,.@-_" else "-" for ch in name)
+    return cleaned[:_MAX_ROLE_SESSION_NAME]
+
+
+def get_aws_session(credentials: AwsCredentials | None, session_suffix: str | None = None) -> boto3.Session:
+    """Return a boto3 Session for the configured credentials."""
+    region = resolve_region(credentials)
+    if credentials is not None and credentials.profile_name:
+        base = boto3.Session(profile_name=credentials.profile_name, region_name=region)
+        source = "profile"
+    elif credentials is not None and credentials.access_key:
+        base = boto3.Session(
+            aws_access_key_id=credentials.access_key,
+            aws_secret_access_key=credentials.secret_key,
+            aws_session_token=credentials.session_token,
+            region_name=region,
+        )
+        source = "static keys"
+    else:
+        base = boto3.Session(region_name=region)
+        source = "default chain"
+
+    if credentials is None or not credentials.role_arn:
+        logger.debug("AWS session ready", extra={"credential_source": source, "region": region})
+        return base
+
+    if not region:
+        raise ConfigError(
+            "awsCredentials.region_name",
+            "is required with role_arn (or set AWS_REGION) to reach the regional STS endpoint",
+        )
+    sts = base.client(
+        "sts",
+        region_name=region,
+        endpoint_url=_regional_sts_endpoint(base, region),
+        config=CLIENT_CONFIG,
+    )
+    assume_args: dict[str, Any] = {
+        "RoleArn": credentials.role_arn,
+        "RoleSessionName": role_session_name(session_suffix),
+        "DurationSeconds": _ASSUMED_ROLE_SECONDS,
+    }
+    if credentials.external_id:
+        assume_args["ExternalId"] = credentials.external_id
+    try:
+        assumed = sts.assume_role(**assume_args)["Credentials"]
+    except (ClientError, BotoCoreError) as e:
+        raise AwsCallFailed(f"could not assume role {credentials.role_arn}: {_error_code(e)}") from e
+    logger.info(
+        "Assumed role",
+        extra={"role_arn": credentials.role_arn, "credential_source": source, "region": region},
+    )
+    return boto3.Session(
+        aws_access_key_id=assumed["AccessKeyId"],
+        aws_secret_access_key=assumed["SecretAccessKey"],
+        aws_session_token=assumed["SessionToken"],
+        region_name=region,
+    )
+
+
+def create_client(session: boto3.Session, service_name: str) -> Any:
+    """A client with standard retries and timeouts. Honours AWS_ENDPOINT_URL."""
+    return session.client(service_name, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
+def _regional_sts_endpoint(session: boto3.Session, region: str) -> str | None:
+    # AWS_ENDPOINT_URL (local testing) wins over the regional endpoint.
+    if os.environ.get("AWS_ENDPOINT_URL_STS") or os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    partition = session.get_partition_for_region(region)
+    suffix = {"aws-cn": "amazonaws.com.cn"}.get(partition, "amazonaws.com")
+    return f"https://sts.{region}.{suffix}"
+
+
+def _error_code(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+    return type(error).__name__
