@@ -1,0 +1,170 @@
+"""Lambda entry point (and local CLI) for ecs-task-recycle.
+
+The handler is thin: validate the event and input.json, build the session,
+run the engine, notify, return the report. Any outcome other than full
+success is raised after the restore and the notification, so Lambda's Errors
+metric and on-failure destinations see it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import logs
+from AWSSession import create_client, get_aws_session
+from config import AppConfig, RecycleRequest, load_config, parse_event
+from errors import RecycleError
+from Notification import notify
+from recycle import Clock, LocalRuntime, Recycler, RecycleReport, SystemClock
+
+logger = logging.getLogger("ecs-task-recycle")
+
+_config: AppConfig | None = None
+
+
+class RecycleNotCompleted(RecycleError):
+    """The run did not fully succeed. The message says what was done and what was restored."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        self.report = report
+        super().__init__(summarise(report))
+
+
+def summarise(report: dict[str, Any]) -> str:
+    recycled = len(report.get("tasks_recycled") or [])
+    restored = {True: "service restored", False: "RESTORE FAILED", None: "nothing needed restoring"}[
+        report.get("restored")
+    ]
+    actions = "; ".join(report.get("restore_actions") or []) or "none"
+    return (
+        f"Task recycle {str(report.get('status', 'failed')).upper()} for "
+        f"{report.get('cluster')}/{report.get('service')}: {recycled} of {report.get('task_total', 0)} tasks "
+        f"recycled; {restored} (actions: {actions}). Error: {report.get('error')}"
+    )
+
+
+def get_config() -> AppConfig:
+    """input.json, read once per cold start."""
+    global _config
+    if _config is None:
+        _config = load_config()
+        _register_secrets(_config)
+    return _config
+
+
+def _register_secrets(config: AppConfig) -> None:
+    logs.register_secret(config.aws.secret_key)
+    logs.register_secret(config.aws.session_token)
+    password = getattr(config.notification, "password", None)
+    if isinstance(password, str):
+        logs.register_secret(password)
+
+
+def run_recycle(
+    request: RecycleRequest,
+    config: AppConfig,
+    *,
+    session: Any = None,
+    clock: Clock | None = None,
+    remaining_seconds: Callable[[], float | None] = lambda: None,
+    owner_id: str = "local",
+    invocation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run one recycle with the plain runtime, notify, and return the report as a dict."""
+    session = session or get_aws_session(config.aws, session_suffix=owner_id)
+    clock = clock or SystemClock()
+    unbounded = remaining_seconds() is None
+    with logs.bound(cluster=request.cluster_name, service=request.service_name, **(invocation or {})):
+        runtime = LocalRuntime(clock, remaining_seconds, logger)
+        engine = Recycler(
+            ecs=create_client(session, "ecs"),
+            autoscaling=create_client(session, "application-autoscaling"),
+            elbv2=create_client(session, "elbv2"),
+            clock=clock,
+            runtime=runtime,
+            settings=config.recycle,
+            owner_id=owner_id,
+            # Without a host deadline (the CLI), the lock is renewed after each task instead.
+            lock_ttl_seconds=_renewed_lock_ttl(config, request) if unbounded else None,
+        )
+        report: RecycleReport = engine.run(request)
+        for key in ("request_id", "log_group", "log_stream"):
+            setattr(report, key, (invocation or {}).get(key))
+        result = report.to_dict()
+        # The restore has already happened; the notifier can no longer hurt the service.
+        result["notification"] = notify(result, config.notification, session)
+        logger.info("Task recycle report", extra={"status": result["status"],
+                                                 "notification": result["notification"].get("status")})
+    return result
+
+
+def _renewed_lock_ttl(config: AppConfig, request: RecycleRequest) -> float:
+    settings = config.recycle
+    return float(settings.replacement_timeout_seconds + request.wait_time + settings.restore_reserve_seconds + 120)
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    logs.configure()
+    request = parse_event(event)
+    config = get_config()
+    invocation = {
+        "request_id": getattr(context, "aws_request_id", None),
+        "log_group": getattr(context, "log_group_name", None),
+        "log_stream": getattr(context, "log_stream_name", None),
+    }
+    result = run_recycle(
+        request,
+        config,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
+        owner_id=invocation["request_id"] or "lambda",
+        invocation=invocation,
+    )
+    if result["status"] not in ("succeeded", "dry_run"):
+        error = RecycleNotCompleted(result)
+        logger.error(str(error), extra={"status": result["status"]})
+        raise error
+    return result
+
+
+# --------------------------------------------------------------------------- #
+# Local CLI: the same engine against real AWS, using input.json's credentials.
+# --------------------------------------------------------------------------- #
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lambda_function.py",
+        description="Recycle an ECS service's tasks one at a time, against real AWS (credentials from input.json).",
+    )
+    parser.add_argument("--cluster", required=True, help="cluster name or ARN")
+    parser.add_argument("--service", required=True, help="service name or ARN")
+    parser.add_argument("--wait-time", type=int, default=30, help="seconds to pause after each replacement")
+    parser.add_argument("--no-maintain-service-state", action="store_true",
+                        help="do not surge to N+1 while recycling")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
+    args = parser.parse_args(argv)
+    logs.configure()
+    try:
+        request = parse_event({
+            "cluster_name": args.cluster, "service_name": args.service, "wait_time": args.wait_time,
+            "maintain_service_state": not args.no_maintain_service_state, "dry_run": args.dry_run,
+        })
+        from pathlib import Path
+
+        config = load_config(Path(args.config)) if args.config else get_config()
+        result = run_recycle(request, config, owner_id="cli")
+    except RecycleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result["status"] in ("succeeded", "dry_run") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

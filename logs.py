@@ -1,0 +1,102 @@
+"""Structured JSON logging: one line per event, with cluster and service on each.
+
+In Lambda with ``LoggingConfig: LogFormat: JSON`` the runtime's own handler
+turns ``extra=`` fields into JSON keys; locally ``JsonFormatter`` does the same.
+Fields bound with ``bind()`` are added to every record, whichever module logs
+it, through the log-record factory. Registered secret values are masked in
+every message as a last line of defence; the code never logs them on purpose.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+_bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_fields", default={})
+_secrets: set[str] = set()
+_MASK = "***"
+# Attributes every LogRecord has; anything else on a record came from extra= or bind().
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_NOISY = ("botocore", "boto3", "urllib3", "s3transfer")
+
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    for key, value in _bound.get().items():
+        if not hasattr(record, key):
+            setattr(record, key, value)
+    if _secrets:
+        message = record.getMessage()
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+    return record
+
+
+logging.setLogRecordFactory(_record_factory)
+
+
+def mask(text: str) -> str:
+    """Replace every registered secret value in text."""
+    for secret in _secrets:
+        text = text.replace(secret, _MASK)
+    return text
+
+
+def register_secret(value: str | None) -> None:
+    """Never let this value reach a log line. Short values would mask ordinary words."""
+    if value and len(value) >= 6:
+        _secrets.add(value)
+
+
+@contextmanager
+def bound(**fields: Any) -> Iterator[None]:
+    """Add fields (cluster, service, request_id) to every record logged inside the block."""
+    token = _bound.set({**_bound.get(), **fields})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        if record.exc_info:
+            line["exception"] = mask(self.formatException(record.exc_info))
+        return json.dumps(line, default=str)
+
+
+def configure(level: str | int | None = None) -> None:
+    """Set levels; install the JSON formatter unless Lambda's JSON log format is active."""
+    root = logging.getLogger()
+    level = level or os.environ.get("AWS_LAMBDA_LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "INFO"
+    root.setLevel(level)
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        return
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and root.handlers:
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
+        return
+    if not any(getattr(h, "_recycle_json", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler._recycle_json = True  # type: ignore[attr-defined]
+        root.addHandler(handler)

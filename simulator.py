@@ -1,0 +1,613 @@
+"""A simulated ECS service scheduler on top of moto, on a virtual clock.
+
+moto's ECS has no scheduler: creating a service starts no task, and a stopped
+task is never replaced. ``EcsSimulator`` wraps moto's ECS backend so that every
+API call first reconciles each service to its desired count, as ECS would have
+done by then. Nothing runs in a thread (moto's dicts are not thread-safe); time
+only moves when someone sleeps on the ``VirtualClock``.
+
+It models start latency, draining (a stopped task stays RUNNING with
+desiredStatus STOPPED and still counts in runningCount), tasks that fail to
+start, tasks that never become healthy, target-group health, autoscaling or an
+operator changing desired count mid-run, the scalable-target clamp rule, and
+injected API errors. It also records what the engine could never see directly:
+the minimum serving capacity and the maximum number of live tasks over time.
+
+This module is for tests, the demo and the benchmark. It is not in the Lambda
+package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+import boto3
+import botocore.endpoint
+
+# moto must be imported before any boto3 client is created.
+import moto  # noqa: F401
+from botocore.config import Config
+from moto import mock_aws
+from moto.applicationautoscaling.models import ApplicationAutoscalingBackend, applicationautoscaling_backends
+from moto.core.exceptions import JsonRESTError
+from moto.ecs.models import EC2ContainerServiceBackend, Service, Task, ecs_backends
+from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.elbv2.models import ELBv2Backend, FakeHealthStatus
+from moto.moto_api import state_manager
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+EPOCH_2026 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+class LambdaKilled(BaseException):
+    """The host killed the run, as Lambda does at its timeout. Not catchable by `except Exception`."""
+
+
+class VirtualClock:
+    """Time that moves only when something sleeps. Optionally kills the run at a set time."""
+
+    def __init__(self, start: float = EPOCH_2026) -> None:
+        self.start = start
+        self.t = start
+        self.kill_at: float | None = None
+        self.slept = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self.t += seconds
+        self.slept += seconds
+        if self.kill_at is not None and self.t >= self.kill_at:
+            self.kill_at = None
+            raise LambdaKilled(f"killed at virtual t={self.t - self.start:.0f}s")
+
+    @property
+    def elapsed(self) -> float:
+        return self.t - self.start
+
+
+class FakeLambdaContext:
+    """A LambdaContext whose remaining time follows the virtual clock."""
+
+    def __init__(self, clock: VirtualClock, timeout_seconds: float = 900.0, request_id: str = "req-0001") -> None:
+        self.clock = clock
+        self.deadline = clock.now() + timeout_seconds
+        self.aws_request_id = request_id
+        self.function_name = "ecs-task-recycle"
+        self.log_group_name = "/aws/lambda/ecs-task-recycle"
+        self.log_stream_name = "2026/01/01/[$LATEST]0123456789abcdef"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:ecs-task-recycle"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - self.clock.now()) * 1000))
+
+
+@dataclass
+class Behaviour:
+    """How one service's tasks behave. Mutable: tests change it mid-run."""
+
+    start_seconds: float = 40.0
+    drain_seconds: float = 30.0
+    # Failed starts: the next N tasks launched stop with TaskFailedToStart.
+    fail_next_starts: int = 0
+    fail_reason: str = "CannotPullContainerError: pull image manifest has been retried 5 time(s)"
+    fail_after_seconds: float = 10.0
+    # Tasks launched while this is set stay UNHEALTHY forever.
+    never_healthy: bool = False
+
+
+@dataclass
+class _Meta:
+    service_key: str
+    launched_at: float
+    running_at: float
+    fails: bool
+    never_healthy: bool
+    stop_at: float | None = None
+    ip: str = ""
+
+
+@dataclass
+class Fault:
+    operation: str
+    code: str
+    message: str
+    times: int
+    after_calls: int = 0
+    status: int = 400
+
+
+@dataclass
+class Observation:
+    """What the simulator saw, between and during API calls."""
+
+    min_serving: dict[str, int] = field(default_factory=dict)
+    max_live: dict[str, int] = field(default_factory=dict)
+    stops: dict[str, int] = field(default_factory=dict)  # task arn -> StopTask calls that stopped it
+    api_calls: list[str] = field(default_factory=list)
+
+
+class EcsSimulator:
+    """Install with ``with EcsSimulator(clock) as sim:``; inside, moto's ECS behaves like ECS."""
+
+    _WRAPPED_ECS = (
+        "create_service", "update_service", "describe_services", "list_tasks",
+        "describe_tasks", "stop_task", "tag_resource", "untag_resource",
+        "list_tags_for_resource", "describe_task_definition",
+    )
+    _WRAPPED_AAS = ("register_scalable_target", "describe_scalable_targets")
+
+    def __init__(self, clock: VirtualClock, region: str = REGION, account_id: str = ACCOUNT_ID) -> None:
+        self.clock = clock
+        self.region = region
+        self.account_id = account_id
+        self.behaviours: dict[str, Behaviour] = {}
+        self.meta: dict[str, _Meta] = {}
+        self.faults: list[Fault] = []
+        self.calls: dict[str, int] = {}
+        self.observed = Observation()
+        self.scheduled: list[tuple[float, str, Callable[[], None]]] = []
+        self._ip_counter = itertools.count(10)
+        self._stack = contextlib.ExitStack()
+        self._in_reconcile = False
+        self._internal = False
+
+    # ----------------------------------------------------------- install
+
+    def __enter__(self) -> EcsSimulator:
+        state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
+        for name in self._WRAPPED_ECS:
+            self._wrap(EC2ContainerServiceBackend, name)
+        for name in self._WRAPPED_AAS:
+            self._wrap(ApplicationAutoscalingBackend, name)
+        self._stack.enter_context(mock.patch.object(EC2ContainerServiceResponse, "list_tasks", _paginated_list_tasks))
+        self._stack.enter_context(
+            mock.patch.object(ELBv2Backend, "describe_target_health", self._make_target_health())
+        )
+        # botocore sleeps between retries; on the virtual clock that costs nothing.
+        fake_time = types.SimpleNamespace(**{k: getattr(botocore.endpoint.time, k)
+                                             for k in ("time", "monotonic", "perf_counter")})
+        fake_time.sleep = self.clock.sleep
+        self._stack.enter_context(mock.patch.object(botocore.endpoint, "time", fake_time))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        state_manager.unset_transition("ecs::task")
+
+    def _wrap(self, cls: type, name: str) -> None:
+        original = getattr(cls, name)
+        simulator = self
+
+        def wrapper(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            if simulator._internal:
+                # moto calling itself (or the scheduler): not an API call.
+                return original(backend, *args, **kwargs)
+            with simulator._internal_calls():
+                return outer(backend, *args, **kwargs)
+
+        def outer(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            simulator._count(name)
+            simulator._maybe_fail(name)
+            simulator.reconcile()
+            if name == "describe_tasks":
+                tasks = args[1] if len(args) > 1 else kwargs.get("tasks", [])
+                if len(tasks) > 100:
+                    raise JsonRESTError("InvalidParameterException", "Tasks cannot have more than 100 elements")
+            if name == "stop_task":
+                return simulator._stop_task(backend, original, *args, **kwargs)
+            result = original(backend, *args, **kwargs)
+            if name == "register_scalable_target":
+                simulator._clamp(args, kwargs)
+            simulator.reconcile()
+            return result
+
+        wrapper.__name__ = name
+        self._stack.enter_context(mock.patch.object(cls, name, wrapper))
+
+    @contextlib.contextmanager
+    def _internal_calls(self) -> Iterator[None]:
+        self._internal = True
+        try:
+            yield
+        finally:
+            self._internal = False
+
+    def count_client_calls(self, *clients: Any) -> dict[str, int]:
+        """Count the API calls these boto3 clients make (attempts, as AWS would bill and throttle them)."""
+        counts: dict[str, int] = {}
+
+        def record(model: Any, **_: Any) -> None:
+            counts[model.name] = counts.get(model.name, 0) + 1
+
+        for client in clients:
+            client.meta.events.register("before-call.*.*", record)
+        return counts
+
+    # ------------------------------------------------------------ faults
+
+    def fail(self, operation: str, code: str = "ThrottlingException", times: int = 1,
+             after_calls: int = 0, message: str | None = None, status: int = 400) -> None:
+        """Make the next `times` calls of a backend operation (e.g. "stop_task") fail."""
+        self.faults.append(Fault(operation, code, message or f"simulated {code}", times,
+                                 self.calls.get(operation, 0) + after_calls, status))
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        self.observed.api_calls.append(name)
+
+    def _maybe_fail(self, name: str) -> None:
+        for fault in self.faults:
+            if fault.operation == name and fault.times > 0 and self.calls[name] > fault.after_calls:
+                fault.times -= 1
+                error = JsonRESTError(fault.code, fault.message)
+                error.code = fault.status
+                raise error
+
+    def at(self, seconds_from_start: float, label: str, action: Callable[[], None]) -> None:
+        """Run `action` when the virtual clock passes start + seconds (an external actor)."""
+        self.scheduled.append((self.clock.start + seconds_from_start, label, action))
+        self.scheduled.sort(key=lambda item: item[0])
+
+    # ------------------------------------------------------------ set-up
+
+    def backend(self) -> EC2ContainerServiceBackend:
+        return ecs_backends[self.account_id][self.region]
+
+    def aas_backend(self) -> ApplicationAutoscalingBackend:
+        return applicationautoscaling_backends[self.account_id][self.region]
+
+    def behaviour(self, cluster: str, service: str) -> Behaviour:
+        return self.behaviours.setdefault(f"{cluster}:{service}", Behaviour())
+
+    def create_service(
+        self,
+        ecs: Any,
+        cluster: str = "demo-cluster",
+        service: str = "web",
+        tasks: int = 5,
+        behaviour: Behaviour | None = None,
+        health_check: bool = True,
+        target_group_arn: str | None = None,
+    ) -> str:
+        """Create a cluster, task definition and service, and let it settle at `tasks` running."""
+        ecs.create_cluster(clusterName=cluster)
+        container: dict[str, Any] = {"name": "app", "image": "public.ecr.aws/nginx/nginx:1.27", "memory": 256}
+        if health_check:
+            container["healthCheck"] = {"command": ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]}
+        ecs.register_task_definition(family=service, containerDefinitions=[container])
+        self.behaviours[f"{cluster}:{service}"] = behaviour or Behaviour()
+        extra: dict[str, Any] = {}
+        if target_group_arn:
+            extra["loadBalancers"] = [{"targetGroupArn": target_group_arn, "containerName": "app",
+                                       "containerPort": 80}]
+        arn: str = ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=service,
+                                      desiredCount=tasks, launchType="FARGATE", **extra)["service"]["serviceArn"]
+        # Let the initial tasks start, then forget how it got there.
+        settle = self.behaviours[f"{cluster}:{service}"].start_seconds + 1
+        self.clock.t += settle
+        self.reconcile()
+        self.clock.start = self.clock.t
+        self.observed = Observation()
+        self.calls = {}
+        return arn
+
+    # --------------------------------------------------------- reconcile
+
+    def reconcile(self) -> None:
+        """Bring every service to where ECS would have it by now, event by event."""
+        if self._in_reconcile:
+            return
+        self._in_reconcile = True
+        try:
+            now = self.clock.now()
+            while True:
+                due = [t for t in self._event_times() if t <= now]
+                if not due:
+                    break
+                moment = min(due)
+                self._advance(moment)
+                self._run_scheduled(moment)
+                self._schedule_all(moment)
+                self._observe()
+            self._schedule_all(now)
+            self._observe()
+        finally:
+            self._in_reconcile = False
+
+    def _service_tasks(self, svc: Service) -> list[Task]:
+        group = f"service:{svc.name}"
+        return [t for t in self.backend().tasks.get(svc.cluster_name, {}).values() if t.group == group]
+
+    def _event_times(self) -> list[float]:
+        times = [at for at, _, _ in self.scheduled]
+        for arn, meta in self.meta.items():
+            task = self._task(arn)
+            if task is None:
+                continue
+            if task.last_status == "PENDING":
+                times.append(meta.running_at)
+            if task.desired_status == "STOPPED" and task.last_status != "STOPPED" and meta.stop_at is not None:
+                times.append(meta.stop_at)
+        return times
+
+    def _task(self, arn: str) -> Task | None:
+        for tasks in self.backend().tasks.values():
+            if arn in tasks:
+                return tasks[arn]
+        return None
+
+    def _advance(self, moment: float) -> None:
+        for arn, meta in self.meta.items():
+            task = self._task(arn)
+            if task is None:
+                continue
+            if task.last_status == "PENDING" and meta.running_at <= moment:
+                if meta.fails:
+                    self._mark_stopped(task, "TaskFailedToStart", self.behaviours[meta.service_key].fail_reason)
+                    svc = self.backend().services.get(meta.service_key)
+                    if svc is not None and svc.deployments:
+                        svc.deployments[0]["failedTasks"] = svc.deployments[0].get("failedTasks", 0) + 1
+                elif task.desired_status == "RUNNING":
+                    task.last_status = "RUNNING"
+                    task.started_at = datetime.fromtimestamp(meta.running_at, UTC)
+                    task.health_status = "UNHEALTHY" if meta.never_healthy else "HEALTHY"
+            if (task.desired_status == "STOPPED" and task.last_status != "STOPPED"
+                    and meta.stop_at is not None and meta.stop_at <= moment):
+                self._mark_stopped(task, "UserInitiated" if task.stopped_reason else "ServiceSchedulerInitiated",
+                                   task.stopped_reason or "Scaling activity initiated by deployment")
+
+    def _mark_stopped(self, task: Task, code: str, reason: str) -> None:
+        task.last_status = "STOPPED"
+        task.desired_status = "STOPPED"
+        task.stop_code = code
+        task.stopped_reason = reason
+        task.stopped_at = datetime.fromtimestamp(self.clock.now(), UTC)
+        task.health_status = "UNKNOWN"
+
+    def _run_scheduled(self, moment: float) -> None:
+        while self.scheduled and self.scheduled[0][0] <= moment:
+            _, _, action = self.scheduled.pop(0)
+            action()
+
+    def _schedule_all(self, moment: float) -> None:
+        for key, svc in list(self.backend().services.items()):
+            if svc.status != "ACTIVE":
+                continue
+            tasks = self._service_tasks(svc)
+            live = [t for t in tasks if t.desired_status == "RUNNING"]
+            missing = svc.desired_count - len(live)
+            for _ in range(max(0, missing)):
+                self._launch(svc, key, moment)
+            if missing < 0:
+                # Scale-in: pending first, then unhealthy, then the oldest.
+                victims = sorted(live, key=lambda t: (t.last_status == "RUNNING",
+                                                      getattr(t, "health_status", "") == "HEALTHY",
+                                                      -self.meta[t.task_arn].launched_at
+                                                      if t.task_arn in self.meta else 0))
+                for task in victims[:-missing]:
+                    self._begin_stop(task, moment, reason="")
+            self._refresh_counts(svc)
+
+    def _launch(self, svc: Service, key: str, moment: float) -> None:
+        backend = self.backend()
+        behaviour = self.behaviours.setdefault(key, Behaviour())
+        cluster = backend.clusters[svc.cluster_name]
+        task_definition = backend.describe_task_definition(svc.task_definition)
+        task = Task(cluster, task_definition, None, None, backend, group=f"service:{svc.name}",
+                    launch_type=svc.launch_type or "FARGATE", started_by="ecs-svc/simulated")
+        task.last_status = "PENDING"
+        task.health_status = "UNKNOWN"
+        fails = behaviour.fail_next_starts > 0
+        if fails:
+            behaviour.fail_next_starts -= 1
+        ip = f"10.0.{next(self._ip_counter) // 250}.{next(self._ip_counter) % 250}"
+        task.attachments = [{"id": task.id, "type": "ElasticNetworkInterface", "status": "ATTACHED",
+                             "details": [{"name": "privateIPv4Address", "value": ip}]}]
+        backend.tasks.setdefault(svc.cluster_name, {})[task.task_arn] = task
+        delay = behaviour.fail_after_seconds if fails else behaviour.start_seconds
+        self.meta[task.task_arn] = _Meta(key, moment, moment + delay, fails, behaviour.never_healthy, ip=ip)
+
+    def _begin_stop(self, task: Task, moment: float, reason: str) -> None:
+        meta = self.meta.get(task.task_arn)
+        task.desired_status = "STOPPED"
+        task.stopped_reason = reason
+        if task.last_status == "PENDING" or meta is None:
+            self._mark_stopped(task, "ServiceSchedulerInitiated", reason or "Scaling activity initiated")
+            return
+        meta.stop_at = moment + self.behaviours[meta.service_key].drain_seconds
+
+    def _stop_task(self, backend: Any, original: Callable[..., Task], *args: Any, **kwargs: Any) -> Task:
+        """StopTask as ECS does it: a running task drains first; a stopped one is returned as it is."""
+        cluster = args[0] if args else kwargs["cluster_str"]
+        task_ref = args[1] if len(args) > 1 else kwargs["task_str"]
+        task = next((t for t in backend.tasks.get(cluster.split("/")[-1], {}).values()
+                     if t.task_arn.endswith(task_ref.split("/")[-1])), None)
+        if task is not None and task.desired_status == "STOPPED":
+            return task
+        prior = task.last_status if task is not None else None
+        task = original(backend, *args, **kwargs)
+        arn = task.task_arn
+        self.observed.stops[arn] = self.observed.stops.get(arn, 0) + 1
+        meta = self.meta.get(arn)
+        if meta is not None and prior == "RUNNING":
+            # moto marks it STOPPED at once; real ECS keeps it RUNNING while it drains.
+            task.last_status = "RUNNING"
+            task.desired_status = "STOPPED"
+            meta.stop_at = self.clock.now() + self.behaviours[meta.service_key].drain_seconds
+        self.reconcile()
+        return task
+
+    def _refresh_counts(self, svc: Service) -> None:
+        tasks = self._service_tasks(svc)
+        svc.running_count = sum(1 for t in tasks if t.last_status == "RUNNING")
+        svc.pending_count = sum(1 for t in tasks if t.last_status == "PENDING")
+        if svc.deployments:
+            deployment = svc.deployments[0]
+            deployment.update(desiredCount=svc.desired_count, runningCount=svc.running_count,
+                              pendingCount=svc.pending_count)
+            deployment["rolloutState"] = "COMPLETED"
+            deployment["rolloutStateReason"] = "ECS deployment completed."
+
+    def _observe(self) -> None:
+        for key, svc in self.backend().services.items():
+            if svc.status != "ACTIVE":
+                continue
+            tasks = self._service_tasks(svc)
+            serving = sum(1 for t in tasks if self.is_serving(t))
+            live = sum(1 for t in tasks if t.desired_status == "RUNNING")
+            self.observed.min_serving[key] = min(self.observed.min_serving.get(key, serving), serving)
+            self.observed.max_live[key] = max(self.observed.max_live.get(key, live), live)
+
+    def is_serving(self, task: Task) -> bool:
+        return (task.last_status == "RUNNING" and task.desired_status == "RUNNING"
+                and getattr(task, "health_status", "UNKNOWN") == "HEALTHY")
+
+    # ------------------------------------------------------ autoscaling
+
+    def _clamp(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """RegisterScalableTarget clamps the current capacity into [Min, Max] at once."""
+        resource_id = args[1] if len(args) > 1 else kwargs.get("r_id", "")
+        target = self.aas_backend().targets.get("ecs:service:DesiredCount", {}).get(resource_id)
+        if target is None:
+            return
+        _, cluster, service = resource_id.split("/")
+        svc = self.backend().services.get(f"{cluster}:{service}")
+        if svc is None:
+            return
+        svc.desired_count = min(max(svc.desired_count, int(target.min_capacity)), int(target.max_capacity))
+
+    def scalable_target(self, cluster: str, service: str) -> dict[str, Any] | None:
+        target = self.aas_backend().targets.get("ecs:service:DesiredCount", {}).get(f"service/{cluster}/{service}")
+        if target is None:
+            return None
+        state = target.suspended_state or {}
+        return {"MinCapacity": int(target.min_capacity), "MaxCapacity": int(target.max_capacity),
+                "SuspendedState": {k: bool(state.get(k, False)) for k in
+                                   ("DynamicScalingInSuspended", "DynamicScalingOutSuspended",
+                                    "ScheduledScalingSuspended")}}
+
+    def autoscale(self, cluster: str, service: str, desired: int, kind: str = "dynamic") -> bool:
+        """An Application Auto Scaling action, honouring the suspended flags and [Min, Max]."""
+        svc = self.backend().services[f"{cluster}:{service}"]
+        target = self.scalable_target(cluster, service)
+        if target is not None:
+            flags = target["SuspendedState"]
+            scaling_in = desired < svc.desired_count
+            if kind == "scheduled" and flags["ScheduledScalingSuspended"]:
+                return False
+            if kind == "dynamic" and scaling_in and flags["DynamicScalingInSuspended"]:
+                return False
+            if kind == "dynamic" and not scaling_in and flags["DynamicScalingOutSuspended"]:
+                return False
+            desired = min(max(desired, target["MinCapacity"]), target["MaxCapacity"])
+        svc.desired_count = desired
+        return True
+
+    def set_desired(self, cluster: str, service: str, desired: int) -> None:
+        """An operator's update-service --desired-count, which ignores [Min, Max]."""
+        self.backend().services[f"{cluster}:{service}"].desired_count = desired
+
+    # ---------------------------------------------------------- inspect
+
+    def service(self, cluster: str, service: str) -> Service:
+        return self.backend().services[f"{cluster}:{service}"]
+
+    def tasks(self, cluster: str, service: str) -> list[Task]:
+        return self._service_tasks(self.service(cluster, service))
+
+    # ------------------------------------------------------- elbv2 model
+
+    def _make_target_health(self) -> Callable[..., list[FakeHealthStatus]]:
+        simulator = self
+
+        def describe_target_health(backend: Any, target_group_arn: str,
+                                   targets: list[dict[str, Any]]) -> list[FakeHealthStatus]:
+            simulator._count("describe_target_health")
+            simulator._maybe_fail("describe_target_health")
+            simulator.reconcile()
+            by_ip = {}
+            for arn, meta in simulator.meta.items():
+                task = simulator._task(arn)
+                if task is None or task.last_status == "STOPPED":
+                    continue
+                if task.last_status == "RUNNING" and not meta.never_healthy:
+                    state = "draining" if task.desired_status == "STOPPED" else "healthy"
+                elif task.last_status == "RUNNING":
+                    state = "unhealthy"
+                else:
+                    state = "initial"
+                by_ip[meta.ip] = state
+            wanted = [t["Id"] for t in targets] if targets else list(by_ip)
+            port = str(targets[0].get("Port", 80)) if targets else "80"
+            return [FakeHealthStatus(ip, port, port, by_ip.get(ip, "unused")) for ip in wanted]
+
+        return describe_target_health
+
+
+def _paginated_list_tasks(self: EC2ContainerServiceResponse) -> Any:
+    """ListTasks as ECS does it: filter by serviceName and desiredStatus, 100 per page."""
+    from moto.core.responses import ActionResult
+
+    cluster = self._get_param("cluster", "default")
+    service_name = self._get_param("serviceName")
+    desired_status = self._get_param("desiredStatus")
+    page_size = min(int(self._get_param("maxResults") or 100), 100)
+    start = int(self._get_param("nextToken") or 0)
+    tasks = self.ecs_backend.list_tasks(cluster, None, None, None, None, desired_status or "RUNNING")
+    if service_name:
+        name = service_name.split("/")[-1]
+        tasks = [t for t in tasks if t.group == f"service:{name}"]
+    arns = sorted(t.task_arn for t in tasks)
+    page = arns[start:start + page_size]
+    result: dict[str, Any] = {"taskArns": page}
+    if start + page_size < len(arns):
+        result["nextToken"] = str(start + page_size)
+    return ActionResult(result)
+
+
+# ------------------------------------------------------------------ harness
+
+
+def fake_aws_environment() -> dict[str, str]:
+    """Environment for moto: fake credentials and region, nothing real reachable."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
+
+
+def sim_client_config() -> Config:
+    return Config(retries={"mode": "standard", "max_attempts": 3}, region_name=REGION)
+
+
+@contextlib.contextmanager
+def simulated_aws(clock: VirtualClock | None = None) -> Iterator[tuple[EcsSimulator, boto3.Session]]:
+    """moto plus the scheduler extension, with a session for the engine's clients."""
+    clock = clock or VirtualClock()
+    with mock.patch.dict(os.environ, fake_aws_environment()), mock_aws(), EcsSimulator(clock) as sim:
+        yield sim, boto3.Session(region_name=REGION)
+
+
+def create_target_group(session: boto3.Session) -> str:
+    """A real moto target group, so the ARN exists; its health comes from the simulator."""
+    ec2 = session.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    elbv2 = session.client("elbv2")
+    group = elbv2.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")
+    return str(group["TargetGroups"][0]["TargetGroupArn"])
