@@ -311,7 +311,7 @@ class Recycler:
         report = RecycleReport(status="failed", cluster=cluster, service=service)
         started = self.runtime.step("start", self.clock.now)
         report.started_at = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
-        self.runtime.log(logging.INFO, f"Starting task recycle for {cluster}/{service}")
+        self._log(logging.INFO, f"Starting task recycle for {cluster}/{service}")
         try:
             self._run(request, report)
         except Exception as e:
@@ -320,7 +320,7 @@ class Recycler:
         finished = self.runtime.step("finish", self.clock.now)
         report.duration_seconds = round(finished - started, 1)
         if report.status == "succeeded":
-            self.runtime.log(logging.INFO, "Task recycle completed successfully",
+            self._log(logging.INFO, "Task recycle completed successfully",
                              tasks_recycled=len(report.tasks_recycled))
         return report
 
@@ -330,7 +330,7 @@ class Recycler:
             self._repair_stale_lock(preflight, report)
             preflight = self.runtime.step("preflight after repair", self._preflight)
         self._absorb_preflight(preflight, report)
-        self.runtime.log(
+        self._log(
             logging.INFO,
             f"Original desired count: {report.original_desired_count}, tasks: {report.task_total}",
             desired_count=report.original_desired_count, task_total=report.task_total,
@@ -342,7 +342,7 @@ class Recycler:
             return
         if not self.state.original_tasks:
             report.status = "succeeded"
-            self.runtime.log(logging.INFO, "No running tasks: nothing to recycle")
+            self._log(logging.INFO, "No running tasks: nothing to recycle")
             return
 
         self.state.snapshot = self._snapshot(preflight, request.maintain_service_state)
@@ -368,7 +368,11 @@ class Recycler:
         report.error_type = type(error).__name__
         report.status = "incomplete" if isinstance(error, TimeBudgetExhausted) else "failed"
         level = logging.ERROR if isinstance(error, RecycleError) else logging.CRITICAL
-        self.runtime.log(level, f"Task recycle stopped: {error}", error_type=report.error_type)
+        self._log(level, f"Task recycle stopped: {error}", error_type=report.error_type)
+
+    def _log(self, level: int, message: str, **fields: Any) -> None:
+        request = self.request
+        self.runtime.log(level, message, cluster=request.cluster_name, service=request.service_name, **fields)
 
     # ------------------------------------------------------------ pre-flight
 
@@ -498,7 +502,7 @@ class Recycler:
 
     def _repair_stale_lock(self, preflight: dict[str, Any], report: RecycleReport) -> None:
         lock = Lock.from_tag_value(preflight["stale_lock"])
-        self.runtime.log(logging.WARNING, f"Found an expired lock from run {lock.owner}; restoring from it first",
+        self._log(logging.WARNING, f"Found an expired lock from run {lock.owner}; restoring from it first",
                          lock_owner=lock.owner)
         self.state.service_arn = preflight["service_arn"]
         self.state.snapshot = lock.snapshot
@@ -523,7 +527,7 @@ class Recycler:
             self.runtime.step("suspend autoscaling", self._suspend_autoscaling)
         self.state.surged = True
         surge_started = self.runtime.step("surge", self._apply_surge)
-        self.runtime.log(logging.INFO, f"Desired count raised to {snapshot.desired_count + 1}; waiting for the extra task")
+        self._log(logging.INFO, f"Desired count raised to {snapshot.desired_count + 1}; waiting for the extra task")
         state = self._wait_for_new_task("surge task", surge_started, index=0)
         self._learn(state["seconds"])
         self.state.known_arns.add(state["new_task_arn"])
@@ -567,10 +571,10 @@ class Recycler:
                 )
             if decision["action"] == "skipped":
                 report.tasks_skipped.append(TaskResult(index, task_arn, None, 0.0, decision["note"]))
-                self.runtime.log(logging.WARNING, f"Task {index} was already stopped by someone else; skipping",
+                self._log(logging.WARNING, f"Task {index} was already stopped by someone else; skipping",
                                  task_arn=task_arn, note=decision["note"])
                 continue
-            self.runtime.log(logging.INFO, f"Recycling task {index}/{total}: {task_arn}", task_arn=task_arn)
+            self._log(logging.INFO, f"Recycling task {index}/{total}: {task_arn}", task_arn=task_arn)
             try:
                 state = self._wait_for_new_task(f"replacement {index}", decision["stopped_at"], index)
             except Exception:
@@ -584,7 +588,7 @@ class Recycler:
             self._after_replacement(index)
             if self.request.wait_time:
                 self.runtime.sleep(f"wait after task {index}", self.request.wait_time)
-            self.runtime.log(logging.INFO, f"Task {index} recycled, waiting {self.request.wait_time}s",
+            self._log(logging.INFO, f"Task {index} recycled, waiting {self.request.wait_time}s",
                              task_arn=task_arn, new_task_arn=state["new_task_arn"],
                              seconds=round(state["seconds"], 1))
 
@@ -647,7 +651,7 @@ class Recycler:
             state["failed_arns"] = [*state["failed_arns"], task["taskArn"]]
             state["failures"] += 1
             reason = task.get("stoppedReason") or task.get("stopCode") or "no reason given"
-            self.runtime.log(logging.WARNING, f"Replacement task failed to start: {reason}",
+            self._log(logging.WARNING, f"Replacement task failed to start: {reason}",
                              task_arn=task["taskArn"], failures=state["failures"])
             if state["failures"] >= self.settings.max_failed_replacements:
                 raise ReplacementFailed(
@@ -740,7 +744,7 @@ class Recycler:
                 "RESTORE FAILED, the service needs attention: " + "; ".join(problems)
                 + f". The {LOCK_TAG_KEY} tag is left on the service so the next run repairs it."
             )
-            self.runtime.log(logging.CRITICAL, message)
+            self._log(logging.CRITICAL, message)
             error = RestoreFailed(message)
             report.error = f"{report.error}; {message}" if report.error else message
             report.error_type = report.error_type or type(error).__name__
@@ -751,7 +755,7 @@ class Recycler:
             report.restore_actions.append(f"could not remove the lock tag ({outcome}); it expires on its own")
         report.restored = True
         self.state.locked = False
-        self.runtime.log(logging.INFO, "Service restored", actions=report.restore_actions)
+        self._log(logging.INFO, "Service restored", actions=report.restore_actions)
 
     def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
         """Run one restore action, retrying on AWS errors. Returns the error text if it never succeeds."""
@@ -761,7 +765,7 @@ class Recycler:
                 return fn()
             except AwsCallFailed as e:
                 last = str(e)
-                self.runtime.log(logging.ERROR, f"Restore call failed (attempt {attempt}/{RESTORE_ATTEMPTS}): {e}")
+                self._log(logging.ERROR, f"Restore call failed (attempt {attempt}/{RESTORE_ATTEMPTS}): {e}")
                 if attempt < RESTORE_ATTEMPTS:
                     self.clock.sleep(2.0 * attempt)
         return last

@@ -1,0 +1,172 @@
+"""Shared fixtures: a clean fake-AWS environment, the simulated ECS cluster, and invariant checks."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# moto before boto3 clients (simulator imports moto first).
+import simulator  # noqa: E402
+from config import RecycleSettings, parse_event  # noqa: E402
+from recycle import LOCK_TAG_KEY, LocalRuntime, Recycler, RecycleReport  # noqa: E402
+from simulator import Behaviour, EcsSimulator, FakeLambdaContext, VirtualClock  # noqa: E402
+
+EVENTS = Path(__file__).resolve().parent / "events"
+CLUSTER = "demo-cluster"
+SERVICE = "web"
+_KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYENV_ROOT", "PYENV_VERSION", "VIRTUAL_ENV",
+             "SYSTEMROOT", "PYTHONPATH", "CI", "HYPOTHESIS_PROFILE")
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_env() -> Iterator[None]:
+    """No real credentials, profiles or endpoints can leak into a test."""
+    kept = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
+    env = {**kept, **simulator.fake_aws_environment(), "AWS_CONFIG_FILE": "/dev/null",
+           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    with mock.patch.dict(os.environ, env, clear=True):
+        yield
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return dict(json.loads((EVENTS / name).read_text()))
+
+
+@dataclass
+class Bed:
+    """The simulated cluster plus the engine's clients."""
+
+    sim: EcsSimulator
+    clock: VirtualClock
+    session: Any
+    ecs: Any
+    autoscaling: Any
+    elbv2: Any
+    calls: dict[str, int]
+    snapshots: dict[str, Any] = field(default_factory=dict)
+
+    def add_service(
+        self,
+        tasks: int = 5,
+        service: str = SERVICE,
+        target: tuple[int, int] | None = None,
+        suspended: dict[str, bool] | None = None,
+        behaviour: Behaviour | None = None,
+        health_check: bool = True,
+        load_balancer: bool = False,
+    ) -> str:
+        tg = simulator.create_target_group(self.session) if load_balancer else None
+        arn = self.sim.create_service(self.ecs, CLUSTER, service, tasks, behaviour, health_check, tg)
+        if target:
+            extra: dict[str, Any] = {}
+            if suspended:
+                extra["SuspendedState"] = suspended
+            self.autoscaling.register_scalable_target(
+                ServiceNamespace="ecs", ResourceId=f"service/{CLUSTER}/{service}",
+                ScalableDimension="ecs:service:DesiredCount", MinCapacity=target[0], MaxCapacity=target[1],
+                **extra,
+            )
+        self.calls.clear()
+        self.sim.observed = simulator.Observation()
+        self.snapshots[service] = {
+            "desired": self.sim.service(CLUSTER, service).desired_count,
+            "target": self.sim.scalable_target(CLUSTER, service),
+            "tasks": sorted(t.task_arn for t in self.sim.tasks(CLUSTER, service) if self.sim.is_serving(t)),
+        }
+        return arn
+
+    def engine(self, owner: str = "run-1", timeout: float | None = 900.0, settings: RecycleSettings | None = None,
+               lock_ttl: float | None = None) -> tuple[Recycler, FakeLambdaContext | None]:
+        context = FakeLambdaContext(self.clock, timeout, owner) if timeout else None
+        remaining: Callable[[], float | None] = (
+            (lambda: context.get_remaining_time_in_millis() / 1000.0) if context else (lambda: None)
+        )
+        runtime = LocalRuntime(self.clock, remaining, logging.getLogger("ecs-task-recycle"))
+        engine = Recycler(self.ecs, self.autoscaling, self.clock, runtime, settings or RecycleSettings(),
+                          elbv2=self.elbv2, owner_id=owner, lock_ttl_seconds=lock_ttl)
+        return engine, context
+
+    def run(self, service: str = SERVICE, owner: str = "run-1", timeout: float | None = 900.0,
+            settings: RecycleSettings | None = None, **event: Any) -> RecycleReport:
+        engine, _ = self.engine(owner, timeout, settings)
+        return engine.run(parse_event({"cluster_name": CLUSTER, "service_name": service, **event}))
+
+    # ------------------------------------------------------------ invariants
+
+    def desired(self, service: str = SERVICE) -> int:
+        return int(self.sim.service(CLUSTER, service).desired_count)
+
+    def lock_tag(self, service: str = SERVICE) -> str | None:
+        tags = self.sim.service(CLUSTER, service).tags or []
+        return next((t["value"] for t in tags if t["key"] == LOCK_TAG_KEY), None)
+
+    def assert_restored(self, service: str = SERVICE, external_delta: int = 0) -> None:
+        """After any run: scalable target equals the snapshot, desired = snapshot + others' change, no lock."""
+        snap = self.snapshots[service]
+        assert self.sim.scalable_target(CLUSTER, service) == snap["target"]
+        assert self.desired(service) == snap["desired"] + external_delta
+        assert self.lock_tag(service) is None
+
+    def assert_capacity_held(self, service: str = SERVICE) -> None:
+        """With maintain_service_state: serving never below N, live never above N+1."""
+        n = self.snapshots[service]["desired"]
+        key = f"{CLUSTER}:{service}"
+        assert self.sim.observed.min_serving[key] >= n
+        assert self.sim.observed.max_live[key] <= n + 1
+
+    def assert_each_original_stopped_at_most_once(self, service: str = SERVICE) -> None:
+        originals = set(self.snapshots[service]["tasks"])
+        for arn, count in self.sim.observed.stops.items():
+            assert count == 1, f"{arn} was stopped {count} times"
+            assert arn in originals, f"the run stopped {arn}, which it did not find at the start"
+
+    def originals_stopped(self, service: str = SERVICE) -> set[str]:
+        return set(self.sim.observed.stops) & set(self.snapshots[service]["tasks"])
+
+
+@pytest.fixture
+def bed() -> Iterator[Bed]:
+    clock = VirtualClock()
+    with simulator.simulated_aws(clock) as (sim, session):
+        config = simulator.sim_client_config()
+        ecs = session.client("ecs", config=config)
+        autoscaling = session.client("application-autoscaling", config=config)
+        elbv2 = session.client("elbv2", config=config)
+        calls = sim.count_client_calls(ecs, autoscaling, elbv2)
+        yield Bed(sim, clock, session, ecs, autoscaling, elbv2, calls)
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every log line as JSON, the way Lambda's JSON log format would show it."""
+    from logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
