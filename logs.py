@@ -27,13 +27,11 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 _NOISY = ("botocore", "boto3", "urllib3", "s3transfer")
 
 _base_factory = logging.getLogRecordFactory()
+_base_make_record = logging.Logger.makeRecord
 
 
 def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record = _base_factory(*args, **kwargs)
-    for key, value in _bound.get().items():
-        if not hasattr(record, key):
-            setattr(record, key, value)
     if _secrets:
         message = record.getMessage()
         masked = mask(message)
@@ -42,7 +40,21 @@ def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     return record
 
 
+def _make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+    # Bound fields go in as `extra`, so a call's own extra= of the same key wins instead of raising.
+    bound = _bound.get()
+    if bound:
+        positional = list(args)
+        if len(positional) >= 9:
+            positional[8] = {**bound, **(positional[8] or {})}
+        else:
+            kwargs["extra"] = {**bound, **(kwargs.get("extra") or {})}
+        args = tuple(positional)
+    return _base_make_record(self, *args, **kwargs)
+
+
 logging.setLogRecordFactory(_record_factory)
+logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
 
 
 def mask(text: str) -> str:
