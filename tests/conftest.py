@@ -27,16 +27,32 @@ from simulator import Behaviour, EcsSimulator, FakeLambdaContext, VirtualClock  
 EVENTS = Path(__file__).resolve().parent / "events"
 CLUSTER = "demo-cluster"
 SERVICE = "web"
-_KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYENV_ROOT", "PYENV_VERSION", "VIRTUAL_ENV",
-             "SYSTEMROOT", "PYTHONPATH", "CI", "HYPOTHESIS_PROFILE")
+_KEEP_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "PYENV_ROOT",
+    "PYENV_VERSION",
+    "VIRTUAL_ENV",
+    "SYSTEMROOT",
+    "PYTHONPATH",
+    "CI",
+    "HYPOTHESIS_PROFILE",
+)
 
 
 @pytest.fixture(autouse=True)
 def fake_aws_env() -> Iterator[None]:
     """No real credentials, profiles or endpoints can leak into a test."""
     kept = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
-    env = {**kept, **simulator.fake_aws_environment(), "AWS_CONFIG_FILE": "/dev/null",
-           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    env = {
+        **kept,
+        **simulator.fake_aws_environment(),
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
     with mock.patch.dict(os.environ, env, clear=True):
         yield
 
@@ -75,11 +91,15 @@ class Bed:
             if suspended:
                 extra["SuspendedState"] = suspended
             self.autoscaling.register_scalable_target(
-                ServiceNamespace="ecs", ResourceId=f"service/{CLUSTER}/{service}",
-                ScalableDimension="ecs:service:DesiredCount", MinCapacity=target[0], MaxCapacity=target[1],
+                ServiceNamespace="ecs",
+                ResourceId=f"service/{CLUSTER}/{service}",
+                ScalableDimension="ecs:service:DesiredCount",
+                MinCapacity=target[0],
+                MaxCapacity=target[1],
                 **extra,
             )
         self.calls.clear()
+        self.sim.calls.clear()
         self.sim.observed = simulator.Observation()
         self.snapshots[service] = {
             "desired": self.sim.service(CLUSTER, service).desired_count,
@@ -88,19 +108,38 @@ class Bed:
         }
         return arn
 
-    def engine(self, owner: str = "run-1", timeout: float | None = 900.0, settings: RecycleSettings | None = None,
-               lock_ttl: float | None = None) -> tuple[Recycler, FakeLambdaContext | None]:
+    def engine(
+        self,
+        owner: str = "run-1",
+        timeout: float | None = 900.0,
+        settings: RecycleSettings | None = None,
+        lock_ttl: float | None = None,
+    ) -> tuple[Recycler, FakeLambdaContext | None]:
         context = FakeLambdaContext(self.clock, timeout, owner) if timeout else None
         remaining: Callable[[], float | None] = (
             (lambda: context.get_remaining_time_in_millis() / 1000.0) if context else (lambda: None)
         )
         runtime = LocalRuntime(self.clock, remaining, logging.getLogger("ecs-task-recycle"))
-        engine = Recycler(self.ecs, self.autoscaling, self.clock, runtime, settings or RecycleSettings(),
-                          elbv2=self.elbv2, owner_id=owner, lock_ttl_seconds=lock_ttl)
+        engine = Recycler(
+            self.ecs,
+            self.autoscaling,
+            self.clock,
+            runtime,
+            settings or RecycleSettings(),
+            elbv2=self.elbv2,
+            owner_id=owner,
+            lock_ttl_seconds=lock_ttl,
+        )
         return engine, context
 
-    def run(self, service: str = SERVICE, owner: str = "run-1", timeout: float | None = 900.0,
-            settings: RecycleSettings | None = None, **event: Any) -> RecycleReport:
+    def run(
+        self,
+        service: str = SERVICE,
+        owner: str = "run-1",
+        timeout: float | None = 900.0,
+        settings: RecycleSettings | None = None,
+        **event: Any,
+    ) -> RecycleReport:
         engine, _ = self.engine(owner, timeout, settings)
         return engine.run(parse_event({"cluster_name": CLUSTER, "service_name": service, **event}))
 

@@ -1,0 +1,106 @@
+"""AWSSession: credential sources, AssumeRole on the regional endpoint, nothing secret logged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+import AWSSession
+from config import AwsCredentials
+from errors import AwsCallFailed, ConfigError
+
+ROLE = "arn:aws:iam::123456789012:role/recycler"
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def test_static_keys_build_the_session() -> None:
+    session = AWSSession.get_aws_session(
+        AwsCredentials(region_name="eu-west-1", access_key="AKIAEXAMPLE", secret_key=SECRET, session_token="tok")
+    )
+    credentials = session.get_credentials()
+    assert credentials is not None
+    assert credentials.access_key == "AKIAEXAMPLE" and credentials.token == "tok"
+    assert session.region_name == "eu-west-1"
+
+
+def test_region_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-2")
+    assert AWSSession.get_aws_session(AwsCredentials()).region_name == "ap-southeast-2"
+    assert AWSSession.get_aws_session(None).region_name == "ap-southeast-2"
+
+
+def test_unknown_profile_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ProfileNotFound
+
+    with pytest.raises(ProfileNotFound):
+        AWSSession.get_aws_session(AwsCredentials(profile_name="nope"))
+
+
+def test_assume_role_uses_regional_sts_a_named_session_and_external_id(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: dict[str, Any] = {}
+    real_client = boto3.Session.client
+
+    def spy(self: boto3.Session, name: str, *args: Any, **kwargs: Any) -> Any:
+        client = real_client(self, name, *args, **kwargs)  # type: ignore[call-overload]
+        if name == "sts":
+            seen["endpoint"] = client.meta.endpoint_url
+
+            def capture(params: dict[str, Any], **_: Any) -> None:
+                seen["params"] = params
+
+            client.meta.events.register("provide-client-params.sts.AssumeRole", capture)
+        return client
+
+    monkeypatch.setattr(boto3.Session, "client", spy)
+    with mock_aws():
+        caplog.set_level("DEBUG")
+        session = AWSSession.get_aws_session(
+            AwsCredentials(region_name="eu-central-1", role_arn=ROLE, external_id="ext-123"),
+            session_suffix="x" * 100,
+        )
+        assumed = session.get_credentials()
+        assert assumed is not None
+        assert seen["endpoint"] == "https://sts.eu-central-1.amazonaws.com"
+        name = seen["params"]["RoleSessionName"]
+        assert name.startswith("ecs-task-recycle") and len(name) <= 64
+        assert seen["params"]["ExternalId"] == "ext-123"
+        assert assumed.token and assumed.secret_key not in caplog.text and assumed.token not in caplog.text
+
+
+def test_role_without_region_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        AWSSession.get_aws_session(AwsCredentials(role_arn=ROLE))
+    assert caught.value.field == "awsCredentials.region_name"
+
+
+def test_failed_assume_role_is_wrapped_with_its_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ClientError
+
+    def deny(self: Any, **_: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "AssumeRole")
+
+    with mock_aws():
+        monkeypatch.setattr("botocore.client.BaseClient._make_api_call",
+                            lambda self, op, params: deny(self))
+        with pytest.raises(AwsCallFailed, match="AccessDenied") as caught:
+            AWSSession.get_aws_session(AwsCredentials(region_name="us-east-1", role_arn=ROLE))
+        assert isinstance(caught.value.__cause__, ClientError)
+
+
+def test_clients_use_standard_retries_and_timeouts() -> None:
+    client = AWSSession.create_client(boto3.Session(region_name="us-east-1"), "ecs")
+    config = client.meta.config
+    assert config.retries["mode"] == "standard"
+    assert config.connect_timeout == 5 and config.read_timeout == 20
+
+
+def test_role_session_name_is_trimmed_and_cleaned() -> None:
+    name = AWSSession.role_session_name("req id/with spaces" * 10)
+    assert len(name) <= 64 and " " not in name and "/" not in name

@@ -1,0 +1,124 @@
+"""The Lambda handler end to end on the simulated cluster: report, raise-after-restore, logs, secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CLUSTER, SERVICE, Bed, load_event, log_lines
+
+import lambda_function
+import logs
+from config import parse_config
+from simulator import Behaviour, FakeLambdaContext
+
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+SESSION_TOKEN = "FQoGZXIvYXdzEXAMPLETOKENxyz0123456789"
+
+
+@pytest.fixture
+def handler_env(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Bed:
+    """The handler's own session and clients, on the bed's virtual clock."""
+    monkeypatch.setattr(lambda_function, "SystemClock", lambda: bed.clock)
+    monkeypatch.setattr(lambda_function, "_config", parse_config({"recycle": {"poll_interval_seconds": 5}}))
+    return bed
+
+
+def test_handler_returns_the_report(handler_env: Bed, captured_logs: io.StringIO) -> None:
+    bed = handler_env
+    bed.add_service(tasks=3, target=(1, 6))
+    context = FakeLambdaContext(bed.clock, 900, "req-42")
+
+    result = lambda_function.lambda_handler(load_event("recycle.json"), context)
+
+    assert result["status"] == "succeeded"
+    assert (result["cluster"], result["service"]) == (CLUSTER, SERVICE)
+    assert result["original_desired_count"] == 3 and result["task_total"] == 3
+    assert len(result["tasks_recycled"]) == 3
+    assert {"old_task_arn", "new_task_arn", "seconds"} <= set(result["tasks_recycled"][0])
+    assert result["restored"] is True and result["duration_seconds"] > 0
+    assert result["notification"]["status"] == "not_configured"
+    assert result["request_id"] == "req-42"
+    json.dumps(result)  # the report is plain JSON
+    bed.assert_restored()
+
+    # Every line is JSON with cluster and service, whichever module logged it.
+    lines = log_lines(captured_logs)
+    assert lines
+    assert all(line.get("cluster") == CLUSTER and line.get("service") == SERVICE for line in lines), lines
+    assert all(line.get("request_id") == "req-42" for line in lines)
+
+
+def test_dry_run_event_returns_the_plan(handler_env: Bed) -> None:
+    bed = handler_env
+    bed.add_service(tasks=2)
+    result = lambda_function.lambda_handler(load_event("dry-run.json"), FakeLambdaContext(bed.clock))
+    assert result["status"] == "dry_run"
+    assert len(result["plan"]["tasks_to_stop"]) == 2
+    assert bed.sim.calls.keys().isdisjoint({"update_service", "stop_task", "tag_resource"})
+
+
+def test_failure_is_raised_after_restore_and_notification(handler_env: Bed) -> None:
+    # GIVEN replacements that never become healthy
+    bed = handler_env
+    bed.add_service(tasks=3, target=(1, 6), behaviour=Behaviour())
+    bed.sim.at(45, "broken release", lambda: setattr(bed.sim.behaviour(CLUSTER, SERVICE), "never_healthy", True))
+    lambda_function._config = parse_config({"recycle": {"replacement_timeout_seconds": 60}})
+
+    # WHEN the handler runs, THEN it raises, and the message says what was done and restored
+    with pytest.raises(lambda_function.RecycleNotCompleted) as caught:
+        lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+    message = str(caught.value)
+    assert "FAILED" in message and "service restored" in message and "desiredCount 4 -> 3" in message
+    assert caught.value.report["notification"]["status"] == "not_configured"
+    bed.assert_restored()
+
+
+def test_incomplete_run_names_the_durable_function(handler_env: Bed) -> None:
+    bed = handler_env
+    bed.add_service(tasks=8)
+    with pytest.raises(lambda_function.RecycleNotCompleted) as caught:
+        lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock, 300))
+    assert caught.value.report["status"] == "incomplete"
+    assert "durable" in str(caught.value)
+    bed.assert_restored()
+
+
+def test_no_secret_reaches_logs_or_report(handler_env: Bed, captured_logs: io.StringIO,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    bed = handler_env
+    bed.add_service(tasks=1)
+    config = parse_config({"awsCredentials": {"region_name": "us-east-1", "access_key": "AKIAEXAMPLE",
+                                              "secret_key": SECRET_KEY, "session_token": SESSION_TOKEN}})
+    monkeypatch.setattr(lambda_function, "_config", None)
+    monkeypatch.setattr(lambda_function, "load_config", lambda: config)
+    # Even a careless log line would be masked.
+    lambda_function.get_config()
+    import logging
+
+    logging.getLogger("careless").warning("key was %s", SECRET_KEY)
+
+    result = lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+    text = captured_logs.getvalue() + json.dumps(result)
+    assert SECRET_KEY not in text and SESSION_TOKEN not in text
+    assert logs.mask(f"x {SECRET_KEY} y") == "x *** y"
+
+
+def test_cli_dry_run_against_the_simulated_account(bed: Bed, tmp_path: Path, capsys: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    bed.add_service(tasks=2)
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"awsCredentials": {"region_name": "us-east-1"}}))
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--dry-run", "--config", str(config)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert json.loads(out)["status"] == "dry_run"
+
+
+def test_cli_rejects_bad_input_with_exit_code_2(capsys: Any) -> None:
+    code = lambda_function.main(["--cluster", "bad name", "--service", SERVICE, "--dry-run"])
+    assert code == 2
+    assert "cluster_name" in capsys.readouterr().err
