@@ -1,14 +1,1154 @@
-"""SMTP notification of a recycle's outcome. (Placeholder contract; completed by issue 3.)"""
+"""SMTP email report of a recycle's outcome.
+
+Three pieces, usable separately:
+
+* ``parse_notification_config`` validates the ``smtpCredentials`` and
+  ``emailNotification`` sections of input.json once, at load, into a frozen
+  ``NotificationConfig``. Every error is a ``ConfigError`` that names the key and
+  never echoes a secret.
+* ``render_message`` turns a report into a ``multipart/alternative`` email
+  (plain text and HTML). It is pure: no network, no AWS.
+* ``notify`` decides whether to send, resolves the password (literal, Secrets
+  Manager or SSM Parameter Store), sends over TLS with a deadline, logs one
+  structured line and returns a small result dict. It never raises: a notifier
+  failure is reported, it never changes or hides the recycle's own outcome.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import base64
+import contextlib
+import html
+import ipaddress
+import json
+import logging
+import re
+import smtplib
+import ssl
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any, Literal
+from urllib.parse import quote
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+import AWSSession
+from errors import ConfigError, RecycleError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DeliveryError",
+    "NotificationConfig",
+    "NotificationError",
+    "PasswordReference",
+    "PasswordUnavailableError",
+    "UnsafeHeaderError",
+    "notify",
+    "outcome_of",
+    "parse_notification_config",
+    "render_message",
+    "render_subject",
+    "resolve_password",
+    "send_message",
+]
+
+Security = Literal["starttls", "ssl", "none"]
+Outcome = Literal["success", "failure"]
+
+SMTP_SECTION = "smtpCredentials"
+EMAIL_SECTION = "emailNotification"
+
+SECURITY_MODES: tuple[Security, ...] = ("starttls", "ssl", "none")
+OUTCOMES: tuple[Outcome, ...] = ("success", "failure")
+_SECURITY_FOR_PORT: dict[int, Security] = {587: "starttls", 465: "ssl"}
+_PORT_FOR_SECURITY: dict[Security, int] = {"starttls": 587, "ssl": 465}
+
+DEFAULT_EMAIL_SUBJECT = "ECS Service Task Recycle"
+DEFAULT_SUBJECT_PREFIX = "AWS ECS"
+DEFAULT_TIMEOUT_SECONDS = 15.0
+MIN_TIMEOUT_SECONDS = 1.0
+MAX_TIMEOUT_SECONDS = 300.0
+MAX_RECIPIENTS = 100
+
+_SMTP_KEYS = frozenset(
+    {
+        "host",
+        "port",
+        "security",
+        "username",
+        "password",
+        "from_email",
+        "timeout_seconds",
+    }
+)
+_EMAIL_KEYS = frozenset({"email_subject", "subject_prefix", "to", "cc", "bcc", "notify_on"})
+_PASSWORD_REF_KEYS = frozenset({"secrets_manager", "ssm_parameter", "key"})
+
+# Report statuses that count as "success" for notify_on. Anything else,
+# including a missing or unknown status, is treated as a failure.
+_SUCCESS_STATUSES = frozenset({"succeeded", "dry_run"})
+_SUBJECT_MARKERS: dict[str, str | None] = {
+    "succeeded": None,
+    "dry_run": "DRY RUN",
+    "failed": "FAILED",
+    "incomplete": "INCOMPLETE",
+}
+_OUTCOME_TEXT: dict[str, str] = {
+    "succeeded": "Succeeded: every task was replaced",
+    "dry_run": "Dry run: nothing was changed",
+    "failed": "FAILED",
+    "incomplete": "INCOMPLETE: the time budget ran out with tasks remaining",
+}
+
+# RFC 5321 dot-atom local part and an ASCII domain. Internationalised
+# addresses (SMTPUTF8) are deliberately not accepted.
+_LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ADDR_SPEC = re.compile(rf"^(?P<local>{_LOCAL_PART})@(?P<domain>{_LABEL}(?:\.{_LABEL})*)$")
+_NAME_ADDR = re.compile(r'^(?P<name>"[^"]*"|[^<>"]*?)\s*<(?P<addr>[^<>]+)>$')
+_HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 
 
-def parse_notification_config(smtp_section: Mapping[str, Any] | None, email_section: Mapping[str, Any] | None) -> Any:
-    return None
+# --------------------------------------------------------------------------- #
+# Errors
+# --------------------------------------------------------------------------- #
 
 
-def notify(report: Mapping[str, Any], config: Any, session: Any = None) -> dict[str, Any]:
-    return {"status": "not_configured", "detail": "no smtpCredentials section in input.json"}
+class NotificationError(RecycleError):
+    """The notification could not be sent. The message never holds a secret."""
+
+
+class UnsafeHeaderError(NotificationError, ValueError):
+    """A header value holds a line break or control character (header injection)."""
+
+
+class PasswordUnavailableError(NotificationError):
+    """The SMTP password reference could not be resolved."""
+
+
+class DeliveryError(NotificationError):
+    """Connecting, securing, authenticating or sending failed at ``stage``."""
+
+    def __init__(self, stage: str, problem: str) -> None:
+        super().__init__(f"{stage}: {problem}")
+        self.stage = stage
+        self.problem = problem
+
+
+# --------------------------------------------------------------------------- #
+# Configuration
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class PasswordReference:
+    """Where to read the SMTP password at send time. Holds no secret itself."""
+
+    kind: Literal["secrets_manager", "ssm_parameter"]
+    name: str
+    # Secrets Manager only: the key in a JSON SecretString. None = whole string.
+    key: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "secrets_manager":
+            suffix = f" (key {self.key!r})" if self.key else ""
+            return f"Secrets Manager secret {self.name!r}{suffix}"
+        return f"SSM parameter {self.name!r}"
+
+
+@dataclass(frozen=True)
+class NotificationConfig:
+    """The validated smtpCredentials and emailNotification sections."""
+
+    host: str
+    port: int
+    security: Security
+    from_email: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    username: str | None = None
+    password: str | PasswordReference | None = field(default=None, repr=False)
+    email_subject: str = DEFAULT_EMAIL_SUBJECT
+    subject_prefix: str = DEFAULT_SUBJECT_PREFIX
+    notify_on: tuple[Outcome, ...] = OUTCOMES
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+
+    @property
+    def envelope_sender(self) -> str:
+        return _addr_spec(self.from_email)
+
+    @property
+    def envelope_recipients(self) -> list[str]:
+        """To, Cc and Bcc as bare addresses, without duplicates, in order."""
+        seen: set[str] = set()
+        result: list[str] = []
+        for entry in (*self.to, *self.cc, *self.bcc):
+            addr = _addr_spec(entry)
+            if addr.lower() not in seen:
+                seen.add(addr.lower())
+                result.append(addr)
+        return result
+
+
+def parse_notification_config(
+    smtp_section: Mapping[str, Any] | None,
+    email_section: Mapping[str, Any] | None,
+) -> NotificationConfig | None:
+    """Validate both sections. None when smtpCredentials is absent (not configured)."""
+    if smtp_section is None:
+        return None
+    if not isinstance(smtp_section, Mapping):
+        raise ConfigError(SMTP_SECTION, "must be a JSON object")
+    if email_section is None:
+        raise ConfigError(
+            f"{EMAIL_SECTION}.to",
+            f"is required when {SMTP_SECTION} is set (who should receive the report?)",
+        )
+    if not isinstance(email_section, Mapping):
+        raise ConfigError(EMAIL_SECTION, "must be a JSON object")
+    _reject_unknown(SMTP_SECTION, smtp_section, _SMTP_KEYS)
+    _reject_unknown(EMAIL_SECTION, email_section, _EMAIL_KEYS)
+
+    host = _parse_host(smtp_section)
+    port, security = _parse_port_and_security(smtp_section, host)
+    username = _optional_text(smtp_section, SMTP_SECTION, "username")
+    password = _parse_password(smtp_section)
+    if username and password is None:
+        raise ConfigError(f"{SMTP_SECTION}.password", "is required when username is set")
+    if password is not None and not username:
+        raise ConfigError(
+            f"{SMTP_SECTION}.username",
+            "is required when password is set (AUTH needs both)",
+        )
+    if "from_email" not in smtp_section or smtp_section["from_email"] in (None, ""):
+        raise ConfigError(f"{SMTP_SECTION}.from_email", "is required")
+    from_email = _parse_address(smtp_section["from_email"], f"{SMTP_SECTION}.from_email")
+
+    to = _parse_address_list(email_section, "to", required=True)
+    cc = _parse_address_list(email_section, "cc", required=False)
+    bcc = _parse_address_list(email_section, "bcc", required=False)
+    if len(to) + len(cc) + len(bcc) > MAX_RECIPIENTS:
+        raise ConfigError(f"{EMAIL_SECTION}.to", f"at most {MAX_RECIPIENTS} recipients in all")
+
+    return NotificationConfig(
+        host=host,
+        port=port,
+        security=security,
+        from_email=from_email,
+        to=to,
+        cc=cc,
+        bcc=bcc,
+        username=username,
+        password=password,
+        email_subject=_parse_header_text(email_section, "email_subject", DEFAULT_EMAIL_SUBJECT),
+        subject_prefix=_parse_header_text(email_section, "subject_prefix", DEFAULT_SUBJECT_PREFIX),
+        notify_on=_parse_notify_on(email_section),
+        timeout_seconds=_parse_timeout(smtp_section),
+    )
+
+
+def _reject_unknown(prefix: str, section: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    unknown = sorted(str(k) for k in set(section) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{prefix}.{unknown[0]}",
+            f"unknown key (allowed: {', '.join(sorted(allowed))})",
+        )
+
+
+def _parse_host(section: Mapping[str, Any]) -> str:
+    name = f"{SMTP_SECTION}.host"
+    raw = section.get("host")
+    if raw is None or raw == "":
+        raise ConfigError(name, "is required")
+    if not isinstance(raw, str):
+        raise ConfigError(name, f"must be a string, got {type(raw).__name__}")
+    host = raw.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if _is_ip(host) or _HOSTNAME.match(host):
+        return host
+    raise ConfigError(name, "must be a hostname or an IP address")
+
+
+def _parse_port_and_security(section: Mapping[str, Any], host: str) -> tuple[int, Security]:
+    port: int | None = None
+    if section.get("port") not in (None, ""):
+        port = _parse_port(section["port"])
+
+    security: Security | None = None
+    raw_security = section.get("security")
+    if raw_security not in (None, ""):
+        if not isinstance(raw_security, str) or raw_security.strip().lower() not in SECURITY_MODES:
+            raise ConfigError(
+                f"{SMTP_SECTION}.security",
+                f"must be one of {', '.join(SECURITY_MODES)}",
+            )
+        security = _as_security(raw_security.strip().lower())
+
+    if security is None:
+        if port is None:
+            port, security = 587, "starttls"
+        elif port in _SECURITY_FOR_PORT:
+            security = _SECURITY_FOR_PORT[port]
+        else:
+            raise ConfigError(
+                f"{SMTP_SECTION}.security",
+                f"is required for port {port} (only 587 and 465 imply it): use {', '.join(SECURITY_MODES)}",
+            )
+    if port is None:
+        if security == "none":
+            raise ConfigError(f"{SMTP_SECTION}.port", "is required with security none")
+        port = _PORT_FOR_SECURITY[security]
+
+    if security == "none" and not _is_loopback(host):
+        raise ConfigError(
+            f"{SMTP_SECTION}.security",
+            "none (no TLS) is only allowed for a relay on localhost, 127.0.0.1 or ::1",
+        )
+    return port, security
+
+
+def _as_security(value: str) -> Security:
+    for mode in SECURITY_MODES:
+        if mode == value:
+            return mode
+    raise ValueError(value)  # unreachable: checked by the caller
+
+
+def _parse_port(raw: Any) -> int:
+    name = f"{SMTP_SECTION}.port"
+    if isinstance(raw, bool):
+        raise ConfigError(name, "must be a port number, got a boolean")
+    if isinstance(raw, int):
+        port = raw
+    elif isinstance(raw, str) and raw.strip().isdigit():
+        port = int(raw.strip())
+    else:
+        raise ConfigError(name, "must be a whole number or a string of digits")
+    if not 1 <= port <= 65535:
+        raise ConfigError(name, "must be between 1 and 65535")
+    return port
+
+
+def _parse_timeout(section: Mapping[str, Any]) -> float:
+    name = f"{SMTP_SECTION}.timeout_seconds"
+    raw = section.get("timeout_seconds")
+    if raw is None:
+        return DEFAULT_TIMEOUT_SECONDS
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ConfigError(name, f"must be a number, got {type(raw).__name__}")
+    if not MIN_TIMEOUT_SECONDS <= raw <= MAX_TIMEOUT_SECONDS:
+        raise ConfigError(name, f"must be between {MIN_TIMEOUT_SECONDS:g} and {MAX_TIMEOUT_SECONDS:g}")
+    return float(raw)
+
+
+def _optional_text(section: Mapping[str, Any], prefix: str, key: str) -> str | None:
+    raw = section.get(key)
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ConfigError(f"{prefix}.{key}", f"must be a string, got {type(raw).__name__}")
+    if _unsafe_header_char(raw):
+        raise ConfigError(f"{prefix}.{key}", "must not contain line breaks or control characters")
+    return raw
+
+
+def _parse_password(section: Mapping[str, Any]) -> str | PasswordReference | None:
+    name = f"{SMTP_SECTION}.password"
+    raw = section.get("password")
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, Mapping):
+        # Never echo the value: it may be a mistyped secret.
+        raise ConfigError(
+            name,
+            'must be a string or a reference: {"secrets_manager": "name-or-arn", "key": "..."} '
+            'or {"ssm_parameter": "/name"}',
+        )
+    _reject_unknown(name, raw, _PASSWORD_REF_KEYS)
+    kinds = [k for k in ("secrets_manager", "ssm_parameter") if k in raw]
+    if len(kinds) != 1:
+        raise ConfigError(name, "a reference names exactly one of secrets_manager, ssm_parameter")
+    kind = kinds[0]
+    target = raw[kind]
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigError(f"{name}.{kind}", "must be a non-empty string")
+    key = raw.get("key")
+    if key is not None:
+        if kind != "secrets_manager":
+            raise ConfigError(f"{name}.key", "only applies to a secrets_manager reference")
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{name}.key", "must be a non-empty string")
+    if kind == "secrets_manager":
+        return PasswordReference("secrets_manager", target.strip(), key)
+    return PasswordReference("ssm_parameter", target.strip())
+
+
+def _parse_header_text(section: Mapping[str, Any], key: str, default: str) -> str:
+    if key not in section or section[key] is None:
+        return default
+    raw = section[key]
+    name = f"{EMAIL_SECTION}.{key}"
+    if not isinstance(raw, str):
+        raise ConfigError(name, f"must be a string, got {type(raw).__name__}")
+    if _unsafe_header_char(raw):
+        raise ConfigError(
+            name,
+            "must not contain CR, LF or other control characters (header injection)",
+        )
+    return raw.strip()
+
+
+def _parse_address_list(section: Mapping[str, Any], key: str, required: bool) -> tuple[str, ...]:
+    name = f"{EMAIL_SECTION}.{key}"
+    raw = section.get(key)
+    if raw is None or raw == "" or raw == []:
+        if required:
+            raise ConfigError(name, "must list at least one email address")
+        return ()
+    if isinstance(raw, str):
+        return (_parse_address(raw, name),)
+    if not isinstance(raw, list):
+        raise ConfigError(name, "must be a list of email addresses")
+    return tuple(_parse_address(item, f"{name}[{i}]") for i, item in enumerate(raw))
+
+
+def _parse_address(raw: Any, name: str) -> str:
+    """Validate ``a@b.c`` or ``Display Name <a@b.c>`` and return the header form."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(name, "must be a non-empty email address string")
+    if _unsafe_header_char(raw):
+        raise ConfigError(
+            name,
+            "must not contain CR, LF or other control characters (header injection)",
+        )
+    text = raw.strip()
+    display_name = ""
+    match = _NAME_ADDR.match(text)
+    if match:
+        display_name = match.group("name").strip().strip('"').strip()
+        text = match.group("addr").strip()
+    spec = _ADDR_SPEC.match(text)
+    if not spec or len(text) > 254 or len(spec.group("local")) > 64:
+        raise ConfigError(name, "is not a valid email address (expected name@example.com)")
+    domain = spec.group("domain")
+    if "." not in domain and domain.lower() != "localhost":
+        raise ConfigError(name, "is not a valid email address (the domain needs a dot)")
+    try:
+        return str(Address(display_name=display_name, addr_spec=text))
+    except (ValueError, IndexError) as e:
+        raise ConfigError(name, "is not a valid email address") from e
+
+
+def _parse_notify_on(section: Mapping[str, Any]) -> tuple[Outcome, ...]:
+    name = f"{EMAIL_SECTION}.notify_on"
+    raw = section.get("notify_on")
+    if raw is None:
+        return OUTCOMES
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items:
+        raise ConfigError(
+            name,
+            f'must be a non-empty list of "success" and/or "failure" (to send nothing, remove {SMTP_SECTION})',
+        )
+    for i, item in enumerate(items):
+        if item not in OUTCOMES:
+            raise ConfigError(f"{name}[{i}]", 'must be "success" or "failure"')
+    return tuple(o for o in OUTCOMES if o in items)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _unsafe_header_char(value: str) -> bool:
+    """True for CR, LF, any other line separator, or a control character."""
+    return any((ord(ch) < 32 and ch != "\t") or ch in "\x7f\x85\u2028\u2029" for ch in value)
+
+
+def _addr_spec(entry: str) -> str:
+    match = _NAME_ADDR.match(entry)
+    return match.group("addr").strip() if match else entry.strip()
+
+
+# --------------------------------------------------------------------------- #
+# The message
+# --------------------------------------------------------------------------- #
+
+
+def outcome_of(report: Mapping[str, Any]) -> Outcome:
+    """Map the report's status to a notify_on outcome.
+
+    succeeded and dry_run are a "success"; failed, incomplete and anything
+    unknown or missing are a "failure".
+    """
+    return "success" if report.get("status") in _SUCCESS_STATUSES else "failure"
+
+
+def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: datetime | None = None) -> str:
+    """``{prefix} | [FAILED | INCOMPLETE | DRY RUN |] {subject} | {YYYY-MM-DD}``."""
+    status = report.get("status")
+    marker = "UNKNOWN OUTCOME"
+    if isinstance(status, str) and status in _SUBJECT_MARKERS:
+        marker = _SUBJECT_MARKERS[status] or ""
+    parts = [
+        config.subject_prefix,
+        marker,
+        config.email_subject,
+        _report_date(report, now),
+    ]
+    return " | ".join(p for p in parts if p)
+
+
+def render_message(
+    report: Mapping[str, Any],
+    config: NotificationConfig,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """Build the email for ``report``. Pure: no network, no AWS, no secrets.
+
+    Raises UnsafeHeaderError when a value bound for a header (from the config or the
+    report) holds CR, LF or another control character.
+    """
+    now = now or datetime.now(UTC)
+    cluster = _text(report.get("cluster"))
+    service = _text(report.get("service"))
+    status = _text(report.get("status"))
+
+    message = EmailMessage()
+    _set_header(message, "Subject", render_subject(report, config, now))
+    _set_header(message, "From", config.from_email)
+    _set_header(message, "To", ", ".join(config.to))
+    if config.cc:
+        _set_header(message, "Cc", ", ".join(config.cc))
+    # Bcc is deliberately never a header: those recipients are envelope-only.
+    _set_header(message, "Date", format_datetime(now))
+    _set_header(message, "Message-ID", make_msgid("ecs-recycle", domain=_domain(config)))
+    # RFC 3834: an automated message; auto-responders should not reply.
+    _set_header(message, "Auto-Submitted", "auto-generated")
+    # Stable machine-readable headers for inbox rules.
+    _set_header(message, "X-ECS-Recycle-Status", status)
+    _set_header(message, "X-ECS-Recycle-Cluster", cluster)
+    _set_header(message, "X-ECS-Recycle-Service", service)
+
+    sections = _build_sections(report)
+    message.set_content(_render_text(report, sections))
+    message.add_alternative(_render_html(report, sections), subtype="html")
+    return message
+
+
+def _set_header(message: EmailMessage, name: str, value: str) -> None:
+    if _unsafe_header_char(value):
+        raise UnsafeHeaderError(
+            f"refusing to build the {name} header: the value contains CR, LF or "
+            "another control character (possible header injection)"
+        )
+    message[name] = value
+
+
+def _domain(config: NotificationConfig) -> str:
+    return config.envelope_sender.rpartition("@")[2] or "localhost"
+
+
+def _report_date(report: Mapping[str, Any], now: datetime | None) -> str:
+    started = report.get("started_at")
+    if isinstance(started, str) and started:
+        try:
+            parsed = datetime.fromisoformat(started)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(UTC)
+            return parsed.date().isoformat()
+    return (now or datetime.now(UTC)).astimezone(UTC).date().isoformat()
+
+
+@dataclass(frozen=True)
+class _Sections:
+    facts: list[tuple[str, str]]
+    error: str | None
+    restore_actions: list[str]
+    tasks: list[tuple[str, str, str, str]]  # index, old id, new id, seconds
+    remaining_title: str
+    remaining: list[str]
+    external_changes: list[str]
+    logs: list[tuple[str, str]]
+    logs_url: str | None
+
+
+def _build_sections(report: Mapping[str, Any]) -> _Sections:
+    status = report.get("status")
+    recycled = _list(report.get("tasks_recycled"))
+    remaining = [_short_id(t) for t in _list(report.get("tasks_remaining"))]
+    total = report.get("task_total")
+    total_text = str(total) if isinstance(total, int) else "unknown"
+
+    facts = [
+        ("Cluster", _text(report.get("cluster"), "unknown")),
+        ("Service", _text(report.get("service"), "unknown")),
+        ("Region", _text(report.get("region"), "unknown")),
+        ("Account", _text(report.get("account"), "unknown")),
+        ("Outcome", _describe_outcome(report)),
+        (
+            "Original desired count",
+            _text(report.get("original_desired_count"), "unknown"),
+        ),
+        ("Tasks recycled", f"{len(recycled)} of {total_text}"),
+        ("Duration", _format_seconds(report.get("duration_seconds"))),
+        ("Service restored", _describe_restored(report.get("restored"))),
+        ("Started at", _text(report.get("started_at"), "unknown")),
+    ]
+
+    tasks: list[tuple[str, str, str, str]] = []
+    for position, entry in enumerate(recycled, start=1):
+        item = entry if isinstance(entry, Mapping) else {}
+        index = item.get("index")
+        tasks.append(
+            (
+                str(index) if isinstance(index, int) else str(position),
+                _short_id(item.get("old_task_arn")),
+                _short_id(item.get("new_task_arn")),
+                _format_seconds(item.get("seconds")),
+            )
+        )
+
+    logs = [
+        (label, _text(report.get(key)))
+        for label, key in (
+            ("Log group", "log_group"),
+            ("Log stream", "log_stream"),
+            ("Request id", "request_id"),
+        )
+        if report.get(key)
+    ]
+    error = report.get("error")
+    return _Sections(
+        facts=facts,
+        error=_text(error) if error else None,
+        restore_actions=[_text(a) for a in _list(report.get("restore_actions"))],
+        tasks=tasks,
+        remaining_title=("Tasks that would be recycled" if status == "dry_run" else "Tasks not recycled"),
+        remaining=remaining,
+        external_changes=[_text(c) for c in _list(report.get("external_changes"))],
+        logs=logs,
+        logs_url=_logs_url(report),
+    )
+
+
+def _describe_outcome(report: Mapping[str, Any]) -> str:
+    status = report.get("status")
+    if isinstance(status, str) and status in _OUTCOME_TEXT:
+        text = _OUTCOME_TEXT[status]
+        if status == "incomplete":
+            count = len(_list(report.get("tasks_remaining")))
+            text = f"INCOMPLETE: the time budget ran out with {count} task(s) remaining"
+        return text
+    return f"UNKNOWN ({_text(status, 'no status')})"
+
+
+def _describe_restored(restored: Any) -> str:
+    if restored is True:
+        return "yes"
+    if restored is False:
+        return "NO - the service may still be scaled up or have scaling suspended; check it"
+    return "nothing needed restoring"
+
+
+def _render_text(report: Mapping[str, Any], s: _Sections) -> str:
+    width = max(len(label) for label, _ in s.facts) + 1
+    lines = [f"ECS service task recycle: {_describe_outcome(report)}", ""]
+    lines += [f"{label + ':':<{width}} {value}" for label, value in s.facts]
+    if s.error:
+        lines += ["", "Error:", f"  {s.error}"]
+    if s.restore_actions:
+        lines += ["", "Restored:"] + [f"  - {a}" for a in s.restore_actions]
+    if s.tasks:
+        lines += ["", "Tasks recycled (old -> new):"]
+        lines += [f"  {i}. {old} -> {new} ({secs})" for i, old, new, secs in s.tasks]
+    if s.remaining:
+        lines += ["", f"{s.remaining_title}:"] + [f"  - {t}" for t in s.remaining]
+    if s.external_changes:
+        lines += ["", "Changes made by others during the run:"]
+        lines += [f"  - {c}" for c in s.external_changes]
+    if s.logs or s.logs_url:
+        lines += ["", "Logs:"] + [f"  {label}: {value}" for label, value in s.logs]
+        if s.logs_url:
+            lines.append(f"  {s.logs_url}")
+    return "\n".join(lines) + "\n"
+
+
+def _render_html(report: Mapping[str, Any], s: _Sections) -> str:
+    e = _html
+    status = report.get("status")
+    colour = "#1a7f37" if status in _SUCCESS_STATUSES else "#cf222e"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"><title>ECS service task recycle</title></head>',
+        '<body style="font-family:sans-serif;font-size:14px">',
+        f'<h2 style="color:{colour}">ECS service task recycle: {e(_describe_outcome(report))}</h2>',
+        '<table cellpadding="3">',
+    ]
+    parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in s.facts]
+    parts.append("</table>")
+    if s.error:
+        parts += ["<h3>Error</h3>", f"<pre>{e(s.error)}</pre>"]
+    if s.restore_actions:
+        parts += ["<h3>Restored</h3>", _html_list(s.restore_actions)]
+    if s.tasks:
+        parts += [
+            "<h3>Tasks recycled</h3>",
+            '<table cellpadding="3"><tr><th>#</th><th align=left>Old task</th>'
+            "<th align=left>New task</th><th align=left>Time</th></tr>",
+        ]
+        parts += [
+            f"<tr><td>{e(i)}</td><td><code>{e(old)}</code></td><td><code>{e(new)}</code></td><td>{e(secs)}</td></tr>"
+            for i, old, new, secs in s.tasks
+        ]
+        parts.append("</table>")
+    if s.remaining:
+        parts += [
+            f"<h3>{e(s.remaining_title)}</h3>",
+            _html_list(s.remaining, code=True),
+        ]
+    if s.external_changes:
+        parts += [
+            "<h3>Changes made by others during the run</h3>",
+            _html_list(s.external_changes),
+        ]
+    if s.logs or s.logs_url:
+        parts += ["<h3>Logs</h3>", '<table cellpadding="3">']
+        parts += [f"<tr><th align=left>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in s.logs]
+        parts.append("</table>")
+        if s.logs_url:
+            parts.append(f'<p><a href="{e(s.logs_url)}">Open the logs in CloudWatch</a></p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _html(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _html_list(items: Sequence[str], code: bool = False) -> str:
+    wrap = ("<code>", "</code>") if code else ("", "")
+    inner = "".join(f"<li>{wrap[0]}{_html(i)}{wrap[1]}</li>" for i in items)
+    return f"<ul>{inner}</ul>"
+
+
+def _logs_url(report: Mapping[str, Any]) -> str | None:
+    """A CloudWatch console link, for the standard partition only."""
+    region, group = report.get("region"), report.get("log_group")
+    if not (isinstance(region, str) and _REGION.match(region) and isinstance(group, str)):
+        return None
+    if region.startswith(("cn-", "us-gov-", "us-iso")) or not group:
+        return None
+
+    def enc(value: str) -> str:
+        # The console double-encodes path parts, with "$25" standing for "%".
+        return quote(value, safe="").replace("%", "$25")
+
+    url = (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{enc(group)}"
+    )
+    stream = report.get("log_stream")
+    if isinstance(stream, str) and stream:
+        url += f"/log-events/{enc(stream)}"
+    return url
+
+
+def _short_id(arn: Any) -> str:
+    text = _text(arn, "unknown")
+    return text.rsplit("/", 1)[-1] or text
+
+
+def _format_seconds(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "unknown"
+    seconds = float(value)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{seconds:.1f} s ({int(minutes)} min {rest:02.0f} s)"
+
+
+def _text(value: Any, default: str = "") -> str:
+    return default if value is None else str(value)
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+# --------------------------------------------------------------------------- #
+# The password
+# --------------------------------------------------------------------------- #
+
+
+def resolve_password(
+    config: NotificationConfig,
+    session: boto3.Session | None,
+    cache: dict[PasswordReference, str] | None = None,
+) -> str | None:
+    """The literal password, or the referenced one read from AWS now.
+
+    ``cache`` lives for one invocation: pass the same dict to avoid a second
+    read. Nothing is cached across invocations, so a rotated secret is picked
+    up by the next run.
+    """
+    password = config.password
+    if password is None or isinstance(password, str):
+        return password
+    if cache is not None and password in cache:
+        return cache[password]
+    value = _read_reference(password, session or boto3.Session())
+    if cache is not None:
+        cache[password] = value
+    return value
+
+
+def _read_reference(ref: PasswordReference, session: boto3.Session) -> str:
+    try:
+        if ref.kind == "secrets_manager":
+            client = _client_for(session, "secretsmanager", ref.name)
+            response = client.get_secret_value(SecretId=ref.name)
+            value = _secret_value(ref, response)
+        else:
+            client = _client_for(session, "ssm", ref.name)
+            parameter = client.get_parameter(Name=ref.name, WithDecryption=True)["Parameter"]
+            if parameter.get("Type") != "SecureString":
+                logger.warning(
+                    "SMTP password parameter is not a SecureString",
+                    extra={
+                        "parameter": ref.name,
+                        "parameter_type": parameter.get("Type"),
+                    },
+                )
+            value = parameter.get("Value")
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "ClientError")
+        raise PasswordUnavailableError(f"could not read {ref.describe()}: {code}") from e
+    except BotoCoreError as e:
+        raise PasswordUnavailableError(f"could not read {ref.describe()}: {type(e).__name__}") from e
+    if not isinstance(value, str) or not value:
+        raise PasswordUnavailableError(f"{ref.describe()} is empty")
+    return value
+
+
+def _secret_value(ref: PasswordReference, response: Mapping[str, Any]) -> str | None:
+    secret = response.get("SecretString")
+    if secret is None and response.get("SecretBinary") is not None:
+        try:
+            secret = bytes(response["SecretBinary"]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise PasswordUnavailableError(f"{ref.describe()} is binary, not text") from None
+    if ref.key is None:
+        return secret if isinstance(secret, str) else None
+    try:
+        document = json.loads(secret) if isinstance(secret, str) else None
+    except json.JSONDecodeError:
+        # The decoder's message can quote the secret: never pass it on.
+        raise PasswordUnavailableError(f"{ref.describe()} is not a JSON object, so it has no key {ref.key!r}") from None
+    if not isinstance(document, dict) or ref.key not in document:
+        raise PasswordUnavailableError(f"{ref.describe()} has no key {ref.key!r}")
+    value = document[ref.key]
+    return value if isinstance(value, str) else None
+
+
+def _client_for(session: boto3.Session, service: str, name: str) -> Any:
+    """A client in the ARN's region when it differs from the session's."""
+    region = _arn_region(name)
+    if region and region != session.region_name:
+        return session.client(  # type: ignore[call-overload]
+            service, region_name=region, config=AWSSession.CLIENT_CONFIG
+        )
+    return AWSSession.create_client(session, service)
+
+
+def _arn_region(name: str) -> str | None:
+    if not name.startswith("arn:"):
+        return None
+    parts = name.split(":")
+    return parts[3] if len(parts) > 5 and parts[3] else None
+
+
+# --------------------------------------------------------------------------- #
+# Transport
+# --------------------------------------------------------------------------- #
+
+
+class _DeadlineSMTP(smtplib.SMTP):
+    """smtplib.SMTP whose every read and write shares one overall deadline.
+
+    Connecting (and, for implicit TLS, the handshake) uses ``timeout``; after
+    that each command gets whatever is left before ``deadline``.
+    """
+
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        self.deadline = deadline
+        super().__init__(*args, **kwargs)
+
+    def _arm(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the SMTP exchange ran past timeout_seconds")
+        if self.sock is not None:
+            self.sock.settimeout(remaining)
+
+    def send(self, s: Any) -> None:
+        self._arm()
+        super().send(s)
+
+    def getreply(self) -> tuple[int, bytes]:
+        self._arm()
+        return super().getreply()
+
+
+class _DeadlineSMTPSSL(_DeadlineSMTP, smtplib.SMTP_SSL):
+    """Implicit TLS (port 465 style) with the same deadline."""
+
+
+def send_message(message: EmailMessage, config: NotificationConfig, password: str | None) -> list[str]:
+    """Deliver ``message`` to every To, Cc and Bcc address; return those accepted.
+
+    Certificate verification always uses ``ssl.create_default_context()``.
+    ``security=starttls`` fails if the server does not offer STARTTLS; AUTH is
+    used only when a username is configured. The whole exchange must finish
+    within ``config.timeout_seconds``. Raises DeliveryError naming the stage.
+    """
+    recipients = config.envelope_recipients
+    context = ssl.create_default_context()
+    deadline = time.monotonic() + config.timeout_seconds
+    client: _DeadlineSMTP | None = None
+    stage = "connect"
+    try:
+        # The constructor connects and reads the greeting.
+        if config.security == "ssl":
+            client = _DeadlineSMTPSSL(
+                config.host, config.port, timeout=config.timeout_seconds, context=context, deadline=deadline
+            )
+        else:
+            client = _DeadlineSMTP(config.host, config.port, timeout=config.timeout_seconds, deadline=deadline)
+        stage = "EHLO"
+        client.ehlo()
+        if config.security == "starttls":
+            stage = "STARTTLS"
+            if not client.has_extn("starttls"):
+                raise DeliveryError(stage, "the server does not offer STARTTLS, which security=starttls requires")
+            client.starttls(context=context)
+            client.ehlo()
+        if config.username:
+            stage = "AUTH"
+            client.login(config.username, password or "")
+        stage = "send"
+        refused = client.send_message(message, from_addr=config.envelope_sender, to_addrs=recipients)
+        stage = "QUIT"
+        try:
+            client.quit()
+        except (smtplib.SMTPException, OSError):
+            pass  # the message was accepted; a rude goodbye changes nothing
+    except DeliveryError:
+        if client is not None:
+            client.close()
+        raise
+    except (smtplib.SMTPException, OSError) as e:
+        if client is not None:
+            client.close()
+        raise DeliveryError(stage, _describe_transport_error(e, config)) from e
+    return [r for r in recipients if r not in refused]
+
+
+def _describe_transport_error(error: BaseException, config: NotificationConfig) -> str:
+    where = f"{config.host}:{config.port}"
+    # smtplib turns a read timeout or reset into SMTPServerDisconnected; say what really happened.
+    if isinstance(error, smtplib.SMTPServerDisconnected) and isinstance(error.__context__, OSError):
+        error = error.__context__
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        return f"authentication failed ({error.smtp_code} {_decode(error.smtp_error)})"
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        refused = ", ".join(sorted(error.recipients))
+        return f"every recipient was refused ({refused})"
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        return f"the server does not support this ({error})"
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return f"{where} closed the connection ({error or 'no reason given'})"
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"the server answered {error.smtp_code} {_decode(error.smtp_error)}"
+    if isinstance(error, smtplib.SMTPException):
+        return f"{type(error).__name__}: {error}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"the TLS certificate of {where} was not trusted ({error.verify_message})"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error with {where} ({error.reason or error})"
+    if isinstance(error, TimeoutError):
+        return f"no answer from {where} within {config.timeout_seconds:g} s"
+    if isinstance(error, ConnectionRefusedError):
+        return f"{where} refused the connection (is the server down?)"
+    if isinstance(error, OSError):
+        return f"network error with {where} ({error.strerror or type(error).__name__})"
+    return type(error).__name__
+
+
+def _decode(value: bytes | str) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return " ".join(text.split())[:300]
+
+
+# --------------------------------------------------------------------------- #
+# notify
+# --------------------------------------------------------------------------- #
+
+
+def notify(
+    report: Mapping[str, Any],
+    config: NotificationConfig | None,
+    session: boto3.Session | None = None,
+    *,
+    password_cache: dict[PasswordReference, str] | None = None,
+) -> dict[str, Any]:
+    """Email the report if configured and wanted. Never raises.
+
+    Returns ``{"status": "sent" | "failed" | "not_configured" | "skipped",
+    "detail": str, "recipients": int}`` plus ``"message_id"`` when sent. The
+    detail never contains a password.
+    """
+    secrets: list[str] = []
+    result: dict[str, Any]
+    try:
+        result = _notify(report, config, session, password_cache, secrets)
+    except Exception as e:  # noqa: BLE001 - the notifier must never raise
+        detail = f"unexpected error: {type(e).__name__}: {e}"
+        result = {"status": "failed", "detail": detail, "recipients": 0}
+        trace = _redact("".join(traceback.format_exception(e)), _secret_forms(config, secrets))
+        result["_traceback"] = trace
+    forms = _secret_forms(config, secrets)
+    result["detail"] = _redact(str(result.get("detail", "")), forms)
+    trace = result.pop("_traceback", None)
+    # A logging failure must not escape either.
+    with contextlib.suppress(Exception):
+        _log_result(report, config, result, trace)
+    return result
+
+
+def _notify(
+    report: Mapping[str, Any],
+    config: NotificationConfig | None,
+    session: boto3.Session | None,
+    cache: dict[PasswordReference, str] | None,
+    secrets: list[str],
+) -> dict[str, Any]:
+    if config is None:
+        return {
+            "status": "not_configured",
+            "detail": f"no {SMTP_SECTION} section in input.json",
+            "recipients": 0,
+        }
+    outcome = outcome_of(report)
+    if outcome not in config.notify_on:
+        return {
+            "status": "skipped",
+            "detail": f"notify_on is {list(config.notify_on)}; this run was a {outcome}",
+            "recipients": 0,
+        }
+    if isinstance(config.password, str):
+        secrets.append(config.password)
+    try:
+        message = render_message(report, config)
+        password = resolve_password(config, session, cache if cache is not None else {})
+        if password:
+            secrets.append(password)
+        accepted = send_message(message, config, password)
+    except UnsafeHeaderError as e:
+        return {
+            "status": "failed",
+            "detail": f"message not built: {e}",
+            "recipients": 0,
+        }
+    except PasswordUnavailableError as e:
+        return {"status": "failed", "detail": f"password: {e}", "recipients": 0}
+    except DeliveryError as e:
+        return {"status": "failed", "detail": str(e), "recipients": 0}
+    except ConfigError as e:
+        return {"status": "failed", "detail": f"configuration: {e}", "recipients": 0}
+    wanted = len(config.envelope_recipients)
+    detail = f"sent to {len(accepted)} of {wanted} recipient(s) via {config.host}:{config.port}"
+    if len(accepted) < wanted:
+        refused = sorted(set(config.envelope_recipients) - set(accepted))
+        detail += f"; refused: {', '.join(refused)}"
+    return {
+        "status": "sent",
+        "detail": detail,
+        "recipients": len(accepted),
+        "message_id": str(message["Message-ID"]),
+    }
+
+
+def _secret_forms(config: NotificationConfig | None, secrets: list[str]) -> list[str]:
+    """Each secret, plus the base64 forms AUTH LOGIN and AUTH PLAIN put on the wire."""
+    username = getattr(config, "username", None) or ""
+    forms: list[str] = []
+    for secret in secrets:
+        if not secret:
+            continue
+        forms.append(secret)
+        forms.append(base64.b64encode(secret.encode()).decode())
+        forms.append(base64.b64encode(f"\0{username}\0{secret}".encode()).decode())
+    return sorted(set(forms), key=len, reverse=True)
+
+
+def _redact(text: str, forms: Sequence[str]) -> str:
+    for form in forms:
+        text = text.replace(form, "***")
+    return text
+
+
+def _log_result(
+    report: Mapping[str, Any],
+    config: NotificationConfig | None,
+    result: Mapping[str, Any],
+    trace: str | None,
+) -> None:
+    extra: dict[str, Any] = {
+        "notification_status": result.get("status"),
+        "notification_detail": result.get("detail"),
+        "recipients": result.get("recipients", 0),
+        "cluster": _text(report.get("cluster")) if isinstance(report, Mapping) else "",
+        "service": _text(report.get("service")) if isinstance(report, Mapping) else "",
+        "recycle_status": _text(report.get("status")) if isinstance(report, Mapping) else "",
+    }
+    if isinstance(config, NotificationConfig):
+        extra.update(smtp_host=config.host, smtp_port=config.port, smtp_security=config.security)
+    if result.get("message_id"):
+        extra["message_id"] = result["message_id"]
+    if trace:
+        extra["traceback"] = trace
+    status = result.get("status")
+    level = logging.ERROR if status == "failed" else logging.INFO
+    logger.log(level, "Notification %s: %s", status, result.get("detail"), extra=extra)

@@ -1,0 +1,746 @@
+"""Notification.py against real SMTP servers (aiosmtpd on 127.0.0.1, trustme CA).
+
+GIVEN / WHEN / THEN: each test builds its world, calls the public API once, and
+checks what the server received, what notify() returned and what was logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import time
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+from smtp_support import (
+    HOST,
+    PasswordAuthenticator,
+    RunningServer,
+    TLSMaterial,
+    capture_json_logs,
+    free_port,
+    make_tls_material,
+    silent_server,
+    smtp_server,
+)
+
+import Notification
+from errors import ConfigError
+from Notification import NotificationConfig, PasswordReference
+
+USERNAME = "mailer@example.com"
+PASSWORD = "s3cr3t-Pa55w0rd-never-log-me"
+REGION = "eu-west-1"
+# Loggers the Lambda handler holds at WARNING (botocore logs response bodies at
+# DEBUG), plus the test-only SMTP server and moto.
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "mail.log", "moto")
+
+
+# --------------------------------------------------------------------------- #
+# Fixtures
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake AWS credentials, no real endpoints, and no inherited CA bundle."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
+    return make_tls_material(tmp_path_factory.mktemp("trusted-ca"))
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
+    return make_tls_material(tmp_path_factory.mktemp("other-ca"), name="other")
+
+
+@pytest.fixture
+def trust_ca(tls: TLSMaterial, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ssl.create_default_context() reads SSL_CERT_FILE when the context is made.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_pem))
+
+
+@pytest.fixture
+def starttls_server(tls: TLSMaterial, trust_ca: None) -> Iterator[RunningServer]:
+    with smtp_server("starttls", tls, PasswordAuthenticator(USERNAME, PASSWORD)) as server:
+        yield server
+
+
+@pytest.fixture
+def implicit_tls_server(tls: TLSMaterial, trust_ca: None) -> Iterator[RunningServer]:
+    with smtp_server("implicit_tls", tls, PasswordAuthenticator(USERNAME, PASSWORD)) as server:
+        yield server
+
+
+@pytest.fixture
+def local_relay() -> Iterator[RunningServer]:
+    with smtp_server("plain") as server:
+        yield server
+
+
+def smtp_section(port: int | str | None, **overrides: Any) -> dict[str, Any]:
+    section: dict[str, Any] = {
+        "host": HOST,
+        "port": port,
+        "username": USERNAME,
+        "password": PASSWORD,
+        "from_email": "ECS Recycle <noreply@example.com>",
+    }
+    section.update(overrides)
+    return {k: v for k, v in section.items() if v is not None}
+
+
+def email_section(**overrides: Any) -> dict[str, Any]:
+    section: dict[str, Any] = {
+        "email_subject": "ECS Service Task Recycle Completed",
+        "subject_prefix": "AWS ECS",
+        "to": ["admin@example.com"],
+        "cc": ["Team Lead <lead@example.com>"],
+        "bcc": ["audit@example.com"],
+    }
+    section.update(overrides)
+    return {k: v for k, v in section.items() if v is not None}
+
+
+def config_for(smtp: dict[str, Any], email: dict[str, Any] | None = None) -> NotificationConfig:
+    config = Notification.parse_notification_config(smtp, email if email is not None else email_section())
+    assert config is not None
+    return config
+
+
+def relay_config(port: int, **email_overrides: Any) -> NotificationConfig:
+    """A localhost relay without TLS or AUTH: the cheapest real server."""
+    return config_for(
+        smtp_section(port, security="none", username=None, password=None), email_section(**email_overrides)
+    )
+
+
+ARN = "arn:aws:ecs:eu-west-1:123456789012:task/prod-cluster/"
+
+
+def make_report(status: str = "succeeded", **overrides: Any) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "status": status,
+        "cluster": "prod-cluster",
+        "service": "web-api",
+        "region": REGION,
+        "account": "123456789012",
+        "original_desired_count": 3,
+        "task_total": 3,
+        "tasks_recycled": [
+            {"index": 1, "old_task_arn": ARN + "aaa111", "new_task_arn": ARN + "bbb222", "seconds": 42.5},
+            {"index": 2, "old_task_arn": ARN + "ccc333", "new_task_arn": ARN + "ddd444", "seconds": 61.0},
+        ],
+        "tasks_remaining": [ARN + "eee555"],
+        "restored": True,
+        "restore_actions": ["desiredCount 4 -> 3"],
+        "external_changes": [],
+        "duration_seconds": 130.25,
+        "error": None,
+        "request_id": "c0ffee00-1234-5678-9abc-def012345678",
+        "log_group": "/aws/lambda/ecs-task-recycle",
+        "log_stream": "2026/11/28/[$LATEST]0123456789abcdef",
+        "started_at": "2026-11-28T21:04:05+00:00",
+    }
+    if status == "succeeded":
+        report["tasks_recycled"].append(
+            {"index": 3, "old_task_arn": ARN + "eee555", "new_task_arn": ARN + "fff666", "seconds": 40.0}
+        )
+        report["tasks_remaining"] = []
+    if status == "failed":
+        report["error"] = "ReplacementFailed: new task stopped (TaskFailedToStart: CannotPullContainerError)"
+    report.update(overrides)
+    return report
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    plain = message.get_body(preferencelist=("plain",))
+    rich = message.get_body(preferencelist=("html",))
+    assert plain is not None and rich is not None
+    assert isinstance(plain, EmailMessage) and isinstance(rich, EmailMessage)
+    return plain.get_content(), rich.get_content()
+
+
+# --------------------------------------------------------------------------- #
+# Configuration
+# --------------------------------------------------------------------------- #
+
+
+def test_given_no_smtp_section_when_parsing_then_notifications_are_not_configured() -> None:
+    # GIVEN input.json without smtpCredentials (emailNotification alone is ignored)
+    # WHEN it is parsed
+    config = Notification.parse_notification_config(None, email_section())
+    # THEN there is nothing to configure, and notify reports exactly that
+    assert config is None
+    result = Notification.notify(make_report(), None, None)
+    assert result["status"] == "not_configured"
+    assert result["recipients"] == 0
+
+
+def test_given_smtp_without_email_section_when_parsing_then_error_names_email_to() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587), None)
+    assert caught.value.field == "emailNotification.to"
+
+
+@pytest.mark.parametrize(
+    ("port", "security", "expected"),
+    [
+        ("587", None, (587, "starttls")),
+        (587, None, (587, "starttls")),
+        ("465", None, (465, "ssl")),
+        (2525, "starttls", (2525, "starttls")),
+        (None, "ssl", (465, "ssl")),
+        (None, None, (587, "starttls")),
+        (" 25 ", "NONE", (25, "none")),
+    ],
+)
+def test_given_port_as_string_or_number_when_parsing_then_transport_follows_port_or_security(
+    port: int | str | None, security: str | None, expected: tuple[int, str]
+) -> None:
+    # GIVEN the seed's string port, a number, or an explicit security
+    config = config_for(smtp_section(port, security=security, host="localhost"))
+    # THEN the port and transport are resolved as documented
+    assert (config.port, config.security) == expected
+
+
+def test_given_seed_style_config_when_parsing_then_addresses_and_defaults_are_normalised() -> None:
+    config = config_for(
+        smtp_section("587"),
+        email_section(to=["admin@example.com", "Doe, John <john@example.com>"], notify_on=None),
+    )
+    assert config.to == ("admin@example.com", '"Doe, John" <john@example.com>')
+    assert config.notify_on == ("success", "failure")
+    assert config.timeout_seconds == Notification.DEFAULT_TIMEOUT_SECONDS
+    assert config.envelope_recipients == [
+        "admin@example.com",
+        "john@example.com",
+        "lead@example.com",
+        "audit@example.com",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("smtp_overrides", "email_overrides", "field"),
+    [
+        ({"port": "abc"}, {}, "smtpCredentials.port"),
+        ({"port": 0}, {}, "smtpCredentials.port"),
+        ({"port": 70000}, {}, "smtpCredentials.port"),
+        ({"port": True}, {}, "smtpCredentials.port"),
+        ({"port": 2525}, {}, "smtpCredentials.security"),
+        ({"security": "tls"}, {}, "smtpCredentials.security"),
+        ({"host": "smtp.example.com", "port": 25, "security": "none"}, {}, "smtpCredentials.security"),
+        ({"host": "smtp example com"}, {}, "smtpCredentials.host"),
+        ({"host": None}, {}, "smtpCredentials.host"),
+        ({"from_email": None}, {}, "smtpCredentials.from_email"),
+        ({"from_email": "not-an-address"}, {}, "smtpCredentials.from_email"),
+        ({"password": None}, {}, "smtpCredentials.password"),
+        ({"username": None}, {}, "smtpCredentials.username"),
+        ({"password": {"secrets_manager": "a", "ssm_parameter": "/b"}}, {}, "smtpCredentials.password"),
+        ({"password": {"ssm_parameter": "/b", "key": "k"}}, {}, "smtpCredentials.password.key"),
+        ({"password": {"vault": "x"}}, {}, "smtpCredentials.password.vault"),
+        ({"timeout_seconds": 0}, {}, "smtpCredentials.timeout_seconds"),
+        ({"timeout_seconds": "15"}, {}, "smtpCredentials.timeout_seconds"),
+        ({"pasword": "typo"}, {}, "smtpCredentials.pasword"),
+        ({}, {"to": []}, "emailNotification.to"),
+        ({}, {"to": None}, "emailNotification.to"),
+        ({}, {"to": ["admin@example.com", "admin@"]}, "emailNotification.to[1]"),
+        ({}, {"to": ["admin@example.com", "a@b.com\r\nBcc: evil@example.net"]}, "emailNotification.to[1]"),
+        ({}, {"cc": ["ok@example.com", "no-domain@localdomain"]}, "emailNotification.cc[1]"),
+        ({}, {"bcc": "two@example.com three@example.com"}, "emailNotification.bcc"),
+        ({}, {"notify_on": []}, "emailNotification.notify_on"),
+        ({}, {"notify_on": ["success", "always"]}, "emailNotification.notify_on[1]"),
+        ({}, {"email_subject": "Done\r\nBcc: evil@example.net"}, "emailNotification.email_subject"),
+        ({}, {"subject_prefix": "AWS\nECS"}, "emailNotification.subject_prefix"),
+        ({}, {"reply_to": "x@example.com"}, "emailNotification.reply_to"),
+    ],
+)
+def test_given_invalid_config_when_parsing_then_error_names_the_key_and_never_the_password(
+    smtp_overrides: dict[str, Any], email_overrides: dict[str, Any], field: str
+) -> None:
+    # GIVEN one bad key in an otherwise valid configuration
+    smtp = smtp_section(587)
+    smtp.update(smtp_overrides)
+    smtp = {k: v for k, v in smtp.items() if v is not None}
+    email = email_section()
+    email.update(email_overrides)
+    email = {k: v for k, v in email.items() if v is not None}
+    # WHEN it is parsed
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp, email)
+    # THEN the error names that key, and holds no secret
+    assert caught.value.field == field
+    assert PASSWORD not in str(caught.value)
+
+
+def test_given_password_of_wrong_type_when_parsing_then_value_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587, password=918273645), email_section())
+    assert caught.value.field == "smtpCredentials.password"
+    assert "918273645" not in str(caught.value)
+
+
+def test_given_a_config_when_printed_then_the_password_is_hidden() -> None:
+    config = config_for(smtp_section(587))
+    assert PASSWORD not in repr(config)
+    assert PASSWORD not in str(config)
+
+
+def test_given_password_references_when_parsing_then_they_are_kept_as_references() -> None:
+    sm = config_for(smtp_section(587, password={"secrets_manager": "smtp/creds", "key": "password"}))
+    ssm = config_for(smtp_section(587, password={"ssm_parameter": "/smtp/password"}))
+    assert sm.password == PasswordReference("secrets_manager", "smtp/creds", "password")
+    assert ssm.password == PasswordReference("ssm_parameter", "/smtp/password")
+
+
+# --------------------------------------------------------------------------- #
+# The message
+# --------------------------------------------------------------------------- #
+
+SUBJECTS = {
+    "succeeded": "AWS ECS | ECS Service Task Recycle Completed | 2026-11-28",
+    "dry_run": "AWS ECS | DRY RUN | ECS Service Task Recycle Completed | 2026-11-28",
+    "failed": "AWS ECS | FAILED | ECS Service Task Recycle Completed | 2026-11-28",
+    "incomplete": "AWS ECS | INCOMPLETE | ECS Service Task Recycle Completed | 2026-11-28",
+    "something-new": "AWS ECS | UNKNOWN OUTCOME | ECS Service Task Recycle Completed | 2026-11-28",
+}
+
+
+@pytest.mark.parametrize("status", sorted(SUBJECTS))
+def test_given_each_outcome_when_rendered_then_subject_says_so_plainly(status: str) -> None:
+    message = Notification.render_message(make_report(status), config_for(smtp_section(587)))
+    assert message["Subject"] == SUBJECTS[status]
+    assert message["X-ECS-Recycle-Status"] == status
+
+
+def test_given_a_success_when_sent_then_both_parts_carry_the_whole_report(
+    local_relay: RunningServer,
+) -> None:
+    # GIVEN a successful run and a local relay
+    config = relay_config(local_relay.port)
+    # WHEN the report is mailed
+    result = Notification.notify(make_report("succeeded"), config, None)
+    # THEN it arrives as multipart/alternative with a plain and an HTML part
+    assert result["status"] == "sent", result
+    [received] = local_relay.handler.messages
+    message = received.parsed()
+    assert message.get_content_type() == "multipart/alternative"
+    assert message["Subject"] == SUBJECTS["succeeded"]
+    assert message["From"] == "ECS Recycle <noreply@example.com>"
+    assert message["To"] == "admin@example.com"
+    assert message["Cc"] == "Team Lead <lead@example.com>"
+    assert message["Message-ID"] == result["message_id"]
+    text, rich = parts(message)
+    for body in (text, rich):
+        for expected in ("prod-cluster", "web-api", REGION, "123456789012", "3 of 3", "Succeeded"):
+            assert expected in body
+        assert "aaa111" in body and "bbb222" in body and "42.5 s" in body
+        assert "130.2 s" in body
+        assert "c0ffee00-1234-5678-9abc-def012345678" in body
+        assert "/aws/lambda/ecs-task-recycle" in body
+        assert ARN not in body, "task ids are shown short, not as full ARNs"
+    assert "1. aaa111 -> bbb222 (42.5 s)" in text
+    assert "Original desired count: 3" in text
+    assert "Service restored:       yes" in text
+    assert "Error" not in text
+    assert "console.aws.amazon.com/cloudwatch" in rich
+
+
+def test_given_a_failure_when_rendered_then_error_and_restore_are_shown() -> None:
+    report = make_report("failed", restored=True, restore_actions=["desiredCount 4 -> 3", "scale-in resumed"])
+    message = Notification.render_message(report, config_for(smtp_section(587)))
+    text, rich = parts(message)
+    assert message["Subject"].startswith("AWS ECS | FAILED |")
+    for body in (text, rich):
+        assert "FAILED" in body
+        assert "2 of 3" in body
+        assert "CannotPullContainerError" in body
+        assert "scale-in resumed" in body
+        assert "eee555" in body  # the task that was not recycled
+    assert "desiredCount 4 -> 3" in text
+    assert "desiredCount 4 -&gt; 3" in rich
+
+
+def test_given_an_incomplete_run_when_rendered_then_remaining_tasks_and_restore_state_are_shown() -> None:
+    report = make_report("incomplete", restored=False, restore_actions=[])
+    message = Notification.render_message(report, config_for(smtp_section(587)))
+    text, rich = parts(message)
+    assert message["Subject"].startswith("AWS ECS | INCOMPLETE |")
+    assert "INCOMPLETE: the time budget ran out with 1 task(s) remaining" in text
+    assert "Tasks not recycled:\n  - eee555" in text
+    assert "Service restored:       NO" in text
+    assert "<code>eee555</code>" in rich
+
+
+def test_given_a_report_with_missing_keys_when_rendered_then_it_still_renders() -> None:
+    message = Notification.render_message({"status": "failed"}, config_for(smtp_section(587)))
+    text, _ = parts(message)
+    assert "Cluster:" in text and "unknown" in text
+    assert "0 of unknown" in text
+
+
+def test_given_bcc_recipients_when_sent_then_they_get_the_mail_but_no_header_names_them(
+    local_relay: RunningServer,
+) -> None:
+    config = relay_config(local_relay.port)
+    Notification.notify(make_report(), config, None)
+    [received] = local_relay.handler.messages
+    assert received.rcpt_tos == ["admin@example.com", "lead@example.com", "audit@example.com"]
+    assert received.mail_from == "noreply@example.com"
+    message = received.parsed()
+    assert message["Bcc"] is None
+    assert b"audit@example.com" not in received.content
+
+
+def test_given_service_name_with_markup_when_rendered_then_html_is_escaped() -> None:
+    # GIVEN a service name that is also HTML
+    report = make_report(service="<script>alert('x')</script>", cluster="a&b")
+    # WHEN the message is rendered
+    _, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    # THEN the HTML part shows it as text, never as markup
+    assert "<script>" not in rich
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in rich
+    assert "a&amp;b" in rich
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(service=st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1))
+def test_given_any_printable_service_name_when_rendered_then_html_holds_it_escaped(service: str) -> None:
+    report = make_report(service=service)
+    message = Notification.render_message(report, config_for(smtp_section(587)))
+    text, rich = parts(message)
+    assert html.escape(service, quote=True) in rich
+    assert service in text
+
+
+@pytest.mark.parametrize("field", ["service", "cluster", "status"])
+def test_given_crlf_in_a_report_value_bound_for_a_header_when_notifying_then_nothing_is_sent(
+    local_relay: RunningServer, field: str
+) -> None:
+    # GIVEN a report value that would inject a header if passed through
+    report = make_report(**{field: "web\r\nBcc: attacker@example.net"})
+    config = relay_config(local_relay.port)
+    # WHEN rendering it directly, THEN it is refused
+    with pytest.raises(Notification.UnsafeHeaderError):
+        Notification.render_message(report, config)
+    # WHEN notifying, THEN the notifier reports a failure instead of raising, and sends nothing
+    result = Notification.notify(report, config, None)
+    assert result["status"] == "failed"
+    assert "header" in result["detail"]
+    assert local_relay.handler.messages == []
+
+
+def test_given_crlf_in_a_config_subject_built_in_code_when_rendering_then_it_is_refused() -> None:
+    # GIVEN a config that bypassed validation (built in code)
+    config = dataclasses.replace(config_for(smtp_section(587)), email_subject="Hi\r\nBcc: x@example.net")
+    with pytest.raises(Notification.UnsafeHeaderError):
+        Notification.render_message(make_report(), config)
+
+
+# --------------------------------------------------------------------------- #
+# Transport, against real servers
+# --------------------------------------------------------------------------- #
+
+
+def test_given_starttls_listener_with_auth_when_notifying_then_mail_is_sent_over_tls_and_authenticated(
+    starttls_server: RunningServer,
+) -> None:
+    # GIVEN a 587-style server that requires STARTTLS and AUTH, with a trusted certificate
+    config = config_for(smtp_section(starttls_server.port, security="starttls"))
+    # WHEN the report is mailed
+    result = Notification.notify(make_report("failed"), config, None)
+    # THEN it was accepted for all three recipients, over TLS, as our user
+    assert result["status"] == "sent", result
+    assert result["recipients"] == 3
+    [received] = starttls_server.handler.messages
+    assert received.over_tls
+    assert received.authenticated_as == USERNAME
+    assert received.parsed()["Subject"].startswith("AWS ECS | FAILED |")
+    assert PASSWORD.encode() not in received.content
+
+
+def test_given_implicit_tls_listener_when_notifying_then_mail_is_sent(implicit_tls_server: RunningServer) -> None:
+    config = config_for(smtp_section(str(implicit_tls_server.port), security="ssl"))
+    result = Notification.notify(make_report(), config, None)
+    assert result["status"] == "sent", result
+    [received] = implicit_tls_server.handler.messages
+    assert received.authenticated_as == USERNAME
+    assert received.over_tls
+
+
+def test_given_wrong_password_when_notifying_then_failure_is_reported_not_raised(
+    starttls_server: RunningServer,
+) -> None:
+    wrong = "wrong-" + PASSWORD
+    config = config_for(smtp_section(starttls_server.port, security="starttls", password=wrong))
+    with capture_json_logs(QUIET_LOGGERS) as logs:
+        result = Notification.notify(make_report(), config, None)
+    assert result["status"] == "failed"
+    assert result["detail"].startswith("AUTH: authentication failed (535")
+    assert starttls_server.handler.messages == []
+    # smtplib tries each offered mechanism (PLAIN, then LOGIN) before giving up.
+    assert starttls_server.authenticator is not None
+    assert set(starttls_server.authenticator.attempts) == {USERNAME}
+    assert wrong not in json.dumps(result) and wrong not in logs.text()
+
+
+def test_given_server_is_down_when_notifying_then_failure_is_reported(trust_ca: None) -> None:
+    config = config_for(smtp_section(free_port(), security="starttls"))
+    result = Notification.notify(make_report(), config, None)
+    assert result["status"] == "failed"
+    assert result["detail"].startswith("connect:")
+    assert "refused the connection" in result["detail"]
+
+
+def test_given_server_that_never_answers_when_notifying_then_it_times_out(trust_ca: None) -> None:
+    # GIVEN a listener that accepts the connection and never sends a greeting
+    with silent_server() as port:
+        config = config_for(smtp_section(port, security="starttls", timeout_seconds=1))
+        # WHEN notifying
+        started = time.monotonic()
+        result = Notification.notify(make_report(), config, None)
+        elapsed = time.monotonic() - started
+    # THEN the notifier gives up after its timeout and says so
+    assert result["status"] == "failed"
+    assert "no answer from" in result["detail"] and "within 1 s" in result["detail"]
+    assert 0.9 <= elapsed < 3
+
+
+def test_given_certificate_from_an_untrusted_ca_when_notifying_then_connection_is_refused(
+    tls: TLSMaterial, other_ca: TLSMaterial, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the client trusts a different CA from the one that signed the server's certificate
+    monkeypatch.setenv("SSL_CERT_FILE", str(other_ca.ca_pem))
+    authenticator = PasswordAuthenticator(USERNAME, PASSWORD)
+    with smtp_server("starttls", tls, authenticator) as server:
+        config = config_for(smtp_section(server.port, security="starttls"))
+        # WHEN notifying
+        result = Notification.notify(make_report(), config, None)
+    # THEN TLS fails, no credentials are offered and nothing is delivered
+    assert result["status"] == "failed"
+    assert result["detail"].startswith("STARTTLS:")
+    assert "not trusted" in result["detail"]
+    assert authenticator.attempts == []
+    assert server.handler.messages == []
+
+
+def test_given_untrusted_certificate_on_implicit_tls_when_notifying_then_connection_is_refused(
+    tls: TLSMaterial, other_ca: TLSMaterial, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(other_ca.ca_pem))
+    with smtp_server("implicit_tls", tls, PasswordAuthenticator(USERNAME, PASSWORD)) as server:
+        result = Notification.notify(make_report(), config_for(smtp_section(server.port, security="ssl")), None)
+    assert result["status"] == "failed"
+    assert "not trusted" in result["detail"]
+    assert server.handler.messages == []
+
+
+def test_given_server_without_starttls_when_security_is_starttls_then_nothing_is_sent_in_clear(
+    trust_ca: None,
+) -> None:
+    # GIVEN a server that offers AUTH but no STARTTLS
+    authenticator = PasswordAuthenticator(USERNAME, PASSWORD)
+    with smtp_server("plain", authenticator=authenticator) as server:
+        config = config_for(smtp_section(server.port, security="starttls"))
+        result = Notification.notify(make_report(), config, None)
+    # THEN the notifier refuses to downgrade: no password, no message
+    assert result["status"] == "failed"
+    assert result["detail"].startswith("STARTTLS: the server does not offer STARTTLS")
+    assert authenticator.attempts == []
+    assert server.handler.messages == []
+
+
+def test_given_server_refusing_one_recipient_when_notifying_then_sent_to_the_rest_and_refusal_reported() -> None:
+    with smtp_server("plain", refuse=frozenset({"lead@example.com"})) as server:
+        result = Notification.notify(make_report("failed"), relay_config(server.port), None)
+    assert result["status"] == "sent"
+    assert result["recipients"] == 2
+    assert "sent to 2 of 3" in result["detail"] and "refused: lead@example.com" in result["detail"]
+    [received] = server.handler.messages
+    assert received.rcpt_tos == ["admin@example.com", "audit@example.com"]
+
+
+def test_given_server_refusing_every_recipient_when_notifying_then_failure_is_reported() -> None:
+    with smtp_server("plain", refuse=frozenset({"admin@example.com"})) as server:
+        config = relay_config(server.port, cc=None, bcc=None)
+        result = Notification.notify(make_report("failed"), config, None)
+    assert result["status"] == "failed"
+    assert result["detail"] == "send: every recipient was refused (admin@example.com)"
+    assert server.handler.messages == []
+
+
+def test_given_notify_on_failure_only_when_run_succeeds_then_mail_is_skipped(local_relay: RunningServer) -> None:
+    config = relay_config(local_relay.port, notify_on=["failure"])
+    assert Notification.notify(make_report("succeeded"), config, None)["status"] == "skipped"
+    assert Notification.notify(make_report("dry_run"), config, None)["status"] == "skipped"
+    assert local_relay.handler.messages == []
+    # ... and a failed or partial run is still mailed
+    assert Notification.notify(make_report("failed"), config, None)["status"] == "sent"
+    assert Notification.notify(make_report("incomplete"), config, None)["status"] == "sent"
+    assert len(local_relay.handler.messages) == 2
+
+
+def test_given_a_broken_config_object_when_notifying_then_notify_still_does_not_raise() -> None:
+    result = Notification.notify(make_report(), "not a config", None)  # type: ignore[arg-type]
+    assert result["status"] == "failed"
+    assert result["detail"].startswith("unexpected error:")
+
+
+# --------------------------------------------------------------------------- #
+# Password references, in moto
+# --------------------------------------------------------------------------- #
+
+
+@mock_aws
+def test_given_secrets_manager_reference_when_notifying_then_password_is_read_at_send_time(
+    starttls_server: RunningServer,
+) -> None:
+    # GIVEN the password lives in a JSON secret, not in input.json
+    boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="ecs-recycle/smtp", SecretString=json.dumps({"username": USERNAME, "password": PASSWORD})
+    )
+    reference = {"secrets_manager": "ecs-recycle/smtp", "key": "password"}
+    config = config_for(smtp_section(starttls_server.port, security="starttls", password=reference))
+    # WHEN notifying through a session
+    with capture_json_logs(QUIET_LOGGERS) as logs:
+        result = Notification.notify(make_report(), config, boto3.Session(region_name=REGION))
+    # THEN the server accepted that password, and it appears nowhere else
+    assert result["status"] == "sent", result
+    assert starttls_server.handler.messages[0].authenticated_as == USERNAME
+    assert PASSWORD not in json.dumps(result)
+    assert PASSWORD not in logs.text()
+    assert PASSWORD.encode() not in starttls_server.handler.messages[0].content
+
+
+@mock_aws
+def test_given_secrets_manager_arn_and_plain_string_when_notifying_then_whole_string_is_the_password(
+    starttls_server: RunningServer,
+) -> None:
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(Name="plain", SecretString=PASSWORD)["ARN"]
+    config = config_for(smtp_section(starttls_server.port, security="starttls", password={"secrets_manager": arn}))
+    result = Notification.notify(make_report(), config, boto3.Session(region_name=REGION))
+    assert result["status"] == "sent", result
+
+
+@mock_aws
+def test_given_secret_in_another_region_when_resolving_then_the_arns_region_is_used() -> None:
+    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(Name="far", SecretString=PASSWORD)[
+        "ARN"
+    ]
+    config = config_for(smtp_section(587, password={"secrets_manager": arn}))
+    assert Notification.resolve_password(config, boto3.Session(region_name=REGION)) == PASSWORD
+
+
+@mock_aws
+def test_given_ssm_securestring_reference_when_notifying_then_password_is_decrypted_and_used(
+    starttls_server: RunningServer,
+) -> None:
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name="/ecs-recycle/smtp-password", Value=PASSWORD, Type="SecureString"
+    )
+    config = config_for(
+        smtp_section(
+            starttls_server.port, security="starttls", password={"ssm_parameter": "/ecs-recycle/smtp-password"}
+        )
+    )
+    with capture_json_logs(QUIET_LOGGERS) as logs:
+        result = Notification.notify(make_report(), config, boto3.Session(region_name=REGION))
+    assert result["status"] == "sent", result
+    assert starttls_server.handler.messages[0].authenticated_as == USERNAME
+    assert PASSWORD not in logs.text()
+
+
+@mock_aws
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ({"secrets_manager": "missing"}, "password: could not read Secrets Manager secret 'missing'"),
+        ({"secrets_manager": "plain", "key": "password"}, "is not a JSON object, so it has no key 'password'"),
+        ({"secrets_manager": "json", "key": "pass"}, "has no key 'pass'"),
+        ({"ssm_parameter": "/missing"}, "password: could not read SSM parameter '/missing': ParameterNotFound"),
+    ],
+)
+def test_given_unresolvable_reference_when_notifying_then_failure_is_reported_and_nothing_sent(
+    local_relay: RunningServer, reference: dict[str, str], expected: str
+) -> None:
+    # GIVEN a reference that cannot be turned into a password
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm.create_secret(Name="plain", SecretString=PASSWORD)
+    sm.create_secret(Name="json", SecretString=json.dumps({"password": PASSWORD}))
+    config = config_for(
+        smtp_section(local_relay.port, security="none", password=reference), email_section(cc=None, bcc=None)
+    )
+    # WHEN notifying
+    with capture_json_logs(QUIET_LOGGERS) as logs:
+        result = Notification.notify(make_report(), config, boto3.Session(region_name=REGION))
+    # THEN the failure is a report entry naming the reference, never the secret
+    assert result["status"] == "failed"
+    assert expected in result["detail"]
+    assert local_relay.handler.messages == []
+    assert PASSWORD not in result["detail"] and PASSWORD not in logs.text()
+
+
+@mock_aws
+def test_given_a_cache_when_resolving_twice_then_aws_is_read_once_per_invocation() -> None:
+    # GIVEN a secret resolved once into this invocation's cache
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm.create_secret(Name="rotating", SecretString=PASSWORD)
+    config = config_for(smtp_section(587, password={"secrets_manager": "rotating"}))
+    session = boto3.Session(region_name=REGION)
+    cache: dict[PasswordReference, str] = {}
+    assert Notification.resolve_password(config, session, cache) == PASSWORD
+    # WHEN the secret changes during the invocation
+    sm.put_secret_value(SecretId="rotating", SecretString="rotated-value")
+    # THEN the same invocation keeps its value, and a new invocation reads afresh
+    assert Notification.resolve_password(config, session, cache) == PASSWORD
+    assert Notification.resolve_password(config, session, {}) == "rotated-value"
+
+
+# --------------------------------------------------------------------------- #
+# Logs
+# --------------------------------------------------------------------------- #
+
+
+def test_given_any_notification_when_it_finishes_then_one_structured_line_is_logged_without_secrets(
+    starttls_server: RunningServer,
+) -> None:
+    config = config_for(smtp_section(starttls_server.port, security="starttls"))
+    with capture_json_logs(QUIET_LOGGERS) as logs:
+        result = Notification.notify(make_report("failed"), config, None)
+    assert result["status"] == "sent"
+    ours = [line for line in logs.lines() if line["logger"] == "Notification"]
+    assert len(ours) == 1
+    [line] = ours
+    assert line["notification_status"] == "sent"
+    assert line["cluster"] == "prod-cluster" and line["service"] == "web-api"
+    assert line["recycle_status"] == "failed"
+    assert line["smtp_host"] == HOST and line["smtp_security"] == "starttls"
+    assert line["recipients"] == 3
+    assert PASSWORD not in logs.text()
+
+
+def test_given_eml_export_when_saved_then_it_parses_back(tmp_path: Path) -> None:
+    # The demo saves the rendered message beside the report.
+    message = Notification.render_message(make_report(), config_for(smtp_section(587)))
+    path = tmp_path / "report.eml"
+    path.write_bytes(message.as_bytes())
+    parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert parsed["Subject"] == SUBJECTS["succeeded"]
+    assert PASSWORD not in path.read_text(encoding="utf-8")
