@@ -274,6 +274,7 @@ class _State:
     snapshot: Snapshot | None = None
     locked: bool = False
     surged: bool = False
+    surge_landed: bool = False
     target_touched: bool = False
 
 
@@ -527,6 +528,7 @@ class Recycler:
             self.runtime.step("suspend autoscaling", self._suspend_autoscaling)
         self.state.surged = True
         surge_started = self.runtime.step("surge", self._apply_surge)
+        self.state.surge_landed = True
         self._log(logging.INFO, f"Desired count raised to {snapshot.desired_count + 1}; waiting for the extra task")
         state = self._wait_for_new_task("surge task", surge_started, index=0)
         self._learn(state["seconds"])
@@ -779,8 +781,8 @@ class Recycler:
         external: list[str] = []
         if current == surged:
             target = snapshot.desired_count
-        elif current == snapshot.desired_count:
-            # The surge never landed (a run killed before UpdateService).
+        elif current == snapshot.desired_count and not self.state.surge_landed:
+            # Repairing a killed run whose UpdateService may never have landed: nothing of ours to remove.
             target = current
         else:
             target = max(current - 1, 0)

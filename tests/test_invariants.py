@@ -1,0 +1,108 @@
+"""Generated fault schedules: whatever goes wrong, the service ends as it was and capacity holds.
+
+hypothesis draws a schedule of faults (failed starts, never-healthy tasks,
+API errors on any call, autoscaling actions, a Lambda kill) and timings. After
+the run (and, if it was killed, after the repairing run), the invariants must
+hold.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from conftest import CLUSTER, SERVICE, Bed
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+import simulator
+from config import RecycleSettings
+from simulator import Behaviour, LambdaKilled
+
+OPERATIONS = ["stop_task", "update_service", "describe_services", "list_tasks", "describe_tasks",
+              "tag_resource", "untag_resource", "register_scalable_target", "describe_scalable_targets"]
+api_fault = st.tuples(st.sampled_from(OPERATIONS),
+                      st.sampled_from(["ThrottlingException", "AccessDeniedException", "ServerException"]),
+                      st.integers(min_value=0, max_value=40), st.integers(min_value=1, max_value=4))
+autoscale_event = st.tuples(st.integers(min_value=1, max_value=600), st.integers(min_value=-3, max_value=3),
+                            st.sampled_from(["dynamic", "scheduled"]))
+
+schedule = st.fixed_dictionaries({
+    "tasks": st.integers(min_value=1, max_value=6),
+    "start": st.integers(min_value=5, max_value=90),
+    "drain": st.integers(min_value=0, max_value=120),
+    "target": st.sampled_from([None, "roomy", "at_max"]),
+    "maintain": st.booleans(),
+    "wait_time": st.sampled_from([0, 10, 30]),
+    "fail_at": st.none() | st.tuples(st.integers(min_value=0, max_value=400), st.integers(min_value=1, max_value=5)),
+    "unhealthy_at": st.none() | st.integers(min_value=0, max_value=400),
+    "api_faults": st.lists(api_fault, max_size=3),
+    "autoscale": st.lists(autoscale_event, max_size=2),
+    "kill_at": st.none() | st.integers(min_value=1, max_value=600),
+})
+
+
+def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
+    n = plan["tasks"]
+    behaviour = Behaviour(start_seconds=plan["start"], drain_seconds=plan["drain"])
+    target = {None: None, "roomy": (1, n + 5), "at_max": (1, n)}[plan["target"]]
+    bed.add_service(tasks=n, target=target, behaviour=behaviour)
+    originals_seen = set(bed.snapshots[SERVICE]["tasks"])
+    external: list[int] = []
+
+    if plan["fail_at"]:
+        at, count = plan["fail_at"]
+        bed.sim.at(at, "failed starts", lambda: setattr(behaviour, "fail_next_starts", count))
+    if plan["unhealthy_at"] is not None:
+        bed.sim.at(plan["unhealthy_at"], "unhealthy", lambda: setattr(behaviour, "never_healthy", True))
+    for at, delta, kind in plan["autoscale"]:
+        def act(delta: int = delta, kind: str = kind) -> None:
+            before = bed.desired()
+            if bed.sim.autoscale(CLUSTER, SERVICE, max(0, before + delta), kind):
+                external.append(bed.desired() - before)
+        bed.sim.at(at, "autoscaling", act)
+    for operation, code, after, times in plan["api_faults"]:
+        bed.sim.fail(operation, code, times=times, after_calls=after)
+    if plan["kill_at"] is not None:
+        bed.clock.kill_at = bed.clock.now() + plan["kill_at"]
+
+    event = {"maintain_service_state": plan["maintain"], "wait_time": plan["wait_time"]}
+    tuned = RecycleSettings(replacement_timeout_seconds=300, max_failed_replacements=2)
+    try:
+        bed.run(owner="run-1", settings=tuned, **event)
+    except LambdaKilled:
+        pass
+    bed.clock.kill_at = None
+
+    # A killed run (or one whose restore kept failing) leaves its lock; the next run repairs it.
+    if bed.lock_tag() is not None:
+        bed.sim.faults.clear()
+        behaviour.fail_next_starts = 0
+        behaviour.never_healthy = False
+        bed.clock.sleep(1100)
+        originals_seen |= {t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"}
+        bed.run(owner="run-2", settings=tuned, **event)
+
+    # THEN: the scalable target equals the snapshot, desired = snapshot + others' changes, no lock left
+    bed.snapshots[SERVICE]["tasks"] = sorted(originals_seen)
+    bed.assert_restored(external_delta=sum(external))
+    # AND no task was stopped twice, and none that a run had started itself
+    bed.assert_each_original_stopped_at_most_once()
+    # AND with the surge, serving capacity never dropped below N (others scaling in may lower it)
+    scaled_in = any(d < 0 for d in external)
+    if plan["maintain"] and not scaled_in:
+        assert bed.sim.observed.min_serving[f"{CLUSTER}:{SERVICE}"] >= n
+
+
+@settings(max_examples=int(os.environ.get("INVARIANT_EXAMPLES", "40")), deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(plan=schedule)
+def test_any_fault_schedule_leaves_the_service_as_it_was(plan: dict[str, Any]) -> None:
+    clock = simulator.VirtualClock()
+    with simulator.simulated_aws(clock) as (sim, session):
+        config = simulator.sim_client_config()
+        ecs = session.client("ecs", config=config)
+        autoscaling = session.client("application-autoscaling", config=config)
+        elbv2 = session.client("elbv2", config=config)
+        bed = Bed(sim, clock, session, ecs, autoscaling, elbv2, sim.count_client_calls(ecs, autoscaling))
+        _run_schedule(bed, plan)
