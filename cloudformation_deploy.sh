@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# Build the Lambda package, upload it under a content-hash key and deploy
+# cloudformation.yaml with it. The stack always describes the code that runs:
+# there is no update-function-code step. Safe to re-run: an unchanged package is
+# not uploaded again, and an unchanged stack is left alone.
+set -euo pipefail
+[[ ${DEBUG:-} ]] && set -x
+
+readonly TEMPLATE_NAME="cloudformation.yaml"
+readonly PACKAGE_NAME="ecs-task-recycle.zip"
+readonly NAME_PATTERN='^[A-Za-z0-9_-]{1,255}$'
+readonly SERVICES_PATTERN='^(\*|[A-Za-z0-9_-]{1,255}(,[A-Za-z0-9_-]{1,255}){0,9})$'
+
+usage() {
+  cat <<EOF
+Usage: $(basename "$0") --stack-name NAME --bucket BUCKET --cluster CLUSTER --services NAMES [options]
+
+Builds the Lambda package (./lambda_build.sh), uploads it to
+s3://BUCKET/PREFIX/<sha256>.zip and deploys ${TEMPLATE_NAME} as stack NAME.
+Each setting comes from its flag, or else from the environment variable named
+in brackets.
+
+Required:
+  -s, --stack-name NAME      CloudFormation stack name [STACK_NAME]
+  -b, --bucket BUCKET        S3 bucket for the package, in the stack's region [ARTIFACT_BUCKET]
+  -c, --cluster CLUSTER      ECS cluster the functions may recycle in, or '*' for any [TARGET_CLUSTER]
+  -S, --services NAMES       Up to 10 comma-separated service names, or '*' for any
+                             service in the cluster [TARGET_SERVICES]
+
+Options:
+  -r, --region REGION        AWS region [AWS_REGION, AWS_DEFAULT_REGION]
+  -p, --profile PROFILE      AWS CLI profile [AWS_PROFILE]
+      --prefix PREFIX        S3 key prefix for the package (default ecs-task-recycle) [ARTIFACT_PREFIX]
+      --function-name NAME   Name of the standard function; the durable one is NAME-durable
+                             (default ecs-task-recycle) [FUNCTION_NAME]
+      --schedule EXPR        EventBridge Scheduler expression, e.g. 'cron(0 3 ? * SUN *)';
+                             '' removes the schedule [SCHEDULE_EXPRESSION]
+      --schedule-service S   Service the schedule recycles (required with --schedule) [SCHEDULE_SERVICE]
+      --schedule-cluster C   Cluster the schedule recycles (default: --cluster) [SCHEDULE_CLUSTER]
+      --schedule-timezone TZ Time zone of the cron expression (default UTC) [SCHEDULE_TIMEZONE]
+      --schedule-target T    standard or durable (default standard) [SCHEDULE_TARGET]
+      --parameter KEY=VALUE  Any other template parameter, e.g. LogLevel=DEBUG (repeatable)
+  -h, --help                 Show this help.
+
+Environment:
+  LAMBDA_ZIP   Deploy this prebuilt package instead of running ./lambda_build.sh.
+  BUILD_DIR    Build folder of ./lambda_build.sh (default build/).
+  DEBUG=1      Trace every command.
+
+Example:
+  $(basename "$0") --stack-name ecs-task-recycle --bucket my-artifacts-123456789012 \\
+    --cluster prod --services web,api --region eu-west-1
+EOF
+}
+
+# Bad or missing input: say what, show the usage, and stop before any AWS call.
+usage_error() {
+  echo "cloudformation_deploy: error: $*" >&2
+  echo >&2
+  usage >&2
+  exit 2
+}
+
+die() {
+  echo "cloudformation_deploy: error: $*" >&2
+  exit 1
+}
+
+AWS_ARGS=()
+
+aws_cli() {
+  aws ${AWS_ARGS[@]+"${AWS_ARGS[@]}"} "$@"
+}
+
+sha256_of() {
+  local file=$1 line
+  if command -v sha256sum >/dev/null 2>&1; then
+    line=$(sha256sum "$file")
+  elif command -v shasum >/dev/null 2>&1; then
+    line=$(shasum -a 256 "$file")
+  else
+    line=$(python3 -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$file")
+  fi
+  echo "${line%% *}"
+}
+
+stack_output() {
+  local stack=$1 key=$2
+  aws_cli cloudformation describe-stacks --stack-name "$stack" \
+    --query "Stacks[0].Outputs[?OutputKey=='${key}'].OutputValue" --output text
+}
+
+main() {
+  local stack=${STACK_NAME:-} bucket=${ARTIFACT_BUCKET:-} cluster=${TARGET_CLUSTER:-}
+  local services=${TARGET_SERVICES:-} region=${AWS_REGION:-${AWS_DEFAULT_REGION:-}} profile=${AWS_PROFILE:-}
+  local prefix=${ARTIFACT_PREFIX:-ecs-task-recycle} function_name=${FUNCTION_NAME:-}
+  local schedule=${SCHEDULE_EXPRESSION:-} schedule_given=${SCHEDULE_EXPRESSION+yes}
+  local schedule_service=${SCHEDULE_SERVICE:-} schedule_cluster=${SCHEDULE_CLUSTER:-}
+  local schedule_timezone=${SCHEDULE_TIMEZONE:-} schedule_target=${SCHEDULE_TARGET:-}
+  local -a extra=()
+
+  while (($#)); do
+    case "$1" in
+      -h | --help)
+        usage
+        return 0
+        ;;
+      -s | --stack-name | -b | --bucket | -c | --cluster | -S | --services | -r | --region | -p | --profile \
+        | --prefix | --function-name | --schedule | --schedule-service | --schedule-cluster \
+        | --schedule-timezone | --schedule-target | --parameter)
+        (($# >= 2)) || usage_error "$1 needs a value"
+        case "$1" in
+          -s | --stack-name) stack=$2 ;;
+          -b | --bucket) bucket=$2 ;;
+          -c | --cluster) cluster=$2 ;;
+          -S | --services) services=$2 ;;
+          -r | --region) region=$2 ;;
+          -p | --profile) profile=$2 ;;
+          --prefix) prefix=$2 ;;
+          --function-name) function_name=$2 ;;
+          --schedule)
+            schedule=$2
+            schedule_given=yes
+            ;;
+          --schedule-service) schedule_service=$2 ;;
+          --schedule-cluster) schedule_cluster=$2 ;;
+          --schedule-timezone) schedule_timezone=$2 ;;
+          --schedule-target) schedule_target=$2 ;;
+          --parameter) extra+=("$2") ;;
+        esac
+        shift 2
+        ;;
+      *) usage_error "unknown argument: $1" ;;
+    esac
+  done
+
+  [[ -n $stack ]] || usage_error "a stack name is required (--stack-name or STACK_NAME)"
+  [[ $stack =~ ^[A-Za-z][A-Za-z0-9-]{0,127}$ ]] || usage_error "invalid stack name: $stack"
+  [[ -n $bucket ]] || usage_error "an artifact bucket is required (--bucket or ARTIFACT_BUCKET)"
+  [[ $bucket =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || usage_error "invalid S3 bucket name: $bucket"
+  [[ -n $cluster ]] || usage_error "a target cluster is required (--cluster or TARGET_CLUSTER)"
+  [[ $cluster == "*" || $cluster =~ $NAME_PATTERN ]] || usage_error "invalid cluster name: $cluster"
+  [[ -n $services ]] || usage_error "target services are required (--services or TARGET_SERVICES, '*' for any)"
+  [[ $services =~ $SERVICES_PATTERN ]] \
+    || usage_error "invalid --services '$services': up to 10 comma-separated names without spaces, or '*'"
+  prefix=${prefix%/}
+  [[ -n $prefix && $prefix != /* ]] || usage_error "invalid S3 key prefix: '$prefix'"
+  [[ -z $function_name || $function_name =~ ^[A-Za-z0-9_-]{1,56}$ ]] \
+    || usage_error "invalid function name: $function_name"
+  if [[ -n $schedule ]]; then
+    [[ -n $schedule_service ]] || usage_error "--schedule needs --schedule-service"
+    [[ $schedule_service =~ $NAME_PATTERN ]] || usage_error "invalid schedule service: $schedule_service"
+    [[ -z $schedule_cluster || $schedule_cluster =~ $NAME_PATTERN ]] \
+      || usage_error "invalid schedule cluster: $schedule_cluster"
+    [[ -n $schedule_cluster || $cluster != "*" ]] || usage_error "with --cluster '*', --schedule needs --schedule-cluster"
+    [[ -z $schedule_target || $schedule_target == standard || $schedule_target == durable ]] \
+      || usage_error "--schedule-target must be standard or durable"
+  fi
+  local parameter
+  for parameter in ${extra[@]+"${extra[@]}"}; do
+    [[ $parameter =~ ^[A-Za-z0-9]+=.*$ ]] || usage_error "--parameter must look like Key=Value: $parameter"
+  done
+
+  command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is not installed or not on PATH"
+  if [[ -n $region ]]; then AWS_ARGS+=(--region "$region"); fi
+  if [[ -n $profile ]]; then AWS_ARGS+=(--profile "$profile"); fi
+
+  local repo_dir
+  repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+  # 1. The package
+  local zip
+  if [[ -n ${LAMBDA_ZIP:-} ]]; then
+    zip=$LAMBDA_ZIP
+    [[ -f $zip ]] || die "LAMBDA_ZIP=$zip does not exist"
+    echo "Using prebuilt package $zip"
+  else
+    if [[ -n ${SKIP_DEPS:-} ]]; then
+      echo "cloudformation_deploy: warning: SKIP_DEPS is set, so the package lacks its dependencies" \
+        "and the durable function cannot start; unset it for a real deployment" >&2
+    fi
+    "$repo_dir/lambda_build.sh" >&2
+    zip="${BUILD_DIR:-$repo_dir/build}"
+    zip="${zip%/}/$PACKAGE_NAME"
+    [[ -f $zip ]] || die "the build did not produce $zip"
+  fi
+  local sha key
+  sha=$(sha256_of "$zip")
+  key="$prefix/$sha.zip"
+
+  # 2. Upload under its content hash: the same code always has the same key.
+  if aws_cli s3api head-object --bucket "$bucket" --key "$key" >/dev/null 2>&1; then
+    echo "Package already in s3://$bucket/$key"
+  else
+    echo "Uploading package to s3://$bucket/$key"
+    aws_cli s3 cp "$zip" "s3://$bucket/$key" --only-show-errors
+  fi
+
+  # 3. Deploy. Parameters not given keep their current value on an update. The
+  # template goes through the bucket too, so its size is never a limit.
+  local -a overrides=(
+    "ArtifactBucket=$bucket"
+    "ArtifactKey=$key"
+    "TargetClusterName=$cluster"
+    "TargetServiceNames=$services"
+  )
+  if [[ -n $function_name ]]; then overrides+=("FunctionName=$function_name"); fi
+  if [[ -n $schedule_given ]]; then
+    overrides+=("ScheduleExpression=$schedule")
+    if [[ -n $schedule ]]; then
+      overrides+=("ScheduleServiceName=$schedule_service" "ScheduleClusterName=$schedule_cluster")
+      if [[ -n $schedule_timezone ]]; then overrides+=("ScheduleTimezone=$schedule_timezone"); fi
+      if [[ -n $schedule_target ]]; then overrides+=("ScheduleTarget=$schedule_target"); fi
+    fi
+  fi
+  overrides+=(${extra[@]+"${extra[@]}"})
+
+  echo "Deploying stack $stack"
+  aws_cli cloudformation deploy \
+    --stack-name "$stack" \
+    --template-file "$repo_dir/$TEMPLATE_NAME" \
+    --s3-bucket "$bucket" --s3-prefix "$prefix" \
+    --capabilities CAPABILITY_NAMED_IAM \
+    --no-fail-on-empty-changeset \
+    --tags application=ecs-task-recycle \
+    --parameter-overrides "${overrides[@]}"
+
+  # 4. Report, with names read from the stack rather than assumed.
+  local function_name_out log_group durable_alias
+  function_name_out=$(stack_output "$stack" FunctionName)
+  log_group=$(stack_output "$stack" LogGroupName)
+  durable_alias=$(stack_output "$stack" DurableFunctionAliasArn)
+  [[ -n $function_name_out && $function_name_out != None ]] || die "stack $stack has no FunctionName output"
+
+  local example_cluster=$cluster example_service=${services%%,*}
+  if [[ $example_cluster == "*" ]]; then example_cluster="CLUSTER_NAME"; fi
+  if [[ $example_service == "*" ]]; then example_service="SERVICE_NAME"; fi
+  local cli_opts=""
+  if [[ -n $region ]]; then cli_opts+=" --region $region"; fi
+  if [[ -n $profile ]]; then cli_opts+=" --profile $profile"; fi
+  local payload="{\"cluster_name\": \"$example_cluster\", \"service_name\": \"$example_service\""
+
+  cat <<EOF
+
+Deployed stack $stack
+  package:  s3://$bucket/$key (sha256 $sha)
+  function: $function_name_out
+  durable:  $durable_alias
+  logs:     $log_group
+
+Try a dry run (nothing is changed):
+  aws lambda invoke$cli_opts --function-name $function_name_out \\
+    --cli-binary-format raw-in-base64-out \\
+    --payload '$payload, "dry_run": true}' \\
+    response.json && cat response.json
+
+Recycle:
+  aws lambda invoke$cli_opts --function-name $function_name_out \\
+    --cli-binary-format raw-in-base64-out \\
+    --payload '$payload, "maintain_service_state": true, "wait_time": 30}' \\
+    response.json && cat response.json
+
+Services too large for 15 minutes: start the durable function asynchronously:
+  aws lambda invoke$cli_opts --function-name $durable_alias \\
+    --invocation-type Event --cli-binary-format raw-in-base64-out \\
+    --payload '$payload, "maintain_service_state": true, "wait_time": 30}' \\
+    response.json
+
+Follow the logs:
+  aws logs tail$cli_opts $log_group --follow
+EOF
+}
+
+main "$@"

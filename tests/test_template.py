@@ -1,0 +1,613 @@
+"""cloudformation.yaml: it lints clean, describes the code that runs, and its role
+allows every AWS call the engine makes, on the right resources, and nothing else."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import iam_policy
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "cloudformation.yaml"
+BIN = Path(sys.executable).parent
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ECS = f"arn:aws:ecs:{REGION}:{ACCOUNT}"
+CLUSTER = "prod"
+CLUSTER_ARN = f"{ECS}:cluster/{CLUSTER}"
+PARAMS = {
+    "ArtifactBucket": "artifacts-123456789012",
+    "ArtifactKey": "ecs-task-recycle/0123abcd.zip",
+    "TargetClusterName": CLUSTER,
+    "TargetServiceNames": "web,api",
+}
+LOCK_TAG = "ecs-task-recycle:lock"
+
+# The operations the engine calls (recycle.py), as IAM actions. The role must
+# grant exactly these, plus its own logs and durable checkpoints, plus the
+# optional ones when their parameter is set.
+ENGINE_ACTIONS = {
+    "ecs:DescribeServices",
+    "ecs:UpdateService",
+    "ecs:TagResource",
+    "ecs:UntagResource",
+    "ecs:ListTasks",
+    "ecs:DescribeTasks",
+    "ecs:StopTask",
+    "ecs:DescribeTaskDefinition",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:RegisterScalableTarget",
+}
+LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+DURABLE_ACTIONS = {"lambda:CheckpointDurableExecution", "lambda:GetDurableExecutionState"}
+SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:smtp/password-AbCdEf"
+KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ROLE_ARN = "arn:aws:iam::210987654321:role/ecs-task-recycle-target"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:recycle-failures"
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:recycle-failures"
+# parameter -> (value, the one action it adds)
+OPTIONAL = {
+    "CrossAccountRoleArn": (ROLE_ARN, "sts:AssumeRole"),
+    "SmtpSecretArn": (SECRET_ARN, "secretsmanager:GetSecretValue"),
+    "SmtpPasswordParameterName": ("/ecs-task-recycle/smtp-password", "ssm:GetParameter"),
+    "SecretsKmsKeyArn": (KMS_KEY_ARN, "kms:Decrypt"),
+    "OnFailureDestinationArn": (TOPIC_ARN, "sns:Publish"),
+}
+# Actions that may have Resource "*", and why (the YAML says so in a comment).
+WILDCARD_RESOURCE_OK = {
+    "ecs:ListTasks",  # resource type is the container instance; scoped by ecs:cluster
+    "ecs:DescribeTaskDefinition",  # no resource-level permissions
+    "elasticloadbalancing:DescribeTargetHealth",  # no resource-level permissions
+    "application-autoscaling:DescribeScalableTargets",  # no resource-level permissions
+    "application-autoscaling:RegisterScalableTarget",  # opaque target id; scoped by condition keys
+}
+
+
+def template() -> dict[str, Any]:
+    return iam_policy.load_template(TEMPLATE)
+
+
+def resources_of_type(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template()["Resources"].items() if r["Type"] == kind}
+
+
+def resolved(name: str, **parameters: str) -> dict[str, Any]:
+    """A resource's properties with every intrinsic function resolved."""
+    resolver = iam_policy.Resolver(template(), {**PARAMS, **parameters})
+    return dict(resolver.resolve(template()["Resources"][name].get("Properties", {})))
+
+
+def api(service: str, operation: str, /, **params: Any) -> list[dict[str, Any]]:
+    return iam_policy.calls_from_api(service, operation, params, region=REGION, account=ACCOUNT)
+
+
+def allowed(action: str, resource: str, context: dict[str, Any] | None = None, /, **parameters: str) -> bool:
+    return iam_policy.allowed(TEMPLATE, action, resource, context or {}, {**PARAMS, **parameters})
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed: install requirements-dev.txt")
+    return found
+
+
+# --------------------------------------------------------------------------- #
+# Linters
+# --------------------------------------------------------------------------- #
+
+
+def test_cfn_lint_reports_no_error_warning_or_info() -> None:
+    # GIVEN the template WHEN cfn-lint checks it (exit code: 2 error, 4 warning, 8 info)
+    result = subprocess.run([tool("cfn-lint"), str(TEMPLATE)], capture_output=True, text=True, check=False)
+    # THEN it reports nothing at all
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def shell_scripts() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--", "*.sh", ".ci/run"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    tracked = {ROOT / line for line in listed.stdout.splitlines() if line}
+    on_disk = {*ROOT.glob("*.sh"), *ROOT.glob("scripts/*.sh"), *ROOT.glob(".ci/run")}
+    return sorted(p for p in tracked | on_disk if p.is_file())
+
+
+def test_shellcheck_passes_on_every_script() -> None:
+    scripts = shell_scripts()
+    assert ROOT / "lambda_build.sh" in scripts and ROOT / "cloudformation_deploy.sh" in scripts
+    result = subprocess.run(
+        [tool("shellcheck"), "--external-sources", *map(str, scripts)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- #
+# The functions
+# --------------------------------------------------------------------------- #
+
+
+def test_parameter_defaults_match_the_documented_ones() -> None:
+    parameters = template()["Parameters"]
+    assert parameters["Runtime"]["Default"] == "python3.13"
+    assert parameters["Timeout"]["Default"] == 900 and parameters["Timeout"]["MaxValue"] == 900
+    assert parameters["MemorySize"]["Default"] == 256
+    assert parameters["LogRetentionInDays"]["Default"] == 7
+    assert parameters["LogLevel"]["Default"] == "INFO"
+    assert parameters["DurableExecutionTimeout"]["Default"] == 86400
+    # No default: the role's scope is always a deliberate choice.
+    assert "Default" not in parameters["TargetClusterName"]
+    assert "Default" not in parameters["TargetServiceNames"]
+
+
+def test_standard_function_runs_the_handler_from_the_s3_artifact() -> None:
+    props = resolved("Function")
+    assert props["Handler"] == "lambda_function.lambda_handler"
+    assert props["Runtime"] == "python3.13"
+    assert props["Timeout"] == "900" and props["MemorySize"] == "256"
+    assert props["Code"] == {"S3Bucket": PARAMS["ArtifactBucket"], "S3Key": PARAMS["ArtifactKey"]}
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
+    assert props["LoggingConfig"]["ApplicationLogLevel"] == "INFO"
+    assert props["LoggingConfig"]["LogGroup"] == "/aws/lambda/ecs-task-recycle"
+    assert resolved("Function", LogLevel="DEBUG")["LoggingConfig"]["ApplicationLogLevel"] == "DEBUG"
+
+
+def test_no_inline_placeholder_code_anywhere() -> None:
+    for name, function in resources_of_type("AWS::Lambda::Function").items():
+        assert set(function["Properties"]["Code"]) == {"S3Bucket", "S3Key"}, name
+    assert "ZipFile" not in TEMPLATE.read_text()
+
+
+def test_log_groups_are_explicit_with_retention_and_a_deletion_policy() -> None:
+    groups = resources_of_type("AWS::Logs::LogGroup")
+    assert set(groups) == {"LogGroup", "DurableLogGroup"}
+    for name, group in groups.items():
+        assert group["DeletionPolicy"] in ("Delete", "Retain", "RetainExceptOnUpdate"), name
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+    assert resolved("LogGroup")["LogGroupName"] == "/aws/lambda/ecs-task-recycle"
+    assert resolved("DurableLogGroup")["LogGroupName"] == "/aws/lambda/ecs-task-recycle-durable"
+    assert resolved("DurableFunction")["LoggingConfig"]["LogGroup"] == "/aws/lambda/ecs-task-recycle-durable"
+
+
+def test_asynchronous_invocations_are_never_retried() -> None:
+    configs = resources_of_type("AWS::Lambda::EventInvokeConfig")
+    assert {c["Properties"]["FunctionName"]["Ref"] for c in configs.values()} == {"Function", "DurableFunction"}
+    for name, config in configs.items():
+        props = config["Properties"]
+        assert props["MaximumRetryAttempts"] == 0, name
+        assert 60 <= props["MaximumEventAgeInSeconds"] <= 21600, name
+    # The durable function is invoked through its alias, so that is where the config goes.
+    assert configs["DurableInvokeConfig"]["Properties"]["Qualifier"] == resolved("DurableAlias")["Name"]
+
+
+def test_failure_destination_is_optional_and_the_role_may_deliver_to_it() -> None:
+    assert "DestinationConfig" not in resolved("FunctionInvokeConfig")
+    for arn, action in ((TOPIC_ARN, "sns:Publish"), (QUEUE_ARN, "sqs:SendMessage")):
+        for config in ("FunctionInvokeConfig", "DurableInvokeConfig"):
+            props = resolved(config, OnFailureDestinationArn=arn)
+            assert props["DestinationConfig"] == {"OnFailure": {"Destination": arn}}
+        assert allowed(action, arn, OnFailureDestinationArn=arn)
+        assert not allowed(action, arn.replace("recycle-failures", "other"), OnFailureDestinationArn=arn)
+        assert not allowed(action, arn)
+
+
+def test_durable_function_shares_the_artifact_and_is_started_through_an_alias() -> None:
+    props = resolved("DurableFunction")
+    assert props["Handler"] == "durable_function.lambda_handler"
+    assert props["Code"] == resolved("Function")["Code"]
+    assert props["Role"] == resolved("Function")["Role"] == f"arn:aws:iam::{ACCOUNT}:role/stack-FunctionRole"
+    assert props["DurableConfig"] == {"ExecutionTimeout": "86400", "RetentionPeriodInDays": "14"}
+    assert (
+        resolved("DurableFunction", DurableExecutionTimeout="172800")["DurableConfig"]["ExecutionTimeout"] == "172800"
+    )
+    limits = template()["Parameters"]["DurableExecutionTimeout"]
+    assert limits["MaxValue"] <= 31622400
+    alias = template()["Resources"]["DurableAlias"]["Properties"]
+    assert alias["FunctionVersion"] == {"Fn::GetAtt": ["DurableVersion", "Version"]}
+    version = template()["Resources"]["DurableVersion"]
+    # A new artifact key must publish a new version (the description changes).
+    assert PARAMS["ArtifactKey"] in resolved("DurableVersion")["Description"]
+    assert version["UpdateReplacePolicy"] == "Retain"
+
+
+def test_every_arn_is_partition_aware() -> None:
+    assert "arn:aws:" not in TEMPLATE.read_text()
+
+
+def test_outputs_name_the_functions_role_and_log_groups() -> None:
+    outputs = template()["Outputs"]
+    for name in ("FunctionName", "FunctionArn", "RoleArn", "LogGroupName", "DurableFunctionAliasArn"):
+        assert name in outputs
+
+
+# --------------------------------------------------------------------------- #
+# The optional schedule
+# --------------------------------------------------------------------------- #
+
+SCHEDULE = {
+    "ScheduleExpression": "cron(0 3 ? * SUN *)",
+    "ScheduleTimezone": "Europe/Berlin",
+    "ScheduleServiceName": "web",
+    "ScheduleWaitTime": "45",
+}
+
+
+def test_no_schedule_unless_an_expression_is_given() -> None:
+    resolver = iam_policy.Resolver(template(), PARAMS)
+    assert resolver.condition("HasSchedule") is False
+    assert template()["Resources"]["Schedule"]["Condition"] == "HasSchedule"
+    assert template()["Resources"]["ScheduleRole"]["Condition"] == "HasSchedule"
+
+
+def test_schedule_sends_a_recycle_event_the_handler_accepts() -> None:
+    from config import parse_event
+
+    # GIVEN a schedule WHEN its payload is resolved
+    props = resolved("Schedule", **SCHEDULE)
+    event = json.loads(props["Target"]["Input"])
+    # THEN it is exactly the recycle event, with JSON types
+    assert event == {"cluster_name": CLUSTER, "service_name": "web", "maintain_service_state": True, "wait_time": 45}
+    request = parse_event(event)
+    assert (request.cluster, request.service, request.wait_time) == (CLUSTER, "web", 45)
+    # AND the other fields
+    assert props["ScheduleExpressionTimezone"] == "Europe/Berlin"
+    assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert props["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert props["Target"]["Arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycle"
+    off = json.loads(resolved("Schedule", **SCHEDULE, ScheduleMaintainServiceState="false")["Target"]["Input"])
+    assert off["maintain_service_state"] is False
+
+
+def test_schedule_can_start_the_durable_alias_with_its_own_invoke_role() -> None:
+    props = resolved("Schedule", **SCHEDULE, ScheduleTarget="durable", ScheduleClusterName="staging")
+    alias_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycle-durable:live"
+    assert props["Target"]["Arn"] == alias_arn
+    assert json.loads(props["Target"]["Input"])["cluster_name"] == "staging"
+    assert props["Target"]["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/stack-ScheduleRole"
+    parameters = {**PARAMS, **SCHEDULE, "ScheduleTarget": "durable"}
+    assert iam_policy.allowed(TEMPLATE, "lambda:InvokeFunction", alias_arn, {}, parameters, role="ScheduleRole")
+    assert iam_policy.policy_actions(TEMPLATE, parameters, role="ScheduleRole") == {"lambda:InvokeFunction"}
+    # The functions' role cannot invoke anything.
+    assert not allowed("lambda:InvokeFunction", alias_arn, **SCHEDULE)
+
+
+# --------------------------------------------------------------------------- #
+# The execution role: positive cases
+# --------------------------------------------------------------------------- #
+
+WEB_ARN = f"{ECS}:service/{CLUSTER}/web"
+TASK_ARN = f"{ECS}:task/{CLUSTER}/0123456789abcdef0123456789abcdef"
+ENGINE_CALLS = [
+    *api("ecs", "DescribeServices", cluster=CLUSTER, services=["web"], include=["TAGS"]),
+    *api("ecs", "DescribeServices", cluster=CLUSTER, services=["api"]),
+    *api("ecs", "UpdateService", cluster=CLUSTER, service="web", desiredCount=6),
+    *api("ecs", "TagResource", resourceArn=WEB_ARN, tags=[{"key": LOCK_TAG, "value": "{}"}]),
+    *api("ecs", "UntagResource", resourceArn=WEB_ARN, tagKeys=[LOCK_TAG]),
+    *api("ecs", "ListTasks", cluster=CLUSTER, serviceName="web", desiredStatus="RUNNING"),
+    *api("ecs", "DescribeTasks", cluster=CLUSTER, tasks=[TASK_ARN, "fedcba9876543210fedcba9876543210"]),
+    *api("ecs", "StopTask", cluster=CLUSTER, task=TASK_ARN, reason="ecs-task-recycle"),
+    *api("ecs", "DescribeTaskDefinition", taskDefinition="web:42"),
+    *api("elbv2", "DescribeTargetHealth", TargetGroupArn="arn:aws:elasticloadbalancing:tg"),
+    *api("application-autoscaling", "DescribeScalableTargets", ServiceNamespace="ecs"),
+    *api(
+        "application-autoscaling",
+        "RegisterScalableTarget",
+        ServiceNamespace="ecs",
+        ResourceId="service/prod/web",
+        ScalableDimension="ecs:service:DesiredCount",
+    ),
+    *api("sts", "GetCallerIdentity"),
+]
+DURABLE_EXECUTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycle-durable:live/durable-execution/x/y"
+
+
+@pytest.mark.parametrize("call", ENGINE_CALLS, ids=lambda c: f"{c['action']}:{c['resource'].rsplit(':', 1)[-1]}")
+def test_engine_call_is_allowed_on_the_named_services(call: dict[str, Any]) -> None:
+    assert iam_policy.check_calls(TEMPLATE, [call], PARAMS) == []
+
+
+def test_durable_function_may_checkpoint_its_own_executions_only() -> None:
+    for operation in ("CheckpointDurableExecution", "GetDurableExecutionState"):
+        (call,) = api("lambda", operation, DurableExecutionArn=DURABLE_EXECUTION)
+        assert allowed(call["action"], call["resource"])
+        other = DURABLE_EXECUTION.replace("ecs-task-recycle-durable", "someone-else")
+        assert not allowed(call["action"], other)
+        plain = DURABLE_EXECUTION.replace("ecs-task-recycle-durable", "ecs-task-recycle")
+        assert not allowed(call["action"], plain)
+
+
+def test_functions_write_to_their_own_log_groups_only() -> None:
+    for group in ("/aws/lambda/ecs-task-recycle", "/aws/lambda/ecs-task-recycle-durable"):
+        stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:log-stream:2026/01/01/[$LATEST]abc"
+        assert allowed("logs:PutLogEvents", stream) and allowed("logs:CreateLogStream", stream)
+    other = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/other:log-stream:x"
+    assert not allowed("logs:PutLogEvents", other)
+    assert not allowed("logs:CreateLogGroup", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/ecs-task-recycle")
+
+
+def test_wildcards_widen_the_scope_to_any_cluster_or_service() -> None:
+    anywhere = {"TargetClusterName": "*", "TargetServiceNames": "*"}
+    other_task = f"{ECS}:task/staging/0123"
+    assert allowed("ecs:StopTask", other_task, {"ecs:cluster": f"{ECS}:cluster/staging"}, **anywhere)
+    assert allowed("ecs:UpdateService", f"{ECS}:service/staging/billing", **anywhere)
+    assert allowed("ecs:ListTasks", "*", {"ecs:cluster": f"{ECS}:cluster/staging"}, **anywhere)
+    # Any service of one cluster
+    assert allowed("ecs:UpdateService", f"{ECS}:service/prod/billing", TargetServiceNames="*")
+    assert not allowed("ecs:UpdateService", f"{ECS}:service/staging/billing", TargetServiceNames="*")
+    # Still nothing beyond the engine's operations
+    assert not allowed("ecs:DeleteService", f"{ECS}:service/staging/billing", **anywhere)
+
+
+def test_up_to_ten_services_can_be_named() -> None:
+    names = [f"svc{i}" for i in range(10)]
+    for name in names:
+        assert allowed("ecs:UpdateService", f"{ECS}:service/{CLUSTER}/{name}", TargetServiceNames=",".join(names))
+    assert not allowed("ecs:UpdateService", f"{ECS}:service/{CLUSTER}/svc10", TargetServiceNames=",".join(names))
+    pattern = template()["Parameters"]["TargetServiceNames"]["AllowedPattern"]
+    assert re.fullmatch(pattern, ",".join(names))
+    assert re.fullmatch(pattern, "*")
+    assert not re.fullmatch(pattern, ",".join([*names, "svc10"]))
+    assert not re.fullmatch(pattern, "web, api")
+    assert not re.fullmatch(pattern, "web,*")
+
+
+# --------------------------------------------------------------------------- #
+# The execution role: negative cases
+# --------------------------------------------------------------------------- #
+
+OTHER_CLUSTER_ARN = f"{ECS}:cluster/staging"
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "context"),
+    [
+        pytest.param(
+            "ecs:StopTask", f"{ECS}:task/staging/0123", {"ecs:cluster": OTHER_CLUSTER_ARN}, id="stop-other-cluster"
+        ),
+        pytest.param("ecs:StopTask", TASK_ARN, {"ecs:cluster": OTHER_CLUSTER_ARN}, id="stop-cluster-mismatch"),
+        pytest.param(
+            "ecs:DescribeTasks", f"{ECS}:task/staging/0123", {"ecs:cluster": OTHER_CLUSTER_ARN}, id="describe-other"
+        ),
+        pytest.param("ecs:UpdateService", f"{ECS}:service/{CLUSTER}/billing", {}, id="update-unnamed-service"),
+        pytest.param("ecs:UpdateService", f"{ECS}:service/{CLUSTER}/web-canary", {}, id="update-name-prefix"),
+        pytest.param("ecs:UpdateService", f"{ECS}:service/staging/web", {}, id="update-same-name-other-cluster"),
+        pytest.param("ecs:DescribeServices", f"{ECS}:service/staging/web", {}, id="describe-other-cluster"),
+        pytest.param("ecs:ListTasks", "*", {"ecs:cluster": OTHER_CLUSTER_ARN}, id="list-other-cluster"),
+        pytest.param("ecs:ListTasks", "*", {}, id="list-without-cluster"),
+        pytest.param("ecs:TagResource", WEB_ARN, {"aws:TagKeys": ["owner"]}, id="tag-other-key"),
+        pytest.param("ecs:TagResource", WEB_ARN, {"aws:TagKeys": [LOCK_TAG, "owner"]}, id="tag-lock-and-other"),
+        pytest.param("ecs:UntagResource", WEB_ARN, {"aws:TagKeys": ["owner"]}, id="untag-other-key"),
+        pytest.param(
+            "ecs:TagResource", f"{ECS}:service/{CLUSTER}/billing", {"aws:TagKeys": [LOCK_TAG]}, id="tag-unnamed"
+        ),
+        pytest.param(
+            "application-autoscaling:RegisterScalableTarget",
+            "*",
+            {
+                "application-autoscaling:service-namespace": "dynamodb",
+                "application-autoscaling:scalable-dimension": "dynamodb:table:ReadCapacityUnits",
+            },
+            id="register-other-namespace",
+        ),
+        pytest.param("ecs:DeleteService", WEB_ARN, {}, id="delete-service"),
+        pytest.param("ecs:RunTask", "*", {"ecs:cluster": CLUSTER_ARN}, id="run-task"),
+        pytest.param("ecs:ListServices", "*", {"ecs:cluster": CLUSTER_ARN}, id="list-services"),
+        pytest.param("ecs:ListTagsForResource", WEB_ARN, {}, id="list-tags"),
+        pytest.param("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/x", {}, id="pass-role"),
+        pytest.param("sts:AssumeRole", ROLE_ARN, {}, id="assume-role-not-configured"),
+        pytest.param("secretsmanager:GetSecretValue", SECRET_ARN, {}, id="secret-not-configured"),
+        pytest.param("ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/x", {}, id="ssm-not-configured"),
+        pytest.param("kms:Decrypt", KMS_KEY_ARN, {}, id="kms-not-configured"),
+        pytest.param("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:x", {}, id="invoke"),
+    ],
+)
+def test_role_refuses(action: str, resource: str, context: dict[str, Any]) -> None:
+    assert not allowed(action, resource, context)
+
+
+OPTIONAL_RESOURCES = {
+    # parameter -> (the resource it grants, a resource it must not grant)
+    "CrossAccountRoleArn": (ROLE_ARN, ROLE_ARN.replace("ecs-task-recycle-target", "admin")),
+    "SmtpSecretArn": (SECRET_ARN, SECRET_ARN.replace("smtp/password", "database/password")),
+    "SmtpPasswordParameterName": (
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/ecs-task-recycle/smtp-password",
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/database/password",
+    ),
+    "SecretsKmsKeyArn": (KMS_KEY_ARN, KMS_KEY_ARN.replace("1234abcd", "9999abcd")),
+    "OnFailureDestinationArn": (TOPIC_ARN, TOPIC_ARN.replace("recycle-failures", "other")),
+}
+
+
+@pytest.mark.parametrize("parameter", sorted(OPTIONAL))
+def test_optional_permission_exists_only_with_its_parameter(parameter: str) -> None:
+    value, action = OPTIONAL[parameter]
+    resource, other_resource = OPTIONAL_RESOURCES[parameter]
+    context = {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"} if action == "kms:Decrypt" else {}
+    # GIVEN no value: no permission
+    assert not allowed(action, resource, context)
+    assert action not in iam_policy.policy_actions(TEMPLATE, PARAMS)
+    # GIVEN the value: the permission, on that resource only
+    assert allowed(action, resource, context, **{parameter: value})
+    assert not allowed(action, other_resource, context, **{parameter: value})
+
+
+def test_kms_key_is_usable_only_through_secrets_manager_or_ssm() -> None:
+    with_key = {"SecretsKmsKeyArn": KMS_KEY_ARN}
+    assert allowed("kms:Decrypt", KMS_KEY_ARN, {"kms:ViaService": f"ssm.{REGION}.amazonaws.com"}, **with_key)
+    assert not allowed("kms:Decrypt", KMS_KEY_ARN, {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}, **with_key)
+    assert not allowed("kms:Decrypt", KMS_KEY_ARN, {}, **with_key)
+
+
+def test_secret_and_parameter_resolve_from_the_notifier_call_shapes() -> None:
+    parameters = {
+        "SmtpSecretArn": SECRET_ARN,
+        "SmtpPasswordParameterName": "/ecs-task-recycle/smtp-password",
+        "CrossAccountRoleArn": ROLE_ARN,
+    }
+    calls = [
+        *api("secretsmanager", "GetSecretValue", SecretId=SECRET_ARN),
+        *api("ssm", "GetParameter", Name="/ecs-task-recycle/smtp-password", WithDecryption=True),
+        *api("sts", "AssumeRole", RoleArn=ROLE_ARN, RoleSessionName="ecs-task-recycle"),
+    ]
+    assert iam_policy.check_calls(TEMPLATE, calls, {**PARAMS, **parameters}) == []
+    assert len(iam_policy.check_calls(TEMPLATE, calls, PARAMS)) == 3
+
+
+# --------------------------------------------------------------------------- #
+# Every action the code calls is in the policy, and nothing else is
+# --------------------------------------------------------------------------- #
+
+
+def test_policy_grants_exactly_the_engine_actions_by_default() -> None:
+    assert iam_policy.policy_actions(TEMPLATE, PARAMS) == ENGINE_ACTIONS | LOG_ACTIONS | DURABLE_ACTIONS
+
+
+def test_policy_grants_exactly_the_optional_actions_when_configured() -> None:
+    every_option = {parameter: value for parameter, (value, _) in OPTIONAL.items()}
+    expected = ENGINE_ACTIONS | LOG_ACTIONS | DURABLE_ACTIONS | {action for _, action in OPTIONAL.values()}
+    assert iam_policy.policy_actions(TEMPLATE, {**PARAMS, **every_option}) == expected
+    with_queue = {**PARAMS, **every_option, "OnFailureDestinationArn": QUEUE_ARN}
+    assert iam_policy.policy_actions(TEMPLATE, with_queue) == (expected - {"sns:Publish"}) | {"sqs:SendMessage"}
+
+
+def _engine_operations_in_source() -> set[str]:
+    """The AWS operations recycle.py calls through its clients, as IAM actions."""
+    clients = {"ecs": "ecs", "autoscaling": "application-autoscaling", "elbv2": "elbv2"}
+    session = botocore.session.get_session()
+    source = (ROOT / "recycle.py").read_text()
+    found: set[str] = set()
+    for attribute, service in clients.items():
+        model = session.get_service_model(service)
+        by_snake = {botocore.xform_name(name): name for name in model.operation_names}
+        calls = re.findall(rf"self\.{attribute}\.(\w+)\b", source)
+        calls += re.findall(rf"self\.{attribute}\.get_paginator\(\s*\"(\w+)\"", source)
+        for name in calls:
+            if name in by_snake:
+                found.add(
+                    iam_policy.calls_from_api(service, by_snake[name], _dummy_params(by_snake[name]))[0]["action"]
+                )
+    return found
+
+
+def _dummy_params(operation: str) -> dict[str, Any]:
+    return {
+        "cluster": "c",
+        "services": ["s"],
+        "service": "s",
+        "tasks": ["t"],
+        "task": "t",
+        "resourceArn": "arn:aws:ecs:r:1:service/c/s",
+        "tags": [],
+        "tagKeys": [],
+    }
+
+
+def test_every_operation_the_engine_source_calls_is_in_the_expected_list() -> None:
+    # GIVEN the engine's source WHEN its client calls are collected
+    found = _engine_operations_in_source()
+    # THEN they are exactly the list this test (and so the policy) is built on
+    assert found == ENGINE_ACTIONS, (
+        f"engine calls {sorted(found - ENGINE_ACTIONS)}, list has unused {sorted(ENGINE_ACTIONS - found)}"
+    )
+
+
+def test_every_wildcard_resource_is_for_an_action_without_resource_scoping_and_commented() -> None:
+    for statement in iam_policy.role_statements(TEMPLATE, PARAMS):
+        if statement["Effect"] == "Allow" and "*" in iam_policy._as_list(statement["Resource"]):
+            assert set(iam_policy._as_list(statement["Action"])) <= WILDCARD_RESOURCE_OK, statement["Sid"]
+    lines = TEMPLATE.read_text().splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() == 'Resource: "*"':
+            statement_start = max(i for i in range(index) if lines[i].lstrip().startswith("- Sid:"))
+            assert lines[statement_start - 1].lstrip().startswith("#"), f"line {index + 1}: explain the wildcard"
+
+
+def test_recorded_engine_calls_are_allowed() -> None:
+    """Every AWS call the engine made in the simulator suite is allowed, on the resource it touched.
+
+    Contract: ``simulator.record_engine_calls()`` returns the calls the engine
+    made across the simulated scenarios, each a dict with ``action``,
+    ``resource`` and ``context`` (``iam_policy.calls_from_api`` builds these
+    from a botocore ``before-parameter-build`` hook), plus ``target_cluster``
+    and ``target_service``: the names that run was asked to recycle. The policy
+    is scoped to exactly that cluster and service for the check.
+    """
+    simulator = pytest.importorskip("simulator", reason="simulator not ready")
+    record = getattr(simulator, "record_engine_calls", None)
+    if record is None:
+        pytest.skip("simulator not ready: it has no record_engine_calls() yet")
+    calls = list(record())
+    assert calls, "record_engine_calls() recorded nothing"
+    by_target: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for call in calls:
+        by_target.setdefault((call["target_cluster"], call["target_service"]), []).append(call)
+    violations = []
+    for (cluster, service), group in sorted(by_target.items()):
+        scope = {**PARAMS, "TargetClusterName": cluster, "TargetServiceNames": service}
+        pseudo = {"AWS::Region": simulator.REGION, "AWS::AccountId": simulator.ACCOUNT_ID}
+        violations += iam_policy.check_calls(TEMPLATE, group, scope, pseudo=pseudo)
+    assert violations == []
+    recorded = {call["action"] for call in calls} - iam_policy.NO_PERMISSION_NEEDED
+    assert recorded <= ENGINE_ACTIONS, f"the engine calls {sorted(recorded - ENGINE_ACTIONS)}: add them"
+    assert ENGINE_ACTIONS <= recorded, f"never called in the simulator: {sorted(ENGINE_ACTIONS - recorded)}"
+
+
+# --------------------------------------------------------------------------- #
+# The evaluator itself
+# --------------------------------------------------------------------------- #
+
+
+def test_evaluator_explicit_deny_wins_over_allow() -> None:
+    statements = [
+        {"Effect": "Allow", "Action": "ecs:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "ecs:StopTask", "Resource": "*"},
+    ]
+    assert iam_policy.evaluate(statements, "ecs:UpdateService", "x")
+    assert not iam_policy.evaluate(statements, "ecs:StopTask", "x")
+    assert not iam_policy.evaluate(statements, "s3:GetObject", "x")
+
+
+def test_evaluator_wildcards_are_iam_wildcards_not_regex() -> None:
+    statements = [{"Effect": "Allow", "Action": "ecs:Describe*", "Resource": "arn:aws:ecs:r:1:service/a.b/w?b"}]
+    assert iam_policy.evaluate(statements, "ecs:describeservices", "arn:aws:ecs:r:1:service/a.b/web")
+    assert not iam_policy.evaluate(statements, "ecs:DescribeServices", "arn:aws:ecs:r:1:service/aXb/web")
+    assert not iam_policy.evaluate(statements, "ecs:DescribeServices", "arn:aws:ecs:r:1:service/a.b/weeb")
+
+
+def test_evaluator_condition_operators() -> None:
+    holds = iam_policy._condition_holds
+    assert holds(
+        "ArnLike", "ecs:cluster", ["arn:aws:ecs:*:1:cluster/p*"], {"ecs:cluster": "arn:aws:ecs:r:1:cluster/prod"}
+    )
+    assert not holds(
+        "ArnLike", "ecs:cluster", ["arn:aws:ecs:*:1:cluster/p*"], {"ecs:cluster": "arn:aws:ecs:r:2:cluster/p"}
+    )
+    assert not holds("StringEquals", "k", ["a"], {})
+    assert holds("StringEqualsIfExists", "k", ["a"], {})
+    assert holds("ForAllValues:StringEquals", "k", ["a", "b"], {"k": ["a", "b"]})
+    assert holds("ForAllValues:StringEquals", "k", ["a"], {})  # vacuously true when the key is absent
+    assert not holds("ForAllValues:StringEquals", "k", ["a"], {"k": ["a", "c"]})
+    assert holds("ForAnyValue:StringNotEquals", "k", ["a"], {"k": ["a", "c"]})
+    assert not holds("ForAnyValue:StringNotEquals", "k", ["a"], {"k": ["a"]})
+    assert holds("Null", "k", ["true"], {}) and not holds("Null", "k", ["true"], {"k": "v"})
+    with pytest.raises(iam_policy.UnsupportedPolicyError):
+        holds("NumericLessThan", "k", ["1"], {"k": "0"})
+
+
+def test_evaluator_insists_on_known_and_required_parameters() -> None:
+    with pytest.raises(KeyError, match="unknown template parameters: Nope"):
+        iam_policy.role_statements(TEMPLATE, {**PARAMS, "Nope": "x"})
+    with pytest.raises(KeyError, match="TargetClusterName"):
+        iam_policy.role_statements(TEMPLATE, {"TargetServiceNames": "web"})
