@@ -9,6 +9,7 @@ import pytest
 from moto import mock_aws
 
 import AWSSession
+import logs
 from config import AwsCredentials
 from errors import AwsCallFailed, ConfigError
 
@@ -58,6 +59,8 @@ def test_assume_role_uses_regional_sts_a_named_session_and_external_id(
 
     monkeypatch.setattr(boto3.Session, "client", spy)
     with mock_aws():
+        # As the handler does: botocore stays at WARNING (at DEBUG it logs response bodies).
+        logs.configure()
         caplog.set_level("DEBUG")
         session = AWSSession.get_aws_session(
             AwsCredentials(region_name="eu-central-1", role_arn=ROLE, external_id="ext-123"),

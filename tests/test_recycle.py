@@ -16,8 +16,11 @@ from recycle import LOCK_TAG_KEY, STOP_REASON, Lock, Snapshot
 from simulator import Behaviour, LambdaKilled
 
 MUTATING = {"UpdateService", "StopTask", "TagResource", "UntagResource", "RegisterScalableTarget"}
-NO_SUSPENSION = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False,
-                 "ScheduledScalingSuspended": False}
+NO_SUSPENSION = {
+    "DynamicScalingInSuspended": False,
+    "DynamicScalingOutSuspended": False,
+    "ScheduledScalingSuspended": False,
+}
 
 
 # --------------------------------------------------------------------------- happy paths
@@ -76,10 +79,15 @@ def test_stopped_task_draining_is_not_mistaken_for_a_replacement(bed: Bed) -> No
 def test_service_given_by_arn_works(bed: Bed) -> None:
     arn = bed.add_service(tasks=2)
     engine, _ = bed.engine()
-    report = engine.run(parse_event({
-        "cluster_name": f"arn:aws:ecs:us-east-1:123456789012:cluster/{CLUSTER}", "service_name": arn,
-        "wait_time": 0,
-    }))
+    report = engine.run(
+        parse_event(
+            {
+                "cluster_name": f"arn:aws:ecs:us-east-1:123456789012:cluster/{CLUSTER}",
+                "service_name": arn,
+                "wait_time": 0,
+            }
+        )
+    )
     assert report.status == "succeeded", report.error
     assert report.cluster == CLUSTER and report.service == SERVICE
     bed.assert_restored()
@@ -116,8 +124,7 @@ def test_max_capacity_is_raised_for_the_surge_and_put_back(bed: Bed) -> None:
 
 
 def test_suspended_flags_already_set_stay_set(bed: Bed) -> None:
-    flags = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": True,
-             "ScheduledScalingSuspended": True}
+    flags = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": True, "ScheduledScalingSuspended": True}
     bed.add_service(tasks=2, target=(1, 5), suspended=flags)
     report = bed.run(wait_time=0)
     assert report.status == "succeeded", report.error
@@ -307,8 +314,9 @@ def test_run_killed_midway_is_repaired_by_the_next_run(bed: Bed) -> None:
     # WHEN a run starts after the lock expired, it restores from the lock, then recycles
     bed.clock.sleep(1000)
     # Tasks the killed run started are originals to the next one.
-    bed.snapshots[SERVICE]["tasks"] += [t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE)
-                                        if t.desired_status == "RUNNING"]
+    bed.snapshots[SERVICE]["tasks"] += [
+        t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"
+    ]
     report = bed.run(owner="run-3", wait_time=0)
     assert report.status == "succeeded", report.error
     bed.assert_restored()
