@@ -645,8 +645,9 @@ class Recycler:
         service = self._describe_service()
         new_arns = [a for a in self._list_task_arns() if a not in self.state.known_arns]
         new_tasks = self._describe_tasks(new_arns) if new_arns else []
-        failed = [t for t in new_tasks if t.get("desiredStatus") == "STOPPED" or t.get("lastStatus") == "STOPPED"]
-        failed += self._newly_failed(service, state)
+        failed = [t for t in new_tasks if _failed_replacement(t)]
+        failed += [t for t in self._newly_failed(service, state) if _failed_replacement(t)
+                   and _created_at(t) >= state["since"] - 1]
         for task in failed:
             if task["taskArn"] in state["failed_arns"]:
                 continue
@@ -903,6 +904,24 @@ class Recycler:
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _failed_replacement(task: dict[str, Any]) -> bool:
+    """A replacement that ECS gave up on: it failed to start, crashed, or failed its health checks.
+
+    A new task stopped by scale-in (or by this tool) is not a failure.
+    """
+    if task.get("desiredStatus") != "STOPPED" and task.get("lastStatus") != "STOPPED":
+        return False
+    if task.get("stoppedReason") == STOP_REASON:
+        return False
+    reason = str(task.get("stoppedReason") or "").lower()
+    return task.get("stopCode") in ("TaskFailedToStart", "EssentialContainerExited") or "health check" in reason
+
+
+def _created_at(task: dict[str, Any]) -> float:
+    created = task.get("createdAt")
+    return created.timestamp() if isinstance(created, datetime) else float("inf")
 
 
 def _task_ip(task: dict[str, Any]) -> str | None:

@@ -410,6 +410,7 @@ class EcsSimulator:
                     launch_type=svc.launch_type or "FARGATE", started_by="ecs-svc/simulated")
         task.last_status = "PENDING"
         task.health_status = "UNKNOWN"
+        task.created_at = datetime.fromtimestamp(moment, UTC)
         fails = behaviour.fail_next_starts > 0
         if fails:
             behaviour.fail_next_starts -= 1

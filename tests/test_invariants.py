@@ -80,6 +80,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         behaviour.fail_next_starts = 0
         behaviour.never_healthy = False
         bed.clock.sleep(1100)
+        bed.sim.reconcile()  # let what happened meanwhile (autoscaling) happen before we look
         originals_seen |= {t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"}
         bed.run(owner="run-2", settings=tuned, **event)
 
