@@ -1,0 +1,65 @@
+"""End to end over real HTTP: moto's server mode, reached through AWS_ENDPOINT_URL, by the real handler."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from conftest import CLUSTER, SERVICE, load_event
+from moto.server import ThreadedMotoServer
+
+import AWSSession
+import lambda_function
+from config import parse_config
+from simulator import EcsSimulator, FakeLambdaContext, VirtualClock
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EcsSimulator, VirtualClock, str]]:
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    clock = VirtualClock()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    # One attempt: moto's 500s must not be retried into a slow test.
+    monkeypatch.setattr(AWSSession, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
+    try:
+        with EcsSimulator(clock) as sim:
+            yield sim, clock, url
+    finally:
+        server.stop()
+
+
+def test_handler_recycles_over_http(moto_server: tuple[EcsSimulator, VirtualClock, str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    sim, clock, url = moto_server
+    session = boto3.Session(region_name="us-east-1")
+    ecs: Any = session.client("ecs")
+    assert ecs.meta.endpoint_url == url
+    sim.create_service(ecs, CLUSTER, SERVICE, 3)
+    session.client("application-autoscaling").register_scalable_target(
+        ServiceNamespace="ecs", ResourceId=f"service/{CLUSTER}/{SERVICE}",
+        ScalableDimension="ecs:service:DesiredCount", MinCapacity=1, MaxCapacity=3,
+    )
+    before = sim.scalable_target(CLUSTER, SERVICE)
+    monkeypatch.setattr(lambda_function, "SystemClock", lambda: clock)
+    monkeypatch.setattr(lambda_function, "_config", parse_config({}))
+
+    result = lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(clock))
+
+    assert result["status"] == "succeeded", result["error"]
+    assert len(result["tasks_recycled"]) == 3
+    assert sim.observed.min_serving[f"{CLUSTER}:{SERVICE}"] >= 3
+    assert sim.service(CLUSTER, SERVICE).desired_count == 3
+    assert sim.scalable_target(CLUSTER, SERVICE) == before
