@@ -14,6 +14,9 @@ from typing import Any
 import botocore.session
 import iam_policy
 import pytest
+from conftest import CLUSTER as SIM_CLUSTER
+from conftest import SERVICE as SIM_SERVICE
+from conftest import Bed
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "cloudformation.yaml"
@@ -534,34 +537,74 @@ def test_every_wildcard_resource_is_for_an_action_without_resource_scoping_and_c
             assert lines[statement_start - 1].lstrip().startswith("#"), f"line {index + 1}: explain the wildcard"
 
 
+def test_calls_of_a_simulated_recycle_are_allowed_on_the_right_resources(bed: Bed) -> None:
+    # GIVEN a service with a load balancer and a scalable target on the simulated cluster,
+    # and a hook that records every API call the engine's clients make
+    bed.add_service(tasks=3, target=(3, 3), load_balancer=True)
+    recorded: list[tuple[str, str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        recorded.append((model.service_model.service_name, model.name, dict(params)))
+
+    for client in (bed.ecs, bed.autoscaling, bed.elbv2):
+        client.meta.events.register("before-parameter-build.*.*", record)
+    # WHEN the engine recycles it
+    bed.run(wait_time=5)
+    calls = [c for service, op, params in recorded for c in iam_policy.calls_from_api(service, op, params)]
+    # THEN the role scoped to that cluster and service allows every call, and the engine used all its actions
+    scope = {**PARAMS, "TargetClusterName": SIM_CLUSTER, "TargetServiceNames": SIM_SERVICE}
+    assert iam_policy.check_calls(TEMPLATE, calls, scope) == []
+    assert {c["action"] for c in calls} == ENGINE_ACTIONS
+    # AND a role scoped to another service refuses every call on the service itself (tasks are cluster-scoped)
+    elsewhere = iam_policy.check_calls(TEMPLATE, calls, {**scope, "TargetServiceNames": "api"})
+    assert len(elsewhere) == sum(c["resource"].startswith(f"{ECS}:service/") for c in calls)
+
+
 def test_recorded_engine_calls_are_allowed() -> None:
     """Every AWS call the engine made in the simulator suite is allowed, on the resource it touched.
 
     Contract: ``simulator.record_engine_calls()`` returns the calls the engine
-    made across the simulated scenarios, each a dict with ``action``,
-    ``resource`` and ``context`` (``iam_policy.calls_from_api`` builds these
-    from a botocore ``before-parameter-build`` hook), plus ``target_cluster``
-    and ``target_service``: the names that run was asked to recycle. The policy
-    is scoped to exactly that cluster and service for the check.
+    made across the simulated scenarios. Each is a dict with
+    ``target_cluster`` and ``target_service`` (the names that run was asked to
+    recycle; the policy is scoped to exactly those for the check) and either
+
+    * ``service``, ``operation`` and ``params``: what a botocore hook sees,
+      e.g. ``client.meta.events.register("before-parameter-build.*.*", hook)``
+      with ``hook(params, model, **_)`` recording
+      ``model.service_model.service_name``, ``model.name`` and ``params``; or
+    * ``action``, ``resource`` and ``context``: an IAM call, as
+      ``iam_policy.calls_from_api`` builds them.
     """
     simulator = pytest.importorskip("simulator", reason="simulator not ready")
     record = getattr(simulator, "record_engine_calls", None)
     if record is None:
         pytest.skip("simulator not ready: it has no record_engine_calls() yet")
-    calls = list(record())
+    region, account = simulator.REGION, simulator.ACCOUNT_ID
+    calls: list[dict[str, Any]] = []
+    for recorded in record():
+        target = {"target_cluster": recorded["target_cluster"], "target_service": recorded["target_service"]}
+        if "action" in recorded:
+            calls.append(dict(recorded))
+        else:
+            for call in iam_policy.calls_from_api(
+                recorded["service"], recorded["operation"], recorded["params"], region=region, account=account
+            ):
+                calls.append({**call, **target})
     assert calls, "record_engine_calls() recorded nothing"
     by_target: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for call in calls:
         by_target.setdefault((call["target_cluster"], call["target_service"]), []).append(call)
     violations = []
+    pseudo = {"AWS::Region": region, "AWS::AccountId": account}
     for (cluster, service), group in sorted(by_target.items()):
         scope = {**PARAMS, "TargetClusterName": cluster, "TargetServiceNames": service}
-        pseudo = {"AWS::Region": simulator.REGION, "AWS::AccountId": simulator.ACCOUNT_ID}
         violations += iam_policy.check_calls(TEMPLATE, group, scope, pseudo=pseudo)
     assert violations == []
-    recorded = {call["action"] for call in calls} - iam_policy.NO_PERMISSION_NEEDED
-    assert recorded <= ENGINE_ACTIONS, f"the engine calls {sorted(recorded - ENGINE_ACTIONS)}: add them"
-    assert ENGINE_ACTIONS <= recorded, f"never called in the simulator: {sorted(ENGINE_ACTIONS - recorded)}"
+    recorded_actions = {call["action"] for call in calls} - iam_policy.NO_PERMISSION_NEEDED
+    assert recorded_actions <= ENGINE_ACTIONS, f"the engine calls {sorted(recorded_actions - ENGINE_ACTIONS)}: add them"
+    assert ENGINE_ACTIONS <= recorded_actions, (
+        f"never called in the simulator: {sorted(ENGINE_ACTIONS - recorded_actions)}"
+    )
 
 
 # --------------------------------------------------------------------------- #
