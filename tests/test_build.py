@@ -133,7 +133,13 @@ def test_two_builds_of_the_same_sources_have_the_same_hash(tmp_path: Path) -> No
     second = tmp_path / "two" / "ecs-task-recycle.zip"
     result = subprocess.run(
         [str(copy / "lambda_build.sh")],
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "BUILD_DIR": str(second.parent), "SKIP_DEPS": "1"},
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", str(tmp_path)),
+            **{k: os.environ[k] for k in ("PYENV_ROOT",) if k in os.environ},
+            "BUILD_DIR": str(second.parent),
+            "SKIP_DEPS": "1",
+        },
         capture_output=True,
         text=True,
         check=False,
