@@ -18,9 +18,7 @@ from errors import ConfigError
 
 # ECS cluster and service names: up to 255 letters, numbers, hyphens and underscores.
 _ECS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-_CLUSTER_ARN = re.compile(
-    r"^arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/(?P<name>[A-Za-z0-9_-]{1,255})$"
-)
+_CLUSTER_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/(?P<name>[A-Za-z0-9_-]{1,255})$")
 # Services have a long form (service/<cluster>/<name>) and a legacy short form.
 _SERVICE_ARN = re.compile(
     r"^arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:\d{12}:service/"
@@ -98,8 +96,7 @@ def parse_event(event: Any) -> RecycleRequest:
     if service_arn and service_arn.group("cluster") not in (None, request.cluster_name):
         raise ConfigError(
             "service_name",
-            f"ARN names cluster {service_arn.group('cluster')!r}, "
-            f"but cluster_name is {request.cluster_name!r}",
+            f"ARN names cluster {service_arn.group('cluster')!r}, but cluster_name is {request.cluster_name!r}",
         )
     return request
 

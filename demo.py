@@ -15,12 +15,12 @@ import sys
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import simulator  # noqa: I001 - moto before boto3 clients
 from aiosmtpd.controller import Controller
 
 import logs
+import simulator
 from config import parse_config, parse_event
 from lambda_function import run_recycle, summarise
 
@@ -40,7 +40,7 @@ class _Inbox:
 class _VirtualTimeFormatter(logging.Formatter):
     """One line per event, stamped with simulated time, with its structured fields."""
 
-    _skip = {"cluster", "service", "request_id", "log_group", "log_stream"}
+    _skip: ClassVar[set[str]] = {"cluster", "service", "request_id", "log_group", "log_stream"}
 
     def __init__(self, clock: simulator.VirtualClock) -> None:
         super().__init__()
@@ -48,8 +48,7 @@ class _VirtualTimeFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         base = json.loads(logs.JsonFormatter().format(record))
-        fields = {k: v for k, v in base.items()
-                  if k not in {"timestamp", "level", "logger", "message"} | self._skip}
+        fields = {k: v for k, v in base.items() if k not in {"timestamp", "level", "logger", "message"} | self._skip}
         extra = f"  {json.dumps(fields, default=str)}" if fields else ""
         return f"[t+{self.clock.elapsed:5.0f}s] {record.levelname:<7} {record.getMessage()}{extra}"
 
@@ -76,29 +75,51 @@ def main() -> int:
             ecs = session.client("ecs")
             sim.create_service(ecs, CLUSTER, SERVICE, TASKS)
             session.client("application-autoscaling").register_scalable_target(
-                ServiceNamespace="ecs", ResourceId=f"service/{CLUSTER}/{SERVICE}",
-                ScalableDimension="ecs:service:DesiredCount", MinCapacity=2, MaxCapacity=10,
+                ServiceNamespace="ecs",
+                ResourceId=f"service/{CLUSTER}/{SERVICE}",
+                ScalableDimension="ecs:service:DesiredCount",
+                MinCapacity=2,
+                MaxCapacity=10,
             )
-            print(f"Simulated ECS: cluster {CLUSTER}, service {SERVICE}, {TASKS} tasks "
-                  "(40 s to start, 30 s to drain), autoscaling 2-10. SMTP on "
-                  f"127.0.0.1:{smtp.port}.\n")
-            config = parse_config({
-                "awsCredentials": {"region_name": simulator.REGION},
-                "recycle": {"poll_interval_seconds": 5},
-                "smtpCredentials": {"host": "127.0.0.1", "port": smtp.port, "security": "none",
-                                    "from_email": "ecs-task-recycle@example.com"},
-                "emailNotification": {"email_subject": "ECS Service Task Recycle Completed",
-                                      "subject_prefix": "AWS ECS", "to": ["oncall@example.com"]},
-            }, source="demo")
+            print(
+                f"Simulated ECS: cluster {CLUSTER}, service {SERVICE}, {TASKS} tasks "
+                "(40 s to start, 30 s to drain), autoscaling 2-10. SMTP on "
+                f"127.0.0.1:{smtp.port}.\n"
+            )
+            config = parse_config(
+                {
+                    "awsCredentials": {"region_name": simulator.REGION},
+                    "recycle": {"poll_interval_seconds": 5},
+                    "smtpCredentials": {
+                        "host": "127.0.0.1",
+                        "port": smtp.port,
+                        "security": "none",
+                        "from_email": "ecs-task-recycle@example.com",
+                    },
+                    "emailNotification": {
+                        "email_subject": "ECS Service Task Recycle Completed",
+                        "subject_prefix": "AWS ECS",
+                        "to": ["oncall@example.com"],
+                    },
+                },
+                source="demo",
+            )
             context = simulator.FakeLambdaContext(clock, 900.0, "demo-request-0001")
-            request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE,
-                                   "maintain_service_state": True, "wait_time": 30})
+            request = parse_event(
+                {"cluster_name": CLUSTER, "service_name": SERVICE, "maintain_service_state": True, "wait_time": 30}
+            )
             report = run_recycle(
-                request, config, session=session, clock=clock,
+                request,
+                config,
+                session=session,
+                clock=clock,
                 remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
                 owner_id=context.aws_request_id,
-                invocation={"request_id": context.aws_request_id, "log_group": context.log_group_name,
-                            "log_stream": context.log_stream_name},
+                invocation={
+                    "request_id": context.aws_request_id,
+                    "log_group": context.log_group_name,
+                    "log_stream": context.log_stream_name,
+                },
             )
             key = f"{CLUSTER}:{SERVICE}"
             minimum = sim.observed.min_serving[key]

@@ -98,8 +98,10 @@ def run_recycle(
         result = report.to_dict()
         # The restore has already happened; the notifier can no longer hurt the service.
         result["notification"] = notify(result, config.notification, session)
-        logger.info("Task recycle report", extra={"status": result["status"],
-                                                 "notification": result["notification"].get("status")})
+        logger.info(
+            "Task recycle report",
+            extra={"status": result["status"], "notification": result["notification"].get("status")},
+        )
     return result
 
 
@@ -144,17 +146,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", required=True, help="cluster name or ARN")
     parser.add_argument("--service", required=True, help="service name or ARN")
     parser.add_argument("--wait-time", type=int, default=30, help="seconds to pause after each replacement")
-    parser.add_argument("--no-maintain-service-state", action="store_true",
-                        help="do not surge to N+1 while recycling")
+    parser.add_argument("--no-maintain-service-state", action="store_true", help="do not surge to N+1 while recycling")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
     args = parser.parse_args(argv)
     logs.configure()
     try:
-        request = parse_event({
-            "cluster_name": args.cluster, "service_name": args.service, "wait_time": args.wait_time,
-            "maintain_service_state": not args.no_maintain_service_state, "dry_run": args.dry_run,
-        })
+        request = parse_event(
+            {
+                "cluster_name": args.cluster,
+                "service_name": args.service,
+                "wait_time": args.wait_time,
+                "maintain_service_state": not args.no_maintain_service_state,
+                "dry_run": args.dry_run,
+            }
+        )
         from pathlib import Path
 
         config = load_config(Path(args.config)) if args.config else get_config()

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-_bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_fields", default={})
+_bound: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
 _secrets: set[str] = set()
 _MASK = "***"
 # Attributes every LogRecord has; anything else on a record came from extra= or bind().
@@ -73,7 +73,7 @@ def register_secret(value: str | None) -> None:
 @contextmanager
 def bound(**fields: Any) -> Iterator[None]:
     """Add fields (cluster, service, request_id) to every record logged inside the block."""
-    token = _bound.set({**_bound.get(), **fields})
+    token = _bound.set({**(_bound.get() or {}), **fields})
     try:
         yield
     finally:

@@ -13,6 +13,7 @@ depends on what those return.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -315,14 +316,13 @@ class Recycler:
         self._log(logging.INFO, f"Starting task recycle for {cluster}/{service}")
         try:
             self._run(request, report)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - every failure must end in a report, never escape unrestored
             # Not `finally`: a durable suspension is a BaseException and must not restore.
             self._fail(report, e)
         finished = self.runtime.step("finish", self.clock.now)
         report.duration_seconds = round(finished - started, 1)
         if report.status == "succeeded":
-            self._log(logging.INFO, "Task recycle completed successfully",
-                             tasks_recycled=len(report.tasks_recycled))
+            self._log(logging.INFO, "Task recycle completed successfully", tasks_recycled=len(report.tasks_recycled))
         return report
 
     def _run(self, request: RecycleRequest, report: RecycleReport) -> None:
@@ -334,7 +334,8 @@ class Recycler:
         self._log(
             logging.INFO,
             f"Original desired count: {report.original_desired_count}, tasks: {report.task_total}",
-            desired_count=report.original_desired_count, task_total=report.task_total,
+            desired_count=report.original_desired_count,
+            task_total=report.task_total,
         )
         if request.dry_run:
             report.plan = self._plan(preflight)
@@ -353,7 +354,7 @@ class Recycler:
             if request.maintain_service_state:
                 self._surge()
             self._recycle_all(report)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - compensation: whatever failed, the restore below runs
             self._fail(report, e)
             if not report.tasks_remaining:
                 done = {t.old_task_arn for t in report.tasks_recycled + report.tasks_skipped}
@@ -388,8 +389,7 @@ class Recycler:
         deployments = service.get("deployments", [])
         if len(deployments) > 1 or any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments):
             raise PreflightError(
-                f"a deployment is in progress ({len(deployments)} deployments); "
-                "wait for it to finish before recycling"
+                f"a deployment is in progress ({len(deployments)} deployments); wait for it to finish before recycling"
             )
         tasks = self._describe_tasks(self._list_task_arns())
         running = sorted(
@@ -416,7 +416,8 @@ class Recycler:
             "health_checked": self._has_health_checks(service.get("taskDefinition")),
             "target_groups": [
                 {"arn": lb["targetGroupArn"], "port": lb.get("containerPort")}
-                for lb in service.get("loadBalancers", []) if lb.get("targetGroupArn")
+                for lb in service.get("loadBalancers", [])
+                if lb.get("targetGroupArn")
             ],
             "scalable_target": self._describe_scalable_target(),
             "stale_lock": lock_value if lock else None,
@@ -485,8 +486,11 @@ class Recycler:
     def _acquire_lock(self) -> None:
         assert self.state.snapshot is not None
         lock = Lock(owner=_tag_safe(self.owner_id), expires_at=self._lock_expiry(), snapshot=self.state.snapshot)
-        self._call(self.ecs.tag_resource, resourceArn=self.state.service_arn,
-                   tags=[{"key": LOCK_TAG_KEY, "value": lock.to_tag_value()}])
+        self._call(
+            self.ecs.tag_resource,
+            resourceArn=self.state.service_arn,
+            tags=[{"key": LOCK_TAG_KEY, "value": lock.to_tag_value()}],
+        )
         # Tags have no compare-and-swap: read back, and the last writer wins.
         service = self._describe_service(include_tags=True)
         value = next((t["value"] for t in service.get("tags", []) if t.get("key") == LOCK_TAG_KEY), "")
@@ -498,13 +502,19 @@ class Recycler:
         """Push the lock's expiry forward; long runs call this as they progress."""
         assert self.state.snapshot is not None
         lock = Lock(owner=_tag_safe(self.owner_id), expires_at=self._lock_expiry(), snapshot=self.state.snapshot)
-        self._call(self.ecs.tag_resource, resourceArn=self.state.service_arn,
-                   tags=[{"key": LOCK_TAG_KEY, "value": lock.to_tag_value()}])
+        self._call(
+            self.ecs.tag_resource,
+            resourceArn=self.state.service_arn,
+            tags=[{"key": LOCK_TAG_KEY, "value": lock.to_tag_value()}],
+        )
 
     def _repair_stale_lock(self, preflight: dict[str, Any], report: RecycleReport) -> None:
         lock = Lock.from_tag_value(preflight["stale_lock"])
-        self._log(logging.WARNING, f"Found an expired lock from run {lock.owner}; restoring from it first",
-                         lock_owner=lock.owner)
+        self._log(
+            logging.WARNING,
+            f"Found an expired lock from run {lock.owner}; restoring from it first",
+            lock_owner=lock.owner,
+        )
         self.state.service_arn = preflight["service_arn"]
         self.state.snapshot = lock.snapshot
         self.state.surged = lock.snapshot.surge
@@ -553,8 +563,12 @@ class Recycler:
     def _apply_surge(self) -> float:
         s = self.state.snapshot
         assert s is not None
-        self._call(self.ecs.update_service, cluster=self.request.cluster_name,
-                   service=self.request.service_name, desiredCount=s.desired_count + 1)
+        self._call(
+            self.ecs.update_service,
+            cluster=self.request.cluster_name,
+            service=self.request.service_name,
+            desiredCount=s.desired_count + 1,
+        )
         return self.clock.now()
 
     # -------------------------------------------------------------- recycle
@@ -562,9 +576,9 @@ class Recycler:
     def _recycle_all(self, report: RecycleReport) -> None:
         total = len(self.state.original_tasks)
         for index, task_arn in enumerate(self.state.original_tasks, start=1):
-            decision = self.runtime.step(f"stop task {index}", lambda arn=task_arn, i=index: self._stop_one(arn, i))
+            decision = self.runtime.step(f"stop task {index}", functools.partial(self._stop_one, task_arn, index))
             if decision["action"] == "out_of_time":
-                report.tasks_remaining = self.state.original_tasks[index - 1:]
+                report.tasks_remaining = self.state.original_tasks[index - 1 :]
                 raise TimeBudgetExhausted(
                     f"{len(report.tasks_recycled)} of {total} tasks recycled; the Lambda time budget "
                     f"({decision['remaining']:.0f}s left, next task needs about {decision['needed']:.0f}s) "
@@ -573,8 +587,12 @@ class Recycler:
                 )
             if decision["action"] == "skipped":
                 report.tasks_skipped.append(TaskResult(index, task_arn, None, 0.0, decision["note"]))
-                self._log(logging.WARNING, f"Task {index} was already stopped by someone else; skipping",
-                                 task_arn=task_arn, note=decision["note"])
+                self._log(
+                    logging.WARNING,
+                    f"Task {index} was already stopped by someone else; skipping",
+                    task_arn=task_arn,
+                    note=decision["note"],
+                )
                 continue
             self._log(logging.INFO, f"Recycling task {index}/{total}: {task_arn}", task_arn=task_arn)
             try:
@@ -584,15 +602,17 @@ class Recycler:
                 raise
             self._learn(state["seconds"])
             self.state.known_arns.add(state["new_task_arn"])
-            report.tasks_recycled.append(
-                TaskResult(index, task_arn, state["new_task_arn"], round(state["seconds"], 1))
-            )
+            report.tasks_recycled.append(TaskResult(index, task_arn, state["new_task_arn"], round(state["seconds"], 1)))
             self._after_replacement(index)
             if self.request.wait_time:
                 self.runtime.sleep(f"wait after task {index}", self.request.wait_time)
-            self._log(logging.INFO, f"Task {index} recycled, waiting {self.request.wait_time}s",
-                             task_arn=task_arn, new_task_arn=state["new_task_arn"],
-                             seconds=round(state["seconds"], 1))
+            self._log(
+                logging.INFO,
+                f"Task {index} recycled, waiting {self.request.wait_time}s",
+                task_arn=task_arn,
+                new_task_arn=state["new_task_arn"],
+                seconds=round(state["seconds"], 1),
+            )
 
     def _after_replacement(self, index: int) -> None:
         """Runs without a host deadline keep their lock alive as they make progress."""
@@ -604,8 +624,7 @@ class Recycler:
         needed = self._estimate() + self.request.wait_time + self.settings.restore_reserve_seconds
         if remaining is not None and remaining < needed:
             return {"action": "out_of_time", "remaining": remaining, "needed": needed}
-        response = self._call(self.ecs.stop_task, cluster=self.request.cluster_name,
-                              task=task_arn, reason=STOP_REASON)
+        response = self._call(self.ecs.stop_task, cluster=self.request.cluster_name, task=task_arn, reason=STOP_REASON)
         task = response.get("task", {})
         reason = task.get("stoppedReason") or ""
         if reason and reason != STOP_REASON:
@@ -646,16 +665,23 @@ class Recycler:
         new_arns = [a for a in self._list_task_arns() if a not in self.state.known_arns]
         new_tasks = self._describe_tasks(new_arns) if new_arns else []
         failed = [t for t in new_tasks if _failed_replacement(t)]
-        failed += [t for t in self._newly_failed(service, state) if _failed_replacement(t)
-                   and _created_at(t) >= state["since"] - 1]
+        failed += [
+            t
+            for t in self._newly_failed(service, state)
+            if _failed_replacement(t) and _created_at(t) >= state["since"] - 1
+        ]
         for task in failed:
             if task["taskArn"] in state["failed_arns"]:
                 continue
             state["failed_arns"] = [*state["failed_arns"], task["taskArn"]]
             state["failures"] += 1
             reason = task.get("stoppedReason") or task.get("stopCode") or "no reason given"
-            self._log(logging.WARNING, f"Replacement task failed to start: {reason}",
-                             task_arn=task["taskArn"], failures=state["failures"])
+            self._log(
+                logging.WARNING,
+                f"Replacement task failed to start: {reason}",
+                task_arn=task["taskArn"],
+                failures=state["failures"],
+            )
             if state["failures"] >= self.settings.max_failed_replacements:
                 raise ReplacementFailed(
                     f"{state['failures']} replacement tasks stopped before becoming healthy; "
@@ -671,7 +697,10 @@ class Recycler:
                 f"(candidate: {state['candidate'] or 'none started'})"
             )
         remaining = self.runtime.remaining_seconds()
-        if remaining is not None and remaining - self.settings.poll_interval_seconds < self.settings.restore_reserve_seconds:
+        if (
+            remaining is not None
+            and remaining - self.settings.poll_interval_seconds < self.settings.restore_reserve_seconds
+        ):
             raise TimeBudgetExhausted(
                 "the Lambda time budget ran out while waiting for a replacement; "
                 "stopping here so the restore still fits"
@@ -685,8 +714,11 @@ class Recycler:
         state["failed_count_seen"] = failed_count
         if previous is None or failed_count <= previous:
             return []
-        stopped = [a for a in self._list_task_arns(desired_status="STOPPED")
-                   if a not in self.state.known_arns and a not in state["failed_arns"]]
+        stopped = [
+            a
+            for a in self._list_task_arns(desired_status="STOPPED")
+            if a not in self.state.known_arns and a not in state["failed_arns"]
+        ]
         return self._describe_tasks(stopped) if stopped else []
 
     def _is_serving(self, task: dict[str, Any]) -> bool:
@@ -744,7 +776,8 @@ class Recycler:
         if problems:
             report.restored = False
             message = (
-                "RESTORE FAILED, the service needs attention: " + "; ".join(problems)
+                "RESTORE FAILED, the service needs attention: "
+                + "; ".join(problems)
                 + f". The {LOCK_TAG_KEY} tag is left on the service so the next run repairs it."
             )
             self._log(logging.CRITICAL, message)
@@ -792,8 +825,12 @@ class Recycler:
                 f"removed only the one task this run added ({current} -> {target}) and kept their change"
             )
         if target != current:
-            self._call(self.ecs.update_service, cluster=self.request.cluster_name,
-                       service=self.request.service_name, desiredCount=target)
+            self._call(
+                self.ecs.update_service,
+                cluster=self.request.cluster_name,
+                service=self.request.service_name,
+                desiredCount=target,
+            )
             actions.append(f"desiredCount {current} -> {target}")
         return {"actions": actions, "external": external}
 
@@ -824,7 +861,9 @@ class Recycler:
         except ClientError as e:
             error = e.response.get("Error", {})
             raise AwsCallFailed(
-                f"{e.operation_name} failed: {error.get('Code', 'ClientError')}: {error.get('Message', '')}".rstrip(": ")
+                f"{e.operation_name} failed: {error.get('Code', 'ClientError')}: {error.get('Message', '')}".rstrip(
+                    ": "
+                )
             ) from e
         except BotoCoreError as e:
             raise AwsCallFailed(f"{getattr(operation, '__name__', 'AWS call')} failed: {e}") from e
@@ -852,8 +891,9 @@ class Recycler:
     def _list_task_arns(self, desired_status: str = "RUNNING") -> list[str]:
         arns: list[str] = []
         paginator = self.ecs.get_paginator("list_tasks")
-        pages = paginator.paginate(cluster=self.request.cluster_name, serviceName=self.request.service_name,
-                                   desiredStatus=desired_status)
+        pages = paginator.paginate(
+            cluster=self.request.cluster_name, serviceName=self.request.service_name, desiredStatus=desired_status
+        )
         try:
             for page in pages:
                 arns.extend(page.get("taskArns", []))
@@ -880,19 +920,19 @@ class Recycler:
     def _describe_scalable_target(self) -> dict[str, Any] | None:
         paginator = self.autoscaling.get_paginator("describe_scalable_targets")
         try:
-            for page in paginator.paginate(ServiceNamespace="ecs", ResourceIds=[self._resource_id()],
-                                           ScalableDimension=SCALABLE_DIMENSION):
+            for page in paginator.paginate(
+                ServiceNamespace="ecs", ResourceIds=[self._resource_id()], ScalableDimension=SCALABLE_DIMENSION
+            ):
                 for target in page.get("ScalableTargets", []):
                     return {
                         "MinCapacity": int(target["MinCapacity"]),
                         "MaxCapacity": int(target["MaxCapacity"]),
-                        "SuspendedState": {k: bool(target.get("SuspendedState", {}).get(k, False))
-                                           for k in SUSPENDED_FLAGS},
+                        "SuspendedState": {
+                            k: bool(target.get("SuspendedState", {}).get(k, False)) for k in SUSPENDED_FLAGS
+                        },
                     }
         except ClientError as e:
-            raise AwsCallFailed(
-                f"DescribeScalableTargets failed: {e.response.get('Error', {}).get('Code')}"
-            ) from e
+            raise AwsCallFailed(f"DescribeScalableTargets failed: {e.response.get('Error', {}).get('Code')}") from e
         except BotoCoreError as e:
             raise AwsCallFailed(f"DescribeScalableTargets failed: {e}") from e
         return None
@@ -903,7 +943,7 @@ class Recycler:
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _failed_replacement(task: dict[str, Any]) -> bool:

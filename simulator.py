@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,9 +32,6 @@ from unittest import mock
 
 import boto3
 import botocore.endpoint
-
-# moto must be imported before any boto3 client is created.
-import moto  # noqa: F401
 from botocore.config import Config
 from moto import mock_aws
 from moto.applicationautoscaling.models import ApplicationAutoscalingBackend, applicationautoscaling_backends
@@ -143,9 +141,16 @@ class EcsSimulator:
     """Install with ``with EcsSimulator(clock) as sim:``; inside, moto's ECS behaves like ECS."""
 
     _WRAPPED_ECS = (
-        "create_service", "update_service", "describe_services", "list_tasks",
-        "describe_tasks", "stop_task", "tag_resource", "untag_resource",
-        "list_tags_for_resource", "describe_task_definition",
+        "create_service",
+        "update_service",
+        "describe_services",
+        "list_tasks",
+        "describe_tasks",
+        "stop_task",
+        "tag_resource",
+        "untag_resource",
+        "list_tags_for_resource",
+        "describe_task_definition",
     )
     _WRAPPED_AAS = ("register_scalable_target", "describe_scalable_targets")
 
@@ -158,7 +163,7 @@ class EcsSimulator:
         self.faults: list[Fault] = []
         self.calls: dict[str, int] = {}
         self.observed = Observation()
-        self.scheduled: list[tuple[float, str, Callable[[], None]]] = []
+        self.scheduled: list[tuple[float, str, Callable[[], object]]] = []
         self._ip_counter = itertools.count(10)
         self._stack = contextlib.ExitStack()
         self._in_reconcile = False
@@ -173,12 +178,9 @@ class EcsSimulator:
         for name in self._WRAPPED_AAS:
             self._wrap(ApplicationAutoscalingBackend, name)
         self._stack.enter_context(mock.patch.object(EC2ContainerServiceResponse, "list_tasks", _paginated_list_tasks))
-        self._stack.enter_context(
-            mock.patch.object(ELBv2Backend, "describe_target_health", self._make_target_health())
-        )
+        self._stack.enter_context(mock.patch.object(ELBv2Backend, "describe_target_health", self._make_target_health()))
         # botocore sleeps between retries; on the virtual clock that costs nothing.
-        fake_time = types.SimpleNamespace(**{k: getattr(botocore.endpoint.time, k)
-                                             for k in ("time", "monotonic", "perf_counter")})
+        fake_time = types.SimpleNamespace(**{k: getattr(time, k) for k in ("time", "monotonic", "perf_counter")})
         fake_time.sleep = self.clock.sleep
         self._stack.enter_context(mock.patch.object(botocore.endpoint, "time", fake_time))
         return self
@@ -238,11 +240,26 @@ class EcsSimulator:
 
     # ------------------------------------------------------------ faults
 
-    def fail(self, operation: str, code: str = "ThrottlingException", times: int = 1,
-             after_calls: int = 0, message: str | None = None, status: int = 400) -> None:
+    def fail(
+        self,
+        operation: str,
+        code: str = "ThrottlingException",
+        times: int = 1,
+        after_calls: int = 0,
+        message: str | None = None,
+        status: int = 400,
+    ) -> None:
         """Make the next `times` calls of a backend operation (e.g. "stop_task") fail."""
-        self.faults.append(Fault(operation, code, message or f"simulated {code}", times,
-                                 self.calls.get(operation, 0) + after_calls, status))
+        self.faults.append(
+            Fault(
+                operation,
+                code,
+                message or f"simulated {code}",
+                times,
+                self.calls.get(operation, 0) + after_calls,
+                status,
+            )
+        )
 
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -256,7 +273,7 @@ class EcsSimulator:
                 error.code = fault.status
                 raise error
 
-    def at(self, seconds_from_start: float, label: str, action: Callable[[], None]) -> None:
+    def at(self, seconds_from_start: float, label: str, action: Callable[[], object]) -> None:
         """Run `action` when the virtual clock passes start + seconds (an external actor)."""
         self.scheduled.append((self.clock.start + seconds_from_start, label, action))
         self.scheduled.sort(key=lambda item: item[0])
@@ -291,10 +308,15 @@ class EcsSimulator:
         self.behaviours[f"{cluster}:{service}"] = behaviour or Behaviour()
         extra: dict[str, Any] = {}
         if target_group_arn:
-            extra["loadBalancers"] = [{"targetGroupArn": target_group_arn, "containerName": "app",
-                                       "containerPort": 80}]
-        arn: str = ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=service,
-                                      desiredCount=tasks, launchType="FARGATE", **extra)["service"]["serviceArn"]
+            extra["loadBalancers"] = [{"targetGroupArn": target_group_arn, "containerName": "app", "containerPort": 80}]
+        arn: str = ecs.create_service(
+            cluster=cluster,
+            serviceName=service,
+            taskDefinition=service,
+            desiredCount=tasks,
+            launchType="FARGATE",
+            **extra,
+        )["service"]["serviceArn"]
         # Let the initial tasks start, then forget how it got there.
         settle = self.behaviours[f"{cluster}:{service}"].start_seconds + 1
         self.clock.t += settle
@@ -327,7 +349,7 @@ class EcsSimulator:
         finally:
             self._in_reconcile = False
 
-    def _service_tasks(self, svc: Service) -> list[Task]:
+    def _service_tasks(self, svc: Any) -> list[Any]:
         group = f"service:{svc.name}"
         return [t for t in self.backend().tasks.get(svc.cluster_name, {}).values() if t.group == group]
 
@@ -343,7 +365,7 @@ class EcsSimulator:
                 times.append(meta.stop_at)
         return times
 
-    def _task(self, arn: str) -> Task | None:
+    def _task(self, arn: str) -> Any:
         for tasks in self.backend().tasks.values():
             if arn in tasks:
                 return tasks[arn]
@@ -359,17 +381,25 @@ class EcsSimulator:
                     self._mark_stopped(task, "TaskFailedToStart", self.behaviours[meta.service_key].fail_reason)
                     svc = self.backend().services.get(meta.service_key)
                     if svc is not None and svc.deployments:
-                        svc.deployments[0]["failedTasks"] = svc.deployments[0].get("failedTasks", 0) + 1
+                        deployment: dict[str, Any] = svc.deployments[0]
+                        deployment["failedTasks"] = int(deployment.get("failedTasks") or 0) + 1
                 elif task.desired_status == "RUNNING":
                     task.last_status = "RUNNING"
                     task.started_at = datetime.fromtimestamp(meta.running_at, UTC)
                     task.health_status = "UNHEALTHY" if meta.never_healthy else "HEALTHY"
-            if (task.desired_status == "STOPPED" and task.last_status != "STOPPED"
-                    and meta.stop_at is not None and meta.stop_at <= moment):
-                self._mark_stopped(task, "UserInitiated" if task.stopped_reason else "ServiceSchedulerInitiated",
-                                   task.stopped_reason or "Scaling activity initiated by deployment")
+            if (
+                task.desired_status == "STOPPED"
+                and task.last_status != "STOPPED"
+                and meta.stop_at is not None
+                and meta.stop_at <= moment
+            ):
+                self._mark_stopped(
+                    task,
+                    "UserInitiated" if task.stopped_reason else "ServiceSchedulerInitiated",
+                    task.stopped_reason or "Scaling activity initiated by deployment",
+                )
 
-    def _mark_stopped(self, task: Task, code: str, reason: str) -> None:
+    def _mark_stopped(self, task: Any, code: str, reason: str) -> None:
         task.last_status = "STOPPED"
         task.desired_status = "STOPPED"
         task.stop_code = code
@@ -393,21 +423,33 @@ class EcsSimulator:
                 self._launch(svc, key, moment)
             if missing < 0:
                 # Scale-in: pending first, then unhealthy, then the oldest.
-                victims = sorted(live, key=lambda t: (t.last_status == "RUNNING",
-                                                      getattr(t, "health_status", "") == "HEALTHY",
-                                                      -self.meta[t.task_arn].launched_at
-                                                      if t.task_arn in self.meta else 0))
+                victims = sorted(
+                    live,
+                    key=lambda t: (
+                        t.last_status == "RUNNING",
+                        getattr(t, "health_status", "") == "HEALTHY",
+                        -self.meta[t.task_arn].launched_at if t.task_arn in self.meta else 0,
+                    ),
+                )
                 for task in victims[:-missing]:
                     self._begin_stop(task, moment, reason="")
             self._refresh_counts(svc)
 
-    def _launch(self, svc: Service, key: str, moment: float) -> None:
+    def _launch(self, svc: Any, key: str, moment: float) -> None:
         backend = self.backend()
         behaviour = self.behaviours.setdefault(key, Behaviour())
         cluster = backend.clusters[svc.cluster_name]
         task_definition = backend.describe_task_definition(svc.task_definition)
-        task = Task(cluster, task_definition, None, None, backend, group=f"service:{svc.name}",
-                    launch_type=svc.launch_type or "FARGATE", started_by="ecs-svc/simulated")
+        task: Any = Task(
+            cluster,
+            task_definition,
+            None,
+            None,
+            backend,
+            group=f"service:{svc.name}",
+            launch_type=svc.launch_type or "FARGATE",
+            started_by="ecs-svc/simulated",
+        )
         task.last_status = "PENDING"
         task.health_status = "UNKNOWN"
         task.created_at = datetime.fromtimestamp(moment, UTC)
@@ -415,13 +457,19 @@ class EcsSimulator:
         if fails:
             behaviour.fail_next_starts -= 1
         ip = f"10.0.{next(self._ip_counter) // 250}.{next(self._ip_counter) % 250}"
-        task.attachments = [{"id": task.id, "type": "ElasticNetworkInterface", "status": "ATTACHED",
-                             "details": [{"name": "privateIPv4Address", "value": ip}]}]
+        task.attachments = [
+            {
+                "id": task.id,
+                "type": "ElasticNetworkInterface",
+                "status": "ATTACHED",
+                "details": [{"name": "privateIPv4Address", "value": ip}],
+            }
+        ]
         backend.tasks.setdefault(svc.cluster_name, {})[task.task_arn] = task
         delay = behaviour.fail_after_seconds if fails else behaviour.start_seconds
         self.meta[task.task_arn] = _Meta(key, moment, moment + delay, fails, behaviour.never_healthy, ip=ip)
 
-    def _begin_stop(self, task: Task, moment: float, reason: str) -> None:
+    def _begin_stop(self, task: Any, moment: float, reason: str) -> None:
         meta = self.meta.get(task.task_arn)
         task.desired_status = "STOPPED"
         task.stopped_reason = reason
@@ -434,8 +482,14 @@ class EcsSimulator:
         """StopTask as ECS does it: a running task drains first; a stopped one is returned as it is."""
         cluster = args[0] if args else kwargs["cluster_str"]
         task_ref = args[1] if len(args) > 1 else kwargs["task_str"]
-        task = next((t for t in backend.tasks.get(cluster.split("/")[-1], {}).values()
-                     if t.task_arn.endswith(task_ref.split("/")[-1])), None)
+        task = next(
+            (
+                t
+                for t in backend.tasks.get(cluster.split("/")[-1], {}).values()
+                if t.task_arn.endswith(task_ref.split("/")[-1])
+            ),
+            None,
+        )
         if task is not None and task.desired_status == "STOPPED":
             return task
         prior = task.last_status if task is not None else None
@@ -457,8 +511,9 @@ class EcsSimulator:
         svc.pending_count = sum(1 for t in tasks if t.last_status == "PENDING")
         if svc.deployments:
             deployment = svc.deployments[0]
-            deployment.update(desiredCount=svc.desired_count, runningCount=svc.running_count,
-                              pendingCount=svc.pending_count)
+            deployment.update(
+                desiredCount=svc.desired_count, runningCount=svc.running_count, pendingCount=svc.pending_count
+            )
             deployment["rolloutState"] = "COMPLETED"
             deployment["rolloutStateReason"] = "ECS deployment completed."
 
@@ -472,16 +527,19 @@ class EcsSimulator:
             self.observed.min_serving[key] = min(self.observed.min_serving.get(key, serving), serving)
             self.observed.max_live[key] = max(self.observed.max_live.get(key, live), live)
 
-    def is_serving(self, task: Task) -> bool:
-        return (task.last_status == "RUNNING" and task.desired_status == "RUNNING"
-                and getattr(task, "health_status", "UNKNOWN") == "HEALTHY")
+    def is_serving(self, task: Any) -> bool:
+        return (
+            task.last_status == "RUNNING"
+            and task.desired_status == "RUNNING"
+            and getattr(task, "health_status", "UNKNOWN") == "HEALTHY"
+        )
 
     # ------------------------------------------------------ autoscaling
 
     def _clamp(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """RegisterScalableTarget clamps the current capacity into [Min, Max] at once."""
         resource_id = args[1] if len(args) > 1 else kwargs.get("r_id", "")
-        target = self.aas_backend().targets.get("ecs:service:DesiredCount", {}).get(resource_id)
+        target: Any = self.aas_backend().targets.get("ecs:service:DesiredCount", {}).get(resource_id)
         if target is None:
             return
         _, cluster, service = resource_id.split("/")
@@ -491,14 +549,18 @@ class EcsSimulator:
         svc.desired_count = min(max(svc.desired_count, int(target.min_capacity)), int(target.max_capacity))
 
     def scalable_target(self, cluster: str, service: str) -> dict[str, Any] | None:
-        target = self.aas_backend().targets.get("ecs:service:DesiredCount", {}).get(f"service/{cluster}/{service}")
+        target: Any = self.aas_backend().targets.get("ecs:service:DesiredCount", {}).get(f"service/{cluster}/{service}")
         if target is None:
             return None
-        state = target.suspended_state or {}
-        return {"MinCapacity": int(target.min_capacity), "MaxCapacity": int(target.max_capacity),
-                "SuspendedState": {k: bool(state.get(k, False)) for k in
-                                   ("DynamicScalingInSuspended", "DynamicScalingOutSuspended",
-                                    "ScheduledScalingSuspended")}}
+        state: dict[str, Any] = target.suspended_state or {}
+        return {
+            "MinCapacity": int(target.min_capacity),
+            "MaxCapacity": int(target.max_capacity),
+            "SuspendedState": {
+                k: bool(state.get(k, False))
+                for k in ("DynamicScalingInSuspended", "DynamicScalingOutSuspended", "ScheduledScalingSuspended")
+            },
+        }
 
     def autoscale(self, cluster: str, service: str, desired: int, kind: str = "dynamic") -> bool:
         """An Application Auto Scaling action, honouring the suspended flags and [Min, Max]."""
@@ -526,7 +588,7 @@ class EcsSimulator:
     def service(self, cluster: str, service: str) -> Service:
         return self.backend().services[f"{cluster}:{service}"]
 
-    def tasks(self, cluster: str, service: str) -> list[Task]:
+    def tasks(self, cluster: str, service: str) -> list[Any]:
         return self._service_tasks(self.service(cluster, service))
 
     # ------------------------------------------------------- elbv2 model
@@ -534,8 +596,9 @@ class EcsSimulator:
     def _make_target_health(self) -> Callable[..., list[FakeHealthStatus]]:
         simulator = self
 
-        def describe_target_health(backend: Any, target_group_arn: str,
-                                   targets: list[dict[str, Any]]) -> list[FakeHealthStatus]:
+        def describe_target_health(
+            backend: Any, target_group_arn: str, targets: list[dict[str, Any]]
+        ) -> list[FakeHealthStatus]:
             simulator._count("describe_target_health")
             simulator._maybe_fail("describe_target_health")
             simulator.reconcile()
@@ -572,7 +635,7 @@ def _paginated_list_tasks(self: EC2ContainerServiceResponse) -> Any:
         name = service_name.split("/")[-1]
         tasks = [t for t in tasks if t.group == f"service:{name}"]
     arns = sorted(t.task_arn for t in tasks)
-    page = arns[start:start + page_size]
+    page = arns[start : start + page_size]
     result: dict[str, Any] = {"taskArns": page}
     if start + page_size < len(arns):
         result["nextToken"] = str(start + page_size)

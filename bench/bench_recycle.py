@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import simulator  # noqa: E402,I001 - moto before boto3 clients
-from config import RecycleSettings, parse_event  # noqa: E402
-from recycle import LocalRuntime, Recycler  # noqa: E402
+import simulator
+from config import RecycleSettings, parse_event
+from recycle import LocalRuntime, Recycler
 
 START_SECONDS = 40.0
 DRAIN_SECONDS = 30.0
@@ -54,9 +54,13 @@ def run(tasks: int, lambda_timeout: float | None = 900.0) -> Result:
         autoscaling = session.client("application-autoscaling", config=simulator.sim_client_config())
         behaviour = simulator.Behaviour(start_seconds=START_SECONDS, drain_seconds=DRAIN_SECONDS)
         sim.create_service(ecs, "bench", "web", tasks, behaviour)
-        autoscaling.register_scalable_target(ServiceNamespace="ecs", ResourceId="service/bench/web",
-                                             ScalableDimension="ecs:service:DesiredCount",
-                                             MinCapacity=1, MaxCapacity=tasks + 10)
+        autoscaling.register_scalable_target(
+            ServiceNamespace="ecs",
+            ResourceId="service/bench/web",
+            ScalableDimension="ecs:service:DesiredCount",
+            MinCapacity=1,
+            MaxCapacity=tasks + 10,
+        )
         calls = sim.count_client_calls(ecs, autoscaling)
         sim.observed = simulator.Observation()
         context = simulator.FakeLambdaContext(clock, lambda_timeout or 10**9)
@@ -67,9 +71,17 @@ def run(tasks: int, lambda_timeout: float | None = 900.0) -> Result:
         elapsed = clock.now() - started
         recycled = len(report.tasks_recycled)
         minimum = START_SECONDS + recycled * (START_SECONDS + WAIT_TIME)
-        return Result(tasks, report.status, recycled, len(report.tasks_remaining), elapsed, minimum,
-                      sum(calls.values()), sim.observed.min_serving["bench:web"],
-                      sim.observed.max_live["bench:web"])
+        return Result(
+            tasks,
+            report.status,
+            recycled,
+            len(report.tasks_remaining),
+            elapsed,
+            minimum,
+            sum(calls.values()),
+            sim.observed.min_serving["bench:web"],
+            sim.observed.max_live["bench:web"],
+        )
 
 
 def main() -> int:
@@ -78,16 +90,22 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("ecs-task-recycle").setLevel(logging.CRITICAL)
-    print(f"Simulated service: {START_SECONDS:.0f}s start, {DRAIN_SECONDS:.0f}s drain, wait_time {WAIT_TIME}s, "
-          "900s Lambda budget, poll 5s")
-    print(f"{'tasks':>6} {'status':>11} {'recycled':>9} {'remain':>7} {'virtual s':>10} {'minimum s':>10} "
-          f"{'ratio':>6} {'calls/task':>11} {'min serving':>12} {'max live':>9}")
+    print(
+        f"Simulated service: {START_SECONDS:.0f}s start, {DRAIN_SECONDS:.0f}s drain, wait_time {WAIT_TIME}s, "
+        "900s Lambda budget, poll 5s"
+    )
+    print(
+        f"{'tasks':>6} {'status':>11} {'recycled':>9} {'remain':>7} {'virtual s':>10} {'minimum s':>10} "
+        f"{'ratio':>6} {'calls/task':>11} {'min serving':>12} {'max live':>9}"
+    )
     failures = []
     for n in args.tasks:
         r = run(n)
-        print(f"{r.tasks:>6} {r.status:>11} {r.recycled:>9} {r.remaining:>7} {r.virtual_seconds:>10.0f} "
-              f"{r.minimum_seconds:>10.0f} {r.ratio:>6.3f} {r.calls_per_task:>11.1f} "
-              f"{r.min_serving:>12} {r.max_live:>9}")
+        print(
+            f"{r.tasks:>6} {r.status:>11} {r.recycled:>9} {r.remaining:>7} {r.virtual_seconds:>10.0f} "
+            f"{r.minimum_seconds:>10.0f} {r.ratio:>6.3f} {r.calls_per_task:>11.1f} "
+            f"{r.min_serving:>12} {r.max_live:>9}"
+        )
         if r.min_serving < n:
             failures.append(f"{n} tasks: serving capacity fell to {r.min_serving}")
         if r.ratio > 1.10:

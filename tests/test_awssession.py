@@ -90,8 +90,7 @@ def test_failed_assume_role_is_wrapped_with_its_cause(monkeypatch: pytest.Monkey
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "AssumeRole")
 
     with mock_aws():
-        monkeypatch.setattr("botocore.client.BaseClient._make_api_call",
-                            lambda self, op, params: deny(self))
+        monkeypatch.setattr("botocore.client.BaseClient._make_api_call", lambda self, op, params: deny(self))
         with pytest.raises(AwsCallFailed, match="AccessDenied") as caught:
             AWSSession.get_aws_session(AwsCredentials(region_name="us-east-1", role_arn=ROLE))
         assert isinstance(caught.value.__cause__, ClientError)

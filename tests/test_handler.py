@@ -87,12 +87,21 @@ def test_incomplete_run_names_the_durable_function(handler_env: Bed) -> None:
     bed.assert_restored()
 
 
-def test_no_secret_reaches_logs_or_report(handler_env: Bed, captured_logs: io.StringIO,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_secret_reaches_logs_or_report(
+    handler_env: Bed, captured_logs: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bed = handler_env
     bed.add_service(tasks=1)
-    config = parse_config({"awsCredentials": {"region_name": "us-east-1", "access_key": "AKIAEXAMPLE",
-                                              "secret_key": SECRET_KEY, "session_token": SESSION_TOKEN}})
+    config = parse_config(
+        {
+            "awsCredentials": {
+                "region_name": "us-east-1",
+                "access_key": "AKIAEXAMPLE",
+                "secret_key": SECRET_KEY,
+                "session_token": SESSION_TOKEN,
+            }
+        }
+    )
     monkeypatch.setattr(lambda_function, "_config", None)
     monkeypatch.setattr(lambda_function, "load_config", lambda: config)
     # Even a careless log line would be masked.
@@ -107,8 +116,9 @@ def test_no_secret_reaches_logs_or_report(handler_env: Bed, captured_logs: io.St
     assert logs.mask(f"x {SECRET_KEY} y") == "x *** y"
 
 
-def test_cli_dry_run_against_the_simulated_account(bed: Bed, tmp_path: Path, capsys: Any,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_dry_run_against_the_simulated_account(
+    bed: Bed, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bed.add_service(tasks=2)
     config = tmp_path / "input.json"
     config.write_text(json.dumps({"awsCredentials": {"region_name": "us-east-1"}}))

@@ -19,27 +19,45 @@ import simulator
 from config import RecycleSettings
 from simulator import Behaviour, LambdaKilled
 
-OPERATIONS = ["stop_task", "update_service", "describe_services", "list_tasks", "describe_tasks",
-              "tag_resource", "untag_resource", "register_scalable_target", "describe_scalable_targets"]
-api_fault = st.tuples(st.sampled_from(OPERATIONS),
-                      st.sampled_from(["ThrottlingException", "AccessDeniedException", "ServerException"]),
-                      st.integers(min_value=0, max_value=40), st.integers(min_value=1, max_value=4))
-autoscale_event = st.tuples(st.integers(min_value=1, max_value=600), st.integers(min_value=-3, max_value=3),
-                            st.sampled_from(["dynamic", "scheduled"]))
+OPERATIONS = [
+    "stop_task",
+    "update_service",
+    "describe_services",
+    "list_tasks",
+    "describe_tasks",
+    "tag_resource",
+    "untag_resource",
+    "register_scalable_target",
+    "describe_scalable_targets",
+]
+api_fault = st.tuples(
+    st.sampled_from(OPERATIONS),
+    st.sampled_from(["ThrottlingException", "AccessDeniedException", "ServerException"]),
+    st.integers(min_value=0, max_value=40),
+    st.integers(min_value=1, max_value=4),
+)
+autoscale_event = st.tuples(
+    st.integers(min_value=1, max_value=600),
+    st.integers(min_value=-3, max_value=3),
+    st.sampled_from(["dynamic", "scheduled"]),
+)
 
-schedule = st.fixed_dictionaries({
-    "tasks": st.integers(min_value=1, max_value=6),
-    "start": st.integers(min_value=5, max_value=90),
-    "drain": st.integers(min_value=0, max_value=120),
-    "target": st.sampled_from([None, "roomy", "at_max"]),
-    "maintain": st.booleans(),
-    "wait_time": st.sampled_from([0, 10, 30]),
-    "fail_at": st.none() | st.tuples(st.integers(min_value=0, max_value=400), st.integers(min_value=1, max_value=5)),
-    "unhealthy_at": st.none() | st.integers(min_value=0, max_value=400),
-    "api_faults": st.lists(api_fault, max_size=3),
-    "autoscale": st.lists(autoscale_event, max_size=2),
-    "kill_at": st.none() | st.integers(min_value=1, max_value=600),
-})
+schedule = st.fixed_dictionaries(
+    {
+        "tasks": st.integers(min_value=1, max_value=6),
+        "start": st.integers(min_value=5, max_value=90),
+        "drain": st.integers(min_value=0, max_value=120),
+        "target": st.sampled_from([None, "roomy", "at_max"]),
+        "maintain": st.booleans(),
+        "wait_time": st.sampled_from([0, 10, 30]),
+        "fail_at": st.none()
+        | st.tuples(st.integers(min_value=0, max_value=400), st.integers(min_value=1, max_value=5)),
+        "unhealthy_at": st.none() | st.integers(min_value=0, max_value=400),
+        "api_faults": st.lists(api_fault, max_size=3),
+        "autoscale": st.lists(autoscale_event, max_size=2),
+        "kill_at": st.none() | st.integers(min_value=1, max_value=600),
+    }
+)
 
 
 def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
@@ -56,10 +74,12 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     if plan["unhealthy_at"] is not None:
         bed.sim.at(plan["unhealthy_at"], "unhealthy", lambda: setattr(behaviour, "never_healthy", True))
     for at, delta, kind in plan["autoscale"]:
+
         def act(delta: int = delta, kind: str = kind) -> None:
             before = bed.desired()
             if bed.sim.autoscale(CLUSTER, SERVICE, max(0, before + delta), kind):
                 external.append(bed.desired() - before)
+
         bed.sim.at(at, "autoscaling", act)
     for operation, code, after, times in plan["api_faults"]:
         bed.sim.fail(operation, code, times=times, after_calls=after)
@@ -95,8 +115,12 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         assert bed.sim.observed.min_serving[f"{CLUSTER}:{SERVICE}"] >= n
 
 
-@settings(max_examples=int(os.environ.get("INVARIANT_EXAMPLES", "40")), deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("INVARIANT_EXAMPLES", "40")),
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(plan=schedule)
 def test_any_fault_schedule_leaves_the_service_as_it_was(plan: dict[str, Any]) -> None:
     clock = simulator.VirtualClock()

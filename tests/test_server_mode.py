@@ -41,16 +41,20 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EcsSimulator,
         server.stop()
 
 
-def test_handler_recycles_over_http(moto_server: tuple[EcsSimulator, VirtualClock, str],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handler_recycles_over_http(
+    moto_server: tuple[EcsSimulator, VirtualClock, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sim, clock, url = moto_server
     session = boto3.Session(region_name="us-east-1")
     ecs: Any = session.client("ecs")
     assert ecs.meta.endpoint_url == url
     sim.create_service(ecs, CLUSTER, SERVICE, 3)
     session.client("application-autoscaling").register_scalable_target(
-        ServiceNamespace="ecs", ResourceId=f"service/{CLUSTER}/{SERVICE}",
-        ScalableDimension="ecs:service:DesiredCount", MinCapacity=1, MaxCapacity=3,
+        ServiceNamespace="ecs",
+        ResourceId=f"service/{CLUSTER}/{SERVICE}",
+        ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=1,
+        MaxCapacity=3,
     )
     before = sim.scalable_target(CLUSTER, SERVICE)
     monkeypatch.setattr(lambda_function, "SystemClock", lambda: clock)
