@@ -675,3 +675,60 @@ def create_target_group(session: boto3.Session) -> str:
     elbv2 = session.client("elbv2")
     group = elbv2.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")
     return str(group["TargetGroups"][0]["TargetGroupArn"])
+
+
+def record_engine_calls() -> list[dict[str, Any]]:
+    """Run representative recycles and return every API call the engine's clients made.
+
+    Scenarios: a load-balanced service with a scalable target recycled end to end;
+    a run killed midway and repaired by the next; a dry run. Each entry has the
+    botocore service and operation names, the parameters, and the cluster and
+    service that run was asked to recycle (for the IAM policy cross-check).
+    """
+    from config import RecycleSettings, parse_event
+    from recycle import LocalRuntime, Recycler
+
+    recorded: list[dict[str, Any]] = []
+    cluster, service = "policy-cluster", "policy-service"
+    clock = VirtualClock()
+    with simulated_aws(clock) as (sim, session):
+        ecs = session.client("ecs", config=sim_client_config())
+        autoscaling = session.client("application-autoscaling", config=sim_client_config())
+        elbv2 = session.client("elbv2", config=sim_client_config())
+        sim.create_service(ecs, cluster, service, 3, Behaviour(), True, create_target_group(session))
+        autoscaling.register_scalable_target(
+            ServiceNamespace="ecs",
+            ResourceId=f"service/{cluster}/{service}",
+            ScalableDimension="ecs:service:DesiredCount",
+            MinCapacity=1,
+            MaxCapacity=3,
+        )
+
+        def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+            recorded.append(
+                {
+                    "service": model.service_model.service_name,
+                    "operation": model.name,
+                    "params": dict(params),
+                    "target_cluster": cluster,
+                    "target_service": service,
+                }
+            )
+
+        for client in (ecs, autoscaling, elbv2):
+            client.meta.events.register("before-parameter-build.*.*", record)
+
+        def run(owner: str, **event: Any) -> None:
+            context = FakeLambdaContext(clock, 900.0, owner)
+            runtime = LocalRuntime(clock, lambda: context.get_remaining_time_in_millis() / 1000.0)
+            engine = Recycler(ecs, autoscaling, clock, runtime, RecycleSettings(), elbv2=elbv2, owner_id=owner)
+            engine.run(parse_event({"cluster_name": cluster, "service_name": service, **event}))
+
+        run("dry-run", dry_run=True)
+        run("full", wait_time=5)
+        clock.kill_at = clock.now() + 100
+        with contextlib.suppress(LambdaKilled):
+            run("killed", wait_time=5)
+        clock.sleep(2000)
+        run("repair", wait_time=5)
+    return recorded

@@ -25,6 +25,8 @@ from recycle import LOCK_TAG_KEY, LocalRuntime, Recycler, RecycleReport  # noqa:
 from simulator import Behaviour, EcsSimulator, FakeLambdaContext, VirtualClock  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parent / "events"
+# Filled by every simulated engine run in the session; checked against the template's role at the end.
+ENGINE_CALLS: list[dict[str, Any]] = []
 CLUSTER = "demo-cluster"
 SERVICE = "web"
 _KEEP_ENV = (
@@ -73,6 +75,25 @@ class Bed:
     elbv2: Any
     calls: dict[str, int]
     snapshots: dict[str, Any] = field(default_factory=dict)
+    recording: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        for client in (self.ecs, self.autoscaling, self.elbv2):
+            client.meta.events.register("before-parameter-build.*.*", self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        """Every call an engine run makes, for the IAM policy cross-check at the end of the session."""
+        if self.recording is not None:
+            cluster, service = self.recording
+            ENGINE_CALLS.append(
+                {
+                    "service": model.service_model.service_name,
+                    "operation": model.name,
+                    "params": dict(params),
+                    "target_cluster": cluster,
+                    "target_service": service,
+                }
+            )
 
     def add_service(
         self,
@@ -120,7 +141,7 @@ class Bed:
             (lambda: context.get_remaining_time_in_millis() / 1000.0) if context else (lambda: None)
         )
         runtime = LocalRuntime(self.clock, remaining, logging.getLogger("ecs-task-recycle"))
-        engine = Recycler(
+        engine: Any = Recycler(
             self.ecs,
             self.autoscaling,
             self.clock,
@@ -130,6 +151,16 @@ class Bed:
             owner_id=owner,
             lock_ttl_seconds=lock_ttl,
         )
+        run = engine.run
+
+        def recorded_run(request: Any) -> RecycleReport:
+            self.recording = (request.cluster_name, request.service_name)
+            try:
+                return run(request)  # type: ignore[no-any-return]
+            finally:
+                self.recording = None
+
+        engine.run = recorded_run
         return engine, context
 
     def run(
@@ -209,3 +240,39 @@ def captured_logs() -> Iterator[io.StringIO]:
 
 def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every AWS call any engine run made in this session must be allowed by the template's role."""
+    if not ENGINE_CALLS:
+        return
+    import iam_policy
+
+    region, account = simulator.REGION, simulator.ACCOUNT_ID
+    template = ROOT / "cloudformation.yaml"
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for recorded in ENGINE_CALLS:
+        calls = iam_policy.calls_from_api(
+            recorded["service"], recorded["operation"], recorded["params"], region=region, account=account
+        )
+        groups.setdefault((recorded["target_cluster"], recorded["target_service"]), []).extend(calls)
+    violations: list[str] = []
+    for (cluster, service), calls in sorted(groups.items()):
+        scope = {
+            "ArtifactBucket": "bucket",
+            "ArtifactKey": "key.zip",
+            "TargetClusterName": cluster,
+            "TargetServiceNames": service,
+        }
+        violations += iam_policy.check_calls(
+            template, calls, scope, pseudo={"AWS::Region": region, "AWS::AccountId": account}
+        )
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if violations:
+        if reporter is not None:
+            reporter.write_line(f"IAM cross-check: {len(violations)} engine calls the role would refuse:", red=True)
+            for violation in violations[:20]:
+                reporter.write_line(f"  {violation}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter is not None:
+        reporter.write_line(f"IAM cross-check: all {len(ENGINE_CALLS)} recorded engine calls are allowed by the role.")
