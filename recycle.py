@@ -292,6 +292,7 @@ class Recycler:
         elbv2: Any = None,
         owner_id: str = "local",
         lock_ttl_seconds: float | None = None,
+        preflight_check: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.ecs = ecs
         self.autoscaling = autoscaling
@@ -302,6 +303,9 @@ class Recycler:
         self.owner_id = owner_id
         # How long the lock outlives its last renewal. None: the runtime's budget.
         self.lock_ttl_seconds = lock_ttl_seconds
+        # The host's own admission rule, given the pre-flight result before anything is changed
+        # (the durable run bounds its worst-case duration here). Raises PreflightError to refuse.
+        self.preflight_check = preflight_check
 
     # ------------------------------------------------------------------ run
 
@@ -327,6 +331,8 @@ class Recycler:
 
     def _run(self, request: RecycleRequest, report: RecycleReport) -> None:
         preflight = self.runtime.step("preflight", self._preflight)
+        if self.preflight_check is not None:
+            self.preflight_check(preflight)
         if preflight.get("stale_lock") and not request.dry_run:
             self._repair_stale_lock(preflight, report)
             preflight = self.runtime.step("preflight after repair", self._preflight)
@@ -386,6 +392,12 @@ class Recycler:
             raise PreflightError(f"service {request.service_name} is {service.get('status')}, not ACTIVE")
         if service.get("schedulingStrategy") == "DAEMON":
             raise PreflightError("DAEMON services run one task per instance and have no desired count to surge")
+        controller = (service.get("deploymentController") or {}).get("type", "ECS")
+        if controller != "ECS":
+            raise PreflightError(
+                f"service {request.service_name} uses the {controller} deployment controller; its tasks belong "
+                "to task sets that this tool does not manage (only ECS rolling-update services are supported)"
+            )
         deployments = service.get("deployments", [])
         if len(deployments) > 1 or any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments):
             raise PreflightError(

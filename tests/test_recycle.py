@@ -197,6 +197,14 @@ def test_inactive_service_is_refused(bed: Bed) -> None:
     assert not MUTATING & set(bed.calls)
 
 
+def test_blue_green_service_is_refused(bed: Bed) -> None:
+    bed.add_service(tasks=2)
+    bed.sim.service(CLUSTER, SERVICE).deployment_controller = {"type": "CODE_DEPLOY"}
+    report = bed.run()
+    assert report.status == "failed" and "CODE_DEPLOY" in (report.error or "")
+    assert not MUTATING & set(bed.calls)
+
+
 def test_unexpired_lock_of_another_run_is_refused(bed: Bed) -> None:
     arn = bed.add_service(tasks=2, target=(1, 4))
     lock = Lock("other-run", int(bed.clock.now()) + 600, Snapshot(desired_count=2, surge=True))
