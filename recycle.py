@@ -17,7 +17,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -169,6 +169,8 @@ class Lock:
     owner: str
     expires_at: int
     snapshot: Snapshot
+    # The surge's UpdateService succeeded: a repair then knows one task is ours to remove.
+    landed: bool = False
 
     def to_tag_value(self) -> str:
         s = self.snapshot
@@ -183,6 +185,8 @@ class Lock:
         ]
         if s.has_target:
             parts += [f"min={s.min_capacity}", f"max={s.max_capacity}", f"susp={flags}"]
+        if self.landed:
+            parts.append("landed=1")
         return " ".join(parts)
 
     @classmethod
@@ -199,7 +203,12 @@ class Lock:
                 max_capacity=int(fields["max"]) if has_target else 0,
                 suspended=(flags[0] == "1", flags[1] == "1", flags[2] == "1"),
             )
-            return cls(owner=fields["owner"], expires_at=int(fields["exp"]), snapshot=snapshot)
+            return cls(
+                owner=fields["owner"],
+                expires_at=int(fields["exp"]),
+                snapshot=snapshot,
+                landed=fields.get("landed") == "1",
+            )
         except (KeyError, ValueError, IndexError) as e:
             raise PreflightError(
                 f"the service carries a {LOCK_TAG_KEY} tag that cannot be read ({value!r}); "
@@ -495,14 +504,18 @@ class Recycler:
             ttl = (remaining if remaining is not None else 900.0) + 60.0
         return int(self.clock.now() + ttl)
 
-    def _acquire_lock(self) -> None:
+    def _write_lock(self, landed: bool) -> Lock:
         assert self.state.snapshot is not None
-        lock = Lock(owner=_tag_safe(self.owner_id), expires_at=self._lock_expiry(), snapshot=self.state.snapshot)
+        lock = Lock(_tag_safe(self.owner_id), self._lock_expiry(), self.state.snapshot, landed)
         self._call(
             self.ecs.tag_resource,
             resourceArn=self.state.service_arn,
             tags=[{"key": LOCK_TAG_KEY, "value": lock.to_tag_value()}],
         )
+        return lock
+
+    def _acquire_lock(self) -> None:
+        lock = self._write_lock(landed=False)
         # Tags have no compare-and-swap: read back, and the last writer wins.
         service = self._describe_service(include_tags=True)
         value = next((t["value"] for t in service.get("tags", []) if t.get("key") == LOCK_TAG_KEY), "")
@@ -512,13 +525,7 @@ class Recycler:
 
     def renew_lock(self) -> None:
         """Push the lock's expiry forward; long runs call this as they progress."""
-        assert self.state.snapshot is not None
-        lock = Lock(owner=_tag_safe(self.owner_id), expires_at=self._lock_expiry(), snapshot=self.state.snapshot)
-        self._call(
-            self.ecs.tag_resource,
-            resourceArn=self.state.service_arn,
-            tags=[{"key": LOCK_TAG_KEY, "value": lock.to_tag_value()}],
-        )
+        self._write_lock(landed=self.state.surge_landed)
 
     def _repair_stale_lock(self, preflight: dict[str, Any], report: RecycleReport) -> None:
         lock = Lock.from_tag_value(preflight["stale_lock"])
@@ -530,8 +537,10 @@ class Recycler:
         self.state.service_arn = preflight["service_arn"]
         self.state.snapshot = lock.snapshot
         self.state.surged = lock.snapshot.surge
+        self.state.surge_landed = lock.landed
         self.state.locked = True
-        self.state.target_touched = lock.snapshot.surge
+        # Re-registering the snapshot's own values is harmless if the run never got to touch the target.
+        self.state.target_touched = lock.snapshot.has_target
         repair = RecycleReport(status="repair", cluster=report.cluster, service=report.service)
         self._restore(repair, stage="repair")
         if repair.restored is False:
@@ -581,7 +590,11 @@ class Recycler:
             service=self.request.service_name,
             desiredCount=s.desired_count + 1,
         )
-        return self.clock.now()
+        self.state.surge_landed = True
+        surged_at = self.clock.now()
+        # Record that the surge landed, so a repair after a kill knows which task is ours.
+        self._write_lock(landed=True)
+        return surged_at
 
     # -------------------------------------------------------------- recycle
 
@@ -772,11 +785,13 @@ class Recycler:
         if snapshot is None or not self.state.locked:
             return
         problems: list[str] = []
+        desired_restored = False
         if self.state.surged:
             outcome = self.runtime.step(f"{stage} desired count", lambda: self._retrying(self._restore_desired))
             if isinstance(outcome, str):
                 problems.append(outcome)
             else:
+                desired_restored = True
                 report.restore_actions += outcome["actions"]
                 report.external_changes += outcome["external"]
         if snapshot.has_target and self.state.target_touched:
@@ -797,6 +812,9 @@ class Recycler:
             report.error = f"{report.error}; {message}" if report.error else message
             report.error_type = report.error_type or type(error).__name__
             report.status = "failed"
+            if desired_restored:
+                # The surge is undone; the lock must not make the repair remove another task.
+                self.runtime.step(f"{stage} mark surge undone", self._mark_surge_undone)
             return
         outcome = self.runtime.step(f"{stage} unlock", lambda: self._retrying(self._remove_lock))
         if isinstance(outcome, str):
@@ -804,6 +822,16 @@ class Recycler:
         report.restored = True
         self.state.locked = False
         self._log(logging.INFO, "Service restored", actions=report.restore_actions)
+
+    def _mark_surge_undone(self) -> None:
+        snapshot = self.state.snapshot
+        assert snapshot is not None
+        self.state.snapshot = replace(snapshot, surge=False)
+        self.state.surged = self.state.surge_landed = False
+        try:
+            self._write_lock(landed=False)
+        except AwsCallFailed as e:
+            self._log(logging.CRITICAL, f"Could not record in the lock that the surge was undone: {e}")
 
     def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
         """Run one restore action, retrying on AWS errors. Returns the error text if it never succeeds."""

@@ -202,8 +202,8 @@ class EcsSimulator:
 
         def outer(backend: Any, *args: Any, **kwargs: Any) -> Any:
             simulator._count(name)
-            simulator._maybe_fail(name)
             simulator.reconcile()
+            simulator._maybe_fail(name)
             if name == "describe_tasks":
                 tasks = args[1] if len(args) > 1 else kwargs.get("tasks", [])
                 if len(tasks) > 100:

@@ -312,7 +312,8 @@ def test_run_killed_midway_is_repaired_by_the_next_run(bed: Bed) -> None:
     bed.clock.kill_at = bed.clock.now() + 150
     with pytest.raises(LambdaKilled):
         bed.run(owner="run-1")
-    assert bed.lock_tag() is not None
+    lock = bed.lock_tag()
+    assert lock is not None and "landed=1" in lock
     assert bed.desired() == 5
 
     # WHEN another run starts while the lock is fresh, it refuses
