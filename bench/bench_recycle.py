@@ -4,21 +4,31 @@ Prints, per scenario: virtual duration against the inherent minimum (the surge's
 start time, then each replacement's start time plus wait_time), AWS API calls
 per recycled task, and the minimum serving capacity seen.
 
+With --durable it also runs the long-running mode: the durable function under
+the SDK's DurableFunctionTestRunner on the same simulated cluster (200 tasks by
+default), and prints its invocations and an estimate of the billed compute.
+
     python bench/bench_recycle.py            # 10 tasks and 120 tasks
+    python bench/bench_recycle.py --durable  # ... then 200 tasks as a durable execution
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# tests/durable_support.py: the durable runner on the simulator's clock.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import simulator
-from config import RecycleSettings, parse_event
+from config import RecycleSettings, parse_config, parse_event
 from recycle import LocalRuntime, Recycler
 
 START_SECONDS = 40.0
@@ -84,9 +94,159 @@ def run(tasks: int, lambda_timeout: float | None = 900.0) -> Result:
         )
 
 
+# --------------------------------------------------------------------------- #
+# Durable mode
+# --------------------------------------------------------------------------- #
+
+# The billing model. Measured: the real time each invocation spends in the handler here
+# (replaying the checkpoint log, the engine, the simulated AWS calls, in-memory checkpoints).
+# Added, for what an in-process run does not have:
+API_LATENCY_SECONDS = 0.030  # per ECS / Application Auto Scaling call: a network round trip
+CHECKPOINT_LATENCY_SECONDS = 0.030  # per CheckpointDurableExecution call
+COLD_START_SECONDS = 1.5  # INIT (Python, boto3, the SDK) is billed; counted once, see the output
+# Keeps 200 tasks' worst case (21 h) under the default 24 h ExecutionTimeout; 600 would be refused.
+DURABLE_REPLACEMENT_TIMEOUT = 300
+PLAIN_LAMBDA_LIMIT_SECONDS = 900
+
+
+@dataclass
+class DurableResult:
+    tasks: int
+    status: str
+    recycled: int
+    virtual_seconds: float
+    minimum_seconds: float
+    invocations: int
+    measured_seconds: float
+    api_calls: int
+    checkpoints: int
+    min_serving: int
+    max_live: int
+    real_seconds: float
+    shutdown_seconds: float
+
+    @property
+    def billed_seconds(self) -> float:
+        return (
+            self.measured_seconds
+            + self.invocations * self.shutdown_seconds
+            + self.api_calls * API_LATENCY_SECONDS
+            + self.checkpoints * CHECKPOINT_LATENCY_SECONDS
+            + COLD_START_SECONDS
+        )
+
+    @property
+    def billed_share(self) -> float:
+        return self.billed_seconds / self.virtual_seconds if self.virtual_seconds else float("nan")
+
+
+def run_durable(tasks: int) -> DurableResult:
+    import time
+
+    from durable_support import SDK_SHUTDOWN_POLL_SECONDS, Meter, durable_runner, fast_checkpoint_shutdown
+
+    import durable_function
+
+    clock = simulator.VirtualClock()
+    quiet = {"LOG_LEVEL": "CRITICAL"}  # the handler configures logging on every invocation
+    with mock.patch.dict(os.environ, quiet), simulator.simulated_aws(clock) as (sim, session):
+        ecs = session.client("ecs", config=simulator.sim_client_config())
+        autoscaling = session.client("application-autoscaling", config=simulator.sim_client_config())
+        behaviour = simulator.Behaviour(start_seconds=START_SECONDS, drain_seconds=DRAIN_SECONDS)
+        sim.create_service(ecs, "bench", "web", tasks, behaviour)
+        autoscaling.register_scalable_target(
+            ServiceNamespace="ecs",
+            ResourceId="service/bench/web",
+            ScalableDimension="ecs:service:DesiredCount",
+            MinCapacity=1,
+            MaxCapacity=tasks + 10,
+        )
+        sim.observed = simulator.Observation()
+        sim.calls.clear()
+        config = parse_config({"recycle": {"replacement_timeout_seconds": DURABLE_REPLACEMENT_TIMEOUT}})
+        meter = Meter()
+        handler = meter.wrap(durable_function.build_handler(clock=clock, session=session, config=config), sim)
+        event = {"cluster_name": "bench", "service_name": "web", "wait_time": WAIT_TIME}
+        name = durable_function.durable_execution_name("bench", "web")
+        started, real_started = clock.now(), time.perf_counter()
+        with fast_checkpoint_shutdown(), meter.counting_checkpoints(), durable_runner(clock, handler) as runner:
+            outcome = runner.run(input=json.dumps(event), execution_timeout=900, execution_name=name)
+        elapsed = clock.now() - started
+        report = json.loads(outcome.result) if outcome.result else {}
+        recycled = len(report.get("tasks_recycled", []))
+        invocations = meter.invocations
+        return DurableResult(
+            tasks=tasks,
+            status=report.get("status", outcome.status.name.lower()),
+            recycled=recycled,
+            virtual_seconds=elapsed,
+            minimum_seconds=START_SECONDS + recycled * (START_SECONDS + WAIT_TIME),
+            invocations=len(invocations),
+            measured_seconds=sum(i.seconds for i in invocations),
+            api_calls=sum(i.api_calls for i in invocations),
+            checkpoints=sum(i.checkpoints for i in invocations),
+            min_serving=sim.observed.min_serving["bench:web"],
+            max_live=sim.observed.max_live["bench:web"],
+            real_seconds=time.perf_counter() - real_started,
+            shutdown_seconds=SDK_SHUTDOWN_POLL_SECONDS,
+        )
+
+
+def durable_section(tasks: int) -> list[str]:
+    print()
+    print(
+        f"Durable mode (Lambda durable functions): {START_SECONDS:.0f}s start, {DRAIN_SECONDS:.0f}s drain, "
+        f"wait_time {WAIT_TIME}s, replacement_timeout_seconds {DURABLE_REPLACEMENT_TIMEOUT}, poll 5s"
+    )
+    r = run_durable(tasks)
+    always_on = r.virtual_seconds
+    print(
+        f"{'tasks':>6} {'status':>11} {'recycled':>9} {'virtual s':>10} {'minimum s':>10} {'ratio':>6} "
+        f"{'invocations':>12} {'billed s':>9} {'billed/wall':>12} {'always-on s':>12} {'min serving':>12}"
+    )
+    print(
+        f"{r.tasks:>6} {r.status:>11} {r.recycled:>9} {r.virtual_seconds:>10.0f} {r.minimum_seconds:>10.0f} "
+        f"{r.virtual_seconds / r.minimum_seconds:>6.3f} {r.invocations:>12} {r.billed_seconds:>9.1f} "
+        f"{r.billed_share:>12.2%} {always_on:>12.0f} {r.min_serving:>12}"
+    )
+    every_cold = r.billed_seconds + (r.invocations - 1) * COLD_START_SECONDS
+    per_invocation_ms = 1000 * r.measured_seconds / max(r.invocations, 1)
+    chained = -(-int(always_on) // PLAIN_LAMBDA_LIMIT_SECONDS)
+    lines = [
+        "",
+        f"Billed compute = time not suspended, summed over the {r.invocations} invocations (model):",
+        f"  {r.measured_seconds:8.1f} s  measured in the handler here: replay of the checkpoint log, engine, "
+        f"simulated AWS calls, in-memory checkpoints ({per_invocation_ms:.0f} ms per invocation)",
+        f"+ {r.invocations * r.shutdown_seconds:8.1f} s  the SDK's checkpoint thread stopping at the end of each "
+        f"invocation ({r.shutdown_seconds * 1000:.0f} ms, its full stop-signal poll)",
+        f"+ {r.api_calls * API_LATENCY_SECONDS:8.1f} s  network latency: {r.api_calls} ECS/autoscaling calls "
+        f"x {API_LATENCY_SECONDS * 1000:.0f} ms",
+        f"+ {r.checkpoints * CHECKPOINT_LATENCY_SECONDS:8.1f} s  {r.checkpoints} CheckpointDurableExecution calls "
+        f"x {CHECKPOINT_LATENCY_SECONDS * 1000:.0f} ms",
+        f"+ {COLD_START_SECONDS:8.1f} s  one cold start: no suspension lasts over {START_SECONDS + WAIT_TIME:.0f} s, "
+        "and Lambda normally keeps an environment warm for minutes",
+        f"= {r.billed_seconds:8.1f} s  billed: {r.billed_share:.2%} of the {r.virtual_seconds:.0f} s wall-clock "
+        f"duration ({every_cold:.0f} s, {every_cold / r.virtual_seconds:.1%}, if every invocation were a cold start)",
+        f"One always-running Lambda would bill the whole {always_on:.0f} s ({always_on / 3600:.1f} h), if that were "
+        f"possible: an invocation stops at {PLAIN_LAMBDA_LIMIT_SECONDS} s, so it would take {chained} in a chain.",
+        f"({r.real_seconds:.0f} s of real time to simulate.)",
+    ]
+    print("\n".join(lines))
+    failures = []
+    if r.status != "succeeded" or r.recycled != tasks:
+        failures.append(f"durable {tasks} tasks: {r.status}, {r.recycled} recycled")
+    if r.min_serving < tasks:
+        failures.append(f"durable {tasks} tasks: serving capacity fell to {r.min_serving}")
+    if r.billed_share >= 0.05:
+        failures.append(f"durable {tasks} tasks: billed compute {r.billed_share:.2%} of wall-clock >= 5%")
+    return failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, nargs="*", default=[10, 120])
+    parser.add_argument("--durable", action="store_true", help="also run the durable mode")
+    parser.add_argument("--durable-tasks", type=int, default=200, help="tasks for the durable mode (default 200)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("ecs-task-recycle").setLevel(logging.CRITICAL)
@@ -112,6 +272,8 @@ def main() -> int:
             failures.append(f"{n} tasks: time ratio {r.ratio:.3f} > 1.10")
         if r.recycled + r.remaining != n:
             failures.append(f"{n} tasks: {r.recycled} recycled + {r.remaining} remaining != {n}")
+    if args.durable:
+        failures += durable_section(args.durable_tasks)
     for failure in failures:
         print(f"TARGET MISSED: {failure}")
     return 1 if failures else 0

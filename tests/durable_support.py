@@ -1,0 +1,119 @@
+"""Run durable_function under the SDK's DurableFunctionTestRunner, on the simulated cluster's clock.
+
+The runner "skips" time: when a durable wait (or a step retry, or the next
+poll of a wait-for-condition) is armed, its clock jumps to the wake-up time
+and the timer fires at once. The simulated ECS scheduler has its own
+``VirtualClock``, which only moves when something sleeps on it. Here the two
+are one: the runner's clock reads and advances the simulator's clock, so a
+60 s durable wait is 60 s in which the simulated tasks start and drain, as
+real time passes while a real execution is suspended.
+
+Used by tests/test_durable.py and bench/bench_recycle.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+from aws_durable_execution_sdk_python import state as sdk_state
+from aws_durable_execution_sdk_python_testing import runner as runner_module
+from aws_durable_execution_sdk_python_testing.client import InMemoryServiceClient
+from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
+
+from simulator import EcsSimulator, VirtualClock
+
+
+class SimulatedTimeClock:
+    """The runner's clock (``now``/``arm``) on the simulator's VirtualClock."""
+
+    def __init__(self, world: VirtualClock) -> None:
+        self.world = world
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return datetime.fromtimestamp(self.world.t, UTC)
+
+    def arm(self, wake: datetime) -> float:
+        """Jump to the wake-up time and fire now (the runner's SkipClock, on simulated time)."""
+        with self._lock:
+            gap = wake.timestamp() - self.world.t
+            if gap > 0:
+                # Not world.sleep(): a kill_at would go off in the runner's scheduler thread.
+                self.world.t += gap
+                self.world.slept += gap
+        return 0.0
+
+
+@contextlib.contextmanager
+def durable_runner(world: VirtualClock, handler: Callable[..., Any]) -> Iterator[DurableFunctionTestRunner]:
+    """A DurableFunctionTestRunner whose skipped time is the simulator's time."""
+    clock = SimulatedTimeClock(world)
+    with mock.patch.object(runner_module, "SkipClock", lambda: clock):
+        runner = DurableFunctionTestRunner(handler=handler)
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+# The SDK's checkpoint thread polls for its stop signal every 100 ms, so each invocation
+# ends up to 100 ms after its handler returned. Real time, not simulated: tests and the
+# benchmark shorten it (the benchmark then counts the full 100 ms per invocation).
+SDK_SHUTDOWN_POLL_SECONDS = sdk_state._STOP_SIGNAL_POLL_SECONDS
+
+
+@contextlib.contextmanager
+def fast_checkpoint_shutdown() -> Iterator[None]:
+    with mock.patch.object(sdk_state, "_STOP_SIGNAL_POLL_SECONDS", 0.001):
+        yield
+
+
+@dataclass
+class Invocation:
+    seconds: float  # real time spent in the handler (replay, engine, simulated AWS, checkpoints)
+    api_calls: int  # ECS / Application Auto Scaling calls the simulator served
+    checkpoints: int  # CheckpointDurableExecution calls
+
+
+@dataclass
+class Meter:
+    """What each invocation of the durable handler did."""
+
+    invocations: list[Invocation] = field(default_factory=list)
+    _checkpoints: int = 0
+
+    def wrap(self, handler: Callable[..., Any], sim: EcsSimulator) -> Callable[..., Any]:
+        def metered(event: Any, context: Any) -> Any:
+            calls, checkpoints = sum(sim.calls.values()), self._checkpoints
+            started = time.perf_counter()
+            try:
+                return handler(event, context)
+            finally:
+                self.invocations.append(
+                    Invocation(
+                        time.perf_counter() - started,
+                        sum(sim.calls.values()) - calls,
+                        self._checkpoints - checkpoints,
+                    )
+                )
+
+        return metered
+
+    @contextlib.contextmanager
+    def counting_checkpoints(self) -> Iterator[None]:
+        original = InMemoryServiceClient.checkpoint
+
+        def checkpoint(client: InMemoryServiceClient, *args: Any, **kwargs: Any) -> Any:
+            self._checkpoints += 1
+            return original(client, *args, **kwargs)
+
+        with mock.patch.object(InMemoryServiceClient, "checkpoint", checkpoint):
+            yield

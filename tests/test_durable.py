@@ -1,0 +1,397 @@
+"""The durable function end to end: DurableFunctionTestRunner on the simulated cluster.
+
+Each test runs the real handler (``durable_function.build_handler``) as a
+durable execution: every wait suspends it, and every resumption replays it
+from the top against its checkpoints. The runner's skipped time is the
+simulator's virtual time (tests/durable_support.py), so the simulated tasks
+start and drain while the execution is suspended.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aws_durable_execution_sdk_python.exceptions import ExecutionError, StepError, WaitForConditionError
+from aws_durable_execution_sdk_python.lambda_service import OperationStatus, OperationType
+from aws_durable_execution_sdk_python.serdes import SerDesContext
+from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestResult, StepOperation
+from conftest import CLUSTER, SERVICE, Bed, log_lines
+from durable_support import Meter, durable_runner, fast_checkpoint_shutdown
+
+import durable_function
+from config import AppConfig, parse_config, parse_event
+from errors import ConfigError, LockHeld, TimeBudgetExhausted
+from simulator import Behaviour
+
+NAME = durable_function.durable_execution_name(CLUSTER, SERVICE)
+
+
+@dataclass
+class Outcome:
+    result: DurableFunctionTestResult
+    reports: list[dict[str, Any]]  # what the notifier was given, once per execution
+    meter: Meter
+    lock_margins: list[float] = field(default_factory=list)  # lock expiry minus now, after each invocation
+
+    @property
+    def report(self) -> dict[str, Any]:
+        assert len(self.reports) == 1, f"notified {len(self.reports)} times"
+        return self.reports[0]
+
+    def names(self) -> list[str]:
+        return [op.name or "" for op in self.result.operations]
+
+    def step(self, name: str) -> StepOperation:
+        return self.result.get_step(name)
+
+
+@pytest.fixture
+def durable(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Outcome]]:
+    """Run one durable recycle of the bed's service; returns what happened."""
+    reports: list[dict[str, Any]] = []
+    real_notify = durable_function.notify
+
+    def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        reports.append(json.loads(json.dumps(report)))
+        return real_notify(report, *args, **kwargs)
+
+    monkeypatch.setattr(durable_function, "notify", recording_notify)
+
+    def run(
+        recycle: dict[str, Any] | None = None,
+        execution_timeout: int = 60,
+        runners: list[Any] | None = None,
+        **event: Any,
+    ) -> Outcome:
+        config: AppConfig = parse_config({"recycle": {"poll_interval_seconds": 5, **(recycle or {})}})
+        meter = Meter()
+        outcome = Outcome(None, reports, meter)  # type: ignore[arg-type]
+        handler = durable_function.build_handler(clock=bed.clock, session=bed.session, config=config)
+
+        def watched(raw: Any, context: Any) -> Any:
+            try:
+                return handler(raw, context)
+            finally:
+                lock = bed.lock_tag() if bed.snapshots else None
+                if lock:
+                    expires = int(re.search(r"exp=(\d+)", lock).group(1))  # type: ignore[union-attr]
+                    outcome.lock_margins.append(expires - bed.clock.now())
+
+        payload = json.dumps({"cluster_name": CLUSTER, "service_name": SERVICE, **event})
+        with (
+            fast_checkpoint_shutdown(),
+            meter.counting_checkpoints(),
+            durable_runner(bed.clock, meter.wrap(watched, bed.sim)) as runner,
+        ):
+            if runners is not None:
+                runners.append(runner)
+            outcome.result = runner.run(input=payload, execution_name=NAME, execution_timeout=execution_timeout)
+        return outcome
+
+    yield run
+
+
+def _failed_with(outcome: Outcome, *fragments: str) -> str:
+    assert outcome.result.status.name == "FAILED", outcome.result
+    assert outcome.result.error is not None
+    message = outcome.result.error.message or ""
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+# --------------------------------------------------------------------------- #
+# A large service, to the end
+# --------------------------------------------------------------------------- #
+
+
+def test_200_tasks_recycle_with_each_task_stopped_once_across_replays(
+    bed: Bed, durable: Callable[..., Outcome]
+) -> None:
+    # GIVEN 200 tasks that take 40 s to start: about 5.6 h with wait_time 60, far beyond one invocation.
+    # (replacement_timeout_seconds 300 keeps the worst case, 23 h, under the default 24 h ExecutionTimeout.)
+    bed.add_service(tasks=200, target=(1, 250))
+
+    # WHEN the durable function recycles it
+    outcome = durable(recycle={"replacement_timeout_seconds": 300}, execution_timeout=240, wait_time=60)
+
+    # THEN the execution succeeds with the same report as the plain path
+    assert outcome.result.status.name == "SUCCEEDED", outcome.result.error
+    result = json.loads(outcome.result.result or "{}")
+    assert result["status"] == "succeeded" and result["restored"] is True
+    assert len(result["tasks_recycled"]) == 200 and result["task_total"] == 200
+    # An execution spans many log streams: the report points at the execution instead.
+    assert result["request_id"] and result["log_stream"] is None
+    assert outcome.report == {**result, "notification": None}
+
+    # ... over hundreds of invocations, each replaying the run from the top
+    assert len(outcome.meter.invocations) > 3 * 200
+    # ... yet every original task was stopped exactly once, and by one StopTask call each
+    bed.assert_each_original_stopped_at_most_once()
+    assert bed.originals_stopped() == set(bed.snapshots[SERVICE]["tasks"])
+    assert bed.sim.calls["stop_task"] == 200
+    # ... at full capacity throughout, and the service is put back
+    bed.assert_capacity_held()
+    bed.assert_restored()
+
+    # The waits were durable waits and the replacements durable wait-for-conditions, in virtual time
+    # close to the inherent minimum (surge start, then start + wait_time per task).
+    assert outcome.result.get_wait("wait after task 200").operation_type is OperationType.WAIT
+    assert outcome.step("replacement 200").sub_type == "WaitForCondition"
+    assert 40 + 200 * (40 + 60) <= result["duration_seconds"] <= 1.05 * (40 + 200 * (40 + 60))
+
+    # The lock was renewed as the run progressed, so it never looked abandoned.
+    assert "renew lock 200" in outcome.names()
+    # Every operation has its own name (the SDK numbers operations by position, and checks names on replay).
+    assert len(set(outcome.names())) == len(outcome.names())
+    assert outcome.lock_margins and min(outcome.lock_margins) > 0
+    # ... and would have expired within the lock TTL had the run died at any point.
+    ttl = durable_function.lock_ttl_seconds(
+        parse_config({"recycle": {"replacement_timeout_seconds": 300}}).recycle,
+        parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 60}),
+    )
+    assert max(outcome.lock_margins) <= ttl
+
+
+# --------------------------------------------------------------------------- #
+# Failures: restore first, then a FAILED execution that says why
+# --------------------------------------------------------------------------- #
+
+
+def test_replacement_never_healthy_restores_then_fails_the_execution(bed: Bed, durable: Callable[..., Outcome]) -> None:
+    # GIVEN a release that never becomes healthy, from just after the surge
+    bed.add_service(tasks=3, target=(1, 6), behaviour=Behaviour())
+    bed.sim.at(45, "broken release", lambda: setattr(bed.sim.behaviour(CLUSTER, SERVICE), "never_healthy", True))
+
+    # WHEN the durable function recycles it
+    outcome = durable(recycle={"replacement_timeout_seconds": 60})
+
+    # THEN it restored the service, notified, and the execution FAILED with the reason
+    _failed_with(outcome, "FAILED", "no healthy replacement within 60s", "service restored", "desiredCount 4 -> 3")
+    report = outcome.report
+    assert report["status"] == "failed" and report["error_type"] == "ReplacementTimeout"
+    # Task 1's replacement started before the release broke; task 2's never became healthy.
+    assert len(report["tasks_recycled"]) == 1 and len(report["tasks_remaining"]) == 1
+    assert report["restored"] is True
+    assert outcome.step("replacement 2").status is OperationStatus.FAILED
+    assert outcome.step("restore desired count").status is OperationStatus.SUCCEEDED
+    assert outcome.step("notify").status is OperationStatus.SUCCEEDED
+    bed.assert_restored()
+    bed.assert_capacity_held()
+
+
+def test_a_step_that_fails_after_its_retries_restores(bed: Bed, durable: Callable[..., Outcome]) -> None:
+    # GIVEN StopTask denied from the second task on (botocore does not retry AccessDenied)
+    bed.add_service(tasks=4, target=(1, 8))
+    bed.sim.fail("stop_task", "AccessDeniedException", times=10, after_calls=1)
+
+    outcome = durable()
+
+    # THEN the step was tried three times, then the run restored and the execution FAILED
+    step = outcome.step("stop task 2")
+    assert step.status is OperationStatus.FAILED and step.attempt == durable_function.STEP_ATTEMPTS
+    assert bed.sim.calls["stop_task"] == 1 + durable_function.STEP_ATTEMPTS
+    _failed_with(outcome, "StopTask failed: AccessDeniedException", "service restored")
+    report = outcome.report
+    assert report["error_type"] == "AwsCallFailed" and report["restored"] is True
+    assert len(report["tasks_recycled"]) == 1 and len(report["tasks_remaining"]) == 3
+    bed.assert_restored()
+    bed.assert_capacity_held()
+
+
+def test_a_refusal_is_not_retried(bed: Bed, durable: Callable[..., Outcome]) -> None:
+    # GIVEN a service that is not there
+    outcome = durable()
+
+    step = outcome.step("preflight")
+    assert step.status is OperationStatus.FAILED and step.attempt == 1
+    _failed_with(outcome, "cluster not found")
+    assert outcome.report["error_type"] == "ServiceNotFound"
+
+
+# --------------------------------------------------------------------------- #
+# Refusals before anything changes
+# --------------------------------------------------------------------------- #
+
+
+def test_a_worst_case_beyond_the_execution_timeout_is_refused_before_any_change(
+    bed: Bed, durable: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a 1 h ExecutionTimeout and 10 tasks that may each take replacement_timeout_seconds 600
+    monkeypatch.setenv(durable_function.EXECUTION_TIMEOUT_ENV, "3600")
+    bed.add_service(tasks=10, target=(1, 20))
+
+    outcome = durable()
+
+    message = _failed_with(outcome, "Nothing was changed", "ExecutionTimeout (3600s)", "DurableExecutionTimeout")
+    assert "replacement_timeout_seconds in input.json to" in message
+    assert "lock" not in outcome.names() and "surge" not in outcome.names()
+    assert not bed.sim.calls.keys() & {"update_service", "stop_task", "tag_resource", "register_scalable_target"}
+    bed.assert_restored()
+
+
+def test_an_invalid_event_fails_before_any_aws_call(bed: Bed, durable: Callable[..., Outcome]) -> None:
+    bed.add_service(tasks=2)
+    outcome = durable(wait_tme=30)
+    _failed_with(outcome, "wait_tme: unknown field")
+    assert bed.sim.calls == {} and outcome.reports == []
+
+
+def test_a_second_start_for_the_same_service_does_not_start_a_second_recycle(
+    bed: Bed, durable: Callable[..., Outcome]
+) -> None:
+    """Lambda runs one execution per DurableExecutionName; the local runner does not dedupe names.
+
+    So this starts a second execution with the same name while the first is
+    mid-recycle, as a start without a name (a schedule) would: the lock
+    refuses it before it changes anything, and the first run finishes as if
+    it had been alone.
+    """
+    bed.add_service(tasks=3, target=(1, 6))
+    second: dict[str, Any] = {}
+    runners: list[Any] = []
+
+    def start_again() -> None:
+        # Runs inside the first execution (t=60 s: surged, task 1 stopped, lock held).
+        runner = runners[0]
+        payload = json.dumps({"cluster_name": CLUSTER, "service_name": SERVICE})
+        second["result"] = runner.run(input=payload, execution_name=NAME, execution_timeout=30)
+
+    bed.sim.at(60, "second start", start_again)
+    first = durable(runners=runners)
+
+    duplicate: DurableFunctionTestResult = second["result"]
+    assert duplicate.status.name == "FAILED" and duplicate.error is not None
+    assert "holds the lock" in (duplicate.error.message or "")
+    assert [op.name for op in duplicate.operations] == ["execution budget", "start", "preflight", "finish", "notify"]
+    assert first.result.status.name == "SUCCEEDED"
+    assert [r["status"] for r in first.reports] == ["failed", "succeeded"]
+    assert first.reports[0]["error_type"] == LockHeld.__name__
+    bed.assert_each_original_stopped_at_most_once()
+    assert bed.sim.calls["stop_task"] == 3
+    bed.assert_restored()
+
+
+# --------------------------------------------------------------------------- #
+# Replays, logs, names
+# --------------------------------------------------------------------------- #
+
+
+def test_each_log_line_is_written_once_across_replays(
+    bed: Bed, durable: Callable[..., Outcome], captured_logs: io.StringIO
+) -> None:
+    bed.add_service(tasks=3)
+    outcome = durable()
+    assert outcome.result.status.name == "SUCCEEDED"
+    assert len(outcome.meter.invocations) > 5
+
+    lines = [line for line in log_lines(captured_logs) if line["logger"] == "ecs-task-recycle"]
+    messages = [line["message"] for line in lines]
+    for index in (1, 2, 3):
+        assert sum(m.startswith(f"Recycling task {index}/3") for m in messages) == 1
+    assert messages.count("Task recycle report") == 1
+    assert all(line.get("cluster") == CLUSTER and line.get("service") == SERVICE for line in lines)
+    assert all("execution_arn" in line for line in lines)
+
+
+def test_plain_events_are_rejected_by_the_durable_handler() -> None:
+    # Lambda hands a durable function its checkpoint state, never the bare event.
+    with pytest.raises(ExecutionError, match="Unexpected payload"):
+        durable_function.lambda_handler({"cluster_name": CLUSTER, "service_name": SERVICE}, None)
+
+
+def test_step_results_are_json_compressed_when_large() -> None:
+    context = SerDesContext()
+    small = {"action": "stopped", "stopped_at": 1767225641.5}
+    assert durable_function.SERDES.serialize(small, context) == json.dumps(small, separators=(",", ":"))
+    # 5,000 tasks, the most one ECS service runs: the pre-flight result still fits a 256 KB checkpoint.
+    arns = [f"arn:aws:ecs:eu-west-1:123456789012:task/{CLUSTER}/{uuid.uuid4().hex}" for _ in range(5000)]
+    preflight = {"all_task_arns": sorted(arns), "running_task_arns": arns, "desired_count": 5000}
+    data = durable_function.SERDES.serialize(preflight, context)
+    assert len(data) < 256 * 1024 < len(json.dumps(preflight))
+    assert durable_function.SERDES.deserialize(data, context) == preflight
+
+
+def test_a_large_report_is_shortened_for_the_execution_result() -> None:
+    recycled = [{"index": i, "old_task_arn": "a" * 90, "new_task_arn": "b" * 90, "seconds": 40.0} for i in range(3000)]
+    report = {"status": "succeeded", "tasks_recycled": recycled, "tasks_skipped": [], "tasks_remaining": []}
+    short = durable_function.bounded_result(report)
+    assert len(json.dumps(short)) < durable_function.MAX_RESULT_BYTES
+    assert short["tasks_recycled_count"] == 3000 and len(short["tasks_recycled"]) == durable_function.RESULT_SAMPLE
+    assert durable_function.bounded_result({"status": "succeeded"}) == {"status": "succeeded"}
+
+
+def test_engine_errors_come_back_with_their_own_type() -> None:
+    step = StepError("the Lambda time budget ran out", error_type="errors.TimeBudgetExhausted")
+    assert type(durable_function._engine_error(step)) is TimeBudgetExhausted
+    check = WaitForConditionError("boom", error_type="errors.ConfigError")
+    assert durable_function._engine_error(check) is check
+    other = StepError("bug", error_type="KeyError")
+    assert durable_function._engine_error(other) is other
+
+
+def test_execution_name_is_valid_stable_and_unique_per_service() -> None:
+    valid = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+    name = durable_function.durable_execution_name("prod", "web")
+    assert valid.match(name) and name.startswith("recycle-prod-web-")
+    # Names and ARNs give the same name; another service never does, even one that reads the same.
+    arn = "arn:aws:ecs:eu-west-1:123456789012:service/prod/web"
+    assert durable_function.durable_execution_name("prod", arn) == name
+    assert durable_function.durable_execution_name("a-b", "c") != durable_function.durable_execution_name("a", "b-c")
+    # Long names are cut to 64 and stay apart by their hash.
+    long_a = durable_function.durable_execution_name("c" * 200, "s" * 200 + "a")
+    long_b = durable_function.durable_execution_name("c" * 200, "s" * 200 + "b")
+    assert len(long_a) == 64 and valid.match(long_a) and long_a != long_b
+    # A run key lets the same service be recycled again while the last execution is retained.
+    dated = durable_function.durable_execution_name("prod", "web", run_key="20260107")
+    assert dated == f"{name}-20260107" and valid.match(dated)
+    assert len(durable_function.durable_execution_name("c" * 200, "s" * 200, run_key="x" * 20)) == 64
+    for bad in ("2026/01/07", "", "k" * 21):
+        with pytest.raises(ConfigError):
+            durable_function.durable_execution_name("prod", "web", run_key=bad)
+    with pytest.raises(ConfigError):
+        durable_function.durable_execution_name("bad name", "web")
+
+
+def test_execution_name_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert durable_function.main(["--cluster", "prod", "--service", "web", "--run-key", "20260107"]) == 0
+    assert capsys.readouterr().out.strip() == durable_function.durable_execution_name("prod", "web", "20260107")
+    assert durable_function.main(["--cluster", "prod", "--service", "web", "--run-key", "a/b"]) == 2
+
+
+def test_execution_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert durable_function.execution_timeout_seconds() == 86_400
+    monkeypatch.setenv(durable_function.EXECUTION_TIMEOUT_ENV, "172800")
+    assert durable_function.execution_timeout_seconds() == 172_800
+    for bad in ("1d", "0", "31622401"):
+        monkeypatch.setenv(durable_function.EXECUTION_TIMEOUT_ENV, bad)
+        with pytest.raises(ConfigError):
+            durable_function.execution_timeout_seconds()
+
+
+def test_worst_case_bound_and_lock_ttl() -> None:
+    request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30})
+    settings = parse_config({}).recycle
+    # Each replacement (and the surge) may take replacement_timeout_seconds plus a poll.
+    one, two = (durable_function.worst_case_seconds(n, request, settings) for n in (1, 2))
+    assert two - one == settings.replacement_timeout_seconds + settings.poll_interval_seconds + 30 + (
+        durable_function.PER_TASK_OVERHEAD_SECONDS
+    )
+    # The lock outlives the longest stretch between renewals: the surge plus the first replacement.
+    ttl = durable_function.lock_ttl_seconds(settings, request)
+    assert ttl > 2 * (settings.replacement_timeout_seconds + settings.poll_interval_seconds)
+
+
+def test_the_plain_functions_time_budget_error_names_the_durable_function(bed: Bed) -> None:
+    bed.add_service(tasks=8)
+    report = bed.run(timeout=300)
+    assert report.status == "incomplete"
+    assert report.error and "durable" in report.error
+    bed.assert_restored()
