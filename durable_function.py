@@ -391,6 +391,10 @@ def run_durable_recycle(
             settings=config.recycle,
             owner_id=owner,
             lock_ttl_seconds=lock_ttl_seconds(config.recycle, request),
+            out_of_time_hint=(
+                "start it again (the lock and the expired-lock repair make that safe), or redeploy with a "
+                "longer DurableExecutionTimeout"
+            ),
             preflight_check=lambda preflight: check_duration_bound(
                 preflight, request, config.recycle, budget["remaining"], timeout
             ),

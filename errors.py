@@ -32,6 +32,10 @@ class LockHeld(PreflightError):
     """Another run holds an unexpired lock on the service."""
 
 
+class LockLost(RecycleError):
+    """This run's lock expired and another run took the service over. Nothing more is touched."""
+
+
 class ReplacementFailed(RecycleError):
     """Replacement tasks kept stopping (for example TaskFailedToStart)."""
 

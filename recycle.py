@@ -27,6 +27,7 @@ from config import RecycleRequest, RecycleSettings
 from errors import (
     AwsCallFailed,
     LockHeld,
+    LockLost,
     PreflightError,
     RecycleError,
     ReplacementFailed,
@@ -302,6 +303,7 @@ class Recycler:
         owner_id: str = "local",
         lock_ttl_seconds: float | None = None,
         preflight_check: Callable[[dict[str, Any]], None] | None = None,
+        out_of_time_hint: str = "use the long-running (durable) function, which has no 15-minute limit",
     ) -> None:
         self.ecs = ecs
         self.autoscaling = autoscaling
@@ -315,6 +317,8 @@ class Recycler:
         # The host's own admission rule, given the pre-flight result before anything is changed
         # (the durable run bounds its worst-case duration here). Raises PreflightError to refuse.
         self.preflight_check = preflight_check
+        # What the operator can do when the host's time runs out (differs per host).
+        self.out_of_time_hint = out_of_time_hint
 
     # ------------------------------------------------------------------ run
 
@@ -371,6 +375,10 @@ class Recycler:
             self._recycle_all(report)
         except Exception as e:  # noqa: BLE001 - compensation: whatever failed, the restore below runs
             self._fail(report, e)
+            if isinstance(e, LockLost):
+                # Another run owns the service now; restoring from our snapshot would undo its work.
+                self.state.locked = False
+                report.restored = False
             if not report.tasks_remaining:
                 done = {t.old_task_arn for t in report.tasks_recycled + report.tasks_skipped}
                 report.tasks_remaining = [a for a in self.state.original_tasks if a not in done]
@@ -524,7 +532,20 @@ class Recycler:
             raise LockHeld(f"another run ({holder or 'unknown'}) took the lock on {self.request.service_name} first")
 
     def renew_lock(self) -> None:
-        """Push the lock's expiry forward; long runs call this as they progress."""
+        """Push the lock's expiry forward; long runs call this as they progress.
+
+        If the lock is no longer ours (this run was paused past its expiry and
+        another run repaired the service and took over), stop without touching
+        the service again: it is the other run's now.
+        """
+        service = self._describe_service(include_tags=True)
+        value = next((t["value"] for t in service.get("tags", []) if t.get("key") == LOCK_TAG_KEY), "")
+        holder = Lock.from_tag_value(value).owner if value else ""
+        if holder != _tag_safe(self.owner_id):
+            raise LockLost(
+                f"this run's lock on {self.request.service_name} is gone (now held by {holder or 'nobody'}); "
+                "another run has taken over the service, so this one stops without restoring it"
+            )
         self._write_lock(landed=self.state.surge_landed)
 
     def _repair_stale_lock(self, preflight: dict[str, Any], report: RecycleReport) -> None:
@@ -564,6 +585,7 @@ class Recycler:
         state = self._wait_for_new_task("surge task", surge_started, index=0)
         self._learn(state["seconds"])
         self.state.known_arns.add(state["new_task_arn"])
+        self._after_replacement(0)
 
     def _suspend_autoscaling(self) -> None:
         s = self.state.snapshot
@@ -605,10 +627,10 @@ class Recycler:
             if decision["action"] == "out_of_time":
                 report.tasks_remaining = self.state.original_tasks[index - 1 :]
                 raise TimeBudgetExhausted(
-                    f"{len(report.tasks_recycled)} of {total} tasks recycled; the Lambda time budget "
+                    f"{len(report.tasks_recycled)} of {total} tasks recycled; the time budget "
                     f"({decision['remaining']:.0f}s left, next task needs about {decision['needed']:.0f}s) "
                     f"does not fit task {index}. {len(report.tasks_remaining)} tasks remain: run again, or "
-                    "use the long-running (durable) function, which has no 15-minute limit"
+                    f"{self.out_of_time_hint}"
                 )
             if decision["action"] == "skipped":
                 report.tasks_skipped.append(TaskResult(index, task_arn, None, 0.0, decision["note"]))
@@ -727,8 +749,7 @@ class Recycler:
             and remaining - self.settings.poll_interval_seconds < self.settings.restore_reserve_seconds
         ):
             raise TimeBudgetExhausted(
-                "the Lambda time budget ran out while waiting for a replacement; "
-                "stopping here so the restore still fits"
+                "the time budget ran out while waiting for a replacement; stopping here so the restore still fits"
             )
         return state
 
@@ -787,13 +808,24 @@ class Recycler:
         problems: list[str] = []
         desired_restored = False
         if self.state.surged:
-            outcome = self.runtime.step(f"{stage} desired count", lambda: self._retrying(self._restore_desired))
-            if isinstance(outcome, str):
-                problems.append(outcome)
+            plan = self.runtime.step(f"{stage} desired count plan", lambda: self._retrying(self._plan_desired_restore))
+            if isinstance(plan, str):
+                problems.append(plan)
             else:
-                desired_restored = True
-                report.restore_actions += outcome["actions"]
-                report.external_changes += outcome["external"]
+                target = int(plan["target"])
+                applied = (
+                    self.runtime.step(
+                        f"{stage} desired count", lambda: self._retrying(lambda: self._set_desired(target))
+                    )
+                    if target != plan["current"]
+                    else {}
+                )
+                if isinstance(applied, str):
+                    problems.append(applied)
+                else:
+                    desired_restored = True
+                    report.restore_actions += plan["actions"]
+                    report.external_changes += plan["external"]
         if snapshot.has_target and self.state.target_touched:
             outcome = self.runtime.step(f"{stage} scalable target", lambda: self._retrying(self._restore_target))
             if isinstance(outcome, str):
@@ -846,7 +878,13 @@ class Recycler:
                     self.clock.sleep(2.0 * attempt)
         return last
 
-    def _restore_desired(self) -> dict[str, Any]:
+    def _plan_desired_restore(self) -> dict[str, Any]:
+        """Decide the desired count to go back to. Read-only, so it is safe to repeat.
+
+        The decision is taken once (and checkpointed by a durable runtime) before
+        anything is written: re-deciding after an UpdateService that landed would
+        find the original count and remove a second task.
+        """
         snapshot = self.state.snapshot
         assert snapshot is not None
         current = int(self._describe_service().get("desiredCount", 0))
@@ -865,14 +903,18 @@ class Recycler:
                 f"removed only the one task this run added ({current} -> {target}) and kept their change"
             )
         if target != current:
-            self._call(
-                self.ecs.update_service,
-                cluster=self.request.cluster_name,
-                service=self.request.service_name,
-                desiredCount=target,
-            )
             actions.append(f"desiredCount {current} -> {target}")
-        return {"actions": actions, "external": external}
+        return {"current": current, "target": target, "actions": actions, "external": external}
+
+    def _set_desired(self, target: int) -> dict[str, Any]:
+        """Set an absolute desired count: repeating it is harmless."""
+        self._call(
+            self.ecs.update_service,
+            cluster=self.request.cluster_name,
+            service=self.request.service_name,
+            desiredCount=target,
+        )
+        return {}
 
     def _restore_target(self) -> dict[str, Any]:
         s = self.state.snapshot

@@ -125,6 +125,8 @@ class Fault:
     times: int
     after_calls: int = 0
     status: int = 400
+    # The call takes effect, then the caller sees the error (a timeout after the server acted).
+    applied: bool = False
 
 
 @dataclass
@@ -209,11 +211,13 @@ class EcsSimulator:
                 if len(tasks) > 100:
                     raise JsonRESTError("InvalidParameterException", "Tasks cannot have more than 100 elements")
             if name == "stop_task":
-                return simulator._stop_task(backend, original, *args, **kwargs)
-            result = original(backend, *args, **kwargs)
-            if name == "register_scalable_target":
-                simulator._clamp(args, kwargs)
-            simulator.reconcile()
+                result = simulator._stop_task(backend, original, *args, **kwargs)
+            else:
+                result = original(backend, *args, **kwargs)
+                if name == "register_scalable_target":
+                    simulator._clamp(args, kwargs)
+                simulator.reconcile()
+            simulator._maybe_fail(name, applied=True)
             return result
 
         wrapper.__name__ = name
@@ -248,8 +252,12 @@ class EcsSimulator:
         after_calls: int = 0,
         message: str | None = None,
         status: int = 400,
+        applied: bool = False,
     ) -> None:
-        """Make the next `times` calls of a backend operation (e.g. "stop_task") fail."""
+        """Make the next `times` calls of a backend operation (e.g. "stop_task") fail.
+
+        With ``applied`` the call takes effect before the error reaches the caller.
+        """
         self.faults.append(
             Fault(
                 operation,
@@ -258,6 +266,7 @@ class EcsSimulator:
                 times,
                 self.calls.get(operation, 0) + after_calls,
                 status,
+                applied,
             )
         )
 
@@ -265,9 +274,14 @@ class EcsSimulator:
         self.calls[name] = self.calls.get(name, 0) + 1
         self.observed.api_calls.append(name)
 
-    def _maybe_fail(self, name: str) -> None:
+    def _maybe_fail(self, name: str, applied: bool = False) -> None:
         for fault in self.faults:
-            if fault.operation == name and fault.times > 0 and self.calls[name] > fault.after_calls:
+            if (
+                fault.operation == name
+                and fault.applied == applied
+                and fault.times > 0
+                and self.calls[name] > fault.after_calls
+            ):
                 fault.times -= 1
                 error = JsonRESTError(fault.code, fault.message)
                 error.code = fault.status

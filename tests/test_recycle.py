@@ -306,6 +306,41 @@ def test_restore_that_keeps_failing_is_loud_and_leaves_the_lock_for_the_next_run
     bed.assert_restored()
 
 
+def test_restore_call_that_landed_but_reported_an_error_removes_only_one_task(bed: Bed) -> None:
+    # GIVEN the restore's UpdateService takes effect but its response is lost (the retry must not repeat the -1)
+    bed.add_service(tasks=3, target=(1, 6))
+    bed.sim.fail("update_service", "ServerException", times=3, after_calls=1, applied=True, status=500)
+
+    report = bed.run(wait_time=0)
+
+    # THEN the service is back at exactly N, not N-1
+    assert report.status == "succeeded", report.error
+    bed.assert_restored()
+
+
+def test_run_that_lost_its_lock_stops_without_touching_the_service_again(bed: Bed) -> None:
+    # GIVEN a long-running run (lock renewed after each task) that stalls past its lock's expiry,
+    # and another run that meanwhile repairs the service and takes the lock
+    bed.add_service(tasks=3, target=(1, 6), behaviour=Behaviour(start_seconds=40))
+    arn = bed.sim.service(CLUSTER, SERVICE).arn
+
+    def another_run_takes_over() -> None:
+        other = Lock("run-2", int(bed.clock.now()) + 900, Snapshot(desired_count=3, surge=True))
+        bed.sim.backend().tag_resource(arn, {LOCK_TAG_KEY: other.to_tag_value()})
+
+    bed.sim.at(100, "takeover", another_run_takes_over)
+    engine, _ = bed.engine(owner="run-1", timeout=None, lock_ttl=60)
+    report = engine.run(parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 0}))
+
+    # THEN run-1 reports the loss and leaves desired count and the other run's lock alone
+    assert report.status == "failed" and report.error_type == "LockLost"
+    assert report.restored is False
+    assert bed.desired() == 4  # still surged: restoring it is now run-2's job, from its own lock
+    lock = bed.lock_tag()
+    assert lock is not None and "owner=run-2" in lock
+    bed.assert_each_original_stopped_at_most_once()
+
+
 def test_run_killed_midway_is_repaired_by_the_next_run(bed: Bed) -> None:
     # GIVEN a run that Lambda kills in the middle (the clock raises, as the timeout would)
     bed.add_service(tasks=4, target=(2, 4))
