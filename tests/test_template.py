@@ -223,6 +223,10 @@ def test_durable_function_shares_the_artifact_and_is_started_through_an_alias() 
     # A new artifact key must publish a new version (the description changes).
     assert PARAMS["ArtifactKey"] in resolved("DurableVersion")["Description"]
     assert version["UpdateReplacePolicy"] == "Retain"
+    # The code bounds its worst case by the same ExecutionTimeout the function has.
+    long = resolved("DurableFunction", DurableExecutionTimeout="172800")
+    assert long["Environment"]["Variables"]["DURABLE_EXECUTION_TIMEOUT_SECONDS"] == "172800"
+    assert "172800" in resolved("DurableVersion", DurableExecutionTimeout="172800")["Description"]
 
 
 def test_every_arn_is_partition_aware() -> None:
