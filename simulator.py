@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -98,6 +99,8 @@ class Behaviour:
 
     start_seconds: float = 40.0
     drain_seconds: float = 30.0
+    # Each start takes start_seconds ± up to this much (seeded, so runs repeat exactly).
+    start_jitter_seconds: float = 0.0
     # Failed starts: the next N tasks launched stop with TaskFailedToStart.
     fail_next_starts: int = 0
     fail_reason: str = "CannotPullContainerError: pull image manifest has been retried 5 time(s)"
@@ -167,6 +170,7 @@ class EcsSimulator:
         self.observed = Observation()
         self.scheduled: list[tuple[float, str, Callable[[], object]]] = []
         self._ip_counter = itertools.count(10)
+        self._random = random.Random(20261128)  # noqa: S311 - simulated start times, not secrets
         self._stack = contextlib.ExitStack()
         self._in_reconcile = False
         self._internal = False
@@ -332,7 +336,8 @@ class EcsSimulator:
             **extra,
         )["service"]["serviceArn"]
         # Let the initial tasks start, then forget how it got there.
-        settle = self.behaviours[f"{cluster}:{service}"].start_seconds + 1
+        settled = self.behaviours[f"{cluster}:{service}"]
+        settle = settled.start_seconds + settled.start_jitter_seconds + 1
         self.clock.t += settle
         self.reconcile()
         self.clock.start = self.clock.t
@@ -480,7 +485,8 @@ class EcsSimulator:
             }
         ]
         backend.tasks.setdefault(svc.cluster_name, {})[task.task_arn] = task
-        delay = behaviour.fail_after_seconds if fails else behaviour.start_seconds
+        jitter = self._random.uniform(-1, 1) * behaviour.start_jitter_seconds
+        delay = behaviour.fail_after_seconds if fails else max(1.0, behaviour.start_seconds + jitter)
         self.meta[task.task_arn] = _Meta(key, moment, moment + delay, fails, behaviour.never_healthy, ip=ip)
 
     def _begin_stop(self, task: Any, moment: float, reason: str) -> None:
