@@ -21,6 +21,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,24 +58,30 @@ class Result:
         return self.api_calls / self.recycled if self.recycled else float("nan")
 
 
+def bench_service(sim: simulator.EcsSimulator, session: Any, tasks: int, jitter: float = 0.0) -> tuple[Any, Any]:
+    """The benchmarked service, settled at `tasks` running, with a scalable target; returns ECS and AAS clients."""
+    ecs = session.client("ecs", config=simulator.sim_client_config())
+    autoscaling = session.client("application-autoscaling", config=simulator.sim_client_config())
+    behaviour = simulator.Behaviour(
+        start_seconds=START_SECONDS, drain_seconds=DRAIN_SECONDS, start_jitter_seconds=jitter
+    )
+    sim.create_service(ecs, "bench", "web", tasks, behaviour)
+    autoscaling.register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId="service/bench/web",
+        ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=1,
+        MaxCapacity=tasks + 10,
+    )
+    sim.observed = simulator.Observation()
+    return ecs, autoscaling
+
+
 def run(tasks: int, lambda_timeout: float | None = 900.0, jitter: float = 0.0) -> Result:
     clock = simulator.VirtualClock()
     with simulator.simulated_aws(clock) as (sim, session):
-        ecs = session.client("ecs", config=simulator.sim_client_config())
-        autoscaling = session.client("application-autoscaling", config=simulator.sim_client_config())
-        behaviour = simulator.Behaviour(
-            start_seconds=START_SECONDS, drain_seconds=DRAIN_SECONDS, start_jitter_seconds=jitter
-        )
-        sim.create_service(ecs, "bench", "web", tasks, behaviour)
-        autoscaling.register_scalable_target(
-            ServiceNamespace="ecs",
-            ResourceId="service/bench/web",
-            ScalableDimension="ecs:service:DesiredCount",
-            MinCapacity=1,
-            MaxCapacity=tasks + 10,
-        )
+        ecs, autoscaling = bench_service(sim, session, tasks, jitter)
         calls = sim.count_client_calls(ecs, autoscaling)
-        sim.observed = simulator.Observation()
         context = simulator.FakeLambdaContext(clock, lambda_timeout or 10**9)
         runtime = LocalRuntime(clock, lambda: context.get_remaining_time_in_millis() / 1000.0)
         engine = Recycler(ecs, autoscaling, clock, runtime, RecycleSettings(), owner_id="bench")
@@ -157,18 +164,7 @@ def run_durable(tasks: int) -> DurableResult:
     clock = simulator.VirtualClock()
     quiet = {"LOG_LEVEL": "CRITICAL"}  # the handler configures logging on every invocation
     with mock.patch.dict(os.environ, quiet), simulator.simulated_aws(clock) as (sim, session):
-        ecs = session.client("ecs", config=simulator.sim_client_config())
-        autoscaling = session.client("application-autoscaling", config=simulator.sim_client_config())
-        behaviour = simulator.Behaviour(start_seconds=START_SECONDS, drain_seconds=DRAIN_SECONDS)
-        sim.create_service(ecs, "bench", "web", tasks, behaviour)
-        autoscaling.register_scalable_target(
-            ServiceNamespace="ecs",
-            ResourceId="service/bench/web",
-            ScalableDimension="ecs:service:DesiredCount",
-            MinCapacity=1,
-            MaxCapacity=tasks + 10,
-        )
-        sim.observed = simulator.Observation()
+        bench_service(sim, session, tasks)
         sim.calls.clear()
         config = parse_config({"recycle": {"replacement_timeout_seconds": DURABLE_REPLACEMENT_TIMEOUT}})
         meter = Meter()
