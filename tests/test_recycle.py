@@ -16,11 +16,6 @@ from recycle import LOCK_TAG_KEY, STOP_REASON, Lock, Snapshot
 from simulator import Behaviour, LambdaKilled
 
 MUTATING = {"UpdateService", "StopTask", "TagResource", "UntagResource", "RegisterScalableTarget"}
-NO_SUSPENSION = {
-    "DynamicScalingInSuspended": False,
-    "DynamicScalingOutSuspended": False,
-    "ScheduledScalingSuspended": False,
-}
 
 
 # --------------------------------------------------------------------------- happy paths
