@@ -151,13 +151,11 @@ class DurableRuntime:
         clock: Clock,
         execution_deadline: float,
         log: logging.Logger | None = None,
-        context_fields: dict[str, Any] | None = None,
     ) -> None:
         self.context = context
         self.clock = clock
         self.execution_deadline = execution_deadline
         self.logger = log or logger
-        self.context_fields = dict(context_fields or {})
         self._step_config = StepConfig(retry_strategy=STEP_RETRY, serdes=SERDES)
 
     def step(self, name: str, fn: Callable[[], T]) -> T:
@@ -199,7 +197,7 @@ class DurableRuntime:
         # A replay re-runs the code between steps: log each line once, as the SDK's logger does.
         if self.context.is_replaying():
             return
-        self.logger.log(level, message, extra={**self.context_fields, **fields})
+        self.logger.log(level, message, extra=fields)
 
 
 def _engine_error(error: DurableOperationError) -> Exception:

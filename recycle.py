@@ -17,6 +17,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -105,12 +106,10 @@ class LocalRuntime:
         clock: Clock,
         remaining_seconds: Callable[[], float | None] = lambda: None,
         logger: logging.Logger | None = None,
-        context_fields: dict[str, Any] | None = None,
     ) -> None:
         self.clock = clock
         self._remaining = remaining_seconds
         self.logger = logger or logging.getLogger(TOOL_NAME)
-        self.context_fields = dict(context_fields or {})
 
     def step(self, name: str, fn: Callable[[], T]) -> T:
         return fn()
@@ -135,7 +134,7 @@ class LocalRuntime:
         return self._remaining()
 
     def log(self, level: int, message: str, **fields: Any) -> None:
-        self.logger.log(level, message, extra={**self.context_fields, **fields})
+        self.logger.log(level, message, extra=fields)
 
 
 # --------------------------------------------------------------------------- #
@@ -215,6 +214,10 @@ class Lock:
                 f"the service carries a {LOCK_TAG_KEY} tag that cannot be read ({value!r}); "
                 "check the service by hand, then remove the tag"
             ) from e
+
+
+def _lock_tag(service: dict[str, Any]) -> str | None:
+    return next((t["value"] for t in service.get("tags", []) if t.get("key") == LOCK_TAG_KEY), None)
 
 
 def _tag_safe(text: str) -> str:
@@ -426,7 +429,7 @@ class Recycler:
             key=lambda t: (str(t.get("startedAt", "")), t["taskArn"]),
         )
         service_arn = service["serviceArn"]
-        lock_value = next((t["value"] for t in service.get("tags", []) if t.get("key") == LOCK_TAG_KEY), None)
+        lock_value = _lock_tag(service)
         lock = Lock.from_tag_value(lock_value) if lock_value else None
         now = self.clock.now()
         if lock and lock.expires_at > now and lock.owner != _tag_safe(self.owner_id):
@@ -522,12 +525,15 @@ class Recycler:
         )
         return lock
 
+    def _lock_holder(self) -> str:
+        """The owner named by the lock tag on the service now, or "" when there is none."""
+        value = _lock_tag(self._describe_service(include_tags=True))
+        return Lock.from_tag_value(value).owner if value else ""
+
     def _acquire_lock(self) -> None:
         lock = self._write_lock(landed=False)
         # Tags have no compare-and-swap: read back, and the last writer wins.
-        service = self._describe_service(include_tags=True)
-        value = next((t["value"] for t in service.get("tags", []) if t.get("key") == LOCK_TAG_KEY), "")
-        holder = Lock.from_tag_value(value).owner if value else ""
+        holder = self._lock_holder()
         if holder != lock.owner:
             raise LockHeld(f"another run ({holder or 'unknown'}) took the lock on {self.request.service_name} first")
 
@@ -538,9 +544,7 @@ class Recycler:
         another run repaired the service and took over), stop without touching
         the service again: it is the other run's now.
         """
-        service = self._describe_service(include_tags=True)
-        value = next((t["value"] for t in service.get("tags", []) if t.get("key") == LOCK_TAG_KEY), "")
-        holder = Lock.from_tag_value(value).owner if value else ""
+        holder = self._lock_holder()
         if holder != _tag_safe(self.owner_id):
             raise LockLost(
                 f"this run's lock on {self.request.service_name} is gone (now held by {holder or 'nobody'}); "
@@ -582,7 +586,7 @@ class Recycler:
         surge_started = self.runtime.step("surge", self._apply_surge)
         self.state.surge_landed = True
         self._log(logging.INFO, f"Desired count raised to {snapshot.desired_count + 1}; waiting for the extra task")
-        state = self._wait_for_new_task("surge task", surge_started, index=0)
+        state = self._wait_for_new_task("surge task", surge_started)
         self._learn(state["seconds"])
         self.state.known_arns.add(state["new_task_arn"])
         self._after_replacement(0)
@@ -643,7 +647,7 @@ class Recycler:
                 continue
             self._log(logging.INFO, f"Recycling task {index}/{total}: {task_arn}", task_arn=task_arn)
             try:
-                state = self._wait_for_new_task(f"replacement {index}", decision["stopped_at"], index)
+                state = self._wait_for_new_task(f"replacement {index}", decision["stopped_at"])
             except Exception:
                 report.tasks_remaining = self.state.original_tasks[index:]
                 raise
@@ -690,7 +694,7 @@ class Recycler:
 
     # ------------------------------------------------------- replacement wait
 
-    def _wait_for_new_task(self, name: str, since: float, index: int) -> dict[str, Any]:
+    def _wait_for_new_task(self, name: str, since: float) -> dict[str, Any]:
         """Wait for a task this service did not have before, up and serving.
 
         ``services_stable`` alone is not enough: right after StopTask the old
@@ -938,30 +942,19 @@ class Recycler:
     # ------------------------------------------------------------- AWS reads
 
     def _call(self, operation: Callable[..., Any], **kwargs: Any) -> Any:
-        try:
+        with _aws_errors(getattr(operation, "__name__", "AWS call")):
             return operation(**kwargs)
-        except ClientError as e:
-            error = e.response.get("Error", {})
-            raise AwsCallFailed(
-                f"{e.operation_name} failed: {error.get('Code', 'ClientError')}: {error.get('Message', '')}".rstrip(
-                    ": "
-                )
-            ) from e
-        except BotoCoreError as e:
-            raise AwsCallFailed(f"{getattr(operation, '__name__', 'AWS call')} failed: {e}") from e
 
     def _describe_service(self, include_tags: bool = False) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"cluster": self.request.cluster_name, "services": [self.request.service_name]}
         if include_tags:
             kwargs["include"] = ["TAGS"]
         try:
-            response = self.ecs.describe_services(**kwargs)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
-                raise ServiceNotFound(f"cluster not found: {self.request.cluster_name}") from e
-            raise AwsCallFailed(f"DescribeServices failed: {e.response.get('Error', {}).get('Code')}") from e
-        except BotoCoreError as e:
-            raise AwsCallFailed(f"DescribeServices failed: {e}") from e
+            response = self._call(self.ecs.describe_services, **kwargs)
+        except AwsCallFailed as e:
+            if _error_code(e.__cause__) == "ClusterNotFoundException":
+                raise ServiceNotFound(f"cluster not found: {self.request.cluster_name}") from e.__cause__
+            raise
         services = response.get("services", [])
         if not services:
             reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "MISSING"
@@ -976,13 +969,9 @@ class Recycler:
         pages = paginator.paginate(
             cluster=self.request.cluster_name, serviceName=self.request.service_name, desiredStatus=desired_status
         )
-        try:
+        with _aws_errors("ListTasks"):
             for page in pages:
                 arns.extend(page.get("taskArns", []))
-        except ClientError as e:
-            raise AwsCallFailed(f"ListTasks failed: {e.response.get('Error', {}).get('Code')}") from e
-        except BotoCoreError as e:
-            raise AwsCallFailed(f"ListTasks failed: {e}") from e
         return arns
 
     def _describe_tasks(self, arns: Iterable[str]) -> list[dict[str, Any]]:
@@ -1001,7 +990,7 @@ class Recycler:
 
     def _describe_scalable_target(self) -> dict[str, Any] | None:
         paginator = self.autoscaling.get_paginator("describe_scalable_targets")
-        try:
+        with _aws_errors("DescribeScalableTargets"):
             for page in paginator.paginate(
                 ServiceNamespace="ecs", ResourceIds=[self._resource_id()], ScalableDimension=SCALABLE_DIMENSION
             ):
@@ -1013,14 +1002,29 @@ class Recycler:
                             k: bool(target.get("SuspendedState", {}).get(k, False)) for k in SUSPENDED_FLAGS
                         },
                     }
-        except ClientError as e:
-            raise AwsCallFailed(f"DescribeScalableTargets failed: {e.response.get('Error', {}).get('Code')}") from e
-        except BotoCoreError as e:
-            raise AwsCallFailed(f"DescribeScalableTargets failed: {e}") from e
         return None
 
     def _resource_id(self) -> str:
         return f"service/{self.request.cluster_name}/{self.request.service_name}"
+
+
+@contextmanager
+def _aws_errors(operation: str) -> Iterator[None]:
+    """Turn botocore's errors into AwsCallFailed, naming the call and the AWS error code."""
+    try:
+        yield
+    except ClientError as e:
+        message = e.response.get("Error", {}).get("Message", "")
+        detail = f"{_error_code(e)}: {message}" if message else _error_code(e)
+        raise AwsCallFailed(f"{e.operation_name} failed: {detail}") from e
+    except BotoCoreError as e:
+        raise AwsCallFailed(f"{operation} failed: {e}") from e
+
+
+def _error_code(error: BaseException | None) -> str:
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+    return type(error).__name__
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:

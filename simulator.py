@@ -139,7 +139,6 @@ class Observation:
     min_serving: dict[str, int] = field(default_factory=dict)
     max_live: dict[str, int] = field(default_factory=dict)
     stops: dict[str, int] = field(default_factory=dict)  # task arn -> StopTask calls that stopped it
-    api_calls: list[str] = field(default_factory=list)
 
 
 class EcsSimulator:
@@ -276,7 +275,6 @@ class EcsSimulator:
 
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
-        self.observed.api_calls.append(name)
 
     def _maybe_fail(self, name: str, applied: bool = False) -> None:
         for fault in self.faults:
