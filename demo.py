@@ -74,13 +74,7 @@ def main() -> int:
         with simulator.simulated_aws(clock) as (sim, session):
             ecs = session.client("ecs")
             sim.create_service(ecs, CLUSTER, SERVICE, TASKS)
-            session.client("application-autoscaling").register_scalable_target(
-                ServiceNamespace="ecs",
-                ResourceId=f"service/{CLUSTER}/{SERVICE}",
-                ScalableDimension="ecs:service:DesiredCount",
-                MinCapacity=2,
-                MaxCapacity=10,
-            )
+            simulator.register_target(session.client("application-autoscaling"), CLUSTER, SERVICE, 2, 10)
             print(
                 f"Simulated ECS: cluster {CLUSTER}, service {SERVICE}, {TASKS} tasks "
                 "(40 s to start, 30 s to drain), autoscaling 2-10. SMTP on "

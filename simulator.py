@@ -686,6 +686,26 @@ def simulated_aws(clock: VirtualClock | None = None) -> Iterator[tuple[EcsSimula
         yield sim, boto3.Session(region_name=REGION)
 
 
+def register_target(
+    autoscaling: Any,
+    cluster: str,
+    service: str,
+    minimum: int,
+    maximum: int,
+    suspended: dict[str, bool] | None = None,
+) -> None:
+    """Give the service an Application Auto Scaling target, through the given client."""
+    extra: dict[str, Any] = {"SuspendedState": suspended} if suspended else {}
+    autoscaling.register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId=f"service/{cluster}/{service}",
+        ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=minimum,
+        MaxCapacity=maximum,
+        **extra,
+    )
+
+
 def create_target_group(session: boto3.Session) -> str:
     """A real moto target group, so the ARN exists; its health comes from the simulator."""
     ec2 = session.client("ec2")
@@ -714,13 +734,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
         autoscaling = session.client("application-autoscaling", config=sim_client_config())
         elbv2 = session.client("elbv2", config=sim_client_config())
         sim.create_service(ecs, cluster, service, 3, Behaviour(), True, create_target_group(session))
-        autoscaling.register_scalable_target(
-            ServiceNamespace="ecs",
-            ResourceId=f"service/{cluster}/{service}",
-            ScalableDimension="ecs:service:DesiredCount",
-            MinCapacity=1,
-            MaxCapacity=3,
-        )
+        register_target(autoscaling, cluster, service, 1, 3)
 
         def record(params: dict[str, Any], model: Any, **_: Any) -> None:
             recorded.append(

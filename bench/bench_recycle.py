@@ -66,13 +66,7 @@ def bench_service(sim: simulator.EcsSimulator, session: Any, tasks: int, jitter:
         start_seconds=START_SECONDS, drain_seconds=DRAIN_SECONDS, start_jitter_seconds=jitter
     )
     sim.create_service(ecs, "bench", "web", tasks, behaviour)
-    autoscaling.register_scalable_target(
-        ServiceNamespace="ecs",
-        ResourceId="service/bench/web",
-        ScalableDimension="ecs:service:DesiredCount",
-        MinCapacity=1,
-        MaxCapacity=tasks + 10,
-    )
+    simulator.register_target(autoscaling, "bench", "web", 1, tasks + 10)
     sim.observed = simulator.Observation()
     return ecs, autoscaling
 

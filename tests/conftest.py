@@ -108,17 +108,7 @@ class Bed:
         tg = simulator.create_target_group(self.session) if load_balancer else None
         arn = self.sim.create_service(self.ecs, CLUSTER, service, tasks, behaviour, health_check, tg)
         if target:
-            extra: dict[str, Any] = {}
-            if suspended:
-                extra["SuspendedState"] = suspended
-            self.autoscaling.register_scalable_target(
-                ServiceNamespace="ecs",
-                ResourceId=f"service/{CLUSTER}/{service}",
-                ScalableDimension="ecs:service:DesiredCount",
-                MinCapacity=target[0],
-                MaxCapacity=target[1],
-                **extra,
-            )
+            simulator.register_target(self.autoscaling, CLUSTER, service, target[0], target[1], suspended)
         self.calls.clear()
         self.sim.calls.clear()
         self.sim.observed = simulator.Observation()

@@ -15,7 +15,7 @@ from moto.server import ThreadedMotoServer
 import AWSSession
 import lambda_function
 from config import parse_config
-from simulator import EcsSimulator, FakeLambdaContext, VirtualClock
+from simulator import EcsSimulator, FakeLambdaContext, VirtualClock, register_target
 
 
 def _free_port() -> int:
@@ -49,13 +49,7 @@ def test_handler_recycles_over_http(
     ecs: Any = session.client("ecs")
     assert ecs.meta.endpoint_url == url
     sim.create_service(ecs, CLUSTER, SERVICE, 3)
-    session.client("application-autoscaling").register_scalable_target(
-        ServiceNamespace="ecs",
-        ResourceId=f"service/{CLUSTER}/{SERVICE}",
-        ScalableDimension="ecs:service:DesiredCount",
-        MinCapacity=1,
-        MaxCapacity=3,
-    )
+    register_target(session.client("application-autoscaling"), CLUSTER, SERVICE, 1, 3)
     before = sim.scalable_target(CLUSTER, SERVICE)
     monkeypatch.setattr(lambda_function, "SystemClock", lambda: clock)
     monkeypatch.setattr(lambda_function, "_config", parse_config({}))
