@@ -129,6 +129,8 @@ class RecycleSettings:
     max_failed_replacements: int = 3
     # Enough for three restore calls, each retried, with botocore's own retries.
     restore_reserve_seconds: int = 60
+    # The lock table, for local runs; in Lambda the template's LOCK_TABLE_NAME wins.
+    lock_table_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,12 +226,20 @@ def _parse_aws(section: Mapping[str, Any]) -> AwsCredentials:
     return credentials
 
 
+_LOCK_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$", re.ASCII)
+
+
 def _parse_recycle(section: Mapping[str, Any]) -> RecycleSettings:
     prefix = "recycle"
-    unknown = sorted(set(section) - set(_RECYCLE_LIMITS))
+    unknown = sorted(set(section) - set(_RECYCLE_LIMITS) - {"lock_table_name"})
     if unknown:
         raise ConfigError(f"{prefix}.{unknown[0]}", "unknown key")
     values: dict[str, Any] = {}
+    table = section.get("lock_table_name")
+    if table is not None:
+        if not isinstance(table, str) or not _LOCK_TABLE.match(table):
+            raise ConfigError(f"{prefix}.lock_table_name", "must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
+        values["lock_table_name"] = table
     for key, (kind, low, high) in _RECYCLE_LIMITS.items():
         if key not in section:
             continue

@@ -83,7 +83,7 @@ def main() -> int:
             config = parse_config(
                 {
                     "awsCredentials": {"region_name": simulator.REGION},
-                    "recycle": {"poll_interval_seconds": 5},
+                    "recycle": {"poll_interval_seconds": 5, "lock_table_name": simulator.create_lock_table(session)},
                     "smtpCredentials": {
                         "host": "127.0.0.1",
                         "port": smtp.port,

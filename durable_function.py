@@ -35,6 +35,7 @@ import re
 import sys
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
@@ -50,7 +51,8 @@ import logs
 from AWSSession import create_client, get_aws_session
 from config import AppConfig, RecycleRequest, RecycleSettings, parse_event
 from errors import AwsCallFailed, ConfigError, PreflightError
-from lambda_function import RecycleNotCompleted, get_config
+from lambda_function import RecycleNotCompleted, get_config, lock_table_name
+from lock import DynamoLockStore
 from Notification import notify
 from recycle import Clock, Recycler, SystemClock
 
@@ -324,8 +326,9 @@ class _Clients:
     most of their billed time.
     """
 
-    def __init__(self, make_session: Callable[[], Any]) -> None:
+    def __init__(self, make_session: Callable[[], Any], make_lock_session: Callable[[], Any]) -> None:
         self._make_session = make_session
+        self._make_lock_session = make_lock_session
         self._session: Any = None
 
     @property
@@ -336,6 +339,9 @@ class _Clients:
 
     def client(self, service_name: str) -> Any:
         return _LazyClient(lambda: create_client(self.session, service_name))
+
+    def lock_client(self) -> Any:
+        return _LazyClient(lambda: create_client(self._make_lock_session(), "dynamodb"))
 
 
 class _LazyClient:
@@ -361,6 +367,7 @@ def run_durable_recycle(
     logs.configure()
     request = parse_event(event)  # ConfigError before any AWS call
     config = config or get_config()
+    table = lock_table_name(config, request)
     timeout = execution_timeout_seconds()
     execution_arn = context.execution_context.durable_execution_arn
     owner = _owner_id(execution_arn)
@@ -379,7 +386,11 @@ def run_durable_recycle(
             deadline=budget["deadline"],
             execution_timeout=timeout,
         )
-        clients = _Clients(lambda: session or get_aws_session(config.aws, session_suffix=owner[:32]))
+        clients = _Clients(
+            lambda: session or get_aws_session(config.aws, session_suffix=owner[:32]),
+            # The lock table lives in the function's own account, also when role_arn reaches another one.
+            lambda: session or get_aws_session(replace(config.aws, role_arn=None, external_id=None)),
+        )
         engine = Recycler(
             ecs=clients.client("ecs"),
             autoscaling=clients.client("application-autoscaling"),
@@ -389,6 +400,7 @@ def run_durable_recycle(
             settings=config.recycle,
             owner_id=owner,
             lock_ttl_seconds=lock_ttl_seconds(config.recycle, request),
+            lock_store=DynamoLockStore(clients.lock_client(), table) if table else None,
             out_of_time_hint=(
                 "start it again (the lock and the expired-lock repair make that safe), or redeploy with a "
                 "longer DurableExecutionTimeout"

@@ -54,3 +54,7 @@ class AwsCallFailed(RecycleError):
 
 class RestoreFailed(RecycleError):
     """The service could not be put back. The lock is left so the next run repairs it."""
+
+
+class LockCorrupt(PreflightError):
+    """The lock item holds values this tool would never have written. Nothing is applied from it."""

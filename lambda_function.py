@@ -11,14 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import logs
 from AWSSession import create_client, get_aws_session
 from config import AppConfig, RecycleRequest, load_config, parse_event
-from errors import RecycleError
+from errors import ConfigError, RecycleError
+from lock import LOCK_TABLE_ENV, DynamoLockStore
 from Notification import notify
 from recycle import Clock, LocalRuntime, Recycler, RecycleReport, SystemClock
 
@@ -65,6 +70,37 @@ def _register_secrets(config: AppConfig) -> None:
         logs.register_secret(password)
 
 
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$", re.ASCII)
+_TABLE_ARN = re.compile(r"^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/[A-Za-z0-9_.-]{3,255}$", re.ASCII)
+
+
+def lock_table_name(config: AppConfig, request: RecycleRequest) -> str | None:
+    """The lock table: LOCK_TABLE_NAME (the template sets it), else input.json's recycle.lock_table_name.
+
+    A recycle without one is refused here, before any AWS call; a dry run changes nothing and needs none.
+    """
+    from_env = os.environ.get(LOCK_TABLE_ENV)
+    if from_env is not None and from_env != "":
+        if not (_TABLE_NAME.match(from_env) or _TABLE_ARN.match(from_env)):
+            raise ConfigError(LOCK_TABLE_ENV, "is not a DynamoDB table name or table ARN")
+        return from_env
+    name = config.recycle.lock_table_name
+    if name is None and not request.dry_run:
+        raise ConfigError(
+            LOCK_TABLE_ENV,
+            "a recycle needs the lock table, which keeps two runs off one service and lets a killed run be "
+            "repaired. Deploy cloudformation.yaml (it creates the table and sets LOCK_TABLE_NAME), then for "
+            "the CLI set LOCK_TABLE_NAME to the stack's LockTableName output, or recycle.lock_table_name in "
+            "input.json. A dry run works without one",
+        )
+    return name
+
+
+def new_owner_id(prefix: str) -> str:
+    """A lock owner no other run will ever have."""
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
 def run_recycle(
     request: RecycleRequest,
     config: AppConfig,
@@ -72,11 +108,19 @@ def run_recycle(
     session: Any = None,
     clock: Clock | None = None,
     remaining_seconds: Callable[[], float | None] = lambda: None,
-    owner_id: str = "local",
+    owner_id: str | None = None,
     invocation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one recycle with the plain runtime, notify, and return the report as a dict."""
-    session = session or get_aws_session(config.aws, session_suffix=owner_id)
+    table = lock_table_name(config, request)
+    owner_id = owner_id or new_owner_id("local")
+    lock_session = session
+    if session is None:
+        session = get_aws_session(config.aws, session_suffix=owner_id)
+        # The lock table lives in the function's own account, also when role_arn reaches another one.
+        lock_session = (
+            get_aws_session(replace(config.aws, role_arn=None, external_id=None)) if config.aws.role_arn else session
+        )
     clock = clock or SystemClock()
     unbounded = remaining_seconds() is None
     with logs.bound(cluster=request.cluster_name, service=request.service_name, **(invocation or {})):
@@ -91,6 +135,7 @@ def run_recycle(
             owner_id=owner_id,
             # Without a host deadline (the CLI), the lock is renewed after each task instead.
             lock_ttl_seconds=_renewed_lock_ttl(config, request) if unbounded else None,
+            lock_store=DynamoLockStore(create_client(lock_session, "dynamodb"), table) if table else None,
         )
         report: RecycleReport = engine.run(request)
         for key in ("request_id", "log_group", "log_stream"):
@@ -123,7 +168,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         request,
         config,
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
-        owner_id=invocation["request_id"] or "lambda",
+        owner_id=invocation["request_id"] or new_owner_id("lambda"),
         invocation=invocation,
     )
     if result["status"] not in ("succeeded", "dry_run"):
@@ -164,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
 
         config = load_config(Path(args.config)) if args.config else get_config()
-        result = run_recycle(request, config, owner_id="cli")
+        result = run_recycle(request, config, owner_id=new_owner_id("cli"))
     except RecycleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

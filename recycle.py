@@ -17,16 +17,16 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from aws_calls import aws_errors, error_code
 from config import RecycleRequest, RecycleSettings
 from errors import (
     AwsCallFailed,
+    ConfigError,
+    LockCorrupt,
     LockHeld,
     LockLost,
     PreflightError,
@@ -37,14 +37,25 @@ from errors import (
     ServiceNotFound,
     TimeBudgetExhausted,
 )
+from lock import (
+    LOCK_TABLE_ENV,
+    RELEASED_RETENTION_SECONDS,
+    SUSPENDED_FLAGS,
+    DynamoLockStore,
+    LockRecord,
+    Phase,
+    Progress,
+    Snapshot,
+    lock_key,
+)
 
 T = TypeVar("T")
 
 TOOL_NAME = "ecs-task-recycle"
-LOCK_TAG_KEY = "ecs-task-recycle:lock"
+# Older versions kept the lock in this service tag. It is never read as a lock now, only reported.
+LEGACY_LOCK_TAG_KEY = "ecs-task-recycle:lock"
 STOP_REASON = "Stopped by ecs-task-recycle (one-at-a-time restart)"
 SCALABLE_DIMENSION = "ecs:service:DesiredCount"
-SUSPENDED_FLAGS = ("DynamicScalingInSuspended", "DynamicScalingOutSuspended", "ScheduledScalingSuspended")
 
 # Page and batch limits of the ECS API.
 DESCRIBE_TASKS_BATCH = 100
@@ -138,93 +149,6 @@ class LocalRuntime:
 
 
 # --------------------------------------------------------------------------- #
-# Snapshot and lock
-# --------------------------------------------------------------------------- #
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the service looked like before the run changed anything."""
-
-    desired_count: int
-    surge: bool
-    has_target: bool = False
-    min_capacity: int = 0
-    max_capacity: int = 0
-    suspended: tuple[bool, bool, bool] = (False, False, False)
-
-    def suspended_state(self) -> dict[str, bool]:
-        return dict(zip(SUSPENDED_FLAGS, self.suspended, strict=True))
-
-
-@dataclass(frozen=True)
-class Lock:
-    """The lock tag on the service: owner, expiry and the snapshot to restore.
-
-    ECS tag values allow letters, digits, spaces and ``+ - = . _ : / @`` only,
-    so the value is ``key=value`` pairs rather than JSON. It stays readable in
-    the console, which is where an operator will look at 3 a.m.
-    """
-
-    owner: str
-    expires_at: int
-    snapshot: Snapshot
-    # The surge's UpdateService succeeded: a repair then knows one task is ours to remove.
-    landed: bool = False
-
-    def to_tag_value(self) -> str:
-        s = self.snapshot
-        flags = "".join("1" if flag else "0" for flag in s.suspended)
-        parts = [
-            "v=1",
-            f"owner={_tag_safe(self.owner)}",
-            f"exp={self.expires_at}",
-            f"desired={s.desired_count}",
-            f"surge={int(s.surge)}",
-            f"target={int(s.has_target)}",
-        ]
-        if s.has_target:
-            parts += [f"min={s.min_capacity}", f"max={s.max_capacity}", f"susp={flags}"]
-        if self.landed:
-            parts.append("landed=1")
-        return " ".join(parts)
-
-    @classmethod
-    def from_tag_value(cls, value: str) -> Lock:
-        try:
-            fields = dict(part.split("=", 1) for part in value.split())
-            has_target = fields.get("target") == "1"
-            flags = fields.get("susp", "000")
-            snapshot = Snapshot(
-                desired_count=int(fields["desired"]),
-                surge=fields.get("surge") == "1",
-                has_target=has_target,
-                min_capacity=int(fields["min"]) if has_target else 0,
-                max_capacity=int(fields["max"]) if has_target else 0,
-                suspended=(flags[0] == "1", flags[1] == "1", flags[2] == "1"),
-            )
-            return cls(
-                owner=fields["owner"],
-                expires_at=int(fields["exp"]),
-                snapshot=snapshot,
-                landed=fields.get("landed") == "1",
-            )
-        except (KeyError, ValueError, IndexError) as e:
-            raise PreflightError(
-                f"the service carries a {LOCK_TAG_KEY} tag that cannot be read ({value!r}); "
-                "check the service by hand, then remove the tag"
-            ) from e
-
-
-def _lock_tag(service: dict[str, Any]) -> str | None:
-    return next((t["value"] for t in service.get("tags", []) if t.get("key") == LOCK_TAG_KEY), None)
-
-
-def _tag_safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "+-=._:/@" else "-" for ch in text)[:64]
-
-
-# --------------------------------------------------------------------------- #
 # The report
 # --------------------------------------------------------------------------- #
 
@@ -252,6 +176,8 @@ class RecycleReport:
     tasks_remaining: list[str] = field(default_factory=list)
     restored: bool | None = None
     restore_actions: list[str] = field(default_factory=list)
+    # The scalable target as the restore left it: {min_capacity, max_capacity, suspended: {flag: bool}}.
+    restored_target: dict[str, Any] | None = None
     external_changes: list[str] = field(default_factory=list)
     started_at: str | None = None
     duration_seconds: float = 0.0
@@ -285,11 +211,10 @@ class _State:
     known_arns: set[str] = field(default_factory=set)
     start_seconds_seen: list[float] = field(default_factory=list)
     min_start_seconds: float | None = None
-    snapshot: Snapshot | None = None
-    locked: bool = False
-    surged: bool = False
+    # The run's lock item as last written: its phase says what the restore has left to do.
+    lock: LockRecord | None = None
+    # The surge's UpdateService returned success (the item may still say "surging" if recording it failed).
     surge_landed: bool = False
-    target_touched: bool = False
 
 
 class Recycler:
@@ -307,6 +232,7 @@ class Recycler:
         lock_ttl_seconds: float | None = None,
         preflight_check: Callable[[dict[str, Any]], None] | None = None,
         out_of_time_hint: str = "use the long-running (durable) function, which has no 15-minute limit",
+        lock_store: DynamoLockStore | None = None,
     ) -> None:
         self.ecs = ecs
         self.autoscaling = autoscaling
@@ -315,6 +241,8 @@ class Recycler:
         self.runtime = runtime
         self.settings = settings or RecycleSettings()
         self.owner_id = owner_id
+        # The lock table. Only a dry run may go without one.
+        self.lock_store = lock_store
         # How long the lock outlives its last renewal. None: the runtime's budget.
         self.lock_ttl_seconds = lock_ttl_seconds
         # The host's own admission rule, given the pre-flight result before anything is changed
@@ -346,11 +274,14 @@ class Recycler:
         return report
 
     def _run(self, request: RecycleRequest, report: RecycleReport) -> None:
+        if self.lock_store is None and not request.dry_run:
+            raise ConfigError(LOCK_TABLE_ENV, "a recycle needs the lock table (only a dry run works without one)")
         preflight = self.runtime.step("preflight", self._preflight)
         if self.preflight_check is not None:
             self.preflight_check(preflight)
-        if preflight.get("stale_lock") and not request.dry_run:
-            self._repair_stale_lock(preflight, report)
+        stale = _stale_lock(preflight)
+        if stale is not None and not request.dry_run:
+            self._repair_stale_lock(stale, report)
             preflight = self.runtime.step("preflight after repair", self._preflight)
         self._absorb_preflight(preflight, report)
         self._log(
@@ -369,9 +300,7 @@ class Recycler:
             self._log(logging.INFO, "No running tasks: nothing to recycle")
             return
 
-        self.state.snapshot = self._snapshot(preflight, request.maintain_service_state)
-        self.runtime.step("lock", self._acquire_lock)
-        self.state.locked = True
+        self._acquire_lock(preflight)
         try:
             if request.maintain_service_state:
                 self._surge()
@@ -380,7 +309,7 @@ class Recycler:
             self._fail(report, e)
             if isinstance(e, LockLost):
                 # Another run owns the service now; restoring from our snapshot would undo its work.
-                self.state.locked = False
+                self.state.lock = None
                 report.restored = False
             if not report.tasks_remaining:
                 done = {t.old_task_arn for t in report.tasks_recycled + report.tasks_skipped}
@@ -405,8 +334,24 @@ class Recycler:
     # ------------------------------------------------------------ pre-flight
 
     def _preflight(self) -> dict[str, Any]:
-        """Read everything the run needs, change nothing. JSON-serialisable result."""
+        """Read everything the run needs, change nothing. JSON-serialisable result.
+
+        The lock item is read before the service's desired count and scalable
+        target: any run that takes the lock after this read changes its version,
+        so our acquire (a compare-and-swap on what we read here) fails. A
+        snapshot can therefore never contain another run's surge.
+        """
         request = self.request
+        located = self._describe_service()
+        self._check_arn_matches(located)
+        key = lock_key(str(located.get("clusterArn", "")), str(located.get("serviceName", request.service_name)))
+        lock = self.runtime_read_lock(key)
+        now = self.clock.now()
+        if lock is not None and lock.is_live(now):
+            raise LockHeld(
+                f"another run ({lock.owner}) holds the lock on {request.service_name} until "
+                f"{datetime.fromtimestamp(lock.expires_at, UTC).isoformat(timespec='seconds')}"
+            )
         service = self._describe_service(include_tags=True)
         if service.get("status") != "ACTIVE":
             raise PreflightError(f"service {request.service_name} is {service.get('status')}, not ACTIVE")
@@ -428,18 +373,10 @@ class Recycler:
             (t for t in tasks if t.get("lastStatus") == "RUNNING" and t.get("desiredStatus") == "RUNNING"),
             key=lambda t: (str(t.get("startedAt", "")), t["taskArn"]),
         )
-        service_arn = service["serviceArn"]
-        lock_value = _lock_tag(service)
-        lock = Lock.from_tag_value(lock_value) if lock_value else None
-        now = self.clock.now()
-        if lock and lock.expires_at > now and lock.owner != _tag_safe(self.owner_id):
-            raise LockHeld(
-                f"another run ({lock.owner}) holds the lock on {request.service_name} until "
-                f"{datetime.fromtimestamp(lock.expires_at, UTC).isoformat(timespec='seconds')}"
-            )
         return {
-            "service_arn": service_arn,
+            "service_arn": service["serviceArn"],
             "cluster_arn": service.get("clusterArn", ""),
+            "lock_key": key,
             "desired_count": int(service.get("desiredCount", 0)),
             "running_count": int(service.get("runningCount", 0)),
             "task_definition": service.get("taskDefinition"),
@@ -452,8 +389,26 @@ class Recycler:
                 if lb.get("targetGroupArn")
             ],
             "scalable_target": self._describe_scalable_target(),
-            "stale_lock": lock_value if lock else None,
+            "lock": lock.to_dict() if lock is not None else None,
+            "legacy_lock_tag": any(t.get("key") == LEGACY_LOCK_TAG_KEY for t in service.get("tags", [])),
         }
+
+    def runtime_read_lock(self, key: str) -> LockRecord | None:
+        return self.lock_store.read(key) if self.lock_store is not None else None
+
+    def _check_arn_matches(self, service: dict[str, Any]) -> None:
+        """An ARN in the event must name the account and region the session reaches, not just the names."""
+        actual = str(service.get("serviceArn", "")).split(":")
+        for field_name, given in (("cluster_name", self.request.cluster), ("service_name", self.request.service)):
+            parts = given.split(":")
+            if not given.startswith("arn:") or len(parts) < 6 or len(actual) < 6:
+                continue
+            for index, what in ((3, "region"), (4, "account")):
+                if parts[index] != actual[index]:
+                    raise ConfigError(
+                        field_name,
+                        f"the ARN's {what} is {parts[index]}, but the session reaches {what} {actual[index]}",
+                    )
 
     def _absorb_preflight(self, preflight: dict[str, Any], report: RecycleReport) -> None:
         self.state.service_arn = preflight["service_arn"]
@@ -467,6 +422,13 @@ class Recycler:
         report.account = arn_parts[4] if len(arn_parts) > 4 else None
         report.original_desired_count = preflight["desired_count"]
         report.task_total = len(self.state.original_tasks)
+        if preflight.get("legacy_lock_tag"):
+            note = (
+                f"the service carries a {LEGACY_LOCK_TAG_KEY} tag from an older version of this tool; it is not "
+                "trusted or used (the lock lives in the lock table): remove it once you have checked the service"
+            )
+            report.external_changes.append(note)
+            self._log(logging.WARNING, note)
 
     def _plan(self, preflight: dict[str, Any]) -> dict[str, Any]:
         n = len(self.state.original_tasks)
@@ -479,10 +441,14 @@ class Recycler:
                 "suspend": ["DynamicScalingInSuspended", "ScheduledScalingSuspended"] if target else [],
                 "raise_max_capacity": bool(target and preflight["desired_count"] + 1 > target["MaxCapacity"]),
             }
+        stale = _stale_lock(preflight)
         return {
             "tasks_to_stop": list(self.state.original_tasks),
             "surge": surge,
-            "stale_lock_to_repair": preflight.get("stale_lock"),
+            "stale_lock_to_repair": (
+                {"owner": stale.owner, "phase": stale.phase, "expired_at": stale.expires_at} if stale else None
+            ),
+            "lock_table": self.lock_store.table_name if self.lock_store else None,
             "estimated_seconds": round((n + (1 if surge else 0)) * start + n * self.request.wait_time),
             "estimate_basis": f"{start:.0f}s per replacement (not yet measured) plus wait_time",
         }
@@ -515,112 +481,112 @@ class Recycler:
             ttl = (remaining if remaining is not None else 900.0) + 60.0
         return int(self.clock.now() + ttl)
 
-    def _write_lock(self, landed: bool) -> Lock:
-        assert self.state.snapshot is not None
-        lock = Lock(_tag_safe(self.owner_id), self._lock_expiry(), self.state.snapshot, landed)
-        self._call(
-            self.ecs.tag_resource,
-            resourceArn=self.state.service_arn,
-            tags=[{"key": LOCK_TAG_KEY, "value": lock.to_tag_value()}],
-        )
-        return lock
+    @property
+    def _store(self) -> DynamoLockStore:
+        assert self.lock_store is not None  # _run refuses a mutating run without one
+        return self.lock_store
 
-    def _lock_holder(self) -> str:
-        """The owner named by the lock tag on the service now, or "" when there is none."""
-        value = _lock_tag(self._describe_service(include_tags=True))
-        return Lock.from_tag_value(value).owner if value else ""
+    def _acquire_lock(self, preflight: dict[str, Any]) -> None:
+        seen = LockRecord.from_dict(preflight["lock"]) if preflight.get("lock") else None
 
-    def _acquire_lock(self) -> None:
-        lock = self._write_lock(landed=False)
-        # Tags have no compare-and-swap: read back, and the last writer wins.
-        holder = self._lock_holder()
-        if holder != lock.owner:
-            raise LockHeld(f"another run ({holder or 'unknown'}) took the lock on {self.request.service_name} first")
-
-    def renew_lock(self) -> None:
-        """Push the lock's expiry forward; long runs call this as they progress.
-
-        If the lock is no longer ours (this run was paused past its expiry and
-        another run repaired the service and took over), stop without touching
-        the service again: it is the other run's now.
-        """
-        holder = self._lock_holder()
-        if holder != _tag_safe(self.owner_id):
-            raise LockLost(
-                f"this run's lock on {self.request.service_name} is gone (now held by {holder or 'nobody'}); "
-                "another run has taken over the service, so this one stops without restoring it"
+        def acquire() -> dict[str, Any]:
+            now = self.clock.now()
+            record = LockRecord(
+                key=preflight["lock_key"],
+                owner=self.owner_id,
+                version=(seen.version if seen else 0) + 1,
+                expires_at=self._lock_expiry(),
+                phase=Phase.ACQUIRED,
+                started_at=int(now),
+                snapshot=self._snapshot(preflight, self.request.maintain_service_state),
+                progress=Progress(total=len(self.state.original_tasks), updated_at=int(now)),
             )
-        self._write_lock(landed=self.state.surge_landed)
+            return self._store.acquire(record, seen).to_dict()
 
-    def _repair_stale_lock(self, preflight: dict[str, Any], report: RecycleReport) -> None:
-        lock = Lock.from_tag_value(preflight["stale_lock"])
+        self.state.lock = LockRecord.from_dict(self.runtime.step("lock", acquire))
+
+    def _write_lock(self, name: str, **changes: Any) -> LockRecord:
+        """Record a change in the lock item before making it, and push its expiry forward.
+
+        The write is conditional on owner and version: if the lock is no longer
+        ours (this run was paused past its expiry and another run repaired the
+        service and took over), it fails with LockLost and the run stops without
+        touching the service again.
+        """
+        self.state.lock = LockRecord.from_dict(self.runtime.step(name, self._lock_writer(changes)))
+        return self.state.lock
+
+    def _lock_writer(self, changes: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        current = self.state.lock
+        assert current is not None
+
+        def write() -> dict[str, Any]:
+            return self._store.write(current, expires_at=self._lock_expiry(), **changes).to_dict()
+
+        return write
+
+    def _repair_stale_lock(self, stale: LockRecord, report: RecycleReport) -> None:
+        """Take the expired lock over and finish its restore from the phase it recorded, then release it."""
         self._log(
             logging.WARNING,
-            f"Found an expired lock from run {lock.owner}; restoring from it first",
-            lock_owner=lock.owner,
+            f"Found an expired lock from run {stale.owner} (phase {stale.phase}); restoring from it first",
+            lock_owner=stale.owner,
+            lock_phase=stale.phase,
         )
-        self.state.service_arn = preflight["service_arn"]
-        self.state.snapshot = lock.snapshot
-        self.state.surged = lock.snapshot.surge
-        self.state.surge_landed = lock.landed
-        self.state.locked = True
-        # Re-registering the snapshot's own values is harmless if the run never got to touch the target.
-        self.state.target_touched = lock.snapshot.has_target
+        taken = self.runtime.step(
+            "take over expired lock",
+            lambda: self._store.take_over(stale, self.owner_id, self._lock_expiry(), self.clock.now()).to_dict(),
+        )
+        self.state.lock = LockRecord.from_dict(taken)
         repair = RecycleReport(status="repair", cluster=report.cluster, service=report.service)
         self._restore(repair, stage="repair")
-        if repair.restored is False:
-            raise RestoreFailed(f"could not repair the expired lock of run {lock.owner}: {repair.error}")
-        report.restore_actions += [f"repaired expired lock of {lock.owner}: {a}" for a in repair.restore_actions]
+        report.restore_actions += [f"repaired expired lock of {stale.owner}: {a}" for a in repair.restore_actions]
         report.external_changes += repair.external_changes
+        if repair.restored is not True or repair.error:
+            raise RestoreFailed(f"could not repair the expired lock of run {stale.owner}: {repair.error}")
         self.state = _State()
 
     # ---------------------------------------------------------------- surge
 
     def _surge(self) -> None:
-        snapshot = self.state.snapshot
+        lock = self._write_lock("mark surging", phase=Phase.SURGING)
+        snapshot = lock.snapshot
         assert snapshot is not None
-        if snapshot.has_target:
-            self.state.target_touched = True
+        if snapshot.changes_target():
             self.runtime.step("suspend autoscaling", self._suspend_autoscaling)
-        self.state.surged = True
         surge_started = self.runtime.step("surge", self._apply_surge)
         self.state.surge_landed = True
-        self._log(logging.INFO, f"Desired count raised to {snapshot.desired_count + 1}; waiting for the extra task")
+        self._write_lock("mark surged", phase=Phase.SURGED)
+        self._log(
+            logging.INFO,
+            f"Desired count raised to {snapshot.desired_count + snapshot.surge_size}; waiting for the extra task",
+        )
         state = self._wait_for_new_task("surge task", surge_started)
         self._learn(state["seconds"])
         self.state.known_arns.add(state["new_task_arn"])
         self._after_replacement(0)
 
     def _suspend_autoscaling(self) -> None:
-        s = self.state.snapshot
-        assert s is not None
+        s = self._snapshot_of_lock()
         suspended = s.suspended_state()
-        suspended["DynamicScalingInSuspended"] = True
-        suspended["ScheduledScalingSuspended"] = True
-        self._call(
-            self.autoscaling.register_scalable_target,
-            ServiceNamespace="ecs",
-            ResourceId=self._resource_id(),
-            ScalableDimension=SCALABLE_DIMENSION,
+        for flag in s.flags_to_suspend():
+            suspended[flag] = True
+        kwargs: dict[str, Any] = {"SuspendedState": suspended}
+        widened = s.widened_max()
+        if widened is not None:
             # Raise Max first so the surged count is not clamped back.
-            MaxCapacity=max(s.max_capacity, s.desired_count + 1),
-            SuspendedState=suspended,
-        )
+            kwargs["MaxCapacity"] = widened
+        self._register_target(**kwargs)
 
     def _apply_surge(self) -> float:
-        s = self.state.snapshot
-        assert s is not None
-        self._call(
-            self.ecs.update_service,
-            cluster=self.request.cluster_name,
-            service=self.request.service_name,
-            desiredCount=s.desired_count + 1,
-        )
-        self.state.surge_landed = True
-        surged_at = self.clock.now()
-        # Record that the surge landed, so a repair after a kill knows which task is ours.
-        self._write_lock(landed=True)
-        return surged_at
+        s = self._snapshot_of_lock()
+        self._set_desired(s.desired_count + s.surge_size)
+        return self.clock.now()
+
+    def _snapshot_of_lock(self) -> Snapshot:
+        lock = self.state.lock
+        assert lock is not None and lock.snapshot is not None
+        return lock.snapshot
 
     # -------------------------------------------------------------- recycle
 
@@ -668,7 +634,7 @@ class Recycler:
     def _after_replacement(self, index: int) -> None:
         """Runs without a host deadline keep their lock alive as they make progress."""
         if self.lock_ttl_seconds is not None:
-            self.runtime.step(f"renew lock {index}", self.renew_lock)
+            self._write_lock(f"renew lock {index}")
 
     def _stop_one(self, task_arn: str, index: int) -> dict[str, Any]:
         remaining = self.runtime.remaining_seconds()
@@ -801,73 +767,232 @@ class Recycler:
     # -------------------------------------------------------------- restore
 
     def _restore(self, report: RecycleReport, stage: str = "restore") -> None:
-        """Put desired count and the scalable target back, then drop the lock.
+        """Walk the lock's phases to the end: desired count, then the scalable target, then release.
 
-        Order matters: desired count first, then the scalable target. Restoring
-        MaxCapacity while the service is still surged would clamp it at once.
+        Each phase is recorded in the lock item before the change it announces,
+        so a run killed anywhere in here is resumed from the right place by the
+        next run's repair, and nothing is undone twice. The scalable target is
+        never restored while the service may still be surged: restoring
+        MaxCapacity then would clamp the service at once.
         """
-        snapshot = self.state.snapshot
-        if snapshot is None or not self.state.locked:
+        if self.state.lock is None:
             return
-        problems: list[str] = []
-        desired_restored = False
-        if self.state.surged:
-            plan = self.runtime.step(f"{stage} desired count plan", lambda: self._retrying(self._plan_desired_restore))
-            if isinstance(plan, str):
-                problems.append(plan)
-            else:
-                target = int(plan["target"])
-                applied = (
-                    self.runtime.step(
-                        f"{stage} desired count", lambda: self._retrying(lambda: self._set_desired(target))
-                    )
-                    if target != plan["current"]
-                    else {}
-                )
-                if isinstance(applied, str):
-                    problems.append(applied)
-                else:
-                    desired_restored = True
-                    report.restore_actions += plan["actions"]
-                    report.external_changes += plan["external"]
-        if snapshot.has_target and self.state.target_touched:
-            outcome = self.runtime.step(f"{stage} scalable target", lambda: self._retrying(self._restore_target))
-            if isinstance(outcome, str):
-                problems.append(outcome)
-            else:
-                report.restore_actions += outcome["actions"]
-        if problems:
-            report.restored = False
-            message = (
-                "RESTORE FAILED, the service needs attention: "
-                + "; ".join(problems)
-                + f". The {LOCK_TAG_KEY} tag is left on the service so the next run repairs it."
-            )
-            self._log(logging.CRITICAL, message)
-            error = RestoreFailed(message)
-            report.error = f"{report.error}; {message}" if report.error else message
-            report.error_type = report.error_type or type(error).__name__
-            report.status = "failed"
-            if desired_restored:
-                # The surge is undone; the lock must not make the repair remove another task.
-                self.runtime.step(f"{stage} mark surge undone", self._mark_surge_undone)
-            return
-        outcome = self.runtime.step(f"{stage} unlock", lambda: self._retrying(self._remove_lock))
-        if isinstance(outcome, str):
-            report.restore_actions.append(f"could not remove the lock tag ({outcome}); it expires on its own")
-        report.restored = True
-        self.state.locked = False
-        self._log(logging.INFO, "Service restored", actions=report.restore_actions)
-
-    def _mark_surge_undone(self) -> None:
-        snapshot = self.state.snapshot
-        assert snapshot is not None
-        self.state.snapshot = replace(snapshot, surge=False)
-        self.state.surged = self.state.surge_landed = False
+        problem: str | None = None
         try:
-            self._write_lock(landed=False)
-        except AwsCallFailed as e:
-            self._log(logging.CRITICAL, f"Could not record in the lock that the surge was undone: {e}")
+            while problem is None and self.state.lock.phase not in (Phase.TARGET_RESTORED, Phase.RELEASED):
+                phase = self.state.lock.phase
+                if phase in Phase.DESIRED_PENDING:
+                    problem = self._restore_desired(report, stage)
+                elif phase == Phase.DESIRED_RESTORED:
+                    problem = self._restore_target(report, stage)
+                else:  # acquired: nothing was changed
+                    problem = self._record(f"{stage} mark target restored", phase=Phase.TARGET_RESTORED)
+        except LockLost as e:
+            # Another run took the service over meanwhile: it restores from its own lock.
+            self._fail(report, e)
+            report.restored = False
+            self.state.lock = None
+            return
+        if problem is not None:
+            self._restore_failed(report, problem)
+            return
+        report.restored = True
+        self._log(logging.INFO, "Service restored", actions=report.restore_actions)
+        released = self.runtime.step(f"{stage} unlock", lambda: self._retrying(self._release))
+        if isinstance(released, str):
+            message = (
+                f"the service is restored, but the lock could not be released ({released}); it expires at "
+                f"{_iso(self.state.lock.expires_at)}, and the next run then finds nothing left to undo"
+            )
+            self._log(logging.ERROR, message)
+            report.error = f"{report.error}; {message}" if report.error else message
+            report.error_type = report.error_type or RestoreFailed.__name__
+            report.status = "failed"
+            return
+        self.state.lock = LockRecord.from_dict(released)
+
+    def _restore_failed(self, report: RecycleReport, problem: str) -> None:
+        lock = self.state.lock
+        assert lock is not None
+        report.restored = False
+        message = (
+            f"RESTORE FAILED, the service needs attention: {problem}. The lock is left in the lock table "
+            f"(phase {lock.phase}, expires {_iso(lock.expires_at)}) so the next run after that repairs it."
+        )
+        self._log(logging.CRITICAL, message)
+        report.error = f"{report.error}; {message}" if report.error else message
+        report.error_type = report.error_type or RestoreFailed.__name__
+        report.status = "failed"
+
+    def _record(self, name: str, **changes: Any) -> str | None:
+        """Write a phase to the lock item, retrying; the error text if it never lands."""
+        write = self._lock_writer(changes)
+        written = self.runtime.step(name, lambda: self._retrying(write))
+        if isinstance(written, str):
+            return f"could not record the restore's progress in the lock table ({written}); nothing more was changed"
+        self.state.lock = LockRecord.from_dict(written)
+        return None
+
+    def _restore_desired(self, report: RecycleReport, stage: str) -> str | None:
+        decision = self.runtime.step(f"{stage} desired count plan", lambda: self._retrying(self._plan_desired_restore))
+        if isinstance(decision, str):
+            return decision
+        current, target = int(decision["current"]), int(decision["target"])
+        if target != current:
+            problem = self._record(
+                f"{stage} mark restoring", phase=Phase.RESTORING, restore_from=current, restore_to=target
+            )
+            if problem is not None:
+                return problem
+            applied = self.runtime.step(
+                f"{stage} desired count", lambda: self._retrying(lambda: self._set_desired(target))
+            )
+            if isinstance(applied, str):
+                return applied
+        report.restore_actions += decision["actions"]
+        report.external_changes += decision["external"]
+        return self._record(
+            f"{stage} mark desired restored", phase=Phase.DESIRED_RESTORED, restore_from=None, restore_to=None
+        )
+
+    def _plan_desired_restore(self) -> dict[str, Any]:
+        """Decide the desired count to go back to, from the recorded phase. Read-only, so safe to repeat.
+
+        The decision is taken once (and recorded in the lock as "restoring"
+        from/to) before anything is written: re-deciding after an UpdateService
+        that landed would find the original count and remove a second task.
+        """
+        lock = self.state.lock
+        assert lock is not None and lock.snapshot is not None
+        s = lock.snapshot
+        current = int(self._describe_service().get("desiredCount", 0))
+        surged = s.desired_count + s.surge_size
+        external: list[str] = []
+        if lock.phase == Phase.RESTORING:
+            assert lock.restore_from is not None and lock.restore_to is not None
+            if current in (lock.restore_from, lock.restore_to):
+                target = lock.restore_to
+            else:
+                target = current
+                external.append(
+                    f"desiredCount became {current} while the restore from {lock.restore_from} to "
+                    f"{lock.restore_to} was under way; left as it is"
+                )
+        elif lock.phase == Phase.SURGING and not self.state.surge_landed:
+            # A run that died around its surge: the UpdateService may or may not have landed.
+            if current in (surged, s.desired_count):
+                target = s.desired_count
+            else:
+                target = current
+                external.append(
+                    f"desiredCount is {current}, neither {s.desired_count} nor the surged {surged}: another actor "
+                    f"changed it, and whether the surge landed cannot be told, so it is left as it is (at most "
+                    f"{s.surge_size} above what they set)"
+                )
+        else:
+            target = max(current - s.surge_size, 0)
+            if current != surged:
+                external.append(
+                    f"desiredCount was changed by another actor during the run (expected {surged}, found "
+                    f"{current}); removed only the {s.surge_size} task(s) this run added ({current} -> {target}) "
+                    "and kept their change"
+                )
+        if not 0 <= target <= current:
+            # A restore only ever takes away what a surge added: never below zero, never above now.
+            raise LockCorrupt(
+                f"the lock of {lock.owner} would set desiredCount {current} -> {target}, outside 0..{current}: "
+                "refusing to apply it. Check the service by hand, then delete the lock item"
+            )
+        actions = [f"desiredCount {current} -> {target}"] if target != current else []
+        return {"current": current, "target": target, "actions": actions, "external": external}
+
+    def _set_desired(self, target: int) -> dict[str, Any]:
+        """Set an absolute desired count: repeating it is harmless."""
+        self._call(
+            self.ecs.update_service,
+            cluster=self.request.cluster_name,
+            service=self.request.service_name,
+            desiredCount=target,
+        )
+        return {}
+
+    def _restore_target(self, report: RecycleReport, stage: str) -> str | None:
+        outcome = self.runtime.step(f"{stage} scalable target", lambda: self._retrying(self._undo_target_changes))
+        if isinstance(outcome, str):
+            return outcome
+        report.restore_actions += outcome["actions"]
+        report.external_changes += outcome["external"]
+        report.restored_target = outcome.get("restored_target") or report.restored_target
+        return self._record(f"{stage} mark target restored", phase=Phase.TARGET_RESTORED)
+
+    def _undo_target_changes(self) -> dict[str, Any]:
+        """Undo what this run changed on the scalable target, and only that.
+
+        The run switched on the suspension flags that were off, and may have
+        raised MaxCapacity for the surge. Those go back; whatever another actor
+        changed meanwhile (Min, Max, flags the run did not touch) is kept and
+        reported. Running this again after it landed changes nothing.
+        """
+        s = self._snapshot_of_lock()
+        if not s.changes_target():
+            return {"actions": [], "external": []}
+        current = self._describe_scalable_target()
+        if current is None:
+            return {"actions": [], "external": ["the scalable target was deregistered during the run; nothing to undo"]}
+        now_min, now_max = int(current["MinCapacity"]), int(current["MaxCapacity"])
+        flags = dict(current["SuspendedState"])
+        for flag in s.flags_to_suspend():
+            flags[flag] = False
+        widened = s.widened_max()
+        new_max = s.max_capacity if widened is not None and now_max == widened else now_max
+        external: list[str] = []
+        if now_min != s.min_capacity:
+            external.append(
+                f"MinCapacity was changed by another actor during the run ({s.min_capacity} -> {now_min}); kept"
+            )
+        if now_max not in (s.max_capacity, widened):
+            external.append(
+                f"MaxCapacity was changed by another actor during the run ({s.max_capacity} -> {now_max}); kept"
+            )
+        if now_min > new_max:
+            external.append(f"MinCapacity {now_min} is above MaxCapacity {new_max}: MaxCapacity left at {now_max}")
+            new_max = now_max
+        restored_target = {"min_capacity": now_min, "max_capacity": new_max, "suspended": flags}
+        if flags == current["SuspendedState"] and new_max == now_max:
+            return {"actions": [], "external": external, "restored_target": restored_target}
+        kwargs: dict[str, Any] = {"SuspendedState": flags}
+        if new_max != now_max:
+            kwargs["MaxCapacity"] = new_max
+        self._register_target(**kwargs)
+        resumed = [flag for flag in s.flags_to_suspend() if current["SuspendedState"].get(flag)]
+        action = f"scalable target Min={now_min} Max={new_max}"
+        if new_max != now_max:
+            action += f" (MaxCapacity {now_max} -> {new_max})"
+        if resumed:
+            action += "; resumed " + ", ".join(resumed).replace("Suspended", "")
+        return {"actions": [action], "external": external, "restored_target": restored_target}
+
+    def _register_target(self, **kwargs: Any) -> None:
+        """RegisterScalableTarget on an existing target changes only the fields given (MinCapacity is never sent)."""
+        self._call(
+            self.autoscaling.register_scalable_target,
+            ServiceNamespace="ecs",
+            ResourceId=self._resource_id(),
+            ScalableDimension=SCALABLE_DIMENSION,
+            **kwargs,
+        )
+
+    def _release(self) -> dict[str, Any]:
+        current = self.state.lock
+        assert current is not None
+        released = self._store.write(
+            current,
+            phase=Phase.RELEASED,
+            expires_at=int(self.clock.now()) + RELEASED_RETENTION_SECONDS,
+            restore_from=None,
+            restore_to=None,
+        )
+        return released.to_dict()
 
     def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
         """Run one restore action, retrying on AWS errors. Returns the error text if it never succeeds."""
@@ -882,67 +1007,10 @@ class Recycler:
                     self.clock.sleep(2.0 * attempt)
         return last
 
-    def _plan_desired_restore(self) -> dict[str, Any]:
-        """Decide the desired count to go back to. Read-only, so it is safe to repeat.
-
-        The decision is taken once (and checkpointed by a durable runtime) before
-        anything is written: re-deciding after an UpdateService that landed would
-        find the original count and remove a second task.
-        """
-        snapshot = self.state.snapshot
-        assert snapshot is not None
-        current = int(self._describe_service().get("desiredCount", 0))
-        surged = snapshot.desired_count + 1
-        actions: list[str] = []
-        external: list[str] = []
-        if current == surged:
-            target = snapshot.desired_count
-        elif current == snapshot.desired_count and not self.state.surge_landed:
-            # Repairing a killed run whose UpdateService may never have landed: nothing of ours to remove.
-            target = current
-        else:
-            target = max(current - 1, 0)
-            external.append(
-                f"desiredCount was changed by another actor during the run (expected {surged}, found {current}); "
-                f"removed only the one task this run added ({current} -> {target}) and kept their change"
-            )
-        if target != current:
-            actions.append(f"desiredCount {current} -> {target}")
-        return {"current": current, "target": target, "actions": actions, "external": external}
-
-    def _set_desired(self, target: int) -> dict[str, Any]:
-        """Set an absolute desired count: repeating it is harmless."""
-        self._call(
-            self.ecs.update_service,
-            cluster=self.request.cluster_name,
-            service=self.request.service_name,
-            desiredCount=target,
-        )
-        return {}
-
-    def _restore_target(self) -> dict[str, Any]:
-        s = self.state.snapshot
-        assert s is not None
-        self._call(
-            self.autoscaling.register_scalable_target,
-            ServiceNamespace="ecs",
-            ResourceId=self._resource_id(),
-            ScalableDimension=SCALABLE_DIMENSION,
-            MinCapacity=s.min_capacity,
-            MaxCapacity=s.max_capacity,
-            SuspendedState=s.suspended_state(),
-        )
-        flags = ", ".join(f"{k}={v}" for k, v in s.suspended_state().items())
-        return {"actions": [f"scalable target Min={s.min_capacity} Max={s.max_capacity} {flags}"]}
-
-    def _remove_lock(self) -> dict[str, Any]:
-        self._call(self.ecs.untag_resource, resourceArn=self.state.service_arn, tagKeys=[LOCK_TAG_KEY])
-        return {}
-
     # ------------------------------------------------------------- AWS reads
 
     def _call(self, operation: Callable[..., Any], **kwargs: Any) -> Any:
-        with _aws_errors(getattr(operation, "__name__", "AWS call")):
+        with aws_errors(getattr(operation, "__name__", "AWS call")):
             return operation(**kwargs)
 
     def _describe_service(self, include_tags: bool = False) -> dict[str, Any]:
@@ -952,7 +1020,7 @@ class Recycler:
         try:
             response = self._call(self.ecs.describe_services, **kwargs)
         except AwsCallFailed as e:
-            if _error_code(e.__cause__) == "ClusterNotFoundException":
+            if error_code(e.__cause__) == "ClusterNotFoundException":
                 raise ServiceNotFound(f"cluster not found: {self.request.cluster_name}") from e.__cause__
             raise
         services = response.get("services", [])
@@ -969,7 +1037,7 @@ class Recycler:
         pages = paginator.paginate(
             cluster=self.request.cluster_name, serviceName=self.request.service_name, desiredStatus=desired_status
         )
-        with _aws_errors("ListTasks"):
+        with aws_errors("ListTasks"):
             for page in pages:
                 arns.extend(page.get("taskArns", []))
         return arns
@@ -990,7 +1058,7 @@ class Recycler:
 
     def _describe_scalable_target(self) -> dict[str, Any] | None:
         paginator = self.autoscaling.get_paginator("describe_scalable_targets")
-        with _aws_errors("DescribeScalableTargets"):
+        with aws_errors("DescribeScalableTargets"):
             for page in paginator.paginate(
                 ServiceNamespace="ecs", ResourceIds=[self._resource_id()], ScalableDimension=SCALABLE_DIMENSION
             ):
@@ -1008,23 +1076,17 @@ class Recycler:
         return f"service/{self.request.cluster_name}/{self.request.service_name}"
 
 
-@contextmanager
-def _aws_errors(operation: str) -> Iterator[None]:
-    """Turn botocore's errors into AwsCallFailed, naming the call and the AWS error code."""
-    try:
-        yield
-    except ClientError as e:
-        message = e.response.get("Error", {}).get("Message", "")
-        detail = f"{_error_code(e)}: {message}" if message else _error_code(e)
-        raise AwsCallFailed(f"{e.operation_name} failed: {detail}") from e
-    except BotoCoreError as e:
-        raise AwsCallFailed(f"{operation} failed: {e}") from e
+def _stale_lock(preflight: dict[str, Any]) -> LockRecord | None:
+    """The expired, unreleased lock the pre-flight found: a run died holding it, and its restore is owed."""
+    raw = preflight.get("lock")
+    if not raw:
+        return None
+    lock = LockRecord.from_dict(raw)
+    return lock if lock.phase != Phase.RELEASED else None
 
 
-def _error_code(error: BaseException | None) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:

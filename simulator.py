@@ -37,6 +37,7 @@ from botocore.config import Config
 from moto import mock_aws
 from moto.applicationautoscaling.models import ApplicationAutoscalingBackend, applicationautoscaling_backends
 from moto.core.exceptions import JsonRESTError
+from moto.dynamodb.models import DynamoDBBackend
 from moto.ecs.models import EC2ContainerServiceBackend, Service, Task, ecs_backends
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus
@@ -157,6 +158,8 @@ class EcsSimulator:
         "describe_task_definition",
     )
     _WRAPPED_AAS = ("register_scalable_target", "describe_scalable_targets")
+    # The lock table: counted, and faults can be injected like any other call.
+    _WRAPPED_DDB = ("get_item", "put_item", "update_item", "delete_item")
 
     def __init__(self, clock: VirtualClock, region: str = REGION, account_id: str = ACCOUNT_ID) -> None:
         self.clock = clock
@@ -182,6 +185,8 @@ class EcsSimulator:
             self._wrap(EC2ContainerServiceBackend, name)
         for name in self._WRAPPED_AAS:
             self._wrap(ApplicationAutoscalingBackend, name)
+        for name in self._WRAPPED_DDB:
+            self._wrap(DynamoDBBackend, name)
         self._stack.enter_context(mock.patch.object(EC2ContainerServiceResponse, "list_tasks", _paginated_list_tasks))
         self._stack.enter_context(mock.patch.object(ELBv2Backend, "describe_target_health", self._make_target_health()))
         # botocore sleeps between retries; on the virtual clock that costs nothing.
@@ -226,6 +231,10 @@ class EcsSimulator:
         wrapper.__name__ = name
         self._stack.enter_context(mock.patch.object(cls, name, wrapper))
 
+    def unobserved(self) -> contextlib.AbstractContextManager[None]:
+        """Calls made inside (a test looking at the lock table) are neither counted nor faulted."""
+        return self._internal_calls()
+
     @contextlib.contextmanager
     def _internal_calls(self) -> Iterator[None]:
         self._internal = True
@@ -234,9 +243,9 @@ class EcsSimulator:
         finally:
             self._internal = False
 
-    def count_client_calls(self, *clients: Any) -> dict[str, int]:
+    def count_client_calls(self, *clients: Any, into: dict[str, int] | None = None) -> dict[str, int]:
         """Count the API calls these boto3 clients make (attempts, as AWS would bill and throttle them)."""
-        counts: dict[str, int] = {}
+        counts: dict[str, int] = {} if into is None else into
 
         def record(model: Any, **_: Any) -> None:
             counts[model.name] = counts.get(model.name, 0) + 1
@@ -706,6 +715,24 @@ def register_target(
     )
 
 
+LOCK_TABLE = "ecs-task-recycle-locks"
+
+
+def create_lock_table(session: boto3.Session, name: str = LOCK_TABLE) -> str:
+    """The lock table as the template creates it: on-demand, key pk, TTL on expires_at."""
+    dynamodb = session.client("dynamodb", config=sim_client_config())
+    dynamodb.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
+    return name
+
+
 def create_target_group(session: boto3.Session) -> str:
     """A real moto target group, so the ARN exists; its health comes from the simulator."""
     ec2 = session.client("ec2")
@@ -724,6 +751,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
     service that run was asked to recycle (for the IAM policy cross-check).
     """
     from config import RecycleSettings, parse_event
+    from lock import DynamoLockStore
     from recycle import LocalRuntime, Recycler
 
     recorded: list[dict[str, Any]] = []
@@ -733,6 +761,8 @@ def record_engine_calls() -> list[dict[str, Any]]:
         ecs = session.client("ecs", config=sim_client_config())
         autoscaling = session.client("application-autoscaling", config=sim_client_config())
         elbv2 = session.client("elbv2", config=sim_client_config())
+        dynamodb = session.client("dynamodb", config=sim_client_config())
+        store = DynamoLockStore(dynamodb, create_lock_table(session))
         sim.create_service(ecs, cluster, service, 3, Behaviour(), True, create_target_group(session))
         register_target(autoscaling, cluster, service, 1, 3)
 
@@ -747,13 +777,15 @@ def record_engine_calls() -> list[dict[str, Any]]:
                 }
             )
 
-        for client in (ecs, autoscaling, elbv2):
+        for client in (ecs, autoscaling, elbv2, dynamodb):
             client.meta.events.register("before-parameter-build.*.*", record)
 
         def run(owner: str, **event: Any) -> None:
             context = FakeLambdaContext(clock, 900.0, owner)
             runtime = LocalRuntime(clock, lambda: context.get_remaining_time_in_millis() / 1000.0)
-            engine = Recycler(ecs, autoscaling, clock, runtime, RecycleSettings(), elbv2=elbv2, owner_id=owner)
+            engine = Recycler(
+                ecs, autoscaling, clock, runtime, RecycleSettings(), elbv2=elbv2, owner_id=owner, lock_store=store
+            )
             engine.run(parse_event({"cluster_name": cluster, "service_name": service, **event}))
 
         run("dry-run", dry_run=True)

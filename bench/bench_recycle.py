@@ -30,6 +30,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import simulator
 from config import RecycleSettings, parse_config, parse_event
+from lock import DynamoLockStore
 from recycle import LocalRuntime, Recycler
 
 START_SECONDS = 40.0
@@ -75,10 +76,13 @@ def run(tasks: int, lambda_timeout: float | None = 900.0, jitter: float = 0.0) -
     clock = simulator.VirtualClock()
     with simulator.simulated_aws(clock) as (sim, session):
         ecs, autoscaling = bench_service(sim, session, tasks, jitter)
-        calls = sim.count_client_calls(ecs, autoscaling)
+        dynamodb = session.client("dynamodb", config=simulator.sim_client_config())
+        store = DynamoLockStore(dynamodb, simulator.create_lock_table(session))
+        # Every call the run makes, the lock table's included.
+        calls = sim.count_client_calls(ecs, autoscaling, dynamodb)
         context = simulator.FakeLambdaContext(clock, lambda_timeout or 10**9)
         runtime = LocalRuntime(clock, lambda: context.get_remaining_time_in_millis() / 1000.0)
-        engine = Recycler(ecs, autoscaling, clock, runtime, RecycleSettings(), owner_id="bench")
+        engine = Recycler(ecs, autoscaling, clock, runtime, RecycleSettings(), owner_id="bench", lock_store=store)
         started = clock.now()
         report = engine.run(parse_event({"cluster_name": "bench", "service_name": "web", "wait_time": WAIT_TIME}))
         elapsed = clock.now() - started
@@ -160,7 +164,10 @@ def run_durable(tasks: int) -> DurableResult:
     with mock.patch.dict(os.environ, quiet), simulator.simulated_aws(clock) as (sim, session):
         bench_service(sim, session, tasks)
         sim.calls.clear()
-        config = parse_config({"recycle": {"replacement_timeout_seconds": DURABLE_REPLACEMENT_TIMEOUT}})
+        table = simulator.create_lock_table(session)
+        config = parse_config(
+            {"recycle": {"replacement_timeout_seconds": DURABLE_REPLACEMENT_TIMEOUT, "lock_table_name": table}}
+        )
         meter = Meter()
         handler = meter.wrap(durable_function.build_handler(clock=clock, session=session, config=config), sim)
         event = {"cluster_name": "bench", "service_name": "web", "wait_time": WAIT_TIME}

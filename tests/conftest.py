@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))
 # moto before boto3 clients (simulator imports moto first).
 import simulator  # noqa: E402
 from config import RecycleSettings, parse_event  # noqa: E402
-from recycle import LOCK_TAG_KEY, LocalRuntime, Recycler, RecycleReport  # noqa: E402
+from lock import DynamoLockStore, LockRecord, Phase, lock_key  # noqa: E402
+from recycle import LocalRuntime, Recycler, RecycleReport  # noqa: E402
 from simulator import Behaviour, EcsSimulator, FakeLambdaContext, VirtualClock  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parent / "events"
@@ -76,9 +77,19 @@ class Bed:
     calls: dict[str, int]
     snapshots: dict[str, Any] = field(default_factory=dict)
     recording: tuple[str, str] | None = None
+    dynamodb: Any = None
 
     def __post_init__(self) -> None:
-        for client in (self.ecs, self.autoscaling, self.elbv2):
+        if self.dynamodb is None:
+            self.dynamodb = self.session.client("dynamodb", config=simulator.sim_client_config())
+            simulator.create_lock_table(self.session)
+            self.sim.count_client_calls(self.dynamodb, into=self.calls)
+        self.store = DynamoLockStore(self.dynamodb, simulator.LOCK_TABLE)
+        # The tests' own look at the table: not an engine call, not counted.
+        self.inspector = DynamoLockStore(
+            self.session.client("dynamodb", config=simulator.sim_client_config()), simulator.LOCK_TABLE
+        )
+        for client in (self.ecs, self.autoscaling, self.elbv2, self.dynamodb):
             client.meta.events.register("before-parameter-build.*.*", self._record)
 
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -140,6 +151,7 @@ class Bed:
             elbv2=self.elbv2,
             owner_id=owner,
             lock_ttl_seconds=lock_ttl,
+            lock_store=self.store,
         )
         run = engine.run
 
@@ -169,17 +181,37 @@ class Bed:
     def desired(self, service: str = SERVICE) -> int:
         return int(self.sim.service(CLUSTER, service).desired_count)
 
-    def lock_tag(self, service: str = SERVICE) -> str | None:
-        tags = self.sim.service(CLUSTER, service).tags or []
-        return next((t["value"] for t in tags if t["key"] == LOCK_TAG_KEY), None)
+    def lock_key(self, service: str = SERVICE) -> str:
+        return lock_key(self.sim.backend().clusters[CLUSTER].arn, service)
+
+    def lock(self, service: str = SERVICE) -> LockRecord | None:
+        """The service's lock item, read straight from the table (not counted as an engine call)."""
+        with self.sim.unobserved():
+            return self.inspector.read(self.lock_key(service))
+
+    def plant_lock(self, record: LockRecord | dict[str, Any]) -> None:
+        """Write a lock item as it is, unconditionally: another run's, a forged or a tampered one."""
+        from boto3.dynamodb.types import TypeSerializer
+
+        item = record.to_item() if isinstance(record, LockRecord) else record
+        serialize = TypeSerializer().serialize
+        with self.sim.unobserved():
+            self.inspector.client.put_item(
+                TableName=simulator.LOCK_TABLE, Item={k: serialize(v) for k, v in item.items() if v is not None}
+            )
+
+    def held(self, service: str = SERVICE) -> bool:
+        """A run holds the service, or died holding it: the item is there and not released."""
+        record = self.lock(service)
+        return record is not None and record.phase != Phase.RELEASED
 
     def assert_restored(self, service: str = SERVICE, external_delta: int = 0) -> None:
-        """After any run: scalable target equals the snapshot, desired = snapshot + others' change, no lock."""
+        """After any run: scalable target equals the snapshot, desired = snapshot + others' change, no lock held."""
         snap = self.snapshots[service]
         assert self.sim.scalable_target(CLUSTER, service) == snap["target"]
         # Others may have scaled in past our surge; the restore never goes below zero.
         assert self.desired(service) == max(0, snap["desired"] + external_delta)
-        assert self.lock_tag(service) is None
+        assert not self.held(service), self.lock(service)
 
     def assert_capacity_held(self, service: str = SERVICE) -> None:
         """With maintain_service_state: serving never below N, live never above N+1."""
@@ -207,7 +239,10 @@ def bed() -> Iterator[Bed]:
         autoscaling = session.client("application-autoscaling", config=config)
         elbv2 = session.client("elbv2", config=config)
         calls = sim.count_client_calls(ecs, autoscaling, elbv2)
-        yield Bed(sim, clock, session, ecs, autoscaling, elbv2, calls)
+        bed = Bed(sim, clock, session, ecs, autoscaling, elbv2, calls)
+        # The handlers find the lock table as the template tells them.
+        os.environ["LOCK_TABLE_NAME"] = simulator.LOCK_TABLE
+        yield bed
 
 
 @pytest.fixture

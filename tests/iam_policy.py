@@ -156,6 +156,8 @@ class Resolver:
             function = self.resolve(props["FunctionName"])
             p, r, a = (self.pseudo[k] for k in ("AWS::Partition", "AWS::Region", "AWS::AccountId"))
             return f"arn:{p}:lambda:{r}:{a}:function:{function}:{self.resolve(props['Name'])}"
+        if kind == "AWS::DynamoDB::Table":  # Ref of a table is its name
+            return str(self.resolve(props["TableName"]))
         raise UnsupportedPolicyError(f"Ref to a {kind} ({name}) is not modelled")
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -169,6 +171,9 @@ class Resolver:
         if kind == "AWS::IAM::Role" and attribute == "Arn":
             role_name = self.resolve(resource.get("Properties", {}).get("RoleName", f"stack-{name}"))
             return f"arn:{p}:iam::{a}:role/{role_name}"
+        if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
+            table = self.resolve(resource.get("Properties", {}).get("TableName", f"stack-{name}"))
+            return f"arn:{p}:dynamodb:{r}:{a}:table/{table}"
         if kind == "AWS::Lambda::Version" and attribute == "Version":
             return "1"
         raise UnsupportedPolicyError(f"Fn::GetAtt {name}.{attribute} is not modelled")
@@ -504,6 +509,9 @@ def calls_from_api(
         return [call(secret if secret.startswith("arn:") else f"{base}:secret:{secret}-AbCdEf")]
     if prefix == "ssm" and operation == "GetParameter":
         return [call(f"{base}:parameter/{str(params['Name']).lstrip('/')}")]
+    if prefix == "dynamodb" and operation in ("GetItem", "PutItem", "UpdateItem", "DeleteItem"):
+        table = str(params["TableName"])
+        return [call(table if table.startswith("arn:") else f"{base}:table/{table}")]
     if prefix == "lambda" and operation in ("CheckpointDurableExecution", "GetDurableExecutionState"):
         return [call(str(params["DurableExecutionArn"]))]
     raise UnsupportedPolicyError(f"no IAM mapping for {service}.{operation}: add one to calls_from_api")

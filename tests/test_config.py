@@ -66,7 +66,7 @@ def test_bad_event_reaches_no_aws_call(bed: Bed) -> None:
 
     # THEN no AWS call was made and nothing changed
     assert bed.sim.calls == {}
-    assert bed.desired() == desired and bed.lock_tag() is None
+    assert bed.desired() == desired and bed.lock() is None
     bed.assert_restored(SERVICE)
 
 

@@ -28,6 +28,7 @@ from durable_support import Meter, durable_runner, fast_checkpoint_shutdown
 import durable_function
 from config import AppConfig, parse_config, parse_event
 from errors import ConfigError, LockHeld, TimeBudgetExhausted
+from lock import Phase
 from simulator import Behaviour
 
 NAME = durable_function.durable_execution_name(CLUSTER, SERVICE)
@@ -79,10 +80,9 @@ def durable(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...,
             try:
                 return handler(raw, context)
             finally:
-                lock = bed.lock_tag() if bed.snapshots else None
-                if lock:
-                    expires = int(re.search(r"exp=(\d+)", lock).group(1))  # type: ignore[union-attr]
-                    outcome.lock_margins.append(expires - bed.clock.now())
+                lock = bed.lock() if bed.snapshots else None
+                if lock is not None and lock.phase != Phase.RELEASED:
+                    outcome.lock_margins.append(lock.expires_at - bed.clock.now())
 
         payload = json.dumps({"cluster_name": CLUSTER, "service_name": SERVICE, **event})
         with (

@@ -95,7 +95,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     bed.clock.kill_at = None
 
     # A killed run (or one whose restore kept failing) leaves its lock; the next run repairs it.
-    if bed.lock_tag() is not None:
+    if bed.held():
         bed.sim.faults.clear()
         behaviour.fail_next_starts = 0
         behaviour.never_healthy = False

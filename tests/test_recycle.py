@@ -12,7 +12,8 @@ import pytest
 from conftest import CLUSTER, SERVICE, Bed, log_lines
 
 from config import RecycleSettings, parse_event
-from recycle import LOCK_TAG_KEY, STOP_REASON, Lock, Snapshot
+from lock import LockRecord, Phase, Snapshot
+from recycle import STOP_REASON
 from simulator import Behaviour, LambdaKilled
 
 MUTATING = {"UpdateService", "StopTask", "TagResource", "UntagResource", "RegisterScalableTarget"}
@@ -200,15 +201,27 @@ def test_blue_green_service_is_refused(bed: Bed) -> None:
     assert not MUTATING & set(bed.calls)
 
 
+def _other_runs_lock(bed: Bed, owner: str, expires_in: float, phase: str = Phase.SURGED) -> LockRecord:
+    now = int(bed.clock.now())
+    return LockRecord(
+        key=bed.lock_key(),
+        owner=owner,
+        version=7,
+        expires_at=now + int(expires_in),
+        phase=phase,
+        started_at=now - 60,
+        snapshot=Snapshot(desired_count=bed.snapshots[SERVICE]["desired"], surge=True),
+    )
+
+
 def test_unexpired_lock_of_another_run_is_refused(bed: Bed) -> None:
-    arn = bed.add_service(tasks=2, target=(1, 4))
-    lock = Lock("other-run", int(bed.clock.now()) + 600, Snapshot(desired_count=2, surge=True))
-    bed.ecs.tag_resource(resourceArn=arn, tags=[{"key": LOCK_TAG_KEY, "value": lock.to_tag_value()}])
-    bed.calls.clear()
+    bed.add_service(tasks=2, target=(1, 4))
+    lock = _other_runs_lock(bed, "other-run", 600)
+    bed.plant_lock(lock)
     report = bed.run()
-    assert report.status == "failed" and "other-run" in (report.error or "")
+    assert report.status == "failed" and report.error_type == "LockHeld" and "other-run" in (report.error or "")
     assert bed.calls.keys().isdisjoint(MUTATING)
-    assert bed.lock_tag() == lock.to_tag_value()
+    assert bed.lock() == lock
 
 
 def test_dry_run_returns_a_plan_and_mutates_nothing(bed: Bed) -> None:
@@ -290,7 +303,7 @@ def test_restore_that_keeps_failing_is_loud_and_leaves_the_lock_for_the_next_run
     # THEN the run reports the failed restore and keeps the lock (with the snapshot) on the service
     assert report.status == "failed" and report.restored is False
     assert "RESTORE FAILED" in (report.error or "")
-    assert bed.lock_tag() is not None
+    assert bed.held()
 
     # AND once the permission is back and the lock has expired, the next run repairs it first
     bed.sim.faults.clear()
@@ -317,11 +330,9 @@ def test_run_that_lost_its_lock_stops_without_touching_the_service_again(bed: Be
     # GIVEN a long-running run (lock renewed after each task) that stalls past its lock's expiry,
     # and another run that meanwhile repairs the service and takes the lock
     bed.add_service(tasks=3, target=(1, 6), behaviour=Behaviour(start_seconds=40))
-    arn = bed.sim.service(CLUSTER, SERVICE).arn
 
     def another_run_takes_over() -> None:
-        other = Lock("run-2", int(bed.clock.now()) + 900, Snapshot(desired_count=3, surge=True))
-        bed.sim.backend().tag_resource(arn, {LOCK_TAG_KEY: other.to_tag_value()})
+        bed.plant_lock(_other_runs_lock(bed, "run-2", 900))
 
     bed.sim.at(100, "takeover", another_run_takes_over)
     engine, _ = bed.engine(owner="run-1", timeout=None, lock_ttl=60)
@@ -331,8 +342,8 @@ def test_run_that_lost_its_lock_stops_without_touching_the_service_again(bed: Be
     assert report.status == "failed" and report.error_type == "LockLost"
     assert report.restored is False
     assert bed.desired() == 4  # still surged: restoring it is now run-2's job, from its own lock
-    lock = bed.lock_tag()
-    assert lock is not None and "owner=run-2" in lock
+    lock = bed.lock()
+    assert lock is not None and lock.owner == "run-2"
     bed.assert_each_original_stopped_at_most_once()
 
 
@@ -342,8 +353,8 @@ def test_run_killed_midway_is_repaired_by_the_next_run(bed: Bed) -> None:
     bed.clock.kill_at = bed.clock.now() + 150
     with pytest.raises(LambdaKilled):
         bed.run(owner="run-1")
-    lock = bed.lock_tag()
-    assert lock is not None and "landed=1" in lock
+    lock = bed.lock()
+    assert lock is not None and lock.phase == Phase.SURGED
     assert bed.desired() == 5
 
     # WHEN another run starts while the lock is fresh, it refuses
@@ -408,7 +419,7 @@ def test_operator_scale_down_mid_run_is_respected(bed: Bed) -> None:
     report = bed.run(wait_time=0)
     assert report.status in ("succeeded", "failed")
     assert bed.desired() == 2  # their 5 -> 3, minus the one this run added
-    assert bed.lock_tag() is None
+    assert not bed.held()
     bed.assert_each_original_stopped_at_most_once()
 
 

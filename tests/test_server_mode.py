@@ -15,7 +15,8 @@ from moto.server import ThreadedMotoServer
 import AWSSession
 import lambda_function
 from config import parse_config
-from simulator import EcsSimulator, FakeLambdaContext, VirtualClock, register_target
+from lock import DynamoLockStore, Phase, lock_key
+from simulator import LOCK_TABLE, EcsSimulator, FakeLambdaContext, VirtualClock, create_lock_table, register_target
 
 
 def _free_port() -> int:
@@ -50,6 +51,7 @@ def test_handler_recycles_over_http(
     assert ecs.meta.endpoint_url == url
     sim.create_service(ecs, CLUSTER, SERVICE, 3)
     register_target(session.client("application-autoscaling"), CLUSTER, SERVICE, 1, 3)
+    monkeypatch.setenv("LOCK_TABLE_NAME", create_lock_table(session))
     before = sim.scalable_target(CLUSTER, SERVICE)
     monkeypatch.setattr(lambda_function, "SystemClock", lambda: clock)
     monkeypatch.setattr(lambda_function, "_config", parse_config({}))
@@ -61,3 +63,7 @@ def test_handler_recycles_over_http(
     assert sim.observed.min_serving[f"{CLUSTER}:{SERVICE}"] >= 3
     assert sim.service(CLUSTER, SERVICE).desired_count == 3
     assert sim.scalable_target(CLUSTER, SERVICE) == before
+    # AND the run's lock item is there, released, after the conditional writes went over HTTP too
+    cluster_arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    lock = DynamoLockStore(session.client("dynamodb"), LOCK_TABLE).read(lock_key(cluster_arn, SERVICE))
+    assert lock is not None and lock.phase == Phase.RELEASED and lock.owner == "req-0001"

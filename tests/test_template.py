@@ -33,7 +33,7 @@ PARAMS = {
     "TargetClusterName": CLUSTER,
     "TargetServiceNames": "web,api",
 }
-LOCK_TAG = "ecs-task-recycle:lock"
+LOCK_TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/ecs-task-recycle-locks"
 
 # The operations the engine calls (recycle.py), as IAM actions. The role must
 # grant exactly these, plus its own logs and durable checkpoints, plus the
@@ -41,8 +41,6 @@ LOCK_TAG = "ecs-task-recycle:lock"
 ENGINE_ACTIONS = {
     "ecs:DescribeServices",
     "ecs:UpdateService",
-    "ecs:TagResource",
-    "ecs:UntagResource",
     "ecs:ListTasks",
     "ecs:DescribeTasks",
     "ecs:StopTask",
@@ -50,6 +48,9 @@ ENGINE_ACTIONS = {
     "elasticloadbalancing:DescribeTargetHealth",
     "application-autoscaling:DescribeScalableTargets",
     "application-autoscaling:RegisterScalableTarget",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
 }
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 DURABLE_ACTIONS = {"lambda:CheckpointDurableExecution", "lambda:GetDurableExecutionState"}
@@ -300,8 +301,9 @@ ENGINE_CALLS = [
     *api("ecs", "DescribeServices", cluster=CLUSTER, services=["web"], include=["TAGS"]),
     *api("ecs", "DescribeServices", cluster=CLUSTER, services=["api"]),
     *api("ecs", "UpdateService", cluster=CLUSTER, service="web", desiredCount=6),
-    *api("ecs", "TagResource", resourceArn=WEB_ARN, tags=[{"key": LOCK_TAG, "value": "{}"}]),
-    *api("ecs", "UntagResource", resourceArn=WEB_ARN, tagKeys=[LOCK_TAG]),
+    *api("dynamodb", "GetItem", TableName="ecs-task-recycle-locks"),
+    *api("dynamodb", "PutItem", TableName="ecs-task-recycle-locks"),
+    *api("dynamodb", "UpdateItem", TableName="ecs-task-recycle-locks"),
     *api("ecs", "ListTasks", cluster=CLUSTER, serviceName="web", desiredStatus="RUNNING"),
     *api("ecs", "DescribeTasks", cluster=CLUSTER, tasks=[TASK_ARN, "fedcba9876543210fedcba9876543210"]),
     *api("ecs", "StopTask", cluster=CLUSTER, task=TASK_ARN, reason="ecs-task-recycle"),
@@ -393,12 +395,11 @@ OTHER_CLUSTER_ARN = f"{ECS}:cluster/staging"
         pytest.param("ecs:DescribeServices", f"{ECS}:service/staging/web", {}, id="describe-other-cluster"),
         pytest.param("ecs:ListTasks", "*", {"ecs:cluster": OTHER_CLUSTER_ARN}, id="list-other-cluster"),
         pytest.param("ecs:ListTasks", "*", {}, id="list-without-cluster"),
-        pytest.param("ecs:TagResource", WEB_ARN, {"aws:TagKeys": ["owner"]}, id="tag-other-key"),
-        pytest.param("ecs:TagResource", WEB_ARN, {"aws:TagKeys": [LOCK_TAG, "owner"]}, id="tag-lock-and-other"),
+        pytest.param("ecs:TagResource", WEB_ARN, {"aws:TagKeys": ["ecs-task-recycle:lock"]}, id="tag-lock"),
         pytest.param("ecs:UntagResource", WEB_ARN, {"aws:TagKeys": ["owner"]}, id="untag-other-key"),
-        pytest.param(
-            "ecs:TagResource", f"{ECS}:service/{CLUSTER}/billing", {"aws:TagKeys": [LOCK_TAG]}, id="tag-unnamed"
-        ),
+        pytest.param("dynamodb:DeleteItem", LOCK_TABLE_ARN, {}, id="delete-lock-item"),
+        pytest.param("dynamodb:Scan", LOCK_TABLE_ARN, {}, id="scan-lock-table"),
+        pytest.param("dynamodb:PutItem", LOCK_TABLE_ARN.replace("-locks", "-other"), {}, id="put-other-table"),
         pytest.param(
             "application-autoscaling:RegisterScalableTarget",
             "*",
@@ -489,11 +490,23 @@ def test_policy_grants_exactly_the_optional_actions_when_configured() -> None:
     assert iam_policy.policy_actions(TEMPLATE, with_queue) == (expected - {"sns:Publish"}) | {"sqs:SendMessage"}
 
 
+# Engine source file -> {client attribute: botocore service name}.
+ENGINE_CLIENTS = {
+    "recycle.py": {"ecs": "ecs", "autoscaling": "application-autoscaling", "elbv2": "elbv2"},
+    "lock.py": {"client": "dynamodb"},
+}
+
+
 def _engine_operations_in_source() -> set[str]:
-    """The AWS operations recycle.py calls through its clients, as IAM actions."""
-    clients = {"ecs": "ecs", "autoscaling": "application-autoscaling", "elbv2": "elbv2"}
+    """The AWS operations the engine's modules call through their clients, as IAM actions."""
     session = botocore.session.get_session()
-    source = (ROOT / "recycle.py").read_text()
+    found: set[str] = set()
+    for path, clients in ENGINE_CLIENTS.items():
+        found |= _operations_in(session, (ROOT / path).read_text(), clients)
+    return found
+
+
+def _operations_in(session: Any, source: str, clients: dict[str, str]) -> set[str]:
     found: set[str] = set()
     for attribute, service in clients.items():
         model = session.get_service_model(service)
@@ -518,6 +531,7 @@ def _dummy_params(operation: str) -> dict[str, Any]:
         "resourceArn": "arn:aws:ecs:r:1:service/c/s",
         "tags": [],
         "tagKeys": [],
+        "TableName": "t",
     }
 
 
@@ -550,7 +564,7 @@ def test_calls_of_a_simulated_recycle_are_allowed_on_the_right_resources(bed: Be
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         recorded.append((model.service_model.service_name, model.name, dict(params)))
 
-    for client in (bed.ecs, bed.autoscaling, bed.elbv2):
+    for client in (bed.ecs, bed.autoscaling, bed.elbv2, bed.dynamodb):
         client.meta.events.register("before-parameter-build.*.*", record)
     # WHEN the engine recycles it
     bed.run(wait_time=5)
@@ -658,3 +672,23 @@ def test_evaluator_insists_on_known_and_required_parameters() -> None:
         iam_policy.role_statements(TEMPLATE, {**PARAMS, "Nope": "x"})
     with pytest.raises(KeyError, match="TargetClusterName"):
         iam_policy.role_statements(TEMPLATE, {"TargetServiceNames": "web"})
+
+
+def test_lock_table_is_on_demand_with_ttl_and_named_to_the_functions() -> None:
+    # GIVEN the template WHEN the lock table and the functions' environment are resolved
+    table = resolved("LockTable")
+    # THEN the table is on demand, keyed by pk, with TTL on expires_at
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert template()["Resources"]["LockTable"]["DeletionPolicy"] in ("Delete", "Retain")
+    # AND both functions are told its name, which is what the simulator's table is called
+    import simulator
+    from lock import LOCK_TABLE_ENV
+
+    for function in ("Function", "DurableFunction"):
+        assert resolved(function)["Environment"]["Variables"][LOCK_TABLE_ENV] == simulator.LOCK_TABLE
+    # AND the role may read and write items of that table only
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
+        assert allowed(action, LOCK_TABLE_ARN)
+        assert not allowed(action, LOCK_TABLE_ARN.replace("ecs-task-recycle-locks", "orders"))

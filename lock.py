@@ -1,0 +1,446 @@
+"""The run lock: one DynamoDB item per service, only ever written with a condition.
+
+The item is the single source of truth about a run: who owns the service, until
+when, what the service looked like before the run changed anything (the
+snapshot), and how far the run has got in changing and restoring it (the
+phase). Every write is conditional, so two runs can never both believe they
+own a service:
+
+- acquire: a PutItem that succeeds only when there is no item, or when the
+  item is exactly the idle (released) one this run read before it took its
+  snapshot (compare-and-swap on the version);
+- every later write (phase changes, renewals, progress, release): an UpdateItem
+  on ``owner = me AND version = v`` that sets ``version = v + 1``. The version
+  is the fencing token: a run paused past its expiry, whose lock another run
+  has taken over, fails its next write and stops (LockLost);
+- a stale lock (expired, not released) is taken over the same way, on the
+  exact version that was read, and its restore is resumed from the recorded
+  phase.
+
+Release keeps the item, in phase ``released``, so the version keeps counting
+across runs and the next acquire can compare-and-swap on it (a deleted item
+would reset the fencing token). TTL removes idle items after
+RELEASED_RETENTION_SECONDS; until then they tell ``status`` how the last run went.
+
+Nothing read from the item is trusted blindly: every field is type- and
+range-checked when it is read (LockCorrupt), and the values a repair would
+apply are checked against the live service before they are applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from aws_calls import aws_errors, error_code
+from errors import AwsCallFailed, LockCorrupt, LockHeld, LockLost
+
+LOCK_TABLE_ENV = "LOCK_TABLE_NAME"
+RELEASED_RETENTION_SECONDS = 7 * 86_400
+SUSPENDED_FLAGS = ("DynamicScalingInSuspended", "DynamicScalingOutSuspended", "ScheduledScalingSuspended")
+# Flags a surge switches on, so that scale-in and scheduled actions cannot undo it.
+SURGE_SUSPENDS = ("DynamicScalingInSuspended", "ScheduledScalingSuspended")
+# ECS runs at most 5,000 tasks per service: a snapshot beyond that is not one this tool wrote.
+MAX_DESIRED_COUNT = 5_000
+MAX_SURGE = 100
+
+
+class Phase:
+    """Where a run is in changing and restoring the service. Each is written before the change it announces."""
+
+    ACQUIRED = "acquired"  # snapshot taken, nothing changed yet
+    SURGING = "surging"  # about to suspend scaling and raise desiredCount (it may or may not have landed)
+    SURGED = "surged"  # the surge's UpdateService succeeded
+    RESTORING = "restoring"  # about to set desiredCount from restore_from to restore_to
+    DESIRED_RESTORED = "desired_restored"  # desiredCount is back; the scalable target may still be changed
+    TARGET_RESTORED = "target_restored"  # the service is as it was; only the release is left
+    RELEASED = "released"  # idle: no run holds the service
+
+    ALL = (ACQUIRED, SURGING, SURGED, RESTORING, DESIRED_RESTORED, TARGET_RESTORED, RELEASED)
+    # Phases in which desiredCount may still be above what it should be.
+    DESIRED_PENDING = (SURGING, SURGED, RESTORING)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the service looked like before the run changed anything."""
+
+    desired_count: int
+    surge: bool
+    has_target: bool = False
+    min_capacity: int = 0
+    max_capacity: int = 0
+    suspended: tuple[bool, bool, bool] = (False, False, False)
+    # How many tasks the surge adds.
+    surge_size: int = 1
+
+    def suspended_state(self) -> dict[str, bool]:
+        return dict(zip(SUSPENDED_FLAGS, self.suspended, strict=True))
+
+    def flags_to_suspend(self) -> tuple[str, ...]:
+        """The suspension flags the surge switches on: those that were off. Only these are undone."""
+        state = self.suspended_state()
+        return tuple(flag for flag in SURGE_SUSPENDS if not state[flag])
+
+    def widened_max(self) -> int | None:
+        """The MaxCapacity the surge needs, when it is above the snapshot's; else None."""
+        needed = self.desired_count + self.surge_size
+        return needed if self.has_target and needed > self.max_capacity else None
+
+    def changes_target(self) -> bool:
+        return self.has_target and self.surge and bool(self.flags_to_suspend() or self.widened_max() is not None)
+
+
+@dataclass(frozen=True)
+class Progress:
+    recycled: int = 0
+    total: int = 0
+    batch: int = 0
+    updated_at: int = 0
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    """One lock item, validated."""
+
+    key: str
+    owner: str
+    version: int
+    expires_at: int
+    phase: str
+    started_at: int
+    snapshot: Snapshot | None = None
+    restore_from: int | None = None
+    restore_to: int | None = None
+    progress: Progress = field(default_factory=Progress)
+    # The stale lock this run took over and repaired, if any.
+    taken_over_from: str | None = None
+
+    def is_live(self, now: float) -> bool:
+        return self.phase != Phase.RELEASED and self.expires_at > now
+
+    def is_stale(self, now: float) -> bool:
+        return self.phase != Phase.RELEASED and self.expires_at <= now
+
+    # ------------------------------------------------------ JSON (checkpoints)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LockRecord:
+        snapshot = data.get("snapshot")
+        return cls(
+            **{
+                **data,
+                "snapshot": None
+                if snapshot is None
+                else Snapshot(**{**snapshot, "suspended": tuple(snapshot["suspended"])}),
+                "progress": Progress(**data.get("progress") or {}),
+            }
+        )
+
+    # ------------------------------------------------------------ DynamoDB
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": self.key,
+            "tool": "ecs-task-recycle",
+            "owner": self.owner,
+            "version": self.version,
+            "expires_at": self.expires_at,
+            "phase": self.phase,
+            "started_at": self.started_at,
+            "progress": asdict(self.progress),
+        }
+        if self.snapshot is not None:
+            s = self.snapshot
+            item["snapshot"] = {
+                "desired_count": s.desired_count,
+                "surge": s.surge,
+                "surge_size": s.surge_size,
+                "target": {"min": s.min_capacity, "max": s.max_capacity, "suspended": s.suspended_state()}
+                if s.has_target
+                else None,
+            }
+        if self.restore_from is not None and self.restore_to is not None:
+            item["restore"] = {"from": self.restore_from, "to": self.restore_to}
+        if self.taken_over_from:
+            item["taken_over_from"] = self.taken_over_from
+        return item
+
+    @classmethod
+    def from_item(cls, key: str, item: Mapping[str, Any]) -> LockRecord:
+        """Parse and check an item. Anything this tool would not have written is LockCorrupt."""
+        check = _Checker(key)
+        if item.get("pk") != key:
+            check.fail("pk", "does not match the service")
+        phase = check.choice(item, "phase", Phase.ALL)
+        snapshot = None
+        raw_snapshot = item.get("snapshot")
+        if raw_snapshot is not None or phase != Phase.RELEASED:
+            snapshot = check.snapshot(raw_snapshot)
+        restore_from = restore_to = None
+        if phase == Phase.RESTORING:
+            restore = check.mapping(item.get("restore"), "restore")
+            restore_from = check.integer(restore, "from", 0, MAX_DESIRED_COUNT + MAX_SURGE, "restore.from")
+            restore_to = check.integer(restore, "to", 0, restore_from, "restore.to")
+            assert snapshot is not None
+            if restore_from - restore_to > snapshot.surge_size:
+                check.fail("restore", f"would remove {restore_from - restore_to} tasks, more than the surge added")
+        progress = check.mapping(item.get("progress") or {}, "progress")
+        taken_over = item.get("taken_over_from")
+        return cls(
+            key=key,
+            owner=check.text(item, "owner"),
+            version=check.integer(item, "version", 1, 2**53),
+            expires_at=check.integer(item, "expires_at", 0, 2**40),
+            phase=phase,
+            started_at=check.integer(item, "started_at", 0, 2**40),
+            snapshot=snapshot,
+            restore_from=restore_from,
+            restore_to=restore_to,
+            progress=Progress(
+                recycled=check.integer(progress, "recycled", 0, 10**6, "progress.recycled", default=0),
+                total=check.integer(progress, "total", 0, 10**6, "progress.total", default=0),
+                batch=check.integer(progress, "batch", 0, 10**6, "progress.batch", default=0),
+                updated_at=check.integer(progress, "updated_at", 0, 2**40, "progress.updated_at", default=0),
+            ),
+            taken_over_from=check.text({"t": taken_over}, "t", "taken_over_from") if taken_over else None,
+        )
+
+
+class _Checker:
+    """Type and range checks for one item; the first failure is LockCorrupt naming the attribute."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def fail(self, name: str, problem: str) -> None:
+        raise LockCorrupt(
+            f"the lock item of {self.key} is not one this tool wrote ({name} {problem}); nothing was applied. "
+            "Check the service's desiredCount and scalable target by hand, then delete the item"
+        )
+
+    def mapping(self, value: Any, name: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(name, "is missing or not a map")
+        return value  # type: ignore[no-any-return]
+
+    def text(self, item: Mapping[str, Any], name: str, label: str | None = None) -> str:
+        value = item.get(name)
+        if not isinstance(value, str) or not 0 < len(value) <= 256:
+            self.fail(label or name, "is not a short string")
+        return str(value)
+
+    def choice(self, item: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+        value = item.get(name)
+        if value not in allowed:
+            self.fail(name, f"is not one of {', '.join(allowed)}")
+        return str(value)
+
+    def integer(
+        self,
+        item: Mapping[str, Any],
+        name: str,
+        low: int,
+        high: int,
+        label: str | None = None,
+        default: int | None = None,
+    ) -> int:
+        value = item.get(name, default)
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.fail(label or name, f"is not a whole number from {low} to {high}")
+        return int(value)
+
+    def boolean(self, item: Mapping[str, Any], name: str, label: str) -> bool:
+        value = item.get(name)
+        if not isinstance(value, bool):
+            self.fail(label, "is not true or false")
+        return bool(value)
+
+    def snapshot(self, raw: Any) -> Snapshot:
+        snap = self.mapping(raw, "snapshot")
+        desired = self.integer(snap, "desired_count", 0, MAX_DESIRED_COUNT, "snapshot.desired_count")
+        surge = self.boolean(snap, "surge", "snapshot.surge")
+        surge_size = self.integer(snap, "surge_size", 1, MAX_SURGE, "snapshot.surge_size")
+        target = snap.get("target")
+        if target is None:
+            return Snapshot(desired_count=desired, surge=surge, surge_size=surge_size)
+        target = self.mapping(target, "snapshot.target")
+        minimum = self.integer(target, "min", 0, MAX_DESIRED_COUNT, "snapshot.target.min")
+        maximum = self.integer(target, "max", 0, MAX_DESIRED_COUNT, "snapshot.target.max")
+        if minimum > maximum:
+            self.fail("snapshot.target", f"has Min {minimum} above Max {maximum}")
+        flags = self.mapping(target.get("suspended"), "snapshot.target.suspended")
+        suspended = tuple(self.boolean(flags, flag, f"snapshot.target.suspended.{flag}") for flag in SUSPENDED_FLAGS)
+        return Snapshot(
+            desired_count=desired,
+            surge=surge,
+            has_target=True,
+            min_capacity=minimum,
+            max_capacity=maximum,
+            suspended=(suspended[0], suspended[1], suspended[2]),
+            surge_size=surge_size,
+        )
+
+
+# --------------------------------------------------------------------------- #
+# The store
+# --------------------------------------------------------------------------- #
+
+_serialize = TypeSerializer().serialize
+_deserialize = TypeDeserializer().deserialize
+
+
+def lock_key(cluster_arn: str, service_name: str) -> str:
+    """One item per service: the cluster ARN carries the partition, region and account."""
+    return f"{cluster_arn}/{service_name}"
+
+
+class DynamoLockStore:
+    """The lock table. Every method is one conditional call (plus a read when a condition fails)."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self.client = client
+        self.table_name = table_name
+
+    def read(self, key: str) -> LockRecord | None:
+        with aws_errors("GetItem"):
+            response = self.client.get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=True)
+        item = response.get("Item")
+        if not item:
+            return None
+        return LockRecord.from_item(key, {k: _deserialize(v) for k, v in item.items()})
+
+    def acquire(self, record: LockRecord, seen: LockRecord | None) -> LockRecord:
+        """Create the run's lock: only over no item, or over the idle item read before the snapshot.
+
+        ``record.version`` must be the seen version + 1. Repeating a call whose
+        response was lost finds our own item and returns it.
+        """
+        names = {"#pk": "pk", "#v": "version", "#o": "owner"}
+        values: dict[str, Any] = {":me": {"S": record.owner}, ":next": {"N": str(record.version)}}
+        condition = "attribute_not_exists(#pk) OR (#o = :me AND #v = :next)"
+        if seen is not None:
+            condition += " OR #v = :seen"
+            values[":seen"] = {"N": str(seen.version)}
+        try:
+            self._put(record, condition, names, values)
+        except _ConditionFailed:
+            holder = self.read(record.key)
+            if holder is not None and holder.owner == record.owner and holder.version == record.version:
+                return holder
+            raise LockHeld(
+                f"another run ({holder.owner if holder else 'unknown'}) took the lock on "
+                f"{record.key.rsplit('/', 1)[-1]} first"
+            ) from None
+        return record
+
+    def take_over(self, stale: LockRecord, owner: str, expires_at: int, now: float) -> LockRecord:
+        """Take a stale lock over (compare-and-swap on its version) to repair what its run left."""
+        record = replace(
+            stale, owner=owner, version=stale.version + 1, expires_at=expires_at, taken_over_from=stale.owner
+        )
+        names = {"#v": "version", "#e": "expires_at", "#p": "phase"}
+        values = {
+            ":seen": {"N": str(stale.version)},
+            ":now": {"N": str(int(now))},
+            ":released": {"S": Phase.RELEASED},
+        }
+        condition = "#v = :seen AND #e <= :now AND #p <> :released"
+        try:
+            self._update(record, condition, names, values)
+        except _ConditionFailed:
+            holder = self.read(stale.key)
+            if holder is not None and holder.owner == owner and holder.version == record.version:
+                return holder
+            raise LockHeld(
+                f"another run ({holder.owner if holder else 'unknown'}) took over the expired lock on "
+                f"{stale.key.rsplit('/', 1)[-1]} first"
+            ) from None
+        return record
+
+    def write(self, current: LockRecord, **changes: Any) -> LockRecord:
+        """Change our own lock: conditional on owner and version, which it bumps (the fencing token)."""
+        record = replace(current, version=current.version + 1, **changes)
+        names = {"#o": "owner", "#v": "version"}
+        values = {":me": {"S": current.owner}, ":v": {"N": str(current.version)}}
+        try:
+            self._update(record, "#o = :me AND #v = :v", names, values)
+        except _ConditionFailed:
+            holder = self.read(current.key)
+            if holder is not None and _same_write(holder, record):
+                # Our own write landed and only its response was lost.
+                return holder
+            raise LockLost(
+                f"this run's lock on {current.key.rsplit('/', 1)[-1]} is gone (now "
+                f"{'held by ' + holder.owner if holder and holder.phase != Phase.RELEASED else 'released'}); "
+                "another run has taken over the service, so this one stops without touching it again"
+            ) from None
+        return record
+
+    def _put(self, record: LockRecord, condition: str, names: dict[str, str], values: dict[str, Any]) -> None:
+        item = {k: _serialize(v) for k, v in record.to_item().items() if v is not None}
+        with _conditional("PutItem"):
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+
+    def _update(self, record: LockRecord, condition: str, names: dict[str, str], values: dict[str, Any]) -> None:
+        """Write every attribute of the record (SET) and drop those it no longer has (REMOVE)."""
+        item = record.to_item()
+        sets, removes = [], []
+        for index, name in enumerate(("owner", "version", "expires_at", "phase", "started_at", "progress")):
+            names[f"#a{index}"] = name
+            values[f":a{index}"] = _serialize(item[name])
+            sets.append(f"#a{index} = :a{index}")
+        for index, name in enumerate(("snapshot", "restore", "taken_over_from")):
+            names[f"#b{index}"] = name
+            if item.get(name) is None:
+                removes.append(f"#b{index}")
+            else:
+                values[f":b{index}"] = _serialize(item[name])
+                sets.append(f"#b{index} = :b{index}")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        with _conditional("UpdateItem"):
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": record.key}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+
+
+def _same_write(holder: LockRecord, intended: LockRecord) -> bool:
+    """The item is this very write, landed (the expiry may differ: it was computed at the first attempt)."""
+    return replace(holder, expires_at=intended.expires_at) == intended
+
+
+class _ConditionFailed(Exception):
+    """The write's condition did not hold: someone else's item is there."""
+
+
+@contextmanager
+def _conditional(operation: str) -> Iterator[None]:
+    """aws_errors, except that a failed condition is told apart from every other error."""
+    try:
+        with aws_errors(operation):
+            yield
+    except AwsCallFailed as e:
+        if error_code(e) == "ConditionalCheckFailedException":
+            raise _ConditionFailed(operation) from e.__cause__
+        raise
