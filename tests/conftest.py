@@ -78,6 +78,8 @@ class Bed:
     snapshots: dict[str, Any] = field(default_factory=dict)
     recording: tuple[str, str] | None = None
     dynamodb: Any = None
+    # Record the engine's calls for the session-end IAM cross-check.
+    record_calls: bool = True
 
     def __post_init__(self) -> None:
         if self.dynamodb is None:
@@ -156,7 +158,7 @@ class Bed:
         run = engine.run
 
         def recorded_run(request: Any) -> RecycleReport:
-            self.recording = (request.cluster_name, request.service_name)
+            self.recording = (request.cluster_name, request.service_name) if self.record_calls else None
             try:
                 return run(request)  # type: ignore[no-any-return]
             finally:

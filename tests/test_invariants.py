@@ -29,12 +29,18 @@ OPERATIONS = [
     "untag_resource",
     "register_scalable_target",
     "describe_scalable_targets",
+    # The lock table.
+    "get_item",
+    "put_item",
+    "update_item",
 ]
 api_fault = st.tuples(
     st.sampled_from(OPERATIONS),
     st.sampled_from(["ThrottlingException", "AccessDeniedException", "ServerException"]),
     st.integers(min_value=0, max_value=40),
     st.integers(min_value=1, max_value=4),
+    # The call takes effect and only its answer is lost.
+    st.booleans(),
 )
 autoscale_event = st.tuples(
     st.integers(min_value=1, max_value=600),
@@ -47,7 +53,7 @@ schedule = st.fixed_dictionaries(
         "tasks": st.integers(min_value=1, max_value=6),
         "start": st.integers(min_value=5, max_value=90),
         "drain": st.integers(min_value=0, max_value=120),
-        "target": st.sampled_from([None, "roomy", "at_max"]),
+        "target": st.sampled_from([None, "roomy", "at_max", "min_eq_max"]),
         "maintain": st.booleans(),
         "wait_time": st.sampled_from([0, 10, 30]),
         "fail_at": st.none()
@@ -63,7 +69,7 @@ schedule = st.fixed_dictionaries(
 def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     n = plan["tasks"]
     behaviour = Behaviour(start_seconds=plan["start"], drain_seconds=plan["drain"])
-    target = {None: None, "roomy": (1, n + 5), "at_max": (1, n)}[plan["target"]]
+    target = {None: None, "roomy": (1, n + 5), "at_max": (1, n), "min_eq_max": (n, n)}[plan["target"]]
     bed.add_service(tasks=n, target=target, behaviour=behaviour)
     originals_seen = set(bed.snapshots[SERVICE]["tasks"])
     external: list[int] = []
@@ -81,8 +87,8 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
                 external.append(bed.desired() - before)
 
         bed.sim.at(at, "autoscaling", act)
-    for operation, code, after, times in plan["api_faults"]:
-        bed.sim.fail(operation, code, times=times, after_calls=after)
+    for operation, code, after, times, applied in plan["api_faults"]:
+        bed.sim.fail(operation, code, times=times, after_calls=after, applied=applied)
     if plan["kill_at"] is not None:
         bed.clock.kill_at = bed.clock.now() + plan["kill_at"]
 

@@ -1,0 +1,426 @@
+"""The lock: two runs at once, forged and tampered lock state, and the restore's phases.
+
+Two runs are interleaved at every AWS call on one virtual clock
+(tests/interleave.py): exactly one may proceed, and the service must end
+exactly as it was. Whatever the lock item or a service tag says, nothing is
+applied that the tool would not have written itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import CLUSTER, SERVICE, Bed, log_lines
+from interleave import interleaving
+
+import lambda_function
+from config import parse_config, parse_event
+from lock import Phase
+from recycle import LEGACY_LOCK_TAG_KEY, RecycleReport
+
+OFFSETS = [step / 2 for step in range(11)]  # the second run starts 0, 0.5, ... 5 s after the first
+MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget"}
+
+
+def _assert_exactly_one_proceeded(bed: Bed, outcomes: list[RecycleReport]) -> None:
+    statuses = sorted((r.status, r.error_type) for r in outcomes)
+    assert statuses == [("failed", "LockHeld"), ("succeeded", None)], [(r.status, r.error) for r in outcomes]
+    loser = next(r for r in outcomes if r.status == "failed")
+    # The refused run changed nothing, so it has nothing to restore either.
+    assert loser.restored is None and loser.tasks_recycled == [] and loser.restore_actions == []
+    bed.assert_restored()
+    bed.assert_capacity_held()
+    bed.assert_each_original_stopped_at_most_once()
+    assert bed.originals_stopped() == set(bed.snapshots[SERVICE]["tasks"])
+
+
+@pytest.mark.parametrize("offset", OFFSETS)
+def test_two_plain_runs_started_together_exactly_one_proceeds(bed: Bed, offset: float) -> None:
+    # GIVEN a service with a scalable target at its maximum (the surge must widen it)
+    bed.add_service(tasks=3, target=(1, 3))
+    request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
+    first, _ = bed.engine(owner="req-a")
+    second, _ = bed.engine(owner="req-b")
+
+    # WHEN two plain runs start `offset` seconds apart and alternate at every AWS call
+    with interleaving(bed.clock, bed.ecs, bed.autoscaling, bed.elbv2, bed.dynamodb) as inter:
+        inter.add("a", lambda: first.run(request))
+        inter.add("b", lambda: second.run(request), start_after=offset)
+        done = inter.run()
+
+    # THEN exactly one proceeded, and the service is exactly as it was
+    assert inter.switches >= 2
+    assert all(p.error is None for p in done.values()), {n: p.error for n, p in done.items()}
+    _assert_exactly_one_proceeded(bed, [p.result for p in done.values()])
+
+
+@pytest.mark.parametrize("offset", OFFSETS[::2])
+def test_two_cli_runs_started_together_exactly_one_proceeds(
+    bed: Bed, offset: float, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # GIVEN the CLI (every run a fresh owner id) on the simulated cluster's clock
+    bed.add_service(tasks=3, target=(2, 6))
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"recycle": {"poll_interval_seconds": 5}}))
+    monkeypatch.setattr(lambda_function, "SystemClock", lambda: bed.clock)
+    reports: dict[str, dict[str, Any]] = {}
+    real_run_recycle = lambda_function.run_recycle
+
+    def recording_run_recycle(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        result = real_run_recycle(*args, **kwargs)
+        reports[inter.participant() or "?"] = result
+        return result
+
+    monkeypatch.setattr(lambda_function, "run_recycle", recording_run_recycle)
+    argv = ["--cluster", CLUSTER, "--service", SERVICE, "--wait-time", "5", "--config", str(config)]
+
+    # WHEN two CLI runs start `offset` seconds apart, alternating at every AWS call of their own clients
+    with interleaving(bed.clock) as inter:
+        real_create_client = lambda_function.create_client
+
+        def interleaved_client(session: Any, name: str) -> Any:
+            client = real_create_client(session, name)
+            client.meta.events.register("before-call.*.*", inter.before_call)
+            return client
+
+        monkeypatch.setattr(lambda_function, "create_client", interleaved_client)
+        inter.add("a", lambda: lambda_function.main(argv))
+        inter.add("b", lambda: lambda_function.main(argv), start_after=offset)
+        done = inter.run()
+
+    # THEN one exits 0, the other 1 (refused by the lock, nothing changed), and the service is as it was
+    assert sorted(p.result for p in done.values()) == [0, 1], {n: (p.result, p.error) for n, p in done.items()}
+    statuses = sorted((r["status"], r["error_type"]) for r in reports.values())
+    assert statuses == [("failed", "LockHeld"), ("succeeded", None)]
+    bed.assert_restored()
+    bed.assert_capacity_held()
+    bed.assert_each_original_stopped_at_most_once()
+
+
+def test_a_second_cli_run_while_the_first_is_live_is_refused_not_repaired(bed: Bed) -> None:
+    # GIVEN a CLI run (no deadline: lock renewed after every task) that is midway
+    bed.add_service(tasks=3, target=(2, 6))
+    first, _ = bed.engine(owner=lambda_function.new_owner_id("cli"), timeout=None, lock_ttl=900)
+    second, _ = bed.engine(owner=lambda_function.new_owner_id("cli"), timeout=None, lock_ttl=900)
+    request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
+    later: list[RecycleReport] = []
+    for at in (30, 60, 100):
+        bed.sim.at(at, "second cli run", lambda: later.append(second.run(request)))
+
+    # WHEN the first runs, and a second CLI run starts 30, 60 and 100 s in
+    report = first.run(request)
+
+    # THEN every second run was refused while the first held the lock, and capacity never dropped
+    assert report.status == "succeeded", report.error
+    assert [r.error_type for r in later] == ["LockHeld"] * 3
+    bed.assert_restored()
+    bed.assert_capacity_held()
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.0, 2.5, 5.0])
+@pytest.mark.parametrize("durable_first", [True, False], ids=["durable-first", "plain-first"])
+def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
+    bed: Bed, offset: float, durable_first: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import durable_support
+
+    import durable_function
+
+    # GIVEN a service, the plain engine, and the durable function under the SDK's test runner
+    bed.add_service(tasks=3, target=(1, 3))
+    request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
+    plain, _ = bed.engine(owner="req-plain")
+    config = parse_config({"recycle": {"poll_interval_seconds": 5}})
+    handler = durable_function.build_handler(clock=bed.clock, session=bed.session, config=config)
+    payload = json.dumps({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
+    name = durable_function.durable_execution_name(CLUSTER, SERVICE)
+
+    with interleaving(bed.clock, bed.ecs, bed.autoscaling, bed.elbv2, bed.dynamodb) as inter:
+        real_create_client = durable_function.create_client
+
+        def interleaved_client(session: Any, service: str) -> Any:
+            client = real_create_client(session, service)
+            client.meta.events.register("before-call.*.*", inter.before_call)
+            return client
+
+        monkeypatch.setattr(durable_function, "create_client", interleaved_client)
+        # The durable report, as the execution notifies it once (a failed execution's result is only its error).
+        reports: list[dict[str, Any]] = []
+        real_notify = durable_function.notify
+
+        def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+            reports.append(report)
+            return real_notify(report, *args, **kwargs)
+
+        monkeypatch.setattr(durable_function, "notify", recording_notify)
+
+        def each_invocation(event: Any, context: Any) -> Any:
+            # Each invocation runs on one of the runner's threads: it works for "durable", and
+            # starts when the virtual clock has reached the wake-up its last wait asked for.
+            inter.adopt("durable")
+            return handler(event, context)
+
+        def durable_wait(_clock: Any, wake: Any) -> float:
+            # A durable wait: the execution is suspended until then; the other run goes on meanwhile.
+            inter.pause("durable", wake.timestamp())
+            return 0.0
+
+        monkeypatch.setattr(durable_support.SimulatedTimeClock, "arm", durable_wait)
+
+        def run_durable() -> Any:
+            with (
+                durable_support.fast_checkpoint_shutdown(),
+                durable_support.durable_runner(bed.clock, each_invocation) as runner,
+            ):
+                runner.run(input=payload, execution_name=name, execution_timeout=120)
+            assert len(reports) == 1
+            return reports[0]
+
+        inter.add("durable", run_durable, start_after=0.0 if durable_first else offset)
+        inter.add("plain", lambda: plain.run(request), start_after=offset if durable_first else 0.0)
+        done = inter.run()
+
+    # THEN exactly one proceeded (the durable one fails after its report, which says LockHeld)
+    assert all(p.error is None for p in done.values()), {n: p.error for n, p in done.items()}
+    durable_report, plain_report = done["durable"].result, done["plain"].result
+    outcomes = sorted(
+        [
+            (plain_report.status, plain_report.error_type or ""),
+            (durable_report["status"], durable_report["error_type"] or ""),
+        ]
+    )
+    assert outcomes == [("failed", "LockHeld"), ("succeeded", "")], (plain_report.error, durable_report)
+    bed.assert_restored()
+    bed.assert_capacity_held()
+    bed.assert_each_original_stopped_at_most_once()
+
+
+# --------------------------------------------------------------------------- forged and tampered state
+
+
+FORGED_TAG = "v=1 owner=x exp=0 desired=0 surge=1 target=1 min=0 max=0 susp=111 landed=1"
+
+
+def test_a_forged_lock_tag_is_never_trusted(bed: Bed) -> None:
+    # GIVEN a principal allowed only to tag the service planted the old tag lock, "expired", claiming a surge
+    arn = bed.add_service(tasks=3, target=(2, 6))
+    bed.ecs.tag_resource(resourceArn=arn, tags=[{"key": LEGACY_LOCK_TAG_KEY, "value": FORGED_TAG}])
+    bed.calls.clear()
+
+    # WHEN the next run starts
+    report = bed.run(wait_time=0)
+
+    # THEN nothing of it was applied: the service was recycled and restored to what it really was
+    assert report.status == "succeeded", report.error
+    bed.assert_restored()
+    bed.assert_capacity_held()
+    # AND the tag is reported as untrusted, not silently ignored
+    assert any(LEGACY_LOCK_TAG_KEY in note and "not trusted" in note for note in report.external_changes)
+
+
+TAMPERED: dict[str, dict[str, Any]] = {
+    "min above max": {"snapshot": {"target": {"min": 5, "max": 1}}},
+    "negative desired": {"snapshot": {"desired_count": -1}},
+    "huge desired": {"snapshot": {"desired_count": 10**9}},
+    "unknown phase": {"phase": "draining"},
+    "string version": {"version": "7"},
+    "no snapshot": {"snapshot": None},
+    "surge of 1000": {"snapshot": {"surge_size": 1000}},
+    "flags not booleans": {"snapshot": {"target": {"suspended": {"DynamicScalingInSuspended": "yes"}}}},
+    "restore that adds tasks": {"phase": "restoring", "restore": {"from": 3, "to": 9}},
+    "restore that removes more than the surge": {"phase": "restoring", "restore": {"from": 9, "to": 3}},
+}
+
+
+def _expired_item(bed: Bed, **overrides: Any) -> dict[str, Any]:
+    now = int(bed.clock.now())
+    item: dict[str, Any] = {
+        "pk": bed.lock_key(),
+        "tool": "ecs-task-recycle",
+        "owner": "run-0",
+        "version": 7,
+        "expires_at": now - 10,
+        "phase": "surged",
+        "started_at": now - 600,
+        "progress": {"recycled": 1, "total": 3, "batch": 1, "updated_at": now - 60},
+        "snapshot": {
+            "desired_count": 3,
+            "surge": True,
+            "surge_size": 1,
+            "target": {
+                "min": 2,
+                "max": 6,
+                "suspended": {
+                    "DynamicScalingInSuspended": False,
+                    "DynamicScalingOutSuspended": False,
+                    "ScheduledScalingSuspended": False,
+                },
+            },
+        },
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(item.get(key), dict):
+            merged = dict(item[key])
+            for inner, inner_value in value.items():
+                merged[inner] = (
+                    {**merged[inner], **inner_value}
+                    if isinstance(inner_value, dict) and merged.get(inner)
+                    else inner_value
+                )
+            item[key] = merged
+        else:
+            item[key] = value
+    return item
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_a_tampered_lock_item_is_refused_loudly_and_nothing_is_applied(bed: Bed, case: str, captured_logs: Any) -> None:
+    # GIVEN a service that looks surged, and an expired lock item with values this tool never writes
+    bed.add_service(tasks=3, target=(2, 6))
+    bed.plant_lock(_expired_item(bed, **TAMPERED[case]))
+    target_before, desired_before = bed.sim.scalable_target(CLUSTER, SERVICE), bed.desired()
+
+    # WHEN the next run starts
+    report = bed.run(wait_time=0)
+
+    # THEN it refuses, saying the item is not one this tool wrote, and changes nothing on the service
+    assert report.status == "failed" and report.error_type == "LockCorrupt", report.error
+    assert "nothing was applied" in (report.error or "")
+    assert any(
+        line["level"] == "ERROR" and "LockCorrupt" == line.get("error_type") for line in log_lines(captured_logs)
+    )
+    assert MUTATING.isdisjoint(bed.calls)
+    assert bed.desired() == desired_before and bed.sim.scalable_target(CLUSTER, SERVICE) == target_before
+
+
+def test_a_well_formed_expired_item_is_repaired_from_its_phase(bed: Bed) -> None:
+    # GIVEN a run that died surged (desired 4 of 3, scale-in and scheduled scaling suspended by it)
+    bed.add_service(tasks=3, target=(2, 6))
+    bed.plant_lock(_expired_item(bed))
+    bed.sim.set_desired(CLUSTER, SERVICE, 4)
+    suspended = {
+        "DynamicScalingInSuspended": True,
+        "DynamicScalingOutSuspended": False,
+        "ScheduledScalingSuspended": True,
+    }
+    bed.autoscaling.register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId=f"service/{CLUSTER}/{SERVICE}",
+        ScalableDimension="ecs:service:DesiredCount",
+        SuspendedState=suspended,
+    )
+    bed.clock.sleep(100)
+
+    # WHEN the next run starts
+    report = bed.run(wait_time=0)
+
+    # THEN it first removed exactly the one surged task and resumed scaling, then recycled, then restored
+    assert report.status == "succeeded", report.error
+    assert any("repaired expired lock of run-0: desiredCount 4 -> 3" in a for a in report.restore_actions)
+    bed.assert_restored()
+
+
+# --------------------------------------------------------------------------- the restore's phases
+
+
+def test_a_failed_desired_count_restore_leaves_the_target_surged_for_the_repair(bed: Bed) -> None:
+    # GIVEN a service at MaxCapacity (restoring Max while surged would clamp it), whose restore UpdateService
+    # is denied on every attempt
+    bed.add_service(tasks=2, target=(1, 2))
+    bed.sim.fail("update_service", "AccessDeniedException", times=10, after_calls=1)
+
+    report = bed.run(wait_time=0)
+
+    # THEN the run fails loudly, the scalable target was NOT restored (Max still 3), nothing was clamped
+    assert report.status == "failed" and report.restored is False and "RESTORE FAILED" in (report.error or "")
+    assert bed.desired() == 3
+    target = bed.sim.scalable_target(CLUSTER, SERVICE)
+    assert target is not None and target["MaxCapacity"] == 3
+    lock = bed.lock()
+    assert lock is not None and lock.phase in (Phase.SURGED, Phase.RESTORING)
+
+    # WHEN the permission is back and the lock has expired, the next run repairs from the recorded phase
+    bed.sim.faults.clear()
+    bed.clock.sleep(2000)
+    report = bed.run(owner="run-2", wait_time=0)
+
+    # THEN exactly the surged task was removed (2, not 1), and the service is as it was
+    assert report.status == "succeeded", report.error
+    bed.assert_restored()
+
+
+def test_a_lock_that_could_not_be_released_is_not_a_success_and_costs_no_task(bed: Bed) -> None:
+    # GIVEN the release (the last write to the lock item) fails on every attempt
+    bed.add_service(tasks=2, target=(1, 4))
+    writes_before_release = 5  # surging, surged, restoring, desired restored, target restored
+    bed.sim.fail("update_item", "AccessDeniedException", times=3, after_calls=writes_before_release)
+
+    report = bed.run(wait_time=0)
+
+    # THEN the service is restored, but the run does not report success
+    assert report.restored is True
+    assert report.status == "failed" and "could not be released" in (report.error or "")
+    assert bed.desired() == 2
+    lock = bed.lock()
+    assert lock is not None and lock.phase == Phase.TARGET_RESTORED
+
+    # WHEN the next run comes after the lock expired
+    bed.clock.sleep(2000)
+    report = bed.run(owner="run-2", wait_time=0)
+
+    # THEN it finds nothing to undo: no task is removed, and the recycle goes ahead
+    assert report.status == "succeeded", report.error
+    assert not any("desiredCount" in a and "repaired" in a for a in report.restore_actions)
+    bed.assert_restored()
+
+
+def test_an_operators_scalable_target_change_mid_run_is_kept(bed: Bed) -> None:
+    # GIVEN a 3-task service with a 2/6 target, and an operator who moves it to 5/10 mid-run
+    bed.add_service(tasks=3, target=(2, 6))
+
+    def operator() -> None:
+        bed.autoscaling.register_scalable_target(
+            ServiceNamespace="ecs",
+            ResourceId=f"service/{CLUSTER}/{SERVICE}",
+            ScalableDimension="ecs:service:DesiredCount",
+            MinCapacity=5,
+            MaxCapacity=10,
+        )
+
+    bed.sim.at(100, "operator", operator)
+    report = bed.run(wait_time=0)
+
+    # THEN the restore undid only the run's own suspension, and kept the operator's 5/10
+    assert report.status == "succeeded", report.error
+    target = bed.sim.scalable_target(CLUSTER, SERVICE)
+    assert target is not None and (target["MinCapacity"], target["MaxCapacity"]) == (5, 10)
+    assert not any(target["SuspendedState"].values())
+    assert any("MinCapacity was changed by another actor" in c for c in report.external_changes)
+    assert any("MaxCapacity was changed by another actor" in c for c in report.external_changes)
+    assert report.restored_target == {
+        "min_capacity": 5,
+        "max_capacity": 10,
+        "suspended": dict.fromkeys(target["SuspendedState"], False),
+    }
+
+
+def test_a_suspension_flag_set_before_the_run_stays_set_even_when_repaired(bed: Bed) -> None:
+    # GIVEN scheduled scaling suspended by the operator before the run, and a run killed surged
+    flags = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False, "ScheduledScalingSuspended": True}
+    bed.add_service(tasks=3, target=(1, 3), suspended=flags)
+    bed.clock.kill_at = bed.clock.now() + 60
+    with pytest.raises(BaseException, match="killed"):
+        bed.run(owner="run-1")
+
+    # WHEN the next run repairs it and recycles
+    bed.clock.sleep(2000)
+    bed.snapshots[SERVICE]["tasks"] += [
+        t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"
+    ]
+    report = bed.run(owner="run-2", wait_time=0)
+
+    # THEN the operator's flag is still set, the run's own flags are off again, Max is back to 3
+    assert report.status == "succeeded", report.error
+    bed.assert_restored()
