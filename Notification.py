@@ -40,7 +40,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 import AWSSession
-from errors import ConfigError, RecycleError
+from errors import ConfigError, RecycleError, clip
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ EMAIL_SECTION = "emailNotification"
 
 SECURITY_MODES: tuple[Security, ...] = ("starttls", "ssl", "none")
 OUTCOMES: tuple[Outcome, ...] = ("success", "failure")
-_SECURITY_FOR_PORT: dict[int, Security] = {587: "starttls", 465: "ssl"}
+# The one port that means implicit TLS; every other port defaults to STARTTLS.
+_IMPLICIT_TLS_PORT = 465
 _PORT_FOR_SECURITY: dict[Security, int] = {"starttls": 587, "ssl": 465}
 
 DEFAULT_EMAIL_SUBJECT = "ECS Service Task Recycle"
@@ -77,6 +78,13 @@ DEFAULT_TIMEOUT_SECONDS = 15.0
 MIN_TIMEOUT_SECONDS = 1.0
 MAX_TIMEOUT_SECONDS = 300.0
 MAX_RECIPIENTS = 100
+# Longest "Display Name <local@domain>" accepted: an addr-spec is at most 254
+# characters (RFC 5321), which leaves ample room for a name. Checked before any
+# pattern runs, so a pathological value costs nothing.
+MAX_ADDRESS_CHARS = 512
+MAX_HOSTNAME_CHARS = 253
+# Secrets Manager SecretId and SSM parameter names (as ARNs) are at most 2048 characters.
+MAX_REFERENCE_CHARS = 2048
 
 _SMTP_KEYS = frozenset(
     {
@@ -109,13 +117,17 @@ _OUTCOME_TEXT: dict[str, str] = {
 }
 
 # RFC 5321 dot-atom local part and an ASCII domain. Internationalised
-# addresses (SMTPUTF8) are deliberately not accepted.
+# addresses (SMTPUTF8) are deliberately not accepted. Every pattern is ASCII-only,
+# used with fullmatch, and free of overlapping quantifiers, so it runs in linear time.
 _LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_ADDR_SPEC = re.compile(rf"^(?P<local>{_LOCAL_PART})@(?P<domain>{_LABEL}(?:\.{_LABEL})*)$")
-_NAME_ADDR = re.compile(r'^(?P<name>"[^"]*"|[^<>"]*?)\s*<(?P<addr>[^<>]+)>$')
-_HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+_ADDR_SPEC = re.compile(rf"(?P<local>{_LOCAL_PART})@(?P<domain>{_LABEL}(?:\.{_LABEL})*)", re.ASCII)
+# The display name is a quoted string (then blanks) or a run of anything but <, > and ".
+# The old lazy name followed by \s* let both take the same blanks: quadratic on long runs of spaces.
+_NAME_ADDR = re.compile(r'(?P<name>"[^"]*"[ \t]*|[^<>"]*)<(?P<addr>[^<>]+)>', re.ASCII)
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]", re.ASCII)
+_PORT_TEXT = re.compile(r"[0-9]{1,10}", re.ASCII)
 
 
 # --------------------------------------------------------------------------- #
@@ -160,9 +172,9 @@ class PasswordReference:
 
     def describe(self) -> str:
         if self.kind == "secrets_manager":
-            suffix = f" (key {self.key!r})" if self.key else ""
-            return f"Secrets Manager secret {self.name!r}{suffix}"
-        return f"SSM parameter {self.name!r}"
+            suffix = f" (key {clip(repr(self.key))})" if self.key else ""
+            return f"Secrets Manager secret {clip(repr(self.name))}{suffix}"
+        return f"SSM parameter {clip(repr(self.name))}"
 
 
 @dataclass(frozen=True)
@@ -222,6 +234,10 @@ def parse_notification_config(
     host = _parse_host(smtp_section)
     port, security = _parse_port_and_security(smtp_section, host)
     username = _optional_text(smtp_section, SMTP_SECTION, "username")
+    if username and not username.isascii():
+        raise ConfigError(
+            f"{SMTP_SECTION}.username", "must contain only ASCII characters (SMTP AUTH cannot send any other)"
+        )
     password = _parse_password(smtp_section)
     if username and password is None:
         raise ConfigError(f"{SMTP_SECTION}.password", "is required when username is set")
@@ -261,7 +277,7 @@ def _reject_unknown(prefix: str, section: Mapping[str, Any], allowed: Iterable[s
     unknown = sorted(str(k) for k in set(section) - set(allowed))
     if unknown:
         raise ConfigError(
-            f"{prefix}.{unknown[0]}",
+            f"{prefix}.{clip(unknown[0])}",
             f"unknown key (allowed: {', '.join(sorted(allowed))})",
         )
 
@@ -274,9 +290,11 @@ def _parse_host(section: Mapping[str, Any]) -> str:
     if not isinstance(raw, str):
         raise ConfigError(name, f"must be a string, got {type(raw).__name__}")
     host = raw.strip().lower()
+    if len(host) > MAX_HOSTNAME_CHARS + 2:
+        raise ConfigError(name, f"must be at most {MAX_HOSTNAME_CHARS} characters")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if _is_ip(host) or _HOSTNAME.match(host):
+    if _is_ip(host) or _HOSTNAME.fullmatch(host):
         return host
     raise ConfigError(name, "must be a hostname or an IP address")
 
@@ -297,15 +315,9 @@ def _parse_port_and_security(section: Mapping[str, Any], host: str) -> tuple[int
         security = _as_security(raw_security.strip().lower())
 
     if security is None:
-        if port is None:
-            port, security = 587, "starttls"
-        elif port in _SECURITY_FOR_PORT:
-            security = _SECURITY_FOR_PORT[port]
-        else:
-            raise ConfigError(
-                f"{SMTP_SECTION}.security",
-                f"is required for port {port} (only 587 and 465 imply it): use {', '.join(SECURITY_MODES)}",
-            )
+        # Fail-closed default: STARTTLS is required (never a fallback to plain text),
+        # except on 465, where TLS starts with the first byte.
+        security = "ssl" if port == _IMPLICIT_TLS_PORT else "starttls"
     if port is None:
         if security == "none":
             raise ConfigError(f"{SMTP_SECTION}.port", "is required with security none")
@@ -332,7 +344,8 @@ def _parse_port(raw: Any) -> int:
         raise ConfigError(name, "must be a port number, got a boolean")
     if isinstance(raw, int):
         port = raw
-    elif isinstance(raw, str) and raw.strip().isdigit():
+    elif isinstance(raw, str) and _PORT_TEXT.fullmatch(raw.strip()):
+        # Not str.isdigit(): that is true for "²" and other digits int() refuses.
         port = int(raw.strip())
     else:
         raise ConfigError(name, "must be a whole number or a string of digits")
@@ -370,6 +383,9 @@ def _parse_password(section: Mapping[str, Any]) -> str | PasswordReference | Non
     if raw is None or raw == "":
         return None
     if isinstance(raw, str):
+        if not raw.isascii():
+            # smtplib sends AUTH as ASCII: such a password can never log in. Say nothing of where.
+            raise ConfigError(name, "must contain only ASCII characters (SMTP AUTH cannot send any other)")
         return raw
     if not isinstance(raw, Mapping):
         # Never echo the value: it may be a mistyped secret.
@@ -378,7 +394,9 @@ def _parse_password(section: Mapping[str, Any]) -> str | PasswordReference | Non
             'must be a string or a reference: {"secrets_manager": "name-or-arn", "key": "..."} '
             'or {"ssm_parameter": "/name"}',
         )
-    _reject_unknown(name, raw, _PASSWORD_REF_KEYS)
+    if set(raw) - _PASSWORD_REF_KEYS:
+        # Not named: a key here may be the password itself, typed into the wrong place.
+        raise ConfigError(name, f"unknown key in the reference (allowed: {', '.join(sorted(_PASSWORD_REF_KEYS))})")
     kinds = [k for k in ("secrets_manager", "ssm_parameter") if k in raw]
     if len(kinds) != 1:
         raise ConfigError(name, "a reference names exactly one of secrets_manager, ssm_parameter")
@@ -386,12 +404,16 @@ def _parse_password(section: Mapping[str, Any]) -> str | PasswordReference | Non
     target = raw[kind]
     if not isinstance(target, str) or not target.strip():
         raise ConfigError(f"{name}.{kind}", "must be a non-empty string")
+    if len(target.strip()) > MAX_REFERENCE_CHARS:
+        raise ConfigError(f"{name}.{kind}", f"must be at most {MAX_REFERENCE_CHARS} characters")
     key = raw.get("key")
     if key is not None:
         if kind != "secrets_manager":
             raise ConfigError(f"{name}.key", "only applies to a secrets_manager reference")
         if not isinstance(key, str) or not key:
             raise ConfigError(f"{name}.key", "must be a non-empty string")
+        if len(key) > MAX_REFERENCE_CHARS:
+            raise ConfigError(f"{name}.key", f"must be at most {MAX_REFERENCE_CHARS} characters")
     if kind == "secrets_manager":
         return PasswordReference("secrets_manager", target.strip(), key)
     return PasswordReference("ssm_parameter", target.strip())
@@ -423,6 +445,8 @@ def _parse_address_list(section: Mapping[str, Any], key: str, required: bool) ->
         return (_parse_address(raw, name),)
     if not isinstance(raw, list):
         raise ConfigError(name, "must be a list of email addresses")
+    if len(raw) > MAX_RECIPIENTS:
+        raise ConfigError(name, f"at most {MAX_RECIPIENTS} recipients in all")
     return tuple(_parse_address(item, f"{name}[{i}]") for i, item in enumerate(raw))
 
 
@@ -430,6 +454,8 @@ def _parse_address(raw: Any, name: str) -> str:
     """Validate ``a@b.c`` or ``Display Name <a@b.c>`` and return the header form."""
     if not isinstance(raw, str) or not raw.strip():
         raise ConfigError(name, "must be a non-empty email address string")
+    if len(raw) > MAX_ADDRESS_CHARS:
+        raise ConfigError(name, f"is longer than {MAX_ADDRESS_CHARS} characters")
     if _unsafe_header_char(raw):
         raise ConfigError(
             name,
@@ -437,11 +463,11 @@ def _parse_address(raw: Any, name: str) -> str:
         )
     text = raw.strip()
     display_name = ""
-    match = _NAME_ADDR.match(text)
+    match = _NAME_ADDR.fullmatch(text)
     if match:
         display_name = match.group("name").strip().strip('"').strip()
         text = match.group("addr").strip()
-    spec = _ADDR_SPEC.match(text)
+    spec = _ADDR_SPEC.fullmatch(text)
     if not spec or len(text) > 254 or len(spec.group("local")) > 64:
         raise ConfigError(name, "is not a valid email address (expected name@example.com)")
     domain = spec.group("domain")
@@ -493,7 +519,7 @@ def _unsafe_header_char(value: str) -> bool:
 
 
 def _addr_spec(entry: str) -> str:
-    match = _NAME_ADDR.match(entry)
+    match = _NAME_ADDR.fullmatch(entry)
     return match.group("addr").strip() if match else entry.strip()
 
 
@@ -765,7 +791,7 @@ def _html_list(items: Sequence[str], code: bool = False) -> str:
 def _logs_url(report: Mapping[str, Any]) -> str | None:
     """A CloudWatch console link, for the standard partition only."""
     region, group = report.get("region"), report.get("log_group")
-    if not (isinstance(region, str) and _REGION.match(region) and isinstance(group, str)):
+    if not (isinstance(region, str) and _REGION.fullmatch(region) and isinstance(group, str)):
         return None
     if region.startswith(("cn-", "us-gov-", "us-iso")) or not group:
         return None
@@ -859,6 +885,9 @@ def _read_reference(ref: PasswordReference, session: boto3.Session) -> str:
         raise PasswordUnavailableError(f"could not read {ref.describe()}: {type(e).__name__}") from e
     if not isinstance(value, str) or not value:
         raise PasswordUnavailableError(f"{ref.describe()} is empty")
+    if not value.isascii():
+        # smtplib's own error would quote a character of the password and its position.
+        raise PasswordUnavailableError(f"{ref.describe()} holds characters outside ASCII, which SMTP AUTH cannot send")
     return value
 
 

@@ -207,6 +207,9 @@ def test_given_smtp_without_email_section_when_parsing_then_error_names_email_to
         (587, None, (587, "starttls")),
         ("465", None, (465, "ssl")),
         (2525, "starttls", (2525, "starttls")),
+        (2525, None, (2525, "starttls")),
+        ("25", None, (25, "starttls")),
+        (465, "starttls", (465, "starttls")),
         (None, "ssl", (465, "ssl")),
         (None, None, (587, "starttls")),
         (" 25 ", "NONE", (25, "none")),
@@ -244,7 +247,10 @@ def test_given_seed_style_config_when_parsing_then_addresses_and_defaults_are_no
         ({"port": 0}, {}, "smtpCredentials.port"),
         ({"port": 70000}, {}, "smtpCredentials.port"),
         ({"port": True}, {}, "smtpCredentials.port"),
-        ({"port": 2525}, {}, "smtpCredentials.security"),
+        ({"port": "²"}, {}, "smtpCredentials.port"),
+        ({"port": "٥٨٧"}, {}, "smtpCredentials.port"),
+        ({"port": "12345678901"}, {}, "smtpCredentials.port"),
+        ({"port": 10**400}, {}, "smtpCredentials.port"),
         ({"security": "tls"}, {}, "smtpCredentials.security"),
         ({"host": "smtp.example.com", "port": 25, "security": "none"}, {}, "smtpCredentials.security"),
         ({"host": "smtp example com"}, {}, "smtpCredentials.host"),
@@ -255,7 +261,7 @@ def test_given_seed_style_config_when_parsing_then_addresses_and_defaults_are_no
         ({"username": None}, {}, "smtpCredentials.username"),
         ({"password": {"secrets_manager": "a", "ssm_parameter": "/b"}}, {}, "smtpCredentials.password"),
         ({"password": {"ssm_parameter": "/b", "key": "k"}}, {}, "smtpCredentials.password.key"),
-        ({"password": {"vault": "x"}}, {}, "smtpCredentials.password.vault"),
+        ({"password": {"vault": "x"}}, {}, "smtpCredentials.password"),
         ({"timeout_seconds": 0}, {}, "smtpCredentials.timeout_seconds"),
         ({"timeout_seconds": "15"}, {}, "smtpCredentials.timeout_seconds"),
         ({"pasword": "typo"}, {}, "smtpCredentials.pasword"),
@@ -744,3 +750,175 @@ def test_given_eml_export_when_saved_then_it_parses_back(tmp_path: Path) -> None
     parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
     assert parsed["Subject"] == SUBJECTS["succeeded"]
     assert PASSWORD not in path.read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- #
+# Input that must stay a ConfigError, and never show a secret
+# --------------------------------------------------------------------------- #
+
+
+def test_given_an_unknown_key_in_the_password_reference_when_parsing_then_neither_key_nor_value_is_shown() -> None:
+    # GIVEN the password typed where a reference key belongs
+    reference = {"secrets_manager": "smtp/creds", PASSWORD: PASSWORD}
+    # WHEN it is parsed
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587, password=reference), email_section())
+    # THEN the error names the password key, and shows nothing of what was typed
+    assert caught.value.field == "smtpCredentials.password"
+    assert PASSWORD not in str(caught.value) and PASSWORD not in caught.value.field
+
+
+def test_given_a_non_ascii_literal_password_when_parsing_then_it_is_refused_without_a_hint() -> None:
+    password = "pass-wörd-1234"
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587, password=password), email_section())
+    assert caught.value.field == "smtpCredentials.password"
+    message = str(caught.value)
+    assert "ö" not in message and "\\xf6" not in message and "position" not in message
+    assert "ASCII" in message
+
+
+def test_given_a_non_ascii_username_when_parsing_then_it_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587, username="jörg@example.com"), email_section())
+    assert caught.value.field == "smtpCredentials.username"
+
+
+@mock_aws
+def test_given_a_referenced_non_ascii_password_when_notifying_then_the_failure_reveals_nothing(
+    starttls_server: RunningServer,
+) -> None:
+    # GIVEN a referenced password that smtplib could never send
+    password = "s3cr3t-pässword-never-log-me"
+    boto3.client("secretsmanager", region_name=REGION).create_secret(Name="smtp/intl", SecretString=password)
+    config = config_for(
+        smtp_section(starttls_server.port, security="starttls", password={"secrets_manager": "smtp/intl"})
+    )
+    # WHEN notifying
+    with capture_json_logs(QUIET_LOGGERS) as logs:
+        result = Notification.notify(make_report(), config, boto3.Session(region_name=REGION))
+    # THEN the notification fails, naming the reference and nothing of the password
+    assert result["status"] == "failed"
+    assert result["detail"].startswith("password: Secrets Manager secret 'smtp/intl'")
+    assert "ASCII" in result["detail"]
+    for text in (result["detail"], logs.text()):
+        assert "ä" not in text and "\\xe4" not in text and "position" not in text
+        assert "s3cr3t" not in text
+    assert starttls_server.handler.messages == []
+
+
+def test_given_a_long_unknown_key_when_parsing_then_the_error_is_short() -> None:
+    smtp = smtp_section(587)
+    smtp["x" * 10**6] = 1
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp, email_section())
+    assert caught.value.field == "smtpCredentials." + "x" * 80 + "… (1000000 characters)"
+    assert len(str(caught.value)) < 400
+
+
+def test_given_a_huge_reference_name_when_parsing_then_it_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(
+            smtp_section(587, password={"ssm_parameter": "/" + "p" * 10**6}), email_section()
+        )
+    assert caught.value.field == "smtpCredentials.password.ssm_parameter"
+    assert len(str(caught.value)) < 400
+
+
+def test_given_a_region_with_a_unicode_digit_when_rendered_then_no_console_link_is_made() -> None:
+    _, rich = parts(Notification.render_message(make_report(region="eu-west-١"), config_for(smtp_section(587))))
+    assert "console.aws.amazon.com" not in rich
+
+
+# --------------------------------------------------------------------------- #
+# Address parsing runs in linear time
+# --------------------------------------------------------------------------- #
+
+PATHOLOGICAL = {
+    "spaces": " " * 30_000,
+    "spaces-then-x": " " * 30_000 + "x",
+    "name-without-bracket": "a" * 30_000,
+    "name-then-spaces": "a" + " " * 30_000 + "b",
+    "spaces-before-bracket": "a" + " " * 30_000 + "<",
+    "spaces-before-address": "a" + " " * 30_000 + "<x",
+    "tabs-inside": "a" + "\t" * 30_000 + "b",
+    "open-brackets": "<" * 30_000,
+    "quote-then-spaces": '"' + " " * 30_000,
+    "quoted-then-spaces": '"a"' + " " * 30_000 + "x",
+    "long-local-part": "a" * 30_000 + "@example.com",
+    "long-domain": "a@" + "a" * 30_000,
+    "dotted-domain": "a@" + "a." * 15_000,
+    "just-under-the-limit": " " * (Notification.MAX_ADDRESS_CHARS - 1) + "x",
+    "quoted-under-the-limit": '"a"' + " " * (Notification.MAX_ADDRESS_CHARS - 10) + "x",
+}
+
+
+@pytest.mark.parametrize("field", ["to", "cc", "bcc"])
+@pytest.mark.parametrize("value", list(PATHOLOGICAL.values()), ids=list(PATHOLOGICAL))
+def test_given_a_pathological_address_when_parsing_then_it_is_refused_quickly(field: str, value: str) -> None:
+    # GIVEN a value built to make a backtracking pattern work hard
+    email = email_section(**{field: [value]})
+    # WHEN it is parsed
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587), email)
+    elapsed = time.perf_counter() - started
+    # THEN it is refused, naming the entry, in well under half a second
+    assert caught.value.field == f"emailNotification.{field}[0]"
+    assert elapsed < 0.5, f"{elapsed:.2f} s"
+
+
+def test_given_too_many_recipients_when_parsing_then_the_list_is_refused_before_each_is_parsed() -> None:
+    email = email_section(to=[" " * 400] * 100_000)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587), email)
+    assert caught.value.field == "emailNotification.to"
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ('"Doe, John"   <john@example.com>', '"Doe, John" <john@example.com>'),
+        ("Team Lead<lead@example.com>", "Team Lead <lead@example.com>"),
+        ("  Team   Lead   <lead@example.com>  ", "Team   Lead <lead@example.com>"),
+        ("<bare@example.com>", "bare@example.com"),
+    ],
+)
+def test_given_name_addr_forms_when_parsing_then_they_still_parse(entry: str, expected: str) -> None:
+    assert config_for(smtp_section(587), email_section(to=[entry])).to == (expected,)
+
+
+# --------------------------------------------------------------------------- #
+# Security defaults to STARTTLS on any port but 465
+# --------------------------------------------------------------------------- #
+
+
+def test_given_a_seed_style_config_on_another_port_when_notifying_then_starttls_is_used(
+    starttls_server: RunningServer,
+) -> None:
+    # GIVEN a config with a string port that is neither 587 nor 465, and no security key
+    config = config_for(smtp_section(str(starttls_server.port)))
+    assert config.security == "starttls"
+    # WHEN notifying
+    result = Notification.notify(make_report(), config, None)
+    # THEN it was sent over STARTTLS, authenticated
+    assert result["status"] == "sent", result
+    [received] = starttls_server.handler.messages
+    assert received.over_tls and received.authenticated_as == USERNAME
+
+
+def test_given_default_security_and_a_server_without_starttls_when_notifying_then_it_fails_closed(
+    trust_ca: None,
+) -> None:
+    # GIVEN a server on a non-standard port that offers AUTH but no STARTTLS, and no security key
+    authenticator = PasswordAuthenticator(USERNAME, PASSWORD)
+    with smtp_server("plain", authenticator=authenticator) as server:
+        config = config_for(smtp_section(server.port))
+        result = Notification.notify(make_report(), config, None)
+    # THEN nothing went out in clear: no password, no message
+    assert result["status"] == "failed"
+    assert result["detail"].startswith("STARTTLS: the server does not offer STARTTLS")
+    assert authenticator.attempts == []
+    assert server.handler.messages == []
