@@ -31,8 +31,9 @@ class RecycleNotCompleted(RecycleError):
     """The run did not fully succeed. The message says what was done and what was restored."""
 
     def __init__(self, report: dict[str, Any]) -> None:
-        self.report = report
-        super().__init__(summarise(report))
+        # Masked here too, so no caller can put a secret into the message.
+        self.report = logs.mask_data(report)
+        super().__init__(summarise(self.report))
 
 
 def summarise(report: dict[str, Any]) -> str:
@@ -76,6 +77,7 @@ def run_recycle(
     invocation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one recycle with the plain runtime, notify, and return the report as a dict."""
+    _register_secrets(config)
     session = session or get_aws_session(config.aws, session_suffix=owner_id)
     clock = clock or SystemClock()
     unbounded = remaining_seconds() is None
@@ -95,9 +97,10 @@ def run_recycle(
         report: RecycleReport = engine.run(request)
         for key in ("request_id", "log_group", "log_stream"):
             setattr(report, key, (invocation or {}).get(key))
-        result = report.to_dict()
+        # An AWS error can quote a credential (b'<token>\n'): mask before it is mailed or returned.
+        result = logs.mask_data(report.to_dict())
         # The restore has already happened; the notifier can no longer hurt the service.
-        result["notification"] = notify(result, config.notification, session)
+        result["notification"] = logs.mask_data(notify(result, config.notification, session))
         logger.info(
             "Task recycle report",
             extra={"status": result["status"], "notification": result["notification"].get("status")},

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import http.client
 import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.config import Config
+from botocore.exceptions import HTTPClientError
 from conftest import CLUSTER, SERVICE, Bed, load_event, log_lines
+from smtp_support import smtp_server
 
+import AWSSession
 import lambda_function
 import logs
-from config import parse_config
+import simulator
+from config import AwsCredentials, parse_config
 from simulator import Behaviour, FakeLambdaContext
 
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -132,3 +139,79 @@ def test_cli_rejects_bad_input_with_exit_code_2(capsys: Any) -> None:
     code = lambda_function.main(["--cluster", "bad name", "--service", SERVICE, "--dry-run"])
     assert code == 2
     assert "cluster_name" in capsys.readouterr().err
+
+
+def _check_headers_as_http_client_does(request: Any, **_: Any) -> None:
+    """Before moto answers, refuse a header value http.client would refuse, as botocore reports it."""
+    connection = http.client.HTTPConnection("localhost")
+    try:
+        connection.putrequest(request.method, "/", skip_host=True, skip_accept_encoding=True)
+        for name, value in request.headers.items():
+            connection.putheader(name, value)
+    except ValueError as e:
+        raise HTTPClientError(error=e) from e
+    finally:
+        connection.close()
+
+
+def test_a_token_quoted_by_an_aws_error_reaches_no_report_log_email_or_exception(
+    handler_env: Bed, captured_logs: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a session token with a trailing newline that got past validation (built in code),
+    # so every AWS call fails with "Invalid header value b'<token>\\n'"
+    bed = handler_env
+    bed.add_service(tasks=1)
+    token = "IQoJb3JpZ2luX2VjENEWLINETERMINATEDTOKEN0123456789"
+    monkeypatch.setattr(AWSSession, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
+    real_create_client = lambda_function.create_client
+
+    def create_client(session: Any, name: str) -> Any:
+        client = real_create_client(session, name)
+        client.meta.events.register_first("before-send", _check_headers_as_http_client_does)
+        return client
+
+    monkeypatch.setattr(lambda_function, "create_client", create_client)
+    with smtp_server("plain") as relay:
+        config = parse_config(
+            {
+                "smtpCredentials": {
+                    "host": "127.0.0.1",
+                    "port": relay.port,
+                    "security": "none",
+                    "from_email": "noreply@example.com",
+                },
+                "emailNotification": {"to": ["ops@example.com"]},
+            }
+        )
+        aws = AwsCredentials(
+            region_name=simulator.REGION, access_key="AKIAEXAMPLE", secret_key=SECRET_KEY, session_token=token + "\n"
+        )
+        config = dataclasses.replace(config, aws=aws)
+        monkeypatch.setattr(lambda_function, "_config", None)
+        monkeypatch.setattr(lambda_function, "load_config", lambda: config)
+
+        # WHEN the handler runs
+        with pytest.raises(lambda_function.RecycleNotCompleted) as caught:
+            lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+
+    # THEN the run failed on exactly that error, with the token masked in it
+    report = caught.value.report
+    assert "Invalid header value b'***'" in report["error"], report["error"]
+    assert report["notification"]["status"] == "sent", report["notification"]
+    [received] = relay.handler.messages
+    message = received.parsed()
+    text = message.get_body(preferencelist=("plain",))
+    rich = message.get_body(preferencelist=("html",))
+    assert text is not None and rich is not None
+    assert "Invalid header value" in text.get_content()
+    # ... and the token appears in none of: the report, the log lines, the email, the exception
+    for where, content in {
+        "report": json.dumps(report),
+        "logs": captured_logs.getvalue(),
+        "email (raw)": received.content.decode("utf-8", "replace"),
+        "email subject": str(message["Subject"]),
+        "email text": text.get_content(),
+        "email html": rich.get_content(),
+        "exception": str(caught.value),
+    }.items():
+        assert token not in content, f"the token reached the {where}"
