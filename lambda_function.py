@@ -9,6 +9,7 @@ metric and on-failure destinations see it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -17,8 +18,8 @@ from typing import Any
 
 import logs
 from AWSSession import create_client, get_aws_session
-from config import AppConfig, RecycleRequest, load_config, parse_event
-from errors import RecycleError
+from config import AppConfig, RecycleRequest, is_region_name, load_config, parse_event
+from errors import ConfigError, RecycleError
 from Notification import notify
 from recycle import Clock, LocalRuntime, Recycler, RecycleReport, SystemClock
 
@@ -122,13 +123,22 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         "log_group": getattr(context, "log_group_name", None),
         "log_stream": getattr(context, "log_stream_name", None),
     }
+    # Without a Lambda context (a direct call) there is no deadline: run as the CLI does,
+    # renewing the lock after each task, and say so in the report.
+    remaining_millis = getattr(context, "get_remaining_time_in_millis", None)
+    bounded = callable(remaining_millis)
+
+    def remaining_seconds() -> float | None:
+        return remaining_millis() / 1000.0 if callable(remaining_millis) else None
+
     result = run_recycle(
         request,
         config,
-        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
+        remaining_seconds=remaining_seconds,
         owner_id=invocation["request_id"] or "lambda",
         invocation=invocation,
     )
+    result["time_budget"] = "Lambda remaining time" if bounded else "unlimited (no Lambda context)"
     if result["status"] not in ("succeeded", "dry_run"):
         error = RecycleNotCompleted(result)
         logger.error(str(error), extra={"status": result["status"]})
@@ -146,28 +156,40 @@ def main(argv: list[str] | None = None) -> int:
         prog="lambda_function.py",
         description="Recycle an ECS service's tasks one at a time, against real AWS (credentials from input.json).",
     )
-    parser.add_argument("--cluster", required=True, help="cluster name or ARN")
-    parser.add_argument("--service", required=True, help="service name or ARN")
-    parser.add_argument("--wait-time", type=int, default=30, help="seconds to pause after each replacement")
-    parser.add_argument("--no-maintain-service-state", action="store_true", help="do not surge to N+1 while recycling")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    # Each event field is an option whose dest is the field's name (--wait-time -> wait_time),
+    # so a new field needs only its add_argument line here.
+    options = [
+        parser.add_argument("--cluster", dest="cluster_name", required=True, help="cluster name or ARN"),
+        parser.add_argument("--service", dest="service_name", required=True, help="service name or ARN"),
+        parser.add_argument("--wait-time", type=int, default=30, help="seconds to pause after each replacement"),
+        parser.add_argument(
+            "--no-maintain-service-state",
+            dest="maintain_service_state",
+            action="store_false",
+            help="do not surge to N+1 while recycling",
+        ),
+        parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing"),
+    ]
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
+    parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
     args = parser.parse_args(argv)
+    flags = {option.dest: option.option_strings[0] for option in options}
+    flags["region"] = "--region"
     logs.configure()
     try:
-        request = parse_event(
-            {
-                "cluster_name": args.cluster,
-                "service_name": args.service,
-                "wait_time": args.wait_time,
-                "maintain_service_state": not args.no_maintain_service_state,
-                "dry_run": args.dry_run,
-            }
-        )
+        request = parse_event({dest: getattr(args, dest) for dest in flags if dest != "region"})
         from pathlib import Path
 
         config = load_config(Path(args.config)) if args.config else get_config()
+        if args.region is not None:
+            if not is_region_name(args.region):
+                raise ConfigError("region", "is not an AWS region name")
+            config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
         result = run_recycle(request, config, owner_id="cli")
+    except ConfigError as e:
+        # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
+        print(f"error: {flags.get(e.field, e.field)}: {e.problem}", file=sys.stderr)
+        return 2
     except RecycleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

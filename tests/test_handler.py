@@ -135,10 +135,107 @@ def test_cli_dry_run_against_the_simulated_account(
     assert json.loads(out)["status"] == "dry_run"
 
 
-def test_cli_rejects_bad_input_with_exit_code_2(capsys: Any) -> None:
+def test_cli_rejects_bad_input_with_exit_code_2_naming_the_flag(capsys: Any) -> None:
     code = lambda_function.main(["--cluster", "bad name", "--service", SERVICE, "--dry-run"])
     assert code == 2
-    assert "cluster_name" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("error: --cluster: must be an ECS cluster name")
+
+
+def test_cli_names_the_flag_the_user_typed(capsys: Any) -> None:
+    # GIVEN a flag whose value the event validation refuses
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--wait-time", "901", "--dry-run"])
+    # THEN the error names --wait-time, not the event field wait_time
+    assert code == 2
+    assert capsys.readouterr().err == "error: --wait-time: must be between 0 and 900, got 901\n"
+
+
+def test_cli_without_a_region_prints_one_line_and_exits_2(
+    bed: Bed, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN no region in input.json, the environment or an AWS config file
+    bed.add_service(tasks=2)
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"awsCredentials": {"region_name": ""}}))
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+
+    # WHEN the CLI runs
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--dry-run", "--config", str(config)])
+
+    # THEN one line says how to set the region, the exit code is 2, and no AWS call was made
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: awsCredentials.region_name: ")
+    assert "AWS_REGION" in err and "--region" in err
+    assert bed.sim.calls == {}
+
+
+def test_cli_region_flag_sets_the_region(
+    bed: Bed, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN no region anywhere but on the command line
+    bed.add_service(tasks=2)
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"awsCredentials": {"region_name": ""}}))
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    argv = ["--cluster", CLUSTER, "--service", SERVICE, "--dry-run", "--config", str(config)]
+
+    # WHEN --region names the simulated account's region, THEN the dry run works there
+    assert lambda_function.main([*argv, "--region", simulator.REGION]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "dry_run"
+
+    # WHEN --region is malformed, THEN the flag is named
+    assert lambda_function.main([*argv, "--region", "us-east-١"]) == 2
+    assert capsys.readouterr().err == "error: --region: is not an AWS region name\n"
+
+
+def test_cli_with_an_unknown_profile_exits_2_naming_profile_name(tmp_path: Path, capsys: Any) -> None:
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"awsCredentials": {"profile_name": "no-such-profile"}}))
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--dry-run", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: awsCredentials.profile_name: profile 'no-such-profile' is not")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_handler_with_an_unknown_profile_raises_a_config_error(
+    handler_env: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from errors import ConfigError
+
+    bed = handler_env
+    bed.add_service(tasks=1)
+    monkeypatch.setattr(lambda_function, "_config", parse_config({"awsCredentials": {"profile_name": "nope"}}))
+    with pytest.raises(ConfigError) as caught:
+        lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+    assert caught.value.field == "awsCredentials.profile_name"
+    assert bed.sim.calls == {}
+
+
+def test_handler_without_a_context_runs_with_an_unlimited_budget_and_says_so(handler_env: Bed) -> None:
+    # GIVEN a service with more tasks than a short Lambda budget would allow
+    bed = handler_env
+    bed.add_service(tasks=4, target=(1, 6))
+
+    # WHEN the handler is called directly, with no Lambda context
+    result = lambda_function.lambda_handler(load_event("recycle.json"), None)
+
+    # THEN the whole service is recycled and restored, and the report says the budget was unlimited
+    assert result["status"] == "succeeded"
+    assert len(result["tasks_recycled"]) == 4
+    assert result["time_budget"] == "unlimited (no Lambda context)"
+    assert result["request_id"] is None
+    bed.assert_restored()
+
+
+def test_handler_with_a_context_reports_a_lambda_budget(handler_env: Bed) -> None:
+    bed = handler_env
+    bed.add_service(tasks=1)
+    result = lambda_function.lambda_handler(load_event("dry-run.json"), FakeLambdaContext(bed.clock))
+    assert result["time_budget"] == "Lambda remaining time"
 
 
 def _check_headers_as_http_client_does(request: Any, **_: Any) -> None:
