@@ -109,12 +109,24 @@ _SUBJECT_MARKERS: dict[str, str | None] = {
     "failed": "FAILED",
     "incomplete": "INCOMPLETE",
 }
-_OUTCOME_TEXT: dict[str, str] = {
-    "succeeded": "Succeeded: every task was replaced",
-    "dry_run": "Dry run: nothing was changed",
+# The heading's short status; the Outcome row gives the detail (_describe_outcome).
+_HEADLINES: dict[str, str] = {
+    "succeeded": "succeeded",
+    "dry_run": "dry run",
     "failed": "FAILED",
-    "incomplete": "INCOMPLETE: the time budget ran out with tasks remaining",
+    "incomplete": "INCOMPLETE",
 }
+# Application Auto Scaling's SuspendedState flags, as the email names them.
+_SCALING_FLAGS: tuple[tuple[str, str], ...] = (
+    ("DynamicScalingInSuspended", "scale-in"),
+    ("DynamicScalingOutSuspended", "scale-out"),
+    ("ScheduledScalingSuspended", "scheduled scaling"),
+)
+# The engine's restore action for the scalable target, e.g.
+# "scalable target Min=2 Max=10 DynamicScalingInSuspended=False, ...".
+_TARGET_ACTION = re.compile(
+    r"scalable target Min=(?P<min>[0-9]+) Max=(?P<max>[0-9]+) (?P<flags>[A-Za-z=, ]*)", re.ASCII
+)
 
 # RFC 5321 dot-atom local part and an ASCII domain. Internationalised
 # addresses (SMTPUTF8) are deliberately not accepted. Every pattern is ASCII-only,
@@ -538,7 +550,10 @@ def outcome_of(report: Mapping[str, Any]) -> Outcome:
 
 
 def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: datetime | None = None) -> str:
-    """``{prefix} | [FAILED | INCOMPLETE | DRY RUN |] {subject} | {YYYY-MM-DD}``."""
+    """``{prefix} | [FAILED | INCOMPLETE | DRY RUN |] {subject} | {YYYY-MM-DD}``.
+
+    The date is ``now`` (the send time, in UTC), the same clock as the Date header.
+    """
     status = report.get("status")
     marker = "UNKNOWN OUTCOME"
     if isinstance(status, str) and status in _SUBJECT_MARKERS:
@@ -547,7 +562,7 @@ def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: d
         config.subject_prefix,
         marker,
         config.email_subject,
-        _report_date(report, now),
+        (now or datetime.now(UTC)).astimezone(UTC).date().isoformat(),
     ]
     return " | ".join(p for p in parts if p)
 
@@ -602,25 +617,12 @@ def _domain(config: NotificationConfig) -> str:
     return config.envelope_sender.rpartition("@")[2] or "localhost"
 
 
-def _report_date(report: Mapping[str, Any], now: datetime | None) -> str:
-    started = report.get("started_at")
-    if isinstance(started, str) and started:
-        try:
-            parsed = datetime.fromisoformat(started)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None:
-                parsed = parsed.astimezone(UTC)
-            return parsed.date().isoformat()
-    return (now or datetime.now(UTC)).astimezone(UTC).date().isoformat()
-
-
 @dataclass(frozen=True)
 class _Sections:
     facts: list[tuple[str, str]]
     error: str | None
     restore_actions: list[str]
+    restored_target: list[tuple[str, str]]  # label, value; empty when the report has none
     tasks: list[tuple[str, str, str, str]]  # index, old id, new id, seconds
     remaining_title: str
     remaining: list[str]
@@ -678,7 +680,8 @@ def _build_sections(report: Mapping[str, Any]) -> _Sections:
     return _Sections(
         facts=facts,
         error=_text(error) if error else None,
-        restore_actions=[_text(a) for a in _list(report.get("restore_actions"))],
+        restore_actions=[_describe_restore_action(_text(a)) for a in _list(report.get("restore_actions"))],
+        restored_target=_describe_restored_target(report.get("restored_target")),
         tasks=tasks,
         remaining_title=("Tasks that would be recycled" if status == "dry_run" else "Tasks not recycled"),
         remaining=remaining,
@@ -688,15 +691,75 @@ def _build_sections(report: Mapping[str, Any]) -> _Sections:
     )
 
 
-def _describe_outcome(report: Mapping[str, Any]) -> str:
+def _headline(report: Mapping[str, Any]) -> str:
+    """The heading: a short status line naming the service."""
     status = report.get("status")
-    if isinstance(status, str) and status in _OUTCOME_TEXT:
-        text = _OUTCOME_TEXT[status]
-        if status == "incomplete":
-            count = len(_list(report.get("tasks_remaining")))
-            text = f"INCOMPLETE: the time budget ran out with {count} task(s) remaining"
-        return text
-    return f"UNKNOWN ({_text(status, 'no status')})"
+    word = _HEADLINES.get(status, "UNKNOWN OUTCOME") if isinstance(status, str) else "UNKNOWN OUTCOME"
+    where = f"{_text(report.get('cluster'), 'unknown')}/{_text(report.get('service'), 'unknown')}"
+    return f"ECS service task recycle {word}: {where}"
+
+
+def _describe_outcome(report: Mapping[str, Any]) -> str:
+    """The Outcome row: what happened, in a sentence the heading does not repeat."""
+    status = report.get("status")
+    if status == "succeeded":
+        return "every task was replaced"
+    if status == "dry_run":
+        count = len(_list(report.get("tasks_remaining")))
+        return f"nothing was changed; {count} task(s) would be recycled"
+    if status == "failed":
+        error_type = report.get("error_type")
+        cause = f"stopped by {_text(error_type)}" if error_type else "the run stopped"
+        return f"{cause}; see the error below" if report.get("error") else f"{cause}; no error was recorded"
+    if status == "incomplete":
+        count = len(_list(report.get("tasks_remaining")))
+        return f"the time budget ran out with {count} task(s) remaining"
+    return f"the report's status is {_text(status, 'missing')!r}, which this version does not know"
+
+
+def _describe_restore_action(action: str) -> str:
+    """One restore action in words; the engine's scalable-target line is spelt out, any other kept as is."""
+    match = _TARGET_ACTION.fullmatch(action)
+    if not match:
+        return action
+    flags: dict[str, bool] = {}
+    for item in match.group("flags").split(","):
+        name, _, value = item.strip().partition("=")
+        if value in ("True", "False"):
+            flags[name] = value == "True"
+    return f"scalable target back to Min {match.group('min')}, Max {match.group('max')}; {_scaling_state(flags)}"
+
+
+def _scaling_state(suspended: Mapping[str, Any]) -> str:
+    """E.g. "scale-in suspended; scale-out and scheduled scaling active"."""
+    groups: dict[str, list[str]] = {"suspended": [], "active": [], "in an unknown state": []}
+    for key, label in _SCALING_FLAGS:
+        value = suspended.get(key)
+        state = "suspended" if value is True else "active" if value is False else "in an unknown state"
+        groups[state].append(label)
+    return "; ".join(f"{_join_words(labels)} {state}" for state, labels in groups.items() if labels)
+
+
+def _join_words(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _describe_restored_target(target: Any) -> list[tuple[str, str]]:
+    """The report's structured restored_target as label/value rows; [] when absent or not a mapping."""
+    if not isinstance(target, Mapping):
+        return []
+    suspended = target.get("suspended")
+    flags = suspended if isinstance(suspended, Mapping) else {}
+
+    def capacity(key: str) -> str:
+        value = target.get(key)
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else "unknown"
+
+    rows = [("Min capacity", capacity("min_capacity")), ("Max capacity", capacity("max_capacity"))]
+    for key, label in _SCALING_FLAGS:
+        value = flags.get(key)
+        rows.append((label.capitalize(), "suspended" if value is True else "active" if value is False else "unknown"))
+    return rows
 
 
 def _describe_restored(restored: Any) -> str:
@@ -709,12 +772,16 @@ def _describe_restored(restored: Any) -> str:
 
 def _render_text(report: Mapping[str, Any], s: _Sections) -> str:
     width = max(len(label) for label, _ in s.facts) + 1
-    lines = [f"ECS service task recycle: {_describe_outcome(report)}", ""]
+    lines = [_headline(report), ""]
     lines += [f"{label + ':':<{width}} {value}" for label, value in s.facts]
     if s.error:
         lines += ["", "Error:", f"  {s.error}"]
-    if s.restore_actions:
+    if s.restore_actions or s.restored_target:
         lines += ["", "Restored:"] + [f"  - {a}" for a in s.restore_actions]
+    if s.restored_target:
+        target_width = max(len(label) for label, _ in s.restored_target) + 1
+        lines += ["", "Scalable target after the restore:"]
+        lines += [f"  {label + ':':<{target_width}} {value}" for label, value in s.restored_target]
     if s.tasks:
         lines += ["", "Tasks recycled (old -> new):"]
         lines += [f"  {i}. {old} -> {new} ({secs})" for i, old, new, secs in s.tasks]
@@ -738,15 +805,21 @@ def _render_html(report: Mapping[str, Any], s: _Sections) -> str:
         "<!DOCTYPE html>",
         '<html><head><meta charset="utf-8"><title>ECS service task recycle</title></head>',
         '<body style="font-family:sans-serif;font-size:14px">',
-        f'<h2 style="color:{colour}">ECS service task recycle: {e(_describe_outcome(report))}</h2>',
+        f'<h2 style="color:{colour}">{e(_headline(report))}</h2>',
         '<table cellpadding="3">',
     ]
     parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in s.facts]
     parts.append("</table>")
     if s.error:
         parts += ["<h3>Error</h3>", f"<pre>{e(s.error)}</pre>"]
+    if s.restore_actions or s.restored_target:
+        parts.append("<h3>Restored</h3>")
     if s.restore_actions:
-        parts += ["<h3>Restored</h3>", _html_list(s.restore_actions)]
+        parts.append(_html_list(s.restore_actions))
+    if s.restored_target:
+        parts += ["<p>Scalable target after the restore:</p>", '<table cellpadding="3">']
+        parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in s.restored_target]
+        parts.append("</table>")
     if s.tasks:
         parts += [
             "<h3>Tasks recycled</h3>",

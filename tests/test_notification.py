@@ -11,8 +11,10 @@ import html
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -320,6 +322,8 @@ def test_given_password_references_when_parsing_then_they_are_kept_as_references
 # The message
 # --------------------------------------------------------------------------- #
 
+# When the tests' messages are "sent": the subject's date comes from this clock, like the Date header.
+SENT = datetime(2026, 11, 28, 21, 10, 30, tzinfo=UTC)
 SUBJECTS = {
     "succeeded": "AWS ECS | ECS Service Task Recycle Completed | 2026-11-28",
     "dry_run": "AWS ECS | DRY RUN | ECS Service Task Recycle Completed | 2026-11-28",
@@ -331,7 +335,7 @@ SUBJECTS = {
 
 @pytest.mark.parametrize("status", sorted(SUBJECTS))
 def test_given_each_outcome_when_rendered_then_subject_says_so_plainly(status: str) -> None:
-    message = Notification.render_message(make_report(status), config_for(smtp_section(587)))
+    message = Notification.render_message(make_report(status), config_for(smtp_section(587)), now=SENT)
     assert message["Subject"] == SUBJECTS[status]
     assert message["X-ECS-Recycle-Status"] == status
 
@@ -348,14 +352,15 @@ def test_given_a_success_when_sent_then_both_parts_carry_the_whole_report(
     [received] = local_relay.handler.messages
     message = received.parsed()
     assert message.get_content_type() == "multipart/alternative"
-    assert message["Subject"] == SUBJECTS["succeeded"]
+    sent_on = parsedate_to_datetime(message["Date"]).astimezone(UTC).date().isoformat()
+    assert message["Subject"] == f"AWS ECS | ECS Service Task Recycle Completed | {sent_on}"
     assert message["From"] == "ECS Recycle <noreply@example.com>"
     assert message["To"] == "admin@example.com"
     assert message["Cc"] == "Team Lead <lead@example.com>"
     assert message["Message-ID"] == result["message_id"]
     text, rich = parts(message)
     for body in (text, rich):
-        for expected in ("prod-cluster", "web-api", REGION, "123456789012", "3 of 3", "Succeeded"):
+        for expected in ("prod-cluster", "web-api", REGION, "123456789012", "3 of 3", "succeeded"):
             assert expected in body
         assert "aaa111" in body and "bbb222" in body and "42.5 s" in body
         assert "130.2 s" in body
@@ -389,7 +394,8 @@ def test_given_an_incomplete_run_when_rendered_then_remaining_tasks_and_restore_
     message = Notification.render_message(report, config_for(smtp_section(587)))
     text, rich = parts(message)
     assert message["Subject"].startswith("AWS ECS | INCOMPLETE |")
-    assert "INCOMPLETE: the time budget ran out with 1 task(s) remaining" in text
+    assert text.startswith("ECS service task recycle INCOMPLETE: prod-cluster/web-api\n")
+    assert "Outcome:                the time budget ran out with 1 task(s) remaining" in text
     assert "Tasks not recycled:\n  - eee555" in text
     assert "Service restored:       NO" in text
     assert "<code>eee555</code>" in rich
@@ -744,7 +750,7 @@ def test_given_any_notification_when_it_finishes_then_one_structured_line_is_log
 
 def test_given_eml_export_when_saved_then_it_parses_back(tmp_path: Path) -> None:
     # The demo saves the rendered message beside the report.
-    message = Notification.render_message(make_report(), config_for(smtp_section(587)))
+    message = Notification.render_message(make_report(), config_for(smtp_section(587)), now=SENT)
     path = tmp_path / "report.eml"
     path.write_bytes(message.as_bytes())
     parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
@@ -922,3 +928,126 @@ def test_given_default_security_and_a_server_without_starttls_when_notifying_the
     assert result["detail"].startswith("STARTTLS: the server does not offer STARTTLS")
     assert authenticator.attempts == []
     assert server.handler.messages == []
+
+
+# --------------------------------------------------------------------------- #
+# Rendering: one clock, distinct heading and outcome, readable restore
+# --------------------------------------------------------------------------- #
+
+
+def test_given_a_run_that_started_the_day_before_when_sent_then_subject_and_date_header_agree(
+    local_relay: RunningServer,
+) -> None:
+    # GIVEN a run that started long before it is mailed (a day earlier)
+    report = make_report(started_at="2001-02-03T23:59:00+00:00")
+    # WHEN it is sent
+    result = Notification.notify(report, relay_config(local_relay.port), None)
+    assert result["status"] == "sent"
+    message = local_relay.handler.messages[0].parsed()
+    # THEN the subject's date is the Date header's date, in UTC
+    sent_on = parsedate_to_datetime(message["Date"]).astimezone(UTC).date().isoformat()
+    assert message["Subject"].endswith(f" | {sent_on}")
+    assert "2001-02-03" not in message["Subject"]
+
+
+def test_given_a_time_just_after_midnight_when_rendered_then_subject_and_date_header_use_it() -> None:
+    now = datetime(2026, 11, 29, 0, 10, tzinfo=UTC)
+    message = Notification.render_message(
+        make_report(started_at="2026-11-28T23:50:00+00:00"), config_for(smtp_section(587)), now=now
+    )
+    assert message["Subject"].endswith(" | 2026-11-29")
+    assert parsedate_to_datetime(message["Date"]) == now
+
+
+@pytest.mark.parametrize("status", ["succeeded", "dry_run", "failed", "incomplete", "something-new"])
+def test_given_each_outcome_when_rendered_then_heading_and_outcome_row_say_different_things(status: str) -> None:
+    report = make_report(status, error_type="ReplacementFailed" if status == "failed" else None)
+    text, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    heading = text.splitlines()[0]
+    [outcome] = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Outcome:")]
+    # The heading is a short status line naming the service; the outcome row is the detail.
+    assert heading.startswith("ECS service task recycle ") and heading.endswith(": prod-cluster/web-api")
+    assert outcome and outcome not in heading and heading not in outcome
+    assert text.count(outcome) == 1
+    assert f'<h2 style="color:{"#1a7f37" if status in ("succeeded", "dry_run") else "#cf222e"}">' in rich
+    assert rich.count(html.escape(outcome, quote=True)) == 1
+
+
+def test_given_a_failure_when_rendered_then_the_outcome_row_names_the_error_type() -> None:
+    report = make_report("failed", error_type="ReplacementFailed")
+    text, _ = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    assert text.startswith("ECS service task recycle FAILED: prod-cluster/web-api\n")
+    assert "Outcome:                stopped by ReplacementFailed; see the error below" in text
+
+
+ENGINE_TARGET_ACTION = (
+    "scalable target Min=2 Max=10 DynamicScalingInSuspended=False, "
+    "DynamicScalingOutSuspended=False, ScheduledScalingSuspended=False"
+)
+
+
+def test_given_the_engines_scalable_target_action_when_rendered_then_it_reads_as_words() -> None:
+    report = make_report(restore_actions=["desiredCount 4 -> 3", ENGINE_TARGET_ACTION])
+    text, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    readable = "scalable target back to Min 2, Max 10; scale-in, scale-out and scheduled scaling active"
+    assert f"  - {readable}" in text
+    assert f"<li>{readable}</li>" in rich
+    assert "Suspended=" not in text and "Suspended=" not in rich
+    assert "  - desiredCount 4 -> 3" in text and "<li>desiredCount 4 -&gt; 3</li>" in rich
+
+
+def test_given_a_partly_suspended_target_action_when_rendered_then_suspended_ones_are_named() -> None:
+    action = (
+        "scalable target Min=1 Max=6 DynamicScalingInSuspended=True, "
+        "DynamicScalingOutSuspended=False, ScheduledScalingSuspended=True"
+    )
+    text, _ = parts(Notification.render_message(make_report(restore_actions=[action]), config_for(smtp_section(587))))
+    assert (
+        "  - scalable target back to Min 1, Max 6; scale-in and scheduled scaling suspended; scale-out active" in text
+    )
+
+
+def test_given_an_action_in_another_wording_when_rendered_then_it_is_listed_as_is() -> None:
+    action = "scalable target restored <to what it was>"
+    text, rich = parts(
+        Notification.render_message(make_report(restore_actions=[action]), config_for(smtp_section(587)))
+    )
+    assert f"  - {action}" in text
+    assert f"<li>{html.escape(action)}</li>" in rich
+
+
+def test_given_a_structured_restored_target_when_rendered_then_both_parts_show_a_table() -> None:
+    # GIVEN the engine's structured restored_target beside its action strings
+    target = {
+        "min_capacity": 2,
+        "max_capacity": 10,
+        "suspended": {
+            "DynamicScalingInSuspended": True,
+            "DynamicScalingOutSuspended": False,
+            "ScheduledScalingSuspended": False,
+        },
+    }
+    report = make_report(restore_actions=["desiredCount 4 -> 3"], restored_target=target)
+    # WHEN rendered
+    text, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    # THEN the text part has aligned lines and the HTML part a table
+    assert (
+        "Scalable target after the restore:\n"
+        "  Min capacity:      2\n"
+        "  Max capacity:      10\n"
+        "  Scale-in:          suspended\n"
+        "  Scale-out:         active\n"
+        "  Scheduled scaling: active\n"
+    ) in text
+    for label, value in [("Min capacity", "2"), ("Max capacity", "10"), ("Scale-in", "suspended")]:
+        assert f"<tr><th align=left>{label}</th><td>{value}</td></tr>" in rich
+    assert rich.index("<h3>Restored</h3>") < rich.index("<th align=left>Min capacity</th>")
+
+
+@pytest.mark.parametrize("target", [None, "Min=2", {"min_capacity": "two"}, {"suspended": None}])
+def test_given_an_absent_or_odd_restored_target_when_rendered_then_it_still_renders(target: Any) -> None:
+    text, _ = parts(Notification.render_message(make_report(restored_target=target), config_for(smtp_section(587))))
+    if isinstance(target, dict):
+        assert "Scalable target after the restore:" in text and "unknown" in text
+    else:
+        assert "Scalable target after the restore:" not in text
