@@ -173,11 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
     parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
     args = parser.parse_args(argv)
-    flags = {option.dest: option.option_strings[0] for option in options}
-    flags["region"] = "--region"
+    event_flags = {option.dest: option.option_strings[0] for option in options}
     logs.configure()
     try:
-        request = parse_event({dest: getattr(args, dest) for dest in flags if dest != "region"})
+        request = parse_event({field: getattr(args, field) for field in event_flags})
         from pathlib import Path
 
         config = load_config(Path(args.config)) if args.config else get_config()
@@ -188,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run_recycle(request, config, owner_id="cli")
     except ConfigError as e:
         # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
-        print(f"error: {flags.get(e.field, e.field)}: {e.problem}", file=sys.stderr)
+        flag = {**event_flags, "region": "--region"}.get(e.field, e.field)
+        print(f"error: {flag}: {e.problem}", file=sys.stderr)
         return 2
     except RecycleError as e:
         print(f"error: {e}", file=sys.stderr)
