@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
-from errors import AwsCallFailed, ConfigError
+from errors import AwsCallFailed, ConfigError, shown
 
 if TYPE_CHECKING:
     from config import AwsCredentials
@@ -27,6 +28,10 @@ TOOL_NAME = "ecs-task-recycle"
 # RoleSessionName: 2-64 characters of [\w+=,.@-].
 _MAX_ROLE_SESSION_NAME = 64
 _ASSUMED_ROLE_SECONDS = 3600
+# A region from the environment or an AWS config file: one ASCII host label, as botocore
+# requires, but matched whole (botocore's own check lets a trailing newline through).
+_REGION_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+NO_REGION = "no AWS region is set: set awsCredentials.region_name in input.json, AWS_REGION, or --region (CLI)"
 
 # Standard mode retries throttling and transient errors with jittered backoff;
 # the timeouts keep a hung connection from eating the Lambda's time budget.
@@ -48,37 +53,52 @@ def resolve_region(credentials: AwsCredentials | None) -> str | None:
 def role_session_name(suffix: str | None = None) -> str:
     """A RoleSessionName that names the tool, trimmed to STS's 64 characters."""
     name = TOOL_NAME if not suffix else f"{TOOL_NAME}-{suffix}"
-    cleaned = "".join(ch if ch.isalnum() or ch in "+=,.@-_" else "-" for ch in name)
+    # ASCII only: str.isalnum() is also true for "é" or "٣", which STS refuses.
+    cleaned = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "+=,.@-_" else "-" for ch in name)
     return cleaned[:_MAX_ROLE_SESSION_NAME]
 
 
 def get_aws_session(credentials: AwsCredentials | None, session_suffix: str | None = None) -> boto3.Session:
-    """Return a boto3 Session for the configured credentials."""
+    """Return a boto3 Session for the configured credentials.
+
+    Makes no AWS call unless role_arn is set. A missing or malformed region and an
+    unknown profile are ConfigErrors, raised before any call.
+    """
     region = resolve_region(credentials)
-    if credentials is not None and credentials.profile_name:
-        base = boto3.Session(profile_name=credentials.profile_name, region_name=region)
-        source = "profile"
-    elif credentials is not None and credentials.access_key:
-        base = boto3.Session(
-            aws_access_key_id=credentials.access_key,
-            aws_secret_access_key=credentials.secret_key,
-            aws_session_token=credentials.session_token,
-            region_name=region,
+    profile = credentials.profile_name if credentials is not None else None
+    try:
+        if profile:
+            base = boto3.Session(profile_name=profile, region_name=region)
+            source = "profile"
+        elif credentials is not None and credentials.access_key:
+            base = boto3.Session(
+                aws_access_key_id=credentials.access_key,
+                aws_secret_access_key=credentials.secret_key,
+                aws_session_token=credentials.session_token,
+                region_name=region,
+            )
+            source = "static keys"
+        else:
+            base = boto3.Session(region_name=region)
+            source = "default chain"
+        # Without an explicit region, the profile (or the default one) may name it.
+        region = base.region_name
+    except ProfileNotFound as e:
+        field, name = (
+            ("awsCredentials.profile_name", profile) if profile else ("AWS_PROFILE", os.environ.get("AWS_PROFILE"))
         )
-        source = "static keys"
-    else:
-        base = boto3.Session(region_name=region)
-        source = "default chain"
+        raise ConfigError(
+            field, f"profile {shown(name)} is not in the AWS config or credentials files (~/.aws/config)"
+        ) from e
+    if not region:
+        raise ConfigError("awsCredentials.region_name", NO_REGION)
+    if not _REGION_LABEL.fullmatch(region):
+        raise ConfigError(_region_source(credentials), "is not an AWS region name")
 
     if credentials is None or not credentials.role_arn:
         logger.debug("AWS session ready", extra={"credential_source": source, "region": region})
         return base
 
-    if not region:
-        raise ConfigError(
-            "awsCredentials.region_name",
-            "is required with role_arn (or set AWS_REGION) to reach the regional STS endpoint",
-        )
     sts = base.client(
         "sts",
         region_name=region,
@@ -106,6 +126,16 @@ def get_aws_session(credentials: AwsCredentials | None, session_suffix: str | No
         aws_session_token=assumed["SessionToken"],
         region_name=region,
     )
+
+
+def _region_source(credentials: AwsCredentials | None) -> str:
+    """Where the region came from, named as the user would look for it."""
+    if credentials is not None and credentials.region_name:
+        return "awsCredentials.region_name"
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(name):
+            return name
+    return "region (in the AWS config file)"
 
 
 def create_client(session: boto3.Session, service_name: str) -> Any:

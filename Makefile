@@ -8,11 +8,16 @@ STAMP := $(VENV)/.installed-dev
 
 .PHONY: demo test lint types cfn shellcheck pytest bench clean
 
+# pip runs with --quiet, so each step says what it is doing before it starts.
 $(STAMP): requirements.txt requirements-dev.txt requirements-durable.txt
+	@echo "creating the virtualenv $(VENV) with $(PYTHON)…"
 	$(PYTHON) -m venv $(VENV)
+	@echo "upgrading pip…"
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "installing the tool and test dependencies from requirements-dev.txt (about a minute)…"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+	@echo "virtualenv ready."
 
 demo: $(STAMP)
 	$(BIN)/python demo.py

@@ -40,7 +40,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 import AWSSession
-from errors import ConfigError, RecycleError
+from errors import ConfigError, RecycleError, clip
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ EMAIL_SECTION = "emailNotification"
 
 SECURITY_MODES: tuple[Security, ...] = ("starttls", "ssl", "none")
 OUTCOMES: tuple[Outcome, ...] = ("success", "failure")
-_SECURITY_FOR_PORT: dict[int, Security] = {587: "starttls", 465: "ssl"}
+# The one port that means implicit TLS; every other port defaults to STARTTLS.
+_IMPLICIT_TLS_PORT = 465
 _PORT_FOR_SECURITY: dict[Security, int] = {"starttls": 587, "ssl": 465}
 
 DEFAULT_EMAIL_SUBJECT = "ECS Service Task Recycle"
@@ -77,6 +78,13 @@ DEFAULT_TIMEOUT_SECONDS = 15.0
 MIN_TIMEOUT_SECONDS = 1.0
 MAX_TIMEOUT_SECONDS = 300.0
 MAX_RECIPIENTS = 100
+# Longest "Display Name <local@domain>" accepted: an addr-spec is at most 254
+# characters (RFC 5321), which leaves ample room for a name. Checked before any
+# pattern runs, so a pathological value costs nothing.
+MAX_ADDRESS_CHARS = 512
+MAX_HOSTNAME_CHARS = 253
+# Secrets Manager SecretId and SSM parameter names (as ARNs) are at most 2048 characters.
+MAX_REFERENCE_CHARS = 2048
 
 _SMTP_KEYS = frozenset(
     {
@@ -101,21 +109,37 @@ _SUBJECT_MARKERS: dict[str, str | None] = {
     "failed": "FAILED",
     "incomplete": "INCOMPLETE",
 }
-_OUTCOME_TEXT: dict[str, str] = {
-    "succeeded": "Succeeded: every task was replaced",
-    "dry_run": "Dry run: nothing was changed",
+# The heading's short status; the Outcome row gives the detail (_describe_outcome).
+_HEADLINES: dict[str, str] = {
+    "succeeded": "succeeded",
+    "dry_run": "dry run",
     "failed": "FAILED",
-    "incomplete": "INCOMPLETE: the time budget ran out with tasks remaining",
+    "incomplete": "INCOMPLETE",
 }
+# Application Auto Scaling's SuspendedState flags, as the email names them.
+_SCALING_FLAGS: tuple[tuple[str, str], ...] = (
+    ("DynamicScalingInSuspended", "scale-in"),
+    ("DynamicScalingOutSuspended", "scale-out"),
+    ("ScheduledScalingSuspended", "scheduled scaling"),
+)
+# The engine's restore action for the scalable target, e.g.
+# "scalable target Min=2 Max=10 DynamicScalingInSuspended=False, ...".
+_TARGET_ACTION = re.compile(
+    r"scalable target Min=(?P<min>[0-9]+) Max=(?P<max>[0-9]+) (?P<flags>[A-Za-z=, ]*)", re.ASCII
+)
 
 # RFC 5321 dot-atom local part and an ASCII domain. Internationalised
-# addresses (SMTPUTF8) are deliberately not accepted.
+# addresses (SMTPUTF8) are deliberately not accepted. Every pattern is ASCII-only,
+# used with fullmatch, and free of overlapping quantifiers, so it runs in linear time.
 _LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_ADDR_SPEC = re.compile(rf"^(?P<local>{_LOCAL_PART})@(?P<domain>{_LABEL}(?:\.{_LABEL})*)$")
-_NAME_ADDR = re.compile(r'^(?P<name>"[^"]*"|[^<>"]*?)\s*<(?P<addr>[^<>]+)>$')
-_HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\.?$")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+_ADDR_SPEC = re.compile(rf"(?P<local>{_LOCAL_PART})@(?P<domain>{_LABEL}(?:\.{_LABEL})*)", re.ASCII)
+# The display name is a quoted string (then blanks) or a run of anything but <, > and ".
+# The old lazy name followed by \s* let both take the same blanks: quadratic on long runs of spaces.
+_NAME_ADDR = re.compile(r'(?P<name>"[^"]*"[ \t]*|[^<>"]*)<(?P<addr>[^<>]+)>', re.ASCII)
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?", re.ASCII)
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]", re.ASCII)
+_PORT_TEXT = re.compile(r"[0-9]{1,10}", re.ASCII)
 
 
 # --------------------------------------------------------------------------- #
@@ -160,9 +184,9 @@ class PasswordReference:
 
     def describe(self) -> str:
         if self.kind == "secrets_manager":
-            suffix = f" (key {self.key!r})" if self.key else ""
-            return f"Secrets Manager secret {self.name!r}{suffix}"
-        return f"SSM parameter {self.name!r}"
+            suffix = f" (key {clip(repr(self.key))})" if self.key else ""
+            return f"Secrets Manager secret {clip(repr(self.name))}{suffix}"
+        return f"SSM parameter {clip(repr(self.name))}"
 
 
 @dataclass(frozen=True)
@@ -222,6 +246,10 @@ def parse_notification_config(
     host = _parse_host(smtp_section)
     port, security = _parse_port_and_security(smtp_section, host)
     username = _optional_text(smtp_section, SMTP_SECTION, "username")
+    if username and not username.isascii():
+        raise ConfigError(
+            f"{SMTP_SECTION}.username", "must contain only ASCII characters (SMTP AUTH cannot send any other)"
+        )
     password = _parse_password(smtp_section)
     if username and password is None:
         raise ConfigError(f"{SMTP_SECTION}.password", "is required when username is set")
@@ -261,7 +289,7 @@ def _reject_unknown(prefix: str, section: Mapping[str, Any], allowed: Iterable[s
     unknown = sorted(str(k) for k in set(section) - set(allowed))
     if unknown:
         raise ConfigError(
-            f"{prefix}.{unknown[0]}",
+            f"{prefix}.{clip(unknown[0])}",
             f"unknown key (allowed: {', '.join(sorted(allowed))})",
         )
 
@@ -274,9 +302,11 @@ def _parse_host(section: Mapping[str, Any]) -> str:
     if not isinstance(raw, str):
         raise ConfigError(name, f"must be a string, got {type(raw).__name__}")
     host = raw.strip().lower()
+    if len(host) > MAX_HOSTNAME_CHARS + 2:
+        raise ConfigError(name, f"must be at most {MAX_HOSTNAME_CHARS} characters")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if _is_ip(host) or _HOSTNAME.match(host):
+    if _is_ip(host) or _HOSTNAME.fullmatch(host):
         return host
     raise ConfigError(name, "must be a hostname or an IP address")
 
@@ -297,15 +327,9 @@ def _parse_port_and_security(section: Mapping[str, Any], host: str) -> tuple[int
         security = _as_security(raw_security.strip().lower())
 
     if security is None:
-        if port is None:
-            port, security = 587, "starttls"
-        elif port in _SECURITY_FOR_PORT:
-            security = _SECURITY_FOR_PORT[port]
-        else:
-            raise ConfigError(
-                f"{SMTP_SECTION}.security",
-                f"is required for port {port} (only 587 and 465 imply it): use {', '.join(SECURITY_MODES)}",
-            )
+        # Fail-closed default: STARTTLS is required (never a fallback to plain text),
+        # except on 465, where TLS starts with the first byte.
+        security = "ssl" if port == _IMPLICIT_TLS_PORT else "starttls"
     if port is None:
         if security == "none":
             raise ConfigError(f"{SMTP_SECTION}.port", "is required with security none")
@@ -332,7 +356,8 @@ def _parse_port(raw: Any) -> int:
         raise ConfigError(name, "must be a port number, got a boolean")
     if isinstance(raw, int):
         port = raw
-    elif isinstance(raw, str) and raw.strip().isdigit():
+    elif isinstance(raw, str) and _PORT_TEXT.fullmatch(raw.strip()):
+        # Not str.isdigit(): that is true for "²" and other digits int() refuses.
         port = int(raw.strip())
     else:
         raise ConfigError(name, "must be a whole number or a string of digits")
@@ -370,6 +395,9 @@ def _parse_password(section: Mapping[str, Any]) -> str | PasswordReference | Non
     if raw is None or raw == "":
         return None
     if isinstance(raw, str):
+        if not raw.isascii():
+            # smtplib sends AUTH as ASCII: such a password can never log in. Say nothing of where.
+            raise ConfigError(name, "must contain only ASCII characters (SMTP AUTH cannot send any other)")
         return raw
     if not isinstance(raw, Mapping):
         # Never echo the value: it may be a mistyped secret.
@@ -378,7 +406,9 @@ def _parse_password(section: Mapping[str, Any]) -> str | PasswordReference | Non
             'must be a string or a reference: {"secrets_manager": "name-or-arn", "key": "..."} '
             'or {"ssm_parameter": "/name"}',
         )
-    _reject_unknown(name, raw, _PASSWORD_REF_KEYS)
+    if set(raw) - _PASSWORD_REF_KEYS:
+        # Not named: a key here may be the password itself, typed into the wrong place.
+        raise ConfigError(name, f"unknown key in the reference (allowed: {', '.join(sorted(_PASSWORD_REF_KEYS))})")
     kinds = [k for k in ("secrets_manager", "ssm_parameter") if k in raw]
     if len(kinds) != 1:
         raise ConfigError(name, "a reference names exactly one of secrets_manager, ssm_parameter")
@@ -386,12 +416,16 @@ def _parse_password(section: Mapping[str, Any]) -> str | PasswordReference | Non
     target = raw[kind]
     if not isinstance(target, str) or not target.strip():
         raise ConfigError(f"{name}.{kind}", "must be a non-empty string")
+    if len(target.strip()) > MAX_REFERENCE_CHARS:
+        raise ConfigError(f"{name}.{kind}", f"must be at most {MAX_REFERENCE_CHARS} characters")
     key = raw.get("key")
     if key is not None:
         if kind != "secrets_manager":
             raise ConfigError(f"{name}.key", "only applies to a secrets_manager reference")
         if not isinstance(key, str) or not key:
             raise ConfigError(f"{name}.key", "must be a non-empty string")
+        if len(key) > MAX_REFERENCE_CHARS:
+            raise ConfigError(f"{name}.key", f"must be at most {MAX_REFERENCE_CHARS} characters")
     if kind == "secrets_manager":
         return PasswordReference("secrets_manager", target.strip(), key)
     return PasswordReference("ssm_parameter", target.strip())
@@ -423,6 +457,8 @@ def _parse_address_list(section: Mapping[str, Any], key: str, required: bool) ->
         return (_parse_address(raw, name),)
     if not isinstance(raw, list):
         raise ConfigError(name, "must be a list of email addresses")
+    if len(raw) > MAX_RECIPIENTS:
+        raise ConfigError(name, f"at most {MAX_RECIPIENTS} recipients in all")
     return tuple(_parse_address(item, f"{name}[{i}]") for i, item in enumerate(raw))
 
 
@@ -430,6 +466,8 @@ def _parse_address(raw: Any, name: str) -> str:
     """Validate ``a@b.c`` or ``Display Name <a@b.c>`` and return the header form."""
     if not isinstance(raw, str) or not raw.strip():
         raise ConfigError(name, "must be a non-empty email address string")
+    if len(raw) > MAX_ADDRESS_CHARS:
+        raise ConfigError(name, f"is longer than {MAX_ADDRESS_CHARS} characters")
     if _unsafe_header_char(raw):
         raise ConfigError(
             name,
@@ -437,11 +475,11 @@ def _parse_address(raw: Any, name: str) -> str:
         )
     text = raw.strip()
     display_name = ""
-    match = _NAME_ADDR.match(text)
+    match = _NAME_ADDR.fullmatch(text)
     if match:
         display_name = match.group("name").strip().strip('"').strip()
         text = match.group("addr").strip()
-    spec = _ADDR_SPEC.match(text)
+    spec = _ADDR_SPEC.fullmatch(text)
     if not spec or len(text) > 254 or len(spec.group("local")) > 64:
         raise ConfigError(name, "is not a valid email address (expected name@example.com)")
     domain = spec.group("domain")
@@ -493,7 +531,7 @@ def _unsafe_header_char(value: str) -> bool:
 
 
 def _addr_spec(entry: str) -> str:
-    match = _NAME_ADDR.match(entry)
+    match = _NAME_ADDR.fullmatch(entry)
     return match.group("addr").strip() if match else entry.strip()
 
 
@@ -512,7 +550,10 @@ def outcome_of(report: Mapping[str, Any]) -> Outcome:
 
 
 def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: datetime | None = None) -> str:
-    """``{prefix} | [FAILED | INCOMPLETE | DRY RUN |] {subject} | {YYYY-MM-DD}``."""
+    """``{prefix} | [FAILED | INCOMPLETE | DRY RUN |] {subject} | {YYYY-MM-DD}``.
+
+    The date is ``now`` (the send time, in UTC), the same clock as the Date header.
+    """
     status = report.get("status")
     marker = "UNKNOWN OUTCOME"
     if isinstance(status, str) and status in _SUBJECT_MARKERS:
@@ -521,7 +562,7 @@ def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: d
         config.subject_prefix,
         marker,
         config.email_subject,
-        _report_date(report, now),
+        (now or datetime.now(UTC)).astimezone(UTC).date().isoformat(),
     ]
     return " | ".join(p for p in parts if p)
 
@@ -576,25 +617,12 @@ def _domain(config: NotificationConfig) -> str:
     return config.envelope_sender.rpartition("@")[2] or "localhost"
 
 
-def _report_date(report: Mapping[str, Any], now: datetime | None) -> str:
-    started = report.get("started_at")
-    if isinstance(started, str) and started:
-        try:
-            parsed = datetime.fromisoformat(started)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None:
-                parsed = parsed.astimezone(UTC)
-            return parsed.date().isoformat()
-    return (now or datetime.now(UTC)).astimezone(UTC).date().isoformat()
-
-
 @dataclass(frozen=True)
 class _Sections:
     facts: list[tuple[str, str]]
     error: str | None
     restore_actions: list[str]
+    restored_target: list[tuple[str, str]]  # label, value; empty when the report has none
     tasks: list[tuple[str, str, str, str]]  # index, old id, new id, seconds
     remaining_title: str
     remaining: list[str]
@@ -652,7 +680,8 @@ def _build_sections(report: Mapping[str, Any]) -> _Sections:
     return _Sections(
         facts=facts,
         error=_text(error) if error else None,
-        restore_actions=[_text(a) for a in _list(report.get("restore_actions"))],
+        restore_actions=[_describe_restore_action(_text(a)) for a in _list(report.get("restore_actions"))],
+        restored_target=_describe_restored_target(report.get("restored_target")),
         tasks=tasks,
         remaining_title=("Tasks that would be recycled" if status == "dry_run" else "Tasks not recycled"),
         remaining=remaining,
@@ -662,15 +691,75 @@ def _build_sections(report: Mapping[str, Any]) -> _Sections:
     )
 
 
-def _describe_outcome(report: Mapping[str, Any]) -> str:
+def _headline(report: Mapping[str, Any]) -> str:
+    """The heading: a short status line naming the service."""
     status = report.get("status")
-    if isinstance(status, str) and status in _OUTCOME_TEXT:
-        text = _OUTCOME_TEXT[status]
-        if status == "incomplete":
-            count = len(_list(report.get("tasks_remaining")))
-            text = f"INCOMPLETE: the time budget ran out with {count} task(s) remaining"
-        return text
-    return f"UNKNOWN ({_text(status, 'no status')})"
+    word = _HEADLINES.get(status, "UNKNOWN OUTCOME") if isinstance(status, str) else "UNKNOWN OUTCOME"
+    where = f"{_text(report.get('cluster'), 'unknown')}/{_text(report.get('service'), 'unknown')}"
+    return f"ECS service task recycle {word}: {where}"
+
+
+def _describe_outcome(report: Mapping[str, Any]) -> str:
+    """The Outcome row: what happened, in a sentence the heading does not repeat."""
+    status = report.get("status")
+    if status == "succeeded":
+        return "every task was replaced"
+    if status == "dry_run":
+        count = len(_list(report.get("tasks_remaining")))
+        return f"nothing was changed; {count} task(s) would be recycled"
+    if status == "failed":
+        error_type = report.get("error_type")
+        cause = f"stopped by {_text(error_type)}" if error_type else "the run stopped"
+        return f"{cause}; see the error below" if report.get("error") else f"{cause}; no error was recorded"
+    if status == "incomplete":
+        count = len(_list(report.get("tasks_remaining")))
+        return f"the time budget ran out with {count} task(s) remaining"
+    return f"the report's status is {_text(status, 'missing')!r}, which this version does not know"
+
+
+def _describe_restore_action(action: str) -> str:
+    """One restore action in words; the engine's scalable-target line is spelt out, any other kept as is."""
+    match = _TARGET_ACTION.fullmatch(action)
+    if not match:
+        return action
+    flags: dict[str, bool] = {}
+    for item in match.group("flags").split(","):
+        name, _, value = item.strip().partition("=")
+        if value in ("True", "False"):
+            flags[name] = value == "True"
+    return f"scalable target back to Min {match.group('min')}, Max {match.group('max')}; {_scaling_state(flags)}"
+
+
+def _scaling_state(suspended: Mapping[str, Any]) -> str:
+    """E.g. "scale-in suspended; scale-out and scheduled scaling active"."""
+    groups: dict[str, list[str]] = {"suspended": [], "active": [], "in an unknown state": []}
+    for key, label in _SCALING_FLAGS:
+        value = suspended.get(key)
+        state = "suspended" if value is True else "active" if value is False else "in an unknown state"
+        groups[state].append(label)
+    return "; ".join(f"{_join_words(labels)} {state}" for state, labels in groups.items() if labels)
+
+
+def _join_words(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _describe_restored_target(target: Any) -> list[tuple[str, str]]:
+    """The report's structured restored_target as label/value rows; [] when absent or not a mapping."""
+    if not isinstance(target, Mapping):
+        return []
+    suspended = target.get("suspended")
+    flags = suspended if isinstance(suspended, Mapping) else {}
+
+    def capacity(key: str) -> str:
+        value = target.get(key)
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else "unknown"
+
+    rows = [("Min capacity", capacity("min_capacity")), ("Max capacity", capacity("max_capacity"))]
+    for key, label in _SCALING_FLAGS:
+        value = flags.get(key)
+        rows.append((label.capitalize(), "suspended" if value is True else "active" if value is False else "unknown"))
+    return rows
 
 
 def _describe_restored(restored: Any) -> str:
@@ -683,12 +772,16 @@ def _describe_restored(restored: Any) -> str:
 
 def _render_text(report: Mapping[str, Any], s: _Sections) -> str:
     width = max(len(label) for label, _ in s.facts) + 1
-    lines = [f"ECS service task recycle: {_describe_outcome(report)}", ""]
+    lines = [_headline(report), ""]
     lines += [f"{label + ':':<{width}} {value}" for label, value in s.facts]
     if s.error:
         lines += ["", "Error:", f"  {s.error}"]
-    if s.restore_actions:
+    if s.restore_actions or s.restored_target:
         lines += ["", "Restored:"] + [f"  - {a}" for a in s.restore_actions]
+    if s.restored_target:
+        target_width = max(len(label) for label, _ in s.restored_target) + 1
+        lines += ["", "Scalable target after the restore:"]
+        lines += [f"  {label + ':':<{target_width}} {value}" for label, value in s.restored_target]
     if s.tasks:
         lines += ["", "Tasks recycled (old -> new):"]
         lines += [f"  {i}. {old} -> {new} ({secs})" for i, old, new, secs in s.tasks]
@@ -712,15 +805,21 @@ def _render_html(report: Mapping[str, Any], s: _Sections) -> str:
         "<!DOCTYPE html>",
         '<html><head><meta charset="utf-8"><title>ECS service task recycle</title></head>',
         '<body style="font-family:sans-serif;font-size:14px">',
-        f'<h2 style="color:{colour}">ECS service task recycle: {e(_describe_outcome(report))}</h2>',
+        f'<h2 style="color:{colour}">{e(_headline(report))}</h2>',
         '<table cellpadding="3">',
     ]
     parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in s.facts]
     parts.append("</table>")
     if s.error:
         parts += ["<h3>Error</h3>", f"<pre>{e(s.error)}</pre>"]
+    if s.restore_actions or s.restored_target:
+        parts.append("<h3>Restored</h3>")
     if s.restore_actions:
-        parts += ["<h3>Restored</h3>", _html_list(s.restore_actions)]
+        parts.append(_html_list(s.restore_actions))
+    if s.restored_target:
+        parts += ["<p>Scalable target after the restore:</p>", '<table cellpadding="3">']
+        parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in s.restored_target]
+        parts.append("</table>")
     if s.tasks:
         parts += [
             "<h3>Tasks recycled</h3>",
@@ -765,7 +864,7 @@ def _html_list(items: Sequence[str], code: bool = False) -> str:
 def _logs_url(report: Mapping[str, Any]) -> str | None:
     """A CloudWatch console link, for the standard partition only."""
     region, group = report.get("region"), report.get("log_group")
-    if not (isinstance(region, str) and _REGION.match(region) and isinstance(group, str)):
+    if not (isinstance(region, str) and _REGION.fullmatch(region) and isinstance(group, str)):
         return None
     if region.startswith(("cn-", "us-gov-", "us-iso")) or not group:
         return None
@@ -859,6 +958,9 @@ def _read_reference(ref: PasswordReference, session: boto3.Session) -> str:
         raise PasswordUnavailableError(f"could not read {ref.describe()}: {type(e).__name__}") from e
     if not isinstance(value, str) or not value:
         raise PasswordUnavailableError(f"{ref.describe()} is empty")
+    if not value.isascii():
+        # smtplib's own error would quote a character of the password and its position.
+        raise PasswordUnavailableError(f"{ref.describe()} holds characters outside ASCII, which SMTP AUTH cannot send")
     return value
 
 

@@ -7,25 +7,32 @@ error names the offending field (``ConfigError.field``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from errors import ConfigError
+from errors import ConfigError, clip, shown
 
+# Every pattern is ASCII-only and used with fullmatch: \d would take any Unicode
+# digit, and $ would let a trailing newline through.
 # ECS cluster and service names: up to 255 letters, numbers, hyphens and underscores.
-_ECS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-_CLUSTER_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/(?P<name>[A-Za-z0-9_-]{1,255})$")
+_ECS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}", re.ASCII)
+_CLUSTER_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/(?P<name>[A-Za-z0-9_-]{1,255})", re.ASCII
+)
 # Services have a long form (service/<cluster>/<name>) and a legacy short form.
 _SERVICE_ARN = re.compile(
-    r"^arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:\d{12}:service/"
-    r"(?:(?P<cluster>[A-Za-z0-9_-]{1,255})/)?(?P<name>[A-Za-z0-9_-]{1,255})$"
+    r"arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:[0-9]{12}:service/"
+    r"(?:(?P<cluster>[A-Za-z0-9_-]{1,255})/)?(?P<name>[A-Za-z0-9_-]{1,255})",
+    re.ASCII,
 )
-_ROLE_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_ROLE_ARN = re.compile(r"arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}", re.ASCII)
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]", re.ASCII)
 
 MAX_WAIT_TIME_SECONDS = 900
 CONFIG_ENV_VAR = "RECYCLE_CONFIG"
@@ -50,13 +57,13 @@ class RecycleRequest:
     @property
     def cluster_name(self) -> str:
         """The bare cluster name, whether the event gave a name or an ARN."""
-        match = _CLUSTER_ARN.match(self.cluster)
+        match = _CLUSTER_ARN.fullmatch(self.cluster)
         return match.group("name") if match else self.cluster
 
     @property
     def service_name(self) -> str:
         """The bare service name, whether the event gave a name or an ARN."""
-        match = _SERVICE_ARN.match(self.service)
+        match = _SERVICE_ARN.fullmatch(self.service)
         return match.group("name") if match else self.service
 
 
@@ -67,21 +74,21 @@ def parse_event(event: Any) -> RecycleRequest:
     """Validate a Lambda event (or CLI arguments shaped like one)."""
     if not isinstance(event, Mapping):
         raise ConfigError("event", f"must be a JSON object, got {type(event).__name__}")
-    unknown = sorted(set(event) - _EVENT_FIELDS)
+    unknown = _unknown_keys(event, _EVENT_FIELDS)
     if unknown:
         raise ConfigError(
-            unknown[0],
+            clip(unknown[0]),
             f"unknown field (allowed: {', '.join(sorted(_EVENT_FIELDS))})",
         )
     cluster = _require_str(event, "cluster_name")
-    if not (_ECS_NAME.match(cluster) or _CLUSTER_ARN.match(cluster)):
+    if not (_ECS_NAME.fullmatch(cluster) or _CLUSTER_ARN.fullmatch(cluster)):
         raise ConfigError(
             "cluster_name",
             "must be an ECS cluster name (1-255 letters, digits, '-' or '_') or a cluster ARN",
         )
     service = _require_str(event, "service_name")
-    service_arn = _SERVICE_ARN.match(service)
-    if not (_ECS_NAME.match(service) or service_arn):
+    service_arn = _SERVICE_ARN.fullmatch(service)
+    if not (_ECS_NAME.fullmatch(service) or service_arn):
         raise ConfigError(
             "service_name",
             "must be an ECS service name (1-255 letters, digits, '-' or '_') or a service ARN",
@@ -96,7 +103,8 @@ def parse_event(event: Any) -> RecycleRequest:
     if service_arn and service_arn.group("cluster") not in (None, request.cluster_name):
         raise ConfigError(
             "service_name",
-            f"ARN names cluster {service_arn.group('cluster')!r}, but cluster_name is {request.cluster_name!r}",
+            f"ARN names cluster {shown(service_arn.group('cluster'))}, "
+            f"but cluster_name is {shown(request.cluster_name)}",
         )
     return request
 
@@ -164,13 +172,24 @@ def load_config(path: Path | None = None) -> AppConfig:
     """Read and validate input.json. Errors name the key, never its value."""
     path = path or config_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise ConfigError(str(path), f"cannot read config file: {e.strerror}") from e
+    try:
+        # utf-8-sig: a byte-order mark from a Windows editor is not an error.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        # The decoder's own message quotes the byte: say only where it is.
+        raise ConfigError(str(path), f"is not UTF-8 text (invalid byte at offset {e.start})") from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(str(path), f"not valid JSON (line {e.lineno}, column {e.colno})") from e
+    except RecursionError:
+        raise ConfigError(str(path), "not valid JSON: nested too deeply") from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits.
+        raise ConfigError(str(path), "not valid JSON: a number is too long") from None
     return parse_config(document, source=str(path))
 
 
@@ -178,9 +197,9 @@ def parse_config(document: Any, source: str = "<inline>") -> AppConfig:
     """Validate an already-parsed input.json document."""
     if not isinstance(document, Mapping):
         raise ConfigError("input.json", "must be a JSON object")
-    unknown = sorted(set(document) - _SECTIONS)
+    unknown = _unknown_keys(document, _SECTIONS)
     if unknown:
-        raise ConfigError(unknown[0], f"unknown section (allowed: {', '.join(sorted(_SECTIONS))})")
+        raise ConfigError(clip(unknown[0]), f"unknown section (allowed: {', '.join(sorted(_SECTIONS))})")
 
     aws = _parse_aws(_section(document, "awsCredentials"))
     recycle = _parse_recycle(_section(document, "recycle"))
@@ -197,22 +216,23 @@ def parse_config(document: Any, source: str = "<inline>") -> AppConfig:
 
 def _parse_aws(section: Mapping[str, Any]) -> AwsCredentials:
     prefix = "awsCredentials"
-    unknown = sorted(set(section) - _AWS_KEYS)
+    unknown = _unknown_keys(section, _AWS_KEYS)
     if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]}", "unknown key")
+        raise ConfigError(f"{prefix}.{clip(unknown[0])}", "unknown key")
     values: dict[str, str | None] = {}
-    for key in _AWS_KEYS:
+    for key in sorted(_AWS_KEYS):
         raw = section.get(key)
         if raw is None or raw == "":
             values[key] = None
         elif isinstance(raw, str):
+            _check_credential_text(f"{prefix}.{key}", raw, header=key in _HEADER_KEYS)
             values[key] = raw
         else:
             raise ConfigError(f"{prefix}.{key}", "must be a string")
     credentials = AwsCredentials(**values)
-    if credentials.region_name and not _REGION.match(credentials.region_name):
+    if credentials.region_name and not is_region_name(credentials.region_name):
         raise ConfigError(f"{prefix}.region_name", "is not an AWS region name")
-    if credentials.role_arn and not _ROLE_ARN.match(credentials.role_arn):
+    if credentials.role_arn and not _ROLE_ARN.fullmatch(credentials.role_arn):
         raise ConfigError(f"{prefix}.role_arn", "is not an IAM role ARN")
     if bool(credentials.access_key) != bool(credentials.secret_key):
         missing = "secret_key" if credentials.access_key else "access_key"
@@ -226,18 +246,33 @@ def _parse_aws(section: Mapping[str, Any]) -> AwsCredentials:
     return credentials
 
 
-_LOCK_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$", re.ASCII)
+_LOCK_TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}", re.ASCII)
+# Sent as HTTP headers (or signed into them): printable ASCII only, or every AWS call fails.
+_HEADER_KEYS = frozenset({"access_key", "secret_key", "session_token"})
+
+
+def is_region_name(value: str) -> bool:
+    """True for an AWS region name such as eu-west-1 (ASCII only)."""
+    return _REGION.fullmatch(value) is not None
+
+
+def _check_credential_text(name: str, value: str, header: bool) -> None:
+    """Refuse whitespace and control characters (a pasted newline, say). Never echoes the value."""
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in value):
+        raise ConfigError(name, "must not contain spaces, line breaks or other whitespace or control characters")
+    if header and not value.isascii():
+        raise ConfigError(name, "must contain only ASCII characters")
 
 
 def _parse_recycle(section: Mapping[str, Any]) -> RecycleSettings:
     prefix = "recycle"
-    unknown = sorted(set(section) - set(_RECYCLE_LIMITS) - {"lock_table_name"})
+    unknown = _unknown_keys(section, {*_RECYCLE_LIMITS, "lock_table_name"})
     if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]}", "unknown key")
+        raise ConfigError(f"{prefix}.{clip(unknown[0])}", "unknown key")
     values: dict[str, Any] = {}
     table = section.get("lock_table_name")
     if table is not None:
-        if not isinstance(table, str) or not _LOCK_TABLE.match(table):
+        if not isinstance(table, str) or not _LOCK_TABLE.fullmatch(table):
             raise ConfigError(f"{prefix}.lock_table_name", "must be a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
         values["lock_table_name"] = table
     for key, (kind, low, high) in _RECYCLE_LIMITS.items():
@@ -247,7 +282,10 @@ def _parse_recycle(section: Mapping[str, Any]) -> RecycleSettings:
         # bool is an int subclass; true/false is never a number of seconds.
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise ConfigError(f"{prefix}.{key}", f"must be a number, got {type(raw).__name__}")
-        if kind is int and not float(raw).is_integer():
+        if isinstance(raw, float) and not math.isfinite(raw):
+            raise ConfigError(f"{prefix}.{key}", "must be a finite number")
+        # Never float() an int: 10**400 would overflow. int and float compare exactly.
+        if kind is int and isinstance(raw, float) and not raw.is_integer():
             raise ConfigError(f"{prefix}.{key}", "must be a whole number")
         if not low <= raw <= high:
             raise ConfigError(f"{prefix}.{key}", f"must be between {low:g} and {high:g}")
@@ -269,6 +307,11 @@ def _section(document: Mapping[str, Any], name: str, allow_missing: bool = False
 # --------------------------------------------------------------------------- #
 
 
+def _unknown_keys(section: Mapping[Any, Any], allowed: Iterable[str]) -> list[str]:
+    """The keys not in ``allowed``, sorted, as text (to be clipped before they are echoed)."""
+    return sorted(str(k) for k in set(section) - set(allowed))
+
+
 def _require_str(event: Mapping[str, Any], name: str) -> str:
     if name not in event or event[name] is None:
         raise ConfigError(name, "is required")
@@ -285,7 +328,7 @@ def _optional_bool(event: Mapping[str, Any], name: str, default: bool) -> bool:
         return default
     value = event[name]
     if not isinstance(value, bool):
-        raise ConfigError(name, f"must be a JSON boolean (true or false), got {value!r}")
+        raise ConfigError(name, f"must be a JSON boolean (true or false), got {shown(value)}")
     return value
 
 
@@ -296,5 +339,5 @@ def _optional_int(event: Mapping[str, Any], name: str, default: int, low: int, h
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(name, f"must be an integer, got {type(value).__name__}")
     if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+        raise ConfigError(name, f"must be between {low} and {high}, got {shown(value)}")
     return value

@@ -51,7 +51,7 @@ import logs
 from AWSSession import create_client, get_aws_session
 from config import AppConfig, RecycleRequest, RecycleSettings, parse_event
 from errors import AwsCallFailed, ConfigError, PreflightError
-from lambda_function import RecycleNotCompleted, get_config, lock_table_name
+from lambda_function import RecycleNotCompleted, get_config, lock_table_name, register_secrets
 from lock import DynamoLockStore
 from Notification import notify
 from recycle import Clock, Recycler, SystemClock
@@ -367,6 +367,7 @@ def run_durable_recycle(
     logs.configure()
     request = parse_event(event)  # ConfigError before any AWS call
     config = config or get_config()
+    register_secrets(config)
     table = lock_table_name(config, request)
     timeout = execution_timeout_seconds()
     execution_arn = context.execution_context.durable_execution_arn
@@ -414,9 +415,10 @@ def run_durable_recycle(
         report.request_id = execution_arn
         report.log_group = getattr(lambda_context, "log_group_name", None)
         report.log_stream = None
-        result = report.to_dict()
+        # No secret in the report, the email or the execution's result, in any form it may take.
+        result = logs.mask_data(report.to_dict())
         # The restore has already happened; the notifier can no longer hurt the service.
-        result["notification"] = _notify_once(context, result, config, clients)
+        result["notification"] = logs.mask_data(_notify_once(context, result, config, clients))
         runtime.log(
             logging.INFO,
             "Task recycle report",

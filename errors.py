@@ -6,6 +6,11 @@ Every error the tool raises on purpose is a RecycleError, so callers can tell
 
 from __future__ import annotations
 
+from typing import Any
+
+# How much of a user's key or value an error message repeats.
+MAX_ECHO = 80
+
 
 class RecycleError(Exception):
     """Base class for every error this tool raises deliberately."""
@@ -18,6 +23,23 @@ class ConfigError(RecycleError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """Text from the input, as an error message repeats it: at most ``limit`` characters, then its length."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def shown(value: Any) -> str:
+    """A scalar's repr, clipped; for anything else only its type. Never raises."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        # str() of a huge int is slow, and refused beyond 4300 digits.
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return clip(repr(value))
+    return type(value).__name__
 
 
 class PreflightError(RecycleError):

@@ -9,6 +9,7 @@ metric and on-failure destinations see it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -16,12 +17,11 @@ import re
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import logs
 from AWSSession import create_client, get_aws_session
-from config import AppConfig, RecycleRequest, load_config, parse_event
+from config import AppConfig, RecycleRequest, is_region_name, load_config, parse_event
 from errors import ConfigError, RecycleError
 from lock import LOCK_TABLE_ENV, DynamoLockStore
 from Notification import notify
@@ -36,8 +36,9 @@ class RecycleNotCompleted(RecycleError):
     """The run did not fully succeed. The message says what was done and what was restored."""
 
     def __init__(self, report: dict[str, Any]) -> None:
-        self.report = report
-        super().__init__(summarise(report))
+        # Masked here too, so no caller can put a secret into the message.
+        self.report = logs.mask_data(report)
+        super().__init__(summarise(self.report))
 
 
 def summarise(report: dict[str, Any]) -> str:
@@ -58,11 +59,11 @@ def get_config() -> AppConfig:
     global _config
     if _config is None:
         _config = load_config()
-        _register_secrets(_config)
+        register_secrets(_config)
     return _config
 
 
-def _register_secrets(config: AppConfig) -> None:
+def register_secrets(config: AppConfig) -> None:
     logs.register_secret(config.aws.secret_key)
     logs.register_secret(config.aws.session_token)
     password = getattr(config.notification, "password", None)
@@ -112,6 +113,7 @@ def run_recycle(
     invocation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one recycle with the plain runtime, notify, and return the report as a dict."""
+    register_secrets(config)
     table = lock_table_name(config, request)
     owner_id = owner_id or new_owner_id("local")
     lock_session = session
@@ -119,7 +121,9 @@ def run_recycle(
         session = get_aws_session(config.aws, session_suffix=owner_id)
         # The lock table lives in the function's own account, also when role_arn reaches another one.
         lock_session = (
-            get_aws_session(replace(config.aws, role_arn=None, external_id=None)) if config.aws.role_arn else session
+            get_aws_session(dataclasses.replace(config.aws, role_arn=None, external_id=None))
+            if config.aws.role_arn
+            else session
         )
     clock = clock or SystemClock()
     unbounded = remaining_seconds() is None
@@ -140,9 +144,10 @@ def run_recycle(
         report: RecycleReport = engine.run(request)
         for key in ("request_id", "log_group", "log_stream"):
             setattr(report, key, (invocation or {}).get(key))
-        result = report.to_dict()
+        # An AWS error can quote a credential (b'<token>\n'): mask before it is mailed or returned.
+        result = logs.mask_data(report.to_dict())
         # The restore has already happened; the notifier can no longer hurt the service.
-        result["notification"] = notify(result, config.notification, session)
+        result["notification"] = logs.mask_data(notify(result, config.notification, session))
         logger.info(
             "Task recycle report",
             extra={"status": result["status"], "notification": result["notification"].get("status")},
@@ -164,13 +169,22 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         "log_group": getattr(context, "log_group_name", None),
         "log_stream": getattr(context, "log_stream_name", None),
     }
+    # Without a Lambda context (a direct call) there is no deadline: run as the CLI does,
+    # renewing the lock after each task, and say so in the report.
+    remaining_millis = getattr(context, "get_remaining_time_in_millis", None)
+    bounded = callable(remaining_millis)
+
+    def remaining_seconds() -> float | None:
+        return remaining_millis() / 1000.0 if callable(remaining_millis) else None
+
     result = run_recycle(
         request,
         config,
-        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
+        remaining_seconds=remaining_seconds,
         owner_id=invocation["request_id"] or new_owner_id("lambda"),
         invocation=invocation,
     )
+    result["time_budget"] = "Lambda remaining time" if bounded else "unlimited (no Lambda context)"
     if result["status"] not in ("succeeded", "dry_run"):
         error = RecycleNotCompleted(result)
         logger.error(str(error), extra={"status": result["status"]})
@@ -188,28 +202,40 @@ def main(argv: list[str] | None = None) -> int:
         prog="lambda_function.py",
         description="Recycle an ECS service's tasks one at a time, against real AWS (credentials from input.json).",
     )
-    parser.add_argument("--cluster", required=True, help="cluster name or ARN")
-    parser.add_argument("--service", required=True, help="service name or ARN")
-    parser.add_argument("--wait-time", type=int, default=30, help="seconds to pause after each replacement")
-    parser.add_argument("--no-maintain-service-state", action="store_true", help="do not surge to N+1 while recycling")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    # Each event field is an option whose dest is the field's name (--wait-time -> wait_time),
+    # so a new field needs only its add_argument line here.
+    options = [
+        parser.add_argument("--cluster", dest="cluster_name", required=True, help="cluster name or ARN"),
+        parser.add_argument("--service", dest="service_name", required=True, help="service name or ARN"),
+        parser.add_argument("--wait-time", type=int, default=30, help="seconds to pause after each replacement"),
+        parser.add_argument(
+            "--no-maintain-service-state",
+            dest="maintain_service_state",
+            action="store_false",
+            help="do not surge to N+1 while recycling",
+        ),
+        parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing"),
+    ]
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
+    parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
     args = parser.parse_args(argv)
+    event_flags = {option.dest: option.option_strings[0] for option in options}
     logs.configure()
     try:
-        request = parse_event(
-            {
-                "cluster_name": args.cluster,
-                "service_name": args.service,
-                "wait_time": args.wait_time,
-                "maintain_service_state": not args.no_maintain_service_state,
-                "dry_run": args.dry_run,
-            }
-        )
+        request = parse_event({field: getattr(args, field) for field in event_flags})
         from pathlib import Path
 
         config = load_config(Path(args.config)) if args.config else get_config()
+        if args.region is not None:
+            if not is_region_name(args.region):
+                raise ConfigError("region", "is not an AWS region name")
+            config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
         result = run_recycle(request, config, owner_id=new_owner_id("cli"))
+    except ConfigError as e:
+        # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
+        flag = {**event_flags, "region": "--region"}.get(e.field, e.field)
+        print(f"error: {flag}: {e.problem}", file=sys.stderr)
+        return 2
     except RecycleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -4,7 +4,9 @@ In Lambda with ``LoggingConfig: LogFormat: JSON`` the runtime's own handler
 turns ``extra=`` fields into JSON keys; locally ``JsonFormatter`` does the same.
 Fields bound with ``bind()`` are added to every record, whichever module logs
 it, through the log-record factory. Registered secret values are masked in
-every message as a last line of defence; the code never logs them on purpose.
+every message, extra field and traceback as a last line of defence; the code
+never logs them on purpose. ``mask_data`` applies the same mask to a report
+before it is returned, emailed or raised.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from typing import Any
 
 _bound: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
 _secrets: set[str] = set()
+# The same values, longest first, so that a form containing another is masked whole.
+_ordered: list[str] = []
 _MASK = "***"
+# Shorter values would mask ordinary words.
+_MIN_SECRET_CHARS = 6
 # Attributes every LogRecord has; anything else on a record came from extra= or bind().
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _NOISY = ("botocore", "boto3", "urllib3", "s3transfer")
@@ -50,7 +56,15 @@ def _make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.Log
         else:
             kwargs["extra"] = {**bound, **(kwargs.get("extra") or {})}
         args = tuple(positional)
-    return _base_make_record(self, *args, **kwargs)
+    record = _base_make_record(self, *args, **kwargs)
+    if _secrets:
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and not key.startswith("_"):
+                setattr(record, key, mask_data(value))
+        if record.exc_info and record.exc_info[1] is not None:
+            # Formatters reuse exc_text when set; the runtime's own JSON formatter reads exc_info itself.
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+    return record
 
 
 logging.setLogRecordFactory(_record_factory)
@@ -58,16 +72,57 @@ logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
 
 
 def mask(text: str) -> str:
-    """Replace every registered secret value in text."""
-    for secret in _secrets:
-        text = text.replace(secret, _MASK)
+    """Replace every registered secret value, in every registered form, in text."""
+    for secret in _ordered:
+        if secret in text:
+            text = text.replace(secret, _MASK)
     return text
 
 
+def mask_data(value: Any) -> Any:
+    """A copy of value with every string inside dicts, lists and tuples masked (keys too)."""
+    if not _secrets:
+        return value
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {mask_data(k): mask_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_data(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(mask_data(v) for v in value)
+    return value
+
+
+def secret_forms(value: str) -> set[str]:
+    """The ways a secret shows up in text: raw, stripped, repr() of the str and of its bytes, JSON-escaped.
+
+    A token ending in a newline reaches an error as ``Invalid header value b'…\\n'``:
+    the raw value is not in that text, but the body of its bytes repr is.
+    """
+    forms = {
+        value,
+        value.strip(),
+        repr(value)[1:-1],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            forms.add(repr(value.encode(encoding))[2:-1])
+        except UnicodeEncodeError:
+            pass
+    return {form for form in forms if len(form) >= _MIN_SECRET_CHARS}
+
+
 def register_secret(value: str | None) -> None:
-    """Never let this value reach a log line. Short values would mask ordinary words."""
-    if value and len(value) >= 6:
-        _secrets.add(value)
+    """Never let this value, in any of its forms, reach a log line, a report or an email."""
+    if not value:
+        return
+    forms = secret_forms(value)
+    if forms - _secrets:
+        _secrets.update(forms)
+        _ordered[:] = sorted(_secrets, key=len, reverse=True)
 
 
 @contextmanager

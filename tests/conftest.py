@@ -28,6 +28,8 @@ from simulator import Behaviour, EcsSimulator, FakeLambdaContext, VirtualClock  
 EVENTS = Path(__file__).resolve().parent / "events"
 # Filled by every simulated engine run in the session; checked against the template's role at the end.
 ENGINE_CALLS: list[dict[str, Any]] = []
+# The cross-check's verdict: (line, is_failure), printed by pytest_terminal_summary.
+IAM_SUMMARY: list[tuple[str, bool]] = []
 CLUSTER = "demo-cluster"
 SERVICE = "web"
 _KEEP_ENV = (
@@ -295,12 +297,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         violations += iam_policy.check_calls(
             template, calls, scope, pseudo={"AWS::Region": region, "AWS::AccountId": account}
         )
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if violations:
-        if reporter is not None:
-            reporter.write_line(f"IAM cross-check: {len(violations)} engine calls the role would refuse:", red=True)
-            for violation in violations[:20]:
-                reporter.write_line(f"  {violation}", red=True)
+        IAM_SUMMARY.append((f"IAM cross-check: {len(violations)} engine calls the role would refuse:", True))
+        IAM_SUMMARY.extend((f"  {violation}", True) for violation in violations[:20])
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    elif reporter is not None:
-        reporter.write_line(f"IAM cross-check: all {len(ENGINE_CALLS)} recorded engine calls are allowed by the role.")
+    else:
+        IAM_SUMMARY.append(
+            (f"IAM cross-check: all {len(ENGINE_CALLS)} recorded engine calls are allowed by the role.", False)
+        )
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print the cross-check's verdict. pytest calls this after ending the "[100%]" line, so it gets its own."""
+    for line, failed in IAM_SUMMARY:
+        terminalreporter.write_line(line, red=failed)

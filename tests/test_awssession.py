@@ -33,11 +33,63 @@ def test_region_falls_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert AWSSession.get_aws_session(None).region_name == "ap-southeast-2"
 
 
-def test_unknown_profile_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_profile_is_a_config_error_naming_profile_name() -> None:
     from botocore.exceptions import ProfileNotFound
 
-    with pytest.raises(ProfileNotFound):
+    with pytest.raises(ConfigError) as caught:
         AWSSession.get_aws_session(AwsCredentials(profile_name="nope"))
+    assert caught.value.field == "awsCredentials.profile_name"
+    assert "'nope'" in str(caught.value)
+    assert isinstance(caught.value.__cause__, ProfileNotFound)
+
+
+def test_unknown_aws_profile_in_the_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "missing")
+    with pytest.raises(ConfigError) as caught:
+        AWSSession.get_aws_session(AwsCredentials())
+    assert caught.value.field == "AWS_PROFILE"
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [None, AwsCredentials(), AwsCredentials(access_key="AKIAEXAMPLE", secret_key=SECRET)],
+    ids=["none", "default-chain", "static-keys"],
+)
+def test_no_region_anywhere_is_a_config_error_saying_how_to_set_one(
+    monkeypatch: pytest.MonkeyPatch, credentials: AwsCredentials | None
+) -> None:
+    # GIVEN no region in input.json, the environment or an AWS config file
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    # WHEN a session is built, THEN the error names the key and every way to set it
+    with pytest.raises(ConfigError) as caught:
+        AWSSession.get_aws_session(credentials)
+    assert caught.value.field == "awsCredentials.region_name"
+    for way in ("awsCredentials.region_name", "AWS_REGION", "--region"):
+        assert way in caught.value.problem
+
+
+def test_region_from_the_profile_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # GIVEN no region in input.json or the environment, but one in the named profile
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    config_file = tmp_path / "config"
+    config_file.write_text("[profile ops]\nregion = eu-west-3\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+    # THEN the session takes the profile's region
+    assert AWSSession.get_aws_session(AwsCredentials(profile_name="ops")).region_name == "eu-west-3"
+
+
+@pytest.mark.parametrize("variable", ["AWS_REGION", "AWS_DEFAULT_REGION"])
+@pytest.mark.parametrize("region", ["us-east-١", "us-east-1\n", "US EAST"])
+def test_malformed_region_in_the_environment_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, region: str
+) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv(variable, region)
+    with pytest.raises(ConfigError) as caught:
+        AWSSession.get_aws_session(AwsCredentials())
+    assert caught.value.field == variable
 
 
 def test_assume_role_uses_regional_sts_a_named_session_and_external_id(
@@ -106,3 +158,8 @@ def test_clients_use_standard_retries_and_timeouts() -> None:
 def test_role_session_name_is_trimmed_and_cleaned() -> None:
     name = AWSSession.role_session_name("req id/with spaces" * 10)
     assert len(name) <= 64 and " " not in name and "/" not in name
+
+
+def test_role_session_name_is_ascii_only() -> None:
+    name = AWSSession.role_session_name("réq-٣")
+    assert name == "ecs-task-recycle-r-q--"

@@ -145,3 +145,191 @@ def test_bad_input_json_fails_the_handler_before_any_aws_call(
         lambda_function.lambda_handler(load_event("recycle.json"), None)
     assert bed.sim.calls == {}
     bed.assert_restored()
+
+
+# --------------------------------------------------------------------------- ASCII only
+
+
+def test_unicode_digits_in_a_cluster_arn_reach_no_aws_call(bed: Bed) -> None:
+    # GIVEN a real service, and a cluster ARN whose account id is written in Arabic-Indic digits
+    bed.add_service(tasks=2)
+    event = {"cluster_name": "arn:aws:ecs:us-east-1:١٢٣٤٥٦٧٨٩٠١٢:cluster/c", "service_name": SERVICE}
+
+    # WHEN the handler gets it, THEN it is refused as a bad cluster_name before any AWS call
+    with pytest.raises(ConfigError) as caught:
+        lambda_function.lambda_handler(event, None)
+    assert caught.value.field == "cluster_name"
+    assert bed.sim.calls == {}
+
+
+def test_unicode_digit_in_the_region_reaches_no_aws_call(
+    bed: Bed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN input.json whose region ends in ARABIC-INDIC DIGIT ONE
+    bed.add_service(tasks=2)
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps({"awsCredentials": {"region_name": "us-east-١"}}), encoding="utf-8")
+    monkeypatch.setenv("RECYCLE_CONFIG", str(path))
+    monkeypatch.setattr(lambda_function, "_config", None)
+
+    # WHEN the handler runs, THEN the region is refused before any AWS call
+    with pytest.raises(ConfigError) as caught:
+        lambda_function.lambda_handler(load_event("recycle.json"), None)
+    assert caught.value.field == "awsCredentials.region_name"
+    assert bed.sim.calls == {}
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"awsCredentials": {"region_name": "us-east-1\n"}}, "awsCredentials.region_name"),
+        ({"awsCredentials": {"role_arn": "arn:aws:iam::١٢٣٤٥٦٧٨٩٠١٢:role/r"}}, "awsCredentials.role_arn"),
+        ({"awsCredentials": {"role_arn": "arn:aws:iam::123456789012:role/ré"}}, "awsCredentials.role_arn"),
+    ],
+)
+def test_non_ascii_or_trailing_newline_fails_the_pattern(document: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document)
+    assert caught.value.field == field
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+TOKEN = "FQoGZXIvYXdzEXAMPLETOKENxyz0123456789"
+
+
+@pytest.mark.parametrize("key", ["access_key", "secret_key", "session_token", "external_id", "profile_name"])
+@pytest.mark.parametrize("bad", ["\n", " ", "\t", "\r\n", "\x00", "\u2028", "\u200b"])
+def test_whitespace_or_control_character_in_a_credential_is_refused_without_echo(key: str, bad: str) -> None:
+    # GIVEN a credential pasted with a stray character (a trailing newline, say)
+    aws = {
+        "access_key": "AKIAEXAMPLE0000",
+        "secret_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "session_token": TOKEN,
+    }
+    if key in ("external_id", "profile_name"):
+        aws = {"role_arn": "arn:aws:iam::123456789012:role/r"} if key == "external_id" else {}
+    value = f"{TOKEN}{bad}"
+    aws[key] = value
+
+    # WHEN input.json is parsed
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"awsCredentials": aws})
+
+    # THEN the error names the key and repeats nothing of the value
+    assert caught.value.field == f"awsCredentials.{key}"
+    assert TOKEN not in str(caught.value)
+
+
+def test_non_ascii_session_token_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            {"awsCredentials": {"access_key": "AKIA0000", "secret_key": "s" * 40, "session_token": "tökenvalue"}}
+        )
+    assert caught.value.field == "awsCredentials.session_token"
+    assert "tökenvalue" not in str(caught.value)
+
+
+def test_role_arn_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"awsCredentials": {"role_arn": "arn:aws:iam::123456789012:role/r\n"}})
+    assert caught.value.field == "awsCredentials.role_arn"
+
+
+# --------------------------------------------------------------------------- input that escaped ConfigError
+
+
+@pytest.mark.parametrize("key", ["poll_interval_seconds", "replacement_timeout_seconds", "max_failed_replacements"])
+@pytest.mark.parametrize("value", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"])
+def test_huge_recycle_number_is_a_config_error(key: str, value: int) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"recycle": {key: value}})
+    assert caught.value.field == f"recycle.{key}"
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_recycle_number_is_a_config_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "input.json"
+    path.write_text('{"recycle": {"poll_interval_seconds": ' + text + "}}")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.field == "recycle.poll_interval_seconds"
+
+
+def test_deeply_nested_input_json_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "input.json"
+    path.write_text('{"recycle": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ConfigError, match="nested too deeply") as caught:
+        load_config(path)
+    assert caught.value.field == str(path)
+
+
+def test_a_number_too_long_for_python_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "input.json"
+    path.write_text('{"recycle": {"poll_interval_seconds": 1' + "0" * 5000 + "}}")
+    with pytest.raises(ConfigError, match="number is too long") as caught:
+        load_config(path)
+    assert caught.value.field == str(path)
+
+
+def test_non_utf8_input_json_is_a_config_error_that_does_not_print_the_byte(tmp_path: Path) -> None:
+    # GIVEN a file saved as Latin-1 ("é" is the single byte 0xe9)
+    path = tmp_path / "input.json"
+    path.write_bytes('{"smtpCredentials": {"password": "caf\u00e9-secret"}}'.encode("latin-1"))
+    # WHEN it is loaded, THEN the error says where, never what
+    with pytest.raises(ConfigError, match="not UTF-8") as caught:
+        load_config(path)
+    assert caught.value.field == str(path)
+    assert "0xe9" not in str(caught.value) and "\\xe9" not in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "input.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"recycle": {"poll_interval_seconds": 2}}).encode())
+    assert load_config(path).recycle.poll_interval_seconds == 2.0
+
+
+# --------------------------------------------------------------------------- long input in errors
+
+
+MEGA = "a" * 10**6
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"cluster_name": "c", "service_name": "s", "dry_run": MEGA}, "dry_run"),
+        ({"cluster_name": "c", "service_name": "s", "maintain_service_state": MEGA}, "maintain_service_state"),
+        ({"cluster_name": "c", "service_name": "s", "wait_time": 10**400}, "wait_time"),
+        ({"cluster_name": "c", "service_name": "s", "wait_time": 10**5000}, "wait_time"),
+        ({"cluster_name": "c", "service_name": "s", MEGA: 1}, MEGA),
+    ],
+    ids=["dry_run", "maintain_service_state", "wait_time-1e400", "wait_time-1e5000", "unknown-key"],
+)
+def test_event_errors_echo_at_most_80_characters(event: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_event(event)
+    message = str(caught.value)
+    assert len(message) < 400
+    assert caught.value.field.startswith(field[:80])
+    if len(field) > 80:
+        assert caught.value.field == "a" * 80 + "… (1000000 characters)"
+
+
+@pytest.mark.parametrize(
+    ("document", "prefix"),
+    [
+        ({MEGA: {}}, ""),
+        ({"awsCredentials": {MEGA: "x"}}, "awsCredentials."),
+        ({"recycle": {MEGA: 1}}, "recycle."),
+    ],
+    ids=["section", "awsCredentials", "recycle"],
+)
+def test_unknown_keys_in_input_json_are_clipped(document: dict[str, Any], prefix: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document)
+    assert caught.value.field == prefix + "a" * 80 + "… (1000000 characters)"
+    assert len(str(caught.value)) < 400

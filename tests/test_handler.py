@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import http.client
 import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.config import Config
+from botocore.exceptions import HTTPClientError
 from conftest import CLUSTER, SERVICE, Bed, load_event, log_lines
+from smtp_support import smtp_server
 
+import AWSSession
 import lambda_function
 import logs
-from config import parse_config
+import simulator
+from config import AwsCredentials, parse_config
 from simulator import Behaviour, FakeLambdaContext
 
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -128,7 +135,180 @@ def test_cli_dry_run_against_the_simulated_account(
     assert json.loads(out)["status"] == "dry_run"
 
 
-def test_cli_rejects_bad_input_with_exit_code_2(capsys: Any) -> None:
+def test_cli_rejects_bad_input_with_exit_code_2_naming_the_flag(capsys: Any) -> None:
     code = lambda_function.main(["--cluster", "bad name", "--service", SERVICE, "--dry-run"])
     assert code == 2
-    assert "cluster_name" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("error: --cluster: must be an ECS cluster name")
+
+
+def test_cli_names_the_flag_the_user_typed(capsys: Any) -> None:
+    # GIVEN a flag whose value the event validation refuses
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--wait-time", "901", "--dry-run"])
+    # THEN the error names --wait-time, not the event field wait_time
+    assert code == 2
+    assert capsys.readouterr().err == "error: --wait-time: must be between 0 and 900, got 901\n"
+
+
+def test_cli_without_a_region_prints_one_line_and_exits_2(
+    bed: Bed, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN no region in input.json, the environment or an AWS config file
+    bed.add_service(tasks=2)
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"awsCredentials": {"region_name": ""}}))
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+
+    # WHEN the CLI runs
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--dry-run", "--config", str(config)])
+
+    # THEN one line says how to set the region, the exit code is 2, and no AWS call was made
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: awsCredentials.region_name: ")
+    assert "AWS_REGION" in err and "--region" in err
+    assert bed.sim.calls == {}
+
+
+def test_cli_region_flag_sets_the_region(
+    bed: Bed, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN no region anywhere but on the command line
+    bed.add_service(tasks=2)
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"awsCredentials": {"region_name": ""}}))
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    argv = ["--cluster", CLUSTER, "--service", SERVICE, "--dry-run", "--config", str(config)]
+
+    # WHEN --region names the simulated account's region, THEN the dry run works there
+    assert lambda_function.main([*argv, "--region", simulator.REGION]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "dry_run"
+
+    # WHEN --region is malformed, THEN the flag is named
+    assert lambda_function.main([*argv, "--region", "us-east-١"]) == 2
+    assert capsys.readouterr().err == "error: --region: is not an AWS region name\n"
+
+
+def test_cli_with_an_unknown_profile_exits_2_naming_profile_name(tmp_path: Path, capsys: Any) -> None:
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"awsCredentials": {"profile_name": "no-such-profile"}}))
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--dry-run", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: awsCredentials.profile_name: profile 'no-such-profile' is not")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_handler_with_an_unknown_profile_raises_a_config_error(
+    handler_env: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from errors import ConfigError
+
+    bed = handler_env
+    bed.add_service(tasks=1)
+    monkeypatch.setattr(lambda_function, "_config", parse_config({"awsCredentials": {"profile_name": "nope"}}))
+    with pytest.raises(ConfigError) as caught:
+        lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+    assert caught.value.field == "awsCredentials.profile_name"
+    assert bed.sim.calls == {}
+
+
+def test_handler_without_a_context_runs_with_an_unlimited_budget_and_says_so(handler_env: Bed) -> None:
+    # GIVEN a service with more tasks than a short Lambda budget would allow
+    bed = handler_env
+    bed.add_service(tasks=4, target=(1, 6))
+
+    # WHEN the handler is called directly, with no Lambda context
+    result = lambda_function.lambda_handler(load_event("recycle.json"), None)
+
+    # THEN the whole service is recycled and restored, and the report says the budget was unlimited
+    assert result["status"] == "succeeded"
+    assert len(result["tasks_recycled"]) == 4
+    assert result["time_budget"] == "unlimited (no Lambda context)"
+    assert result["request_id"] is None
+    bed.assert_restored()
+
+
+def test_handler_with_a_context_reports_a_lambda_budget(handler_env: Bed) -> None:
+    bed = handler_env
+    bed.add_service(tasks=1)
+    result = lambda_function.lambda_handler(load_event("dry-run.json"), FakeLambdaContext(bed.clock))
+    assert result["time_budget"] == "Lambda remaining time"
+
+
+def _check_headers_as_http_client_does(request: Any, **_: Any) -> None:
+    """Before moto answers, refuse a header value http.client would refuse, as botocore reports it."""
+    connection = http.client.HTTPConnection("localhost")
+    try:
+        connection.putrequest(request.method, "/", skip_host=True, skip_accept_encoding=True)
+        for name, value in request.headers.items():
+            connection.putheader(name, value)
+    except ValueError as e:
+        raise HTTPClientError(error=e) from e
+    finally:
+        connection.close()
+
+
+def test_a_token_quoted_by_an_aws_error_reaches_no_report_log_email_or_exception(
+    handler_env: Bed, captured_logs: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a session token with a trailing newline that got past validation (built in code),
+    # so every AWS call fails with "Invalid header value b'<token>\\n'"
+    bed = handler_env
+    bed.add_service(tasks=1)
+    token = "IQoJb3JpZ2luX2VjENEWLINETERMINATEDTOKEN0123456789"
+    monkeypatch.setattr(AWSSession, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
+    real_create_client = lambda_function.create_client
+
+    def create_client(session: Any, name: str) -> Any:
+        client = real_create_client(session, name)
+        client.meta.events.register_first("before-send", _check_headers_as_http_client_does)
+        return client
+
+    monkeypatch.setattr(lambda_function, "create_client", create_client)
+    with smtp_server("plain") as relay:
+        config = parse_config(
+            {
+                "smtpCredentials": {
+                    "host": "127.0.0.1",
+                    "port": relay.port,
+                    "security": "none",
+                    "from_email": "noreply@example.com",
+                },
+                "emailNotification": {"to": ["ops@example.com"]},
+            }
+        )
+        aws = AwsCredentials(
+            region_name=simulator.REGION, access_key="AKIAEXAMPLE", secret_key=SECRET_KEY, session_token=token + "\n"
+        )
+        config = dataclasses.replace(config, aws=aws)
+        monkeypatch.setattr(lambda_function, "_config", None)
+        monkeypatch.setattr(lambda_function, "load_config", lambda: config)
+
+        # WHEN the handler runs
+        with pytest.raises(lambda_function.RecycleNotCompleted) as caught:
+            lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+
+    # THEN the run failed on exactly that error, with the token masked in it
+    report = caught.value.report
+    assert "Invalid header value b'***'" in report["error"], report["error"]
+    assert report["notification"]["status"] == "sent", report["notification"]
+    [received] = relay.handler.messages
+    message = received.parsed()
+    text = message.get_body(preferencelist=("plain",))
+    rich = message.get_body(preferencelist=("html",))
+    assert text is not None and rich is not None
+    assert "Invalid header value" in text.get_content()
+    # ... and the token appears in none of: the report, the log lines, the email, the exception
+    for where, content in {
+        "report": json.dumps(report),
+        "logs": captured_logs.getvalue(),
+        "email (raw)": received.content.decode("utf-8", "replace"),
+        "email subject": str(message["Subject"]),
+        "email text": text.get_content(),
+        "email html": rich.get_content(),
+        "exception": str(caught.value),
+    }.items():
+        assert token not in content, f"the token reached the {where}"

@@ -11,8 +11,10 @@ import html
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +209,9 @@ def test_given_smtp_without_email_section_when_parsing_then_error_names_email_to
         (587, None, (587, "starttls")),
         ("465", None, (465, "ssl")),
         (2525, "starttls", (2525, "starttls")),
+        (2525, None, (2525, "starttls")),
+        ("25", None, (25, "starttls")),
+        (465, "starttls", (465, "starttls")),
         (None, "ssl", (465, "ssl")),
         (None, None, (587, "starttls")),
         (" 25 ", "NONE", (25, "none")),
@@ -244,7 +249,10 @@ def test_given_seed_style_config_when_parsing_then_addresses_and_defaults_are_no
         ({"port": 0}, {}, "smtpCredentials.port"),
         ({"port": 70000}, {}, "smtpCredentials.port"),
         ({"port": True}, {}, "smtpCredentials.port"),
-        ({"port": 2525}, {}, "smtpCredentials.security"),
+        ({"port": "²"}, {}, "smtpCredentials.port"),
+        ({"port": "٥٨٧"}, {}, "smtpCredentials.port"),
+        ({"port": "12345678901"}, {}, "smtpCredentials.port"),
+        ({"port": 10**400}, {}, "smtpCredentials.port"),
         ({"security": "tls"}, {}, "smtpCredentials.security"),
         ({"host": "smtp.example.com", "port": 25, "security": "none"}, {}, "smtpCredentials.security"),
         ({"host": "smtp example com"}, {}, "smtpCredentials.host"),
@@ -255,7 +263,7 @@ def test_given_seed_style_config_when_parsing_then_addresses_and_defaults_are_no
         ({"username": None}, {}, "smtpCredentials.username"),
         ({"password": {"secrets_manager": "a", "ssm_parameter": "/b"}}, {}, "smtpCredentials.password"),
         ({"password": {"ssm_parameter": "/b", "key": "k"}}, {}, "smtpCredentials.password.key"),
-        ({"password": {"vault": "x"}}, {}, "smtpCredentials.password.vault"),
+        ({"password": {"vault": "x"}}, {}, "smtpCredentials.password"),
         ({"timeout_seconds": 0}, {}, "smtpCredentials.timeout_seconds"),
         ({"timeout_seconds": "15"}, {}, "smtpCredentials.timeout_seconds"),
         ({"pasword": "typo"}, {}, "smtpCredentials.pasword"),
@@ -314,6 +322,8 @@ def test_given_password_references_when_parsing_then_they_are_kept_as_references
 # The message
 # --------------------------------------------------------------------------- #
 
+# When the tests' messages are "sent": the subject's date comes from this clock, like the Date header.
+SENT = datetime(2026, 11, 28, 21, 10, 30, tzinfo=UTC)
 SUBJECTS = {
     "succeeded": "AWS ECS | ECS Service Task Recycle Completed | 2026-11-28",
     "dry_run": "AWS ECS | DRY RUN | ECS Service Task Recycle Completed | 2026-11-28",
@@ -325,7 +335,7 @@ SUBJECTS = {
 
 @pytest.mark.parametrize("status", sorted(SUBJECTS))
 def test_given_each_outcome_when_rendered_then_subject_says_so_plainly(status: str) -> None:
-    message = Notification.render_message(make_report(status), config_for(smtp_section(587)))
+    message = Notification.render_message(make_report(status), config_for(smtp_section(587)), now=SENT)
     assert message["Subject"] == SUBJECTS[status]
     assert message["X-ECS-Recycle-Status"] == status
 
@@ -342,14 +352,15 @@ def test_given_a_success_when_sent_then_both_parts_carry_the_whole_report(
     [received] = local_relay.handler.messages
     message = received.parsed()
     assert message.get_content_type() == "multipart/alternative"
-    assert message["Subject"] == SUBJECTS["succeeded"]
+    sent_on = parsedate_to_datetime(message["Date"]).astimezone(UTC).date().isoformat()
+    assert message["Subject"] == f"AWS ECS | ECS Service Task Recycle Completed | {sent_on}"
     assert message["From"] == "ECS Recycle <noreply@example.com>"
     assert message["To"] == "admin@example.com"
     assert message["Cc"] == "Team Lead <lead@example.com>"
     assert message["Message-ID"] == result["message_id"]
     text, rich = parts(message)
     for body in (text, rich):
-        for expected in ("prod-cluster", "web-api", REGION, "123456789012", "3 of 3", "Succeeded"):
+        for expected in ("prod-cluster", "web-api", REGION, "123456789012", "3 of 3", "succeeded"):
             assert expected in body
         assert "aaa111" in body and "bbb222" in body and "42.5 s" in body
         assert "130.2 s" in body
@@ -383,7 +394,8 @@ def test_given_an_incomplete_run_when_rendered_then_remaining_tasks_and_restore_
     message = Notification.render_message(report, config_for(smtp_section(587)))
     text, rich = parts(message)
     assert message["Subject"].startswith("AWS ECS | INCOMPLETE |")
-    assert "INCOMPLETE: the time budget ran out with 1 task(s) remaining" in text
+    assert text.startswith("ECS service task recycle INCOMPLETE: prod-cluster/web-api\n")
+    assert "Outcome:                the time budget ran out with 1 task(s) remaining" in text
     assert "Tasks not recycled:\n  - eee555" in text
     assert "Service restored:       NO" in text
     assert "<code>eee555</code>" in rich
@@ -738,9 +750,304 @@ def test_given_any_notification_when_it_finishes_then_one_structured_line_is_log
 
 def test_given_eml_export_when_saved_then_it_parses_back(tmp_path: Path) -> None:
     # The demo saves the rendered message beside the report.
-    message = Notification.render_message(make_report(), config_for(smtp_section(587)))
+    message = Notification.render_message(make_report(), config_for(smtp_section(587)), now=SENT)
     path = tmp_path / "report.eml"
     path.write_bytes(message.as_bytes())
     parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
     assert parsed["Subject"] == SUBJECTS["succeeded"]
     assert PASSWORD not in path.read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- #
+# Input that must stay a ConfigError, and never show a secret
+# --------------------------------------------------------------------------- #
+
+
+def test_given_an_unknown_key_in_the_password_reference_when_parsing_then_neither_key_nor_value_is_shown() -> None:
+    # GIVEN the password typed where a reference key belongs
+    reference = {"secrets_manager": "smtp/creds", PASSWORD: PASSWORD}
+    # WHEN it is parsed
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587, password=reference), email_section())
+    # THEN the error names the password key, and shows nothing of what was typed
+    assert caught.value.field == "smtpCredentials.password"
+    assert PASSWORD not in str(caught.value) and PASSWORD not in caught.value.field
+
+
+def test_given_a_non_ascii_literal_password_when_parsing_then_it_is_refused_without_a_hint() -> None:
+    password = "pass-wörd-1234"
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587, password=password), email_section())
+    assert caught.value.field == "smtpCredentials.password"
+    message = str(caught.value)
+    assert "ö" not in message and "\\xf6" not in message and "position" not in message
+    assert "ASCII" in message
+
+
+def test_given_a_non_ascii_username_when_parsing_then_it_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587, username="jörg@example.com"), email_section())
+    assert caught.value.field == "smtpCredentials.username"
+
+
+@mock_aws
+def test_given_a_referenced_non_ascii_password_when_notifying_then_the_failure_reveals_nothing(
+    starttls_server: RunningServer,
+) -> None:
+    # GIVEN a referenced password that smtplib could never send
+    password = "s3cr3t-pässword-never-log-me"
+    boto3.client("secretsmanager", region_name=REGION).create_secret(Name="smtp/intl", SecretString=password)
+    config = config_for(
+        smtp_section(starttls_server.port, security="starttls", password={"secrets_manager": "smtp/intl"})
+    )
+    # WHEN notifying
+    with capture_json_logs(QUIET_LOGGERS) as logs:
+        result = Notification.notify(make_report(), config, boto3.Session(region_name=REGION))
+    # THEN the notification fails, naming the reference and nothing of the password
+    assert result["status"] == "failed"
+    assert result["detail"].startswith("password: Secrets Manager secret 'smtp/intl'")
+    assert "ASCII" in result["detail"]
+    for text in (result["detail"], logs.text()):
+        assert "ä" not in text and "\\xe4" not in text and "position" not in text
+        assert "s3cr3t" not in text
+    assert starttls_server.handler.messages == []
+
+
+def test_given_a_long_unknown_key_when_parsing_then_the_error_is_short() -> None:
+    smtp = smtp_section(587)
+    smtp["x" * 10**6] = 1
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp, email_section())
+    assert caught.value.field == "smtpCredentials." + "x" * 80 + "… (1000000 characters)"
+    assert len(str(caught.value)) < 400
+
+
+def test_given_a_huge_reference_name_when_parsing_then_it_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(
+            smtp_section(587, password={"ssm_parameter": "/" + "p" * 10**6}), email_section()
+        )
+    assert caught.value.field == "smtpCredentials.password.ssm_parameter"
+    assert len(str(caught.value)) < 400
+
+
+def test_given_a_region_with_a_unicode_digit_when_rendered_then_no_console_link_is_made() -> None:
+    _, rich = parts(Notification.render_message(make_report(region="eu-west-١"), config_for(smtp_section(587))))
+    assert "console.aws.amazon.com" not in rich
+
+
+# --------------------------------------------------------------------------- #
+# Address parsing runs in linear time
+# --------------------------------------------------------------------------- #
+
+PATHOLOGICAL = {
+    "spaces": " " * 30_000,
+    "spaces-then-x": " " * 30_000 + "x",
+    "name-without-bracket": "a" * 30_000,
+    "name-then-spaces": "a" + " " * 30_000 + "b",
+    "spaces-before-bracket": "a" + " " * 30_000 + "<",
+    "spaces-before-address": "a" + " " * 30_000 + "<x",
+    "tabs-inside": "a" + "\t" * 30_000 + "b",
+    "open-brackets": "<" * 30_000,
+    "quote-then-spaces": '"' + " " * 30_000,
+    "quoted-then-spaces": '"a"' + " " * 30_000 + "x",
+    "long-local-part": "a" * 30_000 + "@example.com",
+    "long-domain": "a@" + "a" * 30_000,
+    "dotted-domain": "a@" + "a." * 15_000,
+    "just-under-the-limit": " " * (Notification.MAX_ADDRESS_CHARS - 1) + "x",
+    "quoted-under-the-limit": '"a"' + " " * (Notification.MAX_ADDRESS_CHARS - 10) + "x",
+}
+
+
+@pytest.mark.parametrize("field", ["to", "cc", "bcc"])
+@pytest.mark.parametrize("value", list(PATHOLOGICAL.values()), ids=list(PATHOLOGICAL))
+def test_given_a_pathological_address_when_parsing_then_it_is_refused_quickly(field: str, value: str) -> None:
+    # GIVEN a value built to make a backtracking pattern work hard
+    email = email_section(**{field: [value]})
+    # WHEN it is parsed
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587), email)
+    elapsed = time.perf_counter() - started
+    # THEN it is refused, naming the entry, in well under half a second
+    assert caught.value.field == f"emailNotification.{field}[0]"
+    assert elapsed < 0.5, f"{elapsed:.2f} s"
+
+
+def test_given_too_many_recipients_when_parsing_then_the_list_is_refused_before_each_is_parsed() -> None:
+    email = email_section(to=[" " * 400] * 100_000)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        Notification.parse_notification_config(smtp_section(587), email)
+    assert caught.value.field == "emailNotification.to"
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ('"Doe, John"   <john@example.com>', '"Doe, John" <john@example.com>'),
+        ("Team Lead<lead@example.com>", "Team Lead <lead@example.com>"),
+        ("  Team   Lead   <lead@example.com>  ", "Team   Lead <lead@example.com>"),
+        ("<bare@example.com>", "bare@example.com"),
+    ],
+)
+def test_given_name_addr_forms_when_parsing_then_they_still_parse(entry: str, expected: str) -> None:
+    assert config_for(smtp_section(587), email_section(to=[entry])).to == (expected,)
+
+
+# --------------------------------------------------------------------------- #
+# Security defaults to STARTTLS on any port but 465
+# --------------------------------------------------------------------------- #
+
+
+def test_given_a_seed_style_config_on_another_port_when_notifying_then_starttls_is_used(
+    starttls_server: RunningServer,
+) -> None:
+    # GIVEN a config with a string port that is neither 587 nor 465, and no security key
+    config = config_for(smtp_section(str(starttls_server.port)))
+    assert config.security == "starttls"
+    # WHEN notifying
+    result = Notification.notify(make_report(), config, None)
+    # THEN it was sent over STARTTLS, authenticated
+    assert result["status"] == "sent", result
+    [received] = starttls_server.handler.messages
+    assert received.over_tls and received.authenticated_as == USERNAME
+
+
+def test_given_default_security_and_a_server_without_starttls_when_notifying_then_it_fails_closed(
+    trust_ca: None,
+) -> None:
+    # GIVEN a server on a non-standard port that offers AUTH but no STARTTLS, and no security key
+    authenticator = PasswordAuthenticator(USERNAME, PASSWORD)
+    with smtp_server("plain", authenticator=authenticator) as server:
+        config = config_for(smtp_section(server.port))
+        result = Notification.notify(make_report(), config, None)
+    # THEN nothing went out in clear: no password, no message
+    assert result["status"] == "failed"
+    assert result["detail"].startswith("STARTTLS: the server does not offer STARTTLS")
+    assert authenticator.attempts == []
+    assert server.handler.messages == []
+
+
+# --------------------------------------------------------------------------- #
+# Rendering: one clock, distinct heading and outcome, readable restore
+# --------------------------------------------------------------------------- #
+
+
+def test_given_a_run_that_started_the_day_before_when_sent_then_subject_and_date_header_agree(
+    local_relay: RunningServer,
+) -> None:
+    # GIVEN a run that started long before it is mailed (a day earlier)
+    report = make_report(started_at="2001-02-03T23:59:00+00:00")
+    # WHEN it is sent
+    result = Notification.notify(report, relay_config(local_relay.port), None)
+    assert result["status"] == "sent"
+    message = local_relay.handler.messages[0].parsed()
+    # THEN the subject's date is the Date header's date, in UTC
+    sent_on = parsedate_to_datetime(message["Date"]).astimezone(UTC).date().isoformat()
+    assert message["Subject"].endswith(f" | {sent_on}")
+    assert "2001-02-03" not in message["Subject"]
+
+
+def test_given_a_time_just_after_midnight_when_rendered_then_subject_and_date_header_use_it() -> None:
+    now = datetime(2026, 11, 29, 0, 10, tzinfo=UTC)
+    message = Notification.render_message(
+        make_report(started_at="2026-11-28T23:50:00+00:00"), config_for(smtp_section(587)), now=now
+    )
+    assert message["Subject"].endswith(" | 2026-11-29")
+    assert parsedate_to_datetime(message["Date"]) == now
+
+
+@pytest.mark.parametrize("status", ["succeeded", "dry_run", "failed", "incomplete", "something-new"])
+def test_given_each_outcome_when_rendered_then_heading_and_outcome_row_say_different_things(status: str) -> None:
+    report = make_report(status, error_type="ReplacementFailed" if status == "failed" else None)
+    text, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    heading = text.splitlines()[0]
+    [outcome] = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Outcome:")]
+    # The heading is a short status line naming the service; the outcome row is the detail.
+    assert heading.startswith("ECS service task recycle ") and heading.endswith(": prod-cluster/web-api")
+    assert outcome and outcome not in heading and heading not in outcome
+    assert text.count(outcome) == 1
+    assert f'<h2 style="color:{"#1a7f37" if status in ("succeeded", "dry_run") else "#cf222e"}">' in rich
+    assert rich.count(html.escape(outcome, quote=True)) == 1
+
+
+def test_given_a_failure_when_rendered_then_the_outcome_row_names_the_error_type() -> None:
+    report = make_report("failed", error_type="ReplacementFailed")
+    text, _ = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    assert text.startswith("ECS service task recycle FAILED: prod-cluster/web-api\n")
+    assert "Outcome:                stopped by ReplacementFailed; see the error below" in text
+
+
+ENGINE_TARGET_ACTION = (
+    "scalable target Min=2 Max=10 DynamicScalingInSuspended=False, "
+    "DynamicScalingOutSuspended=False, ScheduledScalingSuspended=False"
+)
+
+
+def test_given_the_engines_scalable_target_action_when_rendered_then_it_reads_as_words() -> None:
+    report = make_report(restore_actions=["desiredCount 4 -> 3", ENGINE_TARGET_ACTION])
+    text, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    readable = "scalable target back to Min 2, Max 10; scale-in, scale-out and scheduled scaling active"
+    assert f"  - {readable}" in text
+    assert f"<li>{readable}</li>" in rich
+    assert "Suspended=" not in text and "Suspended=" not in rich
+    assert "  - desiredCount 4 -> 3" in text and "<li>desiredCount 4 -&gt; 3</li>" in rich
+
+
+def test_given_a_partly_suspended_target_action_when_rendered_then_suspended_ones_are_named() -> None:
+    action = (
+        "scalable target Min=1 Max=6 DynamicScalingInSuspended=True, "
+        "DynamicScalingOutSuspended=False, ScheduledScalingSuspended=True"
+    )
+    text, _ = parts(Notification.render_message(make_report(restore_actions=[action]), config_for(smtp_section(587))))
+    assert (
+        "  - scalable target back to Min 1, Max 6; scale-in and scheduled scaling suspended; scale-out active" in text
+    )
+
+
+def test_given_an_action_in_another_wording_when_rendered_then_it_is_listed_as_is() -> None:
+    action = "scalable target restored <to what it was>"
+    text, rich = parts(
+        Notification.render_message(make_report(restore_actions=[action]), config_for(smtp_section(587)))
+    )
+    assert f"  - {action}" in text
+    assert f"<li>{html.escape(action)}</li>" in rich
+
+
+def test_given_a_structured_restored_target_when_rendered_then_both_parts_show_a_table() -> None:
+    # GIVEN the engine's structured restored_target beside its action strings
+    target = {
+        "min_capacity": 2,
+        "max_capacity": 10,
+        "suspended": {
+            "DynamicScalingInSuspended": True,
+            "DynamicScalingOutSuspended": False,
+            "ScheduledScalingSuspended": False,
+        },
+    }
+    report = make_report(restore_actions=["desiredCount 4 -> 3"], restored_target=target)
+    # WHEN rendered
+    text, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    # THEN the text part has aligned lines and the HTML part a table
+    assert (
+        "Scalable target after the restore:\n"
+        "  Min capacity:      2\n"
+        "  Max capacity:      10\n"
+        "  Scale-in:          suspended\n"
+        "  Scale-out:         active\n"
+        "  Scheduled scaling: active\n"
+    ) in text
+    for label, value in [("Min capacity", "2"), ("Max capacity", "10"), ("Scale-in", "suspended")]:
+        assert f"<tr><th align=left>{label}</th><td>{value}</td></tr>" in rich
+    assert rich.index("<h3>Restored</h3>") < rich.index("<th align=left>Min capacity</th>")
+
+
+@pytest.mark.parametrize("target", [None, "Min=2", {"min_capacity": "two"}, {"suspended": None}])
+def test_given_an_absent_or_odd_restored_target_when_rendered_then_it_still_renders(target: Any) -> None:
+    text, _ = parts(Notification.render_message(make_report(restored_target=target), config_for(smtp_section(587))))
+    if isinstance(target, dict):
+        assert "Scalable target after the restore:" in text and "unknown" in text
+    else:
+        assert "Scalable target after the restore:" not in text
