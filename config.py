@@ -66,6 +66,21 @@ class RecycleRequest:
         match = _SERVICE_ARN.fullmatch(self.service)
         return match.group("name") if match else self.service
 
+    def arn_fields(self) -> dict[str, tuple[str, str]]:
+        """For each field the event gave as an ARN: its (region, account)."""
+        fields = {}
+        for name, value in (("cluster_name", self.cluster), ("service_name", self.service)):
+            if value.startswith("arn:"):
+                parts = value.split(":")
+                fields[name] = (parts[3], parts[4])
+        return fields
+
+    def check_region(self, region: str | None) -> None:
+        """An ARN from another region would be recycled by name in the session's region: refuse it first."""
+        for name, (arn_region, _) in self.arn_fields().items():
+            if region and arn_region != region:
+                raise ConfigError(name, f"the ARN is in region {arn_region}, but the session is in {region}")
+
 
 _EVENT_FIELDS = {"cluster_name", "service_name", "maintain_service_state", "wait_time", "dry_run"}
 

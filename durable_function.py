@@ -48,7 +48,7 @@ from aws_durable_execution_sdk_python.waits import WaitForConditionConfig, WaitF
 
 import errors
 import logs
-from AWSSession import create_client, get_aws_session
+from AWSSession import create_client, get_aws_session, resolve_region
 from config import AppConfig, RecycleRequest, RecycleSettings, parse_event
 from errors import AwsCallFailed, ConfigError, PreflightError
 from lambda_function import RecycleNotCompleted, get_config, lock_table_name, register_secrets
@@ -369,6 +369,7 @@ def run_durable_recycle(
     config = config or get_config()
     register_secrets(config)
     table = lock_table_name(config, request)
+    request.check_region(session.region_name if session is not None else resolve_region(config.aws))
     timeout = execution_timeout_seconds()
     execution_arn = context.execution_context.durable_execution_arn
     owner = _owner_id(execution_arn)

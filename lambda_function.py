@@ -125,6 +125,7 @@ def run_recycle(
             if config.aws.role_arn
             else session
         )
+    request.check_region(session.region_name)
     clock = clock or SystemClock()
     unbounded = remaining_seconds() is None
     with logs.bound(cluster=request.cluster_name, service=request.service_name, **(invocation or {})):

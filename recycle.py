@@ -397,18 +397,14 @@ class Recycler:
         return self.lock_store.read(key) if self.lock_store is not None else None
 
     def _check_arn_matches(self, service: dict[str, Any]) -> None:
-        """An ARN in the event must name the account and region the session reaches, not just the names."""
+        """An ARN in the event must name the region and account the session reaches, not just the names."""
         actual = str(service.get("serviceArn", "")).split(":")
-        for field_name, given in (("cluster_name", self.request.cluster), ("service_name", self.request.service)):
-            parts = given.split(":")
-            if not given.startswith("arn:") or len(parts) < 6 or len(actual) < 6:
-                continue
-            for index, what in ((3, "region"), (4, "account")):
-                if parts[index] != actual[index]:
-                    raise ConfigError(
-                        field_name,
-                        f"the ARN's {what} is {parts[index]}, but the session reaches {what} {actual[index]}",
-                    )
+        if len(actual) < 6:
+            return
+        for field_name, (region, account) in self.request.arn_fields().items():
+            for what, given, reached in (("region", region, actual[3]), ("account", account, actual[4])):
+                if given != reached:
+                    raise ConfigError(field_name, f"the ARN's {what} is {given}, but the session reaches {reached}")
 
     def _absorb_preflight(self, preflight: dict[str, Any], report: RecycleReport) -> None:
         self.state.service_arn = preflight["service_arn"]

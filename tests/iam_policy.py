@@ -469,7 +469,19 @@ def calls_from_api(
         if operation == "DescribeServices":
             return [call(service_arn(s), **{"ecs:cluster": cluster_arn}) for s in params.get("services", [])]
         if operation == "UpdateService":
-            return [call(service_arn(str(params["service"])), **{"ecs:cluster": cluster_arn})]
+            # Condition keys ECS adds only when the request sets the parameter behind them.
+            context: dict[str, Any] = {"ecs:cluster": cluster_arn}
+            if params.get("taskDefinition"):
+                context["ecs:task-definition"] = str(params["taskDefinition"])
+            subnets = (params.get("networkConfiguration") or {}).get("awsvpcConfiguration", {}).get("subnets")
+            if subnets:
+                context["ecs:subnet"] = list(subnets)
+            if params.get("capacityProviderStrategy"):
+                context["ecs:capacity-provider"] = [s["capacityProvider"] for s in params["capacityProviderStrategy"]]
+            namespace = (params.get("serviceConnectConfiguration") or {}).get("namespace")
+            if namespace:
+                context["ecs:namespace"] = namespace
+            return [call(service_arn(str(params["service"])), **context)]
         if operation in ("DescribeTasks", "StopTask"):
             tasks = params.get("tasks") or [params.get("task")]
             return [call(task_arn(str(t)), **{"ecs:cluster": cluster_arn}) for t in tasks]
@@ -485,15 +497,13 @@ def calls_from_api(
             return [call("*")]
     if prefix == "application-autoscaling":
         if operation == "RegisterScalableTarget":
-            return [
-                call(
-                    "*",
-                    **{
-                        "application-autoscaling:service-namespace": params.get("ServiceNamespace"),
-                        "application-autoscaling:scalable-dimension": params.get("ScalableDimension"),
-                    },
-                )
-            ]
+            context = {
+                "application-autoscaling:service-namespace": params.get("ServiceNamespace"),
+                "application-autoscaling:scalable-dimension": params.get("ScalableDimension"),
+            }
+            if params.get("Tags"):
+                context["aws:TagKeys"] = list(params["Tags"])
+            return [call("*", **context)]
         if operation.startswith("Describe"):
             return [call("*")]
     if prefix == "elasticloadbalancing" and operation.startswith("Describe"):

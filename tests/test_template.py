@@ -692,3 +692,45 @@ def test_lock_table_is_on_demand_with_ttl_and_named_to_the_functions() -> None:
     for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
         assert allowed(action, LOCK_TABLE_ARN)
         assert not allowed(action, LOCK_TABLE_ARN.replace("ecs-task-recycle-locks", "orders"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"taskDefinition": "web:43"}, id="task-definition"),
+        pytest.param(
+            {"networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "securityGroups": ["sg-1"]}}},
+            id="network-configuration",
+        ),
+        pytest.param({"capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]}, id="capacity"),
+        pytest.param({"serviceConnectConfiguration": {"enabled": True, "namespace": "internal"}}, id="service-connect"),
+    ],
+)
+def test_update_service_may_change_the_desired_count_and_nothing_iam_can_see(change: dict[str, Any]) -> None:
+    # GIVEN the role WHEN UpdateService carries only a desired count THEN it is allowed
+    assert (
+        iam_policy.check_calls(
+            TEMPLATE, api("ecs", "UpdateService", cluster=CLUSTER, service="web", desiredCount=6), PARAMS
+        )
+        == []
+    )
+    # WHEN it also carries a parameter IAM has a condition key for THEN it is refused, even on a named service
+    calls = api("ecs", "UpdateService", cluster=CLUSTER, service="web", desiredCount=6, **change)
+    assert iam_policy.check_calls(TEMPLATE, calls, PARAMS) != []
+
+
+def test_scalable_targets_can_be_limited_to_tagged_ones_and_never_tagged_by_the_role() -> None:
+    register = "application-autoscaling:RegisterScalableTarget"
+    ecs_target = {
+        "application-autoscaling:service-namespace": "ecs",
+        "application-autoscaling:scalable-dimension": "ecs:service:DesiredCount",
+    }
+    tagged = {**ecs_target, "aws:ResourceTag/ecs-task-recycle": "enabled"}
+    # GIVEN the default WHEN any ECS service target is re-registered THEN it is allowed (IAM cannot tell which)
+    assert allowed(register, "*", ecs_target)
+    # GIVEN RequireScalableTargetTag THEN only targets tagged ecs-task-recycle=enabled may be re-registered
+    assert allowed(register, "*", tagged, RequireScalableTargetTag="true")
+    assert not allowed(register, "*", ecs_target, RequireScalableTargetTag="true")
+    # AND a registration that carries tags (which could create a target the condition admits) is refused
+    assert not allowed(register, "*", {**tagged, "aws:TagKeys": ["ecs-task-recycle"]}, RequireScalableTargetTag="true")
+    assert not allowed(register, "*", {**ecs_target, "aws:TagKeys": ["team"]})
