@@ -17,10 +17,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
-from errors import AwsCallFailed, ConfigError, shown
+from recycler.errors import AwsCallFailed, ConfigError, shown
 
 if TYPE_CHECKING:
-    from config import AwsCredentials
+    from recycler.settings import AwsCredentials
 
 logger = logging.getLogger(__name__)
 

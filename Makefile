@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-durable.txt
 	@echo "virtualenv ready."
 
 demo: $(STAMP)
-	$(BIN)/python demo.py
+	$(BIN)/python -m dev.demo
 
 test: lint types cfn shellcheck pytest
 
@@ -41,7 +41,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_recycle.py
+	$(BIN)/python -m dev.bench
 
 clean:
 	rm -rf $(VENV) build out .pytest_cache .mypy_cache .ruff_cache

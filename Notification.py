@@ -40,7 +40,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 import AWSSession
-from errors import ConfigError, RecycleError, clip
+from recycler.errors import ConfigError, RecycleError, clip
 
 logger = logging.getLogger(__name__)
 

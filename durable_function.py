@@ -46,15 +46,15 @@ from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext
 from aws_durable_execution_sdk_python.types import DurableExecutionArn
 from aws_durable_execution_sdk_python.waits import WaitForConditionConfig, WaitForConditionDecision
 
-import errors
-import logs
 from AWSSession import create_client, get_aws_session, resolve_region
-from config import AppConfig, RecycleRequest, RecycleSettings, parse_event
-from errors import AwsCallFailed, ConfigError, PreflightError
 from lambda_function import RecycleNotCompleted, get_config, lock_table_name, register_secrets
-from lock import DynamoLockStore
 from Notification import notify
-from recycle import Clock, Recycler, SystemClock
+from recycler import errors, logs
+from recycler.engine import Clock, Recycler, SystemClock
+from recycler.errors import AwsCallFailed, ConfigError, PreflightError
+from recycler.lock import DynamoLockStore
+from recycler.request import RecycleRequest, parse_event
+from recycler.settings import AppConfig, RecycleSettings
 
 try:
     import lzma as _lzma

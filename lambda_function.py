@@ -19,13 +19,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import logs
 from AWSSession import create_client, get_aws_session
-from config import AppConfig, RecycleRequest, is_region_name, load_config, parse_event
-from errors import ConfigError, RecycleError
-from lock import LOCK_TABLE_ENV, DynamoLockStore
 from Notification import notify
-from recycle import Clock, LocalRuntime, Recycler, RecycleReport, SystemClock
+from recycler import logs
+from recycler.engine import Clock, LocalRuntime, Recycler, RecycleReport, SystemClock
+from recycler.errors import ConfigError, RecycleError
+from recycler.lock import LOCK_TABLE_ENV, DynamoLockStore
+from recycler.request import RecycleRequest, parse_event
+from recycler.settings import AppConfig, is_region_name, load_config
 
 logger = logging.getLogger("ecs-task-recycle")
 

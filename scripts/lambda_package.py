@@ -32,7 +32,7 @@ REQUIRED_ENTRY_POINT = "lambda_function.py"
 DATA_FILES = ("input.json",)
 # Modules that exist only for development. A runtime module that imports one of
 # them is a packaging bug, so the build fails instead of shipping them.
-DEV_ONLY_MODULES = frozenset({"simulator", "demo", "conftest", "tests", "bench", "scripts", "setup"})
+DEV_ONLY_MODULES = frozenset({"dev", "simulator", "demo", "conftest", "tests", "bench", "scripts", "setup"})
 SKIPPED_PARTS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 

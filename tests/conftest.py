@@ -19,11 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # moto before boto3 clients (simulator imports moto first).
-import simulator  # noqa: E402
-from config import RecycleSettings, parse_event  # noqa: E402
-from lock import DynamoLockStore, LockRecord, Phase, lock_key  # noqa: E402
-from recycle import LocalRuntime, Recycler, RecycleReport  # noqa: E402
-from simulator import Behaviour, EcsSimulator, FakeLambdaContext, VirtualClock  # noqa: E402
+from dev import simulator  # noqa: E402
+from dev.simulator import Behaviour, EcsSimulator, FakeLambdaContext, VirtualClock  # noqa: E402
+from recycler.engine import LocalRuntime, Recycler, RecycleReport  # noqa: E402
+from recycler.lock import DynamoLockStore, LockRecord, Phase, lock_key  # noqa: E402
+from recycler.request import parse_event  # noqa: E402
+from recycler.settings import RecycleSettings  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parent / "events"
 # Filled by every simulated engine run in the session; checked against the template's role at the end.
@@ -200,7 +201,7 @@ class Bed:
         item = record.to_item() if isinstance(record, LockRecord) else record
         serialize = TypeSerializer().serialize
         with self.sim.unobserved():
-            self.inspector.client.put_item(
+            self.inspector.dynamodb.put_item(
                 TableName=simulator.LOCK_TABLE, Item={k: serialize(v) for k, v in item.items() if v is not None}
             )
 
@@ -252,7 +253,7 @@ def bed() -> Iterator[Bed]:
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
     """Every log line as JSON, the way Lambda's JSON log format would show it."""
-    from logs import JsonFormatter
+    from recycler.logs import JsonFormatter
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator import VirtualClock
+from dev.simulator import VirtualClock
 
 
 @dataclass

@@ -9,9 +9,9 @@ import pytest
 from moto import mock_aws
 
 import AWSSession
-import logs
-from config import AwsCredentials
-from errors import AwsCallFailed, ConfigError
+from recycler import logs
+from recycler.errors import AwsCallFailed, ConfigError
+from recycler.settings import AwsCredentials
 
 ROLE = "arn:aws:iam::123456789012:role/recycler"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -20,9 +20,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "lambda_build.sh"
 PACKAGER = ROOT / "scripts" / "lambda_package.py"
-# Top-level modules that exist for development only and must never ship.
-DEV_ONLY = {"simulator.py", "demo.py"}
-FORBIDDEN_PARTS = {"tests", "bench", "scripts", ".ci", "__pycache__", ".venv", "build", ".git", "bin"}
+# What ships: the top-level faces and the recycler package. dev/ (simulator, demo, benchmark) never does.
+SHIPPED_PACKAGE = "recycler"
+FORBIDDEN_PARTS = {"tests", "dev", "bench", "scripts", ".ci", "__pycache__", ".venv", "build", ".git", "bin"}
 
 
 def build(build_dir: Path, deps: bool = False, **env: str) -> subprocess.CompletedProcess[str]:
@@ -48,8 +48,9 @@ def sha256(path: Path) -> str:
 
 
 def expected_project_files() -> set[str]:
-    modules = {p.name for p in ROOT.glob("*.py")} - DEV_ONLY
-    return modules | {"input.json"}
+    faces = {p.name for p in ROOT.glob("*.py")}
+    package = {p.relative_to(ROOT).as_posix() for p in (ROOT / SHIPPED_PACKAGE).rglob("*.py")}
+    return faces | package | {"input.json"}
 
 
 def project_files(package: Path) -> set[str]:
@@ -73,7 +74,7 @@ def test_package_holds_exactly_the_runtime_files(tmp_path: Path) -> None:
     names = zipfile.ZipFile(package).namelist()
     # THEN it holds the runtime modules and input.json, and nothing else
     assert set(names) == expected_project_files()
-    assert "lambda_function.py" in names and "recycle.py" in names
+    assert "lambda_function.py" in names and "recycler/engine.py" in names
     for name in names:
         assert not FORBIDDEN_PARTS.intersection(Path(name).parts), name
         assert not name.endswith((".pyc", ".md", ".txt", ".sh")) and name != "Makefile", name
@@ -121,6 +122,9 @@ def copy_of_repository(destination: Path) -> Path:
     (destination / "scripts").mkdir(parents=True)
     for path in [*ROOT.glob("*.py"), ROOT / "input.json", BUILD, *ROOT.glob("requirements*.txt")]:
         shutil.copy(path, destination / path.name)
+    for path in (ROOT / SHIPPED_PACKAGE).rglob("*.py"):
+        (destination / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, destination / path.relative_to(ROOT))
     shutil.copy(PACKAGER, destination / "scripts" / PACKAGER.name)
     shutil.copy(ROOT / "scripts" / "lambda-constraints.txt", destination / "scripts")
     return destination
@@ -166,7 +170,7 @@ def test_full_build_bundles_the_pinned_dependencies_reproducibly(tmp_path: Path)
         assert f"{module}/__init__.py" in names, module
     assert "boto3-1.44.8.dist-info/METADATA" in names
     assert not any(n.startswith("bin/") or "__pycache__" in n or n.endswith(".pyc") for n in names)
-    assert not any(Path(n).parts[0] in {"tests", "bench", "scripts"} for n in names)
+    assert not any(Path(n).parts[0] in {"tests", "dev", "bench", "scripts"} for n in names)
     # AND the handlers import from the unpacked zip alone, with no site-packages
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(package).extractall(unpacked)

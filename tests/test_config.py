@@ -10,8 +10,9 @@ import pytest
 from conftest import SERVICE, Bed, load_event
 
 import lambda_function
-from config import RecycleRequest, load_config, parse_config, parse_event
-from errors import ConfigError
+from recycler.errors import ConfigError
+from recycler.request import RecycleRequest, parse_event
+from recycler.settings import load_config, parse_config
 
 # --------------------------------------------------------------------------- the event
 
@@ -128,7 +129,7 @@ def test_config_error_never_echoes_a_secret_value() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"awsCredentials": {"secret_key": secret}})
     assert secret not in str(caught.value)
-    from config import AwsCredentials
+    from recycler.settings import AwsCredentials
 
     assert secret not in repr(AwsCredentials(access_key="AKIA", secret_key=secret, session_token=secret))
 

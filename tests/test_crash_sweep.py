@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from conftest import CLUSTER, SERVICE, Bed
 
-import simulator
-from simulator import Behaviour, LambdaKilled
+from dev import simulator
+from dev.simulator import Behaviour, LambdaKilled
 
 TASKS = 2
 TARGETS: dict[str, tuple[int, int] | None] = {

@@ -207,7 +207,7 @@ def test_deploy_uploads_under_the_content_hash_and_deploys_through_the_template(
 
 
 def test_printed_invoke_command_is_ready_to_paste(deploy: Deploy) -> None:
-    from config import parse_event
+    from recycler.request import parse_event
 
     run = deploy(*REQUIRED, "--region", "eu-west-1")
     assert run.code == 0, run.err

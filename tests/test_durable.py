@@ -23,13 +23,14 @@ from aws_durable_execution_sdk_python.lambda_service import OperationStatus, Ope
 from aws_durable_execution_sdk_python.serdes import SerDesContext
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestResult, StepOperation
 from conftest import CLUSTER, SERVICE, Bed, log_lines
-from durable_support import Meter, durable_runner, fast_checkpoint_shutdown
 
 import durable_function
-from config import AppConfig, parse_config, parse_event
-from errors import ConfigError, LockHeld, TimeBudgetExhausted
-from lock import Phase
-from simulator import Behaviour
+from dev.durable_support import Meter, durable_runner, fast_checkpoint_shutdown
+from dev.simulator import Behaviour
+from recycler.errors import ConfigError, LockHeld, TimeBudgetExhausted
+from recycler.lock import Phase
+from recycler.request import parse_event
+from recycler.settings import AppConfig, parse_config
 
 NAME = durable_function.durable_execution_name(CLUSTER, SERVICE)
 
@@ -329,9 +330,9 @@ def test_a_large_report_is_shortened_for_the_execution_result() -> None:
 
 
 def test_engine_errors_come_back_with_their_own_type() -> None:
-    step = StepError("the Lambda time budget ran out", error_type="errors.TimeBudgetExhausted")
+    step = StepError("the Lambda time budget ran out", error_type="recycler.errors.TimeBudgetExhausted")
     assert type(durable_function._engine_error(step)) is TimeBudgetExhausted
-    check = WaitForConditionError("boom", error_type="errors.ConfigError")
+    check = WaitForConditionError("boom", error_type="recycler.errors.ConfigError")
     assert durable_function._engine_error(check) is check
     other = StepError("bug", error_type="KeyError")
     assert durable_function._engine_error(other) is other

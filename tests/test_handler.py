@@ -17,10 +17,10 @@ from smtp_support import smtp_server
 
 import AWSSession
 import lambda_function
-import logs
-import simulator
-from config import AwsCredentials, parse_config
-from simulator import Behaviour, FakeLambdaContext
+from dev import simulator
+from dev.simulator import Behaviour, FakeLambdaContext
+from recycler import logs
+from recycler.settings import AwsCredentials, parse_config
 
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = "FQoGZXIvYXdzEXAMPLETOKENxyz0123456789"
@@ -204,7 +204,7 @@ def test_cli_with_an_unknown_profile_exits_2_naming_profile_name(tmp_path: Path,
 def test_handler_with_an_unknown_profile_raises_a_config_error(
     handler_env: Bed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from errors import ConfigError
+    from recycler.errors import ConfigError
 
     bed = handler_env
     bed.add_service(tasks=1)

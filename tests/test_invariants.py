@@ -15,9 +15,9 @@ from conftest import CLUSTER, SERVICE, Bed
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import simulator
-from config import RecycleSettings
-from simulator import Behaviour, LambdaKilled
+from dev import simulator
+from dev.simulator import Behaviour, LambdaKilled
+from recycler.settings import RecycleSettings
 
 OPERATIONS = [
     "stop_task",

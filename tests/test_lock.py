@@ -16,11 +16,12 @@ from conftest import CLUSTER, SERVICE, Bed, log_lines
 from interleave import interleaving
 
 import lambda_function
-from config import parse_config, parse_event
-from errors import ConfigError
-from lock import Phase
-from recycle import LEGACY_LOCK_TAG_KEY, RecycleReport
-from simulator import FakeLambdaContext
+from dev.simulator import FakeLambdaContext
+from recycler.engine import LEGACY_LOCK_TAG_KEY, RecycleReport
+from recycler.errors import ConfigError
+from recycler.lock import Phase
+from recycler.request import parse_event
+from recycler.settings import parse_config
 
 OFFSETS = [step / 2 for step in range(11)]  # the second run starts 0, 0.5, ... 5 s after the first
 MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget"}
@@ -126,9 +127,8 @@ def test_a_second_cli_run_while_the_first_is_live_is_refused_not_repaired(bed: B
 def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     bed: Bed, offset: float, durable_first: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import durable_support
-
     import durable_function
+    from dev import durable_support
 
     # GIVEN a service, the plain engine, and the durable function under the SDK's test runner
     bed.add_service(tasks=3, target=(1, 3))

@@ -9,7 +9,7 @@ import logging
 import pytest
 from conftest import log_lines
 
-import logs
+from recycler import logs
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYLOGSTESTKEY"
 

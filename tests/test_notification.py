@@ -36,8 +36,8 @@ from smtp_support import (
 )
 
 import Notification
-from errors import ConfigError
 from Notification import NotificationConfig, PasswordReference
+from recycler.errors import ConfigError
 
 USERNAME = "mailer@example.com"
 PASSWORD = "s3cr3t-Pa55w0rd-never-log-me"

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from conftest import CLUSTER, SERVICE, Bed, log_lines
 
-from config import RecycleSettings, parse_event
-from lock import LockRecord, Phase, Snapshot
-from recycle import STOP_REASON
-from simulator import Behaviour, LambdaKilled
+from dev.simulator import Behaviour, LambdaKilled
+from recycler.engine import STOP_REASON
+from recycler.lock import LockRecord, Phase, Snapshot
+from recycler.request import parse_event
+from recycler.settings import RecycleSettings
 
 MUTATING = {"UpdateService", "StopTask", "TagResource", "UntagResource", "RegisterScalableTarget"}
 

@@ -14,9 +14,9 @@ from moto.server import ThreadedMotoServer
 
 import AWSSession
 import lambda_function
-from config import parse_config
-from lock import DynamoLockStore, Phase, lock_key
-from simulator import LOCK_TABLE, EcsSimulator, FakeLambdaContext, VirtualClock, create_lock_table, register_target
+from dev.simulator import LOCK_TABLE, EcsSimulator, FakeLambdaContext, VirtualClock, create_lock_table, register_target
+from recycler.lock import DynamoLockStore, Phase, lock_key
+from recycler.settings import parse_config
 
 
 def _free_port() -> int:

@@ -260,7 +260,7 @@ def test_no_schedule_unless_an_expression_is_given() -> None:
 
 
 def test_schedule_sends_a_recycle_event_the_handler_accepts() -> None:
-    from config import parse_event
+    from recycler.request import parse_event
 
     # GIVEN a schedule WHEN its payload is resolved
     props = resolved("Schedule", **SCHEDULE)
@@ -490,19 +490,21 @@ def test_policy_grants_exactly_the_optional_actions_when_configured() -> None:
     assert iam_policy.policy_actions(TEMPLATE, with_queue) == (expected - {"sns:Publish"}) | {"sqs:SendMessage"}
 
 
-# Engine source file -> {client attribute: botocore service name}.
+# The engine's client attributes (self.<attribute>.<operation>) -> botocore service names.
 ENGINE_CLIENTS = {
-    "recycle.py": {"ecs": "ecs", "autoscaling": "application-autoscaling", "elbv2": "elbv2"},
-    "lock.py": {"client": "dynamodb"},
+    "ecs": "ecs",
+    "autoscaling": "application-autoscaling",
+    "elbv2": "elbv2",
+    "dynamodb": "dynamodb",
 }
 
 
 def _engine_operations_in_source() -> set[str]:
-    """The AWS operations the engine's modules call through their clients, as IAM actions."""
+    """The AWS operations the engine's modules (the recycler package) call through their clients, as IAM actions."""
     session = botocore.session.get_session()
     found: set[str] = set()
-    for path, clients in ENGINE_CLIENTS.items():
-        found |= _operations_in(session, (ROOT / path).read_text(), clients)
+    for path in sorted((ROOT / "recycler").rglob("*.py")):
+        found |= _operations_in(session, path.read_text(), ENGINE_CLIENTS)
     return found
 
 
@@ -593,10 +595,9 @@ def test_recorded_engine_calls_are_allowed() -> None:
     * ``action``, ``resource`` and ``context``: an IAM call, as
       ``iam_policy.calls_from_api`` builds them.
     """
-    simulator = pytest.importorskip("simulator", reason="simulator not ready")
-    record = getattr(simulator, "record_engine_calls", None)
-    if record is None:
-        pytest.skip("simulator not ready: it has no record_engine_calls() yet")
+    from dev import simulator
+
+    record = simulator.record_engine_calls
     region, account = simulator.REGION, simulator.ACCOUNT_ID
     calls: list[dict[str, Any]] = []
     for recorded in record():
@@ -683,8 +684,8 @@ def test_lock_table_is_on_demand_with_ttl_and_named_to_the_functions() -> None:
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert template()["Resources"]["LockTable"]["DeletionPolicy"] in ("Delete", "Retain")
     # AND both functions are told its name, which is what the simulator's table is called
-    import simulator
-    from lock import LOCK_TABLE_ENV
+    from dev import simulator
+    from recycler.lock import LOCK_TABLE_ENV
 
     for function in ("Function", "DurableFunction"):
         assert resolved(function)["Environment"]["Variables"][LOCK_TABLE_ENV] == simulator.LOCK_TABLE

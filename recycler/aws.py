@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from errors import AwsCallFailed
+from recycler.errors import AwsCallFailed
 
 
 @contextmanager

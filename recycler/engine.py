@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from aws_calls import aws_errors, error_code
-from config import RecycleRequest, RecycleSettings
-from errors import (
+from recycler.aws import aws_errors, error_code
+from recycler.errors import (
     AwsCallFailed,
     ConfigError,
     LockCorrupt,
@@ -37,7 +36,7 @@ from errors import (
     ServiceNotFound,
     TimeBudgetExhausted,
 )
-from lock import (
+from recycler.lock import (
     LOCK_TABLE_ENV,
     RELEASED_RETENTION_SECONDS,
     SUSPENDED_FLAGS,
@@ -48,6 +47,8 @@ from lock import (
     Snapshot,
     lock_key,
 )
+from recycler.request import RecycleRequest
+from recycler.settings import RecycleSettings
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
-"""Validation of the invocation event and of input.json, at the boundary.
+"""input.json, validated once per cold start into frozen dataclasses.
 
-Both are turned into frozen dataclasses before any AWS call is made, and every
-error names the offending field (``ConfigError.field``).
+Every error names the offending key (``ConfigError.field``) and never repeats
+a secret value; it is raised before any AWS call.
 """
 
 from __future__ import annotations
@@ -11,117 +11,22 @@ import math
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from errors import ConfigError, clip, shown
+from recycler.errors import ConfigError, clip
+from recycler.fields import unknown_keys
 
 # Every pattern is ASCII-only and used with fullmatch: \d would take any Unicode
 # digit, and $ would let a trailing newline through.
-# ECS cluster and service names: up to 255 letters, numbers, hyphens and underscores.
-_ECS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}", re.ASCII)
-_CLUSTER_ARN = re.compile(
-    r"arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/(?P<name>[A-Za-z0-9_-]{1,255})", re.ASCII
-)
-# Services have a long form (service/<cluster>/<name>) and a legacy short form.
-_SERVICE_ARN = re.compile(
-    r"arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:[0-9]{12}:service/"
-    r"(?:(?P<cluster>[A-Za-z0-9_-]{1,255})/)?(?P<name>[A-Za-z0-9_-]{1,255})",
-    re.ASCII,
-)
 _ROLE_ARN = re.compile(r"arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}", re.ASCII)
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]", re.ASCII)
 
-MAX_WAIT_TIME_SECONDS = 900
 CONFIG_ENV_VAR = "RECYCLE_CONFIG"
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "input.json"
-
-
-# --------------------------------------------------------------------------- #
-# The event
-# --------------------------------------------------------------------------- #
-
-
-@dataclass(frozen=True)
-class RecycleRequest:
-    """One validated invocation: which service to recycle, and how."""
-
-    cluster: str
-    service: str
-    maintain_service_state: bool = True
-    wait_time: int = 30
-    dry_run: bool = False
-
-    @property
-    def cluster_name(self) -> str:
-        """The bare cluster name, whether the event gave a name or an ARN."""
-        match = _CLUSTER_ARN.fullmatch(self.cluster)
-        return match.group("name") if match else self.cluster
-
-    @property
-    def service_name(self) -> str:
-        """The bare service name, whether the event gave a name or an ARN."""
-        match = _SERVICE_ARN.fullmatch(self.service)
-        return match.group("name") if match else self.service
-
-    def arn_fields(self) -> dict[str, tuple[str, str]]:
-        """For each field the event gave as an ARN: its (region, account)."""
-        fields = {}
-        for name, value in (("cluster_name", self.cluster), ("service_name", self.service)):
-            if value.startswith("arn:"):
-                parts = value.split(":")
-                fields[name] = (parts[3], parts[4])
-        return fields
-
-    def check_region(self, region: str | None) -> None:
-        """An ARN from another region would be recycled by name in the session's region: refuse it first."""
-        for name, (arn_region, _) in self.arn_fields().items():
-            if region and arn_region != region:
-                raise ConfigError(name, f"the ARN is in region {arn_region}, but the session is in {region}")
-
-
-_EVENT_FIELDS = {"cluster_name", "service_name", "maintain_service_state", "wait_time", "dry_run"}
-
-
-def parse_event(event: Any) -> RecycleRequest:
-    """Validate a Lambda event (or CLI arguments shaped like one)."""
-    if not isinstance(event, Mapping):
-        raise ConfigError("event", f"must be a JSON object, got {type(event).__name__}")
-    unknown = _unknown_keys(event, _EVENT_FIELDS)
-    if unknown:
-        raise ConfigError(
-            clip(unknown[0]),
-            f"unknown field (allowed: {', '.join(sorted(_EVENT_FIELDS))})",
-        )
-    cluster = _require_str(event, "cluster_name")
-    if not (_ECS_NAME.fullmatch(cluster) or _CLUSTER_ARN.fullmatch(cluster)):
-        raise ConfigError(
-            "cluster_name",
-            "must be an ECS cluster name (1-255 letters, digits, '-' or '_') or a cluster ARN",
-        )
-    service = _require_str(event, "service_name")
-    service_arn = _SERVICE_ARN.fullmatch(service)
-    if not (_ECS_NAME.fullmatch(service) or service_arn):
-        raise ConfigError(
-            "service_name",
-            "must be an ECS service name (1-255 letters, digits, '-' or '_') or a service ARN",
-        )
-    request = RecycleRequest(
-        cluster=cluster,
-        service=service,
-        maintain_service_state=_optional_bool(event, "maintain_service_state", True),
-        wait_time=_optional_int(event, "wait_time", 30, 0, MAX_WAIT_TIME_SECONDS),
-        dry_run=_optional_bool(event, "dry_run", False),
-    )
-    if service_arn and service_arn.group("cluster") not in (None, request.cluster_name):
-        raise ConfigError(
-            "service_name",
-            f"ARN names cluster {shown(service_arn.group('cluster'))}, "
-            f"but cluster_name is {shown(request.cluster_name)}",
-        )
-    return request
+# input.json sits beside lambda_function.py, one folder up.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "input.json"
 
 
 # --------------------------------------------------------------------------- #
@@ -212,7 +117,7 @@ def parse_config(document: Any, source: str = "<inline>") -> AppConfig:
     """Validate an already-parsed input.json document."""
     if not isinstance(document, Mapping):
         raise ConfigError("input.json", "must be a JSON object")
-    unknown = _unknown_keys(document, _SECTIONS)
+    unknown = unknown_keys(document, _SECTIONS)
     if unknown:
         raise ConfigError(clip(unknown[0]), f"unknown section (allowed: {', '.join(sorted(_SECTIONS))})")
 
@@ -231,7 +136,7 @@ def parse_config(document: Any, source: str = "<inline>") -> AppConfig:
 
 def _parse_aws(section: Mapping[str, Any]) -> AwsCredentials:
     prefix = "awsCredentials"
-    unknown = _unknown_keys(section, _AWS_KEYS)
+    unknown = unknown_keys(section, _AWS_KEYS)
     if unknown:
         raise ConfigError(f"{prefix}.{clip(unknown[0])}", "unknown key")
     values: dict[str, str | None] = {}
@@ -281,7 +186,7 @@ def _check_credential_text(name: str, value: str, header: bool) -> None:
 
 def _parse_recycle(section: Mapping[str, Any]) -> RecycleSettings:
     prefix = "recycle"
-    unknown = _unknown_keys(section, {*_RECYCLE_LIMITS, "lock_table_name"})
+    unknown = unknown_keys(section, {*_RECYCLE_LIMITS, "lock_table_name"})
     if unknown:
         raise ConfigError(f"{prefix}.{clip(unknown[0])}", "unknown key")
     values: dict[str, Any] = {}
@@ -314,45 +219,4 @@ def _section(document: Mapping[str, Any], name: str, allow_missing: bool = False
         return None if allow_missing else {}
     if not isinstance(value, Mapping):
         raise ConfigError(name, "must be a JSON object")
-    return value
-
-
-# --------------------------------------------------------------------------- #
-# Field helpers
-# --------------------------------------------------------------------------- #
-
-
-def _unknown_keys(section: Mapping[Any, Any], allowed: Iterable[str]) -> list[str]:
-    """The keys not in ``allowed``, sorted, as text (to be clipped before they are echoed)."""
-    return sorted(str(k) for k in set(section) - set(allowed))
-
-
-def _require_str(event: Mapping[str, Any], name: str) -> str:
-    if name not in event or event[name] is None:
-        raise ConfigError(name, "is required")
-    value = event[name]
-    if not isinstance(value, str):
-        raise ConfigError(name, f"must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise ConfigError(name, "must not be empty")
-    return value.strip()
-
-
-def _optional_bool(event: Mapping[str, Any], name: str, default: bool) -> bool:
-    if name not in event:
-        return default
-    value = event[name]
-    if not isinstance(value, bool):
-        raise ConfigError(name, f"must be a JSON boolean (true or false), got {shown(value)}")
-    return value
-
-
-def _optional_int(event: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    if name not in event:
-        return default
-    value = event[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(name, f"must be an integer, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low} and {high}, got {shown(value)}")
     return value

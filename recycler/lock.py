@@ -37,8 +37,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from aws_calls import aws_errors, error_code
-from errors import AwsCallFailed, LockCorrupt, LockHeld, LockLost
+from recycler.aws import aws_errors, error_code
+from recycler.errors import AwsCallFailed, LockCorrupt, LockHeld, LockLost
 
 LOCK_TABLE_ENV = "LOCK_TABLE_NAME"
 RELEASED_RETENTION_SECONDS = 7 * 86_400
@@ -308,13 +308,13 @@ def lock_key(cluster_arn: str, service_name: str) -> str:
 class DynamoLockStore:
     """The lock table. Every method is one conditional call (plus a read when a condition fails)."""
 
-    def __init__(self, client: Any, table_name: str) -> None:
-        self.client = client
+    def __init__(self, dynamodb: Any, table_name: str) -> None:
+        self.dynamodb = dynamodb
         self.table_name = table_name
 
     def read(self, key: str) -> LockRecord | None:
         with aws_errors("GetItem"):
-            response = self.client.get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=True)
+            response = self.dynamodb.get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=True)
         item = response.get("Item")
         if not item:
             return None
@@ -390,7 +390,7 @@ class DynamoLockStore:
     def _put(self, record: LockRecord, condition: str, names: dict[str, str], values: dict[str, Any]) -> None:
         item = {k: _serialize(v) for k, v in record.to_item().items() if v is not None}
         with _conditional("PutItem"):
-            self.client.put_item(
+            self.dynamodb.put_item(
                 TableName=self.table_name,
                 Item=item,
                 ConditionExpression=condition,
@@ -415,7 +415,7 @@ class DynamoLockStore:
                 sets.append(f"#b{index} = :b{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         with _conditional("UpdateItem"):
-            self.client.update_item(
+            self.dynamodb.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": record.key}},
                 UpdateExpression=expression,

@@ -27,7 +27,7 @@ from aws_durable_execution_sdk_python_testing import runner as runner_module
 from aws_durable_execution_sdk_python_testing.client import InMemoryServiceClient
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
-from simulator import EcsSimulator, VirtualClock
+from dev.simulator import EcsSimulator, VirtualClock
 
 
 class SimulatedTimeClock:

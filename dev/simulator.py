@@ -172,7 +172,7 @@ class EcsSimulator:
         self.observed = Observation()
         self.scheduled: list[tuple[float, str, Callable[[], object]]] = []
         self._ip_counter = itertools.count(10)
-        self._random = random.Random(20261128)  # noqa: S311 - simulated start times, not secrets
+        self._random = random.Random(20261128)
         self._stack = contextlib.ExitStack()
         self._in_reconcile = False
         self._internal = False
@@ -750,9 +750,10 @@ def record_engine_calls() -> list[dict[str, Any]]:
     botocore service and operation names, the parameters, and the cluster and
     service that run was asked to recycle (for the IAM policy cross-check).
     """
-    from config import RecycleSettings, parse_event
-    from lock import DynamoLockStore
-    from recycle import LocalRuntime, Recycler
+    from recycler.engine import LocalRuntime, Recycler
+    from recycler.lock import DynamoLockStore
+    from recycler.request import parse_event
+    from recycler.settings import RecycleSettings
 
     recorded: list[dict[str, Any]] = []
     cluster, service = "policy-cluster", "policy-service"

@@ -19,12 +19,13 @@ from typing import Any, ClassVar
 
 from aiosmtpd.controller import Controller
 
-import logs
-import simulator
-from config import parse_config, parse_event
+from dev import simulator
 from lambda_function import run_recycle, summarise
+from recycler import logs
+from recycler.request import parse_event
+from recycler.settings import parse_config
 
-OUT = Path(__file__).resolve().parent / "out"
+OUT = Path(__file__).resolve().parent.parent / "out"
 CLUSTER, SERVICE, TASKS = "demo-cluster", "web", 5
 
 

@@ -8,8 +8,8 @@ With --durable it also runs the long-running mode: the durable function under
 the SDK's DurableFunctionTestRunner on the same simulated cluster (200 tasks by
 default), and prints its invocations and an estimate of the billed compute.
 
-    python bench/bench_recycle.py            # 10 tasks and 120 tasks
-    python bench/bench_recycle.py --durable  # ... then 200 tasks as a durable execution
+    python -m dev.bench            # 10 tasks and 120 tasks
+    python -m dev.bench --durable  # ... then 200 tasks as a durable execution
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ from typing import Any
 from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-# tests/durable_support.py: the durable runner on the simulator's clock.
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import simulator
-from config import RecycleSettings, parse_config, parse_event
-from lock import DynamoLockStore
-from recycle import LocalRuntime, Recycler
+from dev import simulator
+from recycler.engine import LocalRuntime, Recycler
+from recycler.lock import DynamoLockStore
+from recycler.request import parse_event
+from recycler.settings import RecycleSettings, parse_config
 
 START_SECONDS = 40.0
 DRAIN_SECONDS = 30.0
@@ -155,9 +154,8 @@ class DurableResult:
 def run_durable(tasks: int) -> DurableResult:
     import time
 
-    from durable_support import SDK_SHUTDOWN_POLL_SECONDS, Meter, durable_runner, fast_checkpoint_shutdown
-
     import durable_function
+    from dev.durable_support import SDK_SHUTDOWN_POLL_SECONDS, Meter, durable_runner, fast_checkpoint_shutdown
 
     clock = simulator.VirtualClock()
     quiet = {"LOG_LEVEL": "CRITICAL"}  # the handler configures logging on every invocation

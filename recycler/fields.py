@@ -1,0 +1,44 @@
+"""Checks shared by the event and input.json: each raises a ConfigError naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from recycler.errors import ConfigError, shown
+
+
+def unknown_keys(section: Mapping[Any, Any], allowed: Iterable[str]) -> list[str]:
+    """The keys not in ``allowed``, sorted, as text (to be clipped before they are echoed)."""
+    return sorted(str(k) for k in set(section) - set(allowed))
+
+
+def require_str(event: Mapping[str, Any], name: str) -> str:
+    if name not in event or event[name] is None:
+        raise ConfigError(name, "is required")
+    value = event[name]
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ConfigError(name, "must not be empty")
+    return value.strip()
+
+
+def optional_bool(event: Mapping[str, Any], name: str, default: bool) -> bool:
+    if name not in event:
+        return default
+    value = event[name]
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"must be a JSON boolean (true or false), got {shown(value)}")
+    return value
+
+
+def optional_int(event: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    if name not in event:
+        return default
+    value = event[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, f"must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high}, got {shown(value)}")
+    return value

@@ -1,0 +1,109 @@
+"""The invocation event, validated into a frozen RecycleRequest before any AWS call.
+
+Every error names the field (``ConfigError.field``) and clips what it echoes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from recycler.errors import ConfigError, clip, shown
+from recycler.fields import optional_bool, optional_int, require_str, unknown_keys
+
+# Every pattern is ASCII-only and used with fullmatch: \d would take any Unicode
+# digit, and $ would let a trailing newline through.
+# ECS cluster and service names: up to 255 letters, numbers, hyphens and underscores.
+_ECS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}", re.ASCII)
+_CLUSTER_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/(?P<name>[A-Za-z0-9_-]{1,255})", re.ASCII
+)
+# Services have a long form (service/<cluster>/<name>) and a legacy short form.
+_SERVICE_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:ecs:[a-z0-9-]+:[0-9]{12}:service/"
+    r"(?:(?P<cluster>[A-Za-z0-9_-]{1,255})/)?(?P<name>[A-Za-z0-9_-]{1,255})",
+    re.ASCII,
+)
+MAX_WAIT_TIME_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class RecycleRequest:
+    """One validated invocation: which service to recycle, and how."""
+
+    cluster: str
+    service: str
+    maintain_service_state: bool = True
+    wait_time: int = 30
+    dry_run: bool = False
+
+    @property
+    def cluster_name(self) -> str:
+        """The bare cluster name, whether the event gave a name or an ARN."""
+        match = _CLUSTER_ARN.fullmatch(self.cluster)
+        return match.group("name") if match else self.cluster
+
+    @property
+    def service_name(self) -> str:
+        """The bare service name, whether the event gave a name or an ARN."""
+        match = _SERVICE_ARN.fullmatch(self.service)
+        return match.group("name") if match else self.service
+
+    def arn_fields(self) -> dict[str, tuple[str, str]]:
+        """For each field the event gave as an ARN: its (region, account)."""
+        fields = {}
+        for name, value in (("cluster_name", self.cluster), ("service_name", self.service)):
+            if value.startswith("arn:"):
+                parts = value.split(":")
+                fields[name] = (parts[3], parts[4])
+        return fields
+
+    def check_region(self, region: str | None) -> None:
+        """An ARN from another region would be recycled by name in the session's region: refuse it first."""
+        for name, (arn_region, _) in self.arn_fields().items():
+            if region and arn_region != region:
+                raise ConfigError(name, f"the ARN is in region {arn_region}, but the session is in {region}")
+
+
+_EVENT_FIELDS = {"cluster_name", "service_name", "maintain_service_state", "wait_time", "dry_run"}
+
+
+def parse_event(event: Any) -> RecycleRequest:
+    """Validate a Lambda event (or CLI arguments shaped like one)."""
+    if not isinstance(event, Mapping):
+        raise ConfigError("event", f"must be a JSON object, got {type(event).__name__}")
+    unknown = unknown_keys(event, _EVENT_FIELDS)
+    if unknown:
+        raise ConfigError(
+            clip(unknown[0]),
+            f"unknown field (allowed: {', '.join(sorted(_EVENT_FIELDS))})",
+        )
+    cluster = require_str(event, "cluster_name")
+    if not (_ECS_NAME.fullmatch(cluster) or _CLUSTER_ARN.fullmatch(cluster)):
+        raise ConfigError(
+            "cluster_name",
+            "must be an ECS cluster name (1-255 letters, digits, '-' or '_') or a cluster ARN",
+        )
+    service = require_str(event, "service_name")
+    service_arn = _SERVICE_ARN.fullmatch(service)
+    if not (_ECS_NAME.fullmatch(service) or service_arn):
+        raise ConfigError(
+            "service_name",
+            "must be an ECS service name (1-255 letters, digits, '-' or '_') or a service ARN",
+        )
+    request = RecycleRequest(
+        cluster=cluster,
+        service=service,
+        maintain_service_state=optional_bool(event, "maintain_service_state", True),
+        wait_time=optional_int(event, "wait_time", 30, 0, MAX_WAIT_TIME_SECONDS),
+        dry_run=optional_bool(event, "dry_run", False),
+    )
+    if service_arn and service_arn.group("cluster") not in (None, request.cluster_name):
+        raise ConfigError(
+            "service_name",
+            f"ARN names cluster {shown(service_arn.group('cluster'))}, "
+            f"but cluster_name is {shown(request.cluster_name)}",
+        )
+    return request
