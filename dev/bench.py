@@ -27,9 +27,10 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dev import simulator
-from recycler.engine import LocalRuntime, Recycler
-from recycler.lock import DynamoLockStore
+from recycler.engine import Recycler
+from recycler.lock_store import DynamoLockStore
 from recycler.request import parse_event
+from recycler.runtime import LocalRuntime
 from recycler.settings import RecycleSettings, parse_config
 
 START_SECONDS = 40.0
@@ -154,8 +155,8 @@ class DurableResult:
 def run_durable(tasks: int) -> DurableResult:
     import time
 
-    import durable_function
     from dev.durable_support import SDK_SHUTDOWN_POLL_SECONDS, Meter, durable_runner, fast_checkpoint_shutdown
+    from recycler import durable, durable_bounds
 
     clock = simulator.VirtualClock()
     quiet = {"LOG_LEVEL": "CRITICAL"}  # the handler configures logging on every invocation
@@ -167,9 +168,9 @@ def run_durable(tasks: int) -> DurableResult:
             {"recycle": {"replacement_timeout_seconds": DURABLE_REPLACEMENT_TIMEOUT, "lock_table_name": table}}
         )
         meter = Meter()
-        handler = meter.wrap(durable_function.build_handler(clock=clock, session=session, config=config), sim)
+        handler = meter.wrap(durable.build_handler(clock=clock, session=session, config=config), sim)
         event = {"cluster_name": "bench", "service_name": "web", "wait_time": WAIT_TIME}
-        name = durable_function.durable_execution_name("bench", "web")
+        name = durable_bounds.durable_execution_name("bench", "web")
         started, real_started = clock.now(), time.perf_counter()
         with fast_checkpoint_shutdown(), meter.counting_checkpoints(), durable_runner(clock, handler) as runner:
             outcome = runner.run(input=json.dumps(event), execution_timeout=900, execution_name=name)

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 from aiosmtpd.controller import Controller
 
 from dev import simulator
-from lambda_function import run_recycle, summarise
 from recycler import logs
+from recycler.invocation import run_recycle, summarise
 from recycler.request import parse_event
 from recycler.settings import parse_config
 

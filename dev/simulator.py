@@ -750,9 +750,10 @@ def record_engine_calls() -> list[dict[str, Any]]:
     botocore service and operation names, the parameters, and the cluster and
     service that run was asked to recycle (for the IAM policy cross-check).
     """
-    from recycler.engine import LocalRuntime, Recycler
-    from recycler.lock import DynamoLockStore
+    from recycler.engine import Recycler
+    from recycler.lock_store import DynamoLockStore
     from recycler.request import parse_event
+    from recycler.runtime import LocalRuntime
     from recycler.settings import RecycleSettings
 
     recorded: list[dict[str, Any]] = []

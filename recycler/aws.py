@@ -1,13 +1,26 @@
-"""One way to turn botocore's errors into the tool's own: AwsCallFailed, naming the call and the AWS error code."""
+"""The AWS reads the engine makes, paginated and batched, and the one way AWS errors are wrapped.
+
+Every listing goes through a paginator (ListTasks pages at 100), DescribeTasks
+is batched by 100, and every botocore error becomes AwsCallFailed naming the
+call and the AWS error code, with the original chained as ``__cause__``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from recycler.errors import AwsCallFailed
+from recycler.errors import AwsCallFailed, ServiceNotFound
+from recycler.request import RecycleRequest
+
+SCALABLE_DIMENSION = "ecs:service:DesiredCount"
+SUSPENDED_FLAGS = ("DynamicScalingInSuspended", "DynamicScalingOutSuspended", "ScheduledScalingSuspended")
+# DescribeTasks takes at most 100 tasks per call.
+DESCRIBE_TASKS_BATCH = 100
 
 
 @contextmanager
@@ -30,3 +43,131 @@ def error_code(error: BaseException | None) -> str:
     if isinstance(error, ClientError):
         return str(error.response.get("Error", {}).get("Code", "ClientError"))
     return type(error).__name__
+
+
+@dataclass(frozen=True)
+class ScalableTarget:
+    """The service's Application Auto Scaling target, as read."""
+
+    min_capacity: int
+    max_capacity: int
+    suspended: dict[str, bool]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"MinCapacity": self.min_capacity, "MaxCapacity": self.max_capacity, "SuspendedState": self.suspended}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScalableTarget:
+        return cls(int(data["MinCapacity"]), int(data["MaxCapacity"]), dict(data["SuspendedState"]))
+
+
+class ServiceReads:
+    """Reads of one service, its tasks, its task definition, target groups and scalable target."""
+
+    def __init__(self, ecs: Any, autoscaling: Any, elbv2: Any, request: RecycleRequest) -> None:
+        self.ecs = ecs
+        self.autoscaling = autoscaling
+        self.elbv2 = elbv2
+        self.request = request
+
+    @staticmethod
+    def call(operation: Callable[..., Any], **kwargs: Any) -> Any:
+        with aws_errors(getattr(operation, "__name__", "AWS call")):
+            return operation(**kwargs)
+
+    def describe_service(self, include_tags: bool = False) -> dict[str, Any]:
+        request = self.request
+        kwargs: dict[str, Any] = {"cluster": request.cluster_name, "services": [request.service_name]}
+        if include_tags:
+            kwargs["include"] = ["TAGS"]
+        try:
+            response = self.call(self.ecs.describe_services, **kwargs)
+        except AwsCallFailed as e:
+            if error_code(e.__cause__) == "ClusterNotFoundException":
+                raise ServiceNotFound(f"cluster not found: {request.cluster_name}") from e.__cause__
+            raise
+        services = response.get("services", [])
+        if not services:
+            reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "MISSING"
+            raise ServiceNotFound(
+                f"service not found: {request.service_name} in cluster {request.cluster_name} ({reasons})"
+            )
+        return dict(services[0])
+
+    def list_task_arns(self, desired_status: str = "RUNNING") -> list[str]:
+        arns: list[str] = []
+        paginator = self.ecs.get_paginator("list_tasks")
+        pages = paginator.paginate(
+            cluster=self.request.cluster_name, serviceName=self.request.service_name, desiredStatus=desired_status
+        )
+        with aws_errors("ListTasks"):
+            for page in pages:
+                arns.extend(page.get("taskArns", []))
+        return arns
+
+    def describe_tasks(self, arns: Iterable[str]) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = []
+        for batch in _batches(list(arns), DESCRIBE_TASKS_BATCH):
+            response = self.call(self.ecs.describe_tasks, cluster=self.request.cluster_name, tasks=batch)
+            tasks.extend(response.get("tasks", []))
+        return tasks
+
+    def has_health_checks(self, task_definition: str | None) -> bool:
+        if not task_definition:
+            return False
+        response = self.call(self.ecs.describe_task_definition, taskDefinition=task_definition)
+        containers = response.get("taskDefinition", {}).get("containerDefinitions", [])
+        return any(c.get("healthCheck") for c in containers)
+
+    def target_health(self, target_group_arn: str, targets: list[dict[str, Any]]) -> list[str | None]:
+        """The states of these targets in the group (all of its targets when none are given)."""
+        kwargs: dict[str, Any] = {"TargetGroupArn": target_group_arn}
+        if targets:
+            kwargs["Targets"] = targets
+        descriptions = self.call(self.elbv2.describe_target_health, **kwargs).get("TargetHealthDescriptions", [])
+        return [d.get("TargetHealth", {}).get("State") for d in descriptions]
+
+    def scalable_target(self) -> ScalableTarget | None:
+        paginator = self.autoscaling.get_paginator("describe_scalable_targets")
+        with aws_errors("DescribeScalableTargets"):
+            for page in paginator.paginate(
+                ServiceNamespace="ecs", ResourceIds=[self.resource_id()], ScalableDimension=SCALABLE_DIMENSION
+            ):
+                for target in page.get("ScalableTargets", []):
+                    flags = target.get("SuspendedState", {})
+                    return ScalableTarget(
+                        int(target["MinCapacity"]),
+                        int(target["MaxCapacity"]),
+                        {k: bool(flags.get(k, False)) for k in SUSPENDED_FLAGS},
+                    )
+        return None
+
+    def resource_id(self) -> str:
+        return f"service/{self.request.cluster_name}/{self.request.service_name}"
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+RETRY_ATTEMPTS = 3
+
+
+def retrying(
+    fn: Callable[[], dict[str, Any]], sleep: Callable[[float], None], log: Callable[[str], None]
+) -> dict[str, Any] | str:
+    """Run one restore action, retrying on AWS errors. Returns the error text if it never succeeds.
+
+    Used where failing is not an option that may raise: the restore, and the lock writes it records.
+    """
+    last = ""
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return fn()
+        except AwsCallFailed as e:
+            last = str(e)
+            log(f"Restore call failed (attempt {attempt}/{RETRY_ATTEMPTS}): {e}")
+            if attempt < RETRY_ATTEMPTS:
+                sleep(2.0 * attempt)
+    return last

@@ -29,20 +29,16 @@ apply are checked against the live service before they are applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-from recycler.aws import aws_errors, error_code
-from recycler.errors import AwsCallFailed, LockCorrupt, LockHeld, LockLost
+from recycler.aws import SUSPENDED_FLAGS
+from recycler.errors import LockCorrupt
 
 LOCK_TABLE_ENV = "LOCK_TABLE_NAME"
 RELEASED_RETENTION_SECONDS = 7 * 86_400
-SUSPENDED_FLAGS = ("DynamicScalingInSuspended", "DynamicScalingOutSuspended", "ScheduledScalingSuspended")
 # Flags a surge switches on, so that scale-in and scheduled actions cannot undo it.
 SURGE_SUSPENDS = ("DynamicScalingInSuspended", "ScheduledScalingSuspended")
 # ECS runs at most 5,000 tasks per service: a snapshot beyond that is not one this tool wrote.
@@ -290,157 +286,3 @@ class _Checker:
             suspended=(suspended[0], suspended[1], suspended[2]),
             surge_size=surge_size,
         )
-
-
-# --------------------------------------------------------------------------- #
-# The store
-# --------------------------------------------------------------------------- #
-
-_serialize = TypeSerializer().serialize
-_deserialize = TypeDeserializer().deserialize
-
-
-def lock_key(cluster_arn: str, service_name: str) -> str:
-    """One item per service: the cluster ARN carries the partition, region and account."""
-    return f"{cluster_arn}/{service_name}"
-
-
-class DynamoLockStore:
-    """The lock table. Every method is one conditional call (plus a read when a condition fails)."""
-
-    def __init__(self, dynamodb: Any, table_name: str) -> None:
-        self.dynamodb = dynamodb
-        self.table_name = table_name
-
-    def read(self, key: str) -> LockRecord | None:
-        with aws_errors("GetItem"):
-            response = self.dynamodb.get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=True)
-        item = response.get("Item")
-        if not item:
-            return None
-        return LockRecord.from_item(key, {k: _deserialize(v) for k, v in item.items()})
-
-    def acquire(self, record: LockRecord, seen: LockRecord | None) -> LockRecord:
-        """Create the run's lock: only over no item, or over the idle item read before the snapshot.
-
-        ``record.version`` must be the seen version + 1. Repeating a call whose
-        response was lost finds our own item and returns it.
-        """
-        names = {"#pk": "pk", "#v": "version", "#o": "owner"}
-        values: dict[str, Any] = {":me": {"S": record.owner}, ":next": {"N": str(record.version)}}
-        condition = "attribute_not_exists(#pk) OR (#o = :me AND #v = :next)"
-        if seen is not None:
-            condition += " OR #v = :seen"
-            values[":seen"] = {"N": str(seen.version)}
-        try:
-            self._put(record, condition, names, values)
-        except _ConditionFailed:
-            holder = self.read(record.key)
-            if holder is not None and holder.owner == record.owner and holder.version == record.version:
-                return holder
-            raise LockHeld(
-                f"another run ({holder.owner if holder else 'unknown'}) took the lock on "
-                f"{record.key.rsplit('/', 1)[-1]} first"
-            ) from None
-        return record
-
-    def take_over(self, stale: LockRecord, owner: str, expires_at: int, now: float) -> LockRecord:
-        """Take a stale lock over (compare-and-swap on its version) to repair what its run left."""
-        record = replace(
-            stale, owner=owner, version=stale.version + 1, expires_at=expires_at, taken_over_from=stale.owner
-        )
-        names = {"#v": "version", "#e": "expires_at", "#p": "phase"}
-        values = {
-            ":seen": {"N": str(stale.version)},
-            ":now": {"N": str(int(now))},
-            ":released": {"S": Phase.RELEASED},
-        }
-        condition = "#v = :seen AND #e <= :now AND #p <> :released"
-        try:
-            self._update(record, condition, names, values)
-        except _ConditionFailed:
-            holder = self.read(stale.key)
-            if holder is not None and holder.owner == owner and holder.version == record.version:
-                return holder
-            raise LockHeld(
-                f"another run ({holder.owner if holder else 'unknown'}) took over the expired lock on "
-                f"{stale.key.rsplit('/', 1)[-1]} first"
-            ) from None
-        return record
-
-    def write(self, current: LockRecord, **changes: Any) -> LockRecord:
-        """Change our own lock: conditional on owner and version, which it bumps (the fencing token)."""
-        record = replace(current, version=current.version + 1, **changes)
-        names = {"#o": "owner", "#v": "version"}
-        values = {":me": {"S": current.owner}, ":v": {"N": str(current.version)}}
-        try:
-            self._update(record, "#o = :me AND #v = :v", names, values)
-        except _ConditionFailed:
-            holder = self.read(current.key)
-            if holder is not None and _same_write(holder, record):
-                # Our own write landed and only its response was lost.
-                return holder
-            raise LockLost(
-                f"this run's lock on {current.key.rsplit('/', 1)[-1]} is gone (now "
-                f"{'held by ' + holder.owner if holder and holder.phase != Phase.RELEASED else 'released'}); "
-                "another run has taken over the service, so this one stops without touching it again"
-            ) from None
-        return record
-
-    def _put(self, record: LockRecord, condition: str, names: dict[str, str], values: dict[str, Any]) -> None:
-        item = {k: _serialize(v) for k, v in record.to_item().items() if v is not None}
-        with _conditional("PutItem"):
-            self.dynamodb.put_item(
-                TableName=self.table_name,
-                Item=item,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-
-    def _update(self, record: LockRecord, condition: str, names: dict[str, str], values: dict[str, Any]) -> None:
-        """Write every attribute of the record (SET) and drop those it no longer has (REMOVE)."""
-        item = record.to_item()
-        sets, removes = [], []
-        for index, name in enumerate(("owner", "version", "expires_at", "phase", "started_at", "progress")):
-            names[f"#a{index}"] = name
-            values[f":a{index}"] = _serialize(item[name])
-            sets.append(f"#a{index} = :a{index}")
-        for index, name in enumerate(("snapshot", "restore", "taken_over_from")):
-            names[f"#b{index}"] = name
-            if item.get(name) is None:
-                removes.append(f"#b{index}")
-            else:
-                values[f":b{index}"] = _serialize(item[name])
-                sets.append(f"#b{index} = :b{index}")
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        with _conditional("UpdateItem"):
-            self.dynamodb.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": record.key}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-
-
-def _same_write(holder: LockRecord, intended: LockRecord) -> bool:
-    """The item is this very write, landed (the expiry may differ: it was computed at the first attempt)."""
-    return replace(holder, expires_at=intended.expires_at) == intended
-
-
-class _ConditionFailed(Exception):
-    """The write's condition did not hold: someone else's item is there."""
-
-
-@contextmanager
-def _conditional(operation: str) -> Iterator[None]:
-    """aws_errors, except that a failed condition is told apart from every other error."""
-    try:
-        with aws_errors(operation):
-            yield
-    except AwsCallFailed as e:
-        if error_code(e) == "ConditionalCheckFailedException":
-            raise _ConditionFailed(operation) from e.__cause__
-        raise

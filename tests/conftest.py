@@ -21,9 +21,12 @@ sys.path.insert(0, str(ROOT))
 # moto before boto3 clients (simulator imports moto first).
 from dev import simulator  # noqa: E402
 from dev.simulator import Behaviour, EcsSimulator, FakeLambdaContext, VirtualClock  # noqa: E402
-from recycler.engine import LocalRuntime, Recycler, RecycleReport  # noqa: E402
-from recycler.lock import DynamoLockStore, LockRecord, Phase, lock_key  # noqa: E402
+from recycler.engine import Recycler  # noqa: E402
+from recycler.lock import LockRecord, Phase  # noqa: E402
+from recycler.lock_store import DynamoLockStore, lock_key  # noqa: E402
+from recycler.report import RecycleReport  # noqa: E402
 from recycler.request import parse_event  # noqa: E402
+from recycler.runtime import LocalRuntime  # noqa: E402
 from recycler.settings import RecycleSettings  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parent / "events"

@@ -10,6 +10,7 @@ import pytest
 from conftest import SERVICE, Bed, load_event
 
 import lambda_function
+from recycler import invocation
 from recycler.errors import ConfigError
 from recycler.request import RecycleRequest, parse_event
 from recycler.settings import load_config, parse_config
@@ -141,7 +142,7 @@ def test_bad_input_json_fails_the_handler_before_any_aws_call(
     path = tmp_path / "input.json"
     path.write_text(json.dumps({"recycle": {"max_failed_replacements": "three"}}))
     monkeypatch.setenv("RECYCLE_CONFIG", str(path))
-    monkeypatch.setattr(lambda_function, "_config", None)
+    monkeypatch.setattr(invocation, "_config", None)
     with pytest.raises(ConfigError, match=r"recycle\.max_failed_replacements"):
         lambda_function.lambda_handler(load_event("recycle.json"), None)
     assert bed.sim.calls == {}
@@ -171,7 +172,7 @@ def test_unicode_digit_in_the_region_reaches_no_aws_call(
     path = tmp_path / "input.json"
     path.write_text(json.dumps({"awsCredentials": {"region_name": "us-east-١"}}), encoding="utf-8")
     monkeypatch.setenv("RECYCLE_CONFIG", str(path))
-    monkeypatch.setattr(lambda_function, "_config", None)
+    monkeypatch.setattr(invocation, "_config", None)
 
     # WHEN the handler runs, THEN the region is refused before any AWS call
     with pytest.raises(ConfigError) as caught:

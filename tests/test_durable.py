@@ -1,6 +1,6 @@
 """The durable function end to end: DurableFunctionTestRunner on the simulated cluster.
 
-Each test runs the real handler (``durable_function.build_handler``) as a
+Each test runs the real handler (``durable_runtime.build_handler``) as a
 durable execution: every wait suspends it, and every resumption replays it
 from the top against its checkpoints. The runner's skipped time is the
 simulator's virtual time (tests/durable_support.py), so the simulated tasks
@@ -27,12 +27,14 @@ from conftest import CLUSTER, SERVICE, Bed, log_lines
 import durable_function
 from dev.durable_support import Meter, durable_runner, fast_checkpoint_shutdown
 from dev.simulator import Behaviour
+from recycler import durable as durable_runtime
+from recycler import durable_bounds
 from recycler.errors import ConfigError, LockHeld, TimeBudgetExhausted
 from recycler.lock import Phase
 from recycler.request import parse_event
 from recycler.settings import AppConfig, parse_config
 
-NAME = durable_function.durable_execution_name(CLUSTER, SERVICE)
+NAME = durable_bounds.durable_execution_name(CLUSTER, SERVICE)
 
 
 @dataclass
@@ -58,13 +60,13 @@ class Outcome:
 def durable(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Outcome]]:
     """Run one durable recycle of the bed's service; returns what happened."""
     reports: list[dict[str, Any]] = []
-    real_notify = durable_function.notify
+    real_notify = durable_runtime.notify
 
     def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         reports.append(json.loads(json.dumps(report)))
         return real_notify(report, *args, **kwargs)
 
-    monkeypatch.setattr(durable_function, "notify", recording_notify)
+    monkeypatch.setattr(durable_runtime, "notify", recording_notify)
 
     def run(
         recycle: dict[str, Any] | None = None,
@@ -75,7 +77,7 @@ def durable(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...,
         config: AppConfig = parse_config({"recycle": {"poll_interval_seconds": 5, **(recycle or {})}})
         meter = Meter()
         outcome = Outcome(None, reports, meter)  # type: ignore[arg-type]
-        handler = durable_function.build_handler(clock=bed.clock, session=bed.session, config=config)
+        handler = durable_runtime.build_handler(clock=bed.clock, session=bed.session, config=config)
 
         def watched(raw: Any, context: Any) -> Any:
             try:
@@ -154,7 +156,7 @@ def test_200_tasks_recycle_with_each_task_stopped_once_across_replays(
     assert len(set(outcome.names())) == len(outcome.names())
     assert outcome.lock_margins and min(outcome.lock_margins) > 0
     # ... and would have expired within the lock TTL had the run died at any point.
-    ttl = durable_function.lock_ttl_seconds(
+    ttl = durable_bounds.lock_ttl_seconds(
         parse_config({"recycle": {"replacement_timeout_seconds": 300}}).recycle,
         parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 60}),
     )
@@ -197,8 +199,8 @@ def test_a_step_that_fails_after_its_retries_restores(bed: Bed, durable: Callabl
 
     # THEN the step was tried three times, then the run restored and the execution FAILED
     step = outcome.step("stop task 2")
-    assert step.status is OperationStatus.FAILED and step.attempt == durable_function.STEP_ATTEMPTS
-    assert bed.sim.calls["stop_task"] == 1 + durable_function.STEP_ATTEMPTS
+    assert step.status is OperationStatus.FAILED and step.attempt == durable_bounds.STEP_ATTEMPTS
+    assert bed.sim.calls["stop_task"] == 1 + durable_bounds.STEP_ATTEMPTS
     _failed_with(outcome, "StopTask failed: AccessDeniedException", "service restored")
     report = outcome.report
     assert report["error_type"] == "AwsCallFailed" and report["restored"] is True
@@ -226,7 +228,7 @@ def test_a_worst_case_beyond_the_execution_timeout_is_refused_before_any_change(
     bed: Bed, durable: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a 1 h ExecutionTimeout and 10 tasks that may each take replacement_timeout_seconds 600
-    monkeypatch.setenv(durable_function.EXECUTION_TIMEOUT_ENV, "3600")
+    monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, "3600")
     bed.add_service(tasks=10, target=(1, 20))
 
     outcome = durable()
@@ -311,82 +313,82 @@ def test_plain_events_are_rejected_by_the_durable_handler() -> None:
 def test_step_results_are_json_compressed_when_large() -> None:
     context = SerDesContext()
     small = {"action": "stopped", "stopped_at": 1767225641.5}
-    assert durable_function.SERDES.serialize(small, context) == json.dumps(small, separators=(",", ":"))
+    assert durable_runtime.SERDES.serialize(small, context) == json.dumps(small, separators=(",", ":"))
     # 5,000 tasks, the most one ECS service runs: the pre-flight result still fits a 256 KB checkpoint.
     arns = [f"arn:aws:ecs:eu-west-1:123456789012:task/{CLUSTER}/{uuid.uuid4().hex}" for _ in range(5000)]
     preflight = {"all_task_arns": sorted(arns), "running_task_arns": arns, "desired_count": 5000}
-    data = durable_function.SERDES.serialize(preflight, context)
+    data = durable_runtime.SERDES.serialize(preflight, context)
     assert len(data) < 256 * 1024 < len(json.dumps(preflight))
-    assert durable_function.SERDES.deserialize(data, context) == preflight
+    assert durable_runtime.SERDES.deserialize(data, context) == preflight
 
 
 def test_a_large_report_is_shortened_for_the_execution_result() -> None:
     recycled = [{"index": i, "old_task_arn": "a" * 90, "new_task_arn": "b" * 90, "seconds": 40.0} for i in range(3000)]
     report = {"status": "succeeded", "tasks_recycled": recycled, "tasks_skipped": [], "tasks_remaining": []}
-    short = durable_function.bounded_result(report)
-    assert len(json.dumps(short)) < durable_function.MAX_RESULT_BYTES
-    assert short["tasks_recycled_count"] == 3000 and len(short["tasks_recycled"]) == durable_function.RESULT_SAMPLE
-    assert durable_function.bounded_result({"status": "succeeded"}) == {"status": "succeeded"}
+    short = durable_bounds.bounded_result(report)
+    assert len(json.dumps(short)) < durable_bounds.MAX_RESULT_BYTES
+    assert short["tasks_recycled_count"] == 3000 and len(short["tasks_recycled"]) == durable_bounds.RESULT_SAMPLE
+    assert durable_bounds.bounded_result({"status": "succeeded"}) == {"status": "succeeded"}
 
 
 def test_engine_errors_come_back_with_their_own_type() -> None:
     step = StepError("the Lambda time budget ran out", error_type="recycler.errors.TimeBudgetExhausted")
-    assert type(durable_function._engine_error(step)) is TimeBudgetExhausted
+    assert type(durable_runtime._engine_error(step)) is TimeBudgetExhausted
     check = WaitForConditionError("boom", error_type="recycler.errors.ConfigError")
-    assert durable_function._engine_error(check) is check
+    assert durable_runtime._engine_error(check) is check
     other = StepError("bug", error_type="KeyError")
-    assert durable_function._engine_error(other) is other
+    assert durable_runtime._engine_error(other) is other
 
 
 def test_execution_name_is_valid_stable_and_unique_per_service() -> None:
     valid = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-    name = durable_function.durable_execution_name("prod", "web")
+    name = durable_bounds.durable_execution_name("prod", "web")
     assert valid.match(name) and name.startswith("recycle-prod-web-")
     # Names and ARNs give the same name; another service never does, even one that reads the same.
     arn = "arn:aws:ecs:eu-west-1:123456789012:service/prod/web"
-    assert durable_function.durable_execution_name("prod", arn) == name
-    assert durable_function.durable_execution_name("a-b", "c") != durable_function.durable_execution_name("a", "b-c")
+    assert durable_bounds.durable_execution_name("prod", arn) == name
+    assert durable_bounds.durable_execution_name("a-b", "c") != durable_bounds.durable_execution_name("a", "b-c")
     # Long names are cut to 64 and stay apart by their hash.
-    long_a = durable_function.durable_execution_name("c" * 200, "s" * 200 + "a")
-    long_b = durable_function.durable_execution_name("c" * 200, "s" * 200 + "b")
+    long_a = durable_bounds.durable_execution_name("c" * 200, "s" * 200 + "a")
+    long_b = durable_bounds.durable_execution_name("c" * 200, "s" * 200 + "b")
     assert len(long_a) == 64 and valid.match(long_a) and long_a != long_b
     # A run key lets the same service be recycled again while the last execution is retained.
-    dated = durable_function.durable_execution_name("prod", "web", run_key="20260107")
+    dated = durable_bounds.durable_execution_name("prod", "web", run_key="20260107")
     assert dated == f"{name}-20260107" and valid.match(dated)
-    assert len(durable_function.durable_execution_name("c" * 200, "s" * 200, run_key="x" * 20)) == 64
+    assert len(durable_bounds.durable_execution_name("c" * 200, "s" * 200, run_key="x" * 20)) == 64
     for bad in ("2026/01/07", "", "k" * 21):
         with pytest.raises(ConfigError):
-            durable_function.durable_execution_name("prod", "web", run_key=bad)
+            durable_bounds.durable_execution_name("prod", "web", run_key=bad)
     with pytest.raises(ConfigError):
-        durable_function.durable_execution_name("bad name", "web")
+        durable_bounds.durable_execution_name("bad name", "web")
 
 
 def test_execution_name_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert durable_function.main(["--cluster", "prod", "--service", "web", "--run-key", "20260107"]) == 0
-    assert capsys.readouterr().out.strip() == durable_function.durable_execution_name("prod", "web", "20260107")
+    assert capsys.readouterr().out.strip() == durable_bounds.durable_execution_name("prod", "web", "20260107")
     assert durable_function.main(["--cluster", "prod", "--service", "web", "--run-key", "a/b"]) == 2
 
 
 def test_execution_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert durable_function.execution_timeout_seconds() == 86_400
-    monkeypatch.setenv(durable_function.EXECUTION_TIMEOUT_ENV, "172800")
-    assert durable_function.execution_timeout_seconds() == 172_800
+    assert durable_bounds.execution_timeout_seconds() == 86_400
+    monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, "172800")
+    assert durable_bounds.execution_timeout_seconds() == 172_800
     for bad in ("1d", "0", "31622401"):
-        monkeypatch.setenv(durable_function.EXECUTION_TIMEOUT_ENV, bad)
+        monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, bad)
         with pytest.raises(ConfigError):
-            durable_function.execution_timeout_seconds()
+            durable_bounds.execution_timeout_seconds()
 
 
 def test_worst_case_bound_and_lock_ttl() -> None:
     request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30})
     settings = parse_config({}).recycle
     # Each replacement (and the surge) may take replacement_timeout_seconds plus a poll.
-    one, two = (durable_function.worst_case_seconds(n, request, settings) for n in (1, 2))
+    one, two = (durable_bounds.worst_case_seconds(n, request, settings) for n in (1, 2))
     assert two - one == settings.replacement_timeout_seconds + settings.poll_interval_seconds + 30 + (
-        durable_function.PER_TASK_OVERHEAD_SECONDS
+        durable_bounds.PER_TASK_OVERHEAD_SECONDS
     )
     # The lock outlives the longest stretch between renewals: the surge plus the first replacement.
-    ttl = durable_function.lock_ttl_seconds(settings, request)
+    ttl = durable_bounds.lock_ttl_seconds(settings, request)
     assert ttl > 2 * (settings.replacement_timeout_seconds + settings.poll_interval_seconds)
 
 

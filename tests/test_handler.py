@@ -19,7 +19,7 @@ import AWSSession
 import lambda_function
 from dev import simulator
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler import logs
+from recycler import invocation, logs
 from recycler.settings import AwsCredentials, parse_config
 
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -29,8 +29,8 @@ SESSION_TOKEN = "FQoGZXIvYXdzEXAMPLETOKENxyz0123456789"
 @pytest.fixture
 def handler_env(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Bed:
     """The handler's own session and clients, on the bed's virtual clock."""
-    monkeypatch.setattr(lambda_function, "SystemClock", lambda: bed.clock)
-    monkeypatch.setattr(lambda_function, "_config", parse_config({"recycle": {"poll_interval_seconds": 5}}))
+    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
+    monkeypatch.setattr(invocation, "_config", parse_config({"recycle": {"poll_interval_seconds": 5}}))
     return bed
 
 
@@ -73,10 +73,10 @@ def test_failure_is_raised_after_restore_and_notification(handler_env: Bed) -> N
     bed = handler_env
     bed.add_service(tasks=3, target=(1, 6), behaviour=Behaviour())
     bed.sim.at(45, "broken release", lambda: setattr(bed.sim.behaviour(CLUSTER, SERVICE), "never_healthy", True))
-    lambda_function._config = parse_config({"recycle": {"replacement_timeout_seconds": 60}})
+    invocation._config = parse_config({"recycle": {"replacement_timeout_seconds": 60}})
 
     # WHEN the handler runs, THEN it raises, and the message says what was done and restored
-    with pytest.raises(lambda_function.RecycleNotCompleted) as caught:
+    with pytest.raises(invocation.RecycleNotCompleted) as caught:
         lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
     message = str(caught.value)
     assert "FAILED" in message and "service restored" in message and "desiredCount 4 -> 3" in message
@@ -87,7 +87,7 @@ def test_failure_is_raised_after_restore_and_notification(handler_env: Bed) -> N
 def test_incomplete_run_names_the_durable_function(handler_env: Bed) -> None:
     bed = handler_env
     bed.add_service(tasks=8)
-    with pytest.raises(lambda_function.RecycleNotCompleted) as caught:
+    with pytest.raises(invocation.RecycleNotCompleted) as caught:
         lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock, 300))
     assert caught.value.report["status"] == "incomplete"
     assert "durable" in str(caught.value)
@@ -109,10 +109,10 @@ def test_no_secret_reaches_logs_or_report(
             }
         }
     )
-    monkeypatch.setattr(lambda_function, "_config", None)
-    monkeypatch.setattr(lambda_function, "load_config", lambda: config)
+    monkeypatch.setattr(invocation, "_config", None)
+    monkeypatch.setattr(invocation, "load_config", lambda: config)
     # Even a careless log line would be masked.
-    lambda_function.get_config()
+    invocation.get_config()
     import logging
 
     logging.getLogger("careless").warning("key was %s", SECRET_KEY)
@@ -208,7 +208,7 @@ def test_handler_with_an_unknown_profile_raises_a_config_error(
 
     bed = handler_env
     bed.add_service(tasks=1)
-    monkeypatch.setattr(lambda_function, "_config", parse_config({"awsCredentials": {"profile_name": "nope"}}))
+    monkeypatch.setattr(invocation, "_config", parse_config({"awsCredentials": {"profile_name": "nope"}}))
     with pytest.raises(ConfigError) as caught:
         lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
     assert caught.value.field == "awsCredentials.profile_name"
@@ -260,14 +260,14 @@ def test_a_token_quoted_by_an_aws_error_reaches_no_report_log_email_or_exception
     bed.add_service(tasks=1)
     token = "IQoJb3JpZ2luX2VjENEWLINETERMINATEDTOKEN0123456789"
     monkeypatch.setattr(AWSSession, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
-    real_create_client = lambda_function.create_client
+    real_create_client = invocation.create_client
 
     def create_client(session: Any, name: str) -> Any:
         client = real_create_client(session, name)
         client.meta.events.register_first("before-send", _check_headers_as_http_client_does)
         return client
 
-    monkeypatch.setattr(lambda_function, "create_client", create_client)
+    monkeypatch.setattr(invocation, "create_client", create_client)
     with smtp_server("plain") as relay:
         config = parse_config(
             {
@@ -284,11 +284,11 @@ def test_a_token_quoted_by_an_aws_error_reaches_no_report_log_email_or_exception
             region_name=simulator.REGION, access_key="AKIAEXAMPLE", secret_key=SECRET_KEY, session_token=token + "\n"
         )
         config = dataclasses.replace(config, aws=aws)
-        monkeypatch.setattr(lambda_function, "_config", None)
-        monkeypatch.setattr(lambda_function, "load_config", lambda: config)
+        monkeypatch.setattr(invocation, "_config", None)
+        monkeypatch.setattr(invocation, "load_config", lambda: config)
 
         # WHEN the handler runs
-        with pytest.raises(lambda_function.RecycleNotCompleted) as caught:
+        with pytest.raises(invocation.RecycleNotCompleted) as caught:
             lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
 
     # THEN the run failed on exactly that error, with the token masked in it

@@ -17,9 +17,11 @@ from interleave import interleaving
 
 import lambda_function
 from dev.simulator import FakeLambdaContext
-from recycler.engine import LEGACY_LOCK_TAG_KEY, RecycleReport
+from recycler import cli, invocation
 from recycler.errors import ConfigError
 from recycler.lock import Phase
+from recycler.preflight import LEGACY_LOCK_TAG_KEY
+from recycler.report import RecycleReport
 from recycler.request import parse_event
 from recycler.settings import parse_config
 
@@ -67,28 +69,28 @@ def test_two_cli_runs_started_together_exactly_one_proceeds(
     bed.add_service(tasks=3, target=(2, 6))
     config = tmp_path / "input.json"
     config.write_text(json.dumps({"recycle": {"poll_interval_seconds": 5}}))
-    monkeypatch.setattr(lambda_function, "SystemClock", lambda: bed.clock)
+    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
     reports: dict[str, dict[str, Any]] = {}
-    real_run_recycle = lambda_function.run_recycle
+    real_run_recycle = cli.run_recycle
 
     def recording_run_recycle(*args: Any, **kwargs: Any) -> dict[str, Any]:
         result = real_run_recycle(*args, **kwargs)
         reports[inter.participant() or "?"] = result
         return result
 
-    monkeypatch.setattr(lambda_function, "run_recycle", recording_run_recycle)
+    monkeypatch.setattr(cli, "run_recycle", recording_run_recycle)
     argv = ["--cluster", CLUSTER, "--service", SERVICE, "--wait-time", "5", "--config", str(config)]
 
     # WHEN two CLI runs start `offset` seconds apart, alternating at every AWS call of their own clients
     with interleaving(bed.clock) as inter:
-        real_create_client = lambda_function.create_client
+        real_create_client = invocation.create_client
 
         def interleaved_client(session: Any, name: str) -> Any:
             client = real_create_client(session, name)
             client.meta.events.register("before-call.*.*", inter.before_call)
             return client
 
-        monkeypatch.setattr(lambda_function, "create_client", interleaved_client)
+        monkeypatch.setattr(invocation, "create_client", interleaved_client)
         inter.add("a", lambda: lambda_function.main(argv))
         inter.add("b", lambda: lambda_function.main(argv), start_after=offset)
         done = inter.run()
@@ -105,8 +107,8 @@ def test_two_cli_runs_started_together_exactly_one_proceeds(
 def test_a_second_cli_run_while_the_first_is_live_is_refused_not_repaired(bed: Bed) -> None:
     # GIVEN a CLI run (no deadline: lock renewed after every task) that is midway
     bed.add_service(tasks=3, target=(2, 6))
-    first, _ = bed.engine(owner=lambda_function.new_owner_id("cli"), timeout=None, lock_ttl=900)
-    second, _ = bed.engine(owner=lambda_function.new_owner_id("cli"), timeout=None, lock_ttl=900)
+    first, _ = bed.engine(owner=invocation.new_owner_id("cli"), timeout=None, lock_ttl=900)
+    second, _ = bed.engine(owner=invocation.new_owner_id("cli"), timeout=None, lock_ttl=900)
     request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
     later: list[RecycleReport] = []
     for at in (30, 60, 100):
@@ -127,36 +129,36 @@ def test_a_second_cli_run_while_the_first_is_live_is_refused_not_repaired(bed: B
 def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     bed: Bed, offset: float, durable_first: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import durable_function
     from dev import durable_support
+    from recycler import durable, durable_bounds
 
     # GIVEN a service, the plain engine, and the durable function under the SDK's test runner
     bed.add_service(tasks=3, target=(1, 3))
     request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
     plain, _ = bed.engine(owner="req-plain")
     config = parse_config({"recycle": {"poll_interval_seconds": 5}})
-    handler = durable_function.build_handler(clock=bed.clock, session=bed.session, config=config)
+    handler = durable.build_handler(clock=bed.clock, session=bed.session, config=config)
     payload = json.dumps({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
-    name = durable_function.durable_execution_name(CLUSTER, SERVICE)
+    name = durable_bounds.durable_execution_name(CLUSTER, SERVICE)
 
     with interleaving(bed.clock, bed.ecs, bed.autoscaling, bed.elbv2, bed.dynamodb) as inter:
-        real_create_client = durable_function.create_client
+        real_create_client = durable.create_client
 
         def interleaved_client(session: Any, service: str) -> Any:
             client = real_create_client(session, service)
             client.meta.events.register("before-call.*.*", inter.before_call)
             return client
 
-        monkeypatch.setattr(durable_function, "create_client", interleaved_client)
+        monkeypatch.setattr(durable, "create_client", interleaved_client)
         # The durable report, as the execution notifies it once (a failed execution's result is only its error).
         reports: list[dict[str, Any]] = []
-        real_notify = durable_function.notify
+        real_notify = durable.notify
 
         def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
             reports.append(report)
             return real_notify(report, *args, **kwargs)
 
-        monkeypatch.setattr(durable_function, "notify", recording_notify)
+        monkeypatch.setattr(durable, "notify", recording_notify)
 
         def each_invocation(event: Any, context: Any) -> Any:
             # Each invocation runs on one of the runner's threads: it works for "durable", and
@@ -443,7 +445,7 @@ def test_an_arn_of_another_region_is_refused_before_any_aws_call(
 ) -> None:
     # GIVEN a service in us-east-1, and an event naming it by an ARN of eu-west-1
     bed.add_service(tasks=2)
-    monkeypatch.setattr(lambda_function, "_config", parse_config({}))
+    monkeypatch.setattr(invocation, "_config", parse_config({}))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, field: arn}
 
     # WHEN the handler gets it, THEN a ConfigError names the field, and no AWS call was made

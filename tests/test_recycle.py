@@ -12,10 +12,10 @@ import pytest
 from conftest import CLUSTER, SERVICE, Bed, log_lines
 
 from dev.simulator import Behaviour, LambdaKilled
-from recycler.engine import STOP_REASON
 from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.request import parse_event
 from recycler.settings import RecycleSettings
+from recycler.watch import STOP_REASON
 
 MUTATING = {"UpdateService", "StopTask", "TagResource", "UntagResource", "RegisterScalableTarget"}
 

@@ -15,7 +15,9 @@ from moto.server import ThreadedMotoServer
 import AWSSession
 import lambda_function
 from dev.simulator import LOCK_TABLE, EcsSimulator, FakeLambdaContext, VirtualClock, create_lock_table, register_target
-from recycler.lock import DynamoLockStore, Phase, lock_key
+from recycler import invocation
+from recycler.lock import Phase
+from recycler.lock_store import DynamoLockStore, lock_key
 from recycler.settings import parse_config
 
 
@@ -53,8 +55,8 @@ def test_handler_recycles_over_http(
     register_target(session.client("application-autoscaling"), CLUSTER, SERVICE, 1, 3)
     monkeypatch.setenv("LOCK_TABLE_NAME", create_lock_table(session))
     before = sim.scalable_target(CLUSTER, SERVICE)
-    monkeypatch.setattr(lambda_function, "SystemClock", lambda: clock)
-    monkeypatch.setattr(lambda_function, "_config", parse_config({}))
+    monkeypatch.setattr(invocation, "SystemClock", lambda: clock)
+    monkeypatch.setattr(invocation, "_config", parse_config({}))
 
     result = lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(clock))
 

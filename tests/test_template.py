@@ -513,8 +513,9 @@ def _operations_in(session: Any, source: str, clients: dict[str, str]) -> set[st
     for attribute, service in clients.items():
         model = session.get_service_model(service)
         by_snake = {botocore.xform_name(name): name for name in model.operation_names}
-        calls = re.findall(rf"self\.{attribute}\.(\w+)\b", source)
-        calls += re.findall(rf"self\.{attribute}\.get_paginator\(\s*\"(\w+)\"", source)
+        # self.ecs.x, self.reads.ecs.x or a local `ecs.x`: any client attribute of that name.
+        calls = re.findall(rf"\b{attribute}\.(\w+)\b", source)
+        calls += re.findall(rf"\b{attribute}\.get_paginator\(\s*\"(\w+)\"", source)
         for name in calls:
             if name in by_snake:
                 found.add(

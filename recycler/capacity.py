@@ -1,0 +1,273 @@
+"""Capacity: the surge, the autoscaling suspension, and the restore that undoes exactly them.
+
+The restore is a state machine recorded in the lock item (recycler.lock.Phase):
+each phase is written before the change it announces, so a run killed anywhere
+is resumed by the next run's repair from the right place, and nothing is
+undone twice. Desired count goes back first: restoring MaxCapacity while the
+service may still be surged would clamp it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from recycler.aws import SCALABLE_DIMENSION, ServiceReads, retrying
+from recycler.errors import LockCorrupt, RestoreFailed
+from recycler.holder import LockHolder, Log
+from recycler.lock import Phase, Snapshot
+from recycler.report import RecycleReport
+from recycler.runtime import Clock, Runtime
+
+
+class Capacity:
+    def __init__(self, reads: ServiceReads, holder: LockHolder, runtime: Runtime, clock: Clock, log: Log) -> None:
+        self.reads = reads
+        self.holder = holder
+        self.runtime = runtime
+        self.clock = clock
+        self.log = log
+        # The surge's UpdateService returned success (the item may still say "surging" if recording it failed).
+        self.surge_landed = False
+
+    @property
+    def snapshot(self) -> Snapshot:
+        snapshot = self.holder.current.snapshot
+        assert snapshot is not None
+        return snapshot
+
+    # ---------------------------------------------------------------- surge
+
+    def surge(self) -> float:
+        """Hold off scale-in, widen Max if needed, raise desiredCount; returns when the surge was applied."""
+        self.holder.write("mark surging", phase=Phase.SURGING)
+        s = self.snapshot
+        if s.changes_target():
+            self.runtime.step("suspend autoscaling", self._suspend_autoscaling)
+        surge_started = self.runtime.step("surge", self._apply_surge)
+        self.surge_landed = True
+        self.holder.write("mark surged", phase=Phase.SURGED)
+        self.log(logging.INFO, f"Desired count raised to {s.desired_count + s.surge_size}; waiting for the extra task")
+        return float(surge_started)
+
+    def _suspend_autoscaling(self) -> None:
+        s = self.snapshot
+        suspended = s.suspended_state()
+        for flag in s.flags_to_suspend():
+            suspended[flag] = True
+        kwargs: dict[str, Any] = {"SuspendedState": suspended}
+        widened = s.widened_max()
+        if widened is not None:
+            # Raise Max first so the surged count is not clamped back.
+            kwargs["MaxCapacity"] = widened
+        self._register_target(**kwargs)
+
+    def _apply_surge(self) -> float:
+        s = self.snapshot
+        self._set_desired(s.desired_count + s.surge_size)
+        return self.clock.now()
+
+    # -------------------------------------------------------------- restore
+
+    def restore(self, report: RecycleReport, stage: str = "restore") -> None:
+        """Walk the lock's phases to the end: desired count, then the scalable target, then release.
+
+        Raises LockLost if another run took the service over meanwhile: it restores from its own lock.
+        """
+        problem: str | None = None
+        while problem is None and self.holder.current.phase not in (Phase.TARGET_RESTORED, Phase.RELEASED):
+            phase = self.holder.current.phase
+            if phase in Phase.DESIRED_PENDING:
+                problem = self._restore_desired(report, stage)
+            elif phase == Phase.DESIRED_RESTORED:
+                problem = self._restore_target(report, stage)
+            else:  # acquired: nothing was changed
+                problem = self.holder.record_phase(f"{stage} mark target restored", phase=Phase.TARGET_RESTORED)
+        if problem is not None:
+            self._restore_failed(report, problem)
+            return
+        report.restored = True
+        self.log(logging.INFO, "Service restored", actions=report.restore_actions)
+        unreleased = self.holder.release(f"{stage} unlock")
+        if unreleased is not None:
+            message = (
+                f"the service is restored, but the lock could not be released ({unreleased}); it expires at "
+                f"{_iso(self.holder.current.expires_at)}, and the next run then finds nothing left to undo"
+            )
+            self.log(logging.ERROR, message)
+            _add_error(report, message)
+
+    def _restore_failed(self, report: RecycleReport, problem: str) -> None:
+        lock = self.holder.current
+        report.restored = False
+        message = (
+            f"RESTORE FAILED, the service needs attention: {problem}. The lock is left in the lock table "
+            f"(phase {lock.phase}, expires {_iso(lock.expires_at)}) so the next run after that repairs it."
+        )
+        self.log(logging.CRITICAL, message)
+        _add_error(report, message)
+
+    def _restore_desired(self, report: RecycleReport, stage: str) -> str | None:
+        decision = self.runtime.step(f"{stage} desired count plan", lambda: self._retrying(self._plan_desired_restore))
+        if isinstance(decision, str):
+            return decision
+        current, target = int(decision["current"]), int(decision["target"])
+        if target != current:
+            problem = self.holder.record_phase(
+                f"{stage} mark restoring", phase=Phase.RESTORING, restore_from=current, restore_to=target
+            )
+            if problem is not None:
+                return problem
+            applied = self.runtime.step(
+                f"{stage} desired count", lambda: self._retrying(lambda: self._set_desired(target))
+            )
+            if isinstance(applied, str):
+                return applied
+        report.restore_actions += decision["actions"]
+        report.external_changes += decision["external"]
+        return self.holder.record_phase(
+            f"{stage} mark desired restored", phase=Phase.DESIRED_RESTORED, restore_from=None, restore_to=None
+        )
+
+    def _plan_desired_restore(self) -> dict[str, Any]:
+        """Decide the desired count to go back to, from the recorded phase. Read-only, so safe to repeat.
+
+        The decision is taken once (and recorded in the lock as "restoring"
+        from/to) before anything is written: re-deciding after an UpdateService
+        that landed would find the original count and remove a second task.
+        """
+        lock = self.holder.current
+        assert lock.snapshot is not None
+        s = lock.snapshot
+        current = int(self.reads.describe_service().get("desiredCount", 0))
+        surged = s.desired_count + s.surge_size
+        external: list[str] = []
+        if lock.phase == Phase.RESTORING:
+            assert lock.restore_from is not None and lock.restore_to is not None
+            if current in (lock.restore_from, lock.restore_to):
+                target = lock.restore_to
+            else:
+                target = current
+                external.append(
+                    f"desiredCount became {current} while the restore from {lock.restore_from} to "
+                    f"{lock.restore_to} was under way; left as it is"
+                )
+        elif lock.phase == Phase.SURGING and not self.surge_landed:
+            # A run that died around its surge: the UpdateService may or may not have landed.
+            if current in (surged, s.desired_count):
+                target = s.desired_count
+            else:
+                target = current
+                external.append(
+                    f"desiredCount is {current}, neither {s.desired_count} nor the surged {surged}: another actor "
+                    f"changed it, and whether the surge landed cannot be told, so it is left as it is (at most "
+                    f"{s.surge_size} above what they set)"
+                )
+        else:
+            target = max(current - s.surge_size, 0)
+            if current != surged:
+                external.append(
+                    f"desiredCount was changed by another actor during the run (expected {surged}, found "
+                    f"{current}); removed only the {s.surge_size} task(s) this run added ({current} -> {target}) "
+                    "and kept their change"
+                )
+        if not 0 <= target <= current:
+            # A restore only ever takes away what a surge added: never below zero, never above now.
+            raise LockCorrupt(
+                f"the lock of {lock.owner} would set desiredCount {current} -> {target}, outside 0..{current}: "
+                "refusing to apply it. Check the service by hand, then delete the lock item"
+            )
+        actions = [f"desiredCount {current} -> {target}"] if target != current else []
+        return {"current": current, "target": target, "actions": actions, "external": external}
+
+    def _set_desired(self, target: int) -> dict[str, Any]:
+        """Set an absolute desired count: repeating it is harmless."""
+        self.reads.call(
+            self.reads.ecs.update_service,
+            cluster=self.reads.request.cluster_name,
+            service=self.reads.request.service_name,
+            desiredCount=target,
+        )
+        return {}
+
+    def _restore_target(self, report: RecycleReport, stage: str) -> str | None:
+        outcome = self.runtime.step(f"{stage} scalable target", lambda: self._retrying(self._undo_target_changes))
+        if isinstance(outcome, str):
+            return outcome
+        report.restore_actions += outcome["actions"]
+        report.external_changes += outcome["external"]
+        report.restored_target = outcome.get("restored_target") or report.restored_target
+        return self.holder.record_phase(f"{stage} mark target restored", phase=Phase.TARGET_RESTORED)
+
+    def _undo_target_changes(self) -> dict[str, Any]:
+        """Undo what this run changed on the scalable target, and only that.
+
+        The run switched on the suspension flags that were off, and may have
+        raised MaxCapacity for the surge. Those go back; whatever another actor
+        changed meanwhile (Min, Max, flags the run did not touch) is kept and
+        reported. Running this again after it landed changes nothing.
+        """
+        s = self.snapshot
+        if not s.changes_target():
+            return {"actions": [], "external": []}
+        target = self.reads.scalable_target()
+        if target is None:
+            return {"actions": [], "external": ["the scalable target was deregistered during the run; nothing to undo"]}
+        now_min, now_max = target.min_capacity, target.max_capacity
+        flags = dict(target.suspended)
+        for flag in s.flags_to_suspend():
+            flags[flag] = False
+        widened = s.widened_max()
+        new_max = s.max_capacity if widened is not None and now_max == widened else now_max
+        external: list[str] = []
+        if now_min != s.min_capacity:
+            external.append(
+                f"MinCapacity was changed by another actor during the run ({s.min_capacity} -> {now_min}); kept"
+            )
+        if now_max not in (s.max_capacity, widened):
+            external.append(
+                f"MaxCapacity was changed by another actor during the run ({s.max_capacity} -> {now_max}); kept"
+            )
+        if now_min > new_max:
+            external.append(f"MinCapacity {now_min} is above MaxCapacity {new_max}: MaxCapacity left at {now_max}")
+            new_max = now_max
+        restored_target = {"min_capacity": now_min, "max_capacity": new_max, "suspended": flags}
+        if flags == target.suspended and new_max == now_max:
+            return {"actions": [], "external": external, "restored_target": restored_target}
+        kwargs: dict[str, Any] = {"SuspendedState": flags}
+        if new_max != now_max:
+            kwargs["MaxCapacity"] = new_max
+        self._register_target(**kwargs)
+        resumed = [flag for flag in s.flags_to_suspend() if target.suspended.get(flag)]
+        action = f"scalable target Min={now_min} Max={new_max}"
+        if new_max != now_max:
+            action += f" (MaxCapacity {now_max} -> {new_max})"
+        if resumed:
+            action += "; resumed " + ", ".join(resumed).replace("Suspended", "")
+        return {"actions": [action], "external": external, "restored_target": restored_target}
+
+    def _register_target(self, **kwargs: Any) -> None:
+        """RegisterScalableTarget on an existing target changes only the fields given (MinCapacity is never sent)."""
+        self.reads.call(
+            self.reads.autoscaling.register_scalable_target,
+            ServiceNamespace="ecs",
+            ResourceId=self.reads.resource_id(),
+            ScalableDimension=SCALABLE_DIMENSION,
+            **kwargs,
+        )
+
+    def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
+        return retrying(fn, self.clock.sleep, lambda message: self.log(logging.ERROR, message))
+
+
+def _add_error(report: RecycleReport, message: str) -> None:
+    """A restore problem joins whatever stopped the run; the run is failed either way."""
+    report.error = f"{report.error}; {message}" if report.error else message
+    report.error_type = report.error_type or RestoreFailed.__name__
+    report.status = "failed"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,59 @@
+"""The local CLI: the same engine against real AWS, with input.json's credentials (python lambda_function.py)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from recycler import logs
+from recycler.errors import ConfigError, RecycleError
+from recycler.invocation import get_config, new_owner_id, run_recycle
+from recycler.request import parse_event
+from recycler.settings import is_region_name, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lambda_function.py",
+        description="Recycle an ECS service's tasks one at a time, against real AWS (credentials from input.json).",
+    )
+    # Each event field is an option whose dest is the field's name (--wait-time -> wait_time),
+    # so a new field needs only its add_argument line here.
+    options = [
+        parser.add_argument("--cluster", dest="cluster_name", required=True, help="cluster name or ARN"),
+        parser.add_argument("--service", dest="service_name", required=True, help="service name or ARN"),
+        parser.add_argument("--wait-time", type=int, default=30, help="seconds to pause after each replacement"),
+        parser.add_argument(
+            "--no-maintain-service-state",
+            dest="maintain_service_state",
+            action="store_false",
+            help="do not surge to N+1 while recycling",
+        ),
+        parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing"),
+    ]
+    parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
+    parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
+    args = parser.parse_args(argv)
+    event_flags = {option.dest: option.option_strings[0] for option in options}
+    logs.configure()
+    try:
+        request = parse_event({field: getattr(args, field) for field in event_flags})
+        config = load_config(Path(args.config)) if args.config else get_config()
+        if args.region is not None:
+            if not is_region_name(args.region):
+                raise ConfigError("region", "is not an AWS region name")
+            config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
+        result = run_recycle(request, config, owner_id=new_owner_id("cli"))
+    except ConfigError as e:
+        # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
+        flag = {**event_flags, "region": "--region"}.get(e.field, e.field)
+        print(f"error: {flag}: {e.problem}", file=sys.stderr)
+        return 2
+    except RecycleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result["status"] in ("succeeded", "dry_run") else 1

@@ -1,0 +1,152 @@
+"""The durable run's bounds, without the durable SDK: how long it may take, how long its lock lives,
+how big its result may be, and the execution name that makes a start idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from typing import Any
+
+from recycler.errors import ConfigError, PreflightError
+from recycler.preflight import Preflight
+from recycler.request import RecycleRequest, parse_event
+from recycler.settings import RecycleSettings
+
+# The function's DurableConfig.ExecutionTimeout, which the template also sets here.
+EXECUTION_TIMEOUT_ENV = "DURABLE_EXECUTION_TIMEOUT_SECONDS"
+DEFAULT_EXECUTION_TIMEOUT_SECONDS = 86_400
+MAX_EXECUTION_TIMEOUT_SECONDS = 31_622_400
+
+# Step retries (recycler.durable.STEP_RETRY): three attempts, 2 s then 4 s apart.
+STEP_ATTEMPTS = 3
+STEP_RETRY_SECONDS = 2 + 4
+
+# Allowances in the worst-case bound for what the engine's own clock does not cover:
+# Lambda resuming the function after a wait, and step retries.
+RESUME_SECONDS = 5
+PER_TASK_OVERHEAD_SECONDS = 2 * (STEP_RETRY_SECONDS + 2 * RESUME_SECONDS) + 3 * RESUME_SECONDS
+START_OVERHEAD_SECONDS = 120
+
+# GetDurableExecution keeps at most 256 KB of result; the email and the logs have the full report.
+MAX_RESULT_BYTES = 200_000
+RESULT_SAMPLE = 10
+
+EXECUTION_NAME_MAX = 64
+_RUN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
+
+
+def execution_timeout_seconds() -> int:
+    """The function's ExecutionTimeout, as the template passes it in the environment."""
+    raw = os.environ.get(EXECUTION_TIMEOUT_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_EXECUTION_TIMEOUT_SECONDS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(EXECUTION_TIMEOUT_ENV, "must be a whole number of seconds") from None
+    if not 1 <= value <= MAX_EXECUTION_TIMEOUT_SECONDS:
+        raise ConfigError(EXECUTION_TIMEOUT_ENV, f"must be between 1 and {MAX_EXECUTION_TIMEOUT_SECONDS}")
+    return value
+
+
+def worst_case_seconds(tasks: int, request: RecycleRequest, settings: RecycleSettings) -> float:
+    """The longest a recycle of this many tasks can take before it has restored the service.
+
+    The engine gives up on a replacement ``replacement_timeout_seconds`` after
+    stopping its task (checked every poll), so each replacement, and the surge,
+    is bounded by that plus one poll. Add ``wait_time`` per task, allowances for
+    step retries and for resuming after waits, and the restore reserve.
+    """
+    per_replacement = settings.replacement_timeout_seconds + settings.poll_interval_seconds
+    surges = 1 if request.maintain_service_state and tasks else 0
+    return (
+        START_OVERHEAD_SECONDS
+        + (tasks + surges) * per_replacement
+        + tasks * (request.wait_time + PER_TASK_OVERHEAD_SECONDS)
+        + settings.restore_reserve_seconds
+    )
+
+
+def check_duration_bound(
+    preflight: Preflight,
+    request: RecycleRequest,
+    settings: RecycleSettings,
+    remaining: float,
+    timeout: int,
+) -> None:
+    """Refuse, before anything is changed, a recycle whose worst case does not fit the execution.
+
+    Lambda ends an execution at its ExecutionTimeout without running any of
+    its code, so a run cut short there would leave the service surged. The
+    engine also stops early, restoring, if the deadline gets close anyway.
+    """
+    tasks = len(preflight.running_task_arns)
+    worst = worst_case_seconds(tasks, request, settings)
+    if worst <= remaining:
+        return
+    surges = 1 if request.maintain_service_state and tasks else 0
+    fixed = worst - (tasks + surges) * (settings.replacement_timeout_seconds + settings.poll_interval_seconds)
+    fitting_timeout = math.floor((remaining - fixed) / max(tasks + surges, 1) - settings.poll_interval_seconds)
+    advice = [f"redeploy with DurableExecutionTimeout of at least {math.ceil(worst + (timeout - remaining))}"]
+    if fitting_timeout >= 30:
+        advice.insert(0, f"lower recycle.replacement_timeout_seconds in input.json to {fitting_timeout} or less")
+    raise PreflightError(
+        f"{tasks} tasks could take up to {worst:.0f}s ({worst / 3600:.1f} h) in the worst case "
+        f"(replacement_timeout_seconds {settings.replacement_timeout_seconds} per replacement, "
+        f"wait_time {request.wait_time}s per task, restore reserve {settings.restore_reserve_seconds}s), "
+        f"more than the {remaining:.0f}s left of this execution's ExecutionTimeout ({timeout}s). "
+        f"Nothing was changed: {' or '.join(advice)}"
+    )
+
+
+def lock_ttl_seconds(settings: RecycleSettings, request: RecycleRequest) -> float:
+    """How long the lock outlives its last renewal.
+
+    The engine renews it after every replacement. The longest stretch without
+    a renewal is the first: the surge and the first replacement, each up to
+    replacement_timeout_seconds. So a live run never looks abandoned, and the
+    lock of a run that died expires this long after its last renewal.
+    """
+    per_replacement = settings.replacement_timeout_seconds + settings.poll_interval_seconds
+    return float(
+        2 * (per_replacement + PER_TASK_OVERHEAD_SECONDS) + request.wait_time + settings.restore_reserve_seconds
+    )
+
+
+def bounded_result(result: dict[str, Any]) -> dict[str, Any]:
+    """The report as the execution's result, shortened if it would not fit GetDurableExecution's 256 KB."""
+    if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:
+        return result
+    short = dict(result)
+    for key in ("tasks_recycled", "tasks_skipped", "tasks_remaining"):
+        items = result.get(key) or []
+        short[key] = items[:RESULT_SAMPLE]
+        short[f"{key}_count"] = len(items)
+    short["truncated"] = f"task lists cut to {RESULT_SAMPLE} entries; the email has the full report"
+    return short
+
+
+def durable_execution_name(cluster: str, service: str, run_key: str | None = None) -> str:
+    """The DurableExecutionName to start a recycle of this service with.
+
+    Lambda starts at most one execution per name (account and region, for as
+    long as the execution is retained), so every start of a recycle for the
+    same service and ``run_key`` gets the same execution, never a second run.
+    The name is ``recycle-<cluster>-<service>-<hash>[-<run_key>]``: the hash of
+    the exact (cluster, service) pair keeps names apart that would otherwise
+    read the same ("a-b"/"c" and "a"/"b-c"), and lets long names be cut to 64
+    characters. Use a run key (for example the date) to recycle the same
+    service again before the previous execution's retention period ends.
+    """
+    request = parse_event({"cluster_name": cluster, "service_name": service})
+    cluster_name, service_name = request.cluster_name, request.service_name
+    if run_key is not None and not _RUN_KEY.match(run_key):
+        raise ConfigError("run_key", "must be 1-20 letters, digits, '-' or '_'")
+    digest = hashlib.sha256(f"{cluster_name}/{service_name}".encode()).hexdigest()[:10]
+    tail = f"-{digest}" + (f"-{run_key}" if run_key else "")
+    head = f"recycle-{cluster_name}-{service_name}"[: EXECUTION_NAME_MAX - len(tail)]
+    return head + tail

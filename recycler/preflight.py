@@ -1,0 +1,212 @@
+"""The pre-flight: everything a run reads before it changes anything, its refusals, and the dry-run plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from recycler.aws import SUSPENDED_FLAGS, ScalableTarget, ServiceReads
+from recycler.errors import ConfigError, LockHeld, PreflightError
+from recycler.lock import LockRecord, Phase, Snapshot
+from recycler.lock_store import DynamoLockStore, lock_key
+from recycler.request import RecycleRequest
+from recycler.runtime import Clock
+
+# Older versions kept the lock in this service tag. It is never read as a lock now, only reported.
+LEGACY_LOCK_TAG_KEY = "ecs-task-recycle:lock"
+# Used for the first replacement when no surge measured a start time.
+INITIAL_REPLACEMENT_ESTIMATE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    arn: str
+    port: int | None
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What the service looked like before the run, and whether a run may touch it. JSON for checkpoints."""
+
+    service_arn: str
+    cluster_arn: str
+    lock_key: str
+    desired_count: int
+    running_count: int
+    task_definition: str | None
+    all_task_arns: tuple[str, ...]
+    # Oldest first: the order the run stops them in.
+    running_task_arns: tuple[str, ...]
+    health_checked: bool
+    target_groups: tuple[TargetGroup, ...]
+    scalable_target: ScalableTarget | None
+    lock: LockRecord | None
+    legacy_lock_tag: bool
+
+    @property
+    def stale_lock(self) -> LockRecord | None:
+        """The expired, unreleased lock found: a run died holding it, and its restore is owed."""
+        return self.lock if self.lock is not None and self.lock.phase != Phase.RELEASED else None
+
+    def snapshot(self, surge: bool) -> Snapshot:
+        target = self.scalable_target
+        if target is None:
+            return Snapshot(desired_count=self.desired_count, surge=surge)
+        flags = tuple(bool(target.suspended.get(flag, False)) for flag in SUSPENDED_FLAGS)
+        return Snapshot(
+            desired_count=self.desired_count,
+            surge=surge,
+            has_target=True,
+            min_capacity=target.min_capacity,
+            max_capacity=target.max_capacity,
+            suspended=(flags[0], flags[1], flags[2]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name in self.__dataclass_fields__},
+            "all_task_arns": list(self.all_task_arns),
+            "running_task_arns": list(self.running_task_arns),
+            "target_groups": [{"arn": g.arn, "port": g.port} for g in self.target_groups],
+            "scalable_target": self.scalable_target.to_dict() if self.scalable_target else None,
+            "lock": self.lock.to_dict() if self.lock else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preflight:
+        target, lock = data.get("scalable_target"), data.get("lock")
+        return cls(
+            **{
+                **data,
+                "all_task_arns": tuple(data["all_task_arns"]),
+                "running_task_arns": tuple(data["running_task_arns"]),
+                "target_groups": tuple(TargetGroup(g["arn"], g.get("port")) for g in data["target_groups"]),
+                "scalable_target": ScalableTarget.from_dict(target) if target else None,
+                "lock": LockRecord.from_dict(lock) if lock else None,
+            }
+        )
+
+
+def read_preflight(reads: ServiceReads, store: DynamoLockStore | None, clock: Clock) -> Preflight:
+    """Read everything the run needs, change nothing; refuse a service the run may not touch.
+
+    The lock item is read before the service's desired count and scalable
+    target: any run that takes the lock after this read changes its version,
+    so our acquire (a compare-and-swap on what we read here) fails. A snapshot
+    can therefore never contain another run's surge.
+    """
+    request = reads.request
+    located = reads.describe_service()
+    check_arn_matches(request, located)
+    key = lock_key(str(located.get("clusterArn", "")), str(located.get("serviceName", request.service_name)))
+    lock = store.read(key) if store is not None else None
+    if lock is not None and lock.is_live(clock.now()):
+        raise LockHeld(
+            f"another run ({lock.owner}) holds the lock on {request.service_name} until "
+            f"{datetime.fromtimestamp(lock.expires_at, UTC).isoformat(timespec='seconds')}"
+        )
+    service = reads.describe_service(include_tags=True)
+    _refuse_untouchable(request, service)
+    tasks = reads.describe_tasks(reads.list_task_arns())
+    running = sorted(
+        (t for t in tasks if t.get("lastStatus") == "RUNNING" and t.get("desiredStatus") == "RUNNING"),
+        key=lambda t: (str(t.get("startedAt", "")), t["taskArn"]),
+    )
+    return Preflight(
+        service_arn=service["serviceArn"],
+        cluster_arn=service.get("clusterArn", ""),
+        lock_key=key,
+        desired_count=int(service.get("desiredCount", 0)),
+        running_count=int(service.get("runningCount", 0)),
+        task_definition=service.get("taskDefinition"),
+        all_task_arns=tuple(sorted(t["taskArn"] for t in tasks)),
+        running_task_arns=tuple(t["taskArn"] for t in running),
+        health_checked=reads.has_health_checks(service.get("taskDefinition")),
+        target_groups=tuple(
+            TargetGroup(lb["targetGroupArn"], lb.get("containerPort"))
+            for lb in service.get("loadBalancers", [])
+            if lb.get("targetGroupArn")
+        ),
+        scalable_target=reads.scalable_target(),
+        lock=lock,
+        legacy_lock_tag=any(t.get("key") == LEGACY_LOCK_TAG_KEY for t in service.get("tags", [])),
+    )
+
+
+def _refuse_untouchable(request: RecycleRequest, service: dict[str, Any]) -> None:
+    if service.get("status") != "ACTIVE":
+        raise PreflightError(f"service {request.service_name} is {service.get('status')}, not ACTIVE")
+    if service.get("schedulingStrategy") == "DAEMON":
+        raise PreflightError("DAEMON services run one task per instance and have no desired count to surge")
+    controller = (service.get("deploymentController") or {}).get("type", "ECS")
+    if controller != "ECS":
+        raise PreflightError(
+            f"service {request.service_name} uses the {controller} deployment controller; its tasks belong "
+            "to task sets that this tool does not manage (only ECS rolling-update services are supported)"
+        )
+    deployments = service.get("deployments", [])
+    if len(deployments) > 1 or any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments):
+        raise PreflightError(
+            f"a deployment is in progress ({len(deployments)} deployments); wait for it to finish before recycling"
+        )
+
+
+def check_arn_matches(request: RecycleRequest, service: dict[str, Any]) -> None:
+    """An ARN in the event must name the region and account the session reaches, not just the names."""
+    actual = str(service.get("serviceArn", "")).split(":")
+    if len(actual) < 6:
+        return
+    for field_name, (region, account) in request.arn_fields().items():
+        for what, given, reached in (("region", region, actual[3]), ("account", account, actual[4])):
+            if given != reached:
+                raise ConfigError(field_name, f"the ARN's {what} is {given}, but the session reaches {reached}")
+
+
+def legacy_tag_note() -> str:
+    return (
+        f"the service carries a {LEGACY_LOCK_TAG_KEY} tag from an older version of this tool; it is not "
+        "trusted or used (the lock lives in the lock table): remove it once you have checked the service"
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a dry run says the run would do."""
+
+    tasks_to_stop: tuple[str, ...]
+    surge: dict[str, Any] | None
+    stale_lock_to_repair: dict[str, Any] | None
+    lock_table: str | None
+    estimated_seconds: int
+    estimate_basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name in self.__dataclass_fields__},
+            "tasks_to_stop": list(self.tasks_to_stop),
+        }
+
+
+def make_plan(preflight: Preflight, request: RecycleRequest, lock_table: str | None) -> Plan:
+    n = len(preflight.running_task_arns)
+    start = INITIAL_REPLACEMENT_ESTIMATE_SECONDS
+    target = preflight.scalable_target
+    surge = None
+    if request.maintain_service_state and n:
+        surge = {
+            "desired_count": f"{preflight.desired_count} -> {preflight.desired_count + 1}",
+            "suspend": ["DynamicScalingInSuspended", "ScheduledScalingSuspended"] if target else [],
+            "raise_max_capacity": bool(target and preflight.desired_count + 1 > target.max_capacity),
+        }
+    stale = preflight.stale_lock
+    return Plan(
+        tasks_to_stop=preflight.running_task_arns,
+        surge=surge,
+        stale_lock_to_repair={"owner": stale.owner, "phase": stale.phase, "expired_at": stale.expires_at}
+        if stale
+        else None,
+        lock_table=lock_table,
+        estimated_seconds=round((n + (1 if surge else 0)) * start + n * request.wait_time),
+        estimate_basis=f"{start:.0f}s per replacement (not yet measured) plus wait_time",
+    )

@@ -1,0 +1,49 @@
+"""What a run returns: the report, as the handler returns it and the email shows it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TaskResult:
+    index: int
+    old_task_arn: str
+    new_task_arn: str | None
+    seconds: float
+    note: str | None = None
+
+
+@dataclass
+class RecycleReport:
+    status: str
+    cluster: str
+    service: str
+    region: str | None = None
+    account: str | None = None
+    original_desired_count: int | None = None
+    task_total: int = 0
+    tasks_recycled: list[TaskResult] = field(default_factory=list)
+    tasks_skipped: list[TaskResult] = field(default_factory=list)
+    tasks_remaining: list[str] = field(default_factory=list)
+    restored: bool | None = None
+    restore_actions: list[str] = field(default_factory=list)
+    # The scalable target as the restore left it: {min_capacity, max_capacity, suspended: {flag: bool}}.
+    restored_target: dict[str, Any] | None = None
+    external_changes: list[str] = field(default_factory=list)
+    started_at: str | None = None
+    duration_seconds: float = 0.0
+    error: str | None = None
+    error_type: str | None = None
+    plan: dict[str, Any] | None = None
+    notification: dict[str, Any] | None = None
+    request_id: str | None = None
+    log_group: str | None = None
+    log_stream: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.plan is None:
+            del data["plan"]
+        return data

@@ -1,0 +1,186 @@
+"""The replacement watch: a new task of this service, tracked by identity until it serves.
+
+``services_stable`` alone is not enough: right after StopTask the old task is
+still RUNNING while it drains, so the counts can match before the replacement
+has even started. A replacement is a task whose ARN the service did not have
+before, RUNNING, HEALTHY when the task definition has health checks, healthy
+in every target group, with the service stable (one deployment, running =
+desired). Replacements that stop before serving are counted as failed starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from recycler.aws import ServiceReads
+from recycler.errors import ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
+from recycler.holder import Log
+from recycler.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, TargetGroup
+from recycler.runtime import Clock, Runtime
+from recycler.settings import RecycleSettings
+
+STOP_REASON = "Stopped by ecs-task-recycle (one-at-a-time restart)"
+# How much longer than the slowest replacement seen so far the next one may take.
+ESTIMATE_SAFETY_FACTOR = 1.5
+
+
+class ReplacementWatch:
+    def __init__(
+        self,
+        reads: ServiceReads,
+        runtime: Runtime,
+        clock: Clock,
+        settings: RecycleSettings,
+        preflight: Preflight,
+        log: Log,
+    ) -> None:
+        self.reads = reads
+        self.runtime = runtime
+        self.clock = clock
+        self.settings = settings
+        self.log = log
+        self.health_checked = preflight.health_checked
+        self.target_groups = preflight.target_groups
+        # Every task the service had, and each replacement as it serves: none of them is a new one.
+        self.known_arns: set[str] = set(preflight.all_task_arns)
+        self.start_seconds_seen: list[float] = []
+        self.min_start_seconds: float | None = None
+
+    def served(self, new_task_arn: str, seconds: float) -> None:
+        """A replacement serves: it is known from now on, and how long it took sets the next estimate."""
+        self.known_arns.add(new_task_arn)
+        self.start_seconds_seen.append(seconds)
+        fastest = self.min_start_seconds
+        self.min_start_seconds = seconds if fastest is None else min(fastest, seconds)
+
+    def estimate(self) -> float:
+        """How long the next replacement may take: the slowest so far, with a margin."""
+        if not self.start_seconds_seen:
+            return INITIAL_REPLACEMENT_ESTIMATE_SECONDS
+        return max(self.start_seconds_seen) * ESTIMATE_SAFETY_FACTOR
+
+    def wait(self, name: str, since: float) -> dict[str, Any]:
+        """Wait until a task this service did not have before is up and serving; returns it and the seconds taken."""
+        poll = self.settings.poll_interval_seconds
+        # Replacements have taken at least this long so far; polling earlier only costs API calls.
+        if self.min_start_seconds is not None and self.min_start_seconds > 2 * poll:
+            self.runtime.sleep(f"{name} head start", int(self.min_start_seconds - poll))
+        initial = {"done": False, "since": since, "failures": 0, "failed_arns": [], "candidate": None}
+        return self.runtime.wait_until(name, lambda state: self._check_new_task(state), initial, poll)
+
+    def _check_new_task(self, state: dict[str, Any]) -> dict[str, Any]:
+        state = dict(state)
+        now = self.clock.now()
+        elapsed = now - state["since"]
+        service = self.reads.describe_service()
+        new_arns = [a for a in self.reads.list_task_arns() if a not in self.known_arns]
+        new_tasks = self.reads.describe_tasks(new_arns) if new_arns else []
+        failed = [t for t in new_tasks if _failed_replacement(t)]
+        failed += [
+            t
+            for t in self._newly_failed(service, state)
+            if _failed_replacement(t) and _created_at(t) >= state["since"] - 1
+        ]
+        for task in failed:
+            if task["taskArn"] in state["failed_arns"]:
+                continue
+            state["failed_arns"] = [*state["failed_arns"], task["taskArn"]]
+            state["failures"] += 1
+            reason = task.get("stoppedReason") or task.get("stopCode") or "no reason given"
+            self.log(
+                logging.WARNING,
+                f"Replacement task failed to start: {reason}",
+                task_arn=task["taskArn"],
+                failures=state["failures"],
+            )
+            if state["failures"] >= self.settings.max_failed_replacements:
+                raise ReplacementFailed(
+                    f"{state['failures']} replacement tasks stopped before becoming healthy; "
+                    f"last stoppedReason: {reason}"
+                )
+        serving = [t for t in new_tasks if t not in failed and self._is_serving(t)]
+        if serving and self._is_stable(service):
+            return {**state, "done": True, "new_task_arn": serving[0]["taskArn"], "seconds": elapsed}
+        state["candidate"] = serving[0]["taskArn"] if serving else (new_arns[0] if new_arns else None)
+        if elapsed >= self.settings.replacement_timeout_seconds:
+            raise ReplacementTimeout(
+                f"no healthy replacement within {self.settings.replacement_timeout_seconds}s "
+                f"(candidate: {state['candidate'] or 'none started'})"
+            )
+        remaining = self.runtime.remaining_seconds()
+        if (
+            remaining is not None
+            and remaining - self.settings.poll_interval_seconds < self.settings.restore_reserve_seconds
+        ):
+            raise TimeBudgetExhausted(
+                "the time budget ran out while waiting for a replacement; stopping here so the restore still fits"
+            )
+        return state
+
+    def _newly_failed(self, service: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
+        """Failed starts that vanished between two polls: the deployment's failedTasks counter moved."""
+        failed_count = sum(int(d.get("failedTasks", 0)) for d in service.get("deployments", []))
+        previous = state.get("failed_count_seen")
+        state["failed_count_seen"] = failed_count
+        if previous is None or failed_count <= previous:
+            return []
+        stopped = [
+            a
+            for a in self.reads.list_task_arns(desired_status="STOPPED")
+            if a not in self.known_arns and a not in state["failed_arns"]
+        ]
+        return self.reads.describe_tasks(stopped) if stopped else []
+
+    def _is_serving(self, task: dict[str, Any]) -> bool:
+        if task.get("lastStatus") != "RUNNING" or task.get("desiredStatus") != "RUNNING":
+            return False
+        if self.health_checked and task.get("healthStatus") != "HEALTHY":
+            return False
+        return all(self._healthy_in_target_group(task, tg) for tg in self.target_groups)
+
+    def _healthy_in_target_group(self, task: dict[str, Any], target_group: TargetGroup) -> bool:
+        if self.reads.elbv2 is None:
+            return True
+        target_id = _task_ip(task)
+        targets: list[dict[str, Any]] = []
+        if target_id:
+            target: dict[str, Any] = {"Id": target_id}
+            if target_group.port:
+                target["Port"] = int(target_group.port)
+            targets.append(target)
+        states = self.reads.target_health(target_group.arn, targets)
+        # Bridge/host networking has no task IP: then every registered target must be healthy.
+        return bool(states) and all(s == "healthy" for s in states)
+
+    @staticmethod
+    def _is_stable(service: dict[str, Any]) -> bool:
+        deployments = service.get("deployments", [])
+        return len(deployments) == 1 and service.get("runningCount") == service.get("desiredCount")
+
+
+def _failed_replacement(task: dict[str, Any]) -> bool:
+    """A replacement that ECS gave up on: it failed to start, crashed, or failed its health checks.
+
+    A new task stopped by scale-in (or by this tool) is not a failure.
+    """
+    if task.get("desiredStatus") != "STOPPED" and task.get("lastStatus") != "STOPPED":
+        return False
+    if task.get("stoppedReason") == STOP_REASON:
+        return False
+    reason = str(task.get("stoppedReason") or "").lower()
+    return task.get("stopCode") in ("TaskFailedToStart", "EssentialContainerExited") or "health check" in reason
+
+
+def _created_at(task: dict[str, Any]) -> float:
+    created = task.get("createdAt")
+    return created.timestamp() if isinstance(created, datetime) else float("inf")
+
+
+def _task_ip(task: dict[str, Any]) -> str | None:
+    for attachment in task.get("attachments", []):
+        for detail in attachment.get("details", []):
+            if detail.get("name") == "privateIPv4Address":
+                return str(detail.get("value"))
+    return None

@@ -1,0 +1,117 @@
+"""The code's shape: no import cycle, small runtime modules, and a code map that matches the tree."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# The public faces at the top, and the package that ships behind them.
+FACES = ("lambda_function.py", "durable_function.py", "AWSSession.py", "Notification.py")
+SHIPPED = "recycler"
+# Runtime modules stay readable; the engine's orchestration is split off long before this.
+MAX_MODULE_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _runtime_modules() -> dict[str, Path]:
+    paths = [ROOT / face for face in FACES] + sorted((ROOT / SHIPPED).rglob("*.py"))
+    return {_module_name(p): p for p in paths}
+
+
+def _imports(path: Path, known: set[str]) -> set[str]:
+    """Every local module this file imports, anywhere in it (function bodies and TYPE_CHECKING included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            # Importing a.b.c runs a, a.b and a.b.c.
+            parts = name.split(".")
+            found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & known
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _runtime_modules()
+    known = set(modules)
+    return {name: _imports(path, known) - {name} for name, path in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle, as the modules along it, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    # GIVEN a graph with a -> b -> c -> a THEN it is reported; a DAG is not
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_runtime_modules_import_each_other_without_a_cycle() -> None:
+    # GIVEN every module that ships WHEN their imports are read from the source
+    graph = _graph()
+    # THEN the faces and the package are all there, and no import leads back to where it started
+    assert {"lambda_function", "durable_function", "AWSSession", "Notification", "recycler.engine"} <= set(graph)
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_nothing_that_ships_imports_development_code() -> None:
+    for name, path in _runtime_modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [module or ""]
+            assert not any(n == "dev" or n.startswith(("dev.", "tests")) for n in names), f"{name} imports {names}"
+
+
+def test_no_runtime_module_is_over_the_size_limit() -> None:
+    sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in _runtime_modules().items()}
+    assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_the_durable_sdk_is_imported_by_the_durable_runtime_only() -> None:
+    importers = {
+        name
+        for name, path in _runtime_modules().items()
+        if "aws_durable_execution_sdk_python" in path.read_text(encoding="utf-8")
+    }
+    assert importers == {"recycler.durable"}
+
+
+def test_the_readme_code_map_names_every_module_and_only_those() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Code map", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    mapped = set(re.findall(r"^\| `([^`]+)` \|", section, flags=re.M))
+    on_disk = {p.relative_to(ROOT).as_posix() for p in _runtime_modules().values() if p.name != "__init__.py"}
+    on_disk |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "dev").glob("*.py") if p.name != "__init__.py"}
+    assert mapped == on_disk
