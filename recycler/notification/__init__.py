@@ -1,6 +1,7 @@
 """The SMTP email report of a recycle's outcome, one module per concern.
 
 * ``settings``: the validated smtpCredentials and emailNotification sections.
+* ``secrets``: reading the password (literal, Secrets Manager or SSM) and redacting it.
 * ``render``: the subject, headers and the text and HTML bodies.
 * ``addresses``: the syntax of email addresses, host names and header values.
 * ``errors``: the notifier's exceptions, shared by all of the above.
