@@ -22,43 +22,15 @@ from typing import Any
 import boto3
 
 from recycler.errors import ConfigError
-from recycler.notification.addresses import MAX_ADDRESS_CHARS
-from recycler.notification.errors import DeliveryError, NotificationError, PasswordUnavailableError, UnsafeHeaderError
-from recycler.notification.render import as_text, outcome_of, render_message, render_subject
+from recycler.notification.errors import DeliveryError, PasswordUnavailableError, UnsafeHeaderError
+from recycler.notification.render import as_text, outcome_of, render_message
 from recycler.notification.secrets import redact, resolve_password, secret_forms
-from recycler.notification.settings import (
-    DEFAULT_TIMEOUT_SECONDS,
-    SMTP_SECTION,
-    NotificationConfig,
-    PasswordReference,
-    parse_notification_config,
-)
+from recycler.notification.settings import SMTP_SECTION, NotificationConfig, PasswordReference
 from recycler.notification.transport import send_message
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_TIMEOUT_SECONDS",
-    "MAX_ADDRESS_CHARS",
-    "DeliveryError",
-    "NotificationConfig",
-    "NotificationError",
-    "PasswordReference",
-    "PasswordUnavailableError",
-    "UnsafeHeaderError",
-    "notify",
-    "outcome_of",
-    "parse_notification_config",
-    "render_message",
-    "render_subject",
-    "resolve_password",
-    "send_message",
-]
-
-
-# --------------------------------------------------------------------------- #
-# notify
-# --------------------------------------------------------------------------- #
+__all__ = ["notify"]
 
 
 def notify(
