@@ -18,6 +18,7 @@ from typing import Any
 
 from recycler.errors import ConfigError, clip
 from recycler.fields import unknown_keys
+from recycler.notification.settings import NotificationConfig, parse_notification_config
 
 # Every pattern is ASCII-only and used with fullmatch: \d would take any Unicode
 # digit, and $ would let a trailing newline through.
@@ -67,8 +68,8 @@ class AppConfig:
 
     aws: AwsCredentials = AwsCredentials()
     recycle: RecycleSettings = RecycleSettings()
-    # Notification.NotificationConfig, or None when no SMTP section is present.
-    notification: Any = None
+    # None when no SMTP section is present.
+    notification: NotificationConfig | None = None
     source: str = "<defaults>"
 
 
@@ -123,9 +124,6 @@ def parse_config(document: Any, source: str = "<inline>") -> AppConfig:
 
     aws = _parse_aws(_section(document, "awsCredentials"))
     recycle = _parse_recycle(_section(document, "recycle"))
-
-    # Imported here so config stays importable without the notifier's dependencies.
-    from Notification import parse_notification_config
 
     notification = parse_notification_config(
         _section(document, "smtpCredentials", allow_missing=True),

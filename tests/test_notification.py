@@ -36,8 +36,17 @@ from smtp_support import (
 )
 
 import Notification
-from Notification import NotificationConfig, PasswordReference
 from recycler.errors import ConfigError
+from recycler.notification.addresses import MAX_ADDRESS_CHARS
+from recycler.notification.errors import UnsafeHeaderError
+from recycler.notification.render import render_message
+from recycler.notification.secrets import resolve_password
+from recycler.notification.settings import (
+    DEFAULT_TIMEOUT_SECONDS,
+    NotificationConfig,
+    PasswordReference,
+    parse_notification_config,
+)
 
 USERNAME = "mailer@example.com"
 PASSWORD = "s3cr3t-Pa55w0rd-never-log-me"
@@ -122,7 +131,7 @@ def email_section(**overrides: Any) -> dict[str, Any]:
 
 
 def config_for(smtp: dict[str, Any], email: dict[str, Any] | None = None) -> NotificationConfig:
-    config = Notification.parse_notification_config(smtp, email if email is not None else email_section())
+    config = parse_notification_config(smtp, email if email is not None else email_section())
     assert config is not None
     return config
 
@@ -188,7 +197,7 @@ def parts(message: EmailMessage) -> tuple[str, str]:
 def test_given_no_smtp_section_when_parsing_then_notifications_are_not_configured() -> None:
     # GIVEN input.json without smtpCredentials (emailNotification alone is ignored)
     # WHEN it is parsed
-    config = Notification.parse_notification_config(None, email_section())
+    config = parse_notification_config(None, email_section())
     # THEN there is nothing to configure, and notify reports exactly that
     assert config is None
     result = Notification.notify(make_report(), None, None)
@@ -198,7 +207,7 @@ def test_given_no_smtp_section_when_parsing_then_notifications_are_not_configure
 
 def test_given_smtp_without_email_section_when_parsing_then_error_names_email_to() -> None:
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(smtp_section(587), None)
+        parse_notification_config(smtp_section(587), None)
     assert caught.value.field == "emailNotification.to"
 
 
@@ -233,7 +242,7 @@ def test_given_seed_style_config_when_parsing_then_addresses_and_defaults_are_no
     )
     assert config.to == ("admin@example.com", '"Doe, John" <john@example.com>')
     assert config.notify_on == ("success", "failure")
-    assert config.timeout_seconds == Notification.DEFAULT_TIMEOUT_SECONDS
+    assert config.timeout_seconds == DEFAULT_TIMEOUT_SECONDS
     assert config.envelope_recipients == [
         "admin@example.com",
         "john@example.com",
@@ -292,7 +301,7 @@ def test_given_invalid_config_when_parsing_then_error_names_the_key_and_never_th
     email = {k: v for k, v in email.items() if v is not None}
     # WHEN it is parsed
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(smtp, email)
+        parse_notification_config(smtp, email)
     # THEN the error names that key, and holds no secret
     assert caught.value.field == field
     assert PASSWORD not in str(caught.value)
@@ -300,7 +309,7 @@ def test_given_invalid_config_when_parsing_then_error_names_the_key_and_never_th
 
 def test_given_password_of_wrong_type_when_parsing_then_value_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(smtp_section(587, password=918273645), email_section())
+        parse_notification_config(smtp_section(587, password=918273645), email_section())
     assert caught.value.field == "smtpCredentials.password"
     assert "918273645" not in str(caught.value)
 
@@ -335,7 +344,7 @@ SUBJECTS = {
 
 @pytest.mark.parametrize("status", sorted(SUBJECTS))
 def test_given_each_outcome_when_rendered_then_subject_says_so_plainly(status: str) -> None:
-    message = Notification.render_message(make_report(status), config_for(smtp_section(587)), now=SENT)
+    message = render_message(make_report(status), config_for(smtp_section(587)), now=SENT)
     assert message["Subject"] == SUBJECTS[status]
     assert message["X-ECS-Recycle-Status"] == status
 
@@ -376,7 +385,7 @@ def test_given_a_success_when_sent_then_both_parts_carry_the_whole_report(
 
 def test_given_a_failure_when_rendered_then_error_and_restore_are_shown() -> None:
     report = make_report("failed", restored=True, restore_actions=["desiredCount 4 -> 3", "scale-in resumed"])
-    message = Notification.render_message(report, config_for(smtp_section(587)))
+    message = render_message(report, config_for(smtp_section(587)))
     text, rich = parts(message)
     assert message["Subject"].startswith("AWS ECS | FAILED |")
     for body in (text, rich):
@@ -391,7 +400,7 @@ def test_given_a_failure_when_rendered_then_error_and_restore_are_shown() -> Non
 
 def test_given_an_incomplete_run_when_rendered_then_remaining_tasks_and_restore_state_are_shown() -> None:
     report = make_report("incomplete", restored=False, restore_actions=[])
-    message = Notification.render_message(report, config_for(smtp_section(587)))
+    message = render_message(report, config_for(smtp_section(587)))
     text, rich = parts(message)
     assert message["Subject"].startswith("AWS ECS | INCOMPLETE |")
     assert text.startswith("ECS service task recycle INCOMPLETE: prod-cluster/web-api\n")
@@ -402,7 +411,7 @@ def test_given_an_incomplete_run_when_rendered_then_remaining_tasks_and_restore_
 
 
 def test_given_a_report_with_missing_keys_when_rendered_then_it_still_renders() -> None:
-    message = Notification.render_message({"status": "failed"}, config_for(smtp_section(587)))
+    message = render_message({"status": "failed"}, config_for(smtp_section(587)))
     text, _ = parts(message)
     assert "Cluster:" in text and "unknown" in text
     assert "0 of unknown" in text
@@ -425,7 +434,7 @@ def test_given_service_name_with_markup_when_rendered_then_html_is_escaped() -> 
     # GIVEN a service name that is also HTML
     report = make_report(service="<script>alert('x')</script>", cluster="a&b")
     # WHEN the message is rendered
-    _, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    _, rich = parts(render_message(report, config_for(smtp_section(587))))
     # THEN the HTML part shows it as text, never as markup
     assert "<script>" not in rich
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in rich
@@ -436,7 +445,7 @@ def test_given_service_name_with_markup_when_rendered_then_html_is_escaped() -> 
 @given(service=st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1))
 def test_given_any_printable_service_name_when_rendered_then_html_holds_it_escaped(service: str) -> None:
     report = make_report(service=service)
-    message = Notification.render_message(report, config_for(smtp_section(587)))
+    message = render_message(report, config_for(smtp_section(587)))
     text, rich = parts(message)
     assert html.escape(service, quote=True) in rich
     assert service in text
@@ -450,8 +459,8 @@ def test_given_crlf_in_a_report_value_bound_for_a_header_when_notifying_then_not
     report = make_report(**{field: "web\r\nBcc: attacker@example.net"})
     config = relay_config(local_relay.port)
     # WHEN rendering it directly, THEN it is refused
-    with pytest.raises(Notification.UnsafeHeaderError):
-        Notification.render_message(report, config)
+    with pytest.raises(UnsafeHeaderError):
+        render_message(report, config)
     # WHEN notifying, THEN the notifier reports a failure instead of raising, and sends nothing
     result = Notification.notify(report, config, None)
     assert result["status"] == "failed"
@@ -462,8 +471,8 @@ def test_given_crlf_in_a_report_value_bound_for_a_header_when_notifying_then_not
 def test_given_crlf_in_a_config_subject_built_in_code_when_rendering_then_it_is_refused() -> None:
     # GIVEN a config that bypassed validation (built in code)
     config = dataclasses.replace(config_for(smtp_section(587)), email_subject="Hi\r\nBcc: x@example.net")
-    with pytest.raises(Notification.UnsafeHeaderError):
-        Notification.render_message(make_report(), config)
+    with pytest.raises(UnsafeHeaderError):
+        render_message(make_report(), config)
 
 
 # --------------------------------------------------------------------------- #
@@ -657,7 +666,7 @@ def test_given_secret_in_another_region_when_resolving_then_the_arns_region_is_u
         "ARN"
     ]
     config = config_for(smtp_section(587, password={"secrets_manager": arn}))
-    assert Notification.resolve_password(config, boto3.Session(region_name=REGION)) == PASSWORD
+    assert resolve_password(config, boto3.Session(region_name=REGION)) == PASSWORD
 
 
 @mock_aws
@@ -717,12 +726,12 @@ def test_given_a_cache_when_resolving_twice_then_aws_is_read_once_per_invocation
     config = config_for(smtp_section(587, password={"secrets_manager": "rotating"}))
     session = boto3.Session(region_name=REGION)
     cache: dict[PasswordReference, str] = {}
-    assert Notification.resolve_password(config, session, cache) == PASSWORD
+    assert resolve_password(config, session, cache) == PASSWORD
     # WHEN the secret changes during the invocation
     sm.put_secret_value(SecretId="rotating", SecretString="rotated-value")
     # THEN the same invocation keeps its value, and a new invocation reads afresh
-    assert Notification.resolve_password(config, session, cache) == PASSWORD
-    assert Notification.resolve_password(config, session, {}) == "rotated-value"
+    assert resolve_password(config, session, cache) == PASSWORD
+    assert resolve_password(config, session, {}) == "rotated-value"
 
 
 # --------------------------------------------------------------------------- #
@@ -750,7 +759,7 @@ def test_given_any_notification_when_it_finishes_then_one_structured_line_is_log
 
 def test_given_eml_export_when_saved_then_it_parses_back(tmp_path: Path) -> None:
     # The demo saves the rendered message beside the report.
-    message = Notification.render_message(make_report(), config_for(smtp_section(587)), now=SENT)
+    message = render_message(make_report(), config_for(smtp_section(587)), now=SENT)
     path = tmp_path / "report.eml"
     path.write_bytes(message.as_bytes())
     parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
@@ -768,7 +777,7 @@ def test_given_an_unknown_key_in_the_password_reference_when_parsing_then_neithe
     reference = {"secrets_manager": "smtp/creds", PASSWORD: PASSWORD}
     # WHEN it is parsed
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(smtp_section(587, password=reference), email_section())
+        parse_notification_config(smtp_section(587, password=reference), email_section())
     # THEN the error names the password key, and shows nothing of what was typed
     assert caught.value.field == "smtpCredentials.password"
     assert PASSWORD not in str(caught.value) and PASSWORD not in caught.value.field
@@ -777,7 +786,7 @@ def test_given_an_unknown_key_in_the_password_reference_when_parsing_then_neithe
 def test_given_a_non_ascii_literal_password_when_parsing_then_it_is_refused_without_a_hint() -> None:
     password = "pass-wörd-1234"
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(smtp_section(587, password=password), email_section())
+        parse_notification_config(smtp_section(587, password=password), email_section())
     assert caught.value.field == "smtpCredentials.password"
     message = str(caught.value)
     assert "ö" not in message and "\\xf6" not in message and "position" not in message
@@ -786,7 +795,7 @@ def test_given_a_non_ascii_literal_password_when_parsing_then_it_is_refused_with
 
 def test_given_a_non_ascii_username_when_parsing_then_it_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(smtp_section(587, username="jörg@example.com"), email_section())
+        parse_notification_config(smtp_section(587, username="jörg@example.com"), email_section())
     assert caught.value.field == "smtpCredentials.username"
 
 
@@ -817,22 +826,20 @@ def test_given_a_long_unknown_key_when_parsing_then_the_error_is_short() -> None
     smtp = smtp_section(587)
     smtp["x" * 10**6] = 1
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(smtp, email_section())
+        parse_notification_config(smtp, email_section())
     assert caught.value.field == "smtpCredentials." + "x" * 80 + "… (1000000 characters)"
     assert len(str(caught.value)) < 400
 
 
 def test_given_a_huge_reference_name_when_parsing_then_it_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(
-            smtp_section(587, password={"ssm_parameter": "/" + "p" * 10**6}), email_section()
-        )
+        parse_notification_config(smtp_section(587, password={"ssm_parameter": "/" + "p" * 10**6}), email_section())
     assert caught.value.field == "smtpCredentials.password.ssm_parameter"
     assert len(str(caught.value)) < 400
 
 
 def test_given_a_region_with_a_unicode_digit_when_rendered_then_no_console_link_is_made() -> None:
-    _, rich = parts(Notification.render_message(make_report(region="eu-west-١"), config_for(smtp_section(587))))
+    _, rich = parts(render_message(make_report(region="eu-west-١"), config_for(smtp_section(587))))
     assert "console.aws.amazon.com" not in rich
 
 
@@ -854,8 +861,8 @@ PATHOLOGICAL = {
     "long-local-part": "a" * 30_000 + "@example.com",
     "long-domain": "a@" + "a" * 30_000,
     "dotted-domain": "a@" + "a." * 15_000,
-    "just-under-the-limit": " " * (Notification.MAX_ADDRESS_CHARS - 1) + "x",
-    "quoted-under-the-limit": '"a"' + " " * (Notification.MAX_ADDRESS_CHARS - 10) + "x",
+    "just-under-the-limit": " " * (MAX_ADDRESS_CHARS - 1) + "x",
+    "quoted-under-the-limit": '"a"' + " " * (MAX_ADDRESS_CHARS - 10) + "x",
 }
 
 
@@ -867,7 +874,7 @@ def test_given_a_pathological_address_when_parsing_then_it_is_refused_quickly(fi
     # WHEN it is parsed
     started = time.perf_counter()
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(smtp_section(587), email)
+        parse_notification_config(smtp_section(587), email)
     elapsed = time.perf_counter() - started
     # THEN it is refused, naming the entry, in well under half a second
     assert caught.value.field == f"emailNotification.{field}[0]"
@@ -878,7 +885,7 @@ def test_given_too_many_recipients_when_parsing_then_the_list_is_refused_before_
     email = email_section(to=[" " * 400] * 100_000)
     started = time.perf_counter()
     with pytest.raises(ConfigError) as caught:
-        Notification.parse_notification_config(smtp_section(587), email)
+        parse_notification_config(smtp_section(587), email)
     assert caught.value.field == "emailNotification.to"
     assert time.perf_counter() - started < 0.5
 
@@ -952,7 +959,7 @@ def test_given_a_run_that_started_the_day_before_when_sent_then_subject_and_date
 
 def test_given_a_time_just_after_midnight_when_rendered_then_subject_and_date_header_use_it() -> None:
     now = datetime(2026, 11, 29, 0, 10, tzinfo=UTC)
-    message = Notification.render_message(
+    message = render_message(
         make_report(started_at="2026-11-28T23:50:00+00:00"), config_for(smtp_section(587)), now=now
     )
     assert message["Subject"].endswith(" | 2026-11-29")
@@ -962,7 +969,7 @@ def test_given_a_time_just_after_midnight_when_rendered_then_subject_and_date_he
 @pytest.mark.parametrize("status", ["succeeded", "dry_run", "failed", "incomplete", "something-new"])
 def test_given_each_outcome_when_rendered_then_heading_and_outcome_row_say_different_things(status: str) -> None:
     report = make_report(status, error_type="ReplacementFailed" if status == "failed" else None)
-    text, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    text, rich = parts(render_message(report, config_for(smtp_section(587))))
     heading = text.splitlines()[0]
     [outcome] = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Outcome:")]
     # The heading is a short status line naming the service; the outcome row is the detail.
@@ -975,7 +982,7 @@ def test_given_each_outcome_when_rendered_then_heading_and_outcome_row_say_diffe
 
 def test_given_a_failure_when_rendered_then_the_outcome_row_names_the_error_type() -> None:
     report = make_report("failed", error_type="ReplacementFailed")
-    text, _ = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    text, _ = parts(render_message(report, config_for(smtp_section(587))))
     assert text.startswith("ECS service task recycle FAILED: prod-cluster/web-api\n")
     assert "Outcome:                stopped by ReplacementFailed; see the error below" in text
 
@@ -988,7 +995,7 @@ ENGINE_TARGET_ACTION = (
 
 def test_given_the_engines_scalable_target_action_when_rendered_then_it_reads_as_words() -> None:
     report = make_report(restore_actions=["desiredCount 4 -> 3", ENGINE_TARGET_ACTION])
-    text, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    text, rich = parts(render_message(report, config_for(smtp_section(587))))
     readable = "scalable target back to Min 2, Max 10; scale-in, scale-out and scheduled scaling active"
     assert f"  - {readable}" in text
     assert f"<li>{readable}</li>" in rich
@@ -1001,7 +1008,7 @@ def test_given_a_partly_suspended_target_action_when_rendered_then_suspended_one
         "scalable target Min=1 Max=6 DynamicScalingInSuspended=True, "
         "DynamicScalingOutSuspended=False, ScheduledScalingSuspended=True"
     )
-    text, _ = parts(Notification.render_message(make_report(restore_actions=[action]), config_for(smtp_section(587))))
+    text, _ = parts(render_message(make_report(restore_actions=[action]), config_for(smtp_section(587))))
     assert (
         "  - scalable target back to Min 1, Max 6; scale-in and scheduled scaling suspended; scale-out active" in text
     )
@@ -1009,9 +1016,7 @@ def test_given_a_partly_suspended_target_action_when_rendered_then_suspended_one
 
 def test_given_an_action_in_another_wording_when_rendered_then_it_is_listed_as_is() -> None:
     action = "scalable target restored <to what it was>"
-    text, rich = parts(
-        Notification.render_message(make_report(restore_actions=[action]), config_for(smtp_section(587)))
-    )
+    text, rich = parts(render_message(make_report(restore_actions=[action]), config_for(smtp_section(587))))
     assert f"  - {action}" in text
     assert f"<li>{html.escape(action)}</li>" in rich
 
@@ -1029,7 +1034,7 @@ def test_given_a_structured_restored_target_when_rendered_then_both_parts_show_a
     }
     report = make_report(restore_actions=["desiredCount 4 -> 3"], restored_target=target)
     # WHEN rendered
-    text, rich = parts(Notification.render_message(report, config_for(smtp_section(587))))
+    text, rich = parts(render_message(report, config_for(smtp_section(587))))
     # THEN the text part has aligned lines and the HTML part a table
     assert (
         "Scalable target after the restore:\n"
@@ -1046,7 +1051,7 @@ def test_given_a_structured_restored_target_when_rendered_then_both_parts_show_a
 
 @pytest.mark.parametrize("target", [None, "Min=2", {"min_capacity": "two"}, {"suspended": None}])
 def test_given_an_absent_or_odd_restored_target_when_rendered_then_it_still_renders(target: Any) -> None:
-    text, _ = parts(Notification.render_message(make_report(restored_target=target), config_for(smtp_section(587))))
+    text, _ = parts(render_message(make_report(restored_target=target), config_for(smtp_section(587))))
     if isinstance(target, dict):
         assert "Scalable target after the restore:" in text and "unknown" in text
     else:
