@@ -22,8 +22,9 @@ from typing import Any
 import boto3
 
 from recycler.errors import ConfigError
+from recycler.notification.content import as_text, outcome_of
 from recycler.notification.errors import DeliveryError, PasswordUnavailableError, UnsafeHeaderError
-from recycler.notification.render import as_text, outcome_of, render_message
+from recycler.notification.render import render_message
 from recycler.notification.secrets import redact, resolve_password, secret_forms
 from recycler.notification.settings import SMTP_SECTION, NotificationConfig, PasswordReference
 from recycler.notification.transport import send_message

@@ -21,6 +21,9 @@ from recycler.lock import Phase, Snapshot
 from recycler.report import RecycleReport
 from recycler.runtime import Clock, Runtime
 
+# The suspension flags a surge switches on, as the report names them when it switches them off again.
+_FLAG_WORDS = {"DynamicScalingInSuspended": "scale-in", "ScheduledScalingSuspended": "scheduled scaling"}
+
 
 class Capacity:
     def __init__(self, reads: ServiceReads, holder: LockHolder, runtime: Runtime, clock: Clock, log: Log) -> None:
@@ -240,12 +243,11 @@ class Capacity:
         if new_max != now_max:
             kwargs["MaxCapacity"] = new_max
         self._register_target(**kwargs)
-        resumed = [flag for flag in s.flags_to_suspend() if target.suspended.get(flag)]
-        action = f"scalable target Min={now_min} Max={new_max}"
-        if new_max != now_max:
-            action += f" (MaxCapacity {now_max} -> {new_max})"
+        resumed = [_FLAG_WORDS[flag] for flag in s.flags_to_suspend() if target.suspended.get(flag)]
+        changes = [f"MaxCapacity {now_max} -> {new_max}"] if new_max != now_max else []
         if resumed:
-            action += "; resumed " + ", ".join(resumed).replace("Suspended", "")
+            changes.append(f"{' and '.join(resumed)} resumed")
+        action = "scalable target: " + "; ".join(changes)
         return {"actions": [action], "external": external, "restored_target": restored_target}
 
     def _register_target(self, **kwargs: Any) -> None:

@@ -234,6 +234,14 @@ class Bed:
             assert count == 1, f"{arn} was stopped {count} times"
             assert arn in originals, f"the run stopped {arn}, which it did not find at the start"
 
+    def adopt_live_tasks_as_originals(self, service: str = SERVICE) -> None:
+        """Tasks a killed run started are originals to the run that repairs it."""
+        self.sim.reconcile()
+        self.snapshots[service]["tasks"] = sorted(
+            {*self.snapshots[service]["tasks"]}
+            | {t.task_arn for t in self.sim.tasks(CLUSTER, service) if t.desired_status == "RUNNING"}
+        )
+
     def originals_stopped(self, service: str = SERVICE) -> set[str]:
         return set(self.sim.observed.stops) & set(self.snapshots[service]["tasks"])
 

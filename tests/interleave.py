@@ -81,6 +81,17 @@ class Interleaver:
         self.pause(name, self.clock.now() + max(0.0, seconds))
         return True
 
+    def interleave_clients_of(self, monkeypatch: Any, module: Any) -> None:
+        """Every client `module.create_client` makes from now on yields at each call."""
+        real_create_client = module.create_client
+
+        def interleaved_client(session: Any, service: str) -> Any:
+            client = real_create_client(session, service)
+            client.meta.events.register("before-call.*.*", self.before_call)
+            return client
+
+        monkeypatch.setattr(module, "create_client", interleaved_client)
+
     def _hand_over(self, prefer_not: str) -> None:
         waiting = [p for p in self.participants.values() if not p.done]
         if not waiting:

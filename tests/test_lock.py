@@ -83,14 +83,7 @@ def test_two_cli_runs_started_together_exactly_one_proceeds(
 
     # WHEN two CLI runs start `offset` seconds apart, alternating at every AWS call of their own clients
     with interleaving(bed.clock) as inter:
-        real_create_client = invocation.create_client
-
-        def interleaved_client(session: Any, name: str) -> Any:
-            client = real_create_client(session, name)
-            client.meta.events.register("before-call.*.*", inter.before_call)
-            return client
-
-        monkeypatch.setattr(invocation, "create_client", interleaved_client)
+        inter.interleave_clients_of(monkeypatch, invocation)
         inter.add("a", lambda: lambda_function.main(argv))
         inter.add("b", lambda: lambda_function.main(argv), start_after=offset)
         done = inter.run()
@@ -142,14 +135,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     name = durable_bounds.durable_execution_name(CLUSTER, SERVICE)
 
     with interleaving(bed.clock, bed.ecs, bed.autoscaling, bed.elbv2, bed.dynamodb) as inter:
-        real_create_client = durable.create_client
-
-        def interleaved_client(session: Any, service: str) -> Any:
-            client = real_create_client(session, service)
-            client.meta.events.register("before-call.*.*", inter.before_call)
-            return client
-
-        monkeypatch.setattr(durable, "create_client", interleaved_client)
+        inter.interleave_clients_of(monkeypatch, durable)
         # The durable report, as the execution notifies it once (a failed execution's result is only its error).
         reports: list[dict[str, Any]] = []
         real_notify = durable.notify
@@ -420,9 +406,7 @@ def test_a_suspension_flag_set_before_the_run_stays_set_even_when_repaired(bed: 
 
     # WHEN the next run repairs it and recycles
     bed.clock.sleep(2000)
-    bed.snapshots[SERVICE]["tasks"] += [
-        t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"
-    ]
+    bed.adopt_live_tasks_as_originals()
     report = bed.run(owner="run-2", wait_time=0)
 
     # THEN the operator's flag is still set, the run's own flags are off again, Max is back to 3
@@ -473,3 +457,22 @@ def test_an_arn_of_another_account_is_refused_before_anything_changes(bed: Bed, 
     assert (report.error or "").startswith(f"{field}: the ARN's account is 210987654321")
     assert MUTATING.isdisjoint(bed.calls) and "PutItem" not in bed.calls
     bed.assert_restored()
+
+
+def test_the_restore_says_in_words_what_it_undid_on_the_scalable_target(bed: Bed) -> None:
+    # GIVEN a service at MaxCapacity (the surge widens Max and suspends scale-in and scheduled scaling)
+    bed.add_service(tasks=2, target=(1, 2))
+    report = bed.run(wait_time=0)
+    # THEN the report reads as words, and carries the target as the restore left it
+    assert report.status == "succeeded", report.error
+    assert "scalable target: MaxCapacity 3 -> 2; scale-in and scheduled scaling resumed" in report.restore_actions
+    assert not any("Suspended" in action or "=" in action for action in report.restore_actions)
+    assert report.restored_target == {
+        "min_capacity": 1,
+        "max_capacity": 2,
+        "suspended": {
+            "DynamicScalingInSuspended": False,
+            "DynamicScalingOutSuspended": False,
+            "ScheduledScalingSuspended": False,
+        },
+    }

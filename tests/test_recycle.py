@@ -364,10 +364,7 @@ def test_run_killed_midway_is_repaired_by_the_next_run(bed: Bed) -> None:
 
     # WHEN a run starts after the lock expired, it restores from the lock, then recycles
     bed.clock.sleep(1000)
-    # Tasks the killed run started are originals to the next one.
-    bed.snapshots[SERVICE]["tasks"] += [
-        t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"
-    ]
+    bed.adopt_live_tasks_as_originals()
     report = bed.run(owner="run-3", wait_time=0)
     assert report.status == "succeeded", report.error
     bed.assert_restored()

@@ -1,0 +1,235 @@
+"""What the email says about a report: the outcome, the sections, and the readable forms of its values.
+
+recycler.notification.render lays these out as the subject, headers and the
+text and HTML bodies.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from recycler.notification.settings import Outcome
+
+# Report statuses that count as "success" for notify_on. Anything else,
+# including a missing or unknown status, is treated as a failure.
+SUCCESS_STATUSES = frozenset({"succeeded", "dry_run"})
+
+
+# The heading's short status; the Outcome row gives the detail (_describe_outcome).
+_HEADLINES: dict[str, str] = {
+    "succeeded": "succeeded",
+    "dry_run": "dry run",
+    "failed": "FAILED",
+    "incomplete": "INCOMPLETE",
+}
+
+
+# Application Auto Scaling's SuspendedState flags, as the email names them.
+_SCALING_FLAGS: tuple[tuple[str, str], ...] = (
+    ("DynamicScalingInSuspended", "scale-in"),
+    ("DynamicScalingOutSuspended", "scale-out"),
+    ("ScheduledScalingSuspended", "scheduled scaling"),
+)
+
+
+# An AWS region, for the console link: ASCII-only and used with fullmatch, so no Unicode digit passes.
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]", re.ASCII)
+
+
+def outcome_of(report: Mapping[str, Any]) -> Outcome:
+    """Map the report's status to a notify_on outcome.
+
+    succeeded and dry_run are a "success"; failed, incomplete and anything
+    unknown or missing are a "failure".
+    """
+    return "success" if report.get("status") in SUCCESS_STATUSES else "failure"
+
+
+@dataclass(frozen=True)
+class Sections:
+    facts: list[tuple[str, str]]
+    error: str | None
+    restore_actions: list[str]
+    restored_target: list[tuple[str, str]]  # label, value; empty when the report has none
+    tasks: list[tuple[str, str, str, str]]  # index, old id, new id, seconds
+    remaining_title: str
+    remaining: list[str]
+    external_changes: list[str]
+    logs: list[tuple[str, str]]
+    logs_url: str | None
+
+
+def build_sections(report: Mapping[str, Any]) -> Sections:
+    status = report.get("status")
+    recycled = _list(report.get("tasks_recycled"))
+    remaining = [_short_id(t) for t in _list(report.get("tasks_remaining"))]
+    total = report.get("task_total")
+    total_text = str(total) if isinstance(total, int) else "unknown"
+
+    facts = [
+        ("Cluster", as_text(report.get("cluster"), "unknown")),
+        ("Service", as_text(report.get("service"), "unknown")),
+        ("Region", as_text(report.get("region"), "unknown")),
+        ("Account", as_text(report.get("account"), "unknown")),
+        ("Outcome", _describe_outcome(report)),
+        (
+            "Original desired count",
+            as_text(report.get("original_desired_count"), "unknown"),
+        ),
+        ("Tasks recycled", f"{len(recycled)} of {total_text}"),
+        ("Duration", _format_seconds(report.get("duration_seconds"))),
+        ("Service restored", _describe_restored(report.get("restored"))),
+        ("Started at", as_text(report.get("started_at"), "unknown")),
+    ]
+
+    tasks: list[tuple[str, str, str, str]] = []
+    for position, entry in enumerate(recycled, start=1):
+        item = entry if isinstance(entry, Mapping) else {}
+        index = item.get("index")
+        tasks.append(
+            (
+                str(index) if isinstance(index, int) else str(position),
+                _short_id(item.get("old_task_arn")),
+                _short_id(item.get("new_task_arn")),
+                _format_seconds(item.get("seconds")),
+            )
+        )
+
+    logs = [
+        (label, as_text(report.get(key)))
+        for label, key in (
+            ("Log group", "log_group"),
+            ("Log stream", "log_stream"),
+            ("Request id", "request_id"),
+        )
+        if report.get(key)
+    ]
+    error = report.get("error")
+    return Sections(
+        facts=facts,
+        error=as_text(error) if error else None,
+        restore_actions=[as_text(a) for a in _list(report.get("restore_actions"))],
+        restored_target=describe_restored_target(report.get("restored_target")),
+        tasks=tasks,
+        remaining_title=("Tasks that would be recycled" if status == "dry_run" else "Tasks not recycled"),
+        remaining=remaining,
+        external_changes=[as_text(c) for c in _list(report.get("external_changes"))],
+        logs=logs,
+        logs_url=_logs_url(report),
+    )
+
+
+def headline(report: Mapping[str, Any]) -> str:
+    """The heading: a short status line naming the service."""
+    status = report.get("status")
+    word = _HEADLINES.get(status, "UNKNOWN OUTCOME") if isinstance(status, str) else "UNKNOWN OUTCOME"
+    where = f"{as_text(report.get('cluster'), 'unknown')}/{as_text(report.get('service'), 'unknown')}"
+    return f"ECS service task recycle {word}: {where}"
+
+
+def _describe_outcome(report: Mapping[str, Any]) -> str:
+    """The Outcome row: what happened, in a sentence the heading does not repeat."""
+    status = report.get("status")
+    if status == "succeeded":
+        return "every task was replaced"
+    if status == "dry_run":
+        count = len(_list(report.get("tasks_remaining")))
+        return f"nothing was changed; {count} task(s) would be recycled"
+    if status == "failed":
+        error_type = report.get("error_type")
+        cause = f"stopped by {as_text(error_type)}" if error_type else "the run stopped"
+        return f"{cause}; see the error below" if report.get("error") else f"{cause}; no error was recorded"
+    if status == "incomplete":
+        count = len(_list(report.get("tasks_remaining")))
+        return f"the time budget ran out with {count} task(s) remaining"
+    return f"the report's status is {as_text(status, 'missing')!r}, which this version does not know"
+
+
+def _scaling_state(suspended: Mapping[str, Any]) -> str:
+    """E.g. "scale-in suspended; scale-out and scheduled scaling active"."""
+    groups: dict[str, list[str]] = {"suspended": [], "active": [], "in an unknown state": []}
+    for key, label in _SCALING_FLAGS:
+        value = suspended.get(key)
+        state = "suspended" if value is True else "active" if value is False else "in an unknown state"
+        groups[state].append(label)
+    return "; ".join(f"{_join_words(labels)} {state}" for state, labels in groups.items() if labels)
+
+
+def _join_words(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def describe_restored_target(target: Any) -> list[tuple[str, str]]:
+    """The report's structured restored_target as label/value rows; [] when absent or not a mapping."""
+    if not isinstance(target, Mapping):
+        return []
+    suspended = target.get("suspended")
+    flags = suspended if isinstance(suspended, Mapping) else {}
+
+    def capacity(key: str) -> str:
+        value = target.get(key)
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else "unknown"
+
+    rows = [("Min capacity", capacity("min_capacity")), ("Max capacity", capacity("max_capacity"))]
+    for key, label in _SCALING_FLAGS:
+        value = flags.get(key)
+        rows.append((label.capitalize(), "suspended" if value is True else "active" if value is False else "unknown"))
+    return rows
+
+
+def _describe_restored(restored: Any) -> str:
+    if restored is True:
+        return "yes"
+    if restored is False:
+        return "NO - the service may still be scaled up or have scaling suspended; check it"
+    return "nothing needed restoring"
+
+
+def _logs_url(report: Mapping[str, Any]) -> str | None:
+    """A CloudWatch console link, for the standard partition only."""
+    region, group = report.get("region"), report.get("log_group")
+    if not (isinstance(region, str) and _REGION.fullmatch(region) and isinstance(group, str)):
+        return None
+    if region.startswith(("cn-", "us-gov-", "us-iso")) or not group:
+        return None
+
+    def enc(value: str) -> str:
+        # The console double-encodes path parts, with "$25" standing for "%".
+        return quote(value, safe="").replace("%", "$25")
+
+    url = (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{enc(group)}"
+    )
+    stream = report.get("log_stream")
+    if isinstance(stream, str) and stream:
+        url += f"/log-events/{enc(stream)}"
+    return url
+
+
+def _short_id(arn: Any) -> str:
+    text = as_text(arn, "unknown")
+    return text.rsplit("/", 1)[-1] or text
+
+
+def _format_seconds(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "unknown"
+    seconds = float(value)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{seconds:.1f} s ({int(minutes)} min {rest:02.0f} s)"
+
+
+def as_text(value: Any, default: str = "") -> str:
+    """A report value as text: ``default`` for None (missing), else its str()."""
+    return default if value is None else str(value)
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else []
