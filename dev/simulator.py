@@ -46,6 +46,9 @@ from moto.moto_api import state_manager
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 EPOCH_2026 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+PLACEMENT_EVENT_INTERVAL_SECONDS = 60.0
+# The tasks a service starts with were started this long ago, spread at random (seeded): up to three days.
+INITIAL_TASK_AGES_SECONDS = (3_600.0, 3 * 86_400.0)
 
 
 class LambdaKilled(BaseException):
@@ -108,6 +111,13 @@ class Behaviour:
     fail_after_seconds: float = 10.0
     # Tasks launched while this is set stay UNHEALTHY forever.
     never_healthy: bool = False
+    # How many of the service's tasks the cluster can hold at once; None: no limit. Beyond it,
+    # ECS posts "unable to place a task" service events and launches nothing.
+    capacity: int | None = None
+    # Launched tasks sit in PROVISIONING this long before PENDING (capacity-provider scaling).
+    provisioning_seconds: float = 0.0
+    # The zones tasks are spread over: each launch goes to the zone with the fewest live tasks.
+    zones: tuple[str, ...] = ("us-east-1a", "us-east-1b", "us-east-1c")
 
 
 @dataclass
@@ -119,6 +129,8 @@ class _Meta:
     never_healthy: bool
     stop_at: float | None = None
     ip: str = ""
+    # PROVISIONING until then, PENDING until running_at.
+    pending_at: float = 0.0
 
 
 @dataclass
@@ -172,6 +184,10 @@ class EcsSimulator:
         self.observed = Observation()
         self.scheduled: list[tuple[float, str, Callable[[], object]]] = []
         self._ip_counter = itertools.count(10)
+        self._event_ids = itertools.count(1)
+        self._placement_events: dict[str, float] = {}
+        # Task scale-in protection: task ARN -> when it expires (epoch seconds).
+        self.protection: dict[str, float] = {}
         self._random = random.Random(20261128)
         self._stack = contextlib.ExitStack()
         self._in_reconcile = False
@@ -188,6 +204,12 @@ class EcsSimulator:
         for name in self._WRAPPED_DDB:
             self._wrap(DynamoDBBackend, name)
         self._stack.enter_context(mock.patch.object(EC2ContainerServiceResponse, "list_tasks", _paginated_list_tasks))
+        # moto has no task scale-in protection: GetTaskProtection answers from self.protection.
+        self._stack.enter_context(
+            mock.patch.object(
+                EC2ContainerServiceResponse, "get_task_protection", self._make_get_task_protection(), create=True
+            )
+        )
         self._stack.enter_context(mock.patch.object(ELBv2Backend, "describe_target_health", self._make_target_health()))
         # botocore sleeps between retries; on the virtual clock that costs nothing.
         fake_time = types.SimpleNamespace(**{k: getattr(time, k) for k in ("time", "monotonic", "perf_counter")})
@@ -344,9 +366,13 @@ class EcsSimulator:
         )["service"]["serviceArn"]
         # Let the initial tasks start, then forget how it got there.
         settled = self.behaviours[f"{cluster}:{service}"]
-        settle = settled.start_seconds + settled.start_jitter_seconds + 1
+        settle = settled.start_seconds + settled.start_jitter_seconds + settled.provisioning_seconds + 1
         self.clock.t += settle
         self.reconcile()
+        # A long-running service's tasks started at different times.
+        for task in sorted(self.tasks(cluster, service), key=lambda t: t.task_arn):
+            started = self.clock.t - self._random.uniform(*INITIAL_TASK_AGES_SECONDS)
+            task.started_at = task.created_at = datetime.fromtimestamp(started, UTC)
         self.clock.start = self.clock.t
         self.observed = Observation()
         self.calls = {}
@@ -385,6 +411,8 @@ class EcsSimulator:
             task = self._task(arn)
             if task is None:
                 continue
+            if task.last_status == "PROVISIONING":
+                times.append(meta.pending_at)
             if task.last_status == "PENDING":
                 times.append(meta.running_at)
             if task.desired_status == "STOPPED" and task.last_status != "STOPPED" and meta.stop_at is not None:
@@ -402,6 +430,8 @@ class EcsSimulator:
             task = self._task(arn)
             if task is None:
                 continue
+            if task.last_status == "PROVISIONING" and meta.pending_at <= moment:
+                task.last_status = "PENDING"
             if task.last_status == "PENDING" and meta.running_at <= moment:
                 if meta.fails:
                     self._mark_stopped(task, "TaskFailedToStart", self.behaviours[meta.service_key].fail_reason)
@@ -448,9 +478,9 @@ class EcsSimulator:
             for _ in range(max(0, missing)):
                 self._launch(svc, key, moment)
             if missing < 0:
-                # Scale-in: pending first, then unhealthy, then the oldest.
+                # Scale-in: pending first, then unhealthy, then the oldest; never a protected task.
                 victims = sorted(
-                    live,
+                    (t for t in live if not self.is_protected(t.task_arn)),
                     key=lambda t: (
                         t.last_status == "RUNNING",
                         getattr(t, "health_status", "") == "HEALTHY",
@@ -464,6 +494,10 @@ class EcsSimulator:
     def _launch(self, svc: Any, key: str, moment: float) -> None:
         backend = self.backend()
         behaviour = self.behaviours.setdefault(key, Behaviour())
+        live = [t for t in self._service_tasks(svc) if t.desired_status == "RUNNING"]
+        if behaviour.capacity is not None and len(live) >= behaviour.capacity:
+            self._unable_to_place(svc, moment)
+            return
         cluster = backend.clusters[svc.cluster_name]
         task_definition = backend.describe_task_definition(svc.task_definition)
         task: Any = Task(
@@ -476,9 +510,14 @@ class EcsSimulator:
             launch_type=svc.launch_type or "FARGATE",
             started_by="ecs-svc/simulated",
         )
-        task.last_status = "PENDING"
+        task.last_status = "PROVISIONING" if behaviour.provisioning_seconds > 0 else "PENDING"
         task.health_status = "UNKNOWN"
         task.created_at = datetime.fromtimestamp(moment, UTC)
+        # Spread over the zones, as ECS's default placement does.
+        in_zone = {
+            zone: sum(1 for t in live if getattr(t, "availability_zone", None) == zone) for zone in behaviour.zones
+        }
+        task.availability_zone = min(behaviour.zones, key=lambda zone: (in_zone[zone], zone))
         fails = behaviour.fail_next_starts > 0
         if fails:
             behaviour.fail_next_starts -= 1
@@ -494,13 +533,36 @@ class EcsSimulator:
         backend.tasks.setdefault(svc.cluster_name, {})[task.task_arn] = task
         jitter = self._random.uniform(-1, 1) * behaviour.start_jitter_seconds
         delay = behaviour.fail_after_seconds if fails else max(1.0, behaviour.start_seconds + jitter)
-        self.meta[task.task_arn] = _Meta(key, moment, moment + delay, fails, behaviour.never_healthy, ip=ip)
+        pending_at = moment + behaviour.provisioning_seconds
+        self.meta[task.task_arn] = _Meta(
+            key, moment, pending_at + delay, fails, behaviour.never_healthy, ip=ip, pending_at=pending_at
+        )
+
+    def _unable_to_place(self, svc: Any, moment: float) -> None:
+        """ECS's service event for a task it cannot place, repeated at most once a minute (ECS throttles it)."""
+        last = self._placement_events.get(svc.arn)
+        if last is not None and moment - last < PLACEMENT_EVENT_INTERVAL_SECONDS:
+            return
+        self._placement_events[svc.arn] = moment
+        message = (
+            f"(service {svc.name}) was unable to place a task because no container instance met all of its "
+            "requirements. Reason: No Container Instances were found in your cluster. For more information, "
+            "see the Troubleshooting section of the Amazon ECS Developer Guide."
+        )
+        self.post_event(svc, message, moment)
+
+    def post_event(self, svc: Any, message: str, moment: float | None = None) -> None:
+        """A service event, newest first and at most 100 kept, as DescribeServices returns them."""
+        when = self.clock.now() if moment is None else moment
+        event = {"id": str(next(self._event_ids)), "createdAt": datetime.fromtimestamp(when, UTC), "message": message}
+        svc.events.insert(0, event)
+        del svc.events[100:]
 
     def _begin_stop(self, task: Any, moment: float, reason: str) -> None:
         meta = self.meta.get(task.task_arn)
         task.desired_status = "STOPPED"
         task.stopped_reason = reason
-        if task.last_status == "PENDING" or meta is None:
+        if task.last_status in ("PROVISIONING", "PENDING") or meta is None:
             self._mark_stopped(task, "ServiceSchedulerInitiated", reason or "Scaling activity initiated")
             return
         meta.stop_at = moment + self.behaviours[meta.service_key].drain_seconds
@@ -535,7 +597,7 @@ class EcsSimulator:
     def _refresh_counts(self, svc: Service) -> None:
         tasks = self._service_tasks(svc)
         svc.running_count = sum(1 for t in tasks if t.last_status == "RUNNING")
-        svc.pending_count = sum(1 for t in tasks if t.last_status == "PENDING")
+        svc.pending_count = sum(1 for t in tasks if t.last_status in ("PROVISIONING", "PENDING"))
         if svc.deployments:
             deployment = svc.deployments[0]
             deployment.update(
@@ -560,6 +622,41 @@ class EcsSimulator:
             and task.desired_status == "RUNNING"
             and getattr(task, "health_status", "UNKNOWN") == "HEALTHY"
         )
+
+    # ------------------------------------------------- task protection
+
+    def protect(self, task_arn: str, seconds: float) -> None:
+        """UpdateTaskProtection(protectionEnabled=True, expiresInMinutes=seconds / 60), as the task would call it."""
+        self.protection[task_arn] = self.clock.now() + seconds
+
+    def unprotect(self, task_arn: str) -> None:
+        self.protection.pop(task_arn, None)
+
+    def is_protected(self, task_arn: str) -> bool:
+        return self.protection.get(task_arn, 0.0) > self.clock.now()
+
+    def _make_get_task_protection(self) -> Callable[..., Any]:
+        simulator = self
+
+        def get_task_protection(response: EC2ContainerServiceResponse) -> Any:
+            from moto.core.responses import ActionResult
+
+            simulator._count("get_task_protection")
+            simulator.reconcile()
+            simulator._maybe_fail("get_task_protection")
+            arns = list(response._get_param("tasks") or [])
+            if len(arns) > 100:
+                raise JsonRESTError("InvalidParameterException", "tasks can have at most 100 elements")
+            protected = []
+            for arn in arns:
+                entry: dict[str, Any] = {"taskArn": arn, "protectionEnabled": simulator.is_protected(arn)}
+                if entry["protectionEnabled"]:
+                    entry["expirationDate"] = datetime.fromtimestamp(simulator.protection[arn], UTC)
+                protected.append(entry)
+            simulator._maybe_fail("get_task_protection", applied=True)
+            return ActionResult({"protectedTasks": protected, "failures": []})
+
+        return get_task_protection
 
     # ------------------------------------------------------ autoscaling
 

@@ -127,6 +127,22 @@ class ServiceReads:
         descriptions = self.call(self.elbv2.describe_target_health, **kwargs).get("TargetHealthDescriptions", [])
         return [d.get("TargetHealth", {}).get("State") for d in descriptions]
 
+    def task_protection(self, arns: list[str]) -> dict[str, str]:
+        """The tasks whose scale-in protection is on, each with when it expires (ISO 8601), in one call.
+
+        GetTaskProtection takes up to 100 tasks, and a batch is at most 100.
+        """
+        if not arns:
+            return {}
+        response = self.call(self.ecs.get_task_protection, cluster=self.request.cluster_name, tasks=arns)
+        protected: dict[str, str] = {}
+        for entry in response.get("protectedTasks", []):
+            if not entry.get("protectionEnabled"):
+                continue
+            expires = entry.get("expirationDate")
+            protected[entry["taskArn"]] = expires.isoformat(timespec="seconds") if expires else "unknown"
+        return protected
+
     def scalable_target(self) -> ScalableTarget | None:
         paginator = self.autoscaling.get_paginator("describe_scalable_targets")
         with aws_errors("DescribeScalableTargets"):

@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
             help="do not surge to N+1 while recycling",
         ),
         parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing"),
+        parser.add_argument("--batch-size", type=int, default=1, help="tasks stopped at once (1-100); surge as large"),
+        parser.add_argument(
+            "--min-task-age-seconds", type=int, default=0, help="leave tasks younger than this alone (resumable runs)"
+        ),
+        parser.add_argument("--max-tasks", type=int, default=None, help="recycle at most this many, oldest first"),
     ]
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
     parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
@@ -40,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     event_flags = {option.dest: option.option_strings[0] for option in options}
     logs.configure()
     try:
-        request = parse_event({field: getattr(args, field) for field in event_flags})
+        # A flag left unset that has no default (--max-tasks) is not sent at all.
+        event = {field: getattr(args, field) for field in event_flags if getattr(args, field) is not None}
+        request = parse_event(event)
         config = load_config(Path(args.config)) if args.config else get_config()
         if args.region is not None:
             if not is_region_name(args.region):

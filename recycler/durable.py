@@ -43,6 +43,7 @@ from Notification import notify
 from recycler import errors, logs
 from recycler.durable_bounds import (
     STEP_ATTEMPTS,
+    batch_seconds,
     bounded_result,
     check_duration_bound,
     execution_timeout_seconds,
@@ -301,12 +302,13 @@ def run_durable_recycle(
             lock_ttl_seconds=lock_ttl_seconds(config.recycle, request),
             lock_store=DynamoLockStore(clients.lock_client(), table) if table else None,
             out_of_time_hint=(
-                "start it again (the lock and the expired-lock repair make that safe), or redeploy with a "
-                "longer DurableExecutionTimeout"
+                "start a new execution with that event (the lock and the expired-lock repair make that safe), "
+                "or redeploy with a longer DurableExecutionTimeout"
             ),
             preflight_check=lambda preflight: check_duration_bound(
                 preflight, request, config.recycle, budget["remaining"], timeout
             ),
+            batch_seconds=batch_seconds(request, config.recycle),
         )
         report = engine.run(request)
         # An execution spans many invocations and log streams: point at the execution instead.

@@ -9,11 +9,13 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from recycler.errors import ConfigError, PreflightError
-from recycler.preflight import Preflight
-from recycler.request import RecycleRequest, parse_event
+from recycler.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
+from recycler.request import MAX_BATCH_SIZE, RecycleRequest, parse_event
+from recycler.selection import select
 from recycler.settings import RecycleSettings
 
 # The function's DurableConfig.ExecutionTimeout, which the template also sets here.
@@ -25,7 +27,7 @@ MAX_EXECUTION_TIMEOUT_SECONDS = 31_622_400
 STEP_ATTEMPTS = 3
 STEP_RETRY_SECONDS = 2 + 4
 
-# Allowances in the worst-case bound for what the engine's own clock does not cover:
+# Allowances, per batch, for what the engine's own clock does not cover:
 # Lambda resuming the function after a wait, and step retries.
 RESUME_SECONDS = 5
 PER_TASK_OVERHEAD_SECONDS = 2 * (STEP_RETRY_SECONDS + 2 * RESUME_SECONDS) + 3 * RESUME_SECONDS
@@ -53,20 +55,39 @@ def execution_timeout_seconds() -> int:
     return value
 
 
-def worst_case_seconds(tasks: int, request: RecycleRequest, settings: RecycleSettings) -> float:
-    """The longest a recycle of this many tasks can take before it has restored the service.
+def batch_worst_case_seconds(request: RecycleRequest, settings: RecycleSettings) -> float:
+    """The longest one batch can take: the replacement wait gives up after replacement_timeout_seconds."""
+    return (
+        settings.replacement_timeout_seconds
+        + settings.poll_interval_seconds
+        + request.wait_time
+        + PER_TASK_OVERHEAD_SECONDS
+    )
 
-    The engine gives up on a replacement ``replacement_timeout_seconds`` after
-    stopping its task (checked every poll), so each replacement, and the surge,
-    is bounded by that plus one poll. Add ``wait_time`` per task, allowances for
-    step retries and for resuming after waits, and the restore reserve.
+
+def batch_seconds(request: RecycleRequest, settings: RecycleSettings) -> Callable[[float], float]:
+    """What one more batch must find left of the execution: its worst case and the restore.
+
+    Lambda ends an execution at its ExecutionTimeout without running any of its
+    code, so a batch cut short there would leave the service surged. The
+    estimate never makes this smaller: the worst case is what must fit.
     """
-    per_replacement = settings.replacement_timeout_seconds + settings.poll_interval_seconds
-    surges = 1 if request.maintain_service_state and tasks else 0
+
+    def needed(estimate: float) -> float:
+        worst = batch_worst_case_seconds(request, settings)
+        return max(worst, estimate + request.wait_time) + settings.restore_reserve_seconds
+
+    return needed
+
+
+def estimated_seconds(batches: int, request: RecycleRequest, settings: RecycleSettings) -> float:
+    """How long the plan should take, with no replacement measured yet (the plan's own estimate)."""
+    surges = 1 if request.maintain_service_state and batches else 0
+    per_replacement = INITIAL_REPLACEMENT_ESTIMATE_SECONDS + settings.poll_interval_seconds + PER_TASK_OVERHEAD_SECONDS
     return (
         START_OVERHEAD_SECONDS
-        + (tasks + surges) * per_replacement
-        + tasks * (request.wait_time + PER_TASK_OVERHEAD_SECONDS)
+        + (batches + surges) * per_replacement
+        + batches * request.wait_time
         + settings.restore_reserve_seconds
     )
 
@@ -78,28 +99,32 @@ def check_duration_bound(
     remaining: float,
     timeout: int,
 ) -> None:
-    """Refuse, before anything is changed, a recycle whose worst case does not fit the execution.
+    """Admit, before anything is changed, a recycle whose estimate fits what is left of the execution.
 
-    Lambda ends an execution at its ExecutionTimeout without running any of
-    its code, so a run cut short there would leave the service surged. The
-    engine also stops early, restoring, if the deadline gets close anyway.
+    The estimate admits the plan; before each batch the engine checks that the
+    batch's worst case and the restore still fit (batch_seconds), and otherwise
+    stops, restores and reports incomplete with the event that carries on.
     """
-    tasks = len(preflight.running_task_arns)
-    worst = worst_case_seconds(tasks, request, settings)
-    if worst <= remaining:
+    selection = select(
+        preflight.running_tasks, preflight.read_at, request.batch_size, request.min_task_age_seconds, request.max_tasks
+    )
+    tasks, batches = len(selection.chosen), len(selection.batches)
+    if not batches:
         return
-    surges = 1 if request.maintain_service_state and tasks else 0
-    fixed = worst - (tasks + surges) * (settings.replacement_timeout_seconds + settings.poll_interval_seconds)
-    fitting_timeout = math.floor((remaining - fixed) / max(tasks + surges, 1) - settings.poll_interval_seconds)
-    advice = [f"redeploy with DurableExecutionTimeout of at least {math.ceil(worst + (timeout - remaining))}"]
-    if fitting_timeout >= 30:
-        advice.insert(0, f"lower recycle.replacement_timeout_seconds in input.json to {fitting_timeout} or less")
+    estimate = estimated_seconds(batches, request, settings)
+    first = batch_seconds(request, settings)(0.0) + START_OVERHEAD_SECONDS
+    if estimate <= remaining and first <= remaining:
+        return
+    longest = max(estimate, first)
+    advice = [f"redeploy with DurableExecutionTimeout of at least {math.ceil(longest + (timeout - remaining))}"]
+    if request.batch_size < MAX_BATCH_SIZE and estimate > remaining:
+        advice.insert(0, "raise batch_size, or recycle fewer tasks at once with max_tasks")
     raise PreflightError(
-        f"{tasks} tasks could take up to {worst:.0f}s ({worst / 3600:.1f} h) in the worst case "
-        f"(replacement_timeout_seconds {settings.replacement_timeout_seconds} per replacement, "
-        f"wait_time {request.wait_time}s per task, restore reserve {settings.restore_reserve_seconds}s), "
-        f"more than the {remaining:.0f}s left of this execution's ExecutionTimeout ({timeout}s). "
-        f"Nothing was changed: {' or '.join(advice)}"
+        f"{tasks} tasks in {batches} batches of up to {request.batch_size} should take about {longest:.0f}s "
+        f"({longest / 3600:.1f} h; {INITIAL_REPLACEMENT_ESTIMATE_SECONDS:.0f}s per batch of replacements, "
+        f"wait_time {request.wait_time}s, restore reserve {settings.restore_reserve_seconds}s), more than the "
+        f"{remaining:.0f}s left of this execution's ExecutionTimeout ({timeout}s). Nothing was changed: "
+        f"{' or '.join(advice)}"
     )
 
 

@@ -10,13 +10,13 @@ restore (recycler.capacity), and the replacement watch (recycler.watch).
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from recycler.aws import ServiceReads
+from recycler.batches import BatchRunner
 from recycler.capacity import Capacity
 from recycler.errors import ConfigError, LockLost, RecycleError, RestoreFailed, TimeBudgetExhausted
 from recycler.holder import LockHolder
@@ -26,8 +26,9 @@ from recycler.preflight import Preflight, legacy_tag_note, make_plan, read_prefl
 from recycler.report import RecycleReport, TaskResult
 from recycler.request import RecycleRequest
 from recycler.runtime import Clock, Runtime
+from recycler.selection import select
 from recycler.settings import RecycleSettings
-from recycler.watch import STOP_REASON, ReplacementWatch
+from recycler.watch import ReplacementWatch
 
 
 class Recycler:
@@ -46,6 +47,7 @@ class Recycler:
         preflight_check: Callable[[Preflight], None] | None = None,
         out_of_time_hint: str = "use the long-running (durable) function, which has no 15-minute limit",
         lock_store: DynamoLockStore | None = None,
+        batch_seconds: Callable[[float], float] | None = None,
     ) -> None:
         self.clients = (ecs, autoscaling, elbv2)
         self.clock = clock
@@ -61,6 +63,12 @@ class Recycler:
         self.preflight_check = preflight_check
         # What the operator can do when the host's time runs out (differs per host).
         self.out_of_time_hint = out_of_time_hint
+        # The time one more batch needs, given the replacement estimate (the durable host counts the worst case).
+        self.batch_seconds = batch_seconds or self._plain_batch_seconds
+
+    def _plain_batch_seconds(self, estimate: float) -> float:
+        """One more batch must fit: the slowest replacement so far with a margin, wait_time, and the restore."""
+        return estimate + self.request.wait_time + self.settings.restore_reserve_seconds
 
     # ------------------------------------------------------------------ run
 
@@ -71,7 +79,7 @@ class Recycler:
         self._fresh_hold()
         cluster, service = request.cluster_name, request.service_name
         report = RecycleReport(status="failed", cluster=cluster, service=service)
-        started = self.runtime.step("start", self.clock.now)
+        self.started = started = self.runtime.step("start", self.clock.now)
         report.started_at = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
         self._log(logging.INFO, f"Starting task recycle for {cluster}/{service}")
         try:
@@ -97,18 +105,19 @@ class Recycler:
         self._describe(preflight, report)
         if request.dry_run:
             table = self.lock_store.table_name if self.lock_store else None
-            report.plan = make_plan(preflight, request, table).to_dict()
-            report.status, report.tasks_remaining = "dry_run", list(self.originals)
+            report.plan = make_plan(preflight, request, self.selection, table).to_dict()
+            report.status = "dry_run"
             return
         if not self.originals:
             report.status = "succeeded"
             self._log(logging.INFO, "No running tasks: nothing to recycle")
             return
-        self.holder.acquire(preflight, request.maintain_service_state)
+        surge_size = min(request.batch_size, len(self.originals))
+        self.holder.acquire(preflight, request.maintain_service_state, surge_size, len(self.originals))
         try:
             if request.maintain_service_state:
                 self._surge()
-            self._recycle_all(report)
+            self._batches().run(report)
         except Exception as e:  # noqa: BLE001 - compensation: whatever failed, the restore below runs
             self._stopped(report, e)
         self._restore(report)
@@ -128,7 +137,17 @@ class Recycler:
         return Preflight.from_dict(checked)
 
     def _describe(self, preflight: Preflight, report: RecycleReport) -> None:
-        self.originals = list(preflight.running_task_arns)
+        request = self.request
+        self.selection = select(
+            preflight.running_tasks,
+            preflight.read_at,
+            request.batch_size,
+            request.min_task_age_seconds,
+            request.max_tasks,
+        )
+        self.originals = list(self.selection.chosen)
+        for arn, note in self.selection.too_young:
+            report.tasks_skipped.append(TaskResult(0, arn, None, 0.0, note))
         self.watch = ReplacementWatch(self.reads, self.runtime, self.clock, self.settings, preflight, self._log)
         arn_parts = preflight.service_arn.split(":")
         report.region = arn_parts[3] if len(arn_parts) > 4 else None
@@ -140,10 +159,18 @@ class Recycler:
             self._log(logging.WARNING, legacy_tag_note())
         self._log(
             logging.INFO,
-            f"Original desired count: {report.original_desired_count}, tasks: {report.task_total}",
+            f"Original desired count: {report.original_desired_count}, tasks: {len(preflight.running_tasks)}",
             desired_count=report.original_desired_count,
-            task_total=report.task_total,
+            task_total=len(preflight.running_tasks),
         )
+        left_alone = len(self.selection.too_young) + len(self.selection.beyond_max)
+        if left_alone:
+            self._log(
+                logging.INFO,
+                f"Recycling {report.task_total} of them in {len(self.selection.batches)} batches; {left_alone} left "
+                f"alone ({len(self.selection.too_young)} younger than min_task_age_seconds, "
+                f"{len(self.selection.beyond_max)} beyond max_tasks)",
+            )
 
     def _repair(self, stale: LockRecord, report: RecycleReport) -> None:
         """Take the expired lock over and finish its restore from the phase it recorded, then release it."""
@@ -164,9 +191,26 @@ class Recycler:
 
     def _surge(self) -> None:
         surge_started = self.capacity.surge()
-        replacement = self.watch.wait("surge task", surge_started)
-        self.watch.served(replacement["new_task_arn"], replacement["seconds"])
-        self._after_replacement(0)
+        surged = self.watch.wait("surge task", surge_started, self.capacity.snapshot.surge_size)
+        for arn in surged["new_task_arns"]:
+            self.watch.served(arn, surged["seconds"])
+        self.holder.write("renew lock 0")
+
+    def _batches(self) -> BatchRunner:
+        return BatchRunner(
+            self.request,
+            self.settings,
+            self.selection,
+            self.reads,
+            self.watch,
+            self.holder,
+            self.runtime,
+            self.clock,
+            self._log,
+            started=self.started,
+            batch_seconds=self.batch_seconds,
+            out_of_time_hint=self.out_of_time_hint,
+        )
 
     def _restore(self, report: RecycleReport) -> None:
         if self.holder.record is None:
@@ -177,67 +221,6 @@ class Recycler:
             # Another run took the service over meanwhile: it restores from its own lock.
             self._fail(report, e)
             report.restored = False
-
-    # -------------------------------------------------------------- recycle
-
-    def _recycle_all(self, report: RecycleReport) -> None:
-        total = len(self.originals)
-        for index, task_arn in enumerate(self.originals, start=1):
-            decision = self.runtime.step(f"stop task {index}", functools.partial(self._stop_one, task_arn, index))
-            if decision["action"] == "out_of_time":
-                report.tasks_remaining = self.originals[index - 1 :]
-                raise TimeBudgetExhausted(
-                    f"{len(report.tasks_recycled)} of {total} tasks recycled; the time budget "
-                    f"({decision['remaining']:.0f}s left, next task needs about {decision['needed']:.0f}s) "
-                    f"does not fit task {index}. {len(report.tasks_remaining)} tasks remain: run again, or "
-                    f"{self.out_of_time_hint}"
-                )
-            if decision["action"] == "skipped":
-                report.tasks_skipped.append(TaskResult(index, task_arn, None, 0.0, decision["note"]))
-                self._log(
-                    logging.WARNING,
-                    f"Task {index} was already stopped by someone else; skipping",
-                    task_arn=task_arn,
-                    note=decision["note"],
-                )
-                continue
-            self._log(logging.INFO, f"Recycling task {index}/{total}: {task_arn}", task_arn=task_arn)
-            try:
-                replacement = self.watch.wait(f"replacement {index}", decision["stopped_at"])
-            except Exception:
-                report.tasks_remaining = self.originals[index:]
-                raise
-            new_arn, seconds = replacement["new_task_arn"], replacement["seconds"]
-            self.watch.served(new_arn, seconds)
-            report.tasks_recycled.append(TaskResult(index, task_arn, new_arn, round(seconds, 1)))
-            self._after_replacement(index)
-            if self.request.wait_time:
-                self.runtime.sleep(f"wait after task {index}", self.request.wait_time)
-            self._log(
-                logging.INFO,
-                f"Task {index} recycled, waiting {self.request.wait_time}s",
-                task_arn=task_arn,
-                new_task_arn=new_arn,
-                seconds=round(seconds, 1),
-            )
-
-    def _after_replacement(self, index: int) -> None:
-        """Runs without a host deadline keep their lock alive as they make progress."""
-        if self.lock_ttl_seconds is not None:
-            self.holder.write(f"renew lock {index}")
-
-    def _stop_one(self, task_arn: str, index: int) -> dict[str, Any]:
-        remaining = self.runtime.remaining_seconds()
-        needed = self.watch.estimate() + self.request.wait_time + self.settings.restore_reserve_seconds
-        if remaining is not None and remaining < needed:
-            return {"action": "out_of_time", "remaining": remaining, "needed": needed}
-        ecs = self.reads.ecs
-        response = self.reads.call(ecs.stop_task, cluster=self.request.cluster_name, task=task_arn, reason=STOP_REASON)
-        task = response.get("task", {})
-        reason = task.get("stoppedReason") or ""
-        if reason and reason != STOP_REASON:
-            return {"action": "skipped", "note": f"already stopped: {reason}"}
-        return {"action": "stopped", "stopped_at": self.clock.now()}
 
     # ------------------------------------------------------------- outcomes
 
@@ -250,7 +233,7 @@ class Recycler:
             report.restored = False
         if not report.tasks_remaining:
             done = {t.old_task_arn for t in report.tasks_recycled + report.tasks_skipped}
-            report.tasks_remaining = [a for a in self.originals if a not in done]
+            report.tasks_remaining = [a for a in self.originals if a not in done] + list(self.selection.beyond_max)
 
     def _fail(self, report: RecycleReport, error: Exception) -> None:
         if report.error is not None:

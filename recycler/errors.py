@@ -62,6 +62,10 @@ class ReplacementFailed(RecycleError):
     """Replacement tasks kept stopping (for example TaskFailedToStart)."""
 
 
+class PlacementFailed(RecycleError):
+    """ECS kept reporting that it could not place a task, and none appeared within placement_timeout_seconds."""
+
+
 class ReplacementTimeout(RecycleError):
     """No healthy replacement appeared within replacement_timeout_seconds."""
 

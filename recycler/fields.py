@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, overload
 
 from recycler.errors import ConfigError, shown
 
@@ -33,8 +33,17 @@ def optional_bool(event: Mapping[str, Any], name: str, default: bool) -> bool:
     return value
 
 
-def optional_int(event: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    if name not in event:
+@overload
+def optional_int(event: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int: ...
+
+
+@overload
+def optional_int(event: Mapping[str, Any], name: str, default: None, low: int, high: int) -> int | None: ...
+
+
+def optional_int(event: Mapping[str, Any], name: str, default: int | None, low: int, high: int) -> int | None:
+    """An integer field in [low, high]; absent (or JSON null where the default is None) gives the default."""
+    if name not in event or (default is None and event[name] is None):
         return default
     value = event[name]
     if isinstance(value, bool) or not isinstance(value, int):

@@ -60,7 +60,7 @@ class LockHolder:
             ttl = (remaining if remaining is not None else 900.0) + 60.0
         return int(self.clock.now() + ttl)
 
-    def acquire(self, preflight: Preflight, surge: bool) -> None:
+    def acquire(self, preflight: Preflight, surge: bool, surge_size: int, total: int) -> None:
         """Take the lock: only over no item, or over the idle item the pre-flight read before its snapshot."""
         seen = preflight.lock
 
@@ -73,8 +73,8 @@ class LockHolder:
                 expires_at=self.expiry(),
                 phase=Phase.ACQUIRED,
                 started_at=int(now),
-                snapshot=preflight.snapshot(surge),
-                progress=Progress(total=len(preflight.running_task_arns), updated_at=int(now)),
+                snapshot=preflight.snapshot(surge, surge_size),
+                progress=Progress(total=total, updated_at=int(now)),
             )
             return self.store.acquire(record, seen).to_dict()
 

@@ -12,6 +12,7 @@ from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.lock_store import DynamoLockStore, lock_key
 from recycler.request import RecycleRequest
 from recycler.runtime import Clock
+from recycler.selection import Selection, TaskInfo, oldest_first
 
 # Older versions kept the lock in this service tag. It is never read as a lock now, only reported.
 LEGACY_LOCK_TAG_KEY = "ecs-task-recycle:lock"
@@ -35,24 +36,37 @@ class Preflight:
     desired_count: int
     running_count: int
     task_definition: str | None
-    all_task_arns: tuple[str, ...]
-    # Oldest first: the order the run stops them in.
-    running_task_arns: tuple[str, ...]
+    # The service's running originals (RUNNING, desired RUNNING), oldest first.
+    running_tasks: tuple[TaskInfo, ...]
+    # Its other tasks (starting or draining): never recycled, never taken for a replacement.
+    other_task_arns: tuple[str, ...]
     health_checked: bool
     target_groups: tuple[TargetGroup, ...]
     scalable_target: ScalableTarget | None
     lock: LockRecord | None
     legacy_lock_tag: bool
+    # When the pre-flight read the service (ages are measured from here).
+    read_at: float
+    # The service's deployment alarms, when ECS applies them to its deployments.
+    service_alarm_names: tuple[str, ...] = ()
+
+    @property
+    def running_task_arns(self) -> tuple[str, ...]:
+        return tuple(t.arn for t in self.running_tasks)
+
+    @property
+    def all_task_arns(self) -> tuple[str, ...]:
+        return self.running_task_arns + self.other_task_arns
 
     @property
     def stale_lock(self) -> LockRecord | None:
         """The expired, unreleased lock found: a run died holding it, and its restore is owed."""
         return self.lock if self.lock is not None and self.lock.phase != Phase.RELEASED else None
 
-    def snapshot(self, surge: bool) -> Snapshot:
+    def snapshot(self, surge: bool, surge_size: int = 1) -> Snapshot:
         target = self.scalable_target
         if target is None:
-            return Snapshot(desired_count=self.desired_count, surge=surge)
+            return Snapshot(desired_count=self.desired_count, surge=surge, surge_size=surge_size)
         flags = tuple(bool(target.suspended.get(flag, False)) for flag in SUSPENDED_FLAGS)
         return Snapshot(
             desired_count=self.desired_count,
@@ -61,13 +75,16 @@ class Preflight:
             min_capacity=target.min_capacity,
             max_capacity=target.max_capacity,
             suspended=(flags[0], flags[1], flags[2]),
+            surge_size=surge_size,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **{name: getattr(self, name) for name in self.__dataclass_fields__},
-            "all_task_arns": list(self.all_task_arns),
-            "running_task_arns": list(self.running_task_arns),
+            # Compact: a 5,000-task pre-flight must fit a 256 KB checkpoint.
+            "running_tasks": [[t.arn, t.started_at, t.zone] for t in self.running_tasks],
+            "other_task_arns": list(self.other_task_arns),
+            "service_alarm_names": list(self.service_alarm_names),
             "target_groups": [{"arn": g.arn, "port": g.port} for g in self.target_groups],
             "scalable_target": self.scalable_target.to_dict() if self.scalable_target else None,
             "lock": self.lock.to_dict() if self.lock else None,
@@ -79,8 +96,9 @@ class Preflight:
         return cls(
             **{
                 **data,
-                "all_task_arns": tuple(data["all_task_arns"]),
-                "running_task_arns": tuple(data["running_task_arns"]),
+                "running_tasks": tuple(TaskInfo(*entry) for entry in data["running_tasks"]),
+                "other_task_arns": tuple(data["other_task_arns"]),
+                "service_alarm_names": tuple(data.get("service_alarm_names") or ()),
                 "target_groups": tuple(TargetGroup(g["arn"], g.get("port")) for g in data["target_groups"]),
                 "scalable_target": ScalableTarget.from_dict(target) if target else None,
                 "lock": LockRecord.from_dict(lock) if lock else None,
@@ -109,10 +127,14 @@ def read_preflight(reads: ServiceReads, store: DynamoLockStore | None, clock: Cl
     service = reads.describe_service(include_tags=True)
     _refuse_untouchable(request, service)
     tasks = reads.describe_tasks(reads.list_task_arns())
-    running = sorted(
-        (t for t in tasks if t.get("lastStatus") == "RUNNING" and t.get("desiredStatus") == "RUNNING"),
-        key=lambda t: (str(t.get("startedAt", "")), t["taskArn"]),
+    running = oldest_first(
+        [
+            TaskInfo(t["taskArn"], _epoch(t.get("startedAt")), t.get("availabilityZone"))
+            for t in tasks
+            if t.get("lastStatus") == "RUNNING" and t.get("desiredStatus") == "RUNNING"
+        ]
     )
+    running_arns = {t.arn for t in running}
     return Preflight(
         service_arn=service["serviceArn"],
         cluster_arn=service.get("clusterArn", ""),
@@ -120,8 +142,8 @@ def read_preflight(reads: ServiceReads, store: DynamoLockStore | None, clock: Cl
         desired_count=int(service.get("desiredCount", 0)),
         running_count=int(service.get("runningCount", 0)),
         task_definition=service.get("taskDefinition"),
-        all_task_arns=tuple(sorted(t["taskArn"] for t in tasks)),
-        running_task_arns=tuple(t["taskArn"] for t in running),
+        running_tasks=tuple(running),
+        other_task_arns=tuple(sorted(t["taskArn"] for t in tasks if t["taskArn"] not in running_arns)),
         health_checked=reads.has_health_checks(service.get("taskDefinition")),
         target_groups=tuple(
             TargetGroup(lb["targetGroupArn"], lb.get("containerPort"))
@@ -131,7 +153,12 @@ def read_preflight(reads: ServiceReads, store: DynamoLockStore | None, clock: Cl
         scalable_target=reads.scalable_target(),
         lock=lock,
         legacy_lock_tag=any(t.get("key") == LEGACY_LOCK_TAG_KEY for t in service.get("tags", [])),
+        read_at=clock.now(),
     )
+
+
+def _epoch(value: Any) -> float | None:
+    return value.timestamp() if isinstance(value, datetime) else None
 
 
 def _refuse_untouchable(request: RecycleRequest, service: dict[str, Any]) -> None:
@@ -175,6 +202,9 @@ class Plan:
     """What a dry run says the run would do."""
 
     tasks_to_stop: tuple[str, ...]
+    batches: int
+    batch_size: int
+    left_alone: dict[str, Any]
     surge: dict[str, Any] | None
     stale_lock_to_repair: dict[str, Any] | None
     lock_table: str | None
@@ -188,25 +218,35 @@ class Plan:
         }
 
 
-def make_plan(preflight: Preflight, request: RecycleRequest, lock_table: str | None) -> Plan:
-    n = len(preflight.running_task_arns)
+def make_plan(preflight: Preflight, request: RecycleRequest, selection: Selection, lock_table: str | None) -> Plan:
+    batches = len(selection.batches)
+    surge_size = min(request.batch_size, len(selection.chosen))
     start = INITIAL_REPLACEMENT_ESTIMATE_SECONDS
     target = preflight.scalable_target
     surge = None
-    if request.maintain_service_state and n:
+    if request.maintain_service_state and batches:
+        surged = preflight.desired_count + surge_size
         surge = {
-            "desired_count": f"{preflight.desired_count} -> {preflight.desired_count + 1}",
+            "desired_count": f"{preflight.desired_count} -> {surged}",
             "suspend": ["DynamicScalingInSuspended", "ScheduledScalingSuspended"] if target else [],
-            "raise_max_capacity": bool(target and preflight.desired_count + 1 > target.max_capacity),
+            "raise_max_capacity": bool(target and surged > target.max_capacity),
         }
     stale = preflight.stale_lock
     return Plan(
-        tasks_to_stop=preflight.running_task_arns,
+        tasks_to_stop=selection.chosen,
+        batches=batches,
+        batch_size=request.batch_size,
+        left_alone={
+            "younger_than_min_task_age": len(selection.too_young),
+            "beyond_max_tasks": len(selection.beyond_max),
+            "protected": "checked just before each batch is stopped",
+        },
         surge=surge,
         stale_lock_to_repair={"owner": stale.owner, "phase": stale.phase, "expired_at": stale.expires_at}
         if stale
         else None,
         lock_table=lock_table,
-        estimated_seconds=round((n + (1 if surge else 0)) * start + n * request.wait_time),
-        estimate_basis=f"{start:.0f}s per replacement (not yet measured) plus wait_time",
+        estimated_seconds=round((batches + (1 if surge else 0)) * start + batches * request.wait_time),
+        estimate_basis=f"{start:.0f}s per batch of replacements (not yet measured) plus wait_time, "
+        f"{batches} batches of up to {request.batch_size}",
     )

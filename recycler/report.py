@@ -12,7 +12,10 @@ class TaskResult:
     old_task_arn: str
     new_task_arn: str | None
     seconds: float
+    # Why a task was skipped: younger than the minimum age, protected until T, stopped by someone else.
     note: str | None = None
+    # The batch it was stopped in (None: it never was).
+    batch: int | None = None
 
 
 @dataclass

@@ -27,6 +27,12 @@ _SERVICE_ARN = re.compile(
     re.ASCII,
 )
 MAX_WAIT_TIME_SECONDS = 900
+DEFAULT_WAIT_TIME = 30
+MAX_BATCH_SIZE = 100
+# ECS runs at most 5,000 tasks per service.
+MAX_TASKS_LIMIT = 5_000
+# Ten years: an age beyond that is a typo, not a policy.
+MAX_TASK_AGE_SECONDS = 10 * 365 * 86_400
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,14 @@ class RecycleRequest:
     cluster: str
     service: str
     maintain_service_state: bool = True
-    wait_time: int = 30
+    wait_time: int = DEFAULT_WAIT_TIME
     dry_run: bool = False
+    # Up to this many tasks are stopped at once; the surge is as large.
+    batch_size: int = 1
+    # Originals younger than this are left alone (and reported as skipped).
+    min_task_age_seconds: int = 0
+    # Recycle at most this many, the oldest first; None: all of them.
+    max_tasks: int | None = None
 
     @property
     def cluster_name(self) -> str:
@@ -67,7 +79,16 @@ class RecycleRequest:
                 raise ConfigError(name, f"the ARN is in region {arn_region}, but the session is in {region}")
 
 
-_EVENT_FIELDS = {"cluster_name", "service_name", "maintain_service_state", "wait_time", "dry_run"}
+_EVENT_FIELDS = {
+    "cluster_name",
+    "service_name",
+    "maintain_service_state",
+    "wait_time",
+    "dry_run",
+    "batch_size",
+    "min_task_age_seconds",
+    "max_tasks",
+}
 
 
 def parse_event(event: Any) -> RecycleRequest:
@@ -97,8 +118,11 @@ def parse_event(event: Any) -> RecycleRequest:
         cluster=cluster,
         service=service,
         maintain_service_state=optional_bool(event, "maintain_service_state", True),
-        wait_time=optional_int(event, "wait_time", 30, 0, MAX_WAIT_TIME_SECONDS),
+        wait_time=optional_int(event, "wait_time", DEFAULT_WAIT_TIME, 0, MAX_WAIT_TIME_SECONDS),
         dry_run=optional_bool(event, "dry_run", False),
+        batch_size=optional_int(event, "batch_size", 1, 1, MAX_BATCH_SIZE),
+        min_task_age_seconds=optional_int(event, "min_task_age_seconds", 0, 0, MAX_TASK_AGE_SECONDS),
+        max_tasks=optional_int(event, "max_tasks", None, 1, MAX_TASKS_LIMIT),
     )
     if service_arn and service_arn.group("cluster") not in (None, request.cluster_name):
         raise ConfigError(

@@ -58,6 +58,8 @@ class RecycleSettings:
     max_failed_replacements: int = 3
     # Enough for three restore calls, each retried, with botocore's own retries.
     restore_reserve_seconds: int = 60
+    # ECS keeps saying "unable to place a task" and no new task has appeared for this long: give up.
+    placement_timeout_seconds: int = 120
     # The lock table, for local runs; in Lambda the template's LOCK_TABLE_NAME wins.
     lock_table_name: str | None = None
 
@@ -79,6 +81,7 @@ _RECYCLE_LIMITS: dict[str, tuple[type, float, float]] = {
     "poll_interval_seconds": (float, 0.5, 300),
     "replacement_timeout_seconds": (int, 30, 3600),
     "max_failed_replacements": (int, 1, 50),
+    "placement_timeout_seconds": (int, 30, 3600),
     "restore_reserve_seconds": (int, 10, 600),
 }
 

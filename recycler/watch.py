@@ -15,13 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from recycler.aws import ServiceReads
-from recycler.errors import ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
+from recycler.errors import PlacementFailed, ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
 from recycler.holder import Log
 from recycler.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, TargetGroup
 from recycler.runtime import Clock, Runtime
 from recycler.settings import RecycleSettings
 
 STOP_REASON = "Stopped by ecs-task-recycle (one-at-a-time restart)"
+# What ECS's service event says when it cannot place a task (no capacity, no matching instance).
+PLACEMENT_FAILURE = "was unable to place a task"
 # How much longer than the slowest replacement seen so far the next one may take.
 ESTIMATE_SAFETY_FACTOR = 1.5
 
@@ -61,22 +63,69 @@ class ReplacementWatch:
             return INITIAL_REPLACEMENT_ESTIMATE_SECONDS
         return max(self.start_seconds_seen) * ESTIMATE_SAFETY_FACTOR
 
-    def wait(self, name: str, since: float) -> dict[str, Any]:
-        """Wait until a task this service did not have before is up and serving; returns it and the seconds taken."""
+    def wait(self, name: str, since: float, count: int = 1) -> dict[str, Any]:
+        """Wait until `count` tasks this service did not have before are up and serving.
+
+        Returns ``new_task_arns`` (in the order they were first seen serving) and
+        ``seconds``: how long after ``since`` they all served, with the service
+        stable again (the tasks they replace drained).
+        """
         poll = self.settings.poll_interval_seconds
         # Replacements have taken at least this long so far; polling earlier only costs API calls.
         if self.min_start_seconds is not None and self.min_start_seconds > 2 * poll:
-            self.runtime.sleep(f"{name} head start", int(self.min_start_seconds - poll))
-        initial = {"done": False, "since": since, "failures": 0, "failed_arns": [], "candidate": None}
-        return self.runtime.wait_until(name, lambda state: self._check_new_task(state), initial, poll)
+            self.runtime.sleep(f"{name} head start", int(self.min_start_seconds))
+        initial = {
+            "done": False,
+            "since": since,
+            "count": count,
+            "failures": 0,
+            "failed_arns": [],
+            "serving": {},
+            "new_seen": 0,
+            "last_new_at": 0.0,
+            "candidate": None,
+        }
+        return self.runtime.wait_until(name, lambda state: self._check_new_tasks(state), initial, poll)
 
-    def _check_new_task(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _check_new_tasks(self, state: dict[str, Any]) -> dict[str, Any]:
         state = dict(state)
         now = self.clock.now()
         elapsed = now - state["since"]
         service = self.reads.describe_service()
         new_arns = [a for a in self.reads.list_task_arns() if a not in self.known_arns]
         new_tasks = self.reads.describe_tasks(new_arns) if new_arns else []
+        self._count_failures(service, new_tasks, state)
+        failed = set(state["failed_arns"])
+        serving = {t["taskArn"] for t in new_tasks if t["taskArn"] not in failed and self._is_serving(t)}
+        # When each was first seen serving (one that stopped serving meanwhile no longer counts).
+        state["serving"] = {arn: state["serving"].get(arn, elapsed) for arn in serving}
+        if len(serving) >= state["count"] and self._is_stable(service):
+            order = sorted(state["serving"], key=lambda arn: (state["serving"][arn], arn))[: state["count"]]
+            return {**state, "done": True, "new_task_arns": order, "seconds": elapsed}
+        if len(new_arns) > state["new_seen"]:
+            state["new_seen"], state["last_new_at"] = len(new_arns), elapsed
+        pending = [t for t in new_tasks if t["taskArn"] not in serving and t["taskArn"] not in failed]
+        state["candidate"] = f"{pending[0]['taskArn']} ({pending[0].get('lastStatus')})" if pending else None
+        self._check_placement(service, state, elapsed)
+        if elapsed >= self.settings.replacement_timeout_seconds:
+            limit, candidate = self.settings.replacement_timeout_seconds, state["candidate"] or "none started"
+            raise ReplacementTimeout(
+                f"{len(serving)} of {state['count']} replacements healthy within {limit}s (waiting for: {candidate})"
+                if state["count"] > 1
+                else f"no healthy replacement within {limit}s (candidate: {candidate})"
+            )
+        remaining = self.runtime.remaining_seconds()
+        if (
+            remaining is not None
+            and remaining - self.settings.poll_interval_seconds < self.settings.restore_reserve_seconds
+        ):
+            raise TimeBudgetExhausted(
+                "the time budget ran out while waiting for a replacement; stopping here so the restore still fits"
+            )
+        return state
+
+    def _count_failures(self, service: dict[str, Any], new_tasks: list[dict[str, Any]], state: dict[str, Any]) -> None:
+        """Replacements that stopped before serving (TaskFailedToStart and the like): give up after too many."""
         failed = [t for t in new_tasks if _failed_replacement(t)]
         failed += [
             t
@@ -100,24 +149,21 @@ class ReplacementWatch:
                     f"{state['failures']} replacement tasks stopped before becoming healthy; "
                     f"last stoppedReason: {reason}"
                 )
-        serving = [t for t in new_tasks if t not in failed and self._is_serving(t)]
-        if serving and self._is_stable(service):
-            return {**state, "done": True, "new_task_arn": serving[0]["taskArn"], "seconds": elapsed}
-        state["candidate"] = serving[0]["taskArn"] if serving else (new_arns[0] if new_arns else None)
-        if elapsed >= self.settings.replacement_timeout_seconds:
-            raise ReplacementTimeout(
-                f"no healthy replacement within {self.settings.replacement_timeout_seconds}s "
-                f"(candidate: {state['candidate'] or 'none started'})"
+
+    def _check_placement(self, service: dict[str, Any], state: dict[str, Any], elapsed: float) -> None:
+        """ECS keeps saying it cannot place a task, and no new task has appeared for placement_timeout_seconds."""
+        since = state["since"]
+        unplaced = [
+            e
+            for e in service.get("events", [])
+            if PLACEMENT_FAILURE in str(e.get("message", "")) and _epoch(e.get("createdAt")) >= since - 1
+        ]
+        stalled = elapsed - state["last_new_at"]
+        if unplaced and stalled >= self.settings.placement_timeout_seconds:
+            raise PlacementFailed(
+                f"ECS could not place a task for {stalled:.0f}s (placement_timeout_seconds "
+                f"{self.settings.placement_timeout_seconds}): {unplaced[0].get('message')}"
             )
-        remaining = self.runtime.remaining_seconds()
-        if (
-            remaining is not None
-            and remaining - self.settings.poll_interval_seconds < self.settings.restore_reserve_seconds
-        ):
-            raise TimeBudgetExhausted(
-                "the time budget ran out while waiting for a replacement; stopping here so the restore still fits"
-            )
-        return state
 
     def _newly_failed(self, service: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
         """Failed starts that vanished between two polls: the deployment's failedTasks counter moved."""
@@ -176,6 +222,10 @@ def _failed_replacement(task: dict[str, Any]) -> bool:
 def _created_at(task: dict[str, Any]) -> float:
     created = task.get("createdAt")
     return created.timestamp() if isinstance(created, datetime) else float("inf")
+
+
+def _epoch(value: Any) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float("-inf")
 
 
 def _task_ip(task: dict[str, Any]) -> str | None:

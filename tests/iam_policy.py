@@ -482,7 +482,7 @@ def calls_from_api(
             if namespace:
                 context["ecs:namespace"] = namespace
             return [call(service_arn(str(params["service"])), **context)]
-        if operation in ("DescribeTasks", "StopTask"):
+        if operation in ("DescribeTasks", "StopTask", "GetTaskProtection"):
             tasks = params.get("tasks") or [params.get("task")]
             return [call(task_arn(str(t)), **{"ecs:cluster": cluster_arn}) for t in tasks]
         if operation == "ListTasks":

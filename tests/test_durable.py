@@ -135,7 +135,8 @@ def test_200_tasks_recycle_with_each_task_stopped_once_across_replays(
     assert outcome.report == {**result, "notification": None}
 
     # ... over hundreds of invocations, each replaying the run from the top
-    assert len(outcome.meter.invocations) > 3 * 200
+    # (each task suspends at least twice: its replacement's head start and wait_time)
+    assert len(outcome.meter.invocations) > 2 * 200
     # ... yet every original task was stopped exactly once, and by one StopTask call each
     bed.assert_each_original_stopped_at_most_once()
     assert bed.originals_stopped() == set(bed.snapshots[SERVICE]["tasks"])
@@ -146,8 +147,8 @@ def test_200_tasks_recycle_with_each_task_stopped_once_across_replays(
 
     # The waits were durable waits and the replacements durable wait-for-conditions, in virtual time
     # close to the inherent minimum (surge start, then start + wait_time per task).
-    assert outcome.result.get_wait("wait after task 200").operation_type is OperationType.WAIT
-    assert outcome.step("replacement 200").sub_type == "WaitForCondition"
+    assert outcome.result.get_wait("wait after batch 200").operation_type is OperationType.WAIT
+    assert outcome.step("replacements 200").sub_type == "WaitForCondition"
     assert 40 + 200 * (40 + 60) <= result["duration_seconds"] <= 1.05 * (40 + 200 * (40 + 60))
 
     # The lock was renewed as the run progressed, so it never looked abandoned.
@@ -183,7 +184,7 @@ def test_replacement_never_healthy_restores_then_fails_the_execution(bed: Bed, d
     # Task 1's replacement started before the release broke; task 2's never became healthy.
     assert len(report["tasks_recycled"]) == 1 and len(report["tasks_remaining"]) == 1
     assert report["restored"] is True
-    assert outcome.step("replacement 2").status is OperationStatus.FAILED
+    assert outcome.step("replacements 2").status is OperationStatus.FAILED
     assert outcome.step("restore desired count").status is OperationStatus.SUCCEEDED
     assert outcome.step("notify").status is OperationStatus.SUCCEEDED
     bed.assert_restored()
@@ -198,7 +199,7 @@ def test_a_step_that_fails_after_its_retries_restores(bed: Bed, durable: Callabl
     outcome = durable()
 
     # THEN the step was tried three times, then the run restored and the execution FAILED
-    step = outcome.step("stop task 2")
+    step = outcome.step("stop batch 2")
     assert step.status is OperationStatus.FAILED and step.attempt == durable_bounds.STEP_ATTEMPTS
     assert bed.sim.calls["stop_task"] == 1 + durable_bounds.STEP_ATTEMPTS
     _failed_with(outcome, "StopTask failed: AccessDeniedException", "service restored")
@@ -224,20 +225,42 @@ def test_a_refusal_is_not_retried(bed: Bed, durable: Callable[..., Outcome]) -> 
 # --------------------------------------------------------------------------- #
 
 
-def test_a_worst_case_beyond_the_execution_timeout_is_refused_before_any_change(
+def test_an_estimate_beyond_the_execution_timeout_is_refused_before_any_change(
     bed: Bed, durable: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a 1 h ExecutionTimeout and 10 tasks that may each take replacement_timeout_seconds 600
+    # GIVEN a 1 h ExecutionTimeout and 40 tasks, one at a time (about 2.3 h by the plan's estimate)
     monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, "3600")
-    bed.add_service(tasks=10, target=(1, 20))
+    bed.add_service(tasks=40, target=(1, 50))
 
     outcome = durable()
 
+    # THEN it is refused before anything changed, with the real task count and what would fit
     message = _failed_with(outcome, "Nothing was changed", "ExecutionTimeout (3600s)", "DurableExecutionTimeout")
-    assert "replacement_timeout_seconds in input.json to" in message
+    assert "40 tasks in 40 batches" in message and "raise batch_size" in message
     assert "lock" not in outcome.names() and "surge" not in outcome.names()
-    assert not bed.sim.calls.keys() & {"update_service", "stop_task", "tag_resource", "register_scalable_target"}
+    assert not bed.sim.calls.keys() & {"update_service", "stop_task", "put_item", "register_scalable_target"}
     bed.assert_restored()
+
+
+def test_a_batch_that_no_longer_fits_the_execution_stops_restores_and_says_how_to_carry_on(
+    bed: Bed, durable: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a 1 h ExecutionTimeout, and 15 tasks admitted by the estimate that turn out slow (5 min each)
+    monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, "3600")
+    bed.add_service(tasks=15, target=(1, 20), behaviour=Behaviour(start_seconds=300))
+
+    outcome = durable()
+
+    # THEN before the batch whose worst case no longer fits, it stops, restores, and reports incomplete
+    report = outcome.report
+    assert report["status"] == "incomplete" and report["restored"] is True, report["error"]
+    assert 0 < len(report["tasks_recycled"]) < 15
+    assert len(report["tasks_recycled"]) + len(report["tasks_remaining"]) == 15
+    # AND its error is the event that carries on, skipping what this run replaced
+    resume = json.loads(report["error"].split("carry on with the event ", 1)[1].split("}", 1)[0] + "}")
+    assert resume["cluster_name"] == CLUSTER and resume["min_task_age_seconds"] >= 3600
+    bed.assert_restored()
+    bed.assert_capacity_held()
 
 
 def test_an_invalid_event_fails_before_any_aws_call(bed: Bed, durable: Callable[..., Outcome]) -> None:
@@ -379,15 +402,24 @@ def test_execution_timeout_comes_from_the_environment(monkeypatch: pytest.Monkey
             durable_bounds.execution_timeout_seconds()
 
 
-def test_worst_case_bound_and_lock_ttl() -> None:
+def test_batch_bounds_and_lock_ttl() -> None:
     request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30})
     settings = parse_config({}).recycle
-    # Each replacement (and the surge) may take replacement_timeout_seconds plus a poll.
-    one, two = (durable_bounds.worst_case_seconds(n, request, settings) for n in (1, 2))
-    assert two - one == settings.replacement_timeout_seconds + settings.poll_interval_seconds + 30 + (
+    # One batch may take replacement_timeout_seconds plus a poll, wait_time and the per-batch allowance ...
+    worst = durable_bounds.batch_worst_case_seconds(request, settings)
+    assert worst == settings.replacement_timeout_seconds + settings.poll_interval_seconds + 30 + (
         durable_bounds.PER_TASK_OVERHEAD_SECONDS
     )
-    # The lock outlives the longest stretch between renewals: the surge plus the first replacement.
+    # ... and before each batch, that and the restore must fit, however fast replacements have been
+    needed = durable_bounds.batch_seconds(request, settings)
+    assert needed(10.0) == worst + settings.restore_reserve_seconds
+    assert needed(5000.0) == 5000.0 + 30 + settings.restore_reserve_seconds
+    # The estimate grows by one batch of replacements and one wait per batch.
+    one, two = (durable_bounds.estimated_seconds(n, request, settings) for n in (1, 2))
+    assert two - one == durable_bounds.INITIAL_REPLACEMENT_ESTIMATE_SECONDS + settings.poll_interval_seconds + 30 + (
+        durable_bounds.PER_TASK_OVERHEAD_SECONDS
+    )
+    # The lock outlives the longest stretch between renewals: the surge plus the first batch.
     ttl = durable_bounds.lock_ttl_seconds(settings, request)
     assert ttl > 2 * (settings.replacement_timeout_seconds + settings.poll_interval_seconds)
 

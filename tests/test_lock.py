@@ -18,7 +18,7 @@ from interleave import interleaving
 import lambda_function
 from dev.simulator import FakeLambdaContext
 from recycler import cli, invocation
-from recycler.errors import ConfigError
+from recycler.errors import AwsCallFailed, ConfigError
 from recycler.lock import Phase
 from recycler.preflight import LEGACY_LOCK_TAG_KEY
 from recycler.report import RecycleReport
@@ -341,11 +341,19 @@ def test_a_failed_desired_count_restore_leaves_the_target_surged_for_the_repair(
     bed.assert_restored()
 
 
-def test_a_lock_that_could_not_be_released_is_not_a_success_and_costs_no_task(bed: Bed) -> None:
+def test_a_lock_that_could_not_be_released_is_not_a_success_and_costs_no_task(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GIVEN the release (the last write to the lock item) fails on every attempt
     bed.add_service(tasks=2, target=(1, 4))
-    writes_before_release = 5  # surging, surged, restoring, desired restored, target restored
-    bed.sim.fail("update_item", "AccessDeniedException", times=3, after_calls=writes_before_release)
+    real_write = bed.store.write
+
+    def write(current: Any, **changes: Any) -> Any:
+        if changes.get("phase") == Phase.RELEASED:
+            raise AwsCallFailed("UpdateItem failed: AccessDeniedException: simulated")
+        return real_write(current, **changes)
+
+    monkeypatch.setattr(bed.store, "write", write)
 
     report = bed.run(wait_time=0)
 
@@ -357,6 +365,7 @@ def test_a_lock_that_could_not_be_released_is_not_a_success_and_costs_no_task(be
     assert lock is not None and lock.phase == Phase.TARGET_RESTORED
 
     # WHEN the next run comes after the lock expired
+    monkeypatch.undo()
     bed.clock.sleep(2000)
     report = bed.run(owner="run-2", wait_time=0)
 

@@ -1,0 +1,165 @@
+"""The recycle itself: batch after batch, stop the tasks, wait for their replacements, pause.
+
+Before each batch, one step checks that the time left still fits one more
+batch and the restore, skips the tasks that protected themselves (ECS task
+scale-in protection, one GetTaskProtection call per batch), and stops the
+others. The batch is done when every task it stopped has a healthy
+replacement, tracked by identity (recycler.watch); then comes wait_time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from recycler.aws import ServiceReads
+from recycler.errors import TimeBudgetExhausted
+from recycler.holder import LockHolder, Log
+from recycler.lock import Progress
+from recycler.report import RecycleReport, TaskResult
+from recycler.request import DEFAULT_WAIT_TIME, RecycleRequest
+from recycler.runtime import Clock, Runtime
+from recycler.selection import Selection
+from recycler.settings import RecycleSettings
+from recycler.watch import STOP_REASON, ReplacementWatch
+
+# The re-invocation of an incomplete run skips what it replaced: tasks younger than its duration, rounded up.
+RESUME_AGE_STEP = 3_600
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        request: RecycleRequest,
+        settings: RecycleSettings,
+        selection: Selection,
+        reads: ServiceReads,
+        watch: ReplacementWatch,
+        holder: LockHolder,
+        runtime: Runtime,
+        clock: Clock,
+        log: Log,
+        *,
+        started: float,
+        batch_seconds: Callable[[float], float],
+        out_of_time_hint: str,
+    ) -> None:
+        self.request = request
+        self.settings = settings
+        self.selection = selection
+        self.reads = reads
+        self.watch = watch
+        self.holder = holder
+        self.runtime = runtime
+        self.clock = clock
+        self.log = log
+        self.started = started
+        self.batch_seconds = batch_seconds
+        self.out_of_time_hint = out_of_time_hint
+
+    def run(self, report: RecycleReport) -> None:
+        done = 0
+        for number, batch in enumerate(self.selection.batches, start=1):
+            first = done + 1
+            decision = self.runtime.step(f"stop batch {number}", functools.partial(self._stop_batch, batch, first))
+            if decision["action"] == "out_of_time":
+                report.tasks_remaining = list(self.selection.chosen[done:])
+                raise TimeBudgetExhausted(self._out_of_time(report, decision, number))
+            for skipped in decision["skipped"]:
+                index = first + batch.index(skipped["arn"])
+                report.tasks_skipped.append(TaskResult(index, skipped["arn"], None, 0.0, skipped["note"], number))
+                self.log(logging.WARNING, f"Task {index} skipped: {skipped['note']}", task_arn=skipped["arn"])
+            stopped = decision["stopped"]
+            if stopped:
+                try:
+                    new = self.watch.wait(f"replacements {number}", decision["stopped_at"], len(stopped))
+                except Exception:
+                    report.tasks_remaining = [a for a in self.selection.chosen[done:] if a not in stopped]
+                    raise
+                self._record_batch(report, batch, first, number, stopped, new)
+            done += len(batch)
+            self.holder.write(f"renew lock {number}", progress=self._progress(report, number))
+            if stopped and self.request.wait_time:
+                self.runtime.sleep(f"wait after batch {number}", self.request.wait_time)
+        report.tasks_remaining += list(self.selection.beyond_max)
+
+    def _record_batch(
+        self, report: RecycleReport, batch: tuple[str, ...], first: int, number: int, stopped: list[str], new: Any
+    ) -> None:
+        """Each stopped task and its replacement (paired in the order they served), logged before the wait."""
+        for old_arn, new_arn in zip(stopped, new["new_task_arns"], strict=True):
+            self.watch.served(new_arn, new["seconds"])
+            index, seconds = first + batch.index(old_arn), round(new["seconds"], 1)
+            report.tasks_recycled.append(TaskResult(index, old_arn, new_arn, seconds, batch=number))
+            self.log(
+                logging.INFO,
+                f"Task {index} recycled, waiting {self.request.wait_time}s",
+                task_arn=old_arn,
+                new_task_arn=new_arn,
+                seconds=seconds,
+                batch=number,
+            )
+
+    def _progress(self, report: RecycleReport, batch: int) -> Progress:
+        return Progress(
+            recycled=len(report.tasks_recycled),
+            total=len(self.selection.chosen),
+            batch=batch,
+            updated_at=int(self.clock.now()),
+        )
+
+    def _stop_batch(self, batch: tuple[str, ...], first: int) -> dict[str, Any]:
+        """If the time left fits one more batch: skip the protected tasks, stop the others. One step."""
+        remaining = self.runtime.remaining_seconds()
+        needed = self.batch_seconds(self.watch.estimate())
+        if remaining is not None and remaining < needed:
+            return {"action": "out_of_time", "remaining": remaining, "needed": needed, "now": self.clock.now()}
+        protected = self.reads.task_protection(list(batch))
+        stopped: list[str] = []
+        skipped: list[dict[str, str]] = []
+        for offset, arn in enumerate(batch):
+            if arn in protected:
+                skipped.append({"arn": arn, "note": f"protected (task scale-in protection) until {protected[arn]}"})
+                continue
+            self.log(logging.INFO, f"Recycling task {first + offset}/{len(self.selection.chosen)}: {arn}", task_arn=arn)
+            ecs = self.reads.ecs
+            response = self.reads.call(ecs.stop_task, cluster=self.request.cluster_name, task=arn, reason=STOP_REASON)
+            reason = response.get("task", {}).get("stoppedReason") or ""
+            if reason and reason != STOP_REASON:
+                skipped.append({"arn": arn, "note": f"stopped by someone else: {reason}"})
+                continue
+            stopped.append(arn)
+        return {"action": "stopped", "stopped": stopped, "skipped": skipped, "stopped_at": self.clock.now()}
+
+    def _out_of_time(self, report: RecycleReport, decision: dict[str, Any], number: int) -> str:
+        remaining = len(report.tasks_remaining)
+        resume = json.dumps(self._resume_event(report, decision["now"]))
+        return (
+            f"{len(report.tasks_recycled)} of {len(self.selection.chosen)} tasks recycled; the time budget "
+            f"({decision['remaining']:.0f}s left, the next batch needs about {decision['needed']:.0f}s) does not "
+            f"fit batch {number}. {remaining} tasks remain: carry on with the event {resume}, "
+            f"or {self.out_of_time_hint}"
+        )
+
+    def _resume_event(self, report: RecycleReport, now: float) -> dict[str, Any]:
+        """The event that carries on where this run stopped: what it replaced is younger than min_task_age_seconds."""
+        request = self.request
+        event: dict[str, Any] = {"cluster_name": request.cluster, "service_name": request.service}
+        if not request.maintain_service_state:
+            event["maintain_service_state"] = False
+        if request.wait_time != DEFAULT_WAIT_TIME:
+            event["wait_time"] = request.wait_time
+        if request.batch_size != 1:
+            event["batch_size"] = request.batch_size
+        ran = max(now - self.started, 1.0)
+        event["min_task_age_seconds"] = request.min_task_age_seconds or RESUME_AGE_STEP * math.ceil(
+            ran / RESUME_AGE_STEP
+        )
+        if request.max_tasks is not None:
+            # The tasks this run did not get to; those beyond max_tasks were never its business.
+            event["max_tasks"] = max(1, len(report.tasks_remaining))
+        return event

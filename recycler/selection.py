@@ -1,0 +1,79 @@
+"""Which tasks a run recycles, and in which batches: oldest first, balanced across availability zones.
+
+- Originals younger than ``min_task_age_seconds`` are left alone, each with a
+  note; that is what makes an incomplete run resumable (what it replaced is young).
+- ``max_tasks`` takes the oldest of the rest; the others are left for a later run.
+- A batch of more than one takes its tasks round-robin from the zones that hold
+  the most remaining originals, oldest first within each zone, so that no zone
+  loses more than its share at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One running original: its ARN, when it started (epoch seconds) and its availability zone."""
+
+    arn: str
+    started_at: float | None
+    zone: str | None
+
+
+@dataclass(frozen=True)
+class Selection:
+    batches: tuple[tuple[str, ...], ...]
+    # (task ARN, why it is left alone)
+    too_young: tuple[tuple[str, str], ...]
+    # Eligible, but beyond max_tasks: left for a later run.
+    beyond_max: tuple[str, ...]
+
+    @property
+    def chosen(self) -> tuple[str, ...]:
+        return tuple(arn for batch in self.batches for arn in batch)
+
+
+def oldest_first(tasks: Sequence[TaskInfo]) -> list[TaskInfo]:
+    # A task whose start time is unknown sorts first: its age cannot prove it young.
+    return sorted(tasks, key=lambda t: (t.started_at if t.started_at is not None else float("-inf"), t.arn))
+
+
+def select(
+    tasks: Sequence[TaskInfo], now: float, batch_size: int, min_task_age_seconds: int, max_tasks: int | None
+) -> Selection:
+    young: list[tuple[str, str]] = []
+    eligible: list[TaskInfo] = []
+    for task in oldest_first(tasks):
+        age = now - task.started_at if task.started_at is not None else None
+        if age is not None and age < min_task_age_seconds:
+            young.append(
+                (task.arn, f"started {age:.0f}s ago, younger than min_task_age_seconds ({min_task_age_seconds}s)")
+            )
+        else:
+            eligible.append(task)
+    chosen = eligible if max_tasks is None else eligible[:max_tasks]
+    beyond = () if max_tasks is None else tuple(t.arn for t in eligible[max_tasks:])
+    return Selection(tuple(batches_of(chosen, batch_size)), tuple(young), beyond)
+
+
+def batches_of(tasks: Sequence[TaskInfo], batch_size: int) -> list[tuple[str, ...]]:
+    """Tasks (oldest first) cut into batches; beyond one task a batch spreads over the fullest zones."""
+    if batch_size == 1:
+        return [(task.arn,) for task in tasks]
+    queues: dict[str | None, deque[TaskInfo]] = {}
+    for task in tasks:
+        queues.setdefault(task.zone, deque()).append(task)
+    order = {task.arn: index for index, task in enumerate(tasks)}
+    batches: list[tuple[str, ...]] = []
+    while any(queues.values()):
+        batch: list[str] = []
+        while len(batch) < batch_size and any(queues.values()):
+            # The zone with the most originals left; on a tie, the one whose oldest is oldest.
+            zone = max((z for z, q in queues.items() if q), key=lambda z: (len(queues[z]), -order[queues[z][0].arn]))
+            batch.append(queues[zone].popleft().arn)
+        batches.append(tuple(batch))
+    return batches
