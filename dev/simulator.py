@@ -152,6 +152,8 @@ class Observation:
     min_serving: dict[str, int] = field(default_factory=dict)
     max_live: dict[str, int] = field(default_factory=dict)
     stops: dict[str, int] = field(default_factory=dict)  # task arn -> StopTask calls that stopped it
+    # Tasks a StopTask reached while their scale-in protection was on.
+    stopped_while_protected: list[str] = field(default_factory=list)
 
 
 class EcsSimulator:
@@ -584,6 +586,8 @@ class EcsSimulator:
         prior = task.last_status if task is not None else None
         task = original(backend, *args, **kwargs)
         arn = task.task_arn
+        if self.is_protected(arn):
+            self.observed.stopped_while_protected.append(arn)
         self.observed.stops[arn] = self.observed.stops.get(arn, 0) + 1
         meta = self.meta.get(arn)
         if meta is not None and prior == "RUNNING":
@@ -624,6 +628,10 @@ class EcsSimulator:
         )
 
     # ------------------------------------------------- task protection
+
+    @staticmethod
+    def datetime_at(epoch: float) -> datetime:
+        return datetime.fromtimestamp(epoch, UTC)
 
     def protect(self, task_arn: str, seconds: float) -> None:
         """UpdateTaskProtection(protectionEnabled=True, expiresInMinutes=seconds / 60), as the task would call it."""

@@ -91,8 +91,8 @@ class BatchRunner:
         self, report: RecycleReport, batch: tuple[str, ...], first: int, number: int, stopped: list[str], new: Any
     ) -> None:
         """Each stopped task and its replacement (paired in the order they served), logged before the wait."""
+        self.watch.served(new)
         for old_arn, new_arn in zip(stopped, new["new_task_arns"], strict=True):
-            self.watch.served(new_arn, new["seconds"])
             index, seconds = first + batch.index(old_arn), round(new["seconds"], 1)
             report.tasks_recycled.append(TaskResult(index, old_arn, new_arn, seconds, batch=number))
             self.log(

@@ -192,8 +192,7 @@ class Recycler:
     def _surge(self) -> None:
         surge_started = self.capacity.surge()
         surged = self.watch.wait("surge task", surge_started, self.capacity.snapshot.surge_size)
-        for arn in surged["new_task_arns"]:
-            self.watch.served(arn, surged["seconds"])
+        self.watch.served(surged)
         self.holder.write("renew lock 0")
 
     def _batches(self) -> BatchRunner:

@@ -3,9 +3,9 @@
 - Originals younger than ``min_task_age_seconds`` are left alone, each with a
   note; that is what makes an incomplete run resumable (what it replaced is young).
 - ``max_tasks`` takes the oldest of the rest; the others are left for a later run.
-- A batch of more than one takes its tasks round-robin from the zones that hold
-  the most remaining originals, oldest first within each zone, so that no zone
-  loses more than its share at once.
+- A batch of more than one takes its tasks round-robin over the zones, those
+  holding the most remaining originals first, oldest first within each zone, so
+  that no zone loses more than its share at once.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def select(
 
 
 def batches_of(tasks: Sequence[TaskInfo], batch_size: int) -> list[tuple[str, ...]]:
-    """Tasks (oldest first) cut into batches; beyond one task a batch spreads over the fullest zones."""
+    """Tasks (oldest first) cut into batches; beyond one task a batch goes round the zones, fullest first."""
     if batch_size == 1:
         return [(task.arn,) for task in tasks]
     queues: dict[str | None, deque[TaskInfo]] = {}
@@ -70,10 +70,12 @@ def batches_of(tasks: Sequence[TaskInfo], batch_size: int) -> list[tuple[str, ..
     order = {task.arn: index for index, task in enumerate(tasks)}
     batches: list[tuple[str, ...]] = []
     while any(queues.values()):
+        # Zones with the most originals left first; on a tie, the one whose oldest is oldest.
+        zones = sorted((z for z, q in queues.items() if q), key=lambda z: (-len(queues[z]), order[queues[z][0].arn]))
         batch: list[str] = []
-        while len(batch) < batch_size and any(queues.values()):
-            # The zone with the most originals left; on a tie, the one whose oldest is oldest.
-            zone = max((z for z, q in queues.items() if q), key=lambda z: (len(queues[z]), -order[queues[z][0].arn]))
-            batch.append(queues[zone].popleft().arn)
+        while len(batch) < batch_size and any(queues[z] for z in zones):
+            for zone in zones:
+                if queues[zone] and len(batch) < batch_size:
+                    batch.append(queues[zone].popleft().arn)
         batches.append(tuple(batch))
     return batches

@@ -50,12 +50,17 @@ class ReplacementWatch:
         self.start_seconds_seen: list[float] = []
         self.min_start_seconds: float | None = None
 
-    def served(self, new_task_arn: str, seconds: float) -> None:
-        """A replacement serves: it is known from now on, and how long it took sets the next estimate."""
-        self.known_arns.add(new_task_arn)
-        self.start_seconds_seen.append(seconds)
+    def served(self, replacements: dict[str, Any]) -> None:
+        """Replacements serve: they are known from now on, and how long they took sets the next estimates.
+
+        The budget's estimate learns from ``seconds`` (until they served, as polled); the first
+        poll's timing from ``started_seconds``, when ECS started them (a poll can only overshoot that).
+        """
+        self.known_arns.update(replacements["new_task_arns"])
+        self.start_seconds_seen.append(replacements["seconds"])
+        started = replacements.get("started_seconds") or replacements["seconds"]
         fastest = self.min_start_seconds
-        self.min_start_seconds = seconds if fastest is None else min(fastest, seconds)
+        self.min_start_seconds = started if fastest is None else min(fastest, started)
 
     def estimate(self) -> float:
         """How long the next replacement may take: the slowest so far, with a margin."""
@@ -101,7 +106,15 @@ class ReplacementWatch:
         state["serving"] = {arn: state["serving"].get(arn, elapsed) for arn in serving}
         if len(serving) >= state["count"] and self._is_stable(service):
             order = sorted(state["serving"], key=lambda arn: (state["serving"][arn], arn))[: state["count"]]
-            return {**state, "done": True, "new_task_arns": order, "seconds": elapsed}
+            started = [_epoch(t.get("startedAt")) - state["since"] for t in new_tasks if t["taskArn"] in order]
+            started_seconds = min((s for s in started if s > 0), default=None)
+            return {
+                **state,
+                "done": True,
+                "new_task_arns": order,
+                "seconds": elapsed,
+                "started_seconds": started_seconds,
+            }
         if len(new_arns) > state["new_seen"]:
             state["new_seen"], state["last_new_at"] = len(new_arns), elapsed
         pending = [t for t in new_tasks if t["taskArn"] not in serving and t["taskArn"] not in failed]

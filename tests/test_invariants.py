@@ -62,6 +62,13 @@ schedule = st.fixed_dictionaries(
         "api_faults": st.lists(api_fault, max_size=3),
         "autoscale": st.lists(autoscale_event, max_size=2),
         "kill_at": st.none() | st.integers(min_value=1, max_value=600),
+        "batch_size": st.integers(min_value=1, max_value=3),
+        # How many originals started only ten minutes ago (left alone with min_task_age_seconds 3600).
+        "young": st.integers(min_value=0, max_value=2),
+        # Task scale-in protection switched on: (which original, seconds into the run).
+        "protect": st.lists(
+            st.tuples(st.integers(min_value=0, max_value=5), st.integers(min_value=0, max_value=400)), max_size=2
+        ),
     }
 )
 
@@ -72,6 +79,15 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     target = {None: None, "roomy": (1, n + 5), "at_max": (1, n), "min_eq_max": (n, n)}[plan["target"]]
     bed.add_service(tasks=n, target=target, behaviour=behaviour)
     originals_seen = set(bed.snapshots[SERVICE]["tasks"])
+    by_age = sorted(bed.sim.tasks(CLUSTER, SERVICE), key=lambda t: t.task_arn)
+    for task in by_age[: plan["young"]]:
+        task.started_at = bed.sim.datetime_at(bed.clock.now() - 600)
+    for which, at in plan["protect"]:
+
+        def protect(arn: str = by_age[which % n].task_arn) -> None:
+            bed.sim.protect(arn, 3600)
+
+        bed.sim.at(at, "task protects itself", protect)
     external: list[int] = []
 
     if plan["fail_at"]:
@@ -92,7 +108,12 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     if plan["kill_at"] is not None:
         bed.clock.kill_at = bed.clock.now() + plan["kill_at"]
 
-    event = {"maintain_service_state": plan["maintain"], "wait_time": plan["wait_time"]}
+    event = {
+        "maintain_service_state": plan["maintain"],
+        "wait_time": plan["wait_time"],
+        "batch_size": plan["batch_size"],
+        "min_task_age_seconds": 3600 if plan["young"] else 0,
+    }
     tuned = RecycleSettings(replacement_timeout_seconds=300, max_failed_replacements=2)
     try:
         bed.run(owner="run-1", settings=tuned, **event)
@@ -113,12 +134,18 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     # THEN: the scalable target equals the snapshot, desired = snapshot + others' changes, no lock left
     bed.snapshots[SERVICE]["tasks"] = sorted(originals_seen)
     bed.assert_restored(external_delta=sum(external))
-    # AND no task was stopped twice, and none that a run had started itself
+    # AND no task was stopped twice, none that a run had started itself, none while it was protected
     bed.assert_each_original_stopped_at_most_once()
-    # AND with the surge, serving capacity never dropped below N (others scaling in may lower it)
+    assert bed.sim.observed.stopped_while_protected == []
+    # AND with the surge, serving capacity never dropped below N (others scaling in may lower it);
+    # without it, never below N - batch_size; and live tasks never above N + batch_size
+    key = f"{CLUSTER}:{SERVICE}"
     scaled_in = any(d < 0 for d in external)
-    if plan["maintain"] and not scaled_in:
-        assert bed.sim.observed.min_serving[f"{CLUSTER}:{SERVICE}"] >= n
+    if not scaled_in:
+        floor = n if plan["maintain"] else n - plan["batch_size"]
+        assert bed.sim.observed.min_serving[key] >= floor
+    if not any(d > 0 for d in external):
+        assert bed.sim.observed.max_live[key] <= n + plan["batch_size"]
 
 
 @settings(
