@@ -29,7 +29,7 @@ from dev.durable_support import Meter, durable_runner, fast_checkpoint_shutdown
 from dev.simulator import Behaviour
 from recycler import durable as durable_runtime
 from recycler import durable_bounds
-from recycler.errors import ConfigError, LockHeld, TimeBudgetExhausted
+from recycler.errors import ConfigError, LockHeld, PreflightError, TimeBudgetExhausted
 from recycler.lock import Phase
 from recycler.request import parse_event
 from recycler.settings import AppConfig, parse_config
@@ -430,3 +430,35 @@ def test_the_plain_functions_time_budget_error_names_the_durable_function(bed: B
     assert report.status == "incomplete"
     assert report.error and "durable" in report.error
     bed.assert_restored()
+
+
+def test_a_thousand_tasks_in_batches_of_ten_are_admitted_at_the_template_defaults() -> None:
+    # GIVEN 1,000 running tasks, batch_size 10, replacement_timeout_seconds 600, a fresh 24 h execution
+    from recycler.preflight import Preflight
+    from recycler.selection import TaskInfo
+
+    tasks = tuple(TaskInfo(f"arn:aws:ecs:us-east-1:123456789012:task/c/{i:04d}", 1.0e9 + i, "a") for i in range(1000))
+    preflight = Preflight(
+        service_arn="arn:aws:ecs:us-east-1:123456789012:service/c/s",
+        cluster_arn="arn:aws:ecs:us-east-1:123456789012:cluster/c",
+        lock_key="k",
+        desired_count=1000,
+        running_count=1000,
+        task_definition=None,
+        running_tasks=tasks,
+        other_task_arns=(),
+        health_checked=True,
+        target_groups=(),
+        scalable_target=None,
+        lock=None,
+        legacy_lock_tag=False,
+        read_at=2.0e9,
+    )
+    settings = parse_config({}).recycle
+    timeout = durable_bounds.DEFAULT_EXECUTION_TIMEOUT_SECONDS
+    batched = parse_event({"cluster_name": "c", "service_name": "s", "batch_size": 10})
+    # WHEN the durable run admits it THEN it fits (about 100 batches), where one at a time does not
+    durable_bounds.check_duration_bound(preflight, batched, settings, timeout - 60, timeout)
+    one_by_one = parse_event({"cluster_name": "c", "service_name": "s"})
+    with pytest.raises(PreflightError, match=r"1000 tasks in 1000 batches of up to 1 .*Nothing was changed"):
+        durable_bounds.check_duration_bound(preflight, one_by_one, settings, timeout - 60, timeout)

@@ -115,11 +115,18 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         "min_task_age_seconds": 3600 if plan["young"] else 0,
     }
     tuned = RecycleSettings(replacement_timeout_seconds=300, max_failed_replacements=2)
+    key = f"{CLUSTER}:{SERVICE}"
+    scaled_in = any(d < 0 for _, d, _ in plan["autoscale"])
+    # Without the surge, a batch's stops take capacity down by at most batch_size, from where the run found it.
+    drop = 0 if plan["maintain"] else plan["batch_size"]
     try:
         bed.run(owner="run-1", settings=tuned, **event)
     except LambdaKilled:
         pass
     bed.clock.kill_at = None
+    # THEN (first run) serving capacity never dropped below N, less the batch without the surge
+    if not scaled_in:
+        assert bed.sim.observed.min_serving[key] >= n - drop
 
     # A killed run (or one whose restore kept failing) leaves its lock; the next run repairs it.
     if bed.held():
@@ -129,7 +136,13 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         bed.clock.sleep(1100)
         bed.sim.reconcile()  # let what happened meanwhile (autoscaling) happen before we look
         originals_seen |= {t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"}
+        # The repairing run starts from whatever the service serves now (a dead run's unhealthy
+        # replacement may still be there): from here on, the same floor applies to it.
+        serving_now = sum(1 for t in bed.sim.tasks(CLUSTER, SERVICE) if bed.sim.is_serving(t))
+        bed.sim.observed.min_serving[key] = serving_now
         bed.run(owner="run-2", settings=tuned, **event)
+        if not scaled_in:
+            assert bed.sim.observed.min_serving[key] >= min(n, serving_now) - drop
 
     # THEN: the scalable target equals the snapshot, desired = snapshot + others' changes, no lock left
     bed.snapshots[SERVICE]["tasks"] = sorted(originals_seen)
@@ -137,13 +150,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     # AND no task was stopped twice, none that a run had started itself, none while it was protected
     bed.assert_each_original_stopped_at_most_once()
     assert bed.sim.observed.stopped_while_protected == []
-    # AND with the surge, serving capacity never dropped below N (others scaling in may lower it);
-    # without it, never below N - batch_size; and live tasks never above N + batch_size
-    key = f"{CLUSTER}:{SERVICE}"
-    scaled_in = any(d < 0 for d in external)
-    if not scaled_in:
-        floor = n if plan["maintain"] else n - plan["batch_size"]
-        assert bed.sim.observed.min_serving[key] >= floor
+    # AND live tasks never above N + batch_size (unless others scaled out)
     if not any(d > 0 for d in external):
         assert bed.sim.observed.max_live[key] <= n + plan["batch_size"]
 

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed
+from conftest import CLUSTER, SERVICE, Bed, load_event
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -297,3 +297,49 @@ def test_the_dry_run_plan_counts_batches_and_what_is_left_alone(bed: Bed) -> Non
     assert plan["estimated_seconds"] == (2 + 1) * 120 + 2 * 30
     # The task list is in the plan only, not again in tasks_remaining.
     assert report.tasks_remaining == []
+
+
+# --------------------------------------------------------------------------- console test events and the CLI
+
+
+def test_the_batch_console_event_recycles_in_batches(bed: Bed) -> None:
+    event = load_event("batch.json")
+    bed.add_service(tasks=10, target=(2, 12))
+    engine, _ = bed.engine()
+    report = engine.run(parse_event(event))
+    assert report.status == "succeeded", report.error
+    assert max(t.batch or 0 for t in report.tasks_recycled) == 2
+    assert bed.sim.observed.max_live[f"{CLUSTER}:{SERVICE}"] <= 10 + event["batch_size"]
+    bed.assert_restored()
+
+
+def test_the_nightly_console_event_refreshes_the_five_oldest_of_a_day_or_more(bed: Bed) -> None:
+    request = parse_event(load_event("nightly-oldest.json"))
+    bed.add_service(tasks=8)
+    young = bed.snapshots[SERVICE]["tasks"][0]
+    for task in bed.sim.tasks(CLUSTER, SERVICE):
+        # Three days old, but for one started an hour ago.
+        age = 3600 if task.task_arn == young else 3 * 86_400 + len(task.task_arn)
+        task.started_at = bed.sim.datetime_at(bed.clock.now() - age)
+    engine, _ = bed.engine()
+    report = engine.run(request)
+    assert report.status == "succeeded", report.error
+    assert len(report.tasks_recycled) == 5 and young not in bed.originals_stopped()
+    assert len(report.tasks_remaining) == 2 and [t.old_task_arn for t in report.tasks_skipped] == [young]
+
+
+def test_the_cli_takes_the_rollout_fields_as_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recycler import cli
+
+    seen: list[Any] = []
+
+    def run_recycle(request: Any, config: Any, **_: Any) -> dict[str, Any]:
+        seen.append(request)
+        return {"status": "dry_run"}
+
+    monkeypatch.setattr(cli, "run_recycle", run_recycle)
+    argv = ["--cluster", "c", "--service", "s", "--dry-run", "--batch-size", "4", "--max-tasks", "9"]
+    assert cli.main([*argv, "--min-task-age-seconds", "3600"]) == 0
+    assert (seen[0].batch_size, seen[0].max_tasks, seen[0].min_task_age_seconds) == (4, 9, 3600)
+    # A bad value is named by its flag
+    assert cli.main(["--cluster", "c", "--service", "s", "--batch-size", "0"]) == 2
