@@ -231,12 +231,13 @@ def durable_section(tasks: int, batch_size: int) -> list[str]:
     always_on = r.virtual_seconds
     print(
         f"{'tasks':>6} {'status':>11} {'recycled':>9} {'virtual s':>10} {'minimum s':>10} {'ratio':>6} "
-        f"{'invocations':>12} {'billed s':>9} {'billed/wall':>12} {'always-on s':>12} {'min serving':>12}"
+        f"{'invocations':>12} {'billed s':>9} {'billed/wall':>12} {'always-on s':>12} {'min serving':>12} "
+        f"{'max live':>9}"
     )
     print(
         f"{r.tasks:>6} {r.status:>11} {r.recycled:>9} {r.virtual_seconds:>10.0f} {r.minimum_seconds:>10.0f} "
         f"{r.virtual_seconds / r.minimum_seconds:>6.3f} {r.invocations:>12} {r.billed_seconds:>9.1f} "
-        f"{r.billed_share:>12.2%} {always_on:>12.0f} {r.min_serving:>12}"
+        f"{r.billed_share:>12.2%} {always_on:>12.0f} {r.min_serving:>12} {r.max_live:>9}"
     )
     every_cold = r.billed_seconds + (r.invocations - 1) * COLD_START_SECONDS
     per_invocation_ms = 1000 * r.measured_seconds / max(r.invocations, 1)
@@ -266,6 +267,8 @@ def durable_section(tasks: int, batch_size: int) -> list[str]:
         failures.append(f"durable {tasks} tasks: {r.status}, {r.recycled} recycled")
     if r.min_serving < tasks:
         failures.append(f"durable {tasks} tasks: serving capacity fell to {r.min_serving}")
+    if r.max_live > tasks + batch_size:
+        failures.append(f"durable {tasks} tasks: {r.max_live} live tasks, more than N + batch_size")
     if r.billed_share >= 0.05:
         failures.append(f"durable {tasks} tasks: billed compute {r.billed_share:.2%} of wall-clock >= 5%")
     if r.virtual_seconds / r.minimum_seconds > 1.05:
