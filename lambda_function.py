@@ -16,7 +16,7 @@ from typing import Any
 
 from recycler import logs
 from recycler.cli import main
-from recycler.invocation import RecycleNotCompleted, get_config, logger, new_owner_id, run_recycle
+from recycler.invocation import NOT_COMPLETED, RecycleNotCompleted, get_config, logger, new_owner_id, run_recycle
 from recycler.request import parse_event
 
 __all__ = ["lambda_handler", "main"]
@@ -39,15 +39,21 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     def remaining_seconds() -> float | None:
         return remaining_millis() / 1000.0 if callable(remaining_millis) else None
 
+    owner = invocation["request_id"] or new_owner_id("lambda")
     result = run_recycle(
         request,
         config,
         remaining_seconds=remaining_seconds,
-        owner_id=invocation["request_id"] or new_owner_id("lambda"),
+        owner_id=owner,
         invocation=invocation,
+        event=dict(event),
+        requested_by=f"lambda request {owner}",
     )
-    result["time_budget"] = "Lambda remaining time" if bounded else "unlimited (no Lambda context)"
-    if result["status"] not in ("succeeded", "dry_run"):
+    if "status" in result:
+        result["time_budget"] = "Lambda remaining time" if bounded else "unlimited (no Lambda context)"
+    # A run that did not do what it was asked is raised, after the restore and the email. A cancelled run
+    # did what the operator asked, and a handed-off one goes on in the durable function.
+    if result.get("status") in NOT_COMPLETED:
         error = RecycleNotCompleted(result)
         logger.error(str(error), extra={"status": result["status"]})
         raise error

@@ -132,6 +132,11 @@ class _Meta:
     # PROVISIONING until then, PENDING until running_at.
     pending_at: float = 0.0
 
+    @property
+    def start_seconds(self) -> float:
+        """From created to RUNNING."""
+        return self.running_at - self.launched_at
+
 
 @dataclass
 class Fault:
@@ -374,7 +379,8 @@ class EcsSimulator:
         # A long-running service's tasks started at different times.
         for task in sorted(self.tasks(cluster, service), key=lambda t: t.task_arn):
             started = self.clock.t - self._random.uniform(*INITIAL_TASK_AGES_SECONDS)
-            task.started_at = task.created_at = datetime.fromtimestamp(started, UTC)
+            task.started_at = datetime.fromtimestamp(started, UTC)
+            task.created_at = datetime.fromtimestamp(started - self.meta[task.task_arn].start_seconds, UTC)
         self.clock.start = self.clock.t
         self.observed = Observation()
         self.calls = {}
@@ -627,11 +633,24 @@ class EcsSimulator:
             and getattr(task, "health_status", "UNKNOWN") == "HEALTHY"
         )
 
+    # ------------------------------------------------------- alarms
+
+    def set_alarm(self, name: str, state: str, reason: str) -> None:
+        """A CloudWatch alarm changes state (moto's own alarm, as set_alarm_state would change it)."""
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        cloudwatch_backends[self.account_id][self.region].set_alarm_state(name, reason, "{}", state)
+
     # ------------------------------------------------- task protection
 
     @staticmethod
     def datetime_at(epoch: float) -> datetime:
         return datetime.fromtimestamp(epoch, UTC)
+
+    def set_started(self, task: Any, epoch: float) -> None:
+        """Make a task look started at this time (and created its start time before)."""
+        task.started_at = self.datetime_at(epoch)
+        task.created_at = self.datetime_at(epoch - self.meta[task.task_arn].start_seconds)
 
     def protect(self, task_arn: str, seconds: float) -> None:
         """UpdateTaskProtection(protectionEnabled=True, expiresInMinutes=seconds / 60), as the task would call it."""
@@ -838,6 +857,21 @@ def create_lock_table(session: boto3.Session, name: str = LOCK_TABLE) -> str:
     return name
 
 
+def create_alarm(cloudwatch: Any, name: str) -> None:
+    """A real moto metric alarm, in OK; tests move it with set_alarm_state (see EcsSimulator.set_alarm)."""
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/ApplicationELB",
+        MetricName="HTTPCode_Target_5XX_Count",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=10.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="created quiet")
+
+
 def create_target_group(session: boto3.Session) -> str:
     """A real moto target group, so the ARN exists; its health comes from the simulator."""
     ec2 = session.client("ec2")
@@ -855,7 +889,11 @@ def record_engine_calls() -> list[dict[str, Any]]:
     botocore service and operation names, the parameters, and the cluster and
     service that run was asked to recycle (for the IAM policy cross-check).
     """
+    from recycler import control
+    from recycler.aws import ServiceReads
     from recycler.engine import Recycler
+    from recycler.errors import AwsCallFailed
+    from recycler.handoff import HandOff
     from recycler.lock_store import DynamoLockStore
     from recycler.request import parse_event
     from recycler.runtime import LocalRuntime
@@ -884,22 +922,47 @@ def record_engine_calls() -> list[dict[str, Any]]:
                 }
             )
 
-        for client in (ecs, autoscaling, elbv2, dynamodb):
+        cloudwatch = session.client("cloudwatch", config=sim_client_config())
+        lambda_client = session.client("lambda", config=sim_client_config())
+        create_alarm(cloudwatch, "policy-5xx")
+        for client in (ecs, autoscaling, elbv2, dynamodb, cloudwatch, lambda_client):
             client.meta.events.register("before-parameter-build.*.*", record)
 
-        def run(owner: str, **event: Any) -> None:
+        def engine(owner: str) -> Recycler:
             context = FakeLambdaContext(clock, 900.0, owner)
             runtime = LocalRuntime(clock, lambda: context.get_remaining_time_in_millis() / 1000.0)
-            engine = Recycler(
-                ecs, autoscaling, clock, runtime, RecycleSettings(), elbv2=elbv2, owner_id=owner, lock_store=store
+            return Recycler(
+                ecs,
+                autoscaling,
+                clock,
+                runtime,
+                RecycleSettings(),
+                elbv2=elbv2,
+                owner_id=owner,
+                lock_store=store,
+                cloudwatch=cloudwatch,
             )
-            engine.run(parse_event({"cluster_name": cluster, "service_name": service, **event}))
+
+        def run(owner: str, **event: Any) -> None:
+            engine(owner).run(parse_event({"cluster_name": cluster, "service_name": service, **event}))
 
         run("dry-run", dry_run=True)
-        run("full", wait_time=5)
+        run("full", wait_time=5, alarm_names=["policy-5xx"])
         clock.kill_at = clock.now() + 100
         with contextlib.suppress(LambdaKilled):
             run("killed", wait_time=5)
         clock.sleep(2000)
         run("repair", wait_time=5)
+        # A cancel, while a run is live: the action tags the service, the run removes the tag.
+        request = parse_event({"cluster_name": cluster, "service_name": service, "wait_time": 5})
+        reads = ServiceReads(ecs, autoscaling, elbv2, request, cloudwatch)
+        self_cancel = lambda: control.cancel(reads, store, clock, "policy-check")  # noqa: E731
+        sim.at(clock.now() - clock.start + 60, "cancel", self_cancel)
+        engine("cancelled").run(request)
+        control.status(reads, store, clock)
+        # A hand-off to the durable alias (moto has no such function: the call is what counts here).
+        alias = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:ecs-task-recycle-durable:live"
+        hand_off = HandOff(lambda_client, alias, request, RecycleSettings(), lambda: 10.0, "policy", {})
+        with contextlib.suppress(AwsCallFailed):
+            hand_off.start()
     return recorded

@@ -19,8 +19,9 @@ from recycler.request import RecycleRequest
 
 SCALABLE_DIMENSION = "ecs:service:DesiredCount"
 SUSPENDED_FLAGS = ("DynamicScalingInSuspended", "DynamicScalingOutSuspended", "ScheduledScalingSuspended")
-# DescribeTasks takes at most 100 tasks per call.
+# DescribeTasks takes at most 100 tasks per call, DescribeAlarms 100 names.
 DESCRIBE_TASKS_BATCH = 100
+MAX_ALARM_NAMES = 100
 
 
 @contextmanager
@@ -64,10 +65,11 @@ class ScalableTarget:
 class ServiceReads:
     """Reads of one service, its tasks, its task definition, target groups and scalable target."""
 
-    def __init__(self, ecs: Any, autoscaling: Any, elbv2: Any, request: RecycleRequest) -> None:
+    def __init__(self, ecs: Any, autoscaling: Any, elbv2: Any, request: RecycleRequest, cloudwatch: Any = None) -> None:
         self.ecs = ecs
         self.autoscaling = autoscaling
         self.elbv2 = elbv2
+        self.cloudwatch = cloudwatch
         self.request = request
 
     @staticmethod
@@ -157,6 +159,24 @@ class ServiceReads:
                         {k: bool(flags.get(k, False)) for k in SUSPENDED_FLAGS},
                     )
         return None
+
+    def alarm_states(self, names: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Each named alarm's state and its reason, metric and composite alike, 100 names per call.
+
+        An alarm that does not exist is simply absent from the answer.
+        """
+        wanted = list(names)
+        states: dict[str, dict[str, str]] = {}
+        paginator = self.cloudwatch.get_paginator("describe_alarms")
+        with aws_errors("DescribeAlarms"):
+            for batch in _batches(wanted, MAX_ALARM_NAMES):
+                for page in paginator.paginate(AlarmNames=batch, AlarmTypes=["MetricAlarm", "CompositeAlarm"]):
+                    for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
+                        states[alarm["AlarmName"]] = {
+                            "state": str(alarm.get("StateValue", "")),
+                            "reason": str(alarm.get("StateReason", "")),
+                        }
+        return states
 
     def resource_id(self) -> str:
         return f"service/{self.request.cluster_name}/{self.request.service_name}"

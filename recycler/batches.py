@@ -18,6 +18,7 @@ from typing import Any
 
 from recycler.aws import ServiceReads
 from recycler.errors import TimeBudgetExhausted
+from recycler.gates import Gates, stop_error
 from recycler.holder import LockHolder, Log
 from recycler.lock import Progress
 from recycler.report import RecycleReport, TaskResult
@@ -44,6 +45,7 @@ class BatchRunner:
         clock: Clock,
         log: Log,
         *,
+        gates: Gates | None,
         started: float,
         batch_seconds: Callable[[float], float],
         out_of_time_hint: str,
@@ -57,6 +59,7 @@ class BatchRunner:
         self.runtime = runtime
         self.clock = clock
         self.log = log
+        self.gates = gates
         self.started = started
         self.batch_seconds = batch_seconds
         self.out_of_time_hint = out_of_time_hint
@@ -69,6 +72,9 @@ class BatchRunner:
             if decision["action"] == "out_of_time":
                 report.tasks_remaining = list(self.selection.chosen[done:])
                 raise TimeBudgetExhausted(self._out_of_time(report, decision, number))
+            if decision["action"] == "stop":
+                report.tasks_remaining = list(self.selection.chosen[done:])
+                raise stop_error(decision["reason"])
             for skipped in decision["skipped"]:
                 index = first + batch.index(skipped["arn"])
                 report.tasks_skipped.append(TaskResult(index, skipped["arn"], None, 0.0, skipped["note"], number))
@@ -83,15 +89,39 @@ class BatchRunner:
                 self._record_batch(report, batch, first, number, stopped, new)
             done += len(batch)
             self.holder.write(f"renew lock {number}", progress=self._progress(report, number))
+            if stopped and new["stop"] is not None:
+                # An alarm fired or a cancel came while this batch's replacements started: they serve now.
+                report.tasks_remaining = list(self.selection.chosen[done:])
+                raise stop_error(new["stop"])
             if stopped and self.request.wait_time:
                 self.runtime.sleep(f"wait after batch {number}", self.request.wait_time)
         report.tasks_remaining += list(self.selection.beyond_max)
+        self._watch_alarms()
+
+    def _watch_alarms(self) -> None:
+        """After the last batch, keep watching the alarms for alarm_watch_seconds: one that fires fails the run."""
+        watch_seconds = self.settings.alarm_watch_seconds
+        if self.gates is None or not self.gates.alarm_names or not watch_seconds:
+            return
+        self.log(
+            logging.INFO, f"Watching {len(self.gates.alarm_names)} alarms for {watch_seconds}s after the last task"
+        )
+        gates, since = self.gates, self.runtime.step("alarm watch start", self.clock.now)
+
+        def check(state: dict[str, Any]) -> dict[str, Any]:
+            reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
+            if reason is not None:
+                raise stop_error(reason)
+            return {**state, "done": self.clock.now() - since >= watch_seconds}
+
+        self.runtime.wait_until("alarm watch", check, {"done": False}, self.settings.poll_interval_seconds)
 
     def _record_batch(
         self, report: RecycleReport, batch: tuple[str, ...], first: int, number: int, stopped: list[str], new: Any
     ) -> None:
         """Each stopped task and its replacement (paired in the order they served), logged before the wait."""
         self.watch.served(new)
+        report.failed_replacements += int(new["failures"])
         for old_arn, new_arn in zip(stopped, new["new_task_arns"], strict=True):
             index, seconds = first + batch.index(old_arn), round(new["seconds"], 1)
             report.tasks_recycled.append(TaskResult(index, old_arn, new_arn, seconds, batch=number))
@@ -113,11 +143,16 @@ class BatchRunner:
         )
 
     def _stop_batch(self, batch: tuple[str, ...], first: int) -> dict[str, Any]:
-        """If the time left fits one more batch: skip the protected tasks, stop the others. One step."""
+        """If the time left fits one more batch, and no cancel or alarm says stop: skip the protected
+        tasks, stop the others. One step."""
         remaining = self.runtime.remaining_seconds()
         needed = self.batch_seconds(self.watch.estimate())
         if remaining is not None and remaining < needed:
             return {"action": "out_of_time", "remaining": remaining, "needed": needed, "now": self.clock.now()}
+        if self.gates is not None:
+            stop = self.gates.stop_reason(self.reads.describe_service(include_tags=True))
+            if stop is not None:
+                return {"action": "stop", "reason": stop}
         protected = self.reads.task_protection(list(batch))
         stopped: list[str] = []
         skipped: list[dict[str, str]] = []

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import json
+import socket
 import sys
 from pathlib import Path
 
 from recycler import logs
 from recycler.errors import ConfigError, RecycleError
-from recycler.invocation import get_config, new_owner_id, run_recycle
+from recycler.invocation import NOT_COMPLETED, get_config, new_owner_id, run_recycle
 from recycler.request import parse_event
 from recycler.settings import is_region_name, load_config
 
@@ -38,6 +40,30 @@ def main(argv: list[str] | None = None) -> int:
             "--min-task-age-seconds", type=int, default=0, help="leave tasks younger than this alone (resumable runs)"
         ),
         parser.add_argument("--max-tasks", type=int, default=None, help="recycle at most this many, oldest first"),
+        parser.add_argument(
+            "--alarm-names", nargs="*", default=[], help="CloudWatch alarms that gate the run (up to 100 names)"
+        ),
+        parser.add_argument(
+            "--no-use-service-alarms",
+            dest="use_service_alarms",
+            action="store_false",
+            help="do not add the service's own deployment alarms to the gate",
+        ),
+        parser.add_argument(
+            "--no-hand-off",
+            dest="hand_off",
+            action="store_false",
+            help="(Lambda only) never start the durable function for a plan too long for one invocation",
+        ),
+    ]
+    actions = parser.add_mutually_exclusive_group()
+    options += [
+        actions.add_argument(
+            "--status", dest="action", action="store_const", const="status", help="show the running recycle, if any"
+        ),
+        actions.add_argument(
+            "--cancel", dest="action", action="store_const", const="cancel", help="ask a running recycle to stop"
+        ),
     ]
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
     parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
@@ -53,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             if not is_region_name(args.region):
                 raise ConfigError("region", "is not an AWS region name")
             config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
-        result = run_recycle(request, config, owner_id=new_owner_id("cli"))
+        asker = f"cli {getpass.getuser()}@{socket.gethostname()}"
+        result = run_recycle(request, config, owner_id=new_owner_id("cli"), requested_by=asker)
     except ConfigError as e:
         # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
         flag = {**event_flags, "region": "--region"}.get(e.field, e.field)
@@ -63,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))
-    return 0 if result["status"] in ("succeeded", "dry_run") else 1
+    return 1 if result.get("status") in NOT_COMPLETED else 0

@@ -38,9 +38,11 @@ from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext
 from aws_durable_execution_sdk_python.types import DurableExecutionArn
 from aws_durable_execution_sdk_python.waits import WaitForConditionConfig, WaitForConditionDecision
 
-from AWSSession import create_client, get_aws_session, resolve_region
+from AWSSession import get_aws_session, resolve_region
 from Notification import notify
-from recycler import errors, logs
+from recycler import errors, logs, metrics
+from recycler.aws import ServiceReads
+from recycler.clients import Clients
 from recycler.durable_bounds import (
     STEP_ATTEMPTS,
     batch_seconds,
@@ -51,9 +53,16 @@ from recycler.durable_bounds import (
 )
 from recycler.engine import Recycler
 from recycler.errors import AwsCallFailed, ConfigError
-from recycler.invocation import RecycleNotCompleted, get_config, lock_table_name, register_secrets
+from recycler.invocation import (
+    NOT_COMPLETED,
+    RecycleNotCompleted,
+    control_action,
+    get_config,
+    lock_table_name,
+    register_secrets,
+)
 from recycler.lock_store import DynamoLockStore
-from recycler.request import parse_event
+from recycler.request import RecycleRequest, parse_event
 from recycler.runtime import Clock, SystemClock
 from recycler.settings import AppConfig
 
@@ -216,43 +225,6 @@ def _execution_budget(context: DurableContext, clock: Clock, timeout: int) -> di
 # --------------------------------------------------------------------------- #
 
 
-class _Clients:
-    """The session and clients of one invocation, made on first use.
-
-    Most resumptions replay to where they stopped and then make one or two
-    ECS calls, or none; an AssumeRole and three clients each time would be
-    most of their billed time.
-    """
-
-    def __init__(self, make_session: Callable[[], Any], make_lock_session: Callable[[], Any]) -> None:
-        self._make_session = make_session
-        self._make_lock_session = make_lock_session
-        self._session: Any = None
-
-    @property
-    def session(self) -> Any:
-        if self._session is None:
-            self._session = self._make_session()
-        return self._session
-
-    def client(self, service_name: str) -> Any:
-        return _LazyClient(lambda: create_client(self.session, service_name))
-
-    def lock_client(self) -> Any:
-        return _LazyClient(lambda: create_client(self._make_lock_session(), "dynamodb"))
-
-
-class _LazyClient:
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make = make
-        self._client: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            self._client = self._make()
-        return getattr(self._client, name)
-
-
 def run_durable_recycle(
     event: Any,
     context: DurableContext,
@@ -286,15 +258,19 @@ def run_durable_recycle(
             deadline=budget["deadline"],
             execution_timeout=timeout,
         )
-        clients = _Clients(
+        clients = Clients(
             lambda: session or get_aws_session(config.aws, session_suffix=owner[:32]),
             # The lock table lives in the function's own account, also when role_arn reaches another one.
             lambda: session or get_aws_session(replace(config.aws, role_arn=None, external_id=None)),
         )
+        if request.action != "recycle":
+            # status and cancel: one quick step, no recycle.
+            return dict(runtime.step(request.action, lambda: _control(request, clients, table, clock, owner)))
         engine = Recycler(
             ecs=clients.client("ecs"),
             autoscaling=clients.client("application-autoscaling"),
             elbv2=clients.client("elbv2"),
+            cloudwatch=clients.client("cloudwatch"),
             clock=clock,
             runtime=runtime,
             settings=config.recycle,
@@ -325,7 +301,9 @@ def run_durable_recycle(
             status=result["status"],
             notification=result["notification"].get("status"),
         )
-        if result["status"] not in ("succeeded", "dry_run"):
+        # Printed inside a step, so a replay of this last invocation does not count the run twice.
+        runtime.step("metrics", lambda: _publish_metrics(result))
+        if result["status"] in NOT_COMPLETED:
             error = RecycleNotCompleted(result)
             runtime.log(logging.ERROR, str(error), status=result["status"])
             # The execution FAILS with this message, after the restore and the email.
@@ -333,8 +311,19 @@ def run_durable_recycle(
     return bounded_result(result)
 
 
+def _control(request: RecycleRequest, clients: Clients, table: str | None, clock: Clock, owner: str) -> Any:
+    assert table is not None  # lock_table_name refuses status and cancel without one
+    reads = ServiceReads(clients.client("ecs"), None, None, request)
+    return control_action(request, reads, DynamoLockStore(clients.lock_client(), table), clock, owner)
+
+
+def _publish_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    metrics.publish(result)
+    return {}
+
+
 def _notify_once(
-    context: DurableContext, report: dict[str, Any], config: AppConfig, clients: _Clients
+    context: DurableContext, report: dict[str, Any], config: AppConfig, clients: Clients
 ) -> dict[str, Any]:
     """Send the report in one step that is never retried, so the email goes out at most once."""
     at_most_once = StepConfig(retry_strategy=RetryPresets.none(), step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY)

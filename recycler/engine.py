@@ -18,7 +18,17 @@ from typing import Any
 from recycler.aws import ServiceReads
 from recycler.batches import BatchRunner
 from recycler.capacity import Capacity
-from recycler.errors import ConfigError, LockLost, RecycleError, RestoreFailed, TimeBudgetExhausted
+from recycler.errors import (
+    ConfigError,
+    LockLost,
+    RecycleCancelled,
+    RecycleError,
+    ReplacementFailed,
+    RestoreFailed,
+    TimeBudgetExhausted,
+)
+from recycler.gates import CANCEL_TAG_KEY, CancelRequest, Gates, remove_cancel_tag, stop_error
+from recycler.handoff import HandOff
 from recycler.holder import LockHolder
 from recycler.lock import LOCK_TABLE_ENV, LockRecord
 from recycler.lock_store import DynamoLockStore
@@ -48,8 +58,13 @@ class Recycler:
         out_of_time_hint: str = "use the long-running (durable) function, which has no 15-minute limit",
         lock_store: DynamoLockStore | None = None,
         batch_seconds: Callable[[float], float] | None = None,
+        cloudwatch: Any = None,
+        hand_off: HandOff | None = None,
     ) -> None:
         self.clients = (ecs, autoscaling, elbv2)
+        self.cloudwatch = cloudwatch
+        # Set by the plain handler when the template gave it the durable alias.
+        self.hand_off = hand_off
         self.clock = clock
         self.runtime = runtime
         self.settings = settings or RecycleSettings()
@@ -75,7 +90,7 @@ class Recycler:
     def run(self, request: RecycleRequest) -> RecycleReport:
         """Recycle the service. Raises nothing for an outcome: the report says it."""
         self.request = request
-        self.reads = ServiceReads(*self.clients, request=request)
+        self.reads = ServiceReads(*self.clients, request=request, cloudwatch=self.cloudwatch)
         self._fresh_hold()
         cluster, service = request.cluster_name, request.service_name
         report = RecycleReport(status="failed", cluster=cluster, service=service)
@@ -99,13 +114,17 @@ class Recycler:
         preflight = self._preflight("preflight")
         if self.preflight_check is not None:
             self.preflight_check(preflight)
+        self._gate(preflight)
+        if not request.dry_run and self._handed_off(preflight, report):
+            return
         if preflight.stale_lock is not None and not request.dry_run:
             self._repair(preflight.stale_lock, report)
             preflight = self._preflight("preflight after repair")
         self._describe(preflight, report)
         if request.dry_run:
             table = self.lock_store.table_name if self.lock_store else None
-            report.plan = make_plan(preflight, request, self.selection, table).to_dict()
+            hand_off = self.hand_off.decide(preflight, self.selection) if self.hand_off else None
+            report.plan = make_plan(preflight, request, self.settings, self.selection, table, hand_off).to_dict()
             report.status = "dry_run"
             return
         if not self.originals:
@@ -115,16 +134,57 @@ class Recycler:
         surge_size = min(request.batch_size, len(self.originals))
         self.holder.acquire(preflight, request.maintain_service_state, surge_size, len(self.originals))
         try:
+            self._cancel_tag_at_start(preflight, report)
             if request.maintain_service_state:
-                self._surge()
+                self._surge(report)
             self._batches().run(report)
         except Exception as e:  # noqa: BLE001 - compensation: whatever failed, the restore below runs
             self._stopped(report, e)
         self._restore(report)
+        if report.status == "cancelled":
+            self.runtime.step("remove cancel tag", lambda: remove_cancel_tag(self.reads, preflight.service_arn))
         if report.error is None:
             report.status = "succeeded"
 
     # ------------------------------------------------------------ the parts
+
+    def _gate(self, preflight: Preflight) -> None:
+        """The alarms that gate this run must all exist and be quiet before anything changes."""
+        request = self.request
+        names = preflight.gating_alarms(request)
+        self.gates = Gates(self.reads, names, self.started)
+        if names and not request.dry_run:
+            self.runtime.step("check alarms", self.gates.refuse_unless_alarms_are_quiet)
+
+    def _handed_off(self, preflight: Preflight, report: RecycleReport) -> bool:
+        """A plan too long for this invocation goes to the durable function, before anything is changed."""
+        hand_off = self.hand_off
+        if hand_off is None:
+            return False
+        self._describe(preflight, report)
+        decision = self.runtime.step("hand-off decision", lambda: hand_off.decide(preflight, self.selection))
+        if not decision["would_hand_off"]:
+            return False
+        report.handed_off = self.runtime.step("hand off", hand_off.start)
+        report.status = "handed_off"
+        self._log(
+            logging.INFO,
+            f"The plan takes about {decision['estimated_seconds']}s, more than the {decision['available_seconds']}s "
+            f"this invocation has: handed off to the durable function as {report.handed_off['execution_name']}",
+        )
+        return True
+
+    def _cancel_tag_at_start(self, preflight: Preflight, report: RecycleReport) -> None:
+        """A cancel tag older than this run was left by one that ended: remove it, say so, carry on."""
+        if preflight.cancel_tag is None:
+            return
+        cancel = CancelRequest.from_tag_value(preflight.cancel_tag)
+        if cancel.at >= self.started:
+            raise stop_error({"kind": "cancel", "detail": cancel.describe()})
+        self.runtime.step("remove stale cancel tag", lambda: remove_cancel_tag(self.reads, preflight.service_arn))
+        note = f"removed a stale {CANCEL_TAG_KEY} tag ({cancel.describe()}), left from a run that had already ended"
+        report.external_changes.append(note)
+        self._log(logging.WARNING, note)
 
     def _fresh_hold(self) -> None:
         """A new hold on the lock, and the capacity changes made under it (again after a repair)."""
@@ -148,7 +208,9 @@ class Recycler:
         self.originals = list(self.selection.chosen)
         for arn, note in self.selection.too_young:
             report.tasks_skipped.append(TaskResult(0, arn, None, 0.0, note))
-        self.watch = ReplacementWatch(self.reads, self.runtime, self.clock, self.settings, preflight, self._log)
+        self.watch = ReplacementWatch(
+            self.reads, self.runtime, self.clock, self.settings, preflight, self._log, self.gates
+        )
         arn_parts = preflight.service_arn.split(":")
         report.region = arn_parts[3] if len(arn_parts) > 4 else None
         report.account = arn_parts[4] if len(arn_parts) > 4 else None
@@ -189,10 +251,11 @@ class Recycler:
             raise RestoreFailed(f"could not repair the expired lock of run {stale.owner}: {repair.error}")
         self._fresh_hold()
 
-    def _surge(self) -> None:
+    def _surge(self, report: RecycleReport) -> None:
         surge_started = self.capacity.surge()
         surged = self.watch.wait("surge task", surge_started, self.capacity.snapshot.surge_size)
         self.watch.served(surged)
+        report.failed_replacements += int(surged["failures"])
         self.holder.write("renew lock 0")
 
     def _batches(self) -> BatchRunner:
@@ -206,6 +269,7 @@ class Recycler:
             self.runtime,
             self.clock,
             self._log,
+            gates=self.gates,
             started=self.started,
             batch_seconds=self.batch_seconds,
             out_of_time_hint=self.out_of_time_hint,
@@ -226,6 +290,9 @@ class Recycler:
     def _stopped(self, report: RecycleReport, error: Exception) -> None:
         """The run stopped early: say why, and which tasks it did not get to."""
         self._fail(report, error)
+        if isinstance(error, ReplacementFailed):
+            # The wait gave up when this many had failed.
+            report.failed_replacements += self.settings.max_failed_replacements
         if isinstance(error, LockLost):
             # Another run owns the service now; restoring from our snapshot would undo its work.
             self.holder.record = None
@@ -239,7 +306,13 @@ class Recycler:
             return
         report.error = str(error)
         report.error_type = type(error).__name__
-        report.status = "incomplete" if isinstance(error, TimeBudgetExhausted) else "failed"
+        report.status = (
+            "incomplete"
+            if isinstance(error, TimeBudgetExhausted)
+            else "cancelled"
+            if isinstance(error, RecycleCancelled)
+            else "failed"
+        )
         level = logging.ERROR if isinstance(error, RecycleError) else logging.CRITICAL
         self._log(level, f"Task recycle stopped: {error}", error_type=report.error_type)
 

@@ -66,6 +66,14 @@ class PlacementFailed(RecycleError):
     """ECS kept reporting that it could not place a task, and none appeared within placement_timeout_seconds."""
 
 
+class AlarmTriggered(RecycleError):
+    """One of the gating CloudWatch alarms went into ALARM: no further task is stopped."""
+
+
+class RecycleCancelled(RecycleError):
+    """An operator asked the run to stop (action cancel): no further task is stopped, and it is not a failure."""
+
+
 class ReplacementTimeout(RecycleError):
     """No healthy replacement appeared within replacement_timeout_seconds."""
 

@@ -17,9 +17,11 @@ from typing import Any
 
 from AWSSession import create_client, get_aws_session
 from Notification import notify
-from recycler import logs
+from recycler import control, logs, metrics
+from recycler.aws import ServiceReads
 from recycler.engine import Recycler
 from recycler.errors import ConfigError, RecycleError
+from recycler.handoff import HANDOFF_ENV, HandOff
 from recycler.lock import LOCK_TABLE_ENV
 from recycler.lock_store import DynamoLockStore
 from recycler.report import RecycleReport
@@ -28,6 +30,9 @@ from recycler.runtime import Clock, LocalRuntime, SystemClock
 from recycler.settings import AppConfig, load_config
 
 logger = logging.getLogger("ecs-task-recycle")
+
+# The outcomes raised as RecycleNotCompleted (and exit 1 on the CLI); all others are what was asked for.
+NOT_COMPLETED = ("failed", "incomplete")
 
 _config: AppConfig | None = None
 
@@ -81,12 +86,13 @@ def lock_table_name(config: AppConfig, request: RecycleRequest) -> str | None:
     A recycle without one is refused here, before any AWS call; a dry run changes nothing and needs none.
     """
     from_env = os.environ.get(LOCK_TABLE_ENV)
+    needs_table = not request.dry_run or request.action != "recycle"
     if from_env is not None and from_env != "":
         if not (_TABLE_NAME.match(from_env) or _TABLE_ARN.match(from_env)):
             raise ConfigError(LOCK_TABLE_ENV, "is not a DynamoDB table name or table ARN")
         return from_env
     name = config.recycle.lock_table_name
-    if name is None and not request.dry_run:
+    if name is None and needs_table:
         raise ConfigError(
             LOCK_TABLE_ENV,
             "a recycle needs the lock table, which keeps two runs off one service and lets a killed run be "
@@ -111,8 +117,15 @@ def run_recycle(
     remaining_seconds: Callable[[], float | None] = lambda: None,
     owner_id: str | None = None,
     invocation: dict[str, Any] | None = None,
+    event: dict[str, Any] | None = None,
+    requested_by: str | None = None,
+    publish_metrics: bool | None = None,
 ) -> dict[str, Any]:
-    """Run one recycle with the plain runtime, notify, and return the report as a dict."""
+    """Run one recycle with the plain runtime, notify, and return the report as a dict.
+
+    ``action: status`` and ``cancel`` return what recycler.control says instead.
+    Metrics are published (EMF on stdout) in Lambda, or when ``publish_metrics`` says so.
+    """
     register_secrets(config)
     table = lock_table_name(config, request)
     owner_id = owner_id or new_owner_id("local")
@@ -128,7 +141,12 @@ def run_recycle(
     request.check_region(session.region_name)
     clock = clock or SystemClock()
     unbounded = remaining_seconds() is None
+    lock_store = DynamoLockStore(create_client(lock_session, "dynamodb"), table) if table else None
     with logs.bound(cluster=request.cluster_name, service=request.service_name, **(invocation or {})):
+        if request.action != "recycle":
+            assert lock_store is not None  # lock_table_name refuses status and cancel without one
+            reads = ServiceReads(create_client(session, "ecs"), None, None, request)
+            return control_action(request, reads, lock_store, clock, requested_by or owner_id)
         runtime = LocalRuntime(clock, remaining_seconds, logger)
         engine = Recycler(
             ecs=create_client(session, "ecs"),
@@ -140,7 +158,9 @@ def run_recycle(
             owner_id=owner_id,
             # Without a host deadline (the CLI), the lock is renewed after each task instead.
             lock_ttl_seconds=_renewed_lock_ttl(config, request) if unbounded else None,
-            lock_store=DynamoLockStore(create_client(lock_session, "dynamodb"), table) if table else None,
+            lock_store=lock_store,
+            cloudwatch=create_client(session, "cloudwatch"),
+            hand_off=_hand_off(request, config, lock_session, remaining_seconds, owner_id, event),
         )
         report: RecycleReport = engine.run(request)
         for key in ("request_id", "log_group", "log_stream"):
@@ -153,7 +173,46 @@ def run_recycle(
             "Task recycle report",
             extra={"status": result["status"], "notification": result["notification"].get("status")},
         )
+        if publish_metrics if publish_metrics is not None else bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")):
+            metrics.publish(result)
     return result
+
+
+def control_action(
+    request: RecycleRequest, reads: ServiceReads, store: DynamoLockStore, clock: Clock, requested_by: str
+) -> dict[str, Any]:
+    """status or cancel: read the lock (and, to cancel, tag the service); never touch its capacity."""
+    if request.action == "status":
+        result = control.status(reads, store, clock)
+    else:
+        result = control.cancel(reads, store, clock, requested_by)
+    logger.info(
+        f"Task recycle {request.action}: {result.get('result', result['state'])}", extra={"state": result["state"]}
+    )
+    return result
+
+
+def _hand_off(
+    request: RecycleRequest,
+    config: AppConfig,
+    session: Any,
+    remaining_seconds: Callable[[], float | None],
+    owner_id: str,
+    event: dict[str, Any] | None,
+) -> HandOff | None:
+    """The durable alias to hand a too-long plan to: only in Lambda, and only when the template set it up."""
+    alias = os.environ.get(HANDOFF_ENV)
+    if not alias or remaining_seconds() is None:
+        return None
+    return HandOff(
+        lambda_client=create_client(session, "lambda"),
+        alias_arn=alias,
+        request=request,
+        settings=config.recycle,
+        remaining_seconds=remaining_seconds,
+        invocation_id=owner_id,
+        event=dict(event or {"cluster_name": request.cluster, "service_name": request.service}),
+    )
 
 
 def _renewed_lock_ttl(config: AppConfig, request: RecycleRequest) -> float:

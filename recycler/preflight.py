@@ -8,11 +8,13 @@ from typing import Any
 
 from recycler.aws import SUSPENDED_FLAGS, ScalableTarget, ServiceReads
 from recycler.errors import ConfigError, LockHeld, PreflightError
+from recycler.gates import CANCEL_TAG_KEY, service_alarm_names
 from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.lock_store import DynamoLockStore, lock_key
 from recycler.request import RecycleRequest
 from recycler.runtime import Clock
 from recycler.selection import Selection, TaskInfo, oldest_first
+from recycler.settings import RecycleSettings
 
 # Older versions kept the lock in this service tag. It is never read as a lock now, only reported.
 LEGACY_LOCK_TAG_KEY = "ecs-task-recycle:lock"
@@ -49,6 +51,15 @@ class Preflight:
     read_at: float
     # The service's deployment alarms, when ECS applies them to its deployments.
     service_alarm_names: tuple[str, ...] = ()
+    # The ecs-task-recycle:cancel tag's value, if the service carries one.
+    cancel_tag: str | None = None
+    # The quickest any running task went from created to started: the first poll after a stop waits this long.
+    fastest_start_seconds: float | None = None
+
+    def gating_alarms(self, request: RecycleRequest) -> tuple[str, ...]:
+        """The event's alarms and, unless use_service_alarms is false, the service's own deployment alarms."""
+        names = request.alarm_names + (self.service_alarm_names if request.use_service_alarms else ())
+        return tuple(dict.fromkeys(names))
 
     @property
     def running_task_arns(self) -> tuple[str, ...]:
@@ -154,7 +165,27 @@ def read_preflight(reads: ServiceReads, store: DynamoLockStore | None, clock: Cl
         lock=lock,
         legacy_lock_tag=any(t.get("key") == LEGACY_LOCK_TAG_KEY for t in service.get("tags", [])),
         read_at=clock.now(),
+        service_alarm_names=service_alarm_names(service),
+        cancel_tag=next((t.get("value") for t in service.get("tags", []) if t.get("key") == CANCEL_TAG_KEY), None),
+        fastest_start_seconds=_fastest_start(tasks),
     )
+
+
+def _fastest_start(tasks: list[dict[str, Any]]) -> float | None:
+    """The quickest created-to-started time among the tasks, at most the first replacement's estimate.
+
+    A task that sat in PROVISIONING for hours says nothing about the next start: the cap keeps
+    one odd task from delaying the first poll.
+    """
+    starts = [
+        started - created
+        for t in tasks
+        if (started := _epoch(t.get("startedAt"))) is not None
+        and (created := _epoch(t.get("createdAt"))) is not None
+        and started > created
+    ]
+    fastest = min(starts, default=None)
+    return None if fastest is None else min(fastest, INITIAL_REPLACEMENT_ESTIMATE_SECONDS)
 
 
 def _epoch(value: Any) -> float | None:
@@ -208,6 +239,10 @@ class Plan:
     surge: dict[str, Any] | None
     stale_lock_to_repair: dict[str, Any] | None
     lock_table: str | None
+    # The CloudWatch alarms that would gate the run (checked just before it starts).
+    alarms: tuple[str, ...]
+    # Whether a plain invocation would hand the run to the durable function, and why.
+    hand_off: dict[str, Any] | None
     estimated_seconds: int
     estimate_basis: str
 
@@ -218,10 +253,28 @@ class Plan:
         }
 
 
-def make_plan(preflight: Preflight, request: RecycleRequest, selection: Selection, lock_table: str | None) -> Plan:
+def plan_seconds(
+    preflight: Preflight, selection: Selection, request: RecycleRequest, settings: RecycleSettings
+) -> float:
+    """How long the plan should take: each batch (and the surge) as long as the service's tasks have taken
+    to start, plus a poll, and wait_time after each batch."""
+    batches = len(selection.batches)
+    surges = 1 if request.maintain_service_state and batches else 0
+    start = preflight.fastest_start_seconds or INITIAL_REPLACEMENT_ESTIMATE_SECONDS
+    return (batches + surges) * (start + settings.poll_interval_seconds) + batches * request.wait_time
+
+
+def make_plan(
+    preflight: Preflight,
+    request: RecycleRequest,
+    settings: RecycleSettings,
+    selection: Selection,
+    lock_table: str | None,
+    hand_off: dict[str, Any] | None,
+) -> Plan:
     batches = len(selection.batches)
     surge_size = min(request.batch_size, len(selection.chosen))
-    start = INITIAL_REPLACEMENT_ESTIMATE_SECONDS
+    start = preflight.fastest_start_seconds or INITIAL_REPLACEMENT_ESTIMATE_SECONDS
     target = preflight.scalable_target
     surge = None
     if request.maintain_service_state and batches:
@@ -246,7 +299,9 @@ def make_plan(preflight: Preflight, request: RecycleRequest, selection: Selectio
         if stale
         else None,
         lock_table=lock_table,
-        estimated_seconds=round((batches + (1 if surge else 0)) * start + batches * request.wait_time),
-        estimate_basis=f"{start:.0f}s per batch of replacements (not yet measured) plus wait_time, "
-        f"{batches} batches of up to {request.batch_size}",
+        alarms=preflight.gating_alarms(request),
+        hand_off=hand_off,
+        estimated_seconds=round(plan_seconds(preflight, selection, request, settings)),
+        estimate_basis=f"{start:.0f}s per batch of replacements (the fastest start among the service's tasks), "
+        f"a poll, and wait_time; {batches} batches of up to {request.batch_size}",
     )

@@ -30,6 +30,8 @@ class RecycleReport:
     tasks_recycled: list[TaskResult] = field(default_factory=list)
     tasks_skipped: list[TaskResult] = field(default_factory=list)
     tasks_remaining: list[str] = field(default_factory=list)
+    # Replacements that stopped before serving (TaskFailedToStart and the like).
+    failed_replacements: int = 0
     restored: bool | None = None
     restore_actions: list[str] = field(default_factory=list)
     # The scalable target as the restore left it: {min_capacity, max_capacity, suspended: {flag: bool}}.
@@ -40,6 +42,8 @@ class RecycleReport:
     error: str | None = None
     error_type: str | None = None
     plan: dict[str, Any] | None = None
+    # When a plain invocation handed the run to the durable function: its execution name and how to follow it.
+    handed_off: dict[str, Any] | None = None
     notification: dict[str, Any] | None = None
     request_id: str | None = None
     log_group: str | None = None
@@ -47,6 +51,7 @@ class RecycleReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.plan is None:
-            del data["plan"]
+        for optional in ("plan", "handed_off"):
+            if data[optional] is None:
+                del data[optional]
         return data

@@ -33,6 +33,11 @@ MAX_BATCH_SIZE = 100
 MAX_TASKS_LIMIT = 5_000
 # Ten years: an age beyond that is a typo, not a policy.
 MAX_TASK_AGE_SECONDS = 10 * 365 * 86_400
+ACTIONS = ("recycle", "status", "cancel")
+# DescribeAlarms takes up to 100 names in one call; that is also the most a run watches.
+MAX_ALARMS = 100
+# CloudWatch alarm names: 1-255 characters, printable, no control characters.
+_ALARM_NAME = re.compile(r"[\x20-\x7e]{1,255}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,13 @@ class RecycleRequest:
     min_task_age_seconds: int = 0
     # Recycle at most this many, the oldest first; None: all of them.
     max_tasks: int | None = None
+    # recycle (the default), status (read the lock, change nothing) or cancel (ask a running recycle to stop).
+    action: str = "recycle"
+    # CloudWatch alarms that gate the run, besides the service's own deployment alarms (use_service_alarms).
+    alarm_names: tuple[str, ...] = ()
+    use_service_alarms: bool = True
+    # A plan too long for this invocation starts the durable function instead (when the template set it up).
+    hand_off: bool = True
 
     @property
     def cluster_name(self) -> str:
@@ -88,6 +100,10 @@ _EVENT_FIELDS = {
     "batch_size",
     "min_task_age_seconds",
     "max_tasks",
+    "action",
+    "alarm_names",
+    "use_service_alarms",
+    "hand_off",
 }
 
 
@@ -123,6 +139,10 @@ def parse_event(event: Any) -> RecycleRequest:
         batch_size=optional_int(event, "batch_size", 1, 1, MAX_BATCH_SIZE),
         min_task_age_seconds=optional_int(event, "min_task_age_seconds", 0, 0, MAX_TASK_AGE_SECONDS),
         max_tasks=optional_int(event, "max_tasks", None, 1, MAX_TASKS_LIMIT),
+        action=_action(event),
+        alarm_names=_alarm_names(event),
+        use_service_alarms=optional_bool(event, "use_service_alarms", True),
+        hand_off=optional_bool(event, "hand_off", True),
     )
     if service_arn and service_arn.group("cluster") not in (None, request.cluster_name):
         raise ConfigError(
@@ -131,3 +151,27 @@ def parse_event(event: Any) -> RecycleRequest:
             f"but cluster_name is {shown(request.cluster_name)}",
         )
     return request
+
+
+def _action(event: Mapping[str, Any]) -> str:
+    value = event.get("action", "recycle")
+    if value not in ACTIONS:
+        raise ConfigError("action", f"must be one of {', '.join(ACTIONS)}, got {shown(value)}")
+    return str(value)
+
+
+def _alarm_names(event: Mapping[str, Any]) -> tuple[str, ...]:
+    value = event.get("alarm_names", [])
+    if not isinstance(value, list):
+        raise ConfigError("alarm_names", f"must be a list of CloudWatch alarm names, got {type(value).__name__}")
+    if len(value) > MAX_ALARMS:
+        raise ConfigError("alarm_names", f"holds {len(value)} names; at most {MAX_ALARMS}")
+    names: list[str] = []
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or not _ALARM_NAME.fullmatch(name):
+            raise ConfigError(
+                f"alarm_names[{index}]", f"must be an alarm name (1-255 printable ASCII), got {shown(name)}"
+            )
+        if name not in names:
+            names.append(name)
+    return tuple(names)

@@ -60,6 +60,8 @@ class RecycleSettings:
     restore_reserve_seconds: int = 60
     # ECS keeps saying "unable to place a task" and no new task has appeared for this long: give up.
     placement_timeout_seconds: int = 120
+    # After the last batch, keep watching the alarms this long; one that fires fails the run.
+    alarm_watch_seconds: int = 0
     # The lock table, for local runs; in Lambda the template's LOCK_TABLE_NAME wins.
     lock_table_name: str | None = None
 
@@ -82,6 +84,7 @@ _RECYCLE_LIMITS: dict[str, tuple[type, float, float]] = {
     "replacement_timeout_seconds": (int, 30, 3600),
     "max_failed_replacements": (int, 1, 50),
     "placement_timeout_seconds": (int, 30, 3600),
+    "alarm_watch_seconds": (int, 0, 3600),
     "restore_reserve_seconds": (int, 10, 600),
 }
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from recycler.aws import ServiceReads
 from recycler.errors import PlacementFailed, ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
+from recycler.gates import Gates
 from recycler.holder import Log
 from recycler.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, TargetGroup
 from recycler.runtime import Clock, Runtime
@@ -37,8 +38,11 @@ class ReplacementWatch:
         settings: RecycleSettings,
         preflight: Preflight,
         log: Log,
+        gates: Gates | None = None,
     ) -> None:
         self.reads = reads
+        # Alarms and cancel, noted on every poll; the batch loop stops once the replacements in flight serve.
+        self.gates = gates
         self.runtime = runtime
         self.clock = clock
         self.settings = settings
@@ -48,7 +52,8 @@ class ReplacementWatch:
         # Every task the service had, and each replacement as it serves: none of them is a new one.
         self.known_arns: set[str] = set(preflight.all_task_arns)
         self.start_seconds_seen: list[float] = []
-        self.min_start_seconds: float | None = None
+        # The fastest the service's tasks have started: when the first poll after a stop is worth making.
+        self.min_start_seconds: float | None = preflight.fastest_start_seconds
 
     def served(self, replacements: dict[str, Any]) -> None:
         """Replacements serve: they are known from now on, and how long they took sets the next estimates.
@@ -89,6 +94,7 @@ class ReplacementWatch:
             "new_seen": 0,
             "last_new_at": 0.0,
             "candidate": None,
+            "stop": None,
         }
         return self.runtime.wait_until(name, lambda state: self._check_new_tasks(state), initial, poll)
 
@@ -96,7 +102,9 @@ class ReplacementWatch:
         state = dict(state)
         now = self.clock.now()
         elapsed = now - state["since"]
-        service = self.reads.describe_service()
+        service = self.reads.describe_service(include_tags=True)
+        if self.gates is not None and state["stop"] is None:
+            state["stop"] = self.gates.stop_reason(service)
         new_arns = [a for a in self.reads.list_task_arns() if a not in self.known_arns]
         new_tasks = self.reads.describe_tasks(new_arns) if new_arns else []
         self._count_failures(service, new_tasks, state)
@@ -122,11 +130,14 @@ class ReplacementWatch:
         self._check_placement(service, state, elapsed)
         if elapsed >= self.settings.replacement_timeout_seconds:
             limit, candidate = self.settings.replacement_timeout_seconds, state["candidate"] or "none started"
-            raise ReplacementTimeout(
+            message = (
                 f"{len(serving)} of {state['count']} replacements healthy within {limit}s (waiting for: {candidate})"
                 if state["count"] > 1
                 else f"no healthy replacement within {limit}s (candidate: {candidate})"
             )
+            if state["stop"] is not None:
+                message += f"; meanwhile {state['stop']['detail']}"
+            raise ReplacementTimeout(message)
         remaining = self.runtime.remaining_seconds()
         if (
             remaining is not None

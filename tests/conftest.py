@@ -86,8 +86,12 @@ class Bed:
     dynamodb: Any = None
     # Record the engine's calls for the session-end IAM cross-check.
     record_calls: bool = True
+    cloudwatch: Any = None
 
     def __post_init__(self) -> None:
+        if self.cloudwatch is None:
+            self.cloudwatch = self.session.client("cloudwatch", config=simulator.sim_client_config())
+            self.sim.count_client_calls(self.cloudwatch, into=self.calls)
         if self.dynamodb is None:
             self.dynamodb = self.session.client("dynamodb", config=simulator.sim_client_config())
             simulator.create_lock_table(self.session)
@@ -97,7 +101,7 @@ class Bed:
         self.inspector = DynamoLockStore(
             self.session.client("dynamodb", config=simulator.sim_client_config()), simulator.LOCK_TABLE
         )
-        for client in (self.ecs, self.autoscaling, self.elbv2, self.dynamodb):
+        for client in (self.ecs, self.autoscaling, self.elbv2, self.dynamodb, self.cloudwatch):
             client.meta.events.register("before-parameter-build.*.*", self._record)
 
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -160,6 +164,7 @@ class Bed:
             owner_id=owner,
             lock_ttl_seconds=lock_ttl,
             lock_store=self.store,
+            cloudwatch=self.cloudwatch,
         )
         run = engine.run
 
@@ -188,6 +193,12 @@ class Bed:
 
     def desired(self, service: str = SERVICE) -> int:
         return int(self.sim.service(CLUSTER, service).desired_count)
+
+    def add_alarm(self, name: str) -> str:
+        """A real CloudWatch alarm in moto, in OK."""
+        with self.sim.unobserved():
+            simulator.create_alarm(self.cloudwatch, name)
+        return name
 
     def lock_key(self, service: str = SERVICE) -> str:
         return lock_key(self.sim.backend().clusters[CLUSTER].arn, service)

@@ -51,6 +51,8 @@ NO_PERMISSION_NEEDED = frozenset({"sts:GetCallerIdentity"})
 
 # botocore service names whose IAM prefix differs.
 _IAM_PREFIX = {"elbv2": "elasticloadbalancing", "elb": "elasticloadbalancing"}
+# Operations whose IAM action has another name.
+_IAM_ACTION = {("lambda", "Invoke"): "InvokeFunction"}
 
 
 class UnsupportedPolicyError(Exception):
@@ -449,7 +451,7 @@ def calls_from_api(
     several resources (DescribeTasks with many tasks) is authorized per resource.
     """
     prefix = _IAM_PREFIX.get(service, service)
-    action = f"{prefix}:{operation}"
+    action = f"{prefix}:{_IAM_ACTION.get((prefix, operation), operation)}"
     base = f"arn:{partition}:{prefix}:{region}:{account}"
 
     def call(resource: str, **context: Any) -> dict[str, Any]:
@@ -522,6 +524,12 @@ def calls_from_api(
     if prefix == "dynamodb" and operation in ("GetItem", "PutItem", "UpdateItem", "DeleteItem"):
         table = str(params["TableName"])
         return [call(table if table.startswith("arn:") else f"{base}:table/{table}")]
+    if prefix == "cloudwatch" and operation == "DescribeAlarms":
+        names = params.get("AlarmNames") or ["*"]
+        return [call(f"{base}:alarm:{name}") for name in names]
+    if prefix == "lambda" and operation == "Invoke":
+        function = str(params["FunctionName"])
+        return [call(function if function.startswith("arn:") else f"{base}:function:{function}")]
     if prefix == "lambda" and operation in ("CheckpointDurableExecution", "GetDurableExecutionState"):
         return [call(str(params["DurableExecutionArn"]))]
     raise UnsupportedPolicyError(f"no IAM mapping for {service}.{operation}: add one to calls_from_api")

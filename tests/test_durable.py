@@ -296,7 +296,14 @@ def test_a_second_start_for_the_same_service_does_not_start_a_second_recycle(
     duplicate: DurableFunctionTestResult = second["result"]
     assert duplicate.status.name == "FAILED" and duplicate.error is not None
     assert "holds the lock" in (duplicate.error.message or "")
-    assert [op.name for op in duplicate.operations] == ["execution budget", "start", "preflight", "finish", "notify"]
+    assert [op.name for op in duplicate.operations] == [
+        "execution budget",
+        "start",
+        "preflight",
+        "finish",
+        "notify",
+        "metrics",
+    ]
     assert first.result.status.name == "SUCCEEDED"
     assert [r["status"] for r in first.reports] == ["failed", "succeeded"]
     assert first.reports[0]["error_type"] == LockHeld.__name__

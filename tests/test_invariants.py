@@ -81,7 +81,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     originals_seen = set(bed.snapshots[SERVICE]["tasks"])
     by_age = sorted(bed.sim.tasks(CLUSTER, SERVICE), key=lambda t: t.task_arn)
     for task in by_age[: plan["young"]]:
-        task.started_at = bed.sim.datetime_at(bed.clock.now() - 600)
+        bed.sim.set_started(task, bed.clock.now() - 600)
     for which, at in plan["protect"]:
 
         def protect(arn: str = by_age[which % n].task_arn) -> None:

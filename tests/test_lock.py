@@ -123,7 +123,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     bed: Bed, offset: float, durable_first: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dev import durable_support
-    from recycler import durable, durable_bounds
+    from recycler import clients, durable, durable_bounds
 
     # GIVEN a service, the plain engine, and the durable function under the SDK's test runner
     bed.add_service(tasks=3, target=(1, 3))
@@ -135,7 +135,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     name = durable_bounds.durable_execution_name(CLUSTER, SERVICE)
 
     with interleaving(bed.clock, bed.ecs, bed.autoscaling, bed.elbv2, bed.dynamodb) as inter:
-        inter.interleave_clients_of(monkeypatch, durable)
+        inter.interleave_clients_of(monkeypatch, clients)
         # The durable report, as the execution notifies it once (a failed execution's result is only its error).
         reports: list[dict[str, Any]] = []
         real_notify = durable.notify

@@ -191,7 +191,7 @@ def test_young_tasks_are_skipped_with_a_note_and_never_stopped(bed: Bed) -> None
     young = bed.snapshots[SERVICE]["tasks"][:2]
     for task in bed.sim.tasks(CLUSTER, SERVICE):
         if task.task_arn in young:
-            task.started_at = bed.sim.datetime_at(bed.clock.now() - 600)
+            bed.sim.set_started(task, bed.clock.now() - 600)
 
     report = bed.run(min_task_age_seconds=3600, wait_time=0)
 
@@ -294,7 +294,8 @@ def test_the_dry_run_plan_counts_batches_and_what_is_left_alone(bed: Bed) -> Non
     assert plan["batches"] == 2 and plan["batch_size"] == 3 and len(plan["tasks_to_stop"]) == 6
     assert plan["left_alone"]["beyond_max_tasks"] == 1
     assert plan["surge"]["desired_count"] == "7 -> 10" and plan["surge"]["raise_max_capacity"] is True
-    assert plan["estimated_seconds"] == (2 + 1) * 120 + 2 * 30
+    # (each batch and the surge: the service's tasks started in 40 s, plus a 5 s poll; then wait_time)
+    assert plan["estimated_seconds"] == (2 + 1) * (40 + 5) + 2 * 30
     # The task list is in the plan only, not again in tasks_remaining.
     assert report.tasks_remaining == []
 
@@ -320,7 +321,7 @@ def test_the_nightly_console_event_refreshes_the_five_oldest_of_a_day_or_more(be
     for task in bed.sim.tasks(CLUSTER, SERVICE):
         # Three days old, but for one started an hour ago.
         age = 3600 if task.task_arn == young else 3 * 86_400 + len(task.task_arn)
-        task.started_at = bed.sim.datetime_at(bed.clock.now() - age)
+        bed.sim.set_started(task, bed.clock.now() - age)
     engine, _ = bed.engine()
     report = engine.run(request)
     assert report.status == "succeeded", report.error

@@ -34,6 +34,8 @@ PARAMS = {
     "TargetServiceNames": "web,api",
 }
 LOCK_TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/ecs-task-recycle-locks"
+CANCEL_TAG = "ecs-task-recycle:cancel"
+DURABLE_ALIAS = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycle-durable:live"
 
 # The operations the engine calls (recycle.py), as IAM actions. The role must
 # grant exactly these, plus its own logs and durable checkpoints, plus the
@@ -41,6 +43,8 @@ LOCK_TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/ecs-task-recycle-lo
 ENGINE_ACTIONS = {
     "ecs:DescribeServices",
     "ecs:UpdateService",
+    "ecs:TagResource",
+    "ecs:UntagResource",
     "ecs:ListTasks",
     "ecs:DescribeTasks",
     "ecs:GetTaskProtection",
@@ -52,7 +56,11 @@ ENGINE_ACTIONS = {
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
+    "cloudwatch:DescribeAlarms",
+    "lambda:InvokeFunction",
 }
+# Made only by the flows a plain recycle without alarms does not take: cancel, the alarm gate, the hand-off.
+OTHER_FLOWS_ACTIONS = {"ecs:TagResource", "ecs:UntagResource", "cloudwatch:DescribeAlarms", "lambda:InvokeFunction"}
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 DURABLE_ACTIONS = {"lambda:CheckpointDurableExecution", "lambda:GetDurableExecutionState"}
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:smtp/password-AbCdEf"
@@ -288,8 +296,9 @@ def test_schedule_can_start_the_durable_alias_with_its_own_invoke_role() -> None
     parameters = {**PARAMS, **SCHEDULE, "ScheduleTarget": "durable"}
     assert iam_policy.allowed(TEMPLATE, "lambda:InvokeFunction", alias_arn, {}, parameters, role="ScheduleRole")
     assert iam_policy.policy_actions(TEMPLATE, parameters, role="ScheduleRole") == {"lambda:InvokeFunction"}
-    # The functions' role cannot invoke anything.
-    assert not allowed("lambda:InvokeFunction", alias_arn, **SCHEDULE)
+    # The functions' role may invoke the durable alias (the hand-off) and nothing else.
+    assert allowed("lambda:InvokeFunction", alias_arn, **SCHEDULE)
+    assert not allowed("lambda:InvokeFunction", props["Target"]["Arn"].replace("-durable:live", ""), **SCHEDULE)
 
 
 # --------------------------------------------------------------------------- #
@@ -319,6 +328,10 @@ ENGINE_CALLS = [
         ResourceId="service/prod/web",
         ScalableDimension="ecs:service:DesiredCount",
     ),
+    *api("ecs", "TagResource", resourceArn=WEB_ARN, tags=[{"key": CANCEL_TAG, "value": "by=x at=y"}]),
+    *api("ecs", "UntagResource", resourceArn=WEB_ARN, tagKeys=[CANCEL_TAG]),
+    *api("cloudwatch", "DescribeAlarms", AlarmNames=["web-5xx", "web-latency"]),
+    *api("lambda", "Invoke", FunctionName=DURABLE_ALIAS, InvocationType="Event"),
     *api("sts", "GetCallerIdentity"),
 ]
 DURABLE_EXECUTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycle-durable:live/durable-execution/x/y"
@@ -398,7 +411,15 @@ OTHER_CLUSTER_ARN = f"{ECS}:cluster/staging"
         pytest.param("ecs:ListTasks", "*", {"ecs:cluster": OTHER_CLUSTER_ARN}, id="list-other-cluster"),
         pytest.param("ecs:ListTasks", "*", {}, id="list-without-cluster"),
         pytest.param("ecs:TagResource", WEB_ARN, {"aws:TagKeys": ["ecs-task-recycle:lock"]}, id="tag-lock"),
+        pytest.param("ecs:TagResource", WEB_ARN, {"aws:TagKeys": [CANCEL_TAG, "owner"]}, id="tag-cancel-and-other"),
+        pytest.param("ecs:TagResource", WEB_ARN, {}, id="tag-without-keys"),
         pytest.param("ecs:UntagResource", WEB_ARN, {"aws:TagKeys": ["owner"]}, id="untag-other-key"),
+        pytest.param(
+            "ecs:TagResource", f"{ECS}:service/{CLUSTER}/billing", {"aws:TagKeys": [CANCEL_TAG]}, id="tag-unnamed"
+        ),
+        pytest.param("lambda:InvokeFunction", DURABLE_ALIAS.replace(":live", ""), {}, id="invoke-unqualified"),
+        pytest.param("lambda:InvokeFunction", DURABLE_ALIAS.replace(":live", ":1"), {}, id="invoke-a-version"),
+        pytest.param("cloudwatch:PutMetricAlarm", f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:x", {}, id="put-alarm"),
         pytest.param("dynamodb:DeleteItem", LOCK_TABLE_ARN, {}, id="delete-lock-item"),
         pytest.param("dynamodb:Scan", LOCK_TABLE_ARN, {}, id="scan-lock-table"),
         pytest.param("dynamodb:PutItem", LOCK_TABLE_ARN.replace("-locks", "-other"), {}, id="put-other-table"),
@@ -498,6 +519,8 @@ ENGINE_CLIENTS = {
     "autoscaling": "application-autoscaling",
     "elbv2": "elbv2",
     "dynamodb": "dynamodb",
+    "cloudwatch": "cloudwatch",
+    "lambda_client": "lambda",
 }
 
 
@@ -537,6 +560,8 @@ def _dummy_params(operation: str) -> dict[str, Any]:
         "tags": [],
         "tagKeys": [],
         "TableName": "t",
+        "AlarmNames": ["a"],
+        "FunctionName": "f",
     }
 
 
@@ -577,7 +602,7 @@ def test_calls_of_a_simulated_recycle_are_allowed_on_the_right_resources(bed: Be
     # THEN the role scoped to that cluster and service allows every call, and the engine used all its actions
     scope = {**PARAMS, "TargetClusterName": SIM_CLUSTER, "TargetServiceNames": SIM_SERVICE}
     assert iam_policy.check_calls(TEMPLATE, calls, scope) == []
-    assert {c["action"] for c in calls} == ENGINE_ACTIONS
+    assert {c["action"] for c in calls} == ENGINE_ACTIONS - OTHER_FLOWS_ACTIONS
     # AND a role scoped to another service refuses every call on the service itself (tasks are cluster-scoped)
     elsewhere = iam_policy.check_calls(TEMPLATE, calls, {**scope, "TargetServiceNames": "api"})
     assert len(elsewhere) == sum(c["resource"].startswith(f"{ECS}:service/") for c in calls)

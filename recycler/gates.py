@@ -1,0 +1,119 @@
+"""What can stop a run gracefully: the service's CloudWatch alarms, and an operator's cancel.
+
+Neither aborts a replacement in flight: the run stops no further task, lets the
+replacements already started finish (so capacity is back to N), restores, and
+ends as ``failed`` (an alarm, named with its StateReason) or ``cancelled``.
+
+- **Alarms**: the event's ``alarm_names``, plus the service's own deployment
+  alarms (``deploymentConfiguration.alarms`` when enabled) unless
+  ``use_service_alarms`` is false. One that is in ALARM, or does not exist,
+  refuses the run before anything changes: a typo must never silently disable
+  the gate. During the run they are read on every poll and before every batch,
+  up to 100 names in one DescribeAlarms call.
+- **Cancel**: the service tag ``ecs-task-recycle:cancel``, ``by=<who> at=<when>``,
+  read with the service on the polls the run makes anyway. A tag older than the
+  run is stale: it is removed and reported, and does not cancel the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from recycler.aws import ServiceReads
+from recycler.errors import AlarmTriggered, PreflightError, RecycleCancelled
+
+CANCEL_TAG_KEY = "ecs-task-recycle:cancel"
+# ECS tag values allow letters, digits, spaces and + - = . _ : / @ only.
+_TAG_SAFE = frozenset("+-=._:/@ ")
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    by: str
+    # Epoch seconds; 0 when the tag's time cannot be read (then it is stale).
+    at: float
+
+    def to_tag_value(self) -> str:
+        who = "".join(ch if ch.isalnum() or ch in _TAG_SAFE else "-" for ch in self.by)[:120]
+        return f"by={who} at={datetime.fromtimestamp(self.at, UTC).isoformat(timespec='seconds')}"
+
+    @classmethod
+    def from_tag_value(cls, value: str) -> CancelRequest:
+        fields = dict(part.split("=", 1) for part in value.split() if "=" in part)
+        try:
+            at = datetime.fromisoformat(fields.get("at", "")).timestamp()
+        except ValueError:
+            at = 0.0
+        return cls(fields.get("by", "unknown"), at)
+
+    def describe(self) -> str:
+        when = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="seconds") if self.at else "an unknown time"
+        return f"requested by {self.by} at {when}"
+
+
+def cancel_tag(service: dict[str, Any]) -> CancelRequest | None:
+    value = next((t.get("value") for t in service.get("tags", []) if t.get("key") == CANCEL_TAG_KEY), None)
+    return CancelRequest.from_tag_value(str(value)) if value is not None else None
+
+
+class Gates:
+    """The checks a run makes before each batch and on each poll. Each returns the reason to stop, or None."""
+
+    def __init__(self, reads: ServiceReads, alarm_names: tuple[str, ...], run_started: float) -> None:
+        self.reads = reads
+        self.alarm_names = alarm_names
+        self.run_started = run_started
+
+    def refuse_unless_alarms_are_quiet(self) -> None:
+        """Before anything changes: every alarm must exist, and none be in ALARM."""
+        if not self.alarm_names:
+            return
+        states = self.reads.alarm_states(self.alarm_names)
+        missing = [name for name in self.alarm_names if name not in states]
+        if missing:
+            raise PreflightError(
+                f"alarm {missing[0]!r} does not exist (a misspelt alarm would never stop the run); "
+                f"{len(missing)} of {len(self.alarm_names)} alarms missing"
+            )
+        firing = self._firing(states)
+        if firing is not None:
+            raise PreflightError(f"alarm {firing['alarm']!r} is already in ALARM: {firing['reason']}")
+
+    def stop_reason(self, service: dict[str, Any]) -> dict[str, str] | None:
+        """A cancel on the service (read with its tags), else an alarm in ALARM, else None. JSON for checkpoints."""
+        cancel = cancel_tag(service)
+        if cancel is not None and cancel.at >= self.run_started:
+            return {"kind": "cancel", "detail": cancel.describe()}
+        if self.alarm_names:
+            firing = self._firing(self.reads.alarm_states(self.alarm_names))
+            if firing is not None:
+                return {"kind": "alarm", "detail": f"alarm {firing['alarm']!r} went into ALARM: {firing['reason']}"}
+        return None
+
+    @staticmethod
+    def _firing(states: dict[str, dict[str, str]]) -> dict[str, str] | None:
+        for name, state in states.items():
+            if state["state"] == "ALARM":
+                return {"alarm": name, "reason": state["reason"]}
+        return None
+
+
+def stop_error(reason: dict[str, str]) -> Exception:
+    """The exception that ends a run for this reason, after the restore."""
+    if reason["kind"] == "cancel":
+        return RecycleCancelled(f"cancelled ({reason['detail']}); no further task was stopped")
+    return AlarmTriggered(f"{reason['detail']}; no further task was stopped")
+
+
+def service_alarm_names(service: dict[str, Any]) -> tuple[str, ...]:
+    """The service's deployment alarms, when ECS applies them (enable true)."""
+    alarms = (service.get("deploymentConfiguration") or {}).get("alarms") or {}
+    return tuple(alarms.get("alarmNames") or ()) if alarms.get("enable") else ()
+
+
+def remove_cancel_tag(reads: ServiceReads, service_arn: str) -> dict[str, Any]:
+    """The cancel has been honoured (or was stale): the tag goes."""
+    reads.call(reads.ecs.untag_resource, resourceArn=service_arn, tagKeys=[CANCEL_TAG_KEY])
+    return {}

@@ -1,0 +1,83 @@
+"""Hand-off: a plan too long for this plain invocation starts the long-running (durable) function instead.
+
+The template tells the plain function the durable alias (DURABLE_FUNCTION_ALIAS_ARN).
+Before anything is changed, if the plan's estimate does not fit the time this
+invocation has left, the plain function invokes the alias asynchronously with a
+deterministic DurableExecutionName (a retry of the same invocation starts no
+second execution) and returns ``handed_off`` with how to follow it. The event's
+``hand_off: false`` refuses that: the run then does what fits and reports
+``incomplete``, with the event that carries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from recycler.aws import aws_errors
+from recycler.durable_bounds import durable_execution_name
+from recycler.preflight import Preflight, plan_seconds
+from recycler.request import RecycleRequest
+from recycler.selection import Selection
+from recycler.settings import RecycleSettings
+
+HANDOFF_ENV = "DURABLE_FUNCTION_ALIAS_ARN"
+
+
+@dataclass
+class HandOff:
+    """Decides whether to hand the run to the durable alias, and starts it there."""
+
+    lambda_client: Any
+    alias_arn: str
+    request: RecycleRequest
+    settings: RecycleSettings
+    remaining_seconds: Callable[[], float | None]
+    # Whose invocation this is: the same caller gets the same execution name.
+    invocation_id: str
+    # The event as the durable function should get it.
+    event: dict[str, Any]
+
+    def decide(self, preflight: Preflight, selection: Selection) -> dict[str, Any]:
+        """Whether the plan fits this invocation; JSON, for the dry-run plan and the step."""
+        remaining = self.remaining_seconds()
+        needed = plan_seconds(preflight, selection, self.request, self.settings)
+        available = None if remaining is None else remaining - self.settings.restore_reserve_seconds
+        would = bool(self.request.hand_off and available is not None and needed > available and selection.batches)
+        return {
+            "would_hand_off": would,
+            "estimated_seconds": round(needed),
+            "available_seconds": None if available is None else round(available),
+            "durable_alias": self.alias_arn,
+            "execution_name": self.execution_name(),
+        }
+
+    def execution_name(self) -> str:
+        run_key = hashlib.sha256(self.invocation_id.encode()).hexdigest()[:12]
+        return durable_execution_name(self.request.cluster, self.request.service, run_key)
+
+    def start(self) -> dict[str, Any]:
+        """Invoke the alias asynchronously (InvocationType Event) under the deterministic execution name."""
+        name = self.execution_name()
+        payload = json.dumps({**self.event, "hand_off": False})
+        with aws_errors("Invoke"):
+            response = self.lambda_client.invoke(
+                FunctionName=self.alias_arn,
+                InvocationType="Event",
+                DurableExecutionName=name,
+                Payload=payload.encode(),
+            )
+        return {
+            "execution_name": name,
+            "durable_alias": self.alias_arn,
+            "status_code": response.get("StatusCode"),
+            "follow": (
+                f"aws lambda list-durable-executions-by-function --function-name {self.alias_arn} "
+                f"--durable-execution-name {name}; or invoke either function with "
+                f'{{"cluster_name": "{self.request.cluster}", "service_name": "{self.request.service}", '
+                f'"action": "status"}}'
+            ),
+        }
