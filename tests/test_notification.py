@@ -338,6 +338,8 @@ SUBJECTS = {
     "dry_run": "AWS ECS | DRY RUN | ECS Service Task Recycle Completed | 2026-11-28",
     "failed": "AWS ECS | FAILED | ECS Service Task Recycle Completed | 2026-11-28",
     "incomplete": "AWS ECS | INCOMPLETE | ECS Service Task Recycle Completed | 2026-11-28",
+    "cancelled": "AWS ECS | CANCELLED | ECS Service Task Recycle Completed | 2026-11-28",
+    "handed_off": "AWS ECS | HANDED OFF | ECS Service Task Recycle Completed | 2026-11-28",
     "something-new": "AWS ECS | UNKNOWN OUTCOME | ECS Service Task Recycle Completed | 2026-11-28",
 }
 
@@ -347,6 +349,21 @@ def test_given_each_outcome_when_rendered_then_subject_says_so_plainly(status: s
     message = render_message(make_report(status), config_for(smtp_section(587)), now=SENT)
     assert message["Subject"] == SUBJECTS[status]
     assert message["X-ECS-Recycle-Status"] == status
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [("succeeded", "success"), ("cancelled", "success"), ("handed_off", "success"), ("failed", "failure")],
+)
+def test_given_a_cancel_or_hand_off_when_filtered_then_it_counts_as_what_was_asked_for(
+    status: str, outcome: str
+) -> None:
+    from recycler.notification.content import outcome_of
+
+    # An operator's cancel, or a hand-off to the durable function, is not something that went wrong.
+    assert outcome_of(make_report(status)) == outcome
+    text, _ = parts(render_message(make_report(status), config_for(smtp_section(587)), now=SENT))
+    assert "which this version does not know" not in text
 
 
 def test_given_a_success_when_sent_then_both_parts_carry_the_whole_report(

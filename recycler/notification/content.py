@@ -16,7 +16,8 @@ from recycler.notification.settings import Outcome
 
 # Report statuses that count as "success" for notify_on. Anything else,
 # including a missing or unknown status, is treated as a failure.
-SUCCESS_STATUSES = frozenset({"succeeded", "dry_run"})
+# A cancel is what the operator asked for, and a hand-off goes on in the durable function: neither is a failure.
+SUCCESS_STATUSES = frozenset({"succeeded", "dry_run", "cancelled", "handed_off"})
 
 
 # The heading's short status; the Outcome row gives the detail (_describe_outcome).
@@ -25,6 +26,8 @@ _HEADLINES: dict[str, str] = {
     "dry_run": "dry run",
     "failed": "FAILED",
     "incomplete": "INCOMPLETE",
+    "cancelled": "CANCELLED",
+    "handed_off": "handed off to the long-running function",
 }
 
 
@@ -146,6 +149,13 @@ def _describe_outcome(report: Mapping[str, Any]) -> str:
     if status == "incomplete":
         count = len(_list(report.get("tasks_remaining")))
         return f"the time budget ran out with {count} task(s) remaining"
+    if status == "cancelled":
+        count = len(_list(report.get("tasks_remaining")))
+        return f"an operator cancelled it; no further task was stopped, {count} task(s) remaining"
+    if status == "handed_off":
+        handed = report.get("handed_off") or {}
+        name = as_text(handed.get("execution_name"), "unknown") if isinstance(handed, Mapping) else "unknown"
+        return f"too long for one invocation: the durable execution {name} does the recycle"
     return f"the report's status is {as_text(status, 'missing')!r}, which this version does not know"
 
 

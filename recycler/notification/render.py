@@ -30,11 +30,13 @@ _SUBJECT_MARKERS: dict[str, str | None] = {
     "dry_run": "DRY RUN",
     "failed": "FAILED",
     "incomplete": "INCOMPLETE",
+    "cancelled": "CANCELLED",
+    "handed_off": "HANDED OFF",
 }
 
 
 def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: datetime | None = None) -> str:
-    """``{prefix} | [FAILED | INCOMPLETE | DRY RUN |] {subject} | {YYYY-MM-DD}``.
+    """``{prefix} | [FAILED | INCOMPLETE | CANCELLED | HANDED OFF | DRY RUN |] {subject} | {YYYY-MM-DD}``.
 
     The date is ``now`` (the send time, in UTC), the same clock as the Date header.
     """

@@ -1,0 +1,358 @@
+"""Safety gates and operator control: CloudWatch alarms, cancel and status, the hand-off, metrics.
+
+What must hold: once an alarm fires or a cancel comes, no further task is
+stopped; the replacements in flight finish, so capacity is back to N; the
+service is restored; and the outcome names the alarm (failed) or is cancelled.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from typing import Any
+
+import pytest
+from conftest import CLUSTER, SERVICE, Bed, load_event
+
+import lambda_function
+from dev.simulator import FakeLambdaContext
+from recycler import control, invocation, metrics
+from recycler.aws import ServiceReads
+from recycler.errors import ConfigError
+from recycler.gates import CANCEL_TAG_KEY, CancelRequest
+from recycler.handoff import HANDOFF_ENV
+from recycler.request import parse_event
+from recycler.settings import RecycleSettings, parse_config
+
+MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget", "PutItem", "UpdateItem", "TagResource"}
+
+
+def _stop_times(bed: Bed) -> dict[str, float]:
+    """When each original was stopped (the first time StopTask reached it)."""
+    times: dict[str, float] = {}
+    real = bed.sim._stop_task
+
+    def recording(backend: Any, original: Any, *args: Any, **kwargs: Any) -> Any:
+        task = real(backend, original, *args, **kwargs)
+        times.setdefault(task.task_arn, bed.clock.now())
+        return task
+
+    bed.sim._stop_task = recording  # type: ignore[method-assign]
+    return times
+
+
+def _cancel_tag(bed: Bed) -> str | None:
+    tags = bed.sim.service(CLUSTER, SERVICE).tags or []
+    return next((t["value"] for t in tags if t["key"] == CANCEL_TAG_KEY), None)
+
+
+def _reads(bed: Bed) -> ServiceReads:
+    return ServiceReads(
+        bed.ecs, bed.autoscaling, bed.elbv2, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
+    )
+
+
+# --------------------------------------------------------------------------- the event
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"action": "restart"}, "action"),
+        ({"alarm_names": "web-5xx"}, "alarm_names"),
+        ({"alarm_names": ["ok", ""]}, "alarm_names[1]"),
+        ({"alarm_names": ["bad\nname"]}, "alarm_names[0]"),
+        ({"alarm_names": [f"a{i}" for i in range(101)]}, "alarm_names"),
+        ({"use_service_alarms": "yes"}, "use_service_alarms"),
+        ({"hand_off": 0}, "hand_off"),
+    ],
+)
+def test_a_bad_gate_field_is_named(event: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_event({"cluster_name": "c", "service_name": "s", **event})
+    assert caught.value.field == field
+
+
+# --------------------------------------------------------------------------- alarms
+
+
+def test_an_alarm_that_fires_mid_run_stops_the_run_after_the_replacements_in_flight(bed: Bed) -> None:
+    # GIVEN a 5-task service gated by an alarm that goes into ALARM 100 s in
+    bed.add_service(tasks=5, target=(2, 10))
+    alarm = bed.add_alarm("web-5xx")
+    stopped_at = _stop_times(bed)
+    bed.sim.at(100, "errors", lambda: bed.sim.set_alarm(alarm, "ALARM", "Threshold Crossed: 42 5xx in 1 minute"))
+
+    report = bed.run(alarm_names=[alarm], wait_time=10)
+
+    # THEN no task was stopped after the alarm fired, the run failed naming it and why, and the service is back
+    assert report.status == "failed" and report.error_type == "AlarmTriggered"
+    assert "web-5xx" in (report.error or "") and "Threshold Crossed: 42 5xx" in (report.error or "")
+    fired = bed.clock.start + 100
+    assert stopped_at and all(at < fired for at in stopped_at.values())
+    assert 0 < len(report.tasks_recycled) < 5 and len(report.tasks_remaining) == 5 - len(report.tasks_recycled)
+    bed.assert_capacity_held()
+    bed.assert_restored()
+    bed.assert_each_original_stopped_at_most_once()
+
+
+def test_an_alarm_already_firing_refuses_the_run_before_anything_changes(bed: Bed) -> None:
+    bed.add_service(tasks=3, target=(1, 6))
+    alarm = bed.add_alarm("web-latency")
+    bed.sim.set_alarm(alarm, "ALARM", "p99 above 2 s")
+    report = bed.run(alarm_names=[alarm])
+    assert report.status == "failed" and report.error_type == "PreflightError"
+    assert "web-latency" in (report.error or "") and "already in ALARM: p99 above 2 s" in (report.error or "")
+    assert MUTATING.isdisjoint(bed.calls)
+    bed.assert_restored()
+
+
+@pytest.mark.parametrize("state", ["OK", "INSUFFICIENT_DATA"])
+def test_ok_and_insufficient_data_do_not_block(bed: Bed, state: str) -> None:
+    bed.add_service(tasks=2)
+    alarm = bed.add_alarm("web-5xx")
+    bed.sim.set_alarm(alarm, state, "no data yet")
+    report = bed.run(alarm_names=[alarm], wait_time=0)
+    assert report.status == "succeeded", report.error
+
+
+def test_a_misspelt_alarm_refuses_the_run_naming_it(bed: Bed) -> None:
+    bed.add_service(tasks=2)
+    bed.add_alarm("web-5xx")
+    report = bed.run(alarm_names=["web-5xx", "web-5xxx"])
+    assert report.status == "failed" and "alarm 'web-5xxx' does not exist" in (report.error or "")
+    assert MUTATING.isdisjoint(bed.calls)
+
+
+def test_the_services_own_deployment_alarms_gate_the_run(bed: Bed) -> None:
+    # GIVEN a service whose deployment alarms (enabled) include one that is firing, and no alarm_names
+    bed.add_service(tasks=2)
+    alarm = bed.add_alarm("web-deploy-errors")
+    bed.sim.set_alarm(alarm, "ALARM", "errors during the last deployment")
+    service: Any = bed.sim.service(CLUSTER, SERVICE)
+    service.deployment_configuration = {"alarms": {"alarmNames": [alarm], "enable": True, "rollback": True}}
+
+    # WHEN recycled, THEN the service's own alarm refuses it
+    report = bed.run(wait_time=0)
+    assert report.status == "failed" and "web-deploy-errors" in (report.error or "")
+
+    # AND with use_service_alarms false the run goes ahead
+    report = bed.run(owner="run-2", use_service_alarms=False, wait_time=0)
+    assert report.status == "succeeded", report.error
+
+
+def test_an_alarm_that_fires_while_watching_after_the_last_task_fails_the_run(bed: Bed) -> None:
+    bed.add_service(tasks=2, target=(1, 4))
+    alarm = bed.add_alarm("web-5xx")
+    # Two tasks take about 40 + 2 x (40 + 10) s; the alarm fires 60 s into a 300 s watch.
+    bed.sim.at(200, "late errors", lambda: bed.sim.set_alarm(alarm, "ALARM", "errors after the recycle"))
+    settings = RecycleSettings(alarm_watch_seconds=300)
+    report = bed.run(alarm_names=[alarm], wait_time=10, settings=settings)
+    assert len(report.tasks_recycled) == 2
+    assert report.status == "failed" and "errors after the recycle" in (report.error or "")
+    bed.assert_restored()
+
+
+# --------------------------------------------------------------------------- cancel and status
+
+
+def test_a_cancel_mid_run_stops_gracefully_and_restores(bed: Bed) -> None:
+    # GIVEN a running recycle, and an operator who cancels it 100 s in
+    bed.add_service(tasks=5, target=(2, 10))
+    stopped_at = _stop_times(bed)
+    asked: list[dict[str, Any]] = []
+    bed.sim.at(
+        100, "operator cancels", lambda: asked.append(control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager"))
+    )
+
+    report = bed.run(wait_time=10)
+
+    # THEN the cancel was accepted, no task was stopped after it, the service is restored and the tag gone
+    assert asked[0]["state"] == "running" and "cancel requested" in asked[0]["result"]
+    assert report.status == "cancelled" and report.error_type == "RecycleCancelled"
+    assert "ops@pager" in (report.error or "")
+    assert all(at < bed.clock.start + 100 for at in stopped_at.values())
+    assert len(report.tasks_recycled) + len(report.tasks_remaining) == 5
+    bed.assert_capacity_held()
+    bed.assert_restored()
+    assert _cancel_tag(bed) is None
+
+
+def test_a_cancel_with_nothing_running_says_so_and_leaves_no_tag(bed: Bed) -> None:
+    bed.add_service(tasks=2)
+    result = control.cancel(_reads(bed), bed.store, bed.clock, "ops")
+    assert result["state"] == "idle" and "no recycle in progress" in result["result"]
+    assert _cancel_tag(bed) is None
+
+
+def test_a_stale_cancel_tag_is_removed_and_reported_and_does_not_cancel_the_run(bed: Bed) -> None:
+    arn = bed.add_service(tasks=2)
+    stale = CancelRequest("ops", bed.clock.now() - 3600).to_tag_value()
+    bed.ecs.tag_resource(resourceArn=arn, tags=[{"key": CANCEL_TAG_KEY, "value": stale}])
+    report = bed.run(wait_time=0)
+    assert report.status == "succeeded", report.error
+    assert any("stale" in change and CANCEL_TAG_KEY in change for change in report.external_changes)
+    assert _cancel_tag(bed) is None
+    bed.assert_restored()
+
+
+def test_status_while_running_and_when_idle(bed: Bed) -> None:
+    # GIVEN a recycle of four tasks, asked for its status midway
+    bed.add_service(tasks=4, target=(1, 8))
+    seen: list[dict[str, Any]] = []
+    bed.sim.at(150, "status", lambda: seen.append(control.status(_reads(bed), bed.store, bed.clock)))
+
+    report = bed.run(wait_time=10)
+
+    # THEN midway it was running, with the owner, progress, expiry and an ETA after the start
+    assert report.status == "succeeded", report.error
+    running = seen[0]
+    assert running["state"] == "running" and running["owner"] == "run-1"
+    assert running["progress"]["total"] == 4 and 0 < running["progress"]["recycled"] < 4
+    assert running["eta"] and running["eta"] > running["started_at"] and running["lock_expires_at"]
+    # AND afterwards it is idle, still saying how far the last run got
+    idle = control.status(_reads(bed), bed.store, bed.clock)
+    assert idle["state"] == "idle" and idle["progress"] == {"recycled": 4, "total": 4, "batch": 4}
+
+
+def test_status_of_a_run_that_died_is_stale(bed: Bed) -> None:
+    bed.add_service(tasks=3, target=(1, 6))
+    bed.clock.kill_at = bed.clock.now() + 100
+    with pytest.raises(BaseException, match="killed"):
+        bed.run()
+    bed.clock.sleep(2000)
+    stale = control.status(_reads(bed), bed.store, bed.clock)
+    assert stale["state"] == "stale" and "repairs" in stale["note"]
+
+
+def test_status_and_cancel_through_the_handler_change_nothing_but_the_tag(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bed.add_service(tasks=2)
+    monkeypatch.setattr(invocation, "_config", parse_config({}))
+    context = FakeLambdaContext(bed.clock)
+    status = lambda_function.lambda_handler(
+        {"cluster_name": CLUSTER, "service_name": SERVICE, "action": "status"}, context
+    )
+    assert status["state"] == "idle" and status["action"] == "status"
+    cancel = lambda_function.lambda_handler(
+        {"cluster_name": CLUSTER, "service_name": SERVICE, "action": "cancel"}, context
+    )
+    assert cancel["state"] == "idle"
+    assert MUTATING.isdisjoint(bed.calls) and _cancel_tag(bed) is None
+
+
+# --------------------------------------------------------------------------- hand-off
+
+
+class _FakeLambda:
+    """The durable alias: records the asynchronous invokes it gets."""
+
+    def __init__(self) -> None:
+        self.invokes: list[dict[str, Any]] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.invokes.append(kwargs)
+        return {"StatusCode": 202}
+
+
+@pytest.fixture
+def durable_alias(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> _FakeLambda:
+    alias = _FakeLambda()
+    monkeypatch.setenv(HANDOFF_ENV, "arn:aws:lambda:us-east-1:123456789012:function:ecs-task-recycle-durable:live")
+    real_create_client = invocation.create_client
+    monkeypatch.setattr(
+        invocation,
+        "create_client",
+        lambda session, name: alias if name == "lambda" else real_create_client(session, name),
+    )
+    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
+    monkeypatch.setattr(invocation, "_config", parse_config({}))
+    return alias
+
+
+def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
+    bed: Bed, durable_alias: _FakeLambda
+) -> None:
+    # GIVEN 40 tasks, one at a time: about 50 minutes, in a 15-minute invocation
+    bed.add_service(tasks=40, target=(1, 50))
+    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
+
+    result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-7"))
+
+    # THEN exactly one asynchronous invoke of the alias, under a deterministic name, and nothing else changed
+    assert result["status"] == "handed_off"
+    (invoke,) = durable_alias.invokes
+    assert invoke["InvocationType"] == "Event" and invoke["FunctionName"].endswith("-durable:live")
+    assert invoke["DurableExecutionName"] == result["handed_off"]["execution_name"]
+    assert json.loads(invoke["Payload"]) == {**event, "hand_off": False}
+    assert MUTATING.isdisjoint(bed.calls) and bed.lock() is None
+    bed.assert_restored()
+    # AND a retry of the same invocation would start no second execution: the name is the same
+    again = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-7"))
+    assert again["handed_off"]["execution_name"] == invoke["DurableExecutionName"]
+
+
+def test_a_plan_that_fits_is_not_handed_off_and_hand_off_false_does_what_fits(
+    bed: Bed, durable_alias: _FakeLambda
+) -> None:
+    bed.add_service(tasks=2)
+    fits = lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+    assert fits["status"] == "succeeded" and durable_alias.invokes == []
+
+    bed.add_service(tasks=30, service="api", target=(1, 40))
+    event = {"cluster_name": CLUSTER, "service_name": "api", "hand_off": False}
+    with pytest.raises(invocation.RecycleNotCompleted, match="INCOMPLETE"):
+        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock))
+    assert durable_alias.invokes == []
+
+
+def test_a_dry_run_says_whether_it_would_hand_off(bed: Bed, durable_alias: _FakeLambda) -> None:
+    bed.add_service(tasks=40, target=(1, 50))
+    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
+    plan = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock))["plan"]
+    assert plan["hand_off"]["would_hand_off"] is True and plan["hand_off"]["estimated_seconds"] > 900
+    assert durable_alias.invokes == []
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_a_run_publishes_its_metrics_as_emf_lines(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a recycle of three tasks through the plain handler, as in Lambda
+    bed.add_service(tasks=3, target=(1, 6))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "ecs-task-recycle")
+    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
+    monkeypatch.setattr(invocation, "_config", parse_config({}))
+    out = io.StringIO()
+    with redirect_stdout(out):
+        report = lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+
+    # THEN stdout carries EMF: the namespace, Cluster and Service, the outcome and the timings
+    (line,) = [json.loads(text) for text in out.getvalue().splitlines() if text.startswith("{")]
+    directive = line["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "ECSTaskRecycle" and directive["Dimensions"] == [["Cluster", "Service"]]
+    assert (line["Cluster"], line["Service"]) == (CLUSTER, SERVICE)
+    assert line["RunsSucceeded"] == [1.0] and line["RunsFailed"] == [0.0] and line["RunsCancelled"] == [0.0]
+    assert line["TasksRecycled"] == [3.0] and line["FailedReplacements"] == [0.0]
+    assert line["ReplacementSeconds"] == [t["seconds"] for t in report["tasks_recycled"]]
+    assert line["RunDurationSeconds"] == [report["duration_seconds"]]
+    units = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
+    assert units["ReplacementSeconds"] == "Seconds" and units["RunsFailed"] == "Count"
+
+
+def test_a_long_run_splits_its_replacement_seconds_across_lines() -> None:
+    report = {
+        "status": "failed",
+        "cluster": "c",
+        "service": "s",
+        "tasks_recycled": [{"seconds": float(i)} for i in range(250)],
+        "failed_replacements": 3,
+        "duration_seconds": 9000.0,
+    }
+    documents = metrics.emf_documents(report)
+    assert [len(d["ReplacementSeconds"]) for d in documents] == [99, 99, 52]
+    assert documents[0]["RunsFailed"] == [1.0] and documents[0]["FailedReplacements"] == [3.0]
+    assert "RunsFailed" not in documents[1]
+    assert metrics.emf_documents({**report, "status": "dry_run"}) == []
