@@ -114,12 +114,13 @@ class Recycler:
         preflight = self._preflight("preflight")
         if self.preflight_check is not None:
             self.preflight_check(preflight)
-        self._gate(preflight)
         if not request.dry_run and self._handed_off(preflight, report):
             return
         if preflight.stale_lock is not None and not request.dry_run:
+            # Undoing what a dead run left is safe whatever the alarms say; recycling is what they gate.
             self._repair(preflight.stale_lock, report)
             preflight = self._preflight("preflight after repair")
+        self._gate(preflight)
         self._describe(preflight, report)
         if request.dry_run:
             table = self.lock_store.table_name if self.lock_store else None

@@ -469,3 +469,29 @@ def test_a_thousand_tasks_in_batches_of_ten_are_admitted_at_the_template_default
     one_by_one = parse_event({"cluster_name": "c", "service_name": "s"})
     with pytest.raises(PreflightError, match=r"1000 tasks in 1000 batches of up to 1 .*Nothing was changed"):
         durable_bounds.check_duration_bound(preflight, one_by_one, settings, timeout - 60, timeout)
+
+
+def test_a_cancel_stops_a_durable_run_gracefully(bed: Bed, durable: Callable[..., Outcome]) -> None:
+    from recycler import control
+    from recycler.aws import ServiceReads
+
+    # GIVEN a durable recycle of six tasks, and an operator who cancels it 150 s in
+    bed.add_service(tasks=6, target=(2, 10))
+    reads = ServiceReads(
+        bed.ecs, bed.autoscaling, bed.elbv2, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
+    )
+    asked: list[dict[str, Any]] = []
+    bed.sim.at(150, "cancel", lambda: asked.append(control.cancel(reads, bed.store, bed.clock, "ops")))
+
+    outcome = durable(wait_time=10)
+
+    # THEN the execution succeeded as cancelled: it stopped no further task, restored, and removed the tag
+    assert asked and asked[0]["state"] == "running"
+    assert outcome.result.status.name == "SUCCEEDED", outcome.result.error
+    report = outcome.report
+    assert report["status"] == "cancelled" and 0 < len(report["tasks_recycled"]) < 6
+    assert len(report["tasks_recycled"]) + len(report["tasks_remaining"]) == 6
+    assert not any(t["key"] == "ecs-task-recycle:cancel" for t in bed.sim.service(CLUSTER, SERVICE).tags or [])
+    bed.assert_restored()
+    bed.assert_capacity_held()
+    bed.assert_each_original_stopped_at_most_once()

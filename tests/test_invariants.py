@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 
 from dev import simulator
 from dev.simulator import Behaviour, LambdaKilled
+from recycler import control
+from recycler.aws import ServiceReads
+from recycler.request import parse_event
 from recycler.settings import RecycleSettings
 
 OPERATIONS = [
@@ -69,6 +72,10 @@ schedule = st.fixed_dictionaries(
         "protect": st.lists(
             st.tuples(st.integers(min_value=0, max_value=5), st.integers(min_value=0, max_value=400)), max_size=2
         ),
+        # The gating alarm goes into ALARM this many seconds in (None: it stays OK).
+        "alarm_at": st.none() | st.integers(min_value=0, max_value=500),
+        # An operator cancels this many seconds in (None: nobody does).
+        "cancel_at": st.none() | st.integers(min_value=0, max_value=500),
     }
 )
 
@@ -108,7 +115,36 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     if plan["kill_at"] is not None:
         bed.clock.kill_at = bed.clock.now() + plan["kill_at"]
 
+    alarm = bed.add_alarm("web-5xx")
+    gate_closed: list[float] = []  # when the alarm fired, or a cancel was accepted
+    if plan["alarm_at"] is not None:
+
+        def fire() -> None:
+            bed.sim.set_alarm(alarm, "ALARM", "simulated errors")
+            gate_closed.append(bed.clock.now())
+
+        bed.sim.at(plan["alarm_at"], "alarm fires", fire)
+    if plan["cancel_at"] is not None:
+
+        def cancel() -> None:
+            request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
+            reads = ServiceReads(bed.ecs, bed.autoscaling, bed.elbv2, request)
+            if control.cancel(reads, bed.store, bed.clock, "hypothesis")["state"] == "running":
+                gate_closed.append(bed.clock.now())
+
+        bed.sim.at(plan["cancel_at"], "operator cancels", cancel)
+    stop_times: dict[str, float] = {}
+    real_stop = bed.sim._stop_task
+
+    def recording_stop(backend: Any, original: Any, *args: Any, **kwargs: Any) -> Any:
+        task = real_stop(backend, original, *args, **kwargs)
+        stop_times.setdefault(task.task_arn, bed.clock.now())
+        return task
+
+    bed.sim._stop_task = recording_stop  # type: ignore[method-assign]
+
     event = {
+        "alarm_names": [alarm],
         "maintain_service_state": plan["maintain"],
         "wait_time": plan["wait_time"],
         "batch_size": plan["batch_size"],
@@ -127,12 +163,17 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     # THEN (first run) serving capacity never dropped below N, less the batch without the surge
     if not scaled_in:
         assert bed.sim.observed.min_serving[key] >= n - drop
+    # AND once the alarm fired or a cancel was accepted, no further task was stopped
+    if gate_closed:
+        assert all(at < min(gate_closed) for at in stop_times.values()), (gate_closed, stop_times)
 
     # A killed run (or one whose restore kept failing) leaves its lock; the next run repairs it.
     if bed.held():
         bed.sim.faults.clear()
         behaviour.fail_next_starts = 0
         behaviour.never_healthy = False
+        bed.sim.set_alarm(alarm, "OK", "recovered")
+        gate_closed.clear()
         bed.clock.sleep(1100)
         bed.sim.reconcile()  # let what happened meanwhile (autoscaling) happen before we look
         originals_seen |= {t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"}

@@ -763,3 +763,24 @@ def test_scalable_targets_can_be_limited_to_tagged_ones_and_never_tagged_by_the_
     # AND a registration that carries tags (which could create a target the condition admits) is refused
     assert not allowed(register, "*", {**tagged, "aws:TagKeys": ["ecs-task-recycle"]}, RequireScalableTargetTag="true")
     assert not allowed(register, "*", {**ecs_target, "aws:TagKeys": ["team"]})
+
+
+def test_the_alarm_topic_adds_an_alarm_on_failed_runs_and_one_on_function_errors() -> None:
+    # GIVEN no topic THEN no alarm
+    resolver = iam_policy.Resolver(template(), PARAMS)
+    assert resolver.condition("HasAlarmTopic") is False
+    for name in ("RunsFailedAlarm", "FunctionErrorsAlarm"):
+        assert template()["Resources"][name]["Condition"] == "HasAlarmTopic"
+    # GIVEN a topic THEN both alarms notify it
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:ops-pager"
+    failed = resolved("RunsFailedAlarm", AlarmTopicArn=topic)
+    errors = resolved("FunctionErrorsAlarm", AlarmTopicArn=topic)
+    assert failed["AlarmActions"] == [topic] and errors["AlarmActions"] == [topic]
+    # AND the first sums RunsFailed over every cluster and service the functions publish it for
+    (query,) = failed["Metrics"]
+    from recycler.metrics import NAMESPACE, RUN_METRICS
+
+    assert query["Expression"] == f"SELECT SUM({RUN_METRICS['failed']}) FROM SCHEMA({NAMESPACE}, Cluster, Service)"
+    # AND the second adds both functions' Errors
+    functions = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for m in errors["Metrics"] if "MetricStat" in m}
+    assert functions == {"ecs-task-recycle", "ecs-task-recycle-durable"}
