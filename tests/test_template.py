@@ -780,7 +780,9 @@ def test_the_alarm_topic_adds_an_alarm_on_failed_runs_and_one_on_function_errors
     (query,) = failed["Metrics"]
     from recycler.metrics import NAMESPACE, RUN_METRICS
 
-    assert query["Expression"] == f"SELECT SUM({RUN_METRICS['failed']}) FROM SCHEMA({NAMESPACE}, Cluster, Service)"
+    assert query["Expression"] == " ".join(
+        ["SELECT", f"SUM({RUN_METRICS['failed']})", "FROM", f"SCHEMA({NAMESPACE},", "Cluster,", "Service)"]
+    )
     # AND the second adds both functions' Errors
     functions = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for m in errors["Metrics"] if "MetricStat" in m}
     assert functions == {"ecs-task-recycle", "ecs-task-recycle-durable"}
