@@ -118,6 +118,8 @@ class Behaviour:
     provisioning_seconds: float = 0.0
     # The zones tasks are spread over: each launch goes to the zone with the fewest live tasks.
     zones: tuple[str, ...] = ("us-east-1a", "us-east-1b", "us-east-1c")
+    # The deployment's rolloutState as DescribeServices reports it (IN_PROGRESS: a rollout under way).
+    rollout_state: str = "COMPLETED"
 
 
 @dataclass
@@ -613,7 +615,8 @@ class EcsSimulator:
             deployment.update(
                 desiredCount=svc.desired_count, runningCount=svc.running_count, pendingCount=svc.pending_count
             )
-            deployment["rolloutState"] = "COMPLETED"
+            rollout = self.behaviours.get(f"{svc.cluster_name}:{svc.name}", Behaviour()).rollout_state
+            deployment["rolloutState"] = rollout
             deployment["rolloutStateReason"] = "ECS deployment completed."
 
     def _observe(self) -> None:

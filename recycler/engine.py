@@ -93,7 +93,9 @@ class Recycler:
         self.reads = ServiceReads(*self.clients, request=request, cloudwatch=self.cloudwatch)
         self._fresh_hold()
         cluster, service = request.cluster_name, request.service_name
-        report = RecycleReport(status="failed", cluster=cluster, service=service)
+        # The region the session reaches, until the service's own ARN says it (a first call may fail).
+        region = getattr(getattr(self.clients[0], "meta", None), "region_name", None)
+        report = RecycleReport(status="failed", cluster=cluster, service=service, region=region)
         self.started = started = self.runtime.step("start", self.clock.now)
         report.started_at = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
         self._log(logging.INFO, f"Starting task recycle for {cluster}/{service}")
@@ -111,7 +113,7 @@ class Recycler:
     def _run(self, request: RecycleRequest, report: RecycleReport) -> None:
         if self.lock_store is None and not request.dry_run:
             raise ConfigError(LOCK_TABLE_ENV, "a recycle needs the lock table (only a dry run works without one)")
-        preflight = self._preflight("preflight")
+        preflight = self._preflight("preflight", report)
         if self.preflight_check is not None:
             self.preflight_check(preflight)
         if not request.dry_run and self._handed_off(preflight, report):
@@ -119,7 +121,7 @@ class Recycler:
         if preflight.stale_lock is not None and not request.dry_run:
             # Undoing what a dead run left is safe whatever the alarms say; recycling is what they gate.
             self._repair(preflight.stale_lock, report)
-            preflight = self._preflight("preflight after repair")
+            preflight = self._preflight("preflight after repair", report)
         self._gate(preflight)
         self._describe(preflight, report)
         if request.dry_run:
@@ -162,7 +164,6 @@ class Recycler:
         hand_off = self.hand_off
         if hand_off is None:
             return False
-        self._describe(preflight, report)
         decision = self.runtime.step("hand-off decision", lambda: hand_off.decide(preflight, self.selection))
         if not decision["would_hand_off"]:
             return False
@@ -193,11 +194,10 @@ class Recycler:
         self.holder = LockHolder(store, self.runtime, self.clock, self.owner_id, self.lock_ttl_seconds, log)
         self.capacity = Capacity(self.reads, self.holder, self.runtime, self.clock, log)
 
-    def _preflight(self, name: str) -> Preflight:
+    def _preflight(self, name: str, report: RecycleReport) -> Preflight:
+        """Read the service, and count what this run would recycle (the report knows it from here on)."""
         checked = self.runtime.step(name, lambda: read_preflight(self.reads, self.lock_store, self.clock).to_dict())
-        return Preflight.from_dict(checked)
-
-    def _describe(self, preflight: Preflight, report: RecycleReport) -> None:
+        preflight = Preflight.from_dict(checked)
         request = self.request
         self.selection = select(
             preflight.running_tasks,
@@ -207,16 +207,19 @@ class Recycler:
             request.max_tasks,
         )
         self.originals = list(self.selection.chosen)
+        arn_parts = preflight.service_arn.split(":")
+        report.region = arn_parts[3] if len(arn_parts) > 4 else report.region
+        report.account = arn_parts[4] if len(arn_parts) > 4 else None
+        report.original_desired_count = preflight.desired_count
+        report.task_total = len(self.originals)
+        return preflight
+
+    def _describe(self, preflight: Preflight, report: RecycleReport) -> None:
         for arn, note in self.selection.too_young:
             report.tasks_skipped.append(TaskResult(0, arn, None, 0.0, note))
         self.watch = ReplacementWatch(
             self.reads, self.runtime, self.clock, self.settings, preflight, self._log, self.gates
         )
-        arn_parts = preflight.service_arn.split(":")
-        report.region = arn_parts[3] if len(arn_parts) > 4 else None
-        report.account = arn_parts[4] if len(arn_parts) > 4 else None
-        report.original_desired_count = preflight.desired_count
-        report.task_total = len(self.originals)
         if preflight.legacy_lock_tag:
             report.external_changes.append(legacy_tag_note())
             self._log(logging.WARNING, legacy_tag_note())

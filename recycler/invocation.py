@@ -52,10 +52,13 @@ def summarise(report: dict[str, Any]) -> str:
         report.get("restored")
     ]
     actions = "; ".join(report.get("restore_actions") or []) or "none"
+    # The count only once the pre-flight knew it: "0 of 0" would misstate a 200-task service.
+    total = report.get("task_total")
+    counted = f"{recycled} of {total} tasks recycled; " if total is not None else ""
     return (
         f"Task recycle {str(report.get('status', 'failed')).upper()} for "
-        f"{report.get('cluster')}/{report.get('service')}: {recycled} of {report.get('task_total', 0)} tasks "
-        f"recycled; {restored} (actions: {actions}). Error: {report.get('error')}"
+        f"{report.get('cluster')}/{report.get('service')}: {counted}{restored} (actions: {actions}). "
+        f"Error: {report.get('error')}"
     )
 
 

@@ -204,9 +204,14 @@ def _refuse_untouchable(request: RecycleRequest, service: dict[str, Any]) -> Non
             "to task sets that this tool does not manage (only ECS rolling-update services are supported)"
         )
     deployments = service.get("deployments", [])
-    if len(deployments) > 1 or any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments):
+    if len(deployments) > 1:
         raise PreflightError(
-            f"a deployment is in progress ({len(deployments)} deployments); wait for it to finish before recycling"
+            f"a deployment is in progress ({len(deployments)} deployments at once); "
+            "wait for it to finish before recycling"
+        )
+    if any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments):
+        raise PreflightError(
+            "a deployment is in progress (its rolloutState is IN_PROGRESS); wait for it to finish before recycling"
         )
 
 

@@ -26,7 +26,8 @@ class RecycleReport:
     region: str | None = None
     account: str | None = None
     original_desired_count: int | None = None
-    task_total: int = 0
+    # How many tasks the run set out to recycle; None until the pre-flight has counted them.
+    task_total: int | None = None
     tasks_recycled: list[TaskResult] = field(default_factory=list)
     tasks_skipped: list[TaskResult] = field(default_factory=list)
     tasks_remaining: list[str] = field(default_factory=list)

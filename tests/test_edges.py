@@ -1,0 +1,84 @@
+"""Edges a new user hit: messages that say what holds, counts that are true, and a region that is known.
+
+Each of these failed before its fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CLUSTER, SERVICE, Bed
+
+from dev.simulator import Behaviour
+from recycler.invocation import summarise
+
+
+def test_a_single_deployment_still_rolling_out_is_named_as_such(bed: Bed) -> None:
+    bed.add_service(tasks=2, behaviour=Behaviour(rollout_state="IN_PROGRESS"))
+    report = bed.run()
+    assert report.status == "failed"
+    assert "its rolloutState is IN_PROGRESS" in (report.error or "")
+    assert "1 deployments" not in (report.error or "")
+
+
+def test_several_deployments_are_named_as_such(bed: Bed) -> None:
+    bed.add_service(tasks=2)
+    deployments = bed.sim.service(CLUSTER, SERVICE).deployments
+    deployments.append({**deployments[0], "id": "ecs-svc/2", "status": "ACTIVE"})
+    report = bed.run()
+    assert "2 deployments at once" in (report.error or "")
+
+
+def test_a_refused_run_gives_the_real_task_count(bed: Bed) -> None:
+    # GIVEN a 7-task service with a deployment in progress
+    bed.add_service(tasks=7, behaviour=Behaviour(rollout_state="IN_PROGRESS"))
+    report = bed.run()
+    # THEN the refusal, which comes before the tasks are counted, says no count rather than "0 of 0"
+    assert report.status == "failed" and report.task_total is None
+    assert "0 of 0" not in summarise(report.to_dict()) and "tasks recycled" not in summarise(report.to_dict())
+
+
+def test_a_run_refused_after_counting_says_how_many_it_would_have_recycled(bed: Bed) -> None:
+    # GIVEN a 7-task service gated by an alarm that is firing (checked after the tasks are counted)
+    bed.add_service(tasks=7)
+    alarm = bed.add_alarm("web-5xx")
+    bed.sim.set_alarm(alarm, "ALARM", "errors")
+    report = bed.run(alarm_names=[alarm])
+    assert report.task_total == 7
+    assert "0 of 7 tasks recycled" in summarise(report.to_dict())
+
+
+def test_a_run_whose_first_call_fails_still_reports_its_region(bed: Bed) -> None:
+    bed.add_service(tasks=2)
+    report = bed.run(service="missing")
+    assert report.status == "failed" and report.region == "us-east-1"
+    assert report.task_total is None
+    assert "tasks recycled" not in summarise(report.to_dict())
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_each_task_is_logged_recycled_when_its_replacement_serves_before_the_wait(
+    bed: Bed, batch_size: int, captured_logs: object
+) -> None:
+    import io
+
+    from conftest import log_lines
+
+    assert isinstance(captured_logs, io.StringIO)
+    bed.add_service(tasks=3)
+    report = bed.run(batch_size=batch_size, wait_time=30)
+    assert report.status == "succeeded", report.error
+    lines = log_lines(captured_logs)
+    recycled = [
+        line for line in lines if line["message"].startswith("Task ") and "recycled, waiting" in line["message"]
+    ]
+    assert len(recycled) == 3
+    # The line comes when the replacement serves, not 30 s later: its logged seconds match the report's.
+    seconds = {t.old_task_arn: t.seconds for t in report.tasks_recycled}
+    assert all(line["seconds"] == seconds[line["task_arn"]] for line in recycled)
+
+
+def test_a_dry_run_lists_the_tasks_once(bed: Bed) -> None:
+    bed.add_service(tasks=3)
+    report = bed.run(dry_run=True)
+    assert report.plan is not None and len(report.plan["tasks_to_stop"]) == 3
+    assert report.tasks_remaining == []
