@@ -260,9 +260,13 @@ Recycle:
     --payload '$payload, "maintain_service_state": true, "wait_time": 30}' \\
     response.json && cat response.json
 
-Services too large for 15 minutes: start the durable function asynchronously:
+Services too large for 15 minutes: start the durable function asynchronously. The
+execution name makes the start idempotent: a retry or a second start the same day
+returns the same execution instead of starting a second recycle.
+  NAME=\$(python3 "$repo_dir/durable_function.py" --cluster $example_cluster --service $example_service --run-key "\$(date -u +%Y%m%d)")
   aws lambda invoke$cli_opts --function-name $durable_alias \\
-    --invocation-type Event --cli-binary-format raw-in-base64-out \\
+    --invocation-type Event --durable-execution-name "\$NAME" \\
+    --cli-binary-format raw-in-base64-out \\
     --payload '$payload, "maintain_service_state": true, "wait_time": 30}' \\
     response.json
 

@@ -5,7 +5,10 @@ wait a durable wait that suspends without compute. Start it through the
 published alias with ``--invocation-type Event`` and a
 ``--durable-execution-name`` from this file's CLI::
 
-    python durable_function.py --cluster prod --service web --run-key "$(date -u +%Y%m%d)"
+    python3 durable_function.py --cluster prod --service web --run-key "$(date -u +%Y%m%d)"
+
+The name needs only the standard library, so the CLI runs with any Python 3.11+,
+without boto3 or the durable SDK; Lambda imports this module and gets the handler.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recycler.durable import build_handler
-from recycler.durable_bounds import durable_execution_name
 from recycler.errors import ConfigError
+from recycler.execution_name import durable_execution_name
 
-lambda_handler = build_handler()
+if __name__ != "__main__":
+    # Only Lambda's import needs the SDK; the name CLI must run without it.
+    from recycler.durable import build_handler
+
+    lambda_handler = build_handler()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,7 +183,7 @@ def run_durable(tasks: int, batch_size: int) -> DurableResult:
     import time
 
     from dev.durable_support import SDK_SHUTDOWN_POLL_SECONDS, Meter, durable_runner, fast_checkpoint_shutdown
-    from recycler import durable, durable_bounds
+    from recycler import durable, execution_name
 
     clock = simulator.VirtualClock()
     quiet = {"LOG_LEVEL": "CRITICAL"}  # the handler configures logging on every invocation
@@ -195,7 +195,7 @@ def run_durable(tasks: int, batch_size: int) -> DurableResult:
         meter = Meter()
         handler = meter.wrap(durable.build_handler(clock=clock, session=session, config=config), sim)
         event = {"cluster_name": "bench", "service_name": "web", "wait_time": WAIT_TIME, "batch_size": batch_size}
-        name = durable_bounds.durable_execution_name("bench", "web")
+        name = execution_name.durable_execution_name("bench", "web")
         started, real_started = clock.now(), time.perf_counter()
         with fast_checkpoint_shutdown(), meter.counting_checkpoints(), durable_runner(clock, handler) as runner:
             outcome = runner.run(input=json.dumps(event), execution_timeout=900, execution_name=name)

@@ -1,20 +1,18 @@
 """The durable run's bounds, without the durable SDK: how long it may take, how long its lock lives,
-how big its result may be, and the execution name that makes a start idempotent.
+and how big its result may be.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Callable
 from typing import Any
 
 from recycler.errors import ConfigError, PreflightError
 from recycler.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
-from recycler.request import MAX_BATCH_SIZE, RecycleRequest, parse_event
+from recycler.request import MAX_BATCH_SIZE, RecycleRequest
 from recycler.selection import select
 from recycler.settings import RecycleSettings
 
@@ -36,9 +34,6 @@ START_OVERHEAD_SECONDS = 120
 # GetDurableExecution keeps at most 256 KB of result; the email and the logs have the full report.
 MAX_RESULT_BYTES = 200_000
 RESULT_SAMPLE = 10
-
-EXECUTION_NAME_MAX = 64
-_RUN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 
 
 def execution_timeout_seconds() -> int:
@@ -153,25 +148,3 @@ def bounded_result(result: dict[str, Any]) -> dict[str, Any]:
         short[f"{key}_count"] = len(items)
     short["truncated"] = f"task lists cut to {RESULT_SAMPLE} entries; the email has the full report"
     return short
-
-
-def durable_execution_name(cluster: str, service: str, run_key: str | None = None) -> str:
-    """The DurableExecutionName to start a recycle of this service with.
-
-    Lambda starts at most one execution per name (account and region, for as
-    long as the execution is retained), so every start of a recycle for the
-    same service and ``run_key`` gets the same execution, never a second run.
-    The name is ``recycle-<cluster>-<service>-<hash>[-<run_key>]``: the hash of
-    the exact (cluster, service) pair keeps names apart that would otherwise
-    read the same ("a-b"/"c" and "a"/"b-c"), and lets long names be cut to 64
-    characters. Use a run key (for example the date) to recycle the same
-    service again before the previous execution's retention period ends.
-    """
-    request = parse_event({"cluster_name": cluster, "service_name": service})
-    cluster_name, service_name = request.cluster_name, request.service_name
-    if run_key is not None and not _RUN_KEY.match(run_key):
-        raise ConfigError("run_key", "must be 1-20 letters, digits, '-' or '_'")
-    digest = hashlib.sha256(f"{cluster_name}/{service_name}".encode()).hexdigest()[:10]
-    tail = f"-{digest}" + (f"-{run_key}" if run_key else "")
-    head = f"recycle-{cluster_name}-{service_name}"[: EXECUTION_NAME_MAX - len(tail)]
-    return head + tail

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recycler.aws import aws_errors
-from recycler.durable_bounds import durable_execution_name
+from recycler.execution_name import durable_execution_name
 from recycler.preflight import Preflight, plan_seconds
 from recycler.request import RecycleRequest
 from recycler.selection import Selection

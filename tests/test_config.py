@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SERVICE, Bed, load_event
+from conftest import EVENTS, SERVICE, Bed, load_event
 
 import lambda_function
 from recycler import invocation
@@ -21,6 +21,26 @@ from recycler.settings import load_config, parse_config
 def test_defaults_apply_to_a_minimal_event() -> None:
     request = parse_event({"cluster_name": "c", "service_name": "s"})
     assert request == RecycleRequest("c", "s", maintain_service_state=True, wait_time=30, dry_run=False)
+
+
+# The console test events that are wrong on purpose, to show the error.
+DELIBERATELY_BAD_EVENTS = {"typo.json", "string-boolean.json"}
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in EVENTS.glob("*.json")))
+def test_every_console_test_event_is_valid_unless_it_shows_an_error(name: str) -> None:
+    event = load_event(name)
+    if name in DELIBERATELY_BAD_EVENTS:
+        with pytest.raises(ConfigError):
+            parse_event(event)
+        return
+    request = parse_event(event)
+    assert request.service_name == SERVICE
+    # Every key the event sets is one the request carries, with the value it gave.
+    for key, value in event.items():
+        if key not in ("cluster_name", "service_name"):
+            carried = getattr(request, key)
+            assert carried == (tuple(value) if isinstance(value, list) else value), key
 
 
 def test_arns_are_accepted_and_reduced_to_names() -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,24 @@ def test_printed_invoke_command_is_ready_to_paste(deploy: Deploy) -> None:
         request = parse_event(json.loads(payload))
         assert (request.cluster, request.service) == ("prod", "web")
     assert json.loads(payloads[0])["dry_run"] is True
+
+
+def test_printed_durable_start_is_named_and_the_name_line_runs(deploy: Deploy) -> None:
+    """The durable start carries --durable-execution-name, computed by a line that runs as printed."""
+    from recycler.execution_name import durable_execution_name
+
+    run = deploy(*REQUIRED, "--region", "eu-west-1")
+    assert run.code == 0, run.err
+    durable_start = run.out[run.out.index(f"--function-name {ALIAS_ARN}") :].split("response.json")[0]
+    assert '--durable-execution-name "$NAME"' in durable_start
+    name_line = next(line.strip() for line in run.out.splitlines() if line.strip().startswith("NAME=$("))
+    # Run it as a user would paste it: with a plain python3 and no site-packages.
+    shell = f'python3() {{ {sys.executable} -S -E "$@"; }}; {name_line}; printf %s "$NAME"'
+    day_before = datetime.now(UTC).strftime("%Y%m%d")
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=False, cwd="/")
+    assert result.returncode == 0, result.stderr
+    days = {day_before, datetime.now(UTC).strftime("%Y%m%d")}  # a run across midnight sees either
+    assert result.stdout in {durable_execution_name("prod", "web", day) for day in days}
 
 
 def test_settings_come_from_the_environment_and_flags_win(deploy: Deploy) -> None:

@@ -28,13 +28,13 @@ import durable_function
 from dev.durable_support import Meter, durable_runner, fast_checkpoint_shutdown
 from dev.simulator import Behaviour
 from recycler import durable as durable_runtime
-from recycler import durable_bounds
+from recycler import durable_bounds, execution_name
 from recycler.errors import ConfigError, LockHeld, PreflightError, TimeBudgetExhausted
 from recycler.lock import Phase
 from recycler.request import parse_event
 from recycler.settings import AppConfig, parse_config
 
-NAME = durable_bounds.durable_execution_name(CLUSTER, SERVICE)
+NAME = execution_name.durable_execution_name(CLUSTER, SERVICE)
 
 
 @dataclass
@@ -372,30 +372,30 @@ def test_engine_errors_come_back_with_their_own_type() -> None:
 
 def test_execution_name_is_valid_stable_and_unique_per_service() -> None:
     valid = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-    name = durable_bounds.durable_execution_name("prod", "web")
+    name = execution_name.durable_execution_name("prod", "web")
     assert valid.match(name) and name.startswith("recycle-prod-web-")
     # Names and ARNs give the same name; another service never does, even one that reads the same.
     arn = "arn:aws:ecs:eu-west-1:123456789012:service/prod/web"
-    assert durable_bounds.durable_execution_name("prod", arn) == name
-    assert durable_bounds.durable_execution_name("a-b", "c") != durable_bounds.durable_execution_name("a", "b-c")
+    assert execution_name.durable_execution_name("prod", arn) == name
+    assert execution_name.durable_execution_name("a-b", "c") != execution_name.durable_execution_name("a", "b-c")
     # Long names are cut to 64 and stay apart by their hash.
-    long_a = durable_bounds.durable_execution_name("c" * 200, "s" * 200 + "a")
-    long_b = durable_bounds.durable_execution_name("c" * 200, "s" * 200 + "b")
+    long_a = execution_name.durable_execution_name("c" * 200, "s" * 200 + "a")
+    long_b = execution_name.durable_execution_name("c" * 200, "s" * 200 + "b")
     assert len(long_a) == 64 and valid.match(long_a) and long_a != long_b
     # A run key lets the same service be recycled again while the last execution is retained.
-    dated = durable_bounds.durable_execution_name("prod", "web", run_key="20260107")
+    dated = execution_name.durable_execution_name("prod", "web", run_key="20260107")
     assert dated == f"{name}-20260107" and valid.match(dated)
-    assert len(durable_bounds.durable_execution_name("c" * 200, "s" * 200, run_key="x" * 20)) == 64
+    assert len(execution_name.durable_execution_name("c" * 200, "s" * 200, run_key="x" * 20)) == 64
     for bad in ("2026/01/07", "", "k" * 21):
         with pytest.raises(ConfigError):
-            durable_bounds.durable_execution_name("prod", "web", run_key=bad)
+            execution_name.durable_execution_name("prod", "web", run_key=bad)
     with pytest.raises(ConfigError):
-        durable_bounds.durable_execution_name("bad name", "web")
+        execution_name.durable_execution_name("bad name", "web")
 
 
 def test_execution_name_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert durable_function.main(["--cluster", "prod", "--service", "web", "--run-key", "20260107"]) == 0
-    assert capsys.readouterr().out.strip() == durable_bounds.durable_execution_name("prod", "web", "20260107")
+    assert capsys.readouterr().out.strip() == execution_name.durable_execution_name("prod", "web", "20260107")
     assert durable_function.main(["--cluster", "prod", "--service", "web", "--run-key", "a/b"]) == 2
 
 

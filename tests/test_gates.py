@@ -232,13 +232,9 @@ def test_status_and_cancel_through_the_handler_change_nothing_but_the_tag(
     bed.add_service(tasks=2)
     monkeypatch.setattr(invocation, "_config", parse_config({}))
     context = FakeLambdaContext(bed.clock)
-    status = lambda_function.lambda_handler(
-        {"cluster_name": CLUSTER, "service_name": SERVICE, "action": "status"}, context
-    )
+    status = lambda_function.lambda_handler(load_event("status.json"), context)
     assert status["state"] == "idle" and status["action"] == "status"
-    cancel = lambda_function.lambda_handler(
-        {"cluster_name": CLUSTER, "service_name": SERVICE, "action": "cancel"}, context
-    )
+    cancel = lambda_function.lambda_handler(load_event("cancel.json"), context)
     assert cancel["state"] == "idle"
     assert MUTATING.isdisjoint(bed.calls) and _cancel_tag(bed) is None
 

@@ -123,7 +123,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     bed: Bed, offset: float, durable_first: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dev import durable_support
-    from recycler import clients, durable, durable_bounds
+    from recycler import clients, durable, execution_name
 
     # GIVEN a service, the plain engine, and the durable function under the SDK's test runner
     bed.add_service(tasks=3, target=(1, 3))
@@ -132,7 +132,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     config = parse_config({"recycle": {"poll_interval_seconds": 5}})
     handler = durable.build_handler(clock=bed.clock, session=bed.session, config=config)
     payload = json.dumps({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
-    name = durable_bounds.durable_execution_name(CLUSTER, SERVICE)
+    name = execution_name.durable_execution_name(CLUSTER, SERVICE)
 
     with interleaving(bed.clock, bed.ecs, bed.autoscaling, bed.elbv2, bed.dynamodb) as inter:
         inter.interleave_clients_of(monkeypatch, clients)
