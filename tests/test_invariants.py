@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from conftest import CLUSTER, SERVICE, Bed
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from dev import simulator
@@ -203,6 +203,28 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(plan=schedule)
+# Found with 600 examples: a restore that failed to record its progress, autoscaling scaling out in the
+# gap through the Max the surge had widened, and the repair's restore of Max clamping it back.
+@example(
+    plan={
+        "maintain": True,
+        "start": 38,
+        "drain": 37,
+        "fail_at": None,
+        "alarm_at": None,
+        "young": 0,
+        "autoscale": [(569, 0, "dynamic"), (178, 1, "dynamic")],
+        "tasks": 2,
+        "api_faults": [("get_item", "ServerException", 6, 4, False)],
+        "protect": [(1, 280)],
+        "batch_size": 2,
+        "wait_time": 0,
+        "target": "at_max",
+        "cancel_at": 131,
+        "kill_at": 280,
+        "unhealthy_at": None,
+    }
+)
 def test_any_fault_schedule_leaves_the_service_as_it_was(plan: dict[str, Any]) -> None:
     clock = simulator.VirtualClock()
     with simulator.simulated_aws(clock) as (sim, session):
