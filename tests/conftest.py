@@ -245,6 +245,19 @@ class Bed:
         assert self.sim.observed.min_serving[key] >= n
         assert self.sim.observed.max_live[key] <= n + 1
 
+    def record_stop_times(self) -> dict[str, float]:
+        """When each task was stopped (the first time StopTask reached it), filled in as the run goes."""
+        times: dict[str, float] = {}
+        real = self.sim._stop_task
+
+        def recording(backend: Any, original: Any, *args: Any, **kwargs: Any) -> Any:
+            task = real(backend, original, *args, **kwargs)
+            times.setdefault(task.task_arn, self.clock.now())
+            return task
+
+        self.sim._stop_task = recording  # type: ignore[method-assign]
+        return times
+
     def assert_each_original_stopped_at_most_once(self, service: str = SERVICE) -> None:
         originals = set(self.snapshots[service]["tasks"])
         for arn, count in self.sim.observed.stops.items():

@@ -28,20 +28,6 @@ from recycler.settings import RecycleSettings, parse_config
 MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget", "PutItem", "UpdateItem", "TagResource"}
 
 
-def _stop_times(bed: Bed) -> dict[str, float]:
-    """When each original was stopped (the first time StopTask reached it)."""
-    times: dict[str, float] = {}
-    real = bed.sim._stop_task
-
-    def recording(backend: Any, original: Any, *args: Any, **kwargs: Any) -> Any:
-        task = real(backend, original, *args, **kwargs)
-        times.setdefault(task.task_arn, bed.clock.now())
-        return task
-
-    bed.sim._stop_task = recording  # type: ignore[method-assign]
-    return times
-
-
 def _cancel_tag(bed: Bed) -> str | None:
     tags = bed.sim.service(CLUSTER, SERVICE).tags or []
     return next((t["value"] for t in tags if t["key"] == CANCEL_TAG_KEY), None)
@@ -81,7 +67,7 @@ def test_an_alarm_that_fires_mid_run_stops_the_run_after_the_replacements_in_fli
     # GIVEN a 5-task service gated by an alarm that goes into ALARM 100 s in
     bed.add_service(tasks=5, target=(2, 10))
     alarm = bed.add_alarm("web-5xx")
-    stopped_at = _stop_times(bed)
+    stopped_at = bed.record_stop_times()
     bed.sim.at(100, "errors", lambda: bed.sim.set_alarm(alarm, "ALARM", "Threshold Crossed: 42 5xx in 1 minute"))
 
     report = bed.run(alarm_names=[alarm], wait_time=10)
@@ -160,7 +146,7 @@ def test_an_alarm_that_fires_while_watching_after_the_last_task_fails_the_run(be
 def test_a_cancel_mid_run_stops_gracefully_and_restores(bed: Bed) -> None:
     # GIVEN a running recycle, and an operator who cancels it 100 s in
     bed.add_service(tasks=5, target=(2, 10))
-    stopped_at = _stop_times(bed)
+    stopped_at = bed.record_stop_times()
     asked: list[dict[str, Any]] = []
     bed.sim.at(
         100, "operator cancels", lambda: asked.append(control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager"))

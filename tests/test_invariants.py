@@ -133,15 +133,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
                 gate_closed.append(bed.clock.now())
 
         bed.sim.at(plan["cancel_at"], "operator cancels", cancel)
-    stop_times: dict[str, float] = {}
-    real_stop = bed.sim._stop_task
-
-    def recording_stop(backend: Any, original: Any, *args: Any, **kwargs: Any) -> Any:
-        task = real_stop(backend, original, *args, **kwargs)
-        stop_times.setdefault(task.task_arn, bed.clock.now())
-        return task
-
-    bed.sim._stop_task = recording_stop  # type: ignore[method-assign]
+    stop_times = bed.record_stop_times()
 
     event = {
         "alarm_names": [alarm],
