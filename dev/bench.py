@@ -15,6 +15,8 @@ default), and prints its invocations and an estimate of the billed compute.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
@@ -163,6 +165,8 @@ class DurableResult:
     max_live: int
     real_seconds: float
     shutdown_seconds: float
+    # Embedded Metric Format lines the run wrote (captured, not printed).
+    emf_lines: int = 0
 
     @property
     def billed_seconds(self) -> float:
@@ -197,8 +201,11 @@ def run_durable(tasks: int, batch_size: int) -> DurableResult:
         event = {"cluster_name": "bench", "service_name": "web", "wait_time": WAIT_TIME, "batch_size": batch_size}
         name = execution_name.durable_execution_name("bench", "web")
         started, real_started = clock.now(), time.perf_counter()
+        # The run's EMF metric lines go to stdout, as in Lambda; here they would drown the table.
+        emf_out = io.StringIO()
         with fast_checkpoint_shutdown(), meter.counting_checkpoints(), durable_runner(clock, handler) as runner:
-            outcome = runner.run(input=json.dumps(event), execution_timeout=900, execution_name=name)
+            with contextlib.redirect_stdout(emf_out):
+                outcome = runner.run(input=json.dumps(event), execution_timeout=900, execution_name=name)
         elapsed = clock.now() - started
         report = json.loads(outcome.result) if outcome.result else {}
         # A large report comes back with its task lists cut short, and their counts beside them.
@@ -218,6 +225,7 @@ def run_durable(tasks: int, batch_size: int) -> DurableResult:
             max_live=sim.observed.max_live["bench:web"],
             real_seconds=time.perf_counter() - real_started,
             shutdown_seconds=SDK_SHUTDOWN_POLL_SECONDS,
+            emf_lines=sum(1 for line in emf_out.getvalue().splitlines() if '"_aws"' in line),
         )
 
 
@@ -259,6 +267,7 @@ def durable_section(tasks: int, batch_size: int) -> list[str]:
         f"duration ({every_cold:.0f} s, {every_cold / r.virtual_seconds:.1%}, if every invocation were a cold start)",
         f"One always-running Lambda would bill the whole {always_on:.0f} s ({always_on / 3600:.1f} h), if that were "
         f"possible: an invocation stops at {PLAIN_LAMBDA_LIMIT_SECONDS} s, so it would take {chained} in a chain.",
+        f"Metrics: {r.emf_lines} EMF lines written to stdout, as in Lambda (captured here, not printed).",
         f"({r.real_seconds:.0f} s of real time to simulate.)",
     ]
     print("\n".join(lines))
@@ -267,6 +276,8 @@ def durable_section(tasks: int, batch_size: int) -> list[str]:
         failures.append(f"durable {tasks} tasks: {r.status}, {r.recycled} recycled")
     if r.min_serving < tasks:
         failures.append(f"durable {tasks} tasks: serving capacity fell to {r.min_serving}")
+    if r.emf_lines == 0:
+        failures.append(f"durable {tasks} tasks: no metrics were published")
     if r.max_live > tasks + batch_size:
         failures.append(f"durable {tasks} tasks: {r.max_live} live tasks, more than N + batch_size")
     if r.billed_share >= 0.05:
