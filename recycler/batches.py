@@ -70,10 +70,10 @@ class BatchRunner:
             first = done + 1
             decision = self.runtime.step(f"stop batch {number}", functools.partial(self._stop_batch, batch, first))
             if decision["action"] == "out_of_time":
-                report.tasks_remaining = list(self.selection.chosen[done:])
-                raise TimeBudgetExhausted(self._out_of_time(report, decision, number))
+                self._leave(report, done)
+                raise TimeBudgetExhausted(self._out_of_time(report, decision, number, done))
             if decision["action"] == "stop":
-                report.tasks_remaining = list(self.selection.chosen[done:])
+                self._leave(report, done)
                 raise stop_error(decision["reason"])
             for skipped in decision["skipped"]:
                 index = first + batch.index(skipped["arn"])
@@ -84,19 +84,24 @@ class BatchRunner:
                 try:
                     new = self.watch.wait(f"replacements {number}", decision["stopped_at"], len(stopped))
                 except Exception:
-                    report.tasks_remaining = [a for a in self.selection.chosen[done:] if a not in stopped]
+                    self._leave(report, done, stopped)
                     raise
                 self._record_batch(report, batch, first, number, stopped, new)
             done += len(batch)
             self.holder.write(f"renew lock {number}", progress=self._progress(report, number))
             if stopped and new["stop"] is not None:
                 # An alarm fired or a cancel came while this batch's replacements started: they serve now.
-                report.tasks_remaining = list(self.selection.chosen[done:])
+                self._leave(report, done)
                 raise stop_error(new["stop"])
             if stopped and self.request.wait_time:
                 self.runtime.sleep(f"wait after batch {number}", self.request.wait_time)
-        report.tasks_remaining += list(self.selection.beyond_max)
+        self._leave(report, done)
         self._watch_alarms()
+
+    def _leave(self, report: RecycleReport, done: int, in_flight: list[str] | None = None) -> None:
+        """What the run did not recycle: the chosen tasks it did not get to, and those beyond max_tasks."""
+        unreached = [a for a in self.selection.chosen[done:] if a not in (in_flight or ())]
+        report.tasks_remaining = unreached + list(self.selection.beyond_max)
 
     def _watch_alarms(self) -> None:
         """After the last batch, keep watching the alarms for alarm_watch_seconds: one that fires fails the run."""
@@ -170,9 +175,9 @@ class BatchRunner:
             stopped.append(arn)
         return {"action": "stopped", "stopped": stopped, "skipped": skipped, "stopped_at": self.clock.now()}
 
-    def _out_of_time(self, report: RecycleReport, decision: dict[str, Any], number: int) -> str:
-        remaining = len(report.tasks_remaining)
-        resume = json.dumps(self._resume_event(report, decision["now"]))
+    def _out_of_time(self, report: RecycleReport, decision: dict[str, Any], number: int, done: int) -> str:
+        remaining = len(self.selection.chosen) - done
+        resume = json.dumps(self._resume_event(decision["now"], remaining))
         return (
             f"{len(report.tasks_recycled)} of {len(self.selection.chosen)} tasks recycled; the time budget "
             f"({decision['remaining']:.0f}s left, the next batch needs about {decision['needed']:.0f}s) does not "
@@ -180,7 +185,7 @@ class BatchRunner:
             f"or {self.out_of_time_hint}"
         )
 
-    def _resume_event(self, report: RecycleReport, now: float) -> dict[str, Any]:
+    def _resume_event(self, now: float, unreached: int) -> dict[str, Any]:
         """The event that carries on where this run stopped: what it replaced is younger than min_task_age_seconds."""
         request = self.request
         event: dict[str, Any] = {"cluster_name": request.cluster, "service_name": request.service}
@@ -196,5 +201,5 @@ class BatchRunner:
         )
         if request.max_tasks is not None:
             # The tasks this run did not get to; those beyond max_tasks were never its business.
-            event["max_tasks"] = max(1, len(report.tasks_remaining))
+            event["max_tasks"] = max(1, unreached)
         return event

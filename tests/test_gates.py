@@ -83,6 +83,23 @@ def test_an_alarm_that_fires_mid_run_stops_the_run_after_the_replacements_in_fli
     bed.assert_each_original_stopped_at_most_once()
 
 
+def test_a_stopped_run_with_max_tasks_still_lists_the_tasks_beyond_it_as_remaining(bed: Bed) -> None:
+    # GIVEN "the 4 oldest of 6", gated by an alarm that fires 100 s in
+    bed.add_service(tasks=6, target=(2, 10))
+    alarm = bed.add_alarm("web-5xx")
+    bed.sim.at(100, "errors", lambda: bed.sim.set_alarm(alarm, "ALARM", "Threshold Crossed"))
+
+    report = bed.run(alarm_names=[alarm], max_tasks=4, wait_time=10)
+
+    # THEN every original is either recycled or remaining, the two beyond max_tasks included
+    assert report.error_type == "AlarmTriggered", report.error
+    recycled = {t.old_task_arn for t in report.tasks_recycled}
+    assert 0 < len(recycled) < 4
+    assert recycled.isdisjoint(report.tasks_remaining)
+    assert recycled | set(report.tasks_remaining) == set(bed.snapshots[SERVICE]["tasks"])
+    bed.assert_restored()
+
+
 def test_an_alarm_already_firing_refuses_the_run_before_anything_changes(bed: Bed) -> None:
     bed.add_service(tasks=3, target=(1, 6))
     alarm = bed.add_alarm("web-latency")
