@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from recycler.aws import SCALABLE_DIMENSION, ServiceReads, retrying
@@ -19,7 +18,7 @@ from recycler.errors import LockCorrupt, RestoreFailed
 from recycler.holder import LockHolder, Log
 from recycler.lock import Phase, Snapshot
 from recycler.report import RecycleReport
-from recycler.runtime import Clock, Runtime
+from recycler.runtime import Clock, Runtime, iso_seconds
 
 # The suspension flags a surge switches on, as the report names them when it switches them off again.
 _FLAG_WORDS = {"DynamicScalingInSuspended": "scale-in", "ScheduledScalingSuspended": "scheduled scaling"}
@@ -97,7 +96,7 @@ class Capacity:
         if unreleased is not None:
             message = (
                 f"the service is restored, but the lock could not be released ({unreleased}); it expires at "
-                f"{_iso(self.holder.current.expires_at)}, and the next run then finds nothing left to undo"
+                f"{iso_seconds(self.holder.current.expires_at)}, and the next run then finds nothing left to undo"
             )
             self.log(logging.ERROR, message)
             _add_error(report, message)
@@ -107,7 +106,7 @@ class Capacity:
         report.restored = False
         message = (
             f"RESTORE FAILED, the service needs attention: {problem}. The lock is left in the lock table "
-            f"(phase {lock.phase}, expires {_iso(lock.expires_at)}) so the next run after that repairs it."
+            f"(phase {lock.phase}, expires {iso_seconds(lock.expires_at)}) so the next run after that repairs it."
         )
         self.log(logging.CRITICAL, message)
         _add_error(report, message)
@@ -269,7 +268,3 @@ def _add_error(report: RecycleReport, message: str) -> None:
     report.error = f"{report.error}; {message}" if report.error else message
     report.error_type = report.error_type or RestoreFailed.__name__
     report.status = "failed"
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")

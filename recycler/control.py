@@ -14,7 +14,6 @@ lock item. Neither touches desired count or the scalable target.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from recycler.aws import ServiceReads
@@ -22,7 +21,7 @@ from recycler.gates import CANCEL_TAG_KEY, CancelRequest, cancel_tag
 from recycler.lock import LockRecord
 from recycler.lock_store import DynamoLockStore, lock_key
 from recycler.preflight import check_arn_matches
-from recycler.runtime import Clock
+from recycler.runtime import Clock, iso_seconds
 
 
 def status(reads: ServiceReads, store: DynamoLockStore, clock: Clock) -> dict[str, Any]:
@@ -44,9 +43,9 @@ def status(reads: ServiceReads, store: DynamoLockStore, clock: Clock) -> dict[st
     result.update(
         owner=lock.owner,
         phase=lock.phase,
-        started_at=_iso(lock.started_at),
+        started_at=iso_seconds(lock.started_at),
         progress={"recycled": progress.recycled, "total": progress.total, "batch": progress.batch},
-        lock_expires_at=_iso(lock.expires_at),
+        lock_expires_at=iso_seconds(lock.expires_at),
     )
     if state == "running":
         result["eta"] = _eta(lock)
@@ -98,8 +97,4 @@ def _eta(lock: LockRecord) -> str | None:
     if not progress.batch or not progress.recycled or progress.updated_at <= lock.started_at:
         return None
     per_task = (progress.updated_at - lock.started_at) / progress.recycled
-    return _iso(progress.updated_at + per_task * max(progress.total - progress.recycled, 0))
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+    return iso_seconds(progress.updated_at + per_task * max(progress.total - progress.recycled, 0))

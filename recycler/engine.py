@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from recycler.aws import ServiceReads
@@ -35,7 +34,7 @@ from recycler.lock_store import DynamoLockStore
 from recycler.preflight import Preflight, legacy_tag_note, make_plan, read_preflight
 from recycler.report import RecycleReport, TaskResult
 from recycler.request import RecycleRequest
-from recycler.runtime import Clock, Runtime
+from recycler.runtime import Clock, Runtime, iso_seconds
 from recycler.selection import select
 from recycler.settings import RecycleSettings
 from recycler.watch import ReplacementWatch
@@ -97,7 +96,7 @@ class Recycler:
         region = getattr(getattr(self.clients[0], "meta", None), "region_name", None)
         report = RecycleReport(status="failed", cluster=cluster, service=service, region=region)
         self.started = started = self.runtime.step("start", self.clock.now)
-        report.started_at = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
+        report.started_at = iso_seconds(started)
         self._log(logging.INFO, f"Starting task recycle for {cluster}/{service}")
         try:
             self._run(request, report)
@@ -181,7 +180,7 @@ class Recycler:
         if preflight.cancel_tag is None:
             return
         cancel = CancelRequest.from_tag_value(preflight.cancel_tag)
-        if cancel.at >= self.started:
+        if cancel.applies_to(self.started):
             raise stop_error({"kind": "cancel", "detail": cancel.describe()})
         self.runtime.step("remove stale cancel tag", lambda: remove_cancel_tag(self.reads, preflight.service_arn))
         note = f"removed a stale {CANCEL_TAG_KEY} tag ({cancel.describe()}), left from a run that had already ended"

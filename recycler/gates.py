@@ -18,11 +18,12 @@ ends as ``failed`` (an alarm, named with its StateReason) or ``cancelled``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from recycler.aws import ServiceReads
 from recycler.errors import AlarmTriggered, PreflightError, RecycleCancelled
+from recycler.runtime import iso_seconds
 
 CANCEL_TAG_KEY = "ecs-task-recycle:cancel"
 # ECS tag values allow letters, digits, spaces and + - = . _ : / @ only.
@@ -37,7 +38,7 @@ class CancelRequest:
 
     def to_tag_value(self) -> str:
         who = "".join(ch if ch.isalnum() or ch in _TAG_SAFE else "-" for ch in self.by)[:120]
-        return f"by={who} at={datetime.fromtimestamp(self.at, UTC).isoformat(timespec='seconds')}"
+        return f"by={who} at={iso_seconds(self.at)}"
 
     @classmethod
     def from_tag_value(cls, value: str) -> CancelRequest:
@@ -48,8 +49,12 @@ class CancelRequest:
             at = 0.0
         return cls(fields.get("by", "unknown"), at)
 
+    def applies_to(self, run_started: float) -> bool:
+        """A cancel asked for at or after the run's start is for this run; an older one is stale."""
+        return self.at >= run_started
+
     def describe(self) -> str:
-        when = datetime.fromtimestamp(self.at, UTC).isoformat(timespec="seconds") if self.at else "an unknown time"
+        when = iso_seconds(self.at) if self.at else "an unknown time"
         return f"requested by {self.by} at {when}"
 
 
@@ -84,7 +89,7 @@ class Gates:
     def stop_reason(self, service: dict[str, Any]) -> dict[str, str] | None:
         """A cancel on the service (read with its tags), else an alarm in ALARM, else None. JSON for checkpoints."""
         cancel = cancel_tag(service)
-        if cancel is not None and cancel.at >= self.run_started:
+        if cancel is not None and cancel.applies_to(self.run_started):
             return {"kind": "cancel", "detail": cancel.describe()}
         if self.alarm_names:
             firing = self._firing(self.reads.alarm_states(self.alarm_names))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from recycler.aws import SUSPENDED_FLAGS, ScalableTarget, ServiceReads
@@ -12,7 +12,7 @@ from recycler.gates import CANCEL_TAG_KEY, service_alarm_names
 from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.lock_store import DynamoLockStore, lock_key
 from recycler.request import RecycleRequest
-from recycler.runtime import Clock
+from recycler.runtime import Clock, iso_seconds
 from recycler.selection import Selection, TaskInfo, oldest_first
 from recycler.settings import RecycleSettings
 
@@ -132,8 +132,7 @@ def read_preflight(reads: ServiceReads, store: DynamoLockStore | None, clock: Cl
     lock = store.read(key) if store is not None else None
     if lock is not None and lock.is_live(clock.now()):
         raise LockHeld(
-            f"another run ({lock.owner}) holds the lock on {request.service_name} until "
-            f"{datetime.fromtimestamp(lock.expires_at, UTC).isoformat(timespec='seconds')}"
+            f"another run ({lock.owner}) holds the lock on {request.service_name} until {iso_seconds(lock.expires_at)}"
         )
     service = reads.describe_service(include_tags=True)
     _refuse_untouchable(request, service)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +26,11 @@ class Clock(Protocol):
         """Seconds since the epoch."""
 
     def sleep(self, seconds: float) -> None: ...
+
+
+def iso_seconds(epoch: float) -> str:
+    """Epoch seconds as the ISO 8601 UTC time the report, the lock's status and the messages show."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 class SystemClock:

@@ -154,7 +154,8 @@ class ReplacementWatch:
         failed += [
             t
             for t in self._newly_failed(service, state)
-            if _failed_replacement(t) and _created_at(t) >= state["since"] - 1
+            # A failed task without createdAt counts as this wait's: better than missing a failure.
+            if _failed_replacement(t) and _epoch(t.get("createdAt"), missing=float("inf")) >= state["since"] - 1
         ]
         for task in failed:
             if task["taskArn"] in state["failed_arns"]:
@@ -243,13 +244,9 @@ def _failed_replacement(task: dict[str, Any]) -> bool:
     return task.get("stopCode") in ("TaskFailedToStart", "EssentialContainerExited") or "health check" in reason
 
 
-def _created_at(task: dict[str, Any]) -> float:
-    created = task.get("createdAt")
-    return created.timestamp() if isinstance(created, datetime) else float("inf")
-
-
-def _epoch(value: Any) -> float:
-    return value.timestamp() if isinstance(value, datetime) else float("-inf")
+def _epoch(value: Any, missing: float = float("-inf")) -> float:
+    """A boto3 timestamp as epoch seconds; ``missing`` when there is none."""
+    return value.timestamp() if isinstance(value, datetime) else missing
 
 
 def _task_ip(task: dict[str, Any]) -> str | None:
