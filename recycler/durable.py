@@ -344,7 +344,7 @@ def _owner_id(execution_arn: str) -> str:
     """The lock owner: the same in every invocation of this execution, different in any other.
 
     A hash of the whole execution ARN (unique), then the execution name for the
-    operator reading the tag. Tag values are cut at 64 characters.
+    operator reading the lock item or ``action: status``.
     """
     digest = hashlib.sha256(execution_arn.encode()).hexdigest()[:16]
     return f"durable:{digest}:{_execution_name(execution_arn)}"
