@@ -83,6 +83,9 @@ class BatchRunner:
             if stopped:
                 try:
                     new = self.watch.wait(f"replacements {number}", decision["stopped_at"], len(stopped))
+                except TimeBudgetExhausted as e:
+                    self._leave(report, done, stopped)
+                    raise self.resumable(e, len(self.selection.chosen) - done - len(stopped)) from e
                 except Exception:
                     self._leave(report, done, stopped)
                     raise
@@ -177,13 +180,20 @@ class BatchRunner:
 
     def _out_of_time(self, report: RecycleReport, decision: dict[str, Any], number: int, done: int) -> str:
         remaining = len(self.selection.chosen) - done
-        resume = json.dumps(self._resume_event(decision["now"], remaining))
         return (
             f"{len(report.tasks_recycled)} of {len(self.selection.chosen)} tasks recycled; the time budget "
             f"({decision['remaining']:.0f}s left, the next batch needs about {decision['needed']:.0f}s) does not "
-            f"fit batch {number}. {remaining} tasks remain: carry on with the event {resume}, "
-            f"or {self.out_of_time_hint}"
+            f"fit batch {number}. {self._carry_on(decision['now'], remaining)}"
         )
+
+    def resumable(self, error: TimeBudgetExhausted, unreached: int) -> TimeBudgetExhausted:
+        """The time ran out during a wait (a batch's or the surge's): the same error, with the event that carries on."""
+        now = self.runtime.step("out of time", self.clock.now)
+        return TimeBudgetExhausted(f"{error}. {self._carry_on(now, unreached)}")
+
+    def _carry_on(self, now: float, unreached: int) -> str:
+        resume = json.dumps(self._resume_event(now, unreached))
+        return f"{unreached} tasks remain: carry on with the event {resume}, or {self.out_of_time_hint}"
 
     def _resume_event(self, now: float, unreached: int) -> dict[str, Any]:
         """The event that carries on where this run stopped: what it replaced is younger than min_task_age_seconds."""
@@ -195,10 +205,17 @@ class BatchRunner:
             event["wait_time"] = request.wait_time
         if request.batch_size != 1:
             event["batch_size"] = request.batch_size
-        ran = max(now - self.started, 1.0)
-        event["min_task_age_seconds"] = request.min_task_age_seconds or RESUME_AGE_STEP * math.ceil(
-            ran / RESUME_AGE_STEP
-        )
+        # The gates this run had: a re-invocation must not lose them.
+        if request.alarm_names:
+            event["alarm_names"] = list(request.alarm_names)
+        if not request.use_service_alarms:
+            event["use_service_alarms"] = False
+        if not request.hand_off:
+            event["hand_off"] = False
+        # The event's own minimum age, unless it is shorter than this run: then the re-invocation would
+        # recycle again what this run replaced first.
+        ran = RESUME_AGE_STEP * math.ceil(max(now - self.started, 1.0) / RESUME_AGE_STEP)
+        event["min_task_age_seconds"] = max(request.min_task_age_seconds, ran)
         if request.max_tasks is not None:
             # The tasks this run did not get to; those beyond max_tasks were never its business.
             event["max_tasks"] = max(1, unreached)

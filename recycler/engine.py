@@ -135,11 +135,12 @@ class Recycler:
             return
         surge_size = min(request.batch_size, len(self.originals))
         self.holder.acquire(preflight, request.maintain_service_state, surge_size, len(self.originals))
+        batches = self._batches()
         try:
             self._cancel_tag_at_start(preflight, report)
             if request.maintain_service_state:
-                self._surge(report)
-            self._batches().run(report)
+                self._surge(report, batches)
+            batches.run(report)
         except Exception as e:  # noqa: BLE001 - compensation: whatever failed, the restore below runs
             self._stopped(report, e)
         self._restore(report)
@@ -254,9 +255,12 @@ class Recycler:
             raise RestoreFailed(f"could not repair the expired lock of run {stale.owner}: {repair.error}")
         self._fresh_hold()
 
-    def _surge(self, report: RecycleReport) -> None:
+    def _surge(self, report: RecycleReport, batches: BatchRunner) -> None:
         surge_started = self.capacity.surge()
-        surged = self.watch.wait("surge task", surge_started, self.capacity.snapshot.surge_size)
+        try:
+            surged = self.watch.wait("surge task", surge_started, self.capacity.snapshot.surge_size)
+        except TimeBudgetExhausted as e:
+            raise batches.resumable(e, len(self.originals)) from e
         self.watch.served(surged)
         report.failed_replacements += int(surged["failures"])
         self.holder.write("renew lock 0")

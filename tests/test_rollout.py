@@ -229,6 +229,45 @@ def test_an_incomplete_plain_run_says_how_to_carry_on_and_the_next_run_does(bed:
     bed.assert_restored()
 
 
+def _resume_event(error: str | None) -> dict[str, Any]:
+    assert error and "carry on with the event " in error, error
+    return dict(json.loads(error.split("carry on with the event ", 1)[1].split("}", 1)[0] + "}"))
+
+
+def test_time_running_out_during_a_wait_still_gives_the_event_that_carries_on(bed: Bed) -> None:
+    # GIVEN starts that slow from 40 s to 500 s after the first batches, in a 600 s invocation
+    behaviour = Behaviour()
+    bed.add_service(tasks=6, target=(2, 10), behaviour=behaviour)
+    bed.sim.at(200, "slow starts", lambda: setattr(behaviour, "start_seconds", 500.0))
+
+    report = bed.run(timeout=600, wait_time=0)
+
+    # THEN the run stopped inside a replacement's wait, restored, and says how to carry on
+    assert report.status == "incomplete" and report.restored is True
+    assert "while waiting for a replacement" in str(report.error)
+    resume = _resume_event(report.error)
+    assert resume["min_task_age_seconds"] == 3600 and resume["service_name"] == SERVICE
+    assert f"{len(report.tasks_remaining)} tasks remain" in str(report.error)
+    bed.assert_restored()
+
+
+def test_the_event_that_carries_on_keeps_the_gates_and_never_shortens_the_age(bed: Bed) -> None:
+    # GIVEN a gated run with a minimum age shorter than the run itself
+    bed.add_service(tasks=8, target=(2, 10))
+    bed.add_alarm("web-5xx")
+    report = bed.run(
+        timeout=400, alarm_names=["web-5xx"], use_service_alarms=False, hand_off=False, min_task_age_seconds=60
+    )
+    assert report.status == "incomplete", report.error
+
+    resume = _resume_event(report.error)
+    # THEN the re-invocation is gated as this run was, and skips every task this run replaced
+    assert resume["alarm_names"] == ["web-5xx"]
+    assert resume["use_service_alarms"] is False and resume["hand_off"] is False
+    assert resume["min_task_age_seconds"] >= (report.duration_seconds or 0) and resume["min_task_age_seconds"] == 3600
+    assert parse_event(resume).alarm_names == ("web-5xx",)
+
+
 def test_a_protected_task_is_never_stopped(bed: Bed) -> None:
     # GIVEN one task protected from the start, and another that protects itself mid-run
     bed.add_service(tasks=5, target=(1, 8))
