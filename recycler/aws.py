@@ -170,7 +170,13 @@ class ServiceReads:
         paginator = self.cloudwatch.get_paginator("describe_alarms")
         with aws_errors("DescribeAlarms"):
             for batch in _batches(wanted, MAX_ALARM_NAMES):
-                for page in paginator.paginate(AlarmNames=batch, AlarmTypes=["MetricAlarm", "CompositeAlarm"]):
+                # MaxRecords (PageSize) at its ceiling: the default page could split 100 names over several calls.
+                pages = paginator.paginate(
+                    AlarmNames=batch,
+                    AlarmTypes=["MetricAlarm", "CompositeAlarm"],
+                    PaginationConfig={"PageSize": MAX_ALARM_NAMES},
+                )
+                for page in pages:
                     for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
                         states[alarm["AlarmName"]] = {
                             "state": str(alarm.get("StateValue", "")),

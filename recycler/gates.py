@@ -17,6 +17,7 @@ ends as ``failed`` (an alarm, named with its StateReason) or ``cancelled``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from recycler.runtime import iso_seconds
 CANCEL_TAG_KEY = "ecs-task-recycle:cancel"
 # ECS tag values allow letters, digits, spaces and + - = . _ : / @ only.
 _TAG_SAFE = frozenset("+-=._:/@ ")
+_TAG_VALUE = re.compile(r"by=(?P<by>.*) at=(?P<at>\S*)", re.ASCII | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,14 @@ class CancelRequest:
 
     @classmethod
     def from_tag_value(cls, value: str) -> CancelRequest:
-        fields = dict(part.split("=", 1) for part in value.split() if "=" in part)
+        # The requester may hold spaces ("cli user@host"): everything between by= and the last " at=".
+        match = _TAG_VALUE.fullmatch(value.strip())
+        by, when = (match.group("by"), match.group("at")) if match else ("unknown", "")
         try:
-            at = datetime.fromisoformat(fields.get("at", "")).timestamp()
+            at = datetime.fromisoformat(when).timestamp()
         except ValueError:
             at = 0.0
-        return cls(fields.get("by", "unknown"), at)
+        return cls(by.strip() or "unknown", at)
 
     def applies_to(self, run_started: float) -> bool:
         """A cancel asked for at or after the run's start is for this run; an older one is stale."""
