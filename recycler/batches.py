@@ -91,13 +91,16 @@ class BatchRunner:
                     raise
                 self._record_batch(report, batch, first, number, stopped, new)
             done += len(batch)
+            halted = stopped and new["stop"] is not None
+            if stopped and not halted and self.request.wait_time:
+                self.runtime.sleep(f"wait after batch {number}", self.request.wait_time)
+            # After the pause, just before the next batch's stops: the renewal is the fence. A run paused
+            # past its lock's expiry, and taken over meanwhile, stops here (LockLost) and stops no task.
             self.holder.write(f"renew lock {number}", progress=self._progress(report, number))
-            if stopped and new["stop"] is not None:
+            if halted:
                 # An alarm fired or a cancel came while this batch's replacements started: they serve now.
                 self._leave(report, done)
                 raise stop_error(new["stop"])
-            if stopped and self.request.wait_time:
-                self.runtime.sleep(f"wait after batch {number}", self.request.wait_time)
         self._leave(report, done)
         self._watch_alarms()
 

@@ -50,8 +50,11 @@ class DynamoLockStore:
         values: dict[str, Any] = {":me": {"S": record.owner}, ":next": {"N": str(record.version)}}
         condition = "attribute_not_exists(#pk) OR (#o = :me AND #v = :next)"
         if seen is not None:
-            condition += " OR #v = :seen"
+            # Only over the idle item the pre-flight read: never over one a run has taken since.
+            condition += " OR (#v = :seen AND #p = :released)"
+            names["#p"] = "phase"
             values[":seen"] = {"N": str(seen.version)}
+            values[":released"] = {"S": Phase.RELEASED}
         try:
             self._put(record, condition, names, values)
         except _ConditionFailed:

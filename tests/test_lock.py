@@ -9,6 +9,7 @@ applied that the tool would not have written itself.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -485,3 +486,33 @@ def test_the_restore_says_in_words_what_it_undid_on_the_scalable_target(bed: Bed
             "ScheduledScalingSuspended": False,
         },
     }
+
+
+def test_a_run_paused_past_its_lock_and_taken_over_stops_no_further_task(bed: Bed) -> None:
+    # GIVEN a run whose lock lasts 60 s past each write, and a long pause after each batch
+    bed.add_service(tasks=3, target=(1, 6))
+    stop_times = bed.record_stop_times()
+    owners_at_stop: list[str] = []
+    bed.ecs.meta.events.register(
+        "before-call.ecs.StopTask", lambda **_: owners_at_stop.append(getattr(bed.lock(), "owner", ""))
+    )
+    # WHEN, during the first pause, its lock expires and another run takes it over
+    taken_over: list[float] = []
+
+    def take_over() -> None:
+        taken_over.append(bed.clock.now())
+        record = bed.lock()
+        assert record is not None
+        bed.plant_lock(
+            replace(record, owner="run-2", version=record.version + 1, expires_at=int(bed.clock.now()) + 900)
+        )
+
+    bed.sim.at(200, "take over", take_over)
+    engine, _ = bed.engine(owner="run-1", timeout=None, lock_ttl=60)
+    report = engine.run(parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 300}))
+
+    # THEN the run found it out before its next stop: every StopTask went out under its own lock
+    assert taken_over and report.error_type == "LockLost", report.error
+    assert owners_at_stop and set(owners_at_stop) == {"run-1"}
+    assert all(at < taken_over[0] for at in stop_times.values())
+    assert len(report.tasks_recycled) == 1
