@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import types
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from typing import Any
 
@@ -16,8 +18,9 @@ import pytest
 from conftest import CLUSTER, SERVICE, Bed, load_event
 
 import lambda_function
+from dev import simulator
 from dev.simulator import FakeLambdaContext
-from recycler import control, invocation, metrics
+from recycler import cli, control, invocation, metrics
 from recycler.aws import ServiceReads
 from recycler.errors import ConfigError
 from recycler.gates import CANCEL_TAG_KEY, CancelRequest
@@ -25,7 +28,22 @@ from recycler.handoff import HANDOFF_ENV
 from recycler.request import parse_event
 from recycler.settings import RecycleSettings, parse_config
 
+# Calls of the bed's own clients (bed.calls): what an engine run made through bed.run.
 MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget", "PutItem", "UpdateItem", "TagResource"}
+# Backend operations that change ECS, Application Auto Scaling or the lock table, as the simulator records them
+# (bed.sim.calls), whichever client made them: also the clients the handler builds for itself.
+SIM_MUTATING = frozenset(
+    {
+        "update_service",
+        "stop_task",
+        "tag_resource",
+        "untag_resource",
+        "register_scalable_target",
+        "put_item",
+        "update_item",
+        "delete_item",
+    }
+)
 
 
 def _cancel_tag(bed: Bed) -> str | None:
@@ -37,6 +55,34 @@ def _reads(bed: Bed) -> ServiceReads:
     return ServiceReads(
         bed.ecs, bed.autoscaling, bed.elbv2, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
     )
+
+
+def _service_state(bed: Bed) -> dict[str, Any]:
+    """The service as the simulated backend holds it: what a run that changed nothing leaves as it found it."""
+    service: Any = bed.sim.service(CLUSTER, SERVICE)
+    tasks = bed.sim.tasks(CLUSTER, SERVICE)
+    return {
+        "desired": service.desired_count,
+        "task_definition": service.task_definition,
+        "tags": sorted((t["key"], t["value"]) for t in service.tags or []),
+        "scalable_target": bed.sim.scalable_target(CLUSTER, SERVICE),
+        "live_tasks": sorted(t.task_arn for t in tasks if t.desired_status == "RUNNING"),
+        "serving_tasks": sorted(t.task_arn for t in tasks if bed.sim.is_serving(t)),
+    }
+
+
+def _lock_table_items(bed: Bed) -> list[dict[str, Any]]:
+    with bed.sim.unobserved():
+        return list(bed.inspector.dynamodb.scan(TableName=simulator.LOCK_TABLE)["Items"])
+
+
+def _assert_nothing_changed(bed: Bed, before: dict[str, Any]) -> None:
+    """No mutating ECS, Application Auto Scaling or DynamoDB call reached the backend, and the service is as it was."""
+    # Not vacuous: the simulator saw the calls of the handler's own clients (it reads the service first).
+    assert bed.sim.calls.get("describe_services", 0) > 0, bed.sim.calls
+    assert SIM_MUTATING.isdisjoint(bed.sim.calls), {op: n for op, n in bed.sim.calls.items() if op in SIM_MUTATING}
+    assert _lock_table_items(bed) == []
+    assert _service_state(bed) == before
 
 
 # --------------------------------------------------------------------------- the event
@@ -232,14 +278,104 @@ def test_status_of_a_run_that_died_is_stale(bed: Bed) -> None:
 def test_status_and_cancel_through_the_handler_change_nothing_but_the_tag(
     bed: Bed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bed.add_service(tasks=2)
+    bed.add_service(tasks=2, target=(1, 4))
     monkeypatch.setattr(invocation, "_config", parse_config({}))
     context = FakeLambdaContext(bed.clock)
+    before = _service_state(bed)
     status = lambda_function.lambda_handler(load_event("status.json"), context)
     assert status["state"] == "idle" and status["action"] == "status"
     cancel = lambda_function.lambda_handler(load_event("cancel.json"), context)
     assert cancel["state"] == "idle"
-    assert MUTATING.isdisjoint(bed.calls) and _cancel_tag(bed) is None
+    # The handler builds its own clients: what counts is what reached the simulated backend.
+    _assert_nothing_changed(bed, before)
+    assert _cancel_tag(bed) is None
+
+
+@pytest.fixture
+def entry_points(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Bed:
+    """The handler and the CLI build their own session and clients; here they run on the bed's virtual clock."""
+    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
+    monkeypatch.setattr(invocation, "_config", parse_config({}))
+    return bed
+
+
+def test_the_handler_returns_a_cancelled_run_and_does_not_raise(entry_points: Bed) -> None:
+    # GIVEN a recycle through the plain handler, and an operator who cancels it 100 s in
+    bed = entry_points
+    bed.add_service(tasks=5, target=(2, 10))
+    bed.sim.at(100, "operator cancels", lambda: control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager"))
+    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 10}
+
+    # WHEN the handler runs, THEN it returns (a raise would fail the test here): the operator asked for this
+    result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+
+    assert result["status"] == "cancelled" and result["error_type"] == "RecycleCancelled"
+    assert "ops@pager" in result["error"]
+    assert 0 < len(result["tasks_recycled"]) < 5
+    bed.assert_restored()
+    assert _cancel_tag(bed) is None
+
+
+def test_the_cli_exits_0_for_a_cancelled_run(entry_points: Bed, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a recycle through the CLI, and an operator who cancels it 100 s in
+    bed = entry_points
+    bed.add_service(tasks=5, target=(2, 10))
+    bed.sim.at(100, "operator cancels", lambda: control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager"))
+
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--wait-time", "10"])
+
+    # THEN it exits 0 and prints the cancelled report
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "cancelled" and "ops@pager" in report["error"]
+    assert code == 0
+    bed.assert_restored()
+    assert _cancel_tag(bed) is None
+
+
+@pytest.mark.parametrize(("entry", "requester"), [("cli", "cli user@host"), ("lambda", "lambda request req-cancel")])
+def test_a_cancel_names_the_whole_requester_in_status_and_in_the_error(
+    entry_points: Bed, monkeypatch: pytest.MonkeyPatch, entry: str, requester: str
+) -> None:
+    # GIVEN a running recycle, and an operator who cancels it 100 s in through the CLI (user "user" on host
+    # "host") or the handler (request req-cancel), then asks for its status: both requesters hold a space
+    bed = entry_points
+    bed.add_service(tasks=5, target=(2, 10))
+    ask: Callable[[str], dict[str, Any]]
+    if entry == "cli":
+        monkeypatch.setattr(cli, "getpass", types.SimpleNamespace(getuser=lambda: "user"))
+        monkeypatch.setattr(cli, "socket", types.SimpleNamespace(gethostname=lambda: "host"))
+        answers: list[dict[str, Any]] = []
+        real_run_recycle = cli.run_recycle
+
+        def recording_run_recycle(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            answers.append(real_run_recycle(*args, **kwargs))
+            return answers[-1]
+
+        monkeypatch.setattr(cli, "run_recycle", recording_run_recycle)
+
+        def ask(action: str) -> dict[str, Any]:
+            assert cli.main(["--cluster", CLUSTER, "--service", SERVICE, f"--{action}"]) == 0
+            return answers[-1]
+
+    else:
+
+        def ask(action: str) -> dict[str, Any]:
+            event = {"cluster_name": CLUSTER, "service_name": SERVICE, "action": action}
+            return lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-cancel"))
+
+    seen: dict[str, dict[str, Any]] = {}
+    bed.sim.at(100, "operator cancels", lambda: seen.setdefault("cancel", ask("cancel")))
+    bed.sim.at(100, "operator asks for status", lambda: seen.setdefault("status", ask("status")))
+
+    report = bed.run(wait_time=10)
+
+    # THEN the cancel, the status and the run's error all name the whole requester, not its first word
+    asked = f"requested by {requester} at "
+    assert seen["cancel"]["state"] == "running" and asked in seen["cancel"]["result"]
+    assert seen["status"]["state"] == "running" and seen["status"]["cancel_requested"].startswith(asked)
+    assert report.status == "cancelled" and asked in (report.error or ""), report.error
+    bed.assert_restored()
+    assert _cancel_tag(bed) is None
 
 
 # --------------------------------------------------------------------------- hand-off
@@ -277,20 +413,25 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
     # GIVEN 40 tasks, one at a time: about 50 minutes, in a 15-minute invocation
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
+    before = _service_state(bed)
 
     result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-7"))
 
-    # THEN exactly one asynchronous invoke of the alias, under a deterministic name, and nothing else changed
+    # THEN exactly one asynchronous invoke of the alias, under a deterministic name, and nothing else changed:
+    # no mutating ECS, Application Auto Scaling or DynamoDB call reached the backend (through the handler's own
+    # clients), the lock table is empty, and the service equals its snapshot
     assert result["status"] == "handed_off"
     (invoke,) = durable_alias.invokes
     assert invoke["InvocationType"] == "Event" and invoke["FunctionName"].endswith("-durable:live")
     assert invoke["DurableExecutionName"] == result["handed_off"]["execution_name"]
     assert json.loads(invoke["Payload"]) == {**event, "hand_off": False}
-    assert MUTATING.isdisjoint(bed.calls) and bed.lock() is None
+    _assert_nothing_changed(bed, before)
     bed.assert_restored()
     # AND a retry of the same invocation would start no second execution: the name is the same
     again = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-7"))
+    assert [i["DurableExecutionName"] for i in durable_alias.invokes] == [invoke["DurableExecutionName"]] * 2
     assert again["handed_off"]["execution_name"] == invoke["DurableExecutionName"]
+    _assert_nothing_changed(bed, before)
 
 
 def test_a_plan_that_fits_is_not_handed_off_and_hand_off_false_does_what_fits(
