@@ -167,6 +167,8 @@ class Recycler:
         decision = self.runtime.step("hand-off decision", lambda: hand_off.decide(preflight, self.selection))
         if not decision["would_hand_off"]:
             return False
+        # A firing or missing alarm refuses the run here, rather than in a durable execution started for nothing.
+        self._gate(preflight)
         report.handed_off = self.runtime.step("hand off", hand_off.start)
         report.status = "handed_off"
         self._log(

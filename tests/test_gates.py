@@ -434,6 +434,26 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
     _assert_nothing_changed(bed, before)
 
 
+@pytest.mark.parametrize("alarm", ["firing", "missing"])
+def test_a_plan_too_long_is_not_handed_off_while_an_alarm_refuses_it(
+    bed: Bed, durable_alias: _FakeLambda, alarm: str
+) -> None:
+    # GIVEN a plan too long for the invocation, gated by an alarm that is in ALARM or does not exist
+    bed.add_service(tasks=40, target=(1, 50))
+    if alarm == "firing":
+        bed.add_alarm("web-5xx")
+        bed.sim.set_alarm("web-5xx", "ALARM", "5xx above 10")
+    before = _service_state(bed)
+    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "alarm_names": ["web-5xx"]}
+
+    with pytest.raises(invocation.RecycleNotCompleted, match="web-5xx"):
+        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-8"))
+
+    # THEN the refusal came before the hand-off: no durable execution started, nothing changed
+    assert durable_alias.invokes == []
+    _assert_nothing_changed(bed, before)
+
+
 def test_a_plan_that_fits_is_not_handed_off_and_hand_off_false_does_what_fits(
     bed: Bed, durable_alias: _FakeLambda
 ) -> None:
