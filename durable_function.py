@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from recycler.cli import flag_for, option_flags
 from recycler.errors import ConfigError
 from recycler.execution_name import durable_execution_name
 
@@ -31,17 +32,20 @@ def main(argv: list[str] | None = None) -> int:
         prog="durable_function.py",
         description="Print the --durable-execution-name for a durable recycle of one service.",
     )
-    parser.add_argument("--cluster", required=True, help="cluster name or ARN")
-    parser.add_argument("--service", required=True, help="service name or ARN")
-    parser.add_argument(
-        "--run-key",
-        help="e.g. the date, so the service can be recycled again before the previous execution's retention ends",
-    )
+    # Each option's dest is the field an error names (as in recycler.cli), so the error names the flag.
+    options = [
+        parser.add_argument("--cluster", dest="cluster_name", required=True, help="cluster name or ARN"),
+        parser.add_argument("--service", dest="service_name", required=True, help="service name or ARN"),
+        parser.add_argument(
+            "--run-key",
+            help="e.g. the date, so the service can be recycled again before the previous execution's retention ends",
+        ),
+    ]
     args = parser.parse_args(argv)
     try:
-        print(durable_execution_name(args.cluster, args.service, args.run_key))
+        print(durable_execution_name(args.cluster_name, args.service_name, args.run_key))
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {flag_for(e.field, option_flags(options))}: {e.problem}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,4 +1,8 @@
-"""The local CLI: the same engine against real AWS, with input.json's credentials (python lambda_function.py)."""
+"""The local CLI: the same engine against real AWS, with input.json's credentials (python lambda_function.py).
+
+Importing this module needs the standard library only (boto3 loads when a run starts), so that
+durable_function.py's name CLI names flags the same way, through ``option_flags`` and ``flag_for``.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,41 @@ import argparse
 import dataclasses
 import getpass
 import json
+import re
 import socket
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from recycler import logs
 from recycler.errors import ConfigError, RecycleError
-from recycler.invocation import NOT_COMPLETED, get_config, new_owner_id, run_recycle
 from recycler.request import parse_event
 from recycler.settings import is_region_name, load_config
+
+# An item of a list field, as the event validation names it: alarm_names[0].
+_ITEM = re.compile(r"(?P<field>.+?)(?P<index>\[[0-9]+\])?", re.ASCII)
+
+
+def option_flags(options: Iterable[argparse.Action]) -> dict[str, str]:
+    """The event field each option fills (its dest) and the flag the user types for it."""
+    return {option.dest: option.option_strings[0] for option in options}
+
+
+def flag_for(field: str, flags: Mapping[str, str]) -> str:
+    """The flag the user typed for the field an error names: wait_time -> --wait-time, and an item of a
+    list keeps its index: alarm_names[0] -> --alarm-names[0]. A field no flag fills keeps its name."""
+    item = _ITEM.fullmatch(field)
+    if item is None or item["field"] not in flags:
+        return field
+    return flags[item["field"]] + (item["index"] or "")
+
+
+def run_recycle(request: Any, config: Any, **kwargs: Any) -> dict[str, Any]:
+    """recycler.invocation.run_recycle, imported here so that boto3 loads with the first run, not this module."""
+    from recycler import invocation
+
+    return invocation.run_recycle(request, config, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
     parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
     args = parser.parse_args(argv)
-    event_flags = {option.dest: option.option_strings[0] for option in options}
+    event_flags = option_flags(options)
     logs.configure()
+    from recycler.invocation import NOT_COMPLETED, get_config, new_owner_id
+
     try:
         # A flag left unset that has no default (--max-tasks) is not sent at all.
         event = {field: getattr(args, field) for field in event_flags if getattr(args, field) is not None}
@@ -83,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_recycle(request, config, owner_id=new_owner_id("cli"), requested_by=asker)
     except ConfigError as e:
         # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
-        flag = {**event_flags, "region": "--region"}.get(e.field, e.field)
+        flag = flag_for(e.field, {**event_flags, "region": "--region"})
         print(f"error: {flag}: {e.problem}", file=sys.stderr)
         return 2
     except RecycleError as e:

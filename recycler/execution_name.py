@@ -14,7 +14,8 @@ from recycler.errors import ConfigError
 from recycler.request import parse_event
 
 EXECUTION_NAME_MAX = 64
-_RUN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,20}$", re.ASCII)
+# fullmatch, not match with ^…$: $ also matches before a trailing newline.
+_RUN_KEY = re.compile(r"[A-Za-z0-9_-]{1,20}", re.ASCII)
 
 
 def durable_execution_name(cluster: str, service: str, run_key: str | None = None) -> str:
@@ -31,7 +32,7 @@ def durable_execution_name(cluster: str, service: str, run_key: str | None = Non
     """
     request = parse_event({"cluster_name": cluster, "service_name": service})
     cluster_name, service_name = request.cluster_name, request.service_name
-    if run_key is not None and not _RUN_KEY.match(run_key):
+    if run_key is not None and not _RUN_KEY.fullmatch(run_key):
         raise ConfigError("run_key", "must be 1-20 letters, digits, '-' or '_'")
     digest = hashlib.sha256(f"{cluster_name}/{service_name}".encode()).hexdigest()[:10]
     tail = f"-{digest}" + (f"-{run_key}" if run_key else "")

@@ -79,8 +79,9 @@ def register_secrets(config: AppConfig) -> None:
         logs.register_secret(password)
 
 
-_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$", re.ASCII)
-_TABLE_ARN = re.compile(r"^arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/[A-Za-z0-9_.-]{3,255}$", re.ASCII)
+# Used with fullmatch, not match with ^…$: $ also matches before a trailing newline.
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}", re.ASCII)
+_TABLE_ARN = re.compile(r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/[A-Za-z0-9_.-]{3,255}", re.ASCII)
 
 
 def lock_table_name(config: AppConfig, request: RecycleRequest) -> str | None:
@@ -91,7 +92,7 @@ def lock_table_name(config: AppConfig, request: RecycleRequest) -> str | None:
     from_env = os.environ.get(LOCK_TABLE_ENV)
     needs_table = not request.dry_run or request.action != "recycle"
     if from_env is not None and from_env != "":
-        if not (_TABLE_NAME.match(from_env) or _TABLE_ARN.match(from_env)):
+        if not (_TABLE_NAME.fullmatch(from_env) or _TABLE_ARN.fullmatch(from_env)):
             raise ConfigError(LOCK_TABLE_ENV, "is not a DynamoDB table name or table ARN")
         return from_env
     name = config.recycle.lock_table_name

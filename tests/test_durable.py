@@ -12,9 +12,12 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +36,8 @@ from recycler.errors import ConfigError, LockHeld, PreflightError, TimeBudgetExh
 from recycler.lock import Phase
 from recycler.request import parse_event
 from recycler.settings import AppConfig, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NAME = execution_name.durable_execution_name(CLUSTER, SERVICE)
 
@@ -397,6 +402,37 @@ def test_execution_name_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert durable_function.main(["--cluster", "prod", "--service", "web", "--run-key", "20260107"]) == 0
     assert capsys.readouterr().out.strip() == execution_name.durable_execution_name("prod", "web", "20260107")
     assert durable_function.main(["--cluster", "prod", "--service", "web", "--run-key", "a/b"]) == 2
+
+
+def test_a_run_key_with_a_trailing_newline_is_refused_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError) as refused:
+        execution_name.durable_execution_name("prod", "web", run_key="abc\n")
+    assert refused.value.field == "run_key"
+    assert durable_function.main(["--cluster", "prod", "--service", "web", "--run-key", "abc\n"]) == 2
+    assert capsys.readouterr().err.startswith("error: --run-key: must be 1-20 letters")
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--cluster", "c\u0661", "--service", "s"], "--cluster"),
+        (["--cluster", "c", "--service", "bad name"], "--service"),
+        (["--cluster", "c", "--service", "s", "--run-key", "a/b"], "--run-key"),
+    ],
+)
+def test_execution_name_cli_names_the_flag_the_user_typed(argv: list[str], flag: str) -> None:
+    # GIVEN the name CLI as the README runs it: `python3 durable_function.py`, with no site-packages (no boto3)
+    result = subprocess.run(
+        [sys.executable, "-S", str(ROOT / "durable_function.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    # THEN it runs on the standard library alone, and its error names the flag, not the event field
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {flag}: "), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_execution_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

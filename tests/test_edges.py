@@ -60,21 +60,42 @@ def test_each_task_is_logged_recycled_when_its_replacement_serves_before_the_wai
     bed: Bed, batch_size: int, captured_logs: object
 ) -> None:
     import io
+    import logging
 
     from conftest import log_lines
 
     assert isinstance(captured_logs, io.StringIO)
+    # Every log line, with the virtual time it was logged at (the clock moves only when the run sleeps).
+    logged_at: list[tuple[str, float]] = []
+
+    class ClockTime(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logged_at.append((record.getMessage(), bed.clock.now()))
+
+    clock_handler = ClockTime()
+    logging.getLogger().addHandler(clock_handler)
     bed.add_service(tasks=3)
-    report = bed.run(batch_size=batch_size, wait_time=30)
+    stopped_at = bed.record_stop_times()
+    wait_time = 30
+    try:
+        report = bed.run(batch_size=batch_size, wait_time=wait_time)
+    finally:
+        logging.getLogger().removeHandler(clock_handler)
     assert report.status == "succeeded", report.error
     lines = log_lines(captured_logs)
     recycled = [
         line for line in lines if line["message"].startswith("Task ") and "recycled, waiting" in line["message"]
     ]
     assert len(recycled) == 3
-    # The line comes when the replacement serves, not 30 s later: its logged seconds match the report's.
     seconds = {t.old_task_arn: t.seconds for t in report.tasks_recycled}
     assert all(line["seconds"] == seconds[line["task_arn"]] for line in recycled)
+    # The line comes at the moment the replacement served (stop time + seconds), not wait_time later.
+    times = [at for message, at in logged_at if message.startswith("Task ") and "recycled, waiting" in message]
+    assert len(times) == 3
+    for line, at in zip(recycled, times, strict=True):
+        served = stopped_at[line["task_arn"]] + seconds[line["task_arn"]]
+        assert at == pytest.approx(served, abs=0.1), (line["message"], at - served)
+        assert at < served + wait_time
 
 
 def test_a_dry_run_lists_the_tasks_once(bed: Bed) -> None:

@@ -149,6 +149,34 @@ def test_cli_names_the_flag_the_user_typed(capsys: Any) -> None:
     assert capsys.readouterr().err == "error: --wait-time: must be between 0 and 900, got 901\n"
 
 
+def test_cli_names_the_list_flag_and_the_item_of_a_bad_list_value(capsys: Any) -> None:
+    # GIVEN an alarm name longer than CloudWatch allows, the event validation's alarm_names[0]
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--dry-run", "--alarm-names", "a" * 300])
+    # THEN the error names the flag typed, and which item of it
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --alarm-names[0]: must be an alarm name"), err
+    assert "alarm_names" not in err
+
+
+def test_a_lock_table_name_with_a_trailing_newline_is_refused_naming_it(
+    bed: Bed, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN LOCK_TABLE_NAME as `$(...)` or a file can leave it: a good name and a newline
+    bed.add_service(tasks=2)
+    config = tmp_path / "input.json"
+    config.write_text(json.dumps({"awsCredentials": {"region_name": "us-east-1"}}))
+    monkeypatch.setenv("LOCK_TABLE_NAME", "ecs-task-recycle-locks\n")
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--config", str(config)])
+    # THEN it is refused, named, before any AWS call; the same name as an ARN is refused the same way
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: LOCK_TABLE_NAME: is not a DynamoDB table name")
+    assert bed.sim.calls == {}
+    monkeypatch.setenv("LOCK_TABLE_NAME", "arn:aws:dynamodb:us-east-1:123456789012:table/locks\n")
+    assert lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--config", str(config)]) == 2
+    assert capsys.readouterr().err.startswith("error: LOCK_TABLE_NAME: is not a DynamoDB table name")
+
+
 def test_cli_without_a_region_prints_one_line_and_exits_2(
     bed: Bed, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
