@@ -110,7 +110,11 @@ class BatchRunner:
         report.tasks_remaining = unreached + list(self.selection.beyond_max)
 
     def _watch_alarms(self) -> None:
-        """After the last batch, keep watching the alarms for alarm_watch_seconds: one that fires fails the run."""
+        """After the last batch, keep watching the alarms for alarm_watch_seconds: one that fires fails the run.
+
+        The lock is renewed as often as during the batches (no stretch is longer than a replacement's
+        timeout), and a watch the time budget cannot finish stops where it is, so the restore still fits.
+        """
         watch_seconds = self.settings.alarm_watch_seconds
         if self.gates is None or not self.gates.alarm_names or not watch_seconds:
             return
@@ -118,14 +122,33 @@ class BatchRunner:
             logging.INFO, f"Watching {len(self.gates.alarm_names)} alarms for {watch_seconds}s after the last task"
         )
         gates, since = self.gates, self.runtime.step("alarm watch start", self.clock.now)
+        settings, stretch = self.settings, self.settings.replacement_timeout_seconds
 
-        def check(state: dict[str, Any]) -> dict[str, Any]:
-            reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
-            if reason is not None:
-                raise stop_error(reason)
-            return {**state, "done": self.clock.now() - since >= watch_seconds}
+        def watcher(until: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+            def check(state: dict[str, Any]) -> dict[str, Any]:
+                reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
+                if reason is not None:
+                    raise stop_error(reason)
+                watched, remaining = self.clock.now() - since, self.runtime.remaining_seconds()
+                if (
+                    remaining is not None
+                    and remaining - settings.poll_interval_seconds < settings.restore_reserve_seconds
+                ):
+                    raise TimeBudgetExhausted(
+                        f"every task was recycled, but the time budget ran out {watched:.0f}s into the "
+                        f"{watch_seconds}s alarm watch: the alarms were not watched to the end"
+                    )
+                return {**state, "done": watched >= until}
 
-        self.runtime.wait_until("alarm watch", check, {"done": False}, self.settings.poll_interval_seconds)
+            return check
+
+        for part in range(1, math.ceil(watch_seconds / stretch) + 1):
+            if part > 1:
+                self.holder.write(f"renew lock during alarm watch {part}")
+            until = min(watch_seconds, part * stretch)
+            self.runtime.wait_until(
+                f"alarm watch {part}", watcher(until), {"done": False}, settings.poll_interval_seconds
+            )
 
     def _record_batch(
         self, report: RecycleReport, batch: tuple[str, ...], first: int, number: int, stopped: list[str], new: Any
@@ -158,6 +181,9 @@ class BatchRunner:
         tasks, stop the others. One step."""
         remaining = self.runtime.remaining_seconds()
         needed = self.batch_seconds(self.watch.estimate())
+        if first - 1 + len(batch) == len(self.selection.chosen) and self.gates is not None and self.gates.alarm_names:
+            # The last batch must leave time for the alarm watch that follows it.
+            needed += self.settings.alarm_watch_seconds
         if remaining is not None and remaining < needed:
             return {"action": "out_of_time", "remaining": remaining, "needed": needed, "now": self.clock.now()}
         if self.gates is not None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recycler.errors import ConfigError, PreflightError
-from recycler.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
+from recycler.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, alarm_watch_seconds
 from recycler.request import MAX_BATCH_SIZE, RecycleRequest
 from recycler.selection import select
 from recycler.settings import RecycleSettings
@@ -106,7 +106,9 @@ def check_duration_bound(
     tasks, batches = len(selection.chosen), len(selection.batches)
     if not batches:
         return
-    estimate = estimated_seconds(batches, request, settings)
+    estimate = estimated_seconds(batches, request, settings) + alarm_watch_seconds(
+        preflight, request, settings, batches
+    )
     first = batch_seconds(request, settings)(0.0) + START_OVERHEAD_SECONDS
     if estimate <= remaining and first <= remaining:
         return

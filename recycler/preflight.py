@@ -261,11 +261,20 @@ def plan_seconds(
     preflight: Preflight, selection: Selection, request: RecycleRequest, settings: RecycleSettings
 ) -> float:
     """How long the plan should take: each batch (and the surge) as long as the service's tasks have taken
-    to start, plus a poll, and wait_time after each batch."""
+    to start, plus a poll, wait_time after each batch, and the alarm watch after the last."""
     batches = len(selection.batches)
     surges = 1 if request.maintain_service_state and batches else 0
     start = preflight.fastest_start_seconds or INITIAL_REPLACEMENT_ESTIMATE_SECONDS
-    return (batches + surges) * (start + settings.poll_interval_seconds) + batches * request.wait_time
+    return (
+        (batches + surges) * (start + settings.poll_interval_seconds)
+        + batches * request.wait_time
+        + alarm_watch_seconds(preflight, request, settings, batches)
+    )
+
+
+def alarm_watch_seconds(preflight: Preflight, request: RecycleRequest, settings: RecycleSettings, batches: int) -> int:
+    """How long the run watches its alarms after the last batch: only when it recycles and has alarms."""
+    return settings.alarm_watch_seconds if batches and preflight.gating_alarms(request) else 0
 
 
 def make_plan(

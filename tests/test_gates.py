@@ -19,7 +19,7 @@ from conftest import CLUSTER, SERVICE, Bed, load_event
 
 import lambda_function
 from dev import simulator
-from dev.simulator import FakeLambdaContext
+from dev.simulator import Behaviour, FakeLambdaContext
 from recycler import cli, control, invocation, metrics
 from recycler.aws import ServiceReads
 from recycler.errors import ConfigError
@@ -200,6 +200,62 @@ def test_an_alarm_that_fires_while_watching_after_the_last_task_fails_the_run(be
     report = bed.run(alarm_names=[alarm], wait_time=10, settings=settings)
     assert len(report.tasks_recycled) == 2
     assert report.status == "failed" and "errors after the recycle" in (report.error or "")
+    bed.assert_restored()
+
+
+def test_a_long_alarm_watch_keeps_the_lock_alive_and_the_run_ends_succeeded(bed: Bed) -> None:
+    # GIVEN a CLI-style run (no time limit, the lock lasts 720 s past each write) and a one-hour alarm watch
+    bed.add_service(tasks=2, target=(1, 4))
+    alarm = bed.add_alarm("web-5xx")
+    lock_left: list[float] = []
+    for at in range(300, 3_900, 300):
+        bed.sim.at(
+            at, f"status at {at}", lambda: lock_left.append((bed.lock() or _no_lock()).expires_at - bed.clock.now())
+        )
+    engine, _ = bed.engine(timeout=None, settings=RecycleSettings(alarm_watch_seconds=3_600), lock_ttl=720)
+    report = engine.run(parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "alarm_names": [alarm]}))
+
+    # THEN the watch ran to its end, and at no point of it did the lock look abandoned to another run
+    assert report.status == "succeeded", report.error
+    assert (report.duration_seconds or 0) >= 3_600
+    assert len(lock_left) == 12 and min(lock_left) > 0
+    bed.assert_restored()
+
+
+def _no_lock() -> Any:
+    raise AssertionError("the lock item vanished during the run")
+
+
+def test_an_alarm_watch_that_cannot_fit_the_invocation_is_not_started(bed: Bed) -> None:
+    # GIVEN a 900 s invocation, two tasks, and a one-hour alarm watch
+    bed.add_service(tasks=2, target=(1, 4))
+    alarm = bed.add_alarm("web-5xx")
+    settings = RecycleSettings(alarm_watch_seconds=3_600)
+    plan = bed.run(alarm_names=[alarm], dry_run=True, settings=settings).plan
+    plain = bed.run(alarm_names=[alarm], dry_run=True).plan
+    assert plan and plain and plan["estimated_seconds"] == plain["estimated_seconds"] + 3_600
+
+    report = bed.run(alarm_names=[alarm], settings=settings)
+
+    # THEN the run stopped before the batch the watch would follow, inside the invocation, restored,
+    # and says how to carry on
+    assert report.status == "incomplete" and "carry on with the event" in (report.error or "")
+    assert (report.duration_seconds or 0) < 900
+    bed.assert_restored()
+
+
+def test_a_watch_the_time_budget_cuts_short_ends_incomplete_and_restored(bed: Bed) -> None:
+    # GIVEN starts slower than the estimate, so the watch begins later than planned in a 900 s invocation
+    behaviour = Behaviour()
+    bed.add_service(tasks=1, target=(1, 4), behaviour=behaviour)
+    alarm = bed.add_alarm("web-5xx")
+    bed.sim.at(30, "slow starts", lambda: setattr(behaviour, "start_seconds", 500.0))
+    report = bed.run(alarm_names=[alarm], wait_time=0, settings=RecycleSettings(alarm_watch_seconds=400))
+
+    # THEN the task was recycled, the watch stopped where the budget ended it, and the service went back
+    assert len(report.tasks_recycled) == 1
+    assert report.status == "incomplete" and "alarm watch" in (report.error or ""), report.error
+    assert (report.duration_seconds or 0) < 900
     bed.assert_restored()
 
 
