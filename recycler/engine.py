@@ -31,7 +31,7 @@ from recycler.handoff import HandOff
 from recycler.holder import LockHolder
 from recycler.lock import LOCK_TABLE_ENV, LockRecord
 from recycler.lock_store import DynamoLockStore
-from recycler.preflight import Preflight, legacy_tag_note, make_plan, read_preflight
+from recycler.preflight import Preflight, legacy_tag_note, make_plan, preflight_step, refusal
 from recycler.report import RecycleReport, TaskResult
 from recycler.request import RecycleRequest
 from recycler.runtime import Clock, Runtime, iso_seconds
@@ -198,9 +198,16 @@ class Recycler:
 
     def _preflight(self, name: str, report: RecycleReport) -> Preflight:
         """Read the service, and count what this run would recycle (the report knows it from here on)."""
-        checked = self.runtime.step(name, lambda: read_preflight(self.reads, self.lock_store, self.clock).to_dict())
-        preflight = Preflight.from_dict(checked)
+        checked = self.runtime.step(name, lambda: preflight_step(self.reads, self.lock_store, self.clock))
         request = self.request
+        if "refused" in checked:
+            refused = checked["refused"]
+            self._found(report, refused["service_arn"], refused["desired_count"])
+            if not request.min_task_age_seconds and request.max_tasks is None:
+                # Every running task would have been recycled: the count is known without listing them.
+                report.task_total = refused["running_count"]
+            raise refusal(refused)
+        preflight = Preflight.from_dict(checked["preflight"])
         self.selection = select(
             preflight.running_tasks,
             preflight.read_at,
@@ -209,12 +216,17 @@ class Recycler:
             request.max_tasks,
         )
         self.originals = list(self.selection.chosen)
-        arn_parts = preflight.service_arn.split(":")
-        report.region = arn_parts[3] if len(arn_parts) > 4 else report.region
-        report.account = arn_parts[4] if len(arn_parts) > 4 else None
-        report.original_desired_count = preflight.desired_count
+        self._found(report, preflight.service_arn, preflight.desired_count)
         report.task_total = len(self.originals)
         return preflight
+
+    @staticmethod
+    def _found(report: RecycleReport, service_arn: str, desired_count: int) -> None:
+        """What the report knows once the service is found: its region, account and desired count."""
+        arn_parts = service_arn.split(":")
+        report.region = arn_parts[3] if len(arn_parts) > 4 else report.region
+        report.account = arn_parts[4] if len(arn_parts) > 4 else None
+        report.original_desired_count = desired_count
 
     def _describe(self, preflight: Preflight, report: RecycleReport) -> None:
         for arn, note in self.selection.too_young:

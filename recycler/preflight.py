@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from recycler import errors
 from recycler.aws import SUSPENDED_FLAGS, ScalableTarget, ServiceReads
-from recycler.errors import ConfigError, LockHeld, PreflightError
+from recycler.errors import ConfigError, LockHeld, PreflightError, RecycleError
 from recycler.gates import CANCEL_TAG_KEY, service_alarm_names
 from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.lock_store import DynamoLockStore, lock_key
@@ -117,8 +118,37 @@ class Preflight:
         )
 
 
-def read_preflight(reads: ServiceReads, store: DynamoLockStore | None, clock: Clock) -> Preflight:
+def preflight_step(reads: ServiceReads, store: DynamoLockStore | None, clock: Clock) -> dict[str, Any]:
+    """The pre-flight as one step's JSON: the Preflight, or its refusal with what the service showed.
+
+    A refusal after the service was found still knows its task count; the report gives it (a durable
+    replay rebuilds the refusal from this result, so the count is there on every path).
+    """
+    seen: dict[str, Any] = {}
+    try:
+        return {"preflight": read_preflight(reads, store, clock, seen).to_dict()}
+    except (PreflightError, ConfigError) as e:
+        if not seen:
+            raise
+        field = e.field if isinstance(e, ConfigError) else None
+        problem = e.problem if isinstance(e, ConfigError) else str(e)
+        return {"refused": {"error": type(e).__name__, "field": field, "problem": problem, **seen}}
+
+
+def refusal(refused: dict[str, Any]) -> RecycleError:
+    """The error a pre-flight step's refusal stands for."""
+    if refused["error"] == ConfigError.__name__:
+        return ConfigError(str(refused["field"]), str(refused["problem"]))
+    kind = getattr(errors, str(refused["error"]), PreflightError)
+    return (kind if isinstance(kind, type) and issubclass(kind, PreflightError) else PreflightError)(refused["problem"])
+
+
+def read_preflight(
+    reads: ServiceReads, store: DynamoLockStore | None, clock: Clock, seen: dict[str, Any] | None = None
+) -> Preflight:
     """Read everything the run needs, change nothing; refuse a service the run may not touch.
+
+    ``seen`` gets the service's ARN and counts as soon as it is found, for a refusal to report.
 
     The lock item is read before the service's desired count and scalable
     target: any run that takes the lock after this read changes its version,
@@ -127,6 +157,12 @@ def read_preflight(reads: ServiceReads, store: DynamoLockStore | None, clock: Cl
     """
     request = reads.request
     located = reads.describe_service()
+    if seen is not None:
+        seen.update(
+            service_arn=str(located.get("serviceArn", "")),
+            desired_count=int(located.get("desiredCount", 0)),
+            running_count=int(located.get("runningCount", 0)),
+        )
     check_arn_matches(request, located)
     key = lock_key(str(located.get("clusterArn", "")), str(located.get("serviceName", request.service_name)))
     lock = store.read(key) if store is not None else None

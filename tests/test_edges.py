@@ -32,9 +32,24 @@ def test_a_refused_run_gives_the_real_task_count(bed: Bed) -> None:
     # GIVEN a 7-task service with a deployment in progress
     bed.add_service(tasks=7, behaviour=Behaviour(rollout_state="IN_PROGRESS"))
     report = bed.run()
-    # THEN the refusal, which comes before the tasks are counted, says no count rather than "0 of 0"
+    # THEN the refusal, which comes before the tasks are listed, still gives the service's real count
+    assert report.status == "failed" and report.error_type == "PreflightError"
+    assert (report.task_total, report.original_desired_count, report.account) == (7, 7, "123456789012")
+    assert "0 of 7 tasks recycled" in summarise(report.to_dict())
+
+
+def test_a_refusal_before_the_service_is_found_gives_no_count(bed: Bed) -> None:
+    bed.add_service(tasks=7)
+    report = bed.run(service="missing")
+    # THEN no count is made up: no "0 of 0"
     assert report.status == "failed" and report.task_total is None
-    assert "0 of 0" not in summarise(report.to_dict()) and "tasks recycled" not in summarise(report.to_dict())
+    assert "tasks recycled" not in summarise(report.to_dict())
+
+
+def test_a_refusal_with_a_selection_gives_the_desired_count_but_no_made_up_total(bed: Bed) -> None:
+    bed.add_service(tasks=7, behaviour=Behaviour(rollout_state="IN_PROGRESS"))
+    report = bed.run(max_tasks=2)
+    assert report.status == "failed" and report.original_desired_count == 7 and report.task_total is None
 
 
 def test_a_run_refused_after_counting_says_how_many_it_would_have_recycled(bed: Bed) -> None:
