@@ -277,7 +277,7 @@ class Bed:
 
 
 @pytest.fixture
-def bed() -> Iterator[Bed]:
+def bed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
     clock = VirtualClock()
     with simulator.simulated_aws(clock) as (sim, session):
         config = simulator.sim_client_config()
@@ -286,8 +286,8 @@ def bed() -> Iterator[Bed]:
         elbv2 = session.client("elbv2", config=config)
         calls = sim.count_client_calls(ecs, autoscaling, elbv2)
         bed = Bed(sim, clock, session, ecs, autoscaling, elbv2, calls)
-        # The handlers find the lock table as the template tells them.
-        os.environ["LOCK_TABLE_NAME"] = simulator.LOCK_TABLE
+        # The handlers find the lock table as the template tells them; undone after the test.
+        monkeypatch.setenv("LOCK_TABLE_NAME", simulator.LOCK_TABLE)
         yield bed
 
 
