@@ -105,8 +105,14 @@ class ReplacementWatch:
         service = self.reads.describe_service(include_tags=True)
         if self.gates is not None and state["stop"] is None:
             state["stop"] = self.gates.stop_reason(service)
-        new_arns = [a for a in self.reads.list_task_arns() if a not in self.known_arns]
+        # Once the replacements are all known and none is stopping, describing them is enough: ListTasks
+        # (a page per 100 tasks) is only needed while one may still appear, or replace one that failed.
+        tracked = state.get("tracked") or []
+        listed = tracked if len(tracked) >= state["count"] else self.reads.list_task_arns()
+        new_arns = [a for a in listed if a not in self.known_arns]
         new_tasks = self.reads.describe_tasks(new_arns) if new_arns else []
+        staying = [t["taskArn"] for t in new_tasks if t.get("desiredStatus") == "RUNNING"]
+        state["tracked"] = staying if len(staying) == len(new_tasks) >= state["count"] else []
         self._count_failures(service, new_tasks, state)
         failed = set(state["failed_arns"])
         serving = {t["taskArn"] for t in new_tasks if t["taskArn"] not in failed and self._is_serving(t)}
