@@ -36,6 +36,7 @@ import botocore.endpoint
 from botocore.config import Config
 from moto import mock_aws
 from moto.applicationautoscaling.models import ApplicationAutoscalingBackend, applicationautoscaling_backends
+from moto.cloudwatch.models import CloudWatchBackend
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.models import DynamoDBBackend
 from moto.ecs.models import EC2ContainerServiceBackend, Service, Task, ecs_backends
@@ -181,6 +182,8 @@ class EcsSimulator:
     _WRAPPED_AAS = ("register_scalable_target", "describe_scalable_targets")
     # The lock table: counted, and faults can be injected like any other call.
     _WRAPPED_DDB = ("get_item", "put_item", "update_item", "delete_item")
+    # DescribeAlarms by name (the alarm gate's one read): counted, and faults can be injected.
+    _WRAPPED_CW = ("get_alarms_by_alarm_names",)
 
     def __init__(self, clock: VirtualClock, region: str = REGION, account_id: str = ACCOUNT_ID) -> None:
         self.clock = clock
@@ -212,6 +215,8 @@ class EcsSimulator:
             self._wrap(ApplicationAutoscalingBackend, name)
         for name in self._WRAPPED_DDB:
             self._wrap(DynamoDBBackend, name)
+        for name in self._WRAPPED_CW:
+            self._wrap(CloudWatchBackend, name)
         self._stack.enter_context(mock.patch.object(EC2ContainerServiceResponse, "list_tasks", _paginated_list_tasks))
         # moto has no task scale-in protection: GetTaskProtection answers from self.protection.
         self._stack.enter_context(

@@ -36,6 +36,9 @@ OPERATIONS = [
     "get_item",
     "put_item",
     "update_item",
+    # Task protection, read before each batch's stops, and the alarm gate's read.
+    "get_task_protection",
+    "get_alarms_by_alarm_names",
 ]
 api_fault = st.tuples(
     st.sampled_from(OPERATIONS),
@@ -76,6 +79,8 @@ schedule = st.fixed_dictionaries(
         "alarm_at": st.none() | st.integers(min_value=0, max_value=500),
         # An operator cancels this many seconds in (None: nobody does).
         "cancel_at": st.none() | st.integers(min_value=0, max_value=500),
+        # How long the alarms are watched after the last batch.
+        "alarm_watch": st.sampled_from([0, 0, 120]),
     }
 )
 
@@ -142,7 +147,9 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         "batch_size": plan["batch_size"],
         "min_task_age_seconds": 3600 if plan["young"] else 0,
     }
-    tuned = RecycleSettings(replacement_timeout_seconds=300, max_failed_replacements=2)
+    tuned = RecycleSettings(
+        replacement_timeout_seconds=300, max_failed_replacements=2, alarm_watch_seconds=plan["alarm_watch"]
+    )
     key = f"{CLUSTER}:{SERVICE}"
     scaled_in = any(d < 0 for _, d, _ in plan["autoscale"])
     # Without the surge, a batch's stops take capacity down by at most batch_size, from where the run found it.
@@ -215,6 +222,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         "cancel_at": 131,
         "kill_at": 280,
         "unhealthy_at": None,
+        "alarm_watch": 0,
     }
 )
 def test_any_fault_schedule_leaves_the_service_as_it_was(plan: dict[str, Any]) -> None:
