@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             "--no-maintain-service-state",
             dest="maintain_service_state",
             action="store_false",
-            help="do not surge to N+1 while recycling",
+            help="do not surge to N + batch_size while recycling (capacity may drop by batch_size)",
         ),
         parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing"),
         parser.add_argument("--batch-size", type=int, default=1, help="tasks stopped at once (1-100); surge as large"),

@@ -113,5 +113,6 @@ def test_the_readme_code_map_names_every_module_and_only_those() -> None:
     section = readme.split("### Code map", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     mapped = set(re.findall(r"^\| `([^`]+)` \|", section, flags=re.M))
     on_disk = {p.relative_to(ROOT).as_posix() for p in _runtime_modules().values() if p.name != "__init__.py"}
-    on_disk |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "dev").glob("*.py") if p.name != "__init__.py"}
+    for folder in ("dev", "scripts"):
+        on_disk |= {p.relative_to(ROOT).as_posix() for p in (ROOT / folder).glob("*.py") if p.name != "__init__.py"}
     assert mapped == on_disk

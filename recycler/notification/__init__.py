@@ -2,6 +2,7 @@
 
 * ``settings``: the validated smtpCredentials and emailNotification sections.
 * ``secrets``: reading the password (literal, Secrets Manager or SSM) and redacting it.
+* ``content``: what the email says: the outcome, its sections, values in readable words.
 * ``render``: the subject, headers and the text and HTML bodies.
 * ``transport``: delivery over SMTP with TLS and one deadline.
 * ``addresses``: the syntax of email addresses, host names and header values.
