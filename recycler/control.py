@@ -65,7 +65,7 @@ def cancel(reads: ServiceReads, store: DynamoLockStore, clock: Clock, requested_
     if lock is None or not lock.is_live(now):
         result.update(state="idle", result="no recycle in progress: nothing to cancel, and no tag written")
         return result
-    cancel_request = CancelRequest(requested_by, now)
+    cancel_request = CancelRequest(requested_by, now, run=lock.owner)
     reads.call(
         reads.ecs.tag_resource,
         resourceArn=service["serviceArn"],

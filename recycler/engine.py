@@ -155,7 +155,7 @@ class Recycler:
         """The alarms that gate this run must all exist and be quiet before anything changes."""
         request = self.request
         names = preflight.gating_alarms(request)
-        self.gates = Gates(self.reads, names, self.started)
+        self.gates = Gates(self.reads, names, self.started, self.owner_id)
         if names and not request.dry_run:
             self.runtime.step("check alarms", self.gates.refuse_unless_alarms_are_quiet)
 
@@ -183,7 +183,7 @@ class Recycler:
         if preflight.cancel_tag is None:
             return
         cancel = CancelRequest.from_tag_value(preflight.cancel_tag)
-        if cancel.applies_to(self.started):
+        if cancel.applies_to(self.started, self.owner_id):
             raise stop_error({"kind": "cancel", "detail": cancel.describe()})
         self.runtime.step("remove stale cancel tag", lambda: remove_cancel_tag(self.reads, preflight.service_arn))
         note = f"removed a stale {CANCEL_TAG_KEY} tag ({cancel.describe()}), left from a run that had already ended"

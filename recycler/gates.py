@@ -29,7 +29,13 @@ from recycler.runtime import iso_seconds
 CANCEL_TAG_KEY = "ecs-task-recycle:cancel"
 # ECS tag values allow letters, digits, spaces and + - = . _ : / @ only.
 _TAG_SAFE = frozenset("+-=._:/@ ")
-_TAG_VALUE = re.compile(r"by=(?P<by>.*) at=(?P<at>\S*)", re.ASCII | re.DOTALL)
+_TAG_VALUE = re.compile(r"by=(?P<by>.*?)(?: run=(?P<run>\S*))? at=(?P<at>\S*)", re.ASCII | re.DOTALL)
+# A tag value holds at most 256 characters: the requester and the run's id are clipped to fit.
+_WHO_MAX, _RUN_MAX = 100, 100
+
+
+def _tag_safe(text: str, limit: int) -> str:
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in _TAG_SAFE) else "-" for ch in text)[:limit]
 
 
 @dataclass(frozen=True)
@@ -37,24 +43,30 @@ class CancelRequest:
     by: str
     # Epoch seconds; 0 when the tag's time cannot be read (then it is stale).
     at: float
+    # The lock owner of the run it cancels. With it, no clock decides: a requester's clock that runs
+    # behind would otherwise date the cancel before the run's start, and it would be taken for stale.
+    run: str | None = None
 
     def to_tag_value(self) -> str:
-        who = "".join(ch if ch.isalnum() or ch in _TAG_SAFE else "-" for ch in self.by)[:120]
-        return f"by={who} at={iso_seconds(self.at)}"
+        run = f" run={_tag_safe(self.run, _RUN_MAX).replace(' ', '-')}" if self.run else ""
+        return f"by={_tag_safe(self.by, _WHO_MAX)}{run} at={iso_seconds(self.at)}"
 
     @classmethod
     def from_tag_value(cls, value: str) -> CancelRequest:
         # The requester may hold spaces ("cli user@host"): everything between by= and the last " at=".
         match = _TAG_VALUE.fullmatch(value.strip())
-        by, when = (match.group("by"), match.group("at")) if match else ("unknown", "")
+        by, run, when = (match.group("by"), match.group("run"), match.group("at")) if match else ("unknown", None, "")
         try:
             at = datetime.fromisoformat(when).timestamp()
         except ValueError:
             at = 0.0
-        return cls(by.strip() or "unknown", at)
+        return cls(by.strip() or "unknown", at, run or None)
 
-    def applies_to(self, run_started: float) -> bool:
-        """A cancel asked for at or after the run's start is for this run; an older one is stale."""
+    def applies_to(self, run_started: float, owner: str) -> bool:
+        """A cancel names the run it is for; one that names none (written by hand) is for this run when
+        asked for at or after its start. Any other is stale."""
+        if self.run is not None:
+            return self.run == _tag_safe(owner, _RUN_MAX).replace(" ", "-")
         return self.at >= run_started
 
     def describe(self) -> str:
@@ -70,10 +82,11 @@ def cancel_tag(service: dict[str, Any]) -> CancelRequest | None:
 class Gates:
     """The checks a run makes before each batch and on each poll. Each returns the reason to stop, or None."""
 
-    def __init__(self, reads: ServiceReads, alarm_names: tuple[str, ...], run_started: float) -> None:
+    def __init__(self, reads: ServiceReads, alarm_names: tuple[str, ...], run_started: float, owner: str) -> None:
         self.reads = reads
         self.alarm_names = alarm_names
         self.run_started = run_started
+        self.owner = owner
 
     def refuse_unless_alarms_are_quiet(self) -> None:
         """Before anything changes: every alarm must exist, and none be in ALARM."""
@@ -93,7 +106,7 @@ class Gates:
     def stop_reason(self, service: dict[str, Any]) -> dict[str, str] | None:
         """A cancel on the service (read with its tags), else an alarm in ALARM, else None. JSON for checkpoints."""
         cancel = cancel_tag(service)
-        if cancel is not None and cancel.applies_to(self.run_started):
+        if cancel is not None and cancel.applies_to(self.run_started, self.owner):
             return {"kind": "cancel", "detail": cancel.describe()}
         if self.alarm_names:
             firing = self._firing(self.reads.alarm_states(self.alarm_names))

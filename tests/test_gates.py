@@ -302,6 +302,39 @@ def test_a_stale_cancel_tag_is_removed_and_reported_and_does_not_cancel_the_run(
     bed.assert_restored()
 
 
+def test_a_cancel_from_a_requester_whose_clock_runs_behind_still_cancels_the_run(bed: Bed) -> None:
+    # GIVEN an operator whose clock is ten minutes slow: their cancel is dated before the run started
+    bed.add_service(tasks=5, target=(2, 10))
+    stopped_at = bed.record_stop_times()
+    slow_clock = types.SimpleNamespace(now=lambda: bed.clock.now() - 600)
+    asked: list[float] = []
+
+    def cancel() -> None:
+        assert control.cancel(_reads(bed), bed.store, slow_clock, "ops laptop")["state"] == "running"
+        asked.append(bed.clock.now())
+
+    bed.sim.at(100, "operator cancels", cancel)
+    report = bed.run(wait_time=10)
+
+    # THEN it names the run it is for, so the run honours it whatever the clocks say
+    assert report.status == "cancelled" and "requested by ops laptop" in (report.error or ""), report.error
+    assert asked and all(at < asked[0] for at in stopped_at.values())
+    assert _cancel_tag(bed) is None
+    bed.assert_restored()
+
+
+def test_a_cancel_left_for_an_earlier_run_does_not_cancel_the_next_one(bed: Bed) -> None:
+    # GIVEN a cancel tag naming another run, dated after this run starts
+    arn = bed.add_service(tasks=2)
+    other = CancelRequest("ops", bed.clock.now() + 5, run="an-earlier-run").to_tag_value()
+    bed.ecs.tag_resource(resourceArn=arn, tags=[{"key": CANCEL_TAG_KEY, "value": other}])
+    report = bed.run(wait_time=0)
+    # THEN it is stale for this run: removed, reported, and the run carries on
+    assert report.status == "succeeded", report.error
+    assert any("stale" in change for change in report.external_changes)
+    assert _cancel_tag(bed) is None
+
+
 def test_status_while_running_and_when_idle(bed: Bed) -> None:
     # GIVEN a recycle of four tasks, asked for its status midway
     bed.add_service(tasks=4, target=(1, 8))
