@@ -35,6 +35,20 @@ ENGINE_CALLS: list[dict[str, Any]] = []
 # The cross-check's verdict: (line, is_failure), printed by pytest_terminal_summary.
 IAM_SUMMARY: list[tuple[str, bool]] = []
 CLUSTER = "demo-cluster"
+# Backend operations that change ECS, Application Auto Scaling or the lock table, as the simulator records
+# them (bed.sim.calls), whichever client made them: also the clients the handler builds for itself.
+SIM_MUTATING = frozenset(
+    {
+        "update_service",
+        "stop_task",
+        "tag_resource",
+        "untag_resource",
+        "register_scalable_target",
+        "put_item",
+        "update_item",
+        "delete_item",
+    }
+)
 SERVICE = "web"
 _KEEP_ENV = (
     "PATH",
@@ -237,6 +251,31 @@ class Bed:
             expected = min(max(expected, target["MinCapacity"]), target["MaxCapacity"])
         assert self.desired(service) == expected
         assert not self.held(service), self.lock(service)
+
+    def service_state(self, service: str = SERVICE) -> dict[str, Any]:
+        """The service as the simulated backend holds it: what a run that changed nothing leaves as it found it."""
+        found: Any = self.sim.service(CLUSTER, service)
+        tasks = self.sim.tasks(CLUSTER, service)
+        return {
+            "desired": found.desired_count,
+            "task_definition": found.task_definition,
+            "tags": sorted((t["key"], t["value"]) for t in found.tags or []),
+            "scalable_target": self.sim.scalable_target(CLUSTER, service),
+            "live_tasks": sorted(t.task_arn for t in tasks if t.desired_status == "RUNNING"),
+            "serving_tasks": sorted(t.task_arn for t in tasks if self.sim.is_serving(t)),
+        }
+
+    def lock_items(self, table: str = simulator.LOCK_TABLE) -> list[dict[str, Any]]:
+        with self.sim.unobserved():
+            return list(self.inspector.dynamodb.scan(TableName=table)["Items"])
+
+    def assert_nothing_changed(self, before: dict[str, Any], service: str = SERVICE) -> None:
+        """No mutating call reached the backend, through any client (the handler's own too), no lock item was
+        written, and the service is as it was."""
+        changed = {op: n for op, n in self.sim.calls.items() if op in SIM_MUTATING}
+        assert changed == {}
+        assert self.lock_items() == []
+        assert self.service_state(service) == before
 
     def assert_capacity_held(self, service: str = SERVICE) -> None:
         """With maintain_service_state: serving never below N, live never above N+1."""

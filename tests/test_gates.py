@@ -18,7 +18,6 @@ import pytest
 from conftest import CLUSTER, SERVICE, Bed, load_event
 
 import lambda_function
-from dev import simulator
 from dev.simulator import Behaviour, FakeLambdaContext
 from recycler import cli, control, invocation, metrics
 from recycler.aws import ServiceReads
@@ -30,20 +29,6 @@ from recycler.settings import RecycleSettings, parse_config
 
 # Calls of the bed's own clients (bed.calls): what an engine run made through bed.run.
 MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget", "PutItem", "UpdateItem", "TagResource"}
-# Backend operations that change ECS, Application Auto Scaling or the lock table, as the simulator records them
-# (bed.sim.calls), whichever client made them: also the clients the handler builds for itself.
-SIM_MUTATING = frozenset(
-    {
-        "update_service",
-        "stop_task",
-        "tag_resource",
-        "untag_resource",
-        "register_scalable_target",
-        "put_item",
-        "update_item",
-        "delete_item",
-    }
-)
 
 
 def _cancel_tag(bed: Bed) -> str | None:
@@ -57,32 +42,11 @@ def _reads(bed: Bed) -> ServiceReads:
     )
 
 
-def _service_state(bed: Bed) -> dict[str, Any]:
-    """The service as the simulated backend holds it: what a run that changed nothing leaves as it found it."""
-    service: Any = bed.sim.service(CLUSTER, SERVICE)
-    tasks = bed.sim.tasks(CLUSTER, SERVICE)
-    return {
-        "desired": service.desired_count,
-        "task_definition": service.task_definition,
-        "tags": sorted((t["key"], t["value"]) for t in service.tags or []),
-        "scalable_target": bed.sim.scalable_target(CLUSTER, SERVICE),
-        "live_tasks": sorted(t.task_arn for t in tasks if t.desired_status == "RUNNING"),
-        "serving_tasks": sorted(t.task_arn for t in tasks if bed.sim.is_serving(t)),
-    }
-
-
-def _lock_table_items(bed: Bed) -> list[dict[str, Any]]:
-    with bed.sim.unobserved():
-        return list(bed.inspector.dynamodb.scan(TableName=simulator.LOCK_TABLE)["Items"])
-
-
 def _assert_nothing_changed(bed: Bed, before: dict[str, Any]) -> None:
     """No mutating ECS, Application Auto Scaling or DynamoDB call reached the backend, and the service is as it was."""
     # Not vacuous: the simulator saw the calls of the handler's own clients (it reads the service first).
     assert bed.sim.calls.get("describe_services", 0) > 0, bed.sim.calls
-    assert SIM_MUTATING.isdisjoint(bed.sim.calls), {op: n for op, n in bed.sim.calls.items() if op in SIM_MUTATING}
-    assert _lock_table_items(bed) == []
-    assert _service_state(bed) == before
+    bed.assert_nothing_changed(before)
 
 
 # --------------------------------------------------------------------------- the event
@@ -370,7 +334,7 @@ def test_status_and_cancel_through_the_handler_change_nothing_but_the_tag(
     bed.add_service(tasks=2, target=(1, 4))
     monkeypatch.setattr(invocation, "_config", parse_config({}))
     context = FakeLambdaContext(bed.clock)
-    before = _service_state(bed)
+    before = bed.service_state()
     status = lambda_function.lambda_handler(load_event("status.json"), context)
     assert status["state"] == "idle" and status["action"] == "status"
     cancel = lambda_function.lambda_handler(load_event("cancel.json"), context)
@@ -502,7 +466,7 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
     # GIVEN 40 tasks, one at a time: about 50 minutes, in a 15-minute invocation
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
-    before = _service_state(bed)
+    before = bed.service_state()
 
     result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-7"))
 
@@ -532,7 +496,7 @@ def test_a_plan_too_long_is_not_handed_off_while_an_alarm_refuses_it(
     if alarm == "firing":
         bed.add_alarm("web-5xx")
         bed.sim.set_alarm("web-5xx", "ALARM", "5xx above 10")
-    before = _service_state(bed)
+    before = bed.service_state()
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "alarm_names": ["web-5xx"]}
 
     with pytest.raises(invocation.RecycleNotCompleted, match="web-5xx"):

@@ -23,19 +23,6 @@ from recycler.lock import LOCK_TABLE_ENV, Phase
 from recycler.lock_store import DynamoLockStore
 from recycler.settings import parse_config
 
-# Backend operations that would change ECS, Application Auto Scaling or a lock table (bed.sim.calls names).
-SIM_MUTATING = frozenset(
-    {
-        "update_service",
-        "stop_task",
-        "tag_resource",
-        "untag_resource",
-        "register_scalable_target",
-        "put_item",
-        "update_item",
-        "delete_item",
-    }
-)
 # A table only input.json names: a run that takes its lock here read the name from input.json.
 CONFIG_TABLE = "locks-from-input-json"
 EVENT = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5}
@@ -50,25 +37,8 @@ def no_table_env(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Bed:
     return bed
 
 
-def _items(bed: Bed, table: str) -> list[dict[str, Any]]:
-    with bed.sim.unobserved():
-        return list(bed.inspector.dynamodb.scan(TableName=table)["Items"])
-
-
-def _state(bed: Bed) -> dict[str, Any]:
-    service: Any = bed.sim.service(CLUSTER, SERVICE)
-    return {
-        "desired": service.desired_count,
-        "task_definition": service.task_definition,
-        "scalable_target": bed.sim.scalable_target(CLUSTER, SERVICE),
-        "live_tasks": sorted(t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"),
-    }
-
-
 def _assert_nothing_changed(bed: Bed, before: dict[str, Any]) -> None:
-    assert SIM_MUTATING.isdisjoint(bed.sim.calls), {op: n for op, n in bed.sim.calls.items() if op in SIM_MUTATING}
-    assert _items(bed, simulator.LOCK_TABLE) == []
-    assert _state(bed) == before
+    bed.assert_nothing_changed(before)
     assert bed.desired() == bed.snapshots[SERVICE]["desired"]
 
 
@@ -81,7 +51,7 @@ def test_handler_recycle_without_lock_table_name_is_refused_and_changes_nothing(
     # GIVEN the plain handler with no LOCK_TABLE_NAME and no recycle.lock_table_name
     bed = no_table_env
     bed.add_service(tasks=3, target=(1, 6))
-    before = _state(bed)
+    before = bed.service_state()
 
     # WHEN a recycle is asked for, THEN a ConfigError names LOCK_TABLE_NAME and says how to get a table
     with pytest.raises(ConfigError) as caught:
@@ -98,7 +68,7 @@ def test_handler_dry_run_without_lock_table_name_returns_the_plan(no_table_env: 
     # GIVEN the plain handler with no lock table anywhere
     bed = no_table_env
     bed.add_service(tasks=3, target=(1, 6))
-    before = _state(bed)
+    before = bed.service_state()
 
     # WHEN a dry run is asked for, THEN it returns the plan, naming no lock table, and changes nothing
     result = lambda_function.lambda_handler({**EVENT, "dry_run": True}, FakeLambdaContext(bed.clock, 900, "req-2"))
@@ -134,7 +104,7 @@ def test_cli_takes_the_lock_table_from_input_json_when_lock_table_name_is_unset(
     with bed.sim.unobserved():
         record = DynamoLockStore(bed.inspector.dynamodb, CONFIG_TABLE).read(bed.lock_key())
     assert record is not None and record.phase == Phase.RELEASED
-    assert _items(bed, simulator.LOCK_TABLE) == []
+    assert bed.lock_items(simulator.LOCK_TABLE) == []
     bed.assert_restored()
 
 
@@ -144,7 +114,7 @@ def test_cli_recycle_with_no_lock_table_anywhere_exits_2_naming_it(
     # GIVEN neither LOCK_TABLE_NAME nor recycle.lock_table_name
     bed = no_table_env
     bed.add_service(tasks=2, target=(1, 6))
-    before = _state(bed)
+    before = bed.service_state()
 
     # WHEN the CLI recycles, THEN it exits 2 with one error naming the variable and the input.json key
     assert lambda_function.main(_cli_config(tmp_path, {})) == 2
