@@ -41,6 +41,10 @@ CLIENT_CONFIG = Config(
     read_timeout=20,
     user_agent_extra=TOOL_NAME,
 )
+# For a call an error message may use but must never wait on (the account a not-found names).
+QUICK_CLIENT_CONFIG = CLIENT_CONFIG.merge(
+    Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=3)
+)
 
 
 def resolve_region(credentials: AwsCredentials | None) -> str | None:
@@ -141,6 +145,11 @@ def _region_source(credentials: AwsCredentials | None) -> str:
 def create_client(session: boto3.Session, service_name: str) -> Any:
     """A client with standard retries and timeouts. Honours AWS_ENDPOINT_URL."""
     return session.client(service_name, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
+def create_quick_client(session: boto3.Session, service_name: str) -> Any:
+    """A client that makes one short try: for a call an error message may use but must not wait on."""
+    return session.client(service_name, config=QUICK_CLIENT_CONFIG)  # type: ignore[call-overload]
 
 
 def _regional_sts_endpoint(session: boto3.Session, region: str) -> str | None:

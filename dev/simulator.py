@@ -649,6 +649,12 @@ class EcsSimulator:
 
         cloudwatch_backends[self.account_id][self.region].set_alarm_state(name, reason, "{}", state)
 
+    def delete_alarm(self, name: str) -> None:
+        """A CloudWatch alarm is deleted (as DeleteAlarms would): DescribeAlarms no longer returns it."""
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        cloudwatch_backends[self.account_id][self.region].delete_alarms([name])
+
     # ------------------------------------------------- task protection
 
     @staticmethod

@@ -65,12 +65,22 @@ class ScalableTarget:
 class ServiceReads:
     """Reads of one service, its tasks, its task definition, target groups and scalable target."""
 
-    def __init__(self, ecs: Any, autoscaling: Any, elbv2: Any, request: RecycleRequest, cloudwatch: Any = None) -> None:
+    def __init__(
+        self,
+        ecs: Any,
+        autoscaling: Any,
+        elbv2: Any,
+        request: RecycleRequest,
+        cloudwatch: Any = None,
+        sts: Any = None,
+    ) -> None:
         self.ecs = ecs
         self.autoscaling = autoscaling
         self.elbv2 = elbv2
         self.cloudwatch = cloudwatch
         self.request = request
+        # Only for the account a not-found error names.
+        self.sts = sts
 
     @staticmethod
     def call(operation: Callable[..., Any], **kwargs: Any) -> Any:
@@ -86,15 +96,30 @@ class ServiceReads:
             response = self.call(self.ecs.describe_services, **kwargs)
         except AwsCallFailed as e:
             if error_code(e.__cause__) == "ClusterNotFoundException":
-                raise ServiceNotFound(f"cluster not found: {request.cluster_name}") from e.__cause__
+                raise ServiceNotFound(f"cluster not found: {request.cluster_name} ({self.searched()})") from e.__cause__
             raise
         services = response.get("services", [])
         if not services:
             reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "MISSING"
             raise ServiceNotFound(
-                f"service not found: {request.service_name} in cluster {request.cluster_name} ({reasons})"
+                f"service not found: {request.service_name} in cluster {request.cluster_name} "
+                f"({reasons}; {self.searched()})"
             )
         return dict(services[0])
+
+    def searched(self) -> str:
+        """Where the service was looked for: a wrong region or account is the usual cause of a not-found.
+
+        The account costs a call, so it is asked for here only, once; the error must come out whatever STS says.
+        """
+        region = getattr(getattr(self.ecs, "meta", None), "region_name", None) or "unknown"
+        account = "account unknown"
+        if self.sts is not None:
+            try:
+                account = f"account {self.sts.get_caller_identity()['Account']}"
+            except (ClientError, BotoCoreError, KeyError, TypeError):
+                pass
+        return f"searched region {region}, {account}"
 
     def list_task_arns(self, desired_status: str = "RUNNING") -> list[str]:
         arns: list[str] = []

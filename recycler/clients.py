@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from AWSSession import create_client
+from AWSSession import create_client, create_quick_client
 
 
 class Clients:
@@ -34,6 +34,9 @@ class Clients:
 
     def client(self, service_name: str) -> Any:
         return LazyClient(lambda: create_client(self.session, service_name))
+
+    def quick_client(self, service_name: str) -> Any:
+        return LazyClient(lambda: create_quick_client(self.session, service_name))
 
     def lock_client(self) -> Any:
         return LazyClient(lambda: create_client(self._make_lock_session(), "dynamodb"))

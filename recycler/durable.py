@@ -271,6 +271,7 @@ def run_durable_recycle(
             autoscaling=clients.client("application-autoscaling"),
             elbv2=clients.client("elbv2"),
             cloudwatch=clients.client("cloudwatch"),
+            sts=clients.quick_client("sts"),
             clock=clock,
             runtime=runtime,
             settings=config.recycle,
@@ -313,7 +314,7 @@ def run_durable_recycle(
 
 def _control(request: RecycleRequest, clients: Clients, table: str | None, clock: Clock, owner: str) -> Any:
     assert table is not None  # lock_table_name refuses status and cancel without one
-    reads = ServiceReads(clients.client("ecs"), None, None, request)
+    reads = ServiceReads(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
     return control_action(request, reads, DynamoLockStore(clients.lock_client(), table), clock, owner)
 
 

@@ -59,9 +59,12 @@ class Recycler:
         batch_seconds: Callable[[float], float] | None = None,
         cloudwatch: Any = None,
         hand_off: HandOff | None = None,
+        sts: Any = None,
     ) -> None:
         self.clients = (ecs, autoscaling, elbv2)
         self.cloudwatch = cloudwatch
+        # Asked only for the account a not-found error names.
+        self.sts = sts
         # Set by the plain handler when the template gave it the durable alias.
         self.hand_off = hand_off
         self.clock = clock
@@ -89,7 +92,7 @@ class Recycler:
     def run(self, request: RecycleRequest) -> RecycleReport:
         """Recycle the service. Raises nothing for an outcome: the report says it."""
         self.request = request
-        self.reads = ServiceReads(*self.clients, request=request, cloudwatch=self.cloudwatch)
+        self.reads = ServiceReads(*self.clients, request=request, cloudwatch=self.cloudwatch, sts=self.sts)
         self._fresh_hold()
         cluster, service = request.cluster_name, request.service_name
         # The region the session reaches, until the service's own ARN says it (a first call may fail).
@@ -155,7 +158,7 @@ class Recycler:
         """The alarms that gate this run must all exist and be quiet before anything changes."""
         request = self.request
         names = preflight.gating_alarms(request)
-        self.gates = Gates(self.reads, names, self.started, self.owner_id)
+        self.gates = Gates(self.reads, names, self.started, self.owner_id, preflight.cancel_tag)
         if names and not request.dry_run:
             self.runtime.step("check alarms", self.gates.refuse_unless_alarms_are_quiet)
 

@@ -9,10 +9,14 @@ ends as ``failed`` (an alarm, named with its StateReason) or ``cancelled``.
   ``use_service_alarms`` is false. One that is in ALARM, or does not exist,
   refuses the run before anything changes: a typo must never silently disable
   the gate. During the run they are read on every poll and before every batch,
-  up to 100 names in one DescribeAlarms call.
-- **Cancel**: the service tag ``ecs-task-recycle:cancel``, ``by=<who> at=<when>``,
-  read with the service on the polls the run makes anyway. A tag older than the
-  run is stale: it is removed and reported, and does not cancel the run.
+  up to 100 names in one DescribeAlarms call; one deleted by then stops the run
+  as one in ALARM does, for the same reason.
+- **Cancel**: the service tag ``ecs-task-recycle:cancel``, ``by=<who> run=<owner>
+  at=<when>``, read with the service on the polls the run makes anyway. A tag that
+  names another run, or was already on the service when the run began and is
+  older than it, is stale: it is removed and reported, and does not cancel the
+  run. Any other tag that appears during the run cancels it, whatever its value
+  (an operator may write one by hand): the value only says who asked and when.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from recycler.aws import ServiceReads
-from recycler.errors import AlarmTriggered, PreflightError, RecycleCancelled
+from recycler.errors import AlarmTriggered, PreflightError, RecycleCancelled, clip
 from recycler.runtime import iso_seconds
 
 CANCEL_TAG_KEY = "ecs-task-recycle:cancel"
@@ -46,6 +50,8 @@ class CancelRequest:
     # The lock owner of the run it cancels. With it, no clock decides: a requester's clock that runs
     # behind would otherwise date the cancel before the run's start, and it would be taken for stale.
     run: str | None = None
+    # The tag's value as read, when it is not in the by=… at=… shape: then it is all there is to show.
+    unparsed: str | None = None
 
     def to_tag_value(self) -> str:
         run = f" run={_tag_safe(self.run, _RUN_MAX).replace(' ', '-')}" if self.run else ""
@@ -55,12 +61,13 @@ class CancelRequest:
     def from_tag_value(cls, value: str) -> CancelRequest:
         # The requester may hold spaces ("cli user@host"): everything between by= and the last " at=".
         match = _TAG_VALUE.fullmatch(value.strip())
-        by, run, when = (match.group("by"), match.group("run"), match.group("at")) if match else ("unknown", None, "")
+        if match is None:
+            return cls("unknown", 0.0, None, value)
         try:
-            at = datetime.fromisoformat(when).timestamp()
+            at = datetime.fromisoformat(match.group("at")).timestamp()
         except ValueError:
             at = 0.0
-        return cls(by.strip() or "unknown", at, run or None)
+        return cls(match.group("by").strip() or "unknown", at, match.group("run") or None)
 
     def applies_to(self, run_started: float, owner: str) -> bool:
         """A cancel names the run it is for; one that names none (written by hand) is for this run when
@@ -70,23 +77,39 @@ class CancelRequest:
         return self.at >= run_started
 
     def describe(self) -> str:
+        if self.unparsed is not None:
+            return f"requested with the hand-written value {clip(self.unparsed)!r}"
         when = iso_seconds(self.at) if self.at else "an unknown time"
         return f"requested by {self.by} at {when}"
 
 
-def cancel_tag(service: dict[str, Any]) -> CancelRequest | None:
+def _cancel_value(service: dict[str, Any]) -> str | None:
     value = next((t.get("value") for t in service.get("tags", []) if t.get("key") == CANCEL_TAG_KEY), None)
-    return CancelRequest.from_tag_value(str(value)) if value is not None else None
+    return str(value) if value is not None else None
+
+
+def cancel_tag(service: dict[str, Any]) -> CancelRequest | None:
+    value = _cancel_value(service)
+    return CancelRequest.from_tag_value(value) if value is not None else None
 
 
 class Gates:
     """The checks a run makes before each batch and on each poll. Each returns the reason to stop, or None."""
 
-    def __init__(self, reads: ServiceReads, alarm_names: tuple[str, ...], run_started: float, owner: str) -> None:
+    def __init__(
+        self,
+        reads: ServiceReads,
+        alarm_names: tuple[str, ...],
+        run_started: float,
+        owner: str,
+        tag_at_start: str | None = None,
+    ) -> None:
         self.reads = reads
         self.alarm_names = alarm_names
         self.run_started = run_started
         self.owner = owner
+        # The cancel tag's value when the run read the service before taking its lock (None: no tag).
+        self.tag_at_start = tag_at_start
 
     def refuse_unless_alarms_are_quiet(self) -> None:
         """Before anything changes: every alarm must exist, and none be in ALARM."""
@@ -106,13 +129,25 @@ class Gates:
     def stop_reason(self, service: dict[str, Any]) -> dict[str, str] | None:
         """A cancel on the service (read with its tags), else an alarm in ALARM, else None. JSON for checkpoints."""
         cancel = cancel_tag(service)
-        if cancel is not None and cancel.applies_to(self.run_started, self.owner):
+        if cancel is not None and self._cancels_this_run(cancel, _cancel_value(service)):
             return {"kind": "cancel", "detail": cancel.describe()}
         if self.alarm_names:
-            firing = self._firing(self.reads.alarm_states(self.alarm_names))
+            states = self.reads.alarm_states(self.alarm_names)
+            firing = self._firing(states)
             if firing is not None:
                 return {"kind": "alarm", "detail": f"alarm {firing['alarm']!r} went into ALARM: {firing['reason']}"}
+            # Deleted since the pre-flight: a gate that can no longer fire must stop the run, not switch off.
+            gone = next((name for name in self.alarm_names if name not in states), None)
+            if gone is not None:
+                return {"kind": "alarm", "detail": f"alarm {gone!r} no longer exists"}
         return None
+
+    def _cancels_this_run(self, cancel: CancelRequest, value: str | None) -> bool:
+        """A tag naming a run is for that run alone. Any other that was not there at the start is new, so it
+        is for this run whatever it says: an operator's hand-written value must not be ignored."""
+        if cancel.run is None and value != self.tag_at_start:
+            return True
+        return cancel.applies_to(self.run_started, self.owner)
 
     @staticmethod
     def _firing(states: dict[str, dict[str, str]]) -> dict[str, str] | None:

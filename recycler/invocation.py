@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from AWSSession import create_client, get_aws_session
+from AWSSession import create_client, create_quick_client, get_aws_session
 from Notification import notify
 from recycler import control, logs, metrics
 from recycler.aws import ServiceReads
@@ -149,7 +149,9 @@ def run_recycle(
     with logs.bound(cluster=request.cluster_name, service=request.service_name, **(invocation or {})):
         if request.action != "recycle":
             assert lock_store is not None  # lock_table_name refuses status and cancel without one
-            reads = ServiceReads(create_client(session, "ecs"), None, None, request)
+            reads = ServiceReads(
+                create_client(session, "ecs"), None, None, request, sts=create_quick_client(session, "sts")
+            )
             return control_action(request, reads, lock_store, clock, requested_by or owner_id)
         runtime = LocalRuntime(clock, remaining_seconds, logger)
         engine = Recycler(
@@ -164,6 +166,7 @@ def run_recycle(
             lock_ttl_seconds=_renewed_lock_ttl(config, request) if unbounded else None,
             lock_store=lock_store,
             cloudwatch=create_client(session, "cloudwatch"),
+            sts=create_quick_client(session, "sts"),
             hand_off=_hand_off(request, config, lock_session, remaining_seconds, owner_id, event),
         )
         report: RecycleReport = engine.run(request)

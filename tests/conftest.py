@@ -101,8 +101,13 @@ class Bed:
     # Record the engine's calls for the session-end IAM cross-check.
     record_calls: bool = True
     cloudwatch: Any = None
+    sts: Any = None
 
     def __post_init__(self) -> None:
+        if self.sts is None:
+            # Counted, so a test can tell the account is looked up only for a not-found error.
+            self.sts = self.session.client("sts", config=simulator.sim_client_config())
+            self.sim.count_client_calls(self.sts, into=self.calls)
         if self.cloudwatch is None:
             self.cloudwatch = self.session.client("cloudwatch", config=simulator.sim_client_config())
             self.sim.count_client_calls(self.cloudwatch, into=self.calls)
@@ -179,6 +184,7 @@ class Bed:
             lock_ttl_seconds=lock_ttl,
             lock_store=self.store,
             cloudwatch=self.cloudwatch,
+            sts=self.sts,
         )
         run = engine.run
 

@@ -155,6 +155,13 @@ def test_clients_use_standard_retries_and_timeouts() -> None:
     assert config.connect_timeout == 5 and config.read_timeout == 20
 
 
+def test_a_quick_client_makes_one_short_try() -> None:
+    # The account a not-found error names must not hold that error up: one attempt, short timeouts.
+    config = AWSSession.create_quick_client(boto3.Session(region_name="us-east-1"), "sts").meta.config
+    assert config.retries["total_max_attempts"] == 1
+    assert config.connect_timeout <= 2 and config.read_timeout <= 3
+
+
 def test_role_session_name_is_trimmed_and_cleaned() -> None:
     name = AWSSession.role_session_name("req id/with spaces" * 10)
     assert len(name) <= 64 and " " not in name and "/" not in name

@@ -223,6 +223,8 @@ def test_a_refusal_is_not_retried(bed: Bed, durable: Callable[..., Outcome]) -> 
     assert step.status is OperationStatus.FAILED and step.attempt == 1
     _failed_with(outcome, "cluster not found")
     assert outcome.report["error_type"] == "ServiceNotFound"
+    # AND it says where it looked, with the durable invocation's own clients
+    assert "searched region us-east-1, account 123456789012" in outcome.report["error"]
 
 
 # --------------------------------------------------------------------------- #

@@ -223,6 +223,33 @@ def test_a_watch_the_time_budget_cuts_short_ends_incomplete_and_restored(bed: Be
     bed.assert_restored()
 
 
+def test_an_alarm_deleted_mid_run_stops_the_run_as_one_in_alarm_does(bed: Bed) -> None:
+    # GIVEN a 5-task service gated by an alarm that someone deletes 100 s in
+    bed.add_service(tasks=5, target=(2, 10))
+    alarm = bed.add_alarm("web-5xx")
+    stopped_at = bed.record_stop_times()
+    bed.sim.at(100, "alarm deleted", lambda: bed.sim.delete_alarm(alarm))
+
+    report = bed.run(alarm_names=[alarm], wait_time=10)
+
+    # THEN the gate did not switch off: no task was stopped after the deletion, the run failed naming the
+    # alarm, and the service is back
+    assert report.status == "failed" and report.error_type == "AlarmTriggered", report.error
+    assert "alarm 'web-5xx' no longer exists" in (report.error or "")
+    gone = bed.clock.start + 100
+    assert stopped_at and all(at < gone for at in stopped_at.values())
+    assert 0 < len(report.tasks_recycled) < 5 and len(report.tasks_remaining) == 5 - len(report.tasks_recycled)
+    bed.assert_capacity_held()
+    bed.assert_restored()
+    bed.assert_each_original_stopped_at_most_once()
+
+
+def test_the_simulator_deletes_an_alarm(bed: Bed) -> None:
+    alarm = bed.add_alarm("web-5xx")
+    bed.sim.delete_alarm(alarm)
+    assert bed.cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"] == []
+
+
 # --------------------------------------------------------------------------- cancel and status
 
 
@@ -296,6 +323,63 @@ def test_a_cancel_left_for_an_earlier_run_does_not_cancel_the_next_one(bed: Bed)
     # THEN it is stale for this run: removed, reported, and the run carries on
     assert report.status == "succeeded", report.error
     assert any("stale" in change for change in report.external_changes)
+    assert _cancel_tag(bed) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "please stop",
+        # The documented shape, but dated before the run started (a requester's clock that runs behind).
+        "by=ops at=2020-01-01T00:00:00+00:00",
+        "by=ops at=yesterday",
+        "",
+    ],
+)
+def test_a_cancel_tag_written_by_hand_mid_run_cancels_it_whatever_its_value(bed: Bed, value: str) -> None:
+    # GIVEN a running recycle, and an operator who tags the service by hand 100 s in, in a format of their own
+    arn = bed.add_service(tasks=5, target=(2, 10))
+    stopped_at = bed.record_stop_times()
+    tag = {"key": CANCEL_TAG_KEY, "value": value}
+    bed.sim.at(100, "operator tags", lambda: bed.ecs.tag_resource(resourceArn=arn, tags=[tag]))
+
+    report = bed.run(wait_time=10)
+
+    # THEN the tag was not there when the run took its lock, so it is a cancel for this run: no task was
+    # stopped after it, the run ends cancelled and restored, and the tag is gone
+    assert report.status == "cancelled" and report.error_type == "RecycleCancelled", report.error
+    if value == "please stop":
+        assert "please stop" in (report.error or "")
+    assert stopped_at and all(at < bed.clock.start + 100 for at in stopped_at.values())
+    assert 0 < len(report.tasks_recycled) < 5 and len(report.tasks_remaining) == 5 - len(report.tasks_recycled)
+    bed.assert_capacity_held()
+    bed.assert_restored()
+    assert _cancel_tag(bed) is None
+
+
+def test_a_cancel_tag_naming_another_run_written_mid_run_does_not_cancel_it(bed: Bed) -> None:
+    # GIVEN a running recycle, and a cancel for another run that lands on the service 100 s in
+    arn = bed.add_service(tasks=3, target=(1, 6))
+    other = CancelRequest("ops", bed.clock.now() + 100, run="another-run").to_tag_value()
+    tag = {"key": CANCEL_TAG_KEY, "value": other}
+    bed.sim.at(100, "cancel for another run", lambda: bed.ecs.tag_resource(resourceArn=arn, tags=[tag]))
+
+    report = bed.run(wait_time=10)
+
+    # THEN it is stale for this run, which recycles every task
+    assert report.status == "succeeded", report.error
+    assert len(report.tasks_recycled) == 3
+    bed.assert_restored()
+
+
+def test_an_unreadable_cancel_tag_already_there_at_the_start_is_stale(bed: Bed) -> None:
+    # GIVEN a free-form cancel tag left on the service before the run
+    arn = bed.add_service(tasks=2)
+    bed.ecs.tag_resource(resourceArn=arn, tags=[{"key": CANCEL_TAG_KEY, "value": "please stop"}])
+    report = bed.run(wait_time=0)
+    # THEN it was on the service when the run took its lock: removed, reported, and the run carries on
+    assert report.status == "succeeded", report.error
+    assert any("stale" in change and "please stop" in change for change in report.external_changes)
     assert _cancel_tag(bed) is None
 
 

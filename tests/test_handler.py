@@ -84,6 +84,19 @@ def test_failure_is_raised_after_restore_and_notification(handler_env: Bed) -> N
     bed.assert_restored()
 
 
+@pytest.mark.parametrize("action", ["recycle", "status"])
+def test_a_cluster_not_found_through_the_handler_names_the_region_and_account(handler_env: Bed, action: str) -> None:
+    # GIVEN a service in us-east-1 of account 123456789012, and an event naming a cluster that is not there
+    handler_env.add_service(tasks=1)
+    event = {"cluster_name": "prod", "service_name": SERVICE, "action": action}
+    # WHEN the handler runs, THEN the error says where the handler's own clients looked
+    with pytest.raises(Exception) as caught:
+        lambda_function.lambda_handler(event, FakeLambdaContext(handler_env.clock))
+    message = str(caught.value)
+    assert "cluster not found: prod" in message, message
+    assert "region us-east-1" in message and "account 123456789012" in message, message
+
+
 def test_incomplete_run_names_the_durable_function(handler_env: Bed) -> None:
     bed = handler_env
     bed.add_service(tasks=8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from conftest import CLUSTER, SERVICE, Bed, log_lines
 
 from dev.simulator import Behaviour, LambdaKilled
@@ -175,6 +176,64 @@ def test_missing_cluster_is_a_clear_refusal(bed: Bed) -> None:
     assert report.status == "failed"
     assert "not found" in (report.error or "")
     assert not MUTATING & set(bed.calls)
+
+
+def _not_found(bed: Bed, cluster: str = CLUSTER, service: str = SERVICE, sts: Any = None) -> str:
+    engine, _ = bed.engine()
+    if sts is not None:
+        engine.sts = sts
+    report = engine.run(parse_event({"cluster_name": cluster, "service_name": service}))
+    assert report.status == "failed" and report.error_type == "ServiceNotFound", report.error
+    assert not MUTATING & set(bed.calls)
+    return report.error or ""
+
+
+@pytest.mark.parametrize(
+    ("cluster", "service", "said"),
+    [("prod", SERVICE, "cluster not found: prod"), (CLUSTER, "api", "service not found: api")],
+)
+def test_a_not_found_names_the_region_and_the_account_searched(bed: Bed, cluster: str, service: str, said: str) -> None:
+    # GIVEN a service in us-east-1 of account 123456789012, and a run asked for a cluster or service that is not
+    # there (what a run in the wrong region or account sees)
+    bed.add_service(tasks=1)
+    # WHEN it runs, THEN the refusal says where it looked
+    error = _not_found(bed, cluster, service)
+    assert said in error and "region us-east-1" in error and "account 123456789012" in error, error
+
+
+class _BrokenSts:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    def get_caller_identity(self) -> dict[str, Any]:
+        self.calls += 1
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetCallerIdentity"),
+        EndpointConnectionError(endpoint_url="https://sts.us-east-1.amazonaws.com"),
+    ],
+    ids=["denied", "unreachable"],
+)
+def test_a_not_found_says_account_unknown_when_the_account_cannot_be_read(bed: Bed, error: Exception) -> None:
+    # GIVEN a run asked for a cluster that is not there, and STS that cannot answer
+    bed.add_service(tasks=1)
+    sts = _BrokenSts(error)
+    # WHEN it runs, THEN the error is still the not-found, naming the region, after one try at the account
+    error_text = _not_found(bed, "prod", sts=sts)
+    assert "cluster not found: prod" in error_text and "region us-east-1" in error_text
+    assert "account unknown" in error_text and sts.calls == 1
+
+
+def test_a_run_that_finds_its_service_never_asks_for_the_account(bed: Bed) -> None:
+    bed.add_service(tasks=2)
+    report = bed.run(wait_time=0)
+    assert report.status == "succeeded", report.error
+    assert "GetCallerIdentity" not in bed.calls and report.account == "123456789012"
 
 
 def test_deployment_in_progress_is_refused(bed: Bed) -> None:
