@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         parser.add_argument("--max-tasks", type=int, default=None, help="recycle at most this many, oldest first"),
         parser.add_argument(
+            "--started-before",
+            default=None,
+            help="leave tasks started at or after this ISO 8601 UTC time alone, e.g. 2026-12-02T10:00:00Z "
+            "(an incomplete run's carry-on event sets it)",
+        ),
+        parser.add_argument(
             "--alarm-names", nargs="*", default=[], help="CloudWatch alarms that gate the run (up to 100 names)"
         ),
         parser.add_argument(
