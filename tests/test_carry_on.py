@@ -77,7 +77,12 @@ def test_the_cli_takes_started_before(monkeypatch: pytest.MonkeyPatch, capsys: p
     from recycler import cli
 
     seen: list[Any] = []
-    monkeypatch.setattr(cli, "run_recycle", lambda request, config, **_: seen.append(request) or {"status": "x"})
+
+    def run_recycle(request: Any, config: Any, **_: Any) -> dict[str, Any]:
+        seen.append(request)
+        return {"status": "dry_run"}
+
+    monkeypatch.setattr(cli, "run_recycle", run_recycle)
     argv = ["--cluster", "c", "--service", "s", "--dry-run"]
     assert cli.main([*argv, "--started-before", "2026-12-02T10:00:00Z"]) == 0
     assert seen[0].started_before == datetime(2026, 12, 2, 10, tzinfo=UTC).timestamp()

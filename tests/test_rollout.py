@@ -248,7 +248,9 @@ def test_time_running_out_during_a_wait_still_gives_the_event_that_carries_on(be
     assert report.status == "incomplete" and report.restored is True
     assert "while waiting for a replacement" in str(report.error)
     resume = _resume_event(report.error)
-    assert resume["started_before"] == str(report.started_at).replace("+00:00", "Z") and resume["service_name"] == SERVICE
+    assert (
+        resume["started_before"] == str(report.started_at).replace("+00:00", "Z") and resume["service_name"] == SERVICE
+    )
     assert f"{len(report.tasks_remaining)} tasks remain" in str(report.error)
     bed.assert_restored()
 
