@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing"),
         parser.add_argument("--batch-size", type=int, default=1, help="tasks stopped at once (1-100); surge as large"),
-        parser.add_argument(
-            "--min-task-age-seconds", type=int, default=0, help="leave tasks younger than this alone (resumable runs)"
-        ),
+        parser.add_argument("--min-task-age-seconds", type=int, default=0, help="leave tasks younger than this alone"),
         parser.add_argument("--max-tasks", type=int, default=None, help="recycle at most this many, oldest first"),
         parser.add_argument(
             "--started-before",
