@@ -978,5 +978,5 @@ def record_engine_calls() -> list[dict[str, Any]]:
         alias = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:ecs-task-recycle-durable:live"
         hand_off = HandOff(lambda_client, alias, request, RecycleSettings(), lambda: 10.0, "policy", {})
         with contextlib.suppress(AwsCallFailed):
-            hand_off.start()
+            hand_off.start(clock.now())
     return recorded

@@ -28,9 +28,6 @@ from recycler.selection import Selection
 from recycler.settings import RecycleSettings
 from recycler.watch import STOP_REASON, ReplacementWatch
 
-# The re-invocation of an incomplete run skips what it replaced: tasks younger than its duration, rounded up.
-RESUME_AGE_STEP = 3_600
-
 
 class BatchRunner:
     def __init__(
@@ -185,7 +182,7 @@ class BatchRunner:
             # The last batch must leave time for the alarm watch that follows it.
             needed += self.settings.alarm_watch_seconds
         if remaining is not None and remaining < needed:
-            return {"action": "out_of_time", "remaining": remaining, "needed": needed, "now": self.clock.now()}
+            return {"action": "out_of_time", "remaining": remaining, "needed": needed}
         if self.gates is not None:
             stop = self.gates.stop_reason(self.reads.describe_service(include_tags=True))
             if stop is not None:
@@ -212,20 +209,19 @@ class BatchRunner:
         return (
             f"{len(report.tasks_recycled)} of {len(self.selection.chosen)} tasks recycled; the time budget "
             f"({decision['remaining']:.0f}s left, the next batch needs about {decision['needed']:.0f}s) does not "
-            f"fit batch {number}. {self._carry_on(decision['now'], remaining)}"
+            f"fit batch {number}. {self._carry_on(remaining)}"
         )
 
     def resumable(self, error: TimeBudgetExhausted, unreached: int) -> TimeBudgetExhausted:
         """The time ran out during a wait (a batch's or the surge's): the same error, with the event that carries on."""
-        now = self.runtime.step("out of time", self.clock.now)
-        return TimeBudgetExhausted(f"{error}. {self._carry_on(now, unreached)}")
+        return TimeBudgetExhausted(f"{error}. {self._carry_on(unreached)}")
 
-    def _carry_on(self, now: float, unreached: int) -> str:
-        resume = json.dumps(self._resume_event(now, unreached))
+    def _carry_on(self, unreached: int) -> str:
+        resume = json.dumps(self._resume_event(unreached))
         return f"{unreached} tasks remain: carry on with the event {resume}, or {self.out_of_time_hint}"
 
-    def _resume_event(self, now: float, unreached: int) -> dict[str, Any]:
-        """The event that carries on where this run stopped: what it replaced is younger than min_task_age_seconds."""
+    def _resume_event(self, unreached: int) -> dict[str, Any]:
+        """The event that carries on where this run stopped: what it replaced started at or after started_before."""
         request = self.request
         event: dict[str, Any] = {"cluster_name": request.cluster, "service_name": request.service}
         if not request.maintain_service_state:
@@ -241,10 +237,10 @@ class BatchRunner:
             event["use_service_alarms"] = False
         if not request.hand_off:
             event["hand_off"] = False
-        # The event's own minimum age, unless it is shorter than this run: then the re-invocation would
-        # recycle again what this run replaced first.
-        ran = RESUME_AGE_STEP * math.ceil(max(now - self.started, 1.0) / RESUME_AGE_STEP)
-        event["min_task_age_seconds"] = max(request.min_task_age_seconds, ran)
+        if request.min_task_age_seconds:
+            event["min_task_age_seconds"] = request.min_task_age_seconds
+        # Every task this run (or an earlier one of the chain) started, started at or after this.
+        event["started_before"] = request.carry_on_started_before(self.started)
         if request.max_tasks is not None:
             # The tasks this run did not get to; those beyond max_tasks were never its business.
             event["max_tasks"] = max(1, unreached)

@@ -66,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
         parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing"),
         parser.add_argument("--batch-size", type=int, default=1, help="tasks stopped at once (1-100); surge as large"),
-        parser.add_argument(
-            "--min-task-age-seconds", type=int, default=0, help="leave tasks younger than this alone (resumable runs)"
-        ),
+        parser.add_argument("--min-task-age-seconds", type=int, default=0, help="leave tasks younger than this alone"),
         parser.add_argument("--max-tasks", type=int, default=None, help="recycle at most this many, oldest first"),
+        parser.add_argument(
+            "--started-before",
+            default=None,
+            help="leave tasks started at or after this ISO 8601 UTC time alone, e.g. 2026-12-02T10:00:00Z "
+            "(an incomplete run's carry-on event sets it)",
+        ),
         parser.add_argument(
             "--alarm-names", nargs="*", default=[], help="CloudWatch alarms that gate the run (up to 100 names)"
         ),

@@ -101,7 +101,12 @@ def check_duration_bound(
     stops, restores and reports incomplete with the event that carries on.
     """
     selection = select(
-        preflight.running_tasks, preflight.read_at, request.batch_size, request.min_task_age_seconds, request.max_tasks
+        preflight.running_tasks,
+        preflight.read_at,
+        request.batch_size,
+        request.min_task_age_seconds,
+        request.max_tasks,
+        started_before=request.started_before,
     )
     tasks, batches = len(selection.chosen), len(selection.batches)
     if not batches:

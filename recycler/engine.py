@@ -172,7 +172,7 @@ class Recycler:
             return False
         # A firing or missing alarm refuses the run here, rather than in a durable execution started for nothing.
         self._gate(preflight)
-        report.handed_off = self.runtime.step("hand off", hand_off.start)
+        report.handed_off = self.runtime.step("hand off", lambda: hand_off.start(self.started))
         report.status = "handed_off"
         self._log(
             logging.INFO,
@@ -206,7 +206,7 @@ class Recycler:
         if "refused" in checked:
             refused = checked["refused"]
             self._found(report, refused["service_arn"], refused["desired_count"])
-            if not request.min_task_age_seconds and request.max_tasks is None:
+            if not request.min_task_age_seconds and request.max_tasks is None and request.started_before is None:
                 # Every running task would have been recycled: the count is known without listing them.
                 report.task_total = refused["running_count"]
             raise refusal(refused)
@@ -217,6 +217,7 @@ class Recycler:
             request.batch_size,
             request.min_task_age_seconds,
             request.max_tasks,
+            started_before=request.started_before,
         )
         self.originals = list(self.selection.chosen)
         self._found(report, preflight.service_arn, preflight.desired_count)
@@ -232,7 +233,7 @@ class Recycler:
         report.original_desired_count = desired_count
 
     def _describe(self, preflight: Preflight, report: RecycleReport) -> None:
-        for arn, note in self.selection.too_young:
+        for arn, note in self.selection.left_alone:
             report.tasks_skipped.append(TaskResult(0, arn, None, 0.0, note))
         self.watch = ReplacementWatch(
             self.reads, self.runtime, self.clock, self.settings, preflight, self._log, self.gates
@@ -246,13 +247,15 @@ class Recycler:
             desired_count=report.original_desired_count,
             task_total=len(preflight.running_tasks),
         )
-        left_alone = len(self.selection.too_young) + len(self.selection.beyond_max)
+        selection = self.selection
+        left_alone = len(selection.left_alone) + len(selection.beyond_max)
         if left_alone:
             self._log(
                 logging.INFO,
-                f"Recycling {report.task_total} of them in {len(self.selection.batches)} batches; {left_alone} left "
-                f"alone ({len(self.selection.too_young)} younger than min_task_age_seconds, "
-                f"{len(self.selection.beyond_max)} beyond max_tasks)",
+                f"Recycling {report.task_total} of them in {len(selection.batches)} batches; {left_alone} left "
+                f"alone ({selection.after_started_before} started at or after started_before, "
+                f"{len(selection.left_alone) - selection.after_started_before} younger than min_task_age_seconds, "
+                f"{len(selection.beyond_max)} beyond max_tasks)",
             )
 
     def _repair(self, stale: LockRecord, report: RecycleReport) -> None:

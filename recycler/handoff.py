@@ -59,10 +59,16 @@ class HandOff:
         run_key = hashlib.sha256(self.invocation_id.encode()).hexdigest()[:12]
         return durable_execution_name(self.request.cluster, self.request.service, run_key)
 
-    def start(self) -> dict[str, Any]:
-        """Invoke the alias asynchronously (InvocationType Event) under the deterministic execution name."""
+    def start(self, run_started_at: float) -> dict[str, Any]:
+        """Invoke the alias asynchronously (InvocationType Event) under the deterministic execution name.
+
+        The execution gets this run's cut-off (its start, or the event's own if earlier), as a carry-on
+        would: what this run's chain started before the hand-off stays out of it, and so does any task
+        the execution starts, in every event it hands back.
+        """
         name = self.execution_name()
-        payload = json.dumps({**self.event, "hand_off": False})
+        cut_off = self.request.carry_on_started_before(run_started_at)
+        payload = json.dumps({**self.event, "hand_off": False, "started_before": cut_off})
         with aws_errors("Invoke"):
             response = self.lambda_client.invoke(
                 FunctionName=self.alias_arn,

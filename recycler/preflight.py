@@ -339,7 +339,8 @@ def make_plan(
         batches=batches,
         batch_size=request.batch_size,
         left_alone={
-            "younger_than_min_task_age": len(selection.too_young),
+            "started_at_or_after_started_before": selection.after_started_before,
+            "younger_than_min_task_age": len(selection.left_alone) - selection.after_started_before,
             "beyond_max_tasks": len(selection.beyond_max),
             "protected": "checked just before each batch is stopped",
         },

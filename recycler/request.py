@@ -5,9 +5,11 @@ Every error names the field (``ConfigError.field``) and clips what it echoes.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from recycler.errors import ConfigError, clip, shown
@@ -38,6 +40,15 @@ ACTIONS = ("recycle", "status", "cancel")
 MAX_ALARMS = 100
 # CloudWatch alarm names: 1-255 characters, printable, no control characters.
 _ALARM_NAME = re.compile(r"[\x20-\x7e]{1,255}", re.ASCII)
+# started_before: whole seconds in UTC, as the carry-on event and the report write it. An offset other
+# than UTC, or none, would make the cut-off depend on whose clock reads it.
+_UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|\+00:00)", re.ASCII)
+_UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def utc_text(epoch: float) -> str:
+    """Epoch seconds as started_before takes them, rounded down to the second."""
+    return datetime.fromtimestamp(math.floor(epoch), UTC).strftime(_UTC_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,9 @@ class RecycleRequest:
     min_task_age_seconds: int = 0
     # Recycle at most this many, the oldest first; None: all of them.
     max_tasks: int | None = None
+    # Originals that started at or after this time (epoch seconds) are left alone: the tasks an earlier run
+    # of a carry-on chain started. None: no cut-off.
+    started_before: float | None = None
     # recycle (the default), status (read the lock, change nothing) or cancel (ask a running recycle to stop).
     action: str = "recycle"
     # CloudWatch alarms that gate the run, besides the service's own deployment alarms (use_service_alarms).
@@ -74,6 +88,16 @@ class RecycleRequest:
         """The bare service name, whether the event gave a name or an ARN."""
         match = _SERVICE_ARN.fullmatch(self.service)
         return match.group("name") if match else self.service
+
+    def carry_on_started_before(self, run_started_at: float) -> str:
+        """The cut-off for the event that carries on this run: its start, or the event's own if earlier.
+
+        An age ("younger than the run") cannot say which tasks a run reached once the re-invocation comes
+        later, or the originals were young themselves; a time can. Every task this run started, and
+        every task an earlier run of the chain started, started at or after it.
+        """
+        cut_off = run_started_at if self.started_before is None else min(self.started_before, run_started_at)
+        return utc_text(cut_off)
 
     def arn_fields(self) -> dict[str, tuple[str, str]]:
         """For each field the event gave as an ARN: its (region, account)."""
@@ -100,6 +124,7 @@ _EVENT_FIELDS = {
     "batch_size",
     "min_task_age_seconds",
     "max_tasks",
+    "started_before",
     "action",
     "alarm_names",
     "use_service_alarms",
@@ -139,6 +164,7 @@ def parse_event(event: Any) -> RecycleRequest:
         batch_size=optional_int(event, "batch_size", 1, 1, MAX_BATCH_SIZE),
         min_task_age_seconds=optional_int(event, "min_task_age_seconds", 0, 0, MAX_TASK_AGE_SECONDS),
         max_tasks=optional_int(event, "max_tasks", None, 1, MAX_TASKS_LIMIT),
+        started_before=_started_before(event),
         action=_action(event),
         alarm_names=_alarm_names(event),
         use_service_alarms=optional_bool(event, "use_service_alarms", True),
@@ -158,6 +184,20 @@ def _action(event: Mapping[str, Any]) -> str:
     if value not in ACTIONS:
         raise ConfigError("action", f"must be one of {', '.join(ACTIONS)}, got {shown(value)}")
     return str(value)
+
+
+def _started_before(event: Mapping[str, Any]) -> float | None:
+    value = event.get("started_before")
+    if value is None:
+        return None
+    expected = 'must be an ISO 8601 UTC time such as "2026-12-02T10:00:00Z"'
+    if not isinstance(value, str) or not _UTC_TIME.fullmatch(value):
+        raise ConfigError("started_before", f"{expected}, got {shown(value)}")
+    try:
+        parsed = datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        raise ConfigError("started_before", f"{expected} (a real date and time), got {shown(value)}") from None
+    return parsed.replace(tzinfo=UTC).timestamp()
 
 
 def _alarm_names(event: Mapping[str, Any]) -> tuple[str, ...]:

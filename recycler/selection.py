@@ -1,7 +1,9 @@
 """Which tasks a run recycles, and in which batches: oldest first, balanced across availability zones.
 
-- Originals younger than ``min_task_age_seconds`` are left alone, each with a
-  note; that is what makes an incomplete run resumable (what it replaced is young).
+- Originals that started at or after ``started_before`` are left alone, each with a
+  note; that is what makes an incomplete run resumable (the event that carries on
+  sets it to the run's start, so no task the run started is taken again).
+- So are originals younger than ``min_task_age_seconds``, when the user asks for it.
 - ``max_tasks`` takes the oldest of the rest; the others are left for a later run.
 - A batch of more than one takes its tasks round-robin over the zones, those
   holding the most remaining originals first, oldest first within each zone, so
@@ -13,6 +15,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from recycler.request import utc_text
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,12 @@ class TaskInfo:
 @dataclass(frozen=True)
 class Selection:
     batches: tuple[tuple[str, ...], ...]
-    # (task ARN, why it is left alone)
-    too_young: tuple[tuple[str, str], ...]
+    # (task ARN, why it is left alone): started at or after started_before, or younger than min_task_age_seconds
+    left_alone: tuple[tuple[str, str], ...]
     # Eligible, but beyond max_tasks: left for a later run.
     beyond_max: tuple[str, ...]
+    # How many of left_alone started at or after started_before (the others are too young).
+    after_started_before: int = 0
 
     @property
     def chosen(self) -> tuple[str, ...]:
@@ -43,21 +49,32 @@ def oldest_first(tasks: Sequence[TaskInfo]) -> list[TaskInfo]:
 
 
 def select(
-    tasks: Sequence[TaskInfo], now: float, batch_size: int, min_task_age_seconds: int, max_tasks: int | None
+    tasks: Sequence[TaskInfo],
+    now: float,
+    batch_size: int,
+    min_task_age_seconds: int,
+    max_tasks: int | None,
+    *,
+    started_before: float | None = None,
 ) -> Selection:
-    young: list[tuple[str, str]] = []
+    alone: list[tuple[str, str]] = []
+    late = 0
     eligible: list[TaskInfo] = []
     for task in oldest_first(tasks):
         age = now - task.started_at if task.started_at is not None else None
-        if age is not None and age < min_task_age_seconds:
-            young.append(
+        if task.started_at is not None and started_before is not None and task.started_at >= started_before:
+            late += 1
+            note = f"started {utc_text(task.started_at)}, at or after started_before ({utc_text(started_before)})"
+            alone.append((task.arn, note))
+        elif age is not None and age < min_task_age_seconds:
+            alone.append(
                 (task.arn, f"started {age:.0f}s ago, younger than min_task_age_seconds ({min_task_age_seconds}s)")
             )
         else:
             eligible.append(task)
     chosen = eligible if max_tasks is None else eligible[:max_tasks]
     beyond = () if max_tasks is None else tuple(t.arn for t in eligible[max_tasks:])
-    return Selection(tuple(batches_of(chosen, batch_size)), tuple(young), beyond)
+    return Selection(tuple(batches_of(chosen, batch_size)), tuple(alone), beyond, late)
 
 
 def batches_of(tasks: Sequence[TaskInfo], batch_size: int) -> list[tuple[str, ...]]:

@@ -265,7 +265,8 @@ def test_a_batch_that_no_longer_fits_the_execution_stops_restores_and_says_how_t
     assert len(report["tasks_recycled"]) + len(report["tasks_remaining"]) == 15
     # AND its error is the event that carries on, skipping what this run replaced
     resume = json.loads(report["error"].split("carry on with the event ", 1)[1].split("}", 1)[0] + "}")
-    assert resume["cluster_name"] == CLUSTER and resume["min_task_age_seconds"] >= 3600
+    assert resume["cluster_name"] == CLUSTER and resume["started_before"] == report["started_at"].replace("+00:00", "Z")
+    assert "min_task_age_seconds" not in resume
     bed.assert_restored()
     bed.assert_capacity_held()
 
@@ -533,3 +534,106 @@ def test_a_cancel_stops_a_durable_run_gracefully(bed: Bed, durable: Callable[...
     bed.assert_restored()
     bed.assert_capacity_held()
     bed.assert_each_original_stopped_at_most_once()
+
+
+# --------------------------------------------------------------------------- #
+# Carrying on: the durable function and the hand-off keep the chain's cut-off
+# --------------------------------------------------------------------------- #
+
+
+def _carry_on(report: dict[str, Any]) -> dict[str, Any]:
+    error = report["error"] or ""
+    assert "carry on with the event " in error, error
+    event = dict(json.loads(error.split("carry on with the event ", 1)[1].split("}", 1)[0] + "}"))
+    return {k: v for k, v in event.items() if k not in ("cluster_name", "service_name")}
+
+
+def _ages(bed: Bed, young: float, old: float) -> None:
+    """Every other task started `young` seconds ago, the others `old` seconds ago."""
+    for index, task in enumerate(sorted(bed.sim.tasks(CLUSTER, SERVICE), key=lambda t: t.task_arn)):
+        bed.sim.set_started(task, bed.clock.now() - (old if index % 2 else young))
+
+
+def _assert_chain_took_exactly_the_originals(bed: Bed, reports: list[dict[str, Any]]) -> None:
+    originals = set(bed.snapshots[SERVICE]["tasks"])
+    assert reports[-1]["status"] == "succeeded", reports[-1]["error"]
+    recycled = [t["old_task_arn"] for r in reports for t in r["tasks_recycled"]]
+    # THEN every original was recycled exactly once over the chain, each re-run taking what the runs before
+    # it had not reached, and no task a run of the chain started was stopped: each was left alone, saying why
+    assert sorted(recycled) == sorted(originals)
+    done: set[str] = set()
+    for report in reports:
+        mine = {t["old_task_arn"] for t in report["tasks_recycled"]}
+        assert mine == (originals - done) - set(report["tasks_remaining"])
+        done |= mine
+    for report in reports[1:]:
+        for skipped in report["tasks_skipped"]:
+            assert skipped["old_task_arn"] not in originals
+            assert "at or after started_before" in (skipped["note"] or ""), skipped
+    bed.assert_each_original_stopped_at_most_once()
+    bed.assert_restored()
+
+
+def test_a_durable_chain_with_tasks_younger_and_older_than_an_hour(
+    bed: Bed, durable: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a 1 h ExecutionTimeout, 10 slow tasks (5 min each): five started a minute ago, five two hours ago
+    monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, "3600")
+    bed.add_service(tasks=10, target=(1, 14), behaviour=Behaviour(start_seconds=300))
+    _ages(bed, young=60, old=2 * 3600)
+
+    # WHEN each incomplete execution is followed by a new one with the event it gives
+    reports = [durable().reports[-1]]
+    while reports[-1]["status"] == "incomplete" and len(reports) < 5:
+        bed.clock.sleep(60)
+        bed.sim.reconcile()
+        reports.append(durable(**_carry_on(reports[-1])).reports[-1])
+
+    # THEN the first stopped short, and the chain took exactly the originals, never a replacement
+    assert reports[0]["status"] == "incomplete" and len(reports) > 1
+    _assert_chain_took_exactly_the_originals(bed, reports)
+
+
+def test_a_hand_off_keeps_the_chains_cut_off_into_the_durable_execution(
+    bed: Bed, durable: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lambda_function
+    from dev.simulator import FakeLambdaContext
+    from recycler import invocation
+    from recycler.handoff import HANDOFF_ENV
+
+    # GIVEN 24 tasks, half started 30 minutes ago, half three hours ago, and a plain run that did 11
+    bed.add_service(tasks=24, target=(2, 30))
+    _ages(bed, young=1800, old=3 * 3600)
+    first = bed.run(timeout=900).to_dict()
+    assert first["status"] == "incomplete" and 0 < len(first["tasks_recycled"]) < 24
+    bed.clock.sleep(120)
+    bed.sim.reconcile()
+
+    # WHEN the plain function, given the event that carries on, hands the rest to the durable function
+    invokes: list[dict[str, Any]] = []
+
+    class Alias:
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            invokes.append(kwargs)
+            return {"StatusCode": 202}
+
+    alias = Alias()
+    monkeypatch.setenv(HANDOFF_ENV, "arn:aws:lambda:us-east-1:123456789012:function:ecs-task-recycle-durable:live")
+    real_create_client = invocation.create_client
+    monkeypatch.setattr(
+        invocation, "create_client", lambda s, name: alias if name == "lambda" else real_create_client(s, name)
+    )
+    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
+    monkeypatch.setattr(invocation, "_config", parse_config({}))
+    event = {"cluster_name": CLUSTER, "service_name": SERVICE, **_carry_on(first)}
+    handed = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    assert handed["status"] == "handed_off"
+    (invoke,) = invokes
+    payload = json.loads(invoke["Payload"])
+    # THEN the execution gets the first run's cut-off, not the later start of the run that handed off
+    assert payload["started_before"] == event["started_before"]
+    outcome = durable(**{k: v for k, v in payload.items() if k not in ("cluster_name", "service_name")})
+
+    # AND it recycled exactly the originals the first run had not reached
+    _assert_chain_took_exactly_the_originals(bed, [first, outcome.reports[-1]])

@@ -24,7 +24,7 @@ from recycler.aws import ServiceReads
 from recycler.errors import ConfigError
 from recycler.gates import CANCEL_TAG_KEY, CancelRequest
 from recycler.handoff import HANDOFF_ENV
-from recycler.request import parse_event
+from recycler.request import parse_event, utc_text
 from recycler.settings import RecycleSettings, parse_config
 
 # Calls of the bed's own clients (bed.calls): what an engine run made through bed.run.
@@ -551,6 +551,7 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
     before = bed.service_state()
+    started = bed.clock.now()
 
     result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-7"))
 
@@ -561,7 +562,8 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
     (invoke,) = durable_alias.invokes
     assert invoke["InvocationType"] == "Event" and invoke["FunctionName"].endswith("-durable:live")
     assert invoke["DurableExecutionName"] == result["handed_off"]["execution_name"]
-    assert json.loads(invoke["Payload"]) == {**event, "hand_off": False}
+    # (with this run's start as its cut-off: a carry-on of the execution never takes what this run's chain started)
+    assert json.loads(invoke["Payload"]) == {**event, "hand_off": False, "started_before": utc_text(started)}
     _assert_nothing_changed(bed, before)
     bed.assert_restored()
     # AND a retry of the same invocation would start no second execution: the name is the same

@@ -19,7 +19,7 @@ from dev import simulator
 from dev.simulator import Behaviour, LambdaKilled
 from recycler import control
 from recycler.aws import ServiceReads
-from recycler.request import parse_event
+from recycler.request import parse_event, utc_text
 from recycler.settings import RecycleSettings
 
 OPERATIONS = [
@@ -81,8 +81,17 @@ schedule = st.fixed_dictionaries(
         "cancel_at": st.none() | st.integers(min_value=0, max_value=500),
         # How long the alarms are watched after the last batch.
         "alarm_watch": st.sampled_from([0, 0, 120]),
+        # started_before, this many seconds before the run (None: no cut-off); the originals are 10 minutes
+        # to 3 days old, so it may leave none, some or all of them alone.
+        "cut_off": st.none() | st.integers(min_value=0, max_value=3 * 86_400),
     }
 )
+
+
+def _cut_off_epoch(cut_off: str) -> float:
+    started_before = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "started_before": cut_off})
+    assert started_before.started_before is not None
+    return started_before.started_before
 
 
 def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
@@ -139,6 +148,9 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
 
         bed.sim.at(plan["cancel_at"], "operator cancels", cancel)
     stop_times = bed.record_stop_times()
+    cut_off = None if plan.get("cut_off") is None else utc_text(bed.clock.now() - plan["cut_off"])
+    started = {t.task_arn: t.started_at.timestamp() for t in bed.sim.tasks(CLUSTER, SERVICE)}
+    late = set() if cut_off is None else {a for a, at in started.items() if at >= _cut_off_epoch(cut_off)}
 
     event = {
         "alarm_names": [alarm],
@@ -146,6 +158,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         "wait_time": plan["wait_time"],
         "batch_size": plan["batch_size"],
         "min_task_age_seconds": 3600 if plan["young"] else 0,
+        **({"started_before": cut_off} if cut_off else {}),
     }
     tuned = RecycleSettings(
         replacement_timeout_seconds=300, max_failed_replacements=2, alarm_watch_seconds=plan["alarm_watch"]
@@ -187,8 +200,10 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     # THEN: the scalable target equals the snapshot, desired = snapshot + others' changes, no lock left
     bed.snapshots[SERVICE]["tasks"] = sorted(originals_seen)
     bed.assert_restored(external_delta=sum(external))
-    # AND no task was stopped twice, none that a run had started itself, none while it was protected
+    # AND no task was stopped twice, none that a run had started itself, none while it was protected,
+    # none that started at or after the cut-off
     bed.assert_each_original_stopped_at_most_once()
+    assert not late & set(bed.sim.observed.stops), late & set(bed.sim.observed.stops)
     assert bed.sim.observed.stopped_while_protected == []
     # AND live tasks never above N + batch_size (unless others scaled out)
     if not any(d > 0 for d in external):
@@ -223,6 +238,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         "kill_at": 280,
         "unhealthy_at": None,
         "alarm_watch": 0,
+        "cut_off": None,
     }
 )
 def test_any_fault_schedule_leaves_the_service_as_it_was(plan: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from dev.simulator import Behaviour
 from recycler.errors import ConfigError
-from recycler.request import parse_event
+from recycler.request import parse_event, utc_text
 from recycler.selection import TaskInfo, batches_of, select
 from recycler.settings import RecycleSettings
 
@@ -76,8 +76,8 @@ def test_young_tasks_are_left_alone_and_max_tasks_takes_the_oldest() -> None:
     now = 10_000.0
     tasks = _tasks("aaaaaa", started=[now - 50, now - 9000, now - 7000, now - 100, now - 8000, now - 6000])
     selection = select(tasks, now, batch_size=2, min_task_age_seconds=3600, max_tasks=3)
-    assert {arn for arn, _ in selection.too_young} == {"arn:task/00", "arn:task/03"}
-    assert all("younger than min_task_age_seconds (3600s)" in note for _, note in selection.too_young)
+    assert {arn for arn, _ in selection.left_alone} == {"arn:task/00", "arn:task/03"}
+    assert all("younger than min_task_age_seconds (3600s)" in note for _, note in selection.left_alone)
     assert selection.chosen == ("arn:task/01", "arn:task/04", "arn:task/02")
     assert selection.beyond_max == ("arn:task/05",)
 
@@ -207,10 +207,12 @@ def test_an_incomplete_plain_run_says_how_to_carry_on_and_the_next_run_does(bed:
     # GIVEN a plain invocation too short for eight tasks
     bed.add_service(tasks=8, target=(2, 10))
     originals = set(bed.snapshots[SERVICE]["tasks"])
+    first_started = bed.clock.now()
     first = bed.run(timeout=400)
     assert first.status == "incomplete" and first.restored is True
     resume = json.loads(str(first.error).split("carry on with the event ", 1)[1].split("}", 1)[0] + "}")
-    assert resume["min_task_age_seconds"] == 3600 and resume["cluster_name"] == CLUSTER
+    assert resume["started_before"] == utc_text(first_started) and resume["cluster_name"] == CLUSTER
+    assert "min_task_age_seconds" not in resume
 
     # WHEN invoked again with that event a little later
     bed.clock.sleep(120)
@@ -246,12 +248,14 @@ def test_time_running_out_during_a_wait_still_gives_the_event_that_carries_on(be
     assert report.status == "incomplete" and report.restored is True
     assert "while waiting for a replacement" in str(report.error)
     resume = _resume_event(report.error)
-    assert resume["min_task_age_seconds"] == 3600 and resume["service_name"] == SERVICE
+    assert (
+        resume["started_before"] == str(report.started_at).replace("+00:00", "Z") and resume["service_name"] == SERVICE
+    )
     assert f"{len(report.tasks_remaining)} tasks remain" in str(report.error)
     bed.assert_restored()
 
 
-def test_the_event_that_carries_on_keeps_the_gates_and_never_shortens_the_age(bed: Bed) -> None:
+def test_the_event_that_carries_on_keeps_the_gates_and_the_age_asked_for(bed: Bed) -> None:
     # GIVEN a gated run with a minimum age shorter than the run itself
     bed.add_service(tasks=8, target=(2, 10))
     bed.add_alarm("web-5xx")
@@ -261,10 +265,12 @@ def test_the_event_that_carries_on_keeps_the_gates_and_never_shortens_the_age(be
     assert report.status == "incomplete", report.error
 
     resume = _resume_event(report.error)
-    # THEN the re-invocation is gated as this run was, and skips every task this run replaced
+    # THEN the re-invocation is gated as this run was, keeps the minimum age the user asked for, and skips
+    # every task this run started by its start time
     assert resume["alarm_names"] == ["web-5xx"]
     assert resume["use_service_alarms"] is False and resume["hand_off"] is False
-    assert resume["min_task_age_seconds"] >= (report.duration_seconds or 0) and resume["min_task_age_seconds"] == 3600
+    assert resume["min_task_age_seconds"] == 60
+    assert resume["started_before"] == str(report.started_at).replace("+00:00", "Z")
     assert parse_event(resume).alarm_names == ("web-5xx",)
 
 
