@@ -97,6 +97,7 @@ def test_the_local_endpoint_commands_run_against_moto_server(tmp_path: Path) -> 
     import subprocess
 
     import boto3
+    import requests
     from moto.server import ThreadedMotoServer
 
     from dev.simulator import EcsSimulator, VirtualClock
@@ -114,6 +115,8 @@ def test_the_local_endpoint_commands_run_against_moto_server(tmp_path: Path) -> 
     url = f"http://127.0.0.1:{port}"
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
+    # moto's backends belong to this process: start empty, and leave nothing (the lock table, the cluster) behind.
+    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
     try:
         with EcsSimulator(VirtualClock()) as sim:
             ecs = boto3.Session(region_name="us-east-1").client("ecs", endpoint_url=url)
@@ -130,6 +133,7 @@ def test_the_local_endpoint_commands_run_against_moto_server(tmp_path: Path) -> 
                 check=False,
             )
     finally:
+        requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
         server.stop()
     # THEN the dry run succeeds against the local endpoint and plans exactly the service's tasks
     assert result.returncode == 0, result.stdout + result.stderr
