@@ -10,6 +10,8 @@ readonly TEMPLATE_NAME="cloudformation.yaml"
 readonly PACKAGE_NAME="ecs-task-recycle.zip"
 readonly NAME_PATTERN='^[A-Za-z0-9_-]{1,255}$'
 readonly SERVICES_PATTERN='^(\*|[A-Za-z0-9_-]{1,255}(,[A-Za-z0-9_-]{1,255}){0,9})$'
+# As events accept it: the name is what follows cluster/.
+readonly CLUSTER_ARN_PATTERN='^arn:aws[a-zA-Z-]*:ecs:([a-z0-9-]+):[0-9]{12}:cluster/([A-Za-z0-9_-]{1,255})$'
 
 usage() {
   cat <<EOF
@@ -18,12 +20,14 @@ Usage: $(basename "$0") --stack-name NAME --bucket BUCKET --cluster CLUSTER --se
 Builds the Lambda package (./lambda_build.sh), uploads it to
 s3://BUCKET/PREFIX/<sha256>.zip and deploys ${TEMPLATE_NAME} as stack NAME.
 Each setting comes from its flag, or else from the environment variable named
-in brackets.
+in brackets. Needs the AWS CLI v2. On an existing stack the lock table keeps
+its current name (LockTableName), so an update never replaces it.
 
 Required:
   -s, --stack-name NAME      CloudFormation stack name [STACK_NAME]
   -b, --bucket BUCKET        S3 bucket for the package, in the stack's region [ARTIFACT_BUCKET]
-  -c, --cluster CLUSTER      ECS cluster the functions may recycle in, or '*' for any [TARGET_CLUSTER]
+  -c, --cluster CLUSTER      ECS cluster (name or ARN) the functions may recycle in, or '*' for any
+                             [TARGET_CLUSTER]
   -S, --services NAMES       Up to 10 comma-separated service names, or '*' for any
                              service in the cluster [TARGET_SERVICES]
 
@@ -35,11 +39,16 @@ Options:
                              (default ecs-task-recycle) [FUNCTION_NAME]
       --schedule EXPR        EventBridge Scheduler expression, e.g. 'cron(0 3 ? * SUN *)';
                              '' removes the schedule [SCHEDULE_EXPRESSION]
-      --schedule-service S   Service the schedule recycles (required with --schedule) [SCHEDULE_SERVICE]
-      --schedule-cluster C   Cluster the schedule recycles (default: --cluster) [SCHEDULE_CLUSTER]
+      --schedule-service S   Service the schedule recycles (required with --schedule; one of
+                             --services unless that is '*') [SCHEDULE_SERVICE]
+      --schedule-cluster C   Cluster the schedule recycles (default: --cluster; another one only
+                             with --cluster '*') [SCHEDULE_CLUSTER]
       --schedule-timezone TZ Time zone of the cron expression (default UTC) [SCHEDULE_TIMEZONE]
       --schedule-target T    standard or durable (default standard) [SCHEDULE_TARGET]
-      --parameter KEY=VALUE  Any other template parameter, e.g. LogLevel=DEBUG (repeatable)
+      --parameter KEY=VALUE  Any other template parameter, e.g. LogLevel=DEBUG (repeatable);
+                             the name must be one of the template's
+      --preview              Upload the package, create the change set and print it; execute
+                             nothing (the output says how to apply it) [PREVIEW=1]
   -h, --help                 Show this help.
 
 Environment:
@@ -84,6 +93,71 @@ sha256_of() {
   echo "${line%% *}"
 }
 
+# The template's parameter names, read from its top-level Parameters block.
+template_parameters() {
+  awk '/^[A-Za-z]/ { inside = ($0 ~ /^Parameters:/); next }
+       inside && /^  [A-Za-z0-9]+:/ { sub(/^  /, ""); sub(/:.*/, ""); print }' "$1"
+}
+
+# The flag that sets a parameter the script passes itself; a --parameter for it
+# would slip past that flag's checks.
+flag_of_parameter() {
+  case "$1" in
+    ArtifactBucket) echo "--bucket" ;;
+    ArtifactKey) echo "the package (its sha256)" ;;
+    TargetClusterName) echo "--cluster" ;;
+    TargetServiceNames) echo "--services" ;;
+    FunctionName) echo "--function-name" ;;
+    ScheduleExpression) echo "--schedule" ;;
+    ScheduleServiceName) echo "--schedule-service" ;;
+    ScheduleClusterName) echo "--schedule-cluster" ;;
+    ScheduleTimezone) echo "--schedule-timezone" ;;
+    ScheduleTarget) echo "--schedule-target" ;;
+  esac
+}
+
+# The lock table the stack has now ('' for a new stack). It holds what a repair
+# needs, so an update must keep its name: a new name would replace the table.
+current_lock_table() {
+  local stack=$1 out
+  if out=$(aws_cli cloudformation describe-stack-resources --stack-name "$stack" \
+    --logical-resource-id LockTable --query 'StackResources[0].PhysicalResourceId' --output text 2>&1); then
+    if [[ $out != None ]]; then echo "$out"; fi
+  elif [[ $out == *"does not exist"* ]]; then
+    return 0
+  else
+    die "cannot read stack $stack's lock table, so its name cannot be kept: $out"
+  fi
+}
+
+# Create the change set without executing it, and show what it would change.
+preview_change_set() {
+  local stack=$1 cli_opts=$2 out arn
+  shift 2
+  echo "Creating a change set for stack $stack (nothing is executed)"
+  out=$(aws_cli cloudformation deploy "$@" --no-execute-changeset)
+  echo "$out"
+  arn=$(grep -oE 'arn:aws[a-zA-Z-]*:cloudformation:[^[:space:]]*:changeSet/[^[:space:]]+' <<<"$out" | head -n 1) || true
+  if [[ -z $arn ]]; then
+    [[ $out == *"No changes to deploy"* ]] || die "no change set ARN in the output of aws cloudformation deploy"
+    echo
+    echo "No changes: stack $stack already matches the template and parameters."
+    return 0
+  fi
+  echo
+  aws_cli cloudformation describe-change-set --change-set-name "$arn" \
+    --query 'Changes[].ResourceChange.{Action:Action,Resource:LogicalResourceId,Type:ResourceType,Replacement:Replacement}' \
+    --output table
+  cat <<EOF
+
+Nothing was changed. A Replacement of True deletes and recreates that resource.
+Apply this change set:
+  aws cloudformation execute-change-set$cli_opts --change-set-name $arn
+Or discard it:
+  aws cloudformation delete-change-set$cli_opts --change-set-name $arn
+EOF
+}
+
 stack_output() {
   local stack=$1 key=$2
   aws_cli cloudformation describe-stacks --stack-name "$stack" \
@@ -97,6 +171,7 @@ main() {
   local schedule=${SCHEDULE_EXPRESSION:-} schedule_given=${SCHEDULE_EXPRESSION+yes}
   local schedule_service=${SCHEDULE_SERVICE:-} schedule_cluster=${SCHEDULE_CLUSTER:-}
   local schedule_timezone=${SCHEDULE_TIMEZONE:-} schedule_target=${SCHEDULE_TARGET:-}
+  local preview=${PREVIEW:-}
   local -a extra=()
 
   while (($#)); do
@@ -104,6 +179,10 @@ main() {
       -h | --help)
         usage
         return 0
+        ;;
+      --preview)
+        preview=1
+        shift
         ;;
       -s | --stack-name | -b | --bucket | -c | --cluster | -S | --services | -r | --region | -p | --profile \
         | --prefix | --function-name | --schedule | --schedule-service | --schedule-cluster \
@@ -139,6 +218,11 @@ main() {
   [[ -n $bucket ]] || usage_error "an artifact bucket is required (--bucket or ARTIFACT_BUCKET)"
   [[ $bucket =~ ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$ ]] || usage_error "invalid S3 bucket name: $bucket"
   [[ -n $cluster ]] || usage_error "a target cluster is required (--cluster or TARGET_CLUSTER)"
+  if [[ $cluster =~ $CLUSTER_ARN_PATTERN ]]; then
+    [[ -z $region || ${BASH_REMATCH[1]} == "$region" ]] \
+      || usage_error "the cluster $cluster is in region ${BASH_REMATCH[1]}, not $region"
+    cluster=${BASH_REMATCH[2]}
+  fi
   [[ $cluster == "*" || $cluster =~ $NAME_PATTERN ]] || usage_error "invalid cluster name: $cluster"
   [[ -n $services ]] || usage_error "target services are required (--services or TARGET_SERVICES, '*' for any)"
   [[ $services =~ $SERVICES_PATTERN ]] \
@@ -150,25 +234,56 @@ main() {
   if [[ -n $schedule ]]; then
     [[ -n $schedule_service ]] || usage_error "--schedule needs --schedule-service"
     [[ $schedule_service =~ $NAME_PATTERN ]] || usage_error "invalid schedule service: $schedule_service"
+    # The role may recycle only --services in --cluster: any other target fails every run with AccessDenied.
+    [[ $services == "*" || ",$services," == *",$schedule_service,"* ]] \
+      || usage_error "--schedule-service $schedule_service is not among --services $services:" \
+        "the functions may not recycle it, so every scheduled run would fail with AccessDenied"
+    if [[ $schedule_cluster =~ $CLUSTER_ARN_PATTERN ]]; then schedule_cluster=${BASH_REMATCH[2]}; fi
     [[ -z $schedule_cluster || $schedule_cluster =~ $NAME_PATTERN ]] \
       || usage_error "invalid schedule cluster: $schedule_cluster"
     [[ -n $schedule_cluster || $cluster != "*" ]] || usage_error "with --cluster '*', --schedule needs --schedule-cluster"
+    [[ -z $schedule_cluster || $cluster == "*" || $schedule_cluster == "$cluster" ]] \
+      || usage_error "--schedule-cluster $schedule_cluster is not --cluster $cluster:" \
+        "the functions may not recycle in it, so every scheduled run would fail with AccessDenied"
     [[ -z $schedule_target || $schedule_target == standard || $schedule_target == durable ]] \
       || usage_error "--schedule-target must be standard or durable"
   fi
-  local parameter
+  local repo_dir
+  repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  local known parameter name flag pinned_by_user=""
+  known=" $(template_parameters "$repo_dir/$TEMPLATE_NAME" | tr '\n' ' ')"
   for parameter in ${extra[@]+"${extra[@]}"}; do
     [[ $parameter =~ ^[A-Za-z0-9]+=.*$ ]] || usage_error "--parameter must look like Key=Value: $parameter"
+    name=${parameter%%=*}
+    [[ $known == *" $name "* ]] \
+      || usage_error "--parameter $parameter: the template has no parameter $name (it has:${known% })"
+    flag=$(flag_of_parameter "$name")
+    [[ -z $flag ]] || usage_error "--parameter $parameter: set $name with $flag"
+    if [[ $name == LockTableName ]]; then pinned_by_user=${parameter#*=}; fi
   done
 
   command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is not installed or not on PATH"
+  # v1 prints its version on stderr, and lacks what the printed commands use (--cli-binary-format).
+  local cli_version
+  cli_version=$(aws --version 2>&1) || cli_version=""
+  [[ $cli_version == aws-cli/2.* ]] \
+    || die "the AWS CLI v2 is required, and 'aws --version' says '${cli_version%% *}';" \
+      "install v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
   if [[ -n $region ]]; then AWS_ARGS+=(--region "$region"); fi
   if [[ -n $profile ]]; then AWS_ARGS+=(--profile "$profile"); fi
 
-  local repo_dir
-  repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  # 1. The lock table's current name, kept unless --parameter LockTableName says otherwise.
+  local lock_table
+  lock_table=$(current_lock_table "$stack")
+  if [[ -n $pinned_by_user ]]; then
+    if [[ -n $lock_table && $lock_table != "$pinned_by_user" ]]; then
+      echo "cloudformation_deploy: warning: LockTableName=$pinned_by_user replaces the lock table $lock_table;" \
+        "CloudFormation retains the old table: delete it by hand once no run is in flight" >&2
+    fi
+    lock_table=""
+  fi
 
-  # 1. The package
+  # 2. The package
   local zip
   if [[ -n ${LAMBDA_ZIP:-} ]]; then
     zip=$LAMBDA_ZIP
@@ -188,7 +303,7 @@ main() {
   sha=$(sha256_of "$zip")
   key="$prefix/$sha.zip"
 
-  # 2. Upload under its content hash: the same code always has the same key.
+  # 3. Upload under its content hash: the same code always has the same key.
   if aws_cli s3api head-object --bucket "$bucket" --key "$key" >/dev/null 2>&1; then
     echo "Package already in s3://$bucket/$key"
   else
@@ -196,7 +311,7 @@ main() {
     aws_cli s3 cp "$zip" "s3://$bucket/$key" --only-show-errors
   fi
 
-  # 3. Deploy. Parameters not given keep their current value on an update. The
+  # 4. Deploy. Parameters not given keep their current value on an update. The
   # template goes through the bucket too, so its size is never a limit.
   local -a overrides=(
     "ArtifactBucket=$bucket"
@@ -205,6 +320,7 @@ main() {
     "TargetServiceNames=$services"
   )
   if [[ -n $function_name ]]; then overrides+=("FunctionName=$function_name"); fi
+  if [[ -n $lock_table ]]; then overrides+=("LockTableName=$lock_table"); fi
   if [[ -n $schedule_given ]]; then
     overrides+=("ScheduleExpression=$schedule")
     if [[ -n $schedule ]]; then
@@ -215,17 +331,27 @@ main() {
   fi
   overrides+=(${extra[@]+"${extra[@]}"})
 
-  echo "Deploying stack $stack"
-  aws_cli cloudformation deploy \
-    --stack-name "$stack" \
-    --template-file "$repo_dir/$TEMPLATE_NAME" \
-    --s3-bucket "$bucket" --s3-prefix "$prefix" \
-    --capabilities CAPABILITY_NAMED_IAM \
-    --no-fail-on-empty-changeset \
-    --tags application=ecs-task-recycle \
-    --parameter-overrides "${overrides[@]}"
+  local -a deploy_args=(
+    --stack-name "$stack"
+    --template-file "$repo_dir/$TEMPLATE_NAME"
+    --s3-bucket "$bucket" --s3-prefix "$prefix"
+    --capabilities CAPABILITY_NAMED_IAM
+    --no-fail-on-empty-changeset
+    --tags application=ecs-task-recycle
+  )
+  local cli_opts=""
+  if [[ -n $region ]]; then cli_opts+=" --region $region"; fi
+  if [[ -n $profile ]]; then cli_opts+=" --profile $profile"; fi
 
-  # 4. Report, with names read from the stack rather than assumed.
+  if [[ -n $preview ]]; then
+    preview_change_set "$stack" "$cli_opts" "${deploy_args[@]}" --parameter-overrides "${overrides[@]}"
+    return 0
+  fi
+
+  echo "Deploying stack $stack"
+  aws_cli cloudformation deploy "${deploy_args[@]}" --parameter-overrides "${overrides[@]}"
+
+  # 5. Report, with names read from the stack rather than assumed.
   local function_name_out log_group durable_alias
   function_name_out=$(stack_output "$stack" FunctionName)
   log_group=$(stack_output "$stack" LogGroupName)
@@ -235,9 +361,6 @@ main() {
   local example_cluster=$cluster example_service=${services%%,*}
   if [[ $example_cluster == "*" ]]; then example_cluster="CLUSTER_NAME"; fi
   if [[ $example_service == "*" ]]; then example_service="SERVICE_NAME"; fi
-  local cli_opts=""
-  if [[ -n $region ]]; then cli_opts+=" --region $region"; fi
-  if [[ -n $profile ]]; then cli_opts+=" --profile $profile"; fi
   local payload="{\"cluster_name\": \"$example_cluster\", \"service_name\": \"$example_service\""
 
   cat <<EOF

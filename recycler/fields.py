@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, overload
 
-from recycler.errors import ConfigError, shown
+from recycler.errors import ConfigError, clip, shown
 
 
 def unknown_keys(section: Mapping[Any, Any], allowed: Iterable[str]) -> list[str]:
     """The keys not in ``allowed``, sorted, as text (to be clipped before they are echoed)."""
     return sorted(str(k) for k in set(section) - set(allowed))
+
+
+def reject_unknown(
+    section: Mapping[Any, Any], allowed: Iterable[str], prefix: str = "", what: str = "unknown key"
+) -> None:
+    """Refuse the first unknown key, clipped, and list the allowed ones: a typo is fixed in one go."""
+    names = sorted(allowed)
+    unknown = unknown_keys(section, names)
+    if unknown:
+        field = f"{prefix}.{clip(unknown[0])}" if prefix else clip(unknown[0])
+        raise ConfigError(field, f"{what} (allowed: {', '.join(names)})")
 
 
 def require_str(event: Mapping[str, Any], name: str) -> str:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recycler.errors import ConfigError, clip
-from recycler.fields import unknown_keys
+from recycler.errors import ConfigError
+from recycler.fields import reject_unknown
 from recycler.notification.settings import NotificationConfig, parse_notification_config
 
 # Every pattern is ASCII-only and used with fullmatch: \d would take any Unicode
@@ -28,6 +28,8 @@ _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]", re.ASCII)
 CONFIG_ENV_VAR = "RECYCLE_CONFIG"
 # input.json sits beside lambda_function.py, one folder up.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "input.json"
+# input.json is a few hundred bytes; anything near this is the wrong file.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 # --------------------------------------------------------------------------- #
@@ -99,9 +101,16 @@ def load_config(path: Path | None = None) -> AppConfig:
     """Read and validate input.json. Errors name the key, never its value."""
     path = path or config_path()
     try:
-        data = path.read_bytes()
+        # Bounded: RECYCLE_CONFIG may name a huge file, or /dev/zero, which never ends.
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(str(path), f"cannot read config file: {e.strerror}") from e
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            str(path),
+            f"is larger than 1 MB ({MAX_CONFIG_BYTES} bytes), the limit for a config file: is it the right file?",
+        )
     try:
         # utf-8-sig: a byte-order mark from a Windows editor is not an error.
         text = data.decode("utf-8-sig")
@@ -111,7 +120,9 @@ def load_config(path: Path | None = None) -> AppConfig:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(str(path), f"not valid JSON (line {e.lineno}, column {e.colno})") from e
+        raise ConfigError(
+            str(path), f"not valid JSON (line {e.lineno}, column {e.colno}): {json_error_reason(e)}"
+        ) from e
     except RecursionError:
         raise ConfigError(str(path), "not valid JSON: nested too deeply") from None
     except ValueError:
@@ -120,13 +131,44 @@ def load_config(path: Path | None = None) -> AppConfig:
     return parse_config(document, source=str(path))
 
 
+_NOT_JSON = "comments and trailing commas are not JSON"
+
+
+def json_error_reason(error: json.JSONDecodeError) -> str:
+    """Why the text is not JSON, in words, for the usual mistakes. Never quotes the text: it may hold a secret."""
+    text, pos = error.doc, error.pos
+    ahead = text[pos:].lstrip()
+    behind = text[:pos].rstrip()
+    if not text.strip():
+        return "the file is empty"
+    if ahead.startswith(("//", "/*", "#")):
+        return f"a comment ({_NOT_JSON})"
+    # Python 3.13 names a trailing comma itself and points at it; 3.11 points at the bracket after it.
+    if "trailing comma" in error.msg or (behind.endswith(",") and ahead[:1] in ("}", "]")):
+        return f"a trailing comma before a closing bracket ({_NOT_JSON})"
+    if error.msg == "Extra data":
+        return "more text after the end of the JSON object (an extra closing bracket?)"
+    if ahead.startswith("'"):
+        return "single quotes: JSON keys and strings take double quotes"
+    if error.msg.startswith("Expecting property name"):
+        return "keys and strings take double quotes"
+    if error.msg == "Expecting value" and ahead.startswith(("True", "False", "None")):
+        return "true, false and null are lower case in JSON (None is null)"
+    if error.msg == "Expecting ',' delimiter":
+        return "a comma is missing between two items"
+    if error.msg.startswith("Invalid control character"):
+        return "a line break or tab inside a string (write \\n or \\t)"
+    if error.msg.startswith("Unterminated string"):
+        return "a string is not closed (a missing double quote)"
+    # The decoder's own words name no part of the text.
+    return error.msg[:1].lower() + error.msg[1:]
+
+
 def parse_config(document: Any, source: str = "<inline>") -> AppConfig:
     """Validate an already-parsed input.json document."""
     if not isinstance(document, Mapping):
         raise ConfigError("input.json", "must be a JSON object")
-    unknown = unknown_keys(document, _SECTIONS)
-    if unknown:
-        raise ConfigError(clip(unknown[0]), f"unknown section (allowed: {', '.join(sorted(_SECTIONS))})")
+    reject_unknown(document, _SECTIONS, what="unknown section")
 
     aws = _parse_aws(_section(document, "awsCredentials"))
     recycle = _parse_recycle(_section(document, "recycle"))
@@ -140,9 +182,7 @@ def parse_config(document: Any, source: str = "<inline>") -> AppConfig:
 
 def _parse_aws(section: Mapping[str, Any]) -> AwsCredentials:
     prefix = "awsCredentials"
-    unknown = unknown_keys(section, _AWS_KEYS)
-    if unknown:
-        raise ConfigError(f"{prefix}.{clip(unknown[0])}", "unknown key")
+    reject_unknown(section, _AWS_KEYS, prefix)
     values: dict[str, str | None] = {}
     for key in sorted(_AWS_KEYS):
         raw = section.get(key)
@@ -190,9 +230,7 @@ def _check_credential_text(name: str, value: str, header: bool) -> None:
 
 def _parse_recycle(section: Mapping[str, Any]) -> RecycleSettings:
     prefix = "recycle"
-    unknown = unknown_keys(section, {*_RECYCLE_LIMITS, "lock_table_name"})
-    if unknown:
-        raise ConfigError(f"{prefix}.{clip(unknown[0])}", "unknown key")
+    reject_unknown(section, {*_RECYCLE_LIMITS, "lock_table_name"}, prefix)
     values: dict[str, Any] = {}
     table = section.get("lock_table_name")
     if table is not None:

@@ -141,11 +141,129 @@ def test_bad_input_json_names_the_key(document: dict[str, Any], field: str) -> N
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("document", "field", "allowed"),
+    [
+        ({"awsCredential": {}}, "awsCredential", ["awsCredentials", "emailNotification", "recycle"]),
+        ({"awsCredentials": {"profile": "p"}}, "awsCredentials.profile", ["profile_name", "region_name", "role_arn"]),
+        ({"recycle": {"poll_interval": 5}}, "recycle.poll_interval", ["poll_interval_seconds", "lock_table_name"]),
+        (
+            {
+                "smtpCredentials": {"host": "smtp.example.com", "pasword": "x"},
+                "emailNotification": {"from_email": "a@example.com", "to": ["b@example.com"]},
+            },
+            "smtpCredentials.pasword",
+            ["password", "username"],
+        ),
+    ],
+    ids=["section", "awsCredentials", "recycle", "smtpCredentials"],
+)
+def test_an_unknown_key_anywhere_in_input_json_lists_the_allowed_keys(
+    document: dict[str, Any], field: str, allowed: list[str]
+) -> None:
+    # GIVEN a misspelt key, at the top or in any section; WHEN input.json is parsed
+    with pytest.raises(ConfigError) as caught:
+        parse_config(document)
+    # THEN the error names it and lists what that place allows
+    assert caught.value.field == field
+    assert "allowed: " in caught.value.problem
+    for key in allowed:
+        assert key in caught.value.problem
+
+
 def test_malformed_file_names_the_file_and_position(tmp_path: Path) -> None:
     path = tmp_path / "input.json"
     path.write_text('{"recycle": {"poll_interval_seconds": 5,}}')
     with pytest.raises(ConfigError, match=r"not valid JSON \(line 1"):
         load_config(path)
+
+
+SECRET_IN_FILE = "hunter2-secret-value"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ('{\n  // the region\n  "awsCredentials": {}\n}', 2, "a comment"),
+        ('{\n  "recycle": {} /* tunables */\n}', 2, "a comment"),
+        ('{\n  # the region\n  "recycle": {}\n}', 2, "a comment"),
+        ('{\n  "recycle": {"poll_interval_seconds": 5,\n  }\n}', 2, "a trailing comma"),
+        ('{"recycle": {"poll_interval_seconds": 5},\n}', 1, "a trailing comma"),
+        ('{"recycle": {"poll_interval_seconds": [5, ]}}', 1, "a trailing comma"),
+        ("{'recycle': {}}", 1, "single quotes"),
+        ("{recycle: {}}", 1, "keys and strings take double quotes"),
+        ('{"recycle": {"poll_interval_seconds": True}}', 1, "true, false and null are lower case"),
+        ('{"recycle": {}}\n}', 2, "after the end"),
+        ('{"recycle": {} "awsCredentials": {}}', 1, "a comma is missing"),
+        ('{"smtpCredentials": {"password": "' + SECRET_IN_FILE + '\n"}}', 1, "line break"),
+        ('{"smtpCredentials": {"password": "' + SECRET_IN_FILE + "}}", 1, "not closed"),
+        ("", 1, "the file is empty"),
+        ("  \n", 2, "the file is empty"),
+    ],
+    ids=[
+        "line-comment",
+        "block-comment",
+        "hash-comment",
+        "trailing-comma-object",
+        "trailing-comma-top",
+        "trailing-comma-array",
+        "single-quotes",
+        "bare-key",
+        "python-true",
+        "extra-data",
+        "missing-comma",
+        "raw-newline",
+        "unterminated",
+        "empty",
+        "blank",
+    ],
+)
+def test_malformed_json_says_why_and_where_without_echoing_the_text(
+    tmp_path: Path, text: str, line: int, reason: str
+) -> None:
+    # GIVEN an input.json with a mistake people make in JSON (comments and trailing commas most of all)
+    path = tmp_path / "input.json"
+    path.write_text(text)
+
+    # WHEN it is loaded
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    # THEN the error names the file, the line and column, and why; it repeats nothing of the text
+    message = str(caught.value)
+    assert caught.value.field == str(path)
+    assert f"not valid JSON (line {line}, column " in message
+    assert reason in message, message
+    assert SECRET_IN_FILE not in message
+    if reason in ("a comment", "a trailing comma"):
+        assert "comments and trailing commas are not JSON" in message
+
+
+@pytest.mark.parametrize("size", [1024 * 1024 + 1, 5 * 1024 * 1024])
+def test_a_config_file_over_1_mb_is_refused_naming_the_file_and_the_limit(tmp_path: Path, size: int) -> None:
+    # GIVEN a config file larger than any input.json could reasonably be (valid JSON, even)
+    path = tmp_path / "huge.json"
+    path.write_text('{"recycle": {}, "x": "' + "a" * size + '"}')
+    # WHEN it is loaded, THEN the error names the file and the limit
+    with pytest.raises(ConfigError, match=r"larger than 1 MB") as caught:
+        load_config(path)
+    assert caught.value.field == str(path)
+
+
+def test_recycle_config_naming_dev_zero_is_a_bounded_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN RECYCLE_CONFIG naming an endless file
+    monkeypatch.setenv("RECYCLE_CONFIG", "/dev/zero")
+    # WHEN the config is loaded, THEN it stops at the limit with a clear error (not memory exhaustion)
+    with pytest.raises(ConfigError, match=r"larger than 1 MB") as caught:
+        load_config()
+    assert caught.value.field == "/dev/zero"
+
+
+def test_a_config_file_just_under_the_limit_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "input.json"
+    document = '{"recycle": {"poll_interval_seconds": 2}}'
+    path.write_text(document + " " * (1024 * 1024 - len(document)))
+    assert load_config(path).recycle.poll_interval_seconds == 2.0
 
 
 def test_config_error_never_echoes_a_secret_value() -> None:

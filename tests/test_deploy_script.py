@@ -25,16 +25,42 @@ SCRIPT = ROOT / "cloudformation_deploy.sh"
 FUNCTION = "ecs-task-recycle-fn"
 ALIAS_ARN = f"arn:aws:lambda:eu-west-1:123456789012:function:{FUNCTION}-durable:live"
 
+CHANGE_SET_ARN = (
+    "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/awscli-cloudformation-package-deploy-1733300000/"
+    "0b7a1c2d-3e4f-5a6b-7c8d-9e0f1a2b3c4d"
+)
 STUB = f"""#!{sys.executable}
 import json, os, sys
 args = sys.argv[1:]
+if args == ["--version"]:
+    # Not an AWS call: not logged. CLI v1 printed its version on stderr.
+    print(os.environ.get("AWS_STUB_VERSION", "aws-cli/2.22.0 Python/3.12.6 Linux/6.1 exe/x86_64"), file=sys.stderr)
+    sys.exit(0)
 with open(os.environ["AWS_STUB_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
 if "head-object" in args:
     sys.exit(int(os.environ.get("AWS_STUB_HEAD_OBJECT", "255")))
+if "describe-stack-resources" in args:
+    table = os.environ.get("AWS_STUB_LOCK_TABLE")
+    if table:
+        print(table)
+        sys.exit(0)
+    print(os.environ.get("AWS_STUB_RESOURCES_ERROR", "An error occurred (ValidationError) when calling the "
+          "DescribeStackResources operation: Stack with id recycler does not exist"), file=sys.stderr)
+    sys.exit(254)
 if "deploy" in args and os.environ.get("AWS_STUB_FAIL_DEPLOY"):
     print("An error occurred (ValidationError)", file=sys.stderr)
     sys.exit(255)
+if "deploy" in args and "--no-execute-changeset" in args:
+    if os.environ.get("AWS_STUB_NO_CHANGES"):
+        print("\\nNo changes to deploy. Stack recycler is up to date")
+    else:
+        print("\\nWaiting for changeset to be created..\\nChangeset created successfully. Run the following "
+              "command to review changes:\\naws cloudformation describe-change-set --change-set-name {CHANGE_SET_ARN}")
+    sys.exit(0)
+if "describe-change-set" in args:
+    print("|  Modify  |  Function  |  AWS::Lambda::Function  |  False  |")
+    sys.exit(0)
 if "describe-stacks" in args:
     query = args[args.index("--query") + 1]
     outputs = {{
@@ -325,3 +351,177 @@ def test_without_a_prebuilt_package_the_real_build_runs(deploy: Deploy, tmp_path
     assert run.call("s3", "cp")[-3:-1] == [str(built), f"s3://artifacts-123/ecs-task-recycle/{sha}.zip"]
     assert "sha256:" in run.err  # the build's own report
     assert "SKIP_DEPS is set" in run.err  # and a warning that such a package is not deployable
+
+
+# --------------------------------------------------------------------------- #
+# Checks that catch a deployment that could never work, before any AWS call
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--schedule", "rate(7 days)", "--schedule-service", "orders"], "--schedule-service orders is not among"),
+        (
+            ["--schedule", "rate(7 days)", "--schedule-service", "web", "--schedule-cluster", "staging"],
+            "--schedule-cluster staging is not --cluster prod",
+        ),
+        (["--parameter", "LogLevl=DEBUG"], "the template has no parameter LogLevl"),
+        (["--parameter", "TargetClusterName=other"], "set TargetClusterName with --cluster"),
+        (
+            ["--cluster", "arn:aws:ecs:us-east-1:123456789012:cluster/prod", "--region", "eu-west-1"],
+            "is in region us-east-1, not eu-west-1",
+        ),
+        (["--parameter", "ScheduleServiceName=orders"], "set ScheduleServiceName with --schedule-service"),
+        (["--cluster", "arn:aws:ecs:eu-west-1:1234:cluster/prod"], "invalid cluster name"),
+    ],
+    ids=[
+        "schedule-service",
+        "schedule-cluster",
+        "parameter-name",
+        "parameter-of-a-flag",
+        "arn-region",
+        "schedule-by-parameter",
+        "bad-arn",
+    ],
+)
+def test_a_deployment_that_cannot_work_is_a_usage_error_before_any_aws_call(
+    deploy: Deploy, args: list[str], message: str
+) -> None:
+    # GIVEN settings each of which deploys fine but fails later (AccessDenied on every scheduled run, say)
+    # WHEN the script runs
+    run = deploy(*REQUIRED, *args)
+    # THEN it says so, shows the usage, and calls nothing
+    assert run.code == 2, run.err
+    assert message in run.err
+    assert "Usage:" in run.err
+    assert run.calls == []
+
+
+def test_the_schedule_may_name_any_service_when_the_role_may_recycle_any(deploy: Deploy) -> None:
+    run = deploy(*REQUIRED[:6], "--services", "*", "--schedule", "rate(7 days)", "--schedule-service", "orders")
+    assert run.code == 0, run.err
+    assert overrides(run.call("cloudformation", "deploy"))["ScheduleServiceName"] == "orders"
+
+
+def test_every_template_parameter_is_accepted(deploy: Deploy) -> None:
+    # GIVEN every parameter the template declares, except those the script's own flags set
+    import iam_policy
+
+    declared = set(iam_policy.load_template(ROOT / "cloudformation.yaml")["Parameters"])
+    by_flag = {
+        "ArtifactBucket",
+        "ArtifactKey",
+        "TargetClusterName",
+        "TargetServiceNames",
+        "FunctionName",
+        "ScheduleExpression",
+        "ScheduleServiceName",
+        "ScheduleClusterName",
+        "ScheduleTimezone",
+        "ScheduleTarget",
+    }
+    names = sorted(declared - by_flag)
+    assert "LogLevel" in names and "LockTableName" in names
+    # WHEN each is given with --parameter
+    args = [word for name in names for word in ("--parameter", f"{name}=x")]
+    run = deploy(*REQUIRED, *args)
+    # THEN each reaches the deploy
+    assert run.code == 0, run.err
+    values = overrides(run.call("cloudformation", "deploy"))
+    assert {name: values[name] for name in names} == dict.fromkeys(names, "x")
+
+
+def test_a_cluster_arn_is_reduced_to_its_name_as_events_are(deploy: Deploy) -> None:
+    # GIVEN the cluster as its ARN (what the console copies)
+    arn = "arn:aws:ecs:eu-west-1:123456789012:cluster/prod"
+    # WHEN the script deploys
+    run = deploy(*REQUIRED[:4], "--cluster", arn, "--services", "web", "--region", "eu-west-1")
+    # THEN the role is scoped to the cluster's name, and the printed events name it
+    assert run.code == 0, run.err
+    assert overrides(run.call("cloudformation", "deploy"))["TargetClusterName"] == "prod"
+    assert '"cluster_name": "prod"' in run.out
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["aws-cli/1.36.2 Python/3.12.6 Linux/6.1 botocore/1.35.2", "", "not the aws cli"],
+    ids=["v1", "silent", "other"],
+)
+def test_the_aws_cli_must_be_version_2(deploy: Deploy, version: str) -> None:
+    # GIVEN an `aws` that is not CLI v2 (v1 has no --cli-binary-format for the printed commands)
+    run = deploy(*REQUIRED, AWS_STUB_VERSION=version)
+    # THEN the script stops with a clear error before any AWS call
+    assert run.code == 1
+    assert "the AWS CLI v2 is required" in run.err
+    assert run.calls == []
+
+
+# --------------------------------------------------------------------------- #
+# --preview
+# --------------------------------------------------------------------------- #
+
+
+def test_preview_creates_and_shows_the_change_set_and_executes_nothing(deploy: Deploy) -> None:
+    # WHEN the script runs with --preview
+    run = deploy(*REQUIRED, "--region", "eu-west-1", "--preview")
+    assert run.code == 0, run.err
+    # THEN the change set is created but not executed
+    created = run.call("cloudformation", "deploy")
+    assert "--no-execute-changeset" in created
+    # AND it is described, by the ARN the CLI printed
+    described = run.call("cloudformation", "describe-change-set")
+    assert described[described.index("--change-set-name") + 1] == CHANGE_SET_ARN
+    assert "AWS::Lambda::Function" in run.out
+    # AND the output says how to apply it, and reports no deployment
+    assert f"aws cloudformation execute-change-set --region eu-west-1 --change-set-name {CHANGE_SET_ARN}" in run.out
+    assert "Deployed stack" not in run.out
+    assert not any("describe-stacks" in c for c in run.calls)
+
+
+def test_preview_of_an_unchanged_stack_says_so(deploy: Deploy) -> None:
+    run = deploy(*REQUIRED, "--preview", AWS_STUB_NO_CHANGES="1")
+    assert run.code == 0, run.err
+    assert "No changes" in run.out
+    assert not any("describe-change-set" in c for c in run.calls)
+
+
+# --------------------------------------------------------------------------- #
+# The lock table survives an upgrade
+# --------------------------------------------------------------------------- #
+
+
+def test_an_upgrade_keeps_the_existing_lock_table_name(deploy: Deploy) -> None:
+    # GIVEN a stack deployed by an older template, whose table followed the function's name
+    run = deploy(*REQUIRED, "--function-name", "renamed", AWS_STUB_LOCK_TABLE="ecs-task-recycle-locks")
+    # WHEN it is deployed again (and the function renamed)
+    assert run.code == 0, run.err
+    # THEN the deploy pins the table it has, so CloudFormation never replaces it
+    values = overrides(run.call("cloudformation", "deploy"))
+    assert values["LockTableName"] == "ecs-task-recycle-locks"
+    assert values["FunctionName"] == "renamed"
+    looked_up = run.call("describe-stack-resources")
+    assert looked_up[looked_up.index("--logical-resource-id") + 1] == "LockTable"
+
+
+def test_a_new_stack_takes_the_template_default_table_name(deploy: Deploy) -> None:
+    run = deploy(*REQUIRED)
+    assert run.code == 0, run.err
+    assert "LockTableName" not in overrides(run.call("cloudformation", "deploy"))
+
+
+def test_an_explicit_lock_table_name_wins_with_a_warning(deploy: Deploy) -> None:
+    run = deploy(*REQUIRED, "--parameter", "LockTableName=new-locks", AWS_STUB_LOCK_TABLE="old-locks")
+    assert run.code == 0, run.err
+    assert overrides(run.call("cloudformation", "deploy"))["LockTableName"] == "new-locks"
+    assert "old-locks" in run.err and "new-locks" in run.err
+
+
+def test_a_failed_lock_table_lookup_stops_before_the_deploy(deploy: Deploy) -> None:
+    # GIVEN credentials that may not describe the stack: the table name cannot be known
+    error = "An error occurred (AccessDenied) when calling the DescribeStackResources operation: not authorized"
+    run = deploy(*REQUIRED, AWS_STUB_RESOURCES_ERROR=error)
+    # THEN nothing is deployed (a guess could replace the table)
+    assert run.code == 1
+    assert "AccessDenied" in run.err
+    assert not any("deploy" in c for c in run.calls)

@@ -81,3 +81,63 @@ def test_the_plain_invocation_capacity_is_stated_one_way() -> None:
     assert "about 20 tasks" not in README
     claims = set(re.findall(r"(\d+) tasks one at a time", README))
     assert claims <= {"11", "200"}, claims
+
+
+def _bash_blocks(section: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_the_make_test_time_is_stated() -> None:
+    assert re.search(r"`make test` takes about \d+–\d+ minutes", _section("## Two commands"))
+
+
+def test_the_local_endpoint_commands_run_against_moto_server(tmp_path: Path) -> None:
+    """The README's AWS_ENDPOINT_URL block, run as printed against a moto server holding demo/web."""
+    import socket
+    import subprocess
+
+    import boto3
+    import requests
+    from moto.server import ThreadedMotoServer
+
+    from dev.simulator import EcsSimulator, VirtualClock
+
+    # GIVEN the README's two blocks: the server's start, and the commands that use it
+    start, commands = _bash_blocks(_section("### Against a local endpoint (moto's server)"))[:2]
+    readme_port = re.search(r"-p (\d+)", start)
+    assert readme_port and (ROOT / start.split()[0]).exists()
+    readme_url = f"http://127.0.0.1:{readme_port.group(1)}"
+    assert f"AWS_ENDPOINT_URL={readme_url}\n" in commands
+    # AND such a server (on a free port), where demo/web runs three tasks
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    url = f"http://127.0.0.1:{port}"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    # moto's backends belong to this process: start empty, and leave nothing (the lock table, the cluster) behind.
+    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+    try:
+        with EcsSimulator(VirtualClock()) as sim:
+            ecs = boto3.Session(region_name="us-east-1").client("ecs", endpoint_url=url)
+            sim.create_service(ecs, "demo", "web", 3)
+            tasks = set(ecs.list_tasks(cluster="demo", serviceName="web")["taskArns"])
+            # WHEN the commands run as printed, from the repository, with nothing of ours in the environment
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", commands.replace(readme_url, url)],
+                cwd=ROOT,
+                env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AWS_CONFIG_FILE": "/dev/null"},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+    finally:
+        requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+        server.stop()
+    # THEN the dry run succeeds against the local endpoint and plans exactly the service's tasks
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"status": "dry_run"' in result.stdout
+    assert len(tasks) == 3
+    for task in tasks:
+        assert task in result.stdout

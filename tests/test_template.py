@@ -703,7 +703,7 @@ def test_evaluator_insists_on_known_and_required_parameters() -> None:
         iam_policy.role_statements(TEMPLATE, {"TargetServiceNames": "web"})
 
 
-def test_lock_table_is_on_demand_with_ttl_and_named_to_the_functions() -> None:
+def test_lock_table_is_on_demand_with_ttl_and_its_name_reaches_both_functions() -> None:
     # GIVEN the template WHEN the lock table and the functions' environment are resolved
     table = resolved("LockTable")
     # THEN the table is on demand, keyed by pk, with TTL on expires_at
@@ -786,3 +786,48 @@ def test_the_alarm_topic_adds_an_alarm_on_failed_runs_and_one_on_function_errors
     # AND the second adds both functions' Errors
     functions = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for m in errors["Metrics"] if "MetricStat" in m}
     assert functions == {"ecs-task-recycle", "ecs-task-recycle-durable"}
+
+
+# --------------------------------------------------------------------------- #
+# What a replacement must never delete
+# --------------------------------------------------------------------------- #
+
+
+def test_renaming_the_function_keeps_the_lock_table_and_its_name() -> None:
+    # GIVEN the stack deployed under one function name, then renamed (the README's way to a new durable timeout)
+    before = resolved("LockTable", FunctionName="ecs-task-recycle")
+    after = resolved("LockTable", FunctionName="recycler-v2")
+    # THEN the table's name does not follow the function's, so CloudFormation does not replace it
+    assert before["TableName"] == after["TableName"] == "ecs-task-recycle-locks"  # <stack name>-locks
+    for function in ("Function", "DurableFunction"):
+        assert resolved(function, FunctionName="recycler-v2")["Environment"]["Variables"]["LOCK_TABLE_NAME"] == (
+            "ecs-task-recycle-locks"
+        )
+    # AND were it ever replaced or the stack deleted, the table and what a repair needs in it stay
+    table = template()["Resources"]["LockTable"]
+    assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_the_lock_table_name_can_be_pinned_and_the_role_follows_it() -> None:
+    # GIVEN an existing stack's table name, pinned by the deploy script on an upgrade
+    pinned = "old-function-locks"
+    # WHEN the template is resolved with it
+    table = resolved("LockTable", LockTableName=pinned)
+    # THEN the table keeps that name, both functions use it, and the role may write that table only
+    assert table["TableName"] == pinned
+    for function in ("Function", "DurableFunction"):
+        assert resolved(function, LockTableName=pinned)["Environment"]["Variables"]["LOCK_TABLE_NAME"] == pinned
+    arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{pinned}"
+    assert allowed("dynamodb:PutItem", arn, LockTableName=pinned)
+    assert not allowed("dynamodb:PutItem", LOCK_TABLE_ARN, LockTableName=pinned)
+    # AND the parameter accepts exactly DynamoDB table names (or empty, for <stack name>-locks)
+    pattern = re.compile(template()["Parameters"]["LockTableName"]["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch("a.b_c-1") and pattern.fullmatch("x" * 255)
+    assert not pattern.fullmatch("ab") and not pattern.fullmatch("has space") and not pattern.fullmatch("x" * 256)
+
+
+def test_a_renamed_function_leaves_its_old_log_groups_in_place() -> None:
+    # GIVEN the log groups, named after the function (Lambda writes to /aws/lambda/<name>)
+    for name, group in resources_of_type("AWS::Logs::LogGroup").items():
+        # THEN a rename, which replaces them, keeps the old ones and their logs
+        assert group["UpdateReplacePolicy"] == "Retain", name

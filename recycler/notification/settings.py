@@ -10,11 +10,12 @@ this at every parse, and AWSSession (which ``secrets`` needs) imports that.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from recycler.errors import ConfigError, clip
+from recycler.fields import reject_unknown
 from recycler.notification.addresses import (
     HOSTNAME,
     addr_spec,
@@ -130,8 +131,8 @@ def parse_notification_config(
         )
     if not isinstance(email_section, Mapping):
         raise ConfigError(EMAIL_SECTION, "must be a JSON object")
-    _reject_unknown(SMTP_SECTION, smtp_section, _SMTP_KEYS)
-    _reject_unknown(EMAIL_SECTION, email_section, _EMAIL_KEYS)
+    reject_unknown(smtp_section, _SMTP_KEYS, SMTP_SECTION)
+    reject_unknown(email_section, _EMAIL_KEYS, EMAIL_SECTION)
 
     host = _parse_host(smtp_section)
     port, security = _parse_port_and_security(smtp_section, host)
@@ -173,15 +174,6 @@ def parse_notification_config(
         notify_on=_parse_notify_on(email_section),
         timeout_seconds=_parse_timeout(smtp_section),
     )
-
-
-def _reject_unknown(prefix: str, section: Mapping[str, Any], allowed: Iterable[str]) -> None:
-    unknown = sorted(str(k) for k in set(section) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"{prefix}.{clip(unknown[0])}",
-            f"unknown key (allowed: {', '.join(sorted(allowed))})",
-        )
 
 
 def _parse_host(section: Mapping[str, Any]) -> str:
