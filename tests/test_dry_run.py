@@ -327,3 +327,16 @@ def test_a_lock_item_this_tool_never_wrote_is_a_would_refuse_entry(bed: Bed) -> 
     assert "not one this tool wrote" in _checks(report)["lock"]
     assert {op for op in bed.sim.calls if op in SIM_MUTATING} == set()
     assert bed.service_state() == before
+
+
+def test_the_email_of_a_dry_run_says_what_the_real_run_would_refuse(bed: Bed) -> None:
+    # GIVEN a dry run of three tasks gated by a misspelt alarm
+    from recycler.notification.content import build_sections
+
+    bed.add_service(tasks=3)
+    report = bed.run(dry_run=True, alarm_names=["web-5xxx"]).to_dict()
+
+    # THEN the email's outcome counts the plan's tasks and quotes the refusal
+    outcome = dict(build_sections(report).facts)["Outcome"]
+    assert outcome.startswith("nothing was changed; 3 task(s) would be recycled; but the real run would be refused")
+    assert "'web-5xxx' does not exist" in outcome
