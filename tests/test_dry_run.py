@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import CLUSTER, SERVICE, SIM_MUTATING, Bed
+from test_durable import durable  # noqa: F401 - the durable execution fixture, on the same bed
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
@@ -340,3 +341,26 @@ def test_the_email_of_a_dry_run_says_what_the_real_run_would_refuse(bed: Bed) ->
     outcome = dict(build_sections(report).facts)["Outcome"]
     assert outcome.startswith("nothing was changed; 3 task(s) would be recycled; but the real run would be refused")
     assert "'web-5xxx' does not exist" in outcome
+
+
+def test_a_durable_dry_run_lists_the_execution_timeout_under_time_budget(
+    bed: Bed,
+    durable: Any,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the durable function with a 1 h ExecutionTimeout, and 40 tasks one at a time (about 2.3 h)
+    from recycler import durable_bounds
+
+    monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, "3600")
+    bed.add_service(tasks=40, target=(1, 50))
+    before = bed.service_state()
+
+    # WHEN a durable dry run is asked for
+    outcome = durable(dry_run=True)
+
+    # THEN the execution succeeds with the plan, the admission's refusal listed under time_budget; nothing changed
+    assert outcome.result.status.name == "SUCCEEDED", outcome.result
+    report = outcome.report
+    assert report["status"] == "dry_run" and len(report["plan"]["tasks_to_stop"]) == 40
+    assert "ExecutionTimeout (3600s)" in _checks(report)["time_budget"]
+    bed.assert_nothing_changed(before)
