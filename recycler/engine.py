@@ -178,7 +178,7 @@ class Recycler:
         request = self.request
         names = preflight.gating_alarms(request)
         self.gates = Gates(self.reads, names, self.started, self.owner_id)
-        if names and not request.dry_run:
+        if names:
             self.runtime.step("check alarms", self.gates.refuse_unless_alarms_are_quiet)
 
     def _handed_off(self, preflight: Preflight, report: RecycleReport) -> bool:
