@@ -166,8 +166,8 @@ class Rehearsal:
             problem(
                 "time_budget",
                 f"the plan takes about {fits['estimated_seconds']}s, more than the {fits['available_seconds']}s "
-                f"this invocation has left before the restore reserve, and {why}: the run would stop when the "
-                "time runs out, restore, and report incomplete. Use the durable function, or recycle fewer tasks "
-                "at once (max_tasks) or more per batch (batch_size)",
+                f"this invocation has for it (its remaining time less restore_reserve_seconds), and {why}: the run "
+                "would stop when the time runs out, restore, and report incomplete. Use the durable function, or "
+                "recycle fewer tasks at once (max_tasks) or more per batch (batch_size)",
             )
         ]
