@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from recycler.aws import SCALABLE_DIMENSION, ServiceReads, retrying
+from recycler.aws import SCALABLE_DIMENSION, ScalableTarget, ServiceReads, retrying
 from recycler.errors import LockCorrupt, RestoreFailed
 from recycler.holder import LockHolder, Log
-from recycler.lock import Phase, Snapshot
+from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.report import RecycleReport
 from recycler.runtime import Clock, Runtime, iso_seconds
 
@@ -140,49 +140,8 @@ class Capacity:
         from/to) before anything is written: re-deciding after an UpdateService
         that landed would find the original count and remove a second task.
         """
-        lock = self.holder.current
-        assert lock.snapshot is not None
-        s = lock.snapshot
         current = int(self.reads.describe_service().get("desiredCount", 0))
-        surged = s.desired_count + s.surge_size
-        external: list[str] = []
-        if lock.phase == Phase.RESTORING:
-            assert lock.restore_from is not None and lock.restore_to is not None
-            if current in (lock.restore_from, lock.restore_to):
-                target = lock.restore_to
-            else:
-                target = current
-                external.append(
-                    f"desiredCount became {current} while the restore from {lock.restore_from} to "
-                    f"{lock.restore_to} was under way; left as it is"
-                )
-        elif lock.phase == Phase.SURGING and not self.surge_landed:
-            # A run that died around its surge: the UpdateService may or may not have landed.
-            if current in (surged, s.desired_count):
-                target = s.desired_count
-            else:
-                target = current
-                external.append(
-                    f"desiredCount is {current}, neither {s.desired_count} nor the surged {surged}: another actor "
-                    f"changed it, and whether the surge landed cannot be told, so it is left as it is (at most "
-                    f"{s.surge_size} above what they set)"
-                )
-        else:
-            target = max(current - s.surge_size, 0)
-            if current != surged:
-                external.append(
-                    f"desiredCount was changed by another actor during the run (expected {surged}, found "
-                    f"{current}); removed only the {s.surge_size} task(s) this run added ({current} -> {target}) "
-                    "and kept their change"
-                )
-        if not 0 <= target <= current:
-            # A restore only ever takes away what a surge added: never below zero, never above now.
-            raise LockCorrupt(
-                f"the lock of {lock.owner} would set desiredCount {current} -> {target}, outside 0..{current}: "
-                "refusing to apply it. Check the service by hand, then delete the lock item"
-            )
-        actions = [f"desiredCount {current} -> {target}"] if target != current else []
-        return {"current": current, "target": target, "actions": actions, "external": external}
+        return desired_restore_plan(self.holder.current, current, self.surge_landed)
 
     def _set_desired(self, target: int) -> dict[str, Any]:
         """Set an absolute desired count: repeating it is harmless."""
@@ -204,50 +163,18 @@ class Capacity:
         return self.holder.record_phase(f"{stage} mark target restored", phase=Phase.TARGET_RESTORED)
 
     def _undo_target_changes(self) -> dict[str, Any]:
-        """Undo what this run changed on the scalable target, and only that.
+        """Undo what this run changed on the scalable target, and only that (see target_restore_plan).
 
-        The run switched on the suspension flags that were off, and may have
-        raised MaxCapacity for the surge. Those go back; whatever another actor
-        changed meanwhile (Min, Max, flags the run did not touch) is kept and
-        reported. Running this again after it landed changes nothing.
+        Running this again after it landed changes nothing.
         """
         s = self.snapshot
         if not s.changes_target():
             return {"actions": [], "external": []}
-        target = self.reads.scalable_target()
-        if target is None:
-            return {"actions": [], "external": ["the scalable target was deregistered during the run; nothing to undo"]}
-        now_min, now_max = target.min_capacity, target.max_capacity
-        flags = dict(target.suspended)
-        for flag in s.flags_to_suspend():
-            flags[flag] = False
-        widened = s.widened_max()
-        new_max = s.max_capacity if widened is not None and now_max == widened else now_max
-        external: list[str] = []
-        if now_min != s.min_capacity:
-            external.append(
-                f"MinCapacity was changed by another actor during the run ({s.min_capacity} -> {now_min}); kept"
-            )
-        if now_max not in (s.max_capacity, widened):
-            external.append(
-                f"MaxCapacity was changed by another actor during the run ({s.max_capacity} -> {now_max}); kept"
-            )
-        if now_min > new_max:
-            external.append(f"MinCapacity {now_min} is above MaxCapacity {new_max}: MaxCapacity left at {now_max}")
-            new_max = now_max
-        restored_target = {"min_capacity": now_min, "max_capacity": new_max, "suspended": flags}
-        if flags == target.suspended and new_max == now_max:
-            return {"actions": [], "external": external, "restored_target": restored_target}
-        kwargs: dict[str, Any] = {"SuspendedState": flags}
-        if new_max != now_max:
-            kwargs["MaxCapacity"] = new_max
-        self._register_target(**kwargs)
-        resumed = [_FLAG_WORDS[flag] for flag in s.flags_to_suspend() if target.suspended.get(flag)]
-        changes = [f"MaxCapacity {now_max} -> {new_max}"] if new_max != now_max else []
-        if resumed:
-            changes.append(f"{' and '.join(resumed)} resumed")
-        action = "scalable target: " + "; ".join(changes)
-        return {"actions": [action], "external": external, "restored_target": restored_target}
+        outcome = target_restore_plan(s, self.reads.scalable_target())
+        register = outcome.pop("register", None)
+        if register is not None:
+            self._register_target(**register)
+        return outcome
 
     def _register_target(self, **kwargs: Any) -> None:
         """RegisterScalableTarget on an existing target changes only the fields given (MinCapacity is never sent)."""
@@ -261,6 +188,99 @@ class Capacity:
 
     def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
         return retrying(fn, self.clock.sleep, lambda message: self.log(logging.ERROR, message))
+
+
+def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> dict[str, Any]:
+    """The desired count a restore from this lock's phase goes to, given the service's count now.
+
+    The repair and a dry run's plan of it decide alike: the plan shows what the repair will do.
+    ``surge_landed``: this very run saw its surge's UpdateService succeed.
+    """
+    assert lock.snapshot is not None
+    s = lock.snapshot
+    surged = s.desired_count + s.surge_size
+    external: list[str] = []
+    if lock.phase == Phase.RESTORING:
+        assert lock.restore_from is not None and lock.restore_to is not None
+        if current in (lock.restore_from, lock.restore_to):
+            target = lock.restore_to
+        else:
+            target = current
+            external.append(
+                f"desiredCount became {current} while the restore from {lock.restore_from} to "
+                f"{lock.restore_to} was under way; left as it is"
+            )
+    elif lock.phase == Phase.SURGING and not surge_landed:
+        # A run that died around its surge: the UpdateService may or may not have landed.
+        if current in (surged, s.desired_count):
+            target = s.desired_count
+        else:
+            target = current
+            external.append(
+                f"desiredCount is {current}, neither {s.desired_count} nor the surged {surged}: another actor "
+                f"changed it, and whether the surge landed cannot be told, so it is left as it is (at most "
+                f"{s.surge_size} above what they set)"
+            )
+    else:
+        target = max(current - s.surge_size, 0)
+        if current != surged:
+            external.append(
+                f"desiredCount was changed by another actor during the run (expected {surged}, found "
+                f"{current}); removed only the {s.surge_size} task(s) this run added ({current} -> {target}) "
+                "and kept their change"
+            )
+    if not 0 <= target <= current:
+        # A restore only ever takes away what a surge added: never below zero, never above now.
+        raise LockCorrupt(
+            f"the lock of {lock.owner} would set desiredCount {current} -> {target}, outside 0..{current}: "
+            "refusing to apply it. Check the service by hand, then delete the lock item"
+        )
+    actions = [f"desiredCount {current} -> {target}"] if target != current else []
+    return {"current": current, "target": target, "actions": actions, "external": external}
+
+
+def target_restore_plan(s: Snapshot, target: ScalableTarget | None) -> dict[str, Any]:
+    """What undoing a run's changes does to the scalable target as it is now; ``register`` is the call to make.
+
+    The run switched on the suspension flags that were off, and may have
+    raised MaxCapacity for the surge. Those go back; whatever another actor
+    changed meanwhile (Min, Max, flags the run did not touch) is kept and
+    reported. The repair and a dry run's plan of it decide alike.
+    """
+    if not s.changes_target():
+        return {"actions": [], "external": []}
+    if target is None:
+        return {"actions": [], "external": ["the scalable target was deregistered during the run; nothing to undo"]}
+    now_min, now_max = target.min_capacity, target.max_capacity
+    flags = dict(target.suspended)
+    for flag in s.flags_to_suspend():
+        flags[flag] = False
+    widened = s.widened_max()
+    new_max = s.max_capacity if widened is not None and now_max == widened else now_max
+    external: list[str] = []
+    if now_min != s.min_capacity:
+        external.append(
+            f"MinCapacity was changed by another actor during the run ({s.min_capacity} -> {now_min}); kept"
+        )
+    if now_max not in (s.max_capacity, widened):
+        external.append(
+            f"MaxCapacity was changed by another actor during the run ({s.max_capacity} -> {now_max}); kept"
+        )
+    if now_min > new_max:
+        external.append(f"MinCapacity {now_min} is above MaxCapacity {new_max}: MaxCapacity left at {now_max}")
+        new_max = now_max
+    restored_target = {"min_capacity": now_min, "max_capacity": new_max, "suspended": flags}
+    if flags == target.suspended and new_max == now_max:
+        return {"actions": [], "external": external, "restored_target": restored_target}
+    register: dict[str, Any] = {"SuspendedState": flags}
+    if new_max != now_max:
+        register["MaxCapacity"] = new_max
+    resumed = [_FLAG_WORDS[flag] for flag in s.flags_to_suspend() if target.suspended.get(flag)]
+    changes = [f"MaxCapacity {now_max} -> {new_max}"] if new_max != now_max else []
+    if resumed:
+        changes.append(f"{' and '.join(resumed)} resumed")
+    action = "scalable target: " + "; ".join(changes)
+    return {"actions": [action], "external": external, "restored_target": restored_target, "register": register}
 
 
 def _add_error(report: RecycleReport, message: str) -> None:

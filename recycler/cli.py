@@ -126,4 +126,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))
-    return 1 if result.get("status") in NOT_COMPLETED else 0
+    # A dry run that found what the real run would refuse fails too: a script can gate on it.
+    return 1 if result.get("status") in NOT_COMPLETED or result.get("would_refuse") else 0

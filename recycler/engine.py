@@ -31,7 +31,8 @@ from recycler.handoff import HandOff
 from recycler.holder import LockHolder
 from recycler.lock import LOCK_TABLE_ENV, LockRecord
 from recycler.lock_store import DynamoLockStore
-from recycler.preflight import Preflight, legacy_tag_note, make_plan, preflight_step, refusal
+from recycler.preflight import Preflight, legacy_tag_note, preflight_step, refusal
+from recycler.rehearsal import Rehearsal
 from recycler.report import RecycleReport, TaskResult
 from recycler.request import RecycleRequest
 from recycler.runtime import Clock, Runtime, iso_seconds
@@ -113,25 +114,22 @@ class Recycler:
         return report
 
     def _run(self, request: RecycleRequest, report: RecycleReport) -> None:
-        if self.lock_store is None and not request.dry_run:
+        if request.dry_run:
+            self._rehearse(report)
+            return
+        if self.lock_store is None:
             raise ConfigError(LOCK_TABLE_ENV, "a recycle needs the lock table (only a dry run works without one)")
         preflight = self._preflight("preflight", report)
         if self.preflight_check is not None:
             self.preflight_check(preflight)
-        if not request.dry_run and self._handed_off(preflight, report):
+        if self._handed_off(preflight, report):
             return
-        if preflight.stale_lock is not None and not request.dry_run:
+        if preflight.stale_lock is not None:
             # Undoing what a dead run left is safe whatever the alarms say; recycling is what they gate.
             self._repair(preflight.stale_lock, report)
             preflight = self._preflight("preflight after repair", report)
         self._gate(preflight)
         self._describe(preflight, report)
-        if request.dry_run:
-            table = self.lock_store.table_name if self.lock_store else None
-            hand_off = self.hand_off.decide(preflight, self.selection) if self.hand_off else None
-            report.plan = make_plan(preflight, request, self.settings, self.selection, table, hand_off).to_dict()
-            report.status = "dry_run"
-            return
         if not self.originals:
             report.status = "succeeded"
             self._log(logging.INFO, "No running tasks: nothing to recycle")
@@ -154,12 +152,36 @@ class Recycler:
 
     # ------------------------------------------------------------ the parts
 
+    def _rehearse(self, report: RecycleReport) -> None:
+        """A dry run: every check the run would make before changing anything, each refusal listed, none raised."""
+        rehearsal = Rehearsal(
+            self.reads,
+            self.lock_store,
+            self.clock,
+            self.settings,
+            self.request,
+            self.runtime.remaining_seconds,
+            self.hand_off,
+            self.preflight_check,
+        )
+        result = self.runtime.step("dry run", rehearsal.run)
+        report.status = "dry_run"
+        report.plan, report.would_refuse = result["plan"], result["would_refuse"]
+        found = result["found"]
+        if found is not None:
+            self._found(report, found["service_arn"], found["desired_count"])
+            report.task_total = found["task_total"]
+        report.tasks_skipped += [TaskResult(0, arn, None, 0.0, note) for arn, note in result["left_alone"]]
+        report.external_changes += result["notes"]
+        for entry in report.would_refuse:
+            self._log(logging.WARNING, f"The run would be refused: {entry['problem']}", check=entry["check"])
+
     def _gate(self, preflight: Preflight) -> None:
         """The alarms that gate this run must all exist and be quiet before anything changes."""
         request = self.request
         names = preflight.gating_alarms(request)
         self.gates = Gates(self.reads, names, self.started, self.owner_id, preflight.cancel_tag)
-        if names and not request.dry_run:
+        if names:
             self.runtime.step("check alarms", self.gates.refuse_unless_alarms_are_quiet)
 
     def _handed_off(self, preflight: Preflight, report: RecycleReport) -> bool:

@@ -113,18 +113,9 @@ class Gates:
 
     def refuse_unless_alarms_are_quiet(self) -> None:
         """Before anything changes: every alarm must exist, and none be in ALARM."""
-        if not self.alarm_names:
-            return
-        states = self.reads.alarm_states(self.alarm_names)
-        missing = [name for name in self.alarm_names if name not in states]
-        if missing:
-            raise PreflightError(
-                f"alarm {missing[0]!r} does not exist (a misspelt alarm would never stop the run); "
-                f"{len(missing)} of {len(self.alarm_names)} alarms missing"
-            )
-        firing = self._firing(states)
-        if firing is not None:
-            raise PreflightError(f"alarm {firing['alarm']!r} is already in ALARM: {firing['reason']}")
+        problems = alarm_problems(self.reads, self.alarm_names)
+        if problems:
+            raise PreflightError(problems[0])
 
     def stop_reason(self, service: dict[str, Any]) -> dict[str, str] | None:
         """A cancel on the service (read with its tags), else an alarm in ALARM, else None. JSON for checkpoints."""
@@ -155,6 +146,27 @@ class Gates:
             if state["state"] == "ALARM":
                 return {"alarm": name, "reason": state["reason"]}
         return None
+
+
+def alarm_problems(reads: ServiceReads, names: tuple[str, ...]) -> list[str]:
+    """Why these alarms would refuse a run, the missing ones first; empty when all exist and none is in ALARM.
+
+    The run refuses on the first; a dry run lists them all.
+    """
+    if not names:
+        return []
+    states = reads.alarm_states(names)
+    missing = [name for name in names if name not in states]
+    problems = [
+        f"alarm {name!r} does not exist (a misspelt alarm would never stop the run); "
+        f"{len(missing)} of {len(names)} alarms missing"
+        for name in missing
+    ]
+    return problems + [
+        f"alarm {name!r} is already in ALARM: {state['reason']}"
+        for name, state in states.items()
+        if state["state"] == "ALARM"
+    ]
 
 
 def stop_error(reason: dict[str, str]) -> Exception:

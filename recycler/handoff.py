@@ -27,6 +27,26 @@ from recycler.settings import RecycleSettings
 HANDOFF_ENV = "DURABLE_FUNCTION_ALIAS_ARN"
 
 
+def plan_fits(
+    preflight: Preflight,
+    selection: Selection,
+    request: RecycleRequest,
+    settings: RecycleSettings,
+    remaining: float | None,
+) -> dict[str, Any]:
+    """Whether the plan's estimate fits what this invocation has left after the restore's reserve.
+
+    The same rule decides the hand-off and a dry run's time_budget check. No deadline (the CLI) always fits.
+    """
+    needed = plan_seconds(preflight, selection, request, settings)
+    available = None if remaining is None else remaining - settings.restore_reserve_seconds
+    return {
+        "fits": available is None or needed <= available or not selection.batches,
+        "estimated_seconds": round(needed),
+        "available_seconds": None if available is None else round(available),
+    }
+
+
 @dataclass
 class HandOff:
     """Decides whether to hand the run to the durable alias, and starts it there."""
@@ -43,14 +63,11 @@ class HandOff:
 
     def decide(self, preflight: Preflight, selection: Selection) -> dict[str, Any]:
         """Whether the plan fits this invocation; JSON, for the dry-run plan and the step."""
-        remaining = self.remaining_seconds()
-        needed = plan_seconds(preflight, selection, self.request, self.settings)
-        available = None if remaining is None else remaining - self.settings.restore_reserve_seconds
-        would = bool(self.request.hand_off and available is not None and needed > available and selection.batches)
+        fits = plan_fits(preflight, selection, self.request, self.settings, self.remaining_seconds())
         return {
-            "would_hand_off": would,
-            "estimated_seconds": round(needed),
-            "available_seconds": None if available is None else round(available),
+            "would_hand_off": bool(self.request.hand_off and not fits["fits"]),
+            "estimated_seconds": fits["estimated_seconds"],
+            "available_seconds": fits["available_seconds"],
             "durable_alias": self.alias_arn,
             "execution_name": self.execution_name(),
         }

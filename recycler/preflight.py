@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from recycler import errors
 from recycler.aws import SUSPENDED_FLAGS, ScalableTarget, ServiceReads
-from recycler.errors import ConfigError, LockHeld, PreflightError, RecycleError
+from recycler.errors import ConfigError, LockCorrupt, LockHeld, PreflightError, RecycleError
 from recycler.gates import CANCEL_TAG_KEY, service_alarm_names
 from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.lock_store import DynamoLockStore, lock_key
@@ -144,11 +145,17 @@ def refusal(refused: dict[str, Any]) -> RecycleError:
 
 
 def read_preflight(
-    reads: ServiceReads, store: DynamoLockStore | None, clock: Clock, seen: dict[str, Any] | None = None
+    reads: ServiceReads,
+    store: DynamoLockStore | None,
+    clock: Clock,
+    seen: dict[str, Any] | None = None,
+    would_refuse: list[dict[str, str]] | None = None,
 ) -> Preflight:
     """Read everything the run needs, change nothing; refuse a service the run may not touch.
 
     ``seen`` gets the service's ARN and counts as soon as it is found, for a refusal to report.
+    ``would_refuse``, given by a dry run, collects the refusals as ``{"check", "problem"}`` instead of
+    raising the first, so that every check is made (a lock it cannot read is then left out).
 
     The lock item is read before the service's desired count and scalable
     target: any run that takes the lock after this read changes its version,
@@ -156,6 +163,12 @@ def read_preflight(
     can therefore never contain another run's surge.
     """
     request = reads.request
+
+    def refuse(check: str, error: RecycleError) -> None:
+        if would_refuse is None:
+            raise error
+        would_refuse.append({"check": check, "problem": str(error)})
+
     located = reads.describe_service()
     if seen is not None:
         seen.update(
@@ -165,13 +178,18 @@ def read_preflight(
         )
     check_arn_matches(request, located)
     key = lock_key(str(located.get("clusterArn", "")), str(located.get("serviceName", request.service_name)))
-    lock = store.read(key) if store is not None else None
+    lock = _read_lock(store, key, refuse)
     if lock is not None and lock.is_live(clock.now()):
-        raise LockHeld(
-            f"another run ({lock.owner}) holds the lock on {request.service_name} until {iso_seconds(lock.expires_at)}"
+        refuse(
+            "lock",
+            LockHeld(
+                f"another run ({lock.owner}) holds the lock on {request.service_name} until "
+                f"{iso_seconds(lock.expires_at)}"
+            ),
         )
     service = reads.describe_service(include_tags=True)
-    _refuse_untouchable(request, service)
+    for check, error in untouchable(request, service):
+        refuse(check, error)
     tasks = reads.describe_tasks(reads.list_task_arns())
     running = oldest_first(
         [
@@ -206,6 +224,19 @@ def read_preflight(
     )
 
 
+def _read_lock(
+    store: DynamoLockStore | None, key: str, refuse: Callable[[str, RecycleError], None]
+) -> LockRecord | None:
+    if store is None:
+        return None
+    try:
+        return store.read(key)
+    except RecycleError as e:
+        # A dry run goes on without the lock; a run is refused here (refuse raises).
+        refuse("lock" if isinstance(e, LockCorrupt) else "lock_table", e)
+        return None
+
+
 def _fastest_start(tasks: list[dict[str, Any]]) -> float | None:
     """The quickest created-to-started time among the tasks, at most the first replacement's estimate.
 
@@ -227,27 +258,37 @@ def _epoch(value: Any) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else None
 
 
-def _refuse_untouchable(request: RecycleRequest, service: dict[str, Any]) -> None:
-    if service.get("status") != "ACTIVE":
-        raise PreflightError(f"service {request.service_name} is {service.get('status')}, not ACTIVE")
-    if service.get("schedulingStrategy") == "DAEMON":
-        raise PreflightError("DAEMON services run one task per instance and have no desired count to surge")
+def untouchable(request: RecycleRequest, service: dict[str, Any]) -> list[tuple[str, PreflightError]]:
+    """Why the run may not touch this service, as (check, error): the run raises the first."""
+    name, status = request.service_name, service.get("status")
     controller = (service.get("deploymentController") or {}).get("type", "ECS")
-    if controller != "ECS":
-        raise PreflightError(
-            f"service {request.service_name} uses the {controller} deployment controller; its tasks belong "
-            "to task sets that this tool does not manage (only ECS rolling-update services are supported)"
-        )
     deployments = service.get("deployments", [])
-    if len(deployments) > 1:
-        raise PreflightError(
-            f"a deployment is in progress ({len(deployments)} deployments at once); "
-            "wait for it to finish before recycling"
-        )
-    if any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments):
-        raise PreflightError(
-            "a deployment is in progress (its rolloutState is IN_PROGRESS); wait for it to finish before recycling"
-        )
+    found = [
+        ("service", status != "ACTIVE", f"service {name} is {status}, not ACTIVE"),
+        (
+            "service",
+            service.get("schedulingStrategy") == "DAEMON",
+            "DAEMON services run one task per instance and have no desired count to surge",
+        ),
+        (
+            "service",
+            controller != "ECS",
+            f"service {name} uses the {controller} deployment controller; its tasks belong to task sets that "
+            "this tool does not manage (only ECS rolling-update services are supported)",
+        ),
+        (
+            "deployment",
+            len(deployments) > 1,
+            f"a deployment is in progress ({len(deployments)} deployments at once); wait for it to finish "
+            "before recycling",
+        ),
+        (
+            "deployment",
+            len(deployments) <= 1 and any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments),
+            "a deployment is in progress (its rolloutState is IN_PROGRESS); wait for it to finish before recycling",
+        ),
+    ]
+    return [(check, PreflightError(message)) for check, applies, message in found if applies]
 
 
 def check_arn_matches(request: RecycleRequest, service: dict[str, Any]) -> None:
@@ -270,14 +311,14 @@ def legacy_tag_note() -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a dry run says the run would do."""
+    """What a dry run says the run would do: first the repair a crashed run left owed, then the recycle."""
 
+    stale_lock_to_repair: dict[str, Any] | None
     tasks_to_stop: tuple[str, ...]
     batches: int
     batch_size: int
     left_alone: dict[str, Any]
     surge: dict[str, Any] | None
-    stale_lock_to_repair: dict[str, Any] | None
     lock_table: str | None
     # The CloudWatch alarms that would gate the run (checked just before it starts).
     alarms: tuple[str, ...]
@@ -320,7 +361,9 @@ def make_plan(
     selection: Selection,
     lock_table: str | None,
     hand_off: dict[str, Any] | None,
+    repair: dict[str, Any] | None = None,
 ) -> Plan:
+    """``preflight`` as the service will be once ``repair`` (recycler.rehearsal) has been made."""
     batches = len(selection.batches)
     surge_size = min(request.batch_size, len(selection.chosen))
     start = preflight.fastest_start_seconds or INITIAL_REPLACEMENT_ESTIMATE_SECONDS
@@ -333,8 +376,8 @@ def make_plan(
             "suspend": ["DynamicScalingInSuspended", "ScheduledScalingSuspended"] if target else [],
             "raise_max_capacity": bool(target and surged > target.max_capacity),
         }
-    stale = preflight.stale_lock
     return Plan(
+        stale_lock_to_repair=repair,
         tasks_to_stop=selection.chosen,
         batches=batches,
         batch_size=request.batch_size,
@@ -345,9 +388,6 @@ def make_plan(
             "protected": "checked just before each batch is stopped",
         },
         surge=surge,
-        stale_lock_to_repair={"owner": stale.owner, "phase": stale.phase, "expired_at": stale.expires_at}
-        if stale
-        else None,
         lock_table=lock_table,
         alarms=preflight.gating_alarms(request),
         hand_off=hand_off,

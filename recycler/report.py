@@ -43,6 +43,8 @@ class RecycleReport:
     error: str | None = None
     error_type: str | None = None
     plan: dict[str, Any] | None = None
+    # A dry run's: each refusal the real run would meet, as {"check": ..., "problem": ...}.
+    would_refuse: list[dict[str, str]] | None = None
     # When a plain invocation handed the run to the durable function: its execution name and how to follow it.
     handed_off: dict[str, Any] | None = None
     notification: dict[str, Any] | None = None
@@ -52,7 +54,7 @@ class RecycleReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("plan", "handed_off"):
+        for optional in ("plan", "would_refuse", "handed_off"):
             if data[optional] is None:
                 del data[optional]
         return data

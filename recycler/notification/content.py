@@ -140,8 +140,11 @@ def _describe_outcome(report: Mapping[str, Any]) -> str:
     if status == "succeeded":
         return "every task was replaced"
     if status == "dry_run":
-        count = len(_list(report.get("tasks_remaining")))
-        return f"nothing was changed; {count} task(s) would be recycled"
+        plan = report.get("plan")
+        count = len(_list(plan.get("tasks_to_stop") if isinstance(plan, Mapping) else report.get("tasks_remaining")))
+        refusals = [as_text(e.get("problem")) for e in _list(report.get("would_refuse")) if isinstance(e, Mapping)]
+        refused = f"; but the real run would be refused: {'; '.join(refusals)}" if refusals else ""
+        return f"nothing was changed; {count} task(s) would be recycled{refused}"
     if status == "failed":
         error_type = report.get("error_type")
         cause = f"stopped by {as_text(error_type)}" if error_type else "the run stopped"
