@@ -122,4 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))
+    # 2 as for any other refusal before a change (another run holds the service); 1 for a run that failed.
+    if result.get("status") == "refused":
+        return 2
     return 1 if result.get("status") in NOT_COMPLETED else 0

@@ -19,6 +19,7 @@ from recycler.batches import BatchRunner
 from recycler.capacity import Capacity
 from recycler.errors import (
     ConfigError,
+    LockHeld,
     LockLost,
     RecycleCancelled,
     RecycleError,
@@ -103,9 +104,10 @@ class Recycler:
         except Exception as e:  # noqa: BLE001 - every failure must end in a report, never escape unrestored
             # Not `finally`: a durable suspension is a BaseException and must not restore.
             self._fail(report, e)
+        self._account(report)
         finished = self.runtime.step("finish", self.clock.now)
         report.duration_seconds = round(finished - started, 1)
-        if report.status == "succeeded":
+        if report.status == "succeeded" and report.task_total:
             self._log(logging.INFO, "Task recycle completed successfully", tasks_recycled=len(report.tasks_recycled))
         return report
 
@@ -131,7 +133,9 @@ class Recycler:
             return
         if not self.originals:
             report.status = "succeeded"
-            self._log(logging.INFO, "No running tasks: nothing to recycle")
+            left = len(preflight.running_tasks)
+            why = f"all {left} running tasks are left alone" if left else "the service runs no task"
+            self._log(logging.INFO, f"Nothing to recycle: {why}")
             return
         surge_size = min(request.batch_size, len(self.originals))
         self.holder.acquire(preflight, request.maintain_service_state, surge_size, len(self.originals))
@@ -203,9 +207,15 @@ class Recycler:
         if "refused" in checked:
             refused = checked["refused"]
             self._found(report, refused["service_arn"], refused["desired_count"])
+            counted = refused["running_count"]
+            holder = refused.get("lock_holder")
+            if holder:
+                self._held_by(report, holder)
+                # The live counts include the holder's surge: its snapshot has the service as it was.
+                counted = report.original_desired_count
             if not request.min_task_age_seconds and request.max_tasks is None:
                 # Every running task would have been recycled: the count is known without listing them.
-                report.task_total = refused["running_count"]
+                report.task_total = counted
             raise refusal(refused)
         preflight = Preflight.from_dict(checked["preflight"])
         self.selection = select(
@@ -219,6 +229,13 @@ class Recycler:
         self._found(report, preflight.service_arn, preflight.desired_count)
         report.task_total = len(self.originals)
         return preflight
+
+    @staticmethod
+    def _held_by(report: RecycleReport, holder: dict[str, Any]) -> None:
+        """The run that holds the lock, in the report; and the desired count its snapshot keeps."""
+        report.lock_holder = {key: holder.get(key) for key in ("owner", "phase", "expires_at")}
+        if holder.get("snapshot_desired_count") is not None:
+            report.original_desired_count = int(holder["snapshot_desired_count"])
 
     @staticmethod
     def _found(report: RecycleReport, service_arn: str, desired_count: int) -> None:
@@ -318,20 +335,33 @@ class Recycler:
             # Another run owns the service now; restoring from our snapshot would undo its work.
             self.holder.record = None
             report.restored = False
-        if not report.tasks_remaining:
-            done = {t.old_task_arn for t in report.tasks_recycled + report.tasks_skipped}
-            report.tasks_remaining = [a for a in self.originals if a not in done] + list(self.selection.beyond_max)
+
+    def _account(self, report: RecycleReport) -> None:
+        """Every task the pre-flight found, in exactly one of the report's lists: those in none remain."""
+        selection = getattr(self, "selection", None)
+        if selection is None or report.status in ("dry_run", "handed_off"):
+            return
+        listed = set(report.listed_arns())
+        for arn, note in selection.too_young:
+            if arn not in listed:
+                report.tasks_skipped.append(TaskResult(0, arn, None, 0.0, note))
+        report.tasks_remaining += [a for a in (*selection.chosen, *selection.beyond_max) if a not in listed]
 
     def _fail(self, report: RecycleReport, error: Exception) -> None:
         if report.error is not None:
             return
         report.error = str(error)
         report.error_type = type(error).__name__
+        if isinstance(error, LockHeld) and error.holder and report.lock_holder is None:
+            self._held_by(report, error.holder)
         report.status = (
             "incomplete"
             if isinstance(error, TimeBudgetExhausted)
             else "cancelled"
             if isinstance(error, RecycleCancelled)
+            # Another run has the service: this one changed nothing and is not a failure of the recycle.
+            else "refused"
+            if isinstance(error, LockHeld)
             else "failed"
         )
         level = logging.ERROR if isinstance(error, RecycleError) else logging.CRITICAL

@@ -53,6 +53,11 @@ class ServiceNotFound(PreflightError):
 class LockHeld(PreflightError):
     """Another run holds an unexpired lock on the service."""
 
+    def __init__(self, message: str, holder: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        # Who holds it, its phase, its expiry and its snapshot's desired count (recycler.lock_store.holder_facts).
+        self.holder = holder
+
 
 class LockLost(RecycleError):
     """This run's lock expired and another run took the service over. Nothing more is touched."""
@@ -60,6 +65,15 @@ class LockLost(RecycleError):
 
 class ReplacementFailed(RecycleError):
     """Replacement tasks kept stopping (for example TaskFailedToStart)."""
+
+    # The message ends with the last failed replacement's stoppedReason, after this.
+    REASON = "last stoppedReason: "
+
+    @property
+    def stopped_reason(self) -> str | None:
+        """Read back from the message: a durable replay rebuilds the error from its message alone."""
+        _, marked, reason = str(self).rpartition(self.REASON)
+        return reason if marked and reason else None
 
 
 class PlacementFailed(RecycleError):

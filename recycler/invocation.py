@@ -31,8 +31,9 @@ from recycler.settings import AppConfig, load_config
 
 logger = logging.getLogger("ecs-task-recycle")
 
-# The outcomes raised as RecycleNotCompleted (and exit 1 on the CLI); all others are what was asked for.
-NOT_COMPLETED = ("failed", "incomplete")
+# The outcomes raised as RecycleNotCompleted (and a non-zero exit on the CLI); all others are what was asked for.
+# A refused run changed nothing (another run holds the service, or the event was invalid); it still raises.
+NOT_COMPLETED = ("failed", "incomplete", "refused")
 
 _config: AppConfig | None = None
 

@@ -31,6 +31,9 @@ class RecycleReport:
     tasks_recycled: list[TaskResult] = field(default_factory=list)
     tasks_skipped: list[TaskResult] = field(default_factory=list)
     tasks_remaining: list[str] = field(default_factory=list)
+    # Originals the run stopped whose replacement never served (note: the replacement's stoppedReason, or
+    # why the wait ended): ECS replaces them once the cause is fixed, so they are neither recycled nor remaining.
+    tasks_stopped_not_replaced: list[TaskResult] = field(default_factory=list)
     # Replacements that stopped before serving (TaskFailedToStart and the like).
     failed_replacements: int = 0
     restored: bool | None = None
@@ -45,6 +48,8 @@ class RecycleReport:
     plan: dict[str, Any] | None = None
     # When a plain invocation handed the run to the durable function: its execution name and how to follow it.
     handed_off: dict[str, Any] | None = None
+    # A run refused because another holds the lock: the holder's owner, phase and expiry (ISO 8601 UTC).
+    lock_holder: dict[str, Any] | None = None
     notification: dict[str, Any] | None = None
     request_id: str | None = None
     log_group: str | None = None
@@ -52,7 +57,16 @@ class RecycleReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("plan", "handed_off"):
+        for optional in ("plan", "handed_off", "lock_holder"):
             if data[optional] is None:
                 del data[optional]
         return data
+
+    def listed_arns(self) -> list[str]:
+        """Every original the report names, in its four lists (one each, when the report is right)."""
+        return (
+            [t.old_task_arn for t in self.tasks_recycled]
+            + [t.old_task_arn for t in self.tasks_skipped]
+            + list(self.tasks_remaining)
+            + [t.old_task_arn for t in self.tasks_stopped_not_replaced]
+        )

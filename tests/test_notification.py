@@ -334,13 +334,16 @@ def test_given_password_references_when_parsing_then_they_are_kept_as_references
 # When the tests' messages are "sent": the subject's date comes from this clock, like the Date header.
 SENT = datetime(2026, 11, 28, 21, 10, 30, tzinfo=UTC)
 SUBJECTS = {
-    "succeeded": "AWS ECS | ECS Service Task Recycle Completed | 2026-11-28",
-    "dry_run": "AWS ECS | DRY RUN | ECS Service Task Recycle Completed | 2026-11-28",
-    "failed": "AWS ECS | FAILED | ECS Service Task Recycle Completed | 2026-11-28",
-    "incomplete": "AWS ECS | INCOMPLETE | ECS Service Task Recycle Completed | 2026-11-28",
-    "cancelled": "AWS ECS | CANCELLED | ECS Service Task Recycle Completed | 2026-11-28",
-    "handed_off": "AWS ECS | HANDED OFF | ECS Service Task Recycle Completed | 2026-11-28",
-    "something-new": "AWS ECS | UNKNOWN OUTCOME | ECS Service Task Recycle Completed | 2026-11-28",
+    "succeeded": "AWS ECS | SUCCEEDED | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "dry_run": "AWS ECS | DRY RUN | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "failed": "AWS ECS | FAILED | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "incomplete": "AWS ECS | INCOMPLETE | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "cancelled": "AWS ECS | CANCELLED | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "handed_off": "AWS ECS | HANDED OFF | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "refused": "AWS ECS | REFUSED | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "something-new": (
+        "AWS ECS | UNKNOWN OUTCOME | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28"
+    ),
 }
 
 
@@ -379,7 +382,7 @@ def test_given_a_success_when_sent_then_both_parts_carry_the_whole_report(
     message = received.parsed()
     assert message.get_content_type() == "multipart/alternative"
     sent_on = parsedate_to_datetime(message["Date"]).astimezone(UTC).date().isoformat()
-    assert message["Subject"] == f"AWS ECS | ECS Service Task Recycle Completed | {sent_on}"
+    assert message["Subject"] == f"AWS ECS | SUCCEEDED | ECS Service Task Recycle Completed | prod-cluster/web-api | {sent_on}"
     assert message["From"] == "ECS Recycle <noreply@example.com>"
     assert message["To"] == "admin@example.com"
     assert message["Cc"] == "Team Lead <lead@example.com>"
