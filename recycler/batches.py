@@ -71,7 +71,7 @@ class BatchRunner:
             decision = self.runtime.step(f"stop batch {number}", functools.partial(self._stop_batch, batch, first))
             if decision["action"] == "out_of_time":
                 self._leave(report, done)
-                raise TimeBudgetExhausted(self._out_of_time(report, decision, number, done))
+                raise TimeBudgetExhausted(self._out_of_time(decision, number, done))
             if decision["action"] == "stop":
                 self._leave(report, done)
                 raise stop_error(decision["reason"])
@@ -128,9 +128,7 @@ class BatchRunner:
         reason = error.stopped_reason if isinstance(error, ReplacementFailed) else None
         note = f"its replacement stopped: {reason}" if reason else f"no replacement served: {clip(str(error), 300)}"
         for arn in stopped:
-            report.tasks_stopped_not_replaced.append(
-                TaskResult(first + batch.index(arn), arn, None, 0.0, note, number)
-            )
+            report.tasks_stopped_not_replaced.append(TaskResult(first + batch.index(arn), arn, None, 0.0, note, number))
 
     def _watch_alarms(self) -> None:
         """After the last batch, keep watching the alarms for alarm_watch_seconds: one that fires fails the run.
@@ -230,12 +228,12 @@ class BatchRunner:
             stopped.append(arn)
         return {"action": "stopped", "stopped": stopped, "skipped": skipped, "stopped_at": self.clock.now()}
 
-    def _out_of_time(self, report: RecycleReport, decision: dict[str, Any], number: int, done: int) -> str:
+    def _out_of_time(self, decision: dict[str, Any], number: int, done: int) -> str:
         remaining = len(self.selection.chosen) - done
+        # The count of tasks recycled is the report's (and the summary's): said once, not again here.
         return (
-            f"{len(report.tasks_recycled)} of {len(self.selection.chosen)} tasks recycled; the time budget "
-            f"({decision['remaining']:.0f}s left, the next batch needs about {decision['needed']:.0f}s) does not "
-            f"fit batch {number}. {self._carry_on(decision['now'], remaining)}"
+            f"the time budget ({decision['remaining']:.0f}s left, the next batch needs about "
+            f"{decision['needed']:.0f}s) does not fit batch {number}. {self._carry_on(decision['now'], remaining)}"
         )
 
     def resumable(self, error: TimeBudgetExhausted, unreached: int) -> TimeBudgetExhausted:

@@ -310,7 +310,7 @@ def test_a_second_start_for_the_same_service_does_not_start_a_second_recycle(
         "metrics",
     ]
     assert first.result.status.name == "SUCCEEDED"
-    assert [r["status"] for r in first.reports] == ["failed", "succeeded"]
+    assert [r["status"] for r in first.reports] == ["refused", "succeeded"]
     assert first.reports[0]["error_type"] == LockHeld.__name__
     bed.assert_each_original_stopped_at_most_once()
     assert bed.sim.calls["stop_task"] == 3

@@ -382,7 +382,8 @@ def test_given_a_success_when_sent_then_both_parts_carry_the_whole_report(
     message = received.parsed()
     assert message.get_content_type() == "multipart/alternative"
     sent_on = parsedate_to_datetime(message["Date"]).astimezone(UTC).date().isoformat()
-    assert message["Subject"] == f"AWS ECS | SUCCEEDED | ECS Service Task Recycle Completed | prod-cluster/web-api | {sent_on}"
+    subject = f"AWS ECS | SUCCEEDED | ECS Service Task Recycle Completed | prod-cluster/web-api | {sent_on}"
+    assert message["Subject"] == subject
     assert message["From"] == "ECS Recycle <noreply@example.com>"
     assert message["To"] == "admin@example.com"
     assert message["Cc"] == "Team Lead <lead@example.com>"
@@ -1000,11 +1001,11 @@ def test_given_each_outcome_when_rendered_then_heading_and_outcome_row_say_diffe
     assert rich.count(html.escape(outcome, quote=True)) == 1
 
 
-def test_given_a_failure_when_rendered_then_the_outcome_row_names_the_error_type() -> None:
+def test_given_a_failure_when_rendered_then_the_outcome_row_says_what_stopped_it_in_words() -> None:
     report = make_report("failed", error_type="ReplacementFailed")
     text, _ = parts(render_message(report, config_for(smtp_section(587))))
     assert text.startswith("ECS service task recycle FAILED: prod-cluster/web-api\n")
-    assert "Outcome:                stopped by ReplacementFailed; see the error below" in text
+    assert "Outcome:                stopped because a replacement task failed to start; see the error below" in text
 
 
 def test_given_restore_actions_when_rendered_then_each_is_listed_in_both_parts() -> None:

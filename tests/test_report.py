@@ -3,12 +3,11 @@ a refusal that reads as one, nothing to recycle said plainly, a retried hand-off
 
 from __future__ import annotations
 
-from typing import Any
-
 import io
 import json
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from conftest import CLUSTER, SERVICE, Bed
@@ -19,6 +18,7 @@ from recycler import invocation
 from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.notification.render import render_message
 from recycler.notification.settings import parse_notification_config
+from recycler.request import parse_event
 from recycler.settings import RecycleSettings, parse_config
 from recycler.watch import ReplacementWatch
 
@@ -49,6 +49,7 @@ def _subject_and_text(report: dict[str, Any]) -> tuple[str, str]:
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
     return str(message["Subject"]), str(body.get_content())  # type: ignore[attr-defined]
+
 
 # --------------------------------------------------------------------------- every original in one list
 
@@ -238,3 +239,21 @@ def test_the_email_lists_the_tasks_stopped_and_not_replaced_and_those_skipped() 
     _, text = _subject_and_text(report)
     assert "Stopped, not replaced:\n  - ccc: its replacement stopped: CannotPull" in text
     assert "Tasks skipped:\n  - ddd: protected until 10:00" in text
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_the_incomplete_message_gives_the_count_once(bed: Bed) -> None:
+    # GIVEN 6 tasks and an invocation with time for about two
+    bed.add_service(tasks=6, target=(2, 8))
+    engine, _ = bed.engine(timeout=400)
+
+    report = engine.run(parse_event({"cluster_name": CLUSTER, "service_name": SERVICE}))
+
+    # THEN the message says "N of 6 tasks recycled" once, and still the event that carries on
+    message = invocation.summarise(report.to_dict())
+    assert report.status == "incomplete", report.error
+    assert message.count("of 6 tasks") == 1, message
+    assert "carry on with the event" in message
+    bed.assert_every_original_in_exactly_one_list(report, set(bed.snapshots[SERVICE]["tasks"]))
