@@ -114,7 +114,12 @@ class Recycler:
     def _run(self, request: RecycleRequest, report: RecycleReport) -> None:
         if self.lock_store is None and not request.dry_run:
             raise ConfigError(LOCK_TABLE_ENV, "a recycle needs the lock table (only a dry run works without one)")
-        preflight = self._preflight("preflight", report)
+        try:
+            preflight = self._preflight("preflight", report)
+        except LockHeld:
+            if self._already_handed_off(report):
+                return
+            raise
         if self.preflight_check is not None:
             self.preflight_check(preflight)
         if not request.dry_run and self._handed_off(preflight, report):
@@ -180,6 +185,16 @@ class Recycler:
             f"The plan takes about {decision['estimated_seconds']}s, more than the {decision['available_seconds']}s "
             f"this invocation has: handed off to the durable function as {report.handed_off['execution_name']}",
         )
+        return True
+
+    def _already_handed_off(self, report: RecycleReport) -> bool:
+        """A retry of an invocation whose durable execution has started, and holds the lock: still a hand-off."""
+        holder = report.lock_holder or {}
+        if self.hand_off is None or self.request.dry_run or not self.hand_off.owns(holder.get("owner")):
+            return False
+        report.handed_off = self.hand_off.following(already_started=True)
+        report.status, report.lock_holder = "handed_off", None
+        self._log(logging.INFO, f"Already handed off: the durable execution {report.handed_off['execution_name']} runs")
         return True
 
     def _cancel_tag_at_start(self, preflight: Preflight, report: RecycleReport) -> None:

@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from conftest import CLUSTER, SERVICE, Bed
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
 from recycler import invocation
+from recycler.handoff import HANDOFF_ENV
 from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.notification.render import render_message
 from recycler.notification.settings import parse_notification_config
@@ -257,3 +259,75 @@ def test_the_incomplete_message_gives_the_count_once(bed: Bed) -> None:
     assert message.count("of 6 tasks") == 1, message
     assert "carry on with the event" in message
     bed.assert_every_original_in_exactly_one_list(report, set(bed.snapshots[SERVICE]["tasks"]))
+
+
+# --------------------------------------------------------------------------- a retried hand-off
+
+ALIAS = "arn:aws:lambda:us-east-1:123456789012:function:ecs-task-recycle-durable:live"
+
+
+class _DurableAlias:
+    """The durable alias as Lambda answers it: one execution per DurableExecutionName."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        name = kwargs["DurableExecutionName"]
+        if name in self.started:
+            error = {"Code": "DurableExecutionAlreadyStartedException", "Message": f"{name} already started"}
+            raise ClientError({"Error": error}, "Invoke")
+        self.started.append(name)
+        return {"StatusCode": 202}
+
+
+@pytest.fixture
+def durable_alias(bed: Bed, handler: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> _DurableAlias:
+    alias = _DurableAlias()
+    monkeypatch.setenv(HANDOFF_ENV, ALIAS)
+    real_create_client = invocation.create_client
+    monkeypatch.setattr(
+        invocation,
+        "create_client",
+        lambda session, name: alias if name == "lambda" else real_create_client(session, name),
+    )
+    return alias
+
+
+def test_a_retried_hand_off_whose_execution_already_started_reports_handed_off(
+    bed: Bed, durable_alias: _DurableAlias
+) -> None:
+    # GIVEN 40 tasks, too many for one invocation: the first attempt hands the run off
+    bed.add_service(tasks=40, target=(1, 50))
+    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
+    first = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    assert first["status"] == "handed_off"
+
+    # WHEN Lambda retries the same invocation (same request id), and the durable client says the execution exists
+    again = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+
+    # THEN the retry reports handed_off, naming the execution, already started; not FAILED "0 of 40"
+    assert again["status"] == "handed_off", again.get("error")
+    assert again["handed_off"]["execution_name"] == first["handed_off"]["execution_name"]
+    assert again["handed_off"]["already_started"] is True and first["handed_off"]["already_started"] is False
+    assert durable_alias.started == [first["handed_off"]["execution_name"]]
+
+
+def test_a_retried_hand_off_whose_execution_holds_the_lock_reports_handed_off(
+    bed: Bed, durable_alias: _DurableAlias
+) -> None:
+    # GIVEN a hand-off whose durable execution has started and taken the service's lock
+    bed.add_service(tasks=40, target=(1, 50))
+    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
+    first = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-10"))
+    name = first["handed_off"]["execution_name"]
+    holder = _live_surged_lock(bed, f"durable:0123456789abcdef:{name}", desired=40)
+    bed.plant_lock(holder)
+
+    # WHEN the same invocation is retried
+    again = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-10"))
+
+    # THEN it is the same hand-off, already under way: not a refusal, and the lock is untouched
+    assert again["status"] == "handed_off", again.get("error")
+    assert again["handed_off"]["execution_name"] == name and again["handed_off"]["already_started"] is True
+    assert bed.lock() == holder
