@@ -16,6 +16,7 @@ from conftest import CLUSTER, SERVICE, Bed
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
 from recycler import invocation
+from recycler.errors import ConfigError
 from recycler.handoff import HANDOFF_ENV
 from recycler.lock import LockRecord, Phase, Snapshot
 from recycler.notification.render import render_message
@@ -47,6 +48,7 @@ def handler(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def _subject_and_text(report: dict[str, Any]) -> tuple[str, str]:
+    assert MAIL is not None
     message = render_message(report, MAIL, now=SENT)
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
@@ -275,8 +277,8 @@ class _DurableAlias:
     def invoke(self, **kwargs: Any) -> dict[str, Any]:
         name = kwargs["DurableExecutionName"]
         if name in self.started:
-            error = {"Code": "DurableExecutionAlreadyStartedException", "Message": f"{name} already started"}
-            raise ClientError({"Error": error}, "Invoke")
+            code, message = "DurableExecutionAlreadyStartedException", f"{name} already started"
+            raise ClientError({"Error": {"Code": code, "Message": message}}, "Invoke")
         self.started.append(name)
         return {"StatusCode": 202}
 
@@ -331,3 +333,43 @@ def test_a_retried_hand_off_whose_execution_holds_the_lock_reports_handed_off(
     assert again["status"] == "handed_off", again.get("error")
     assert again["handed_off"]["execution_name"] == name and again["handed_off"]["already_started"] is True
     assert bed.lock() == holder
+
+
+# --------------------------------------------------------------------------- a bad event on a schedule
+
+
+def test_a_bad_event_is_mailed_as_refused_when_the_notification_settings_load(
+    bed: Bed, handler: list[dict[str, Any]]
+) -> None:
+    # GIVEN a scheduled invocation whose event has a bad field
+    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": -5}
+
+    # WHEN the handler gets it
+    with pytest.raises(ConfigError, match="wait_time"):
+        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-bad"))
+
+    # THEN it still raises, and, since nobody watches a schedule, the refusal is mailed, marked REFUSED,
+    # naming the service and the field
+    (mailed,) = handler
+    assert mailed["status"] == "refused" and mailed["error_type"] == "ConfigError" and "wait_time" in mailed["error"]
+    assert (mailed["cluster"], mailed["service"], mailed["request_id"]) == (CLUSTER, SERVICE, "req-bad")
+    subject, text = _subject_and_text(mailed)
+    assert subject.startswith(f"AWS ECS | REFUSED | ECS Service Task Recycle | {CLUSTER}/{SERVICE} | ")
+    assert "wait_time" in text
+
+
+def test_a_bad_event_is_not_mailed_when_the_notification_settings_do_not_load(
+    bed: Bed, handler: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a bad event, and an input.json that does not load either
+    def broken() -> Any:
+        raise ConfigError("emailNotification.to", "is missing")
+
+    monkeypatch.setattr(invocation, "get_config", broken)
+    monkeypatch.setattr(lambda_function, "get_config", broken)
+    event = {"cluster_name": CLUSTER, "service_name": "bad name!"}
+
+    # THEN the event's own error is raised, and nothing is mailed
+    with pytest.raises(ConfigError, match="service_name"):
+        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock))
+    assert handler == []
