@@ -90,6 +90,8 @@ class Recycler:
     def run(self, request: RecycleRequest) -> RecycleReport:
         """Recycle the service. Raises nothing for an outcome: the report says it."""
         self.request = request
+        # A selection is this run's only once its pre-flight makes one (the report accounts for it).
+        vars(self).pop("selection", None)
         self.reads = ServiceReads(*self.clients, request=request, cloudwatch=self.cloudwatch)
         self._fresh_hold()
         cluster, service = request.cluster_name, request.service_name
@@ -225,7 +227,7 @@ class Recycler:
             counted = refused["running_count"]
             holder = refused.get("lock_holder")
             if holder:
-                self._held_by(report, holder)
+                report.held_by(holder)
                 # The live counts include the holder's surge: its snapshot has the service as it was.
                 counted = report.original_desired_count
             if not request.min_task_age_seconds and request.max_tasks is None:
@@ -244,13 +246,6 @@ class Recycler:
         self._found(report, preflight.service_arn, preflight.desired_count)
         report.task_total = len(self.originals)
         return preflight
-
-    @staticmethod
-    def _held_by(report: RecycleReport, holder: dict[str, Any]) -> None:
-        """The run that holds the lock, in the report; and the desired count its snapshot keeps."""
-        report.lock_holder = {key: holder.get(key) for key in ("owner", "phase", "expires_at")}
-        if holder.get("snapshot_desired_count") is not None:
-            report.original_desired_count = int(holder["snapshot_desired_count"])
 
     @staticmethod
     def _found(report: RecycleReport, service_arn: str, desired_count: int) -> None:
@@ -368,7 +363,7 @@ class Recycler:
         report.error = str(error)
         report.error_type = type(error).__name__
         if isinstance(error, LockHeld) and error.holder and report.lock_holder is None:
-            self._held_by(report, error.holder)
+            report.held_by(error.holder)
         report.status = (
             "incomplete"
             if isinstance(error, TimeBudgetExhausted)

@@ -62,6 +62,12 @@ class RecycleReport:
                 del data[optional]
         return data
 
+    def held_by(self, holder: dict[str, Any]) -> None:
+        """The run that holds the lock; and the desired count its snapshot keeps (the live one has its surge)."""
+        self.lock_holder = {key: holder.get(key) for key in ("owner", "phase", "expires_at")}
+        if holder.get("snapshot_desired_count") is not None:
+            self.original_desired_count = int(holder["snapshot_desired_count"])
+
     def listed_arns(self) -> list[str]:
         """Every original the report names, in its four lists (one each, when the report is right)."""
         return (
