@@ -189,17 +189,18 @@ def run_recycle(
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,512}", re.ASCII)
 
 
-def mail_refused_event(event: Any, error: ConfigError, invocation: dict[str, Any]) -> None:
-    """A scheduled run's bad event is mailed as REFUSED, since no one watches a schedule's errors.
-
-    Only when input.json (and so the notification settings) loads; the caller raises the event's error
-    either way. Never raises itself.
-    """
+def config_or_none() -> AppConfig | None:
+    """input.json, or None when it does not load (a refused event is then not mailed: there is nothing to mail
+    it with)."""
     try:
-        config = get_config()
+        return get_config()
     except RecycleError as e:
         logger.warning(f"The refused event is not mailed: input.json does not load either ({e})")
-        return
+        return None
+
+
+def refused_event_report(event: Any, error: ConfigError, invocation: dict[str, Any]) -> dict[str, Any]:
+    """The report of a run refused for its event: status refused, the error naming the field."""
 
     def named(key: str) -> str | None:
         value = event.get(key) if isinstance(event, dict) else None
@@ -210,7 +211,19 @@ def mail_refused_event(event: Any, error: ConfigError, invocation: dict[str, Any
     report.started_at = iso_seconds(SystemClock().now())
     for key in ("request_id", "log_group", "log_stream"):
         setattr(report, key, invocation.get(key))
-    result = logs.mask_data(report.to_dict())
+    return logs.mask_data(report.to_dict())
+
+
+def mail_refused_event(event: Any, error: ConfigError, invocation: dict[str, Any]) -> None:
+    """A scheduled run's bad event is mailed as REFUSED, since no one watches a schedule's errors.
+
+    Only when input.json (and so the notification settings) loads; the caller raises the event's error
+    either way. Never raises itself.
+    """
+    config = config_or_none()
+    if config is None:
+        return
+    result = refused_event_report(event, error, invocation)
     try:
         session = get_aws_session(config.aws)
     except (RecycleError, BotoCoreError, ClientError) as e:
