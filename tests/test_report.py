@@ -373,3 +373,13 @@ def test_a_bad_event_is_not_mailed_when_the_notification_settings_do_not_load(
     with pytest.raises(ConfigError, match="service_name"):
         lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock))
     assert handler == []
+
+
+def test_a_dry_runs_email_counts_the_tasks_it_would_recycle(bed: Bed) -> None:
+    # GIVEN 3 tasks, and a dry run
+    bed.add_service(tasks=3, target=(1, 6))
+    report = bed.run(dry_run=True)
+
+    # THEN its email says 3 would be recycled (the plan has them; no list of the report does)
+    _, text = _subject_and_text(report.to_dict())
+    assert "3 task(s) would be recycled" in text

@@ -166,8 +166,9 @@ def _describe_outcome(report: Mapping[str, Any]) -> str:
             return f"{recycled} of {total} tasks were replaced; the others were skipped (listed below)"
         return "every task was replaced"
     if status == "dry_run":
-        count = len(_list(report.get("tasks_remaining")))
-        return f"nothing was changed; {count} task(s) would be recycled"
+        total = report.get("task_total")
+        count = total if isinstance(total, int) else len(_list(report.get("tasks_remaining")))
+        return f"nothing was changed; {count} task(s) would be recycled" if count else "there is nothing to recycle"
     if status == "refused":
         holder = report.get("lock_holder")
         if isinstance(holder, Mapping):
