@@ -16,7 +16,16 @@ from typing import Any
 
 from recycler import logs
 from recycler.cli import main
-from recycler.invocation import NOT_COMPLETED, RecycleNotCompleted, get_config, logger, new_owner_id, run_recycle
+from recycler.errors import ConfigError
+from recycler.invocation import (
+    NOT_COMPLETED,
+    RecycleNotCompleted,
+    get_config,
+    logger,
+    mail_refused_event,
+    new_owner_id,
+    run_recycle,
+)
 from recycler.request import parse_event
 
 __all__ = ["lambda_handler", "main"]
@@ -24,13 +33,17 @@ __all__ = ["lambda_handler", "main"]
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     logs.configure()
-    request = parse_event(event)
-    config = get_config()
     invocation = {
         "request_id": getattr(context, "aws_request_id", None),
         "log_group": getattr(context, "log_group_name", None),
         "log_stream": getattr(context, "log_stream_name", None),
     }
+    try:
+        request = parse_event(event)
+    except ConfigError as e:
+        mail_refused_event(event, e, invocation)
+        raise
+    config = get_config()
     # Without a Lambda context (a direct call) there is no deadline: run as the CLI does,
     # renewing the lock after each task, and say so in the report.
     remaining_millis = getattr(context, "get_remaining_time_in_millis", None)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recycler.aws import ServiceReads
-from recycler.errors import TimeBudgetExhausted
+from recycler.errors import ReplacementFailed, TimeBudgetExhausted, clip
 from recycler.gates import Gates, stop_error
 from recycler.holder import LockHolder, Log
 from recycler.lock import Progress
@@ -68,7 +68,7 @@ class BatchRunner:
             decision = self.runtime.step(f"stop batch {number}", functools.partial(self._stop_batch, batch, first))
             if decision["action"] == "out_of_time":
                 self._leave(report, done)
-                raise TimeBudgetExhausted(self._out_of_time(report, decision, number, done))
+                raise TimeBudgetExhausted(self._out_of_time(decision, number, done))
             if decision["action"] == "stop":
                 self._leave(report, done)
                 raise stop_error(decision["reason"])
@@ -81,10 +81,12 @@ class BatchRunner:
                 try:
                     new = self.watch.wait(f"replacements {number}", decision["stopped_at"], len(stopped))
                 except TimeBudgetExhausted as e:
-                    self._leave(report, done, stopped)
+                    self._not_replaced(report, batch, first, number, stopped, e)
+                    self._leave(report, done)
                     raise self.resumable(e, len(self.selection.chosen) - done - len(stopped)) from e
-                except Exception:
-                    self._leave(report, done, stopped)
+                except Exception as e:
+                    self._not_replaced(report, batch, first, number, stopped, e)
+                    self._leave(report, done)
                     raise
                 self._record_batch(report, batch, first, number, stopped, new)
             done += len(batch)
@@ -101,10 +103,29 @@ class BatchRunner:
         self._leave(report, done)
         self._watch_alarms()
 
-    def _leave(self, report: RecycleReport, done: int, in_flight: list[str] | None = None) -> None:
-        """What the run did not recycle: the chosen tasks it did not get to, and those beyond max_tasks."""
-        unreached = [a for a in self.selection.chosen[done:] if a not in (in_flight or ())]
+    def _leave(self, report: RecycleReport, done: int) -> None:
+        """What the run did not recycle: the chosen tasks it did not get to, and those beyond max_tasks.
+
+        Not those of the batch under way that it skipped or stopped: they are listed once, where they are."""
+        listed = set(report.listed_arns())
+        unreached = [a for a in self.selection.chosen[done:] if a not in listed]
         report.tasks_remaining = unreached + list(self.selection.beyond_max)
+
+    @staticmethod
+    def _not_replaced(
+        report: RecycleReport,
+        batch: tuple[str, ...],
+        first: int,
+        number: int,
+        stopped: list[str],
+        error: Exception,
+    ) -> None:
+        """The batch's stopped tasks whose replacements had not all served when the wait ended: ECS still owes
+        them a replacement. A failed start's stoppedReason says why; otherwise the error does."""
+        reason = error.stopped_reason if isinstance(error, ReplacementFailed) else None
+        note = f"its replacement stopped: {reason}" if reason else f"no replacement served: {clip(str(error), 300)}"
+        for arn in stopped:
+            report.tasks_stopped_not_replaced.append(TaskResult(first + batch.index(arn), arn, None, 0.0, note, number))
 
     def _watch_alarms(self) -> None:
         """After the last batch, keep watching the alarms for alarm_watch_seconds: one that fires fails the run.
@@ -204,12 +225,12 @@ class BatchRunner:
             stopped.append(arn)
         return {"action": "stopped", "stopped": stopped, "skipped": skipped, "stopped_at": self.clock.now()}
 
-    def _out_of_time(self, report: RecycleReport, decision: dict[str, Any], number: int, done: int) -> str:
+    def _out_of_time(self, decision: dict[str, Any], number: int, done: int) -> str:
         remaining = len(self.selection.chosen) - done
+        # The count of tasks recycled is the report's (and the summary's): said once, not again here.
         return (
-            f"{len(report.tasks_recycled)} of {len(self.selection.chosen)} tasks recycled; the time budget "
-            f"({decision['remaining']:.0f}s left, the next batch needs about {decision['needed']:.0f}s) does not "
-            f"fit batch {number}. {self._carry_on(remaining)}"
+            f"the time budget ({decision['remaining']:.0f}s left, the next batch needs about "
+            f"{decision['needed']:.0f}s) does not fit batch {number}. {self._carry_on(remaining)}"
         )
 
     def resumable(self, error: TimeBudgetExhausted, unreached: int) -> TimeBudgetExhausted:

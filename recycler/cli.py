@@ -126,5 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))
-    # A dry run that found what the real run would refuse fails too: a script can gate on it.
+    # 2 as for any other refusal before a change (another run holds the service); 1 for a run that failed,
+    # and for a dry run that found what the real run would refuse: a script can gate on it.
+    if result.get("status") == "refused":
+        return 2
     return 1 if result.get("status") in NOT_COMPLETED or result.get("would_refuse") else 0

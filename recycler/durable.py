@@ -56,9 +56,11 @@ from recycler.errors import AwsCallFailed, ConfigError
 from recycler.invocation import (
     NOT_COMPLETED,
     RecycleNotCompleted,
+    config_or_none,
     control_action,
     get_config,
     lock_table_name,
+    refused_event_report,
     register_secrets,
 )
 from recycler.lock_store import DynamoLockStore
@@ -235,7 +237,11 @@ def run_durable_recycle(
 ) -> dict[str, Any]:
     """One durable recycle: validate, bound, run the engine, notify once, report (or fail)."""
     logs.configure()
-    request = parse_event(event)  # ConfigError before any AWS call
+    try:
+        request = parse_event(event)  # ConfigError before any AWS call
+    except ConfigError as e:
+        _mail_refused_event(event, e, context, config, session)
+        raise
     config = config or get_config()
     register_secrets(config)
     table = lock_table_name(config, request)
@@ -310,6 +316,20 @@ def run_durable_recycle(
             # The execution FAILS with this message, after the restore and the email.
             raise error
     return bounded_result(result)
+
+
+def _mail_refused_event(
+    event: Any, error: ConfigError, context: DurableContext, config: AppConfig | None, session: Any
+) -> None:
+    """A schedule may start this function too: its bad event is mailed as REFUSED when input.json loads."""
+    loaded = config or config_or_none()
+    if loaded is None:
+        return
+    execution = {"request_id": context.execution_context.durable_execution_arn}
+    report = refused_event_report(event, error, execution)
+    clients = Clients(lambda: session or get_aws_session(loaded.aws), lambda: session)
+    report["notification"] = logs.mask_data(_notify_once(context, report, loaded, clients))
+    context.step(lambda _: _publish_metrics(report), name="metrics")
 
 
 def _control(request: RecycleRequest, clients: Clients, table: str | None, clock: Clock, owner: str) -> Any:

@@ -149,7 +149,7 @@ def bounded_result(result: dict[str, Any]) -> dict[str, Any]:
     if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:
         return result
     short = dict(result)
-    for key in ("tasks_recycled", "tasks_skipped", "tasks_remaining"):
+    for key in ("tasks_recycled", "tasks_skipped", "tasks_remaining", "tasks_stopped_not_replaced"):
         items = result.get(key) or []
         short[key] = items[:RESULT_SAMPLE]
         short[f"{key}_count"] = len(items)

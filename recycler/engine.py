@@ -19,12 +19,13 @@ from recycler.batches import BatchRunner
 from recycler.capacity import Capacity
 from recycler.errors import (
     ConfigError,
+    LockHeld,
     LockLost,
-    RecycleCancelled,
     RecycleError,
     ReplacementFailed,
     RestoreFailed,
     TimeBudgetExhausted,
+    outcome_of,
 )
 from recycler.gates import CANCEL_TAG_KEY, CancelRequest, Gates, remove_cancel_tag, stop_error
 from recycler.handoff import HandOff
@@ -93,6 +94,8 @@ class Recycler:
     def run(self, request: RecycleRequest) -> RecycleReport:
         """Recycle the service. Raises nothing for an outcome: the report says it."""
         self.request = request
+        # A selection is this run's only once its pre-flight makes one (the report accounts for it).
+        vars(self).pop("selection", None)
         self.reads = ServiceReads(*self.clients, request=request, cloudwatch=self.cloudwatch, sts=self.sts)
         self._fresh_hold()
         cluster, service = request.cluster_name, request.service_name
@@ -107,9 +110,10 @@ class Recycler:
         except Exception as e:  # noqa: BLE001 - every failure must end in a report, never escape unrestored
             # Not `finally`: a durable suspension is a BaseException and must not restore.
             self._fail(report, e)
+        self._account(report)
         finished = self.runtime.step("finish", self.clock.now)
         report.duration_seconds = round(finished - started, 1)
-        if report.status == "succeeded":
+        if report.status == "succeeded" and report.task_total:
             self._log(logging.INFO, "Task recycle completed successfully", tasks_recycled=len(report.tasks_recycled))
         return report
 
@@ -119,7 +123,12 @@ class Recycler:
             return
         if self.lock_store is None:
             raise ConfigError(LOCK_TABLE_ENV, "a recycle needs the lock table (only a dry run works without one)")
-        preflight = self._preflight("preflight", report)
+        try:
+            preflight = self._preflight("preflight", report)
+        except LockHeld:
+            if self._already_handed_off(report):
+                return
+            raise
         if self.preflight_check is not None:
             self.preflight_check(preflight)
         if self._handed_off(preflight, report):
@@ -132,7 +141,9 @@ class Recycler:
         self._describe(preflight, report)
         if not self.originals:
             report.status = "succeeded"
-            self._log(logging.INFO, "No running tasks: nothing to recycle")
+            left = len(preflight.running_tasks)
+            why = f"all {left} running tasks are left alone" if left else "the service runs no task"
+            self._log(logging.INFO, f"Nothing to recycle: {why}")
             return
         surge_size = min(request.batch_size, len(self.originals))
         self.holder.acquire(preflight, request.maintain_service_state, surge_size, len(self.originals))
@@ -169,7 +180,7 @@ class Recycler:
         report.plan, report.would_refuse = result["plan"], result["would_refuse"]
         found = result["found"]
         if found is not None:
-            self._found(report, found["service_arn"], found["desired_count"])
+            report.found(found["service_arn"], found["desired_count"])
             report.task_total = found["task_total"]
         report.tasks_skipped += [TaskResult(0, arn, None, 0.0, note) for arn, note in result["left_alone"]]
         report.external_changes += result["notes"]
@@ -203,6 +214,16 @@ class Recycler:
         )
         return True
 
+    def _already_handed_off(self, report: RecycleReport) -> bool:
+        """A retry of an invocation whose durable execution has started, and holds the lock: still a hand-off."""
+        holder = report.lock_holder or {}
+        if self.hand_off is None or self.request.dry_run or not self.hand_off.owns(holder.get("owner")):
+            return False
+        report.handed_off = self.hand_off.following(already_started=True)
+        report.status, report.lock_holder = "handed_off", None
+        self._log(logging.INFO, f"Already handed off: the durable execution {report.handed_off['execution_name']} runs")
+        return True
+
     def _cancel_tag_at_start(self, preflight: Preflight, report: RecycleReport) -> None:
         """A cancel tag older than this run was left by one that ended: remove it, say so, carry on."""
         if preflight.cancel_tag is None:
@@ -227,10 +248,16 @@ class Recycler:
         request = self.request
         if "refused" in checked:
             refused = checked["refused"]
-            self._found(report, refused["service_arn"], refused["desired_count"])
+            report.found(refused["service_arn"], refused["desired_count"])
+            counted = refused["running_count"]
+            holder = refused.get("lock_holder")
+            if holder:
+                report.held_by(holder)
+                # The live counts include the holder's surge: its snapshot has the service as it was.
+                counted = report.original_desired_count
             if not request.min_task_age_seconds and request.max_tasks is None and request.started_before is None:
                 # Every running task would have been recycled: the count is known without listing them.
-                report.task_total = refused["running_count"]
+                report.task_total = counted
             raise refusal(refused)
         preflight = Preflight.from_dict(checked["preflight"])
         self.selection = select(
@@ -242,17 +269,9 @@ class Recycler:
             started_before=request.started_before,
         )
         self.originals = list(self.selection.chosen)
-        self._found(report, preflight.service_arn, preflight.desired_count)
+        report.found(preflight.service_arn, preflight.desired_count)
         report.task_total = len(self.originals)
         return preflight
-
-    @staticmethod
-    def _found(report: RecycleReport, service_arn: str, desired_count: int) -> None:
-        """What the report knows once the service is found: its region, account and desired count."""
-        arn_parts = service_arn.split(":")
-        report.region = arn_parts[3] if len(arn_parts) > 4 else report.region
-        report.account = arn_parts[4] if len(arn_parts) > 4 else None
-        report.original_desired_count = desired_count
 
     def _describe(self, preflight: Preflight, report: RecycleReport) -> None:
         for arn, note in self.selection.left_alone:
@@ -346,22 +365,21 @@ class Recycler:
             # Another run owns the service now; restoring from our snapshot would undo its work.
             self.holder.record = None
             report.restored = False
-        if not report.tasks_remaining:
-            done = {t.old_task_arn for t in report.tasks_recycled + report.tasks_skipped}
-            report.tasks_remaining = [a for a in self.originals if a not in done] + list(self.selection.beyond_max)
+
+    def _account(self, report: RecycleReport) -> None:
+        """Every task the pre-flight found, in exactly one of the report's lists: those in none remain."""
+        selection = getattr(self, "selection", None)
+        if selection is not None and report.status not in ("dry_run", "handed_off"):
+            report.account_for(selection.left_alone, (*selection.chosen, *selection.beyond_max))
 
     def _fail(self, report: RecycleReport, error: Exception) -> None:
         if report.error is not None:
             return
         report.error = str(error)
         report.error_type = type(error).__name__
-        report.status = (
-            "incomplete"
-            if isinstance(error, TimeBudgetExhausted)
-            else "cancelled"
-            if isinstance(error, RecycleCancelled)
-            else "failed"
-        )
+        if isinstance(error, LockHeld) and error.holder and report.lock_holder is None:
+            report.held_by(error.holder)
+        report.status = outcome_of(error)
         level = logging.ERROR if isinstance(error, RecycleError) else logging.CRITICAL
         self._log(level, f"Task recycle stopped: {error}", error_type=report.error_type)
 

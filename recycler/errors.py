@@ -53,6 +53,11 @@ class ServiceNotFound(PreflightError):
 class LockHeld(PreflightError):
     """Another run holds an unexpired lock on the service."""
 
+    def __init__(self, message: str, holder: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        # Who holds it, its phase, its expiry and its snapshot's desired count (recycler.lock_store.holder_facts).
+        self.holder = holder
+
 
 class LockLost(RecycleError):
     """This run's lock expired and another run took the service over. Nothing more is touched."""
@@ -60,6 +65,15 @@ class LockLost(RecycleError):
 
 class ReplacementFailed(RecycleError):
     """Replacement tasks kept stopping (for example TaskFailedToStart)."""
+
+    # The message ends with the last failed replacement's stoppedReason, after this.
+    REASON = "last stoppedReason: "
+
+    @property
+    def stopped_reason(self) -> str | None:
+        """Read back from the message: a durable replay rebuilds the error from its message alone."""
+        _, marked, reason = str(self).rpartition(self.REASON)
+        return reason if marked and reason else None
 
 
 class PlacementFailed(RecycleError):
@@ -92,3 +106,15 @@ class RestoreFailed(RecycleError):
 
 class LockCorrupt(PreflightError):
     """The lock item holds values this tool would never have written. Nothing is applied from it."""
+
+
+def outcome_of(error: Exception) -> str:
+    """The report's status for a run this error stopped."""
+    if isinstance(error, TimeBudgetExhausted):
+        return "incomplete"
+    if isinstance(error, RecycleCancelled):
+        return "cancelled"
+    if isinstance(error, LockHeld):
+        # Another run has the service: this one changed nothing and is not a failure of the recycle.
+        return "refused"
+    return "failed"

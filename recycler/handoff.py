@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from recycler.aws import aws_errors
+from recycler.aws import aws_errors, error_code
+from recycler.errors import AwsCallFailed
 from recycler.execution_name import durable_execution_name
 from recycler.preflight import Preflight, plan_seconds
 from recycler.request import RecycleRequest
@@ -25,6 +26,8 @@ from recycler.selection import Selection
 from recycler.settings import RecycleSettings
 
 HANDOFF_ENV = "DURABLE_FUNCTION_ALIAS_ARN"
+# Lambda's answer to a second start under one DurableExecutionName (a retried invocation).
+ALREADY_STARTED = "DurableExecutionAlreadyStartedException"
 
 
 def plan_fits(
@@ -86,17 +89,36 @@ class HandOff:
         name = self.execution_name()
         cut_off = self.request.carry_on_started_before(run_started_at)
         payload = json.dumps({**self.event, "hand_off": False, "started_before": cut_off})
-        with aws_errors("Invoke"):
-            response = self.lambda_client.invoke(
-                FunctionName=self.alias_arn,
-                InvocationType="Event",
-                DurableExecutionName=name,
-                Payload=payload.encode(),
-            )
+        try:
+            with aws_errors("Invoke"):
+                response = self.lambda_client.invoke(
+                    FunctionName=self.alias_arn,
+                    InvocationType="Event",
+                    DurableExecutionName=name,
+                    Payload=payload.encode(),
+                )
+        except AwsCallFailed as e:
+            if error_code(e) != ALREADY_STARTED:
+                raise
+            # A retry of this invocation: the execution the first attempt started does the recycle.
+            return self.following(already_started=True)
+        return {**self.following(already_started=False), "status_code": response.get("StatusCode")}
+
+    def owns(self, lock_owner: str | None) -> bool:
+        """Whether a lock's owner is the durable execution this invocation starts (recycler.durable names it)."""
+        return (
+            bool(lock_owner)
+            and str(lock_owner).startswith("durable:")
+            and (str(lock_owner).rsplit(":", 1)[-1] == self.execution_name())
+        )
+
+    def following(self, already_started: bool) -> dict[str, Any]:
+        """The report's handed_off: the execution, and how to follow it."""
+        name = self.execution_name()
         return {
             "execution_name": name,
             "durable_alias": self.alias_arn,
-            "status_code": response.get("StatusCode"),
+            "already_started": already_started,
             "follow": (
                 f"aws lambda list-durable-executions-by-function --function-name {self.alias_arn} "
                 f"--durable-execution-name {name}; or invoke either function with "

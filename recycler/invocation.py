@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from AWSSession import create_client, create_quick_client, get_aws_session
 from Notification import notify
 from recycler import control, logs, metrics
@@ -26,13 +28,14 @@ from recycler.lock import LOCK_TABLE_ENV
 from recycler.lock_store import DynamoLockStore
 from recycler.report import RecycleReport
 from recycler.request import RecycleRequest
-from recycler.runtime import Clock, LocalRuntime, SystemClock
+from recycler.runtime import Clock, LocalRuntime, SystemClock, iso_seconds
 from recycler.settings import AppConfig, load_config
 
 logger = logging.getLogger("ecs-task-recycle")
 
-# The outcomes raised as RecycleNotCompleted (and exit 1 on the CLI); all others are what was asked for.
-NOT_COMPLETED = ("failed", "incomplete")
+# The outcomes raised as RecycleNotCompleted (and a non-zero exit on the CLI); all others are what was asked for.
+# A refused run changed nothing (another run holds the service, or the event was invalid); it still raises.
+NOT_COMPLETED = ("failed", "incomplete", "refused")
 
 _config: AppConfig | None = None
 
@@ -183,6 +186,59 @@ def run_recycle(
         if publish_metrics if publish_metrics is not None else bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")):
             metrics.publish(result)
     return result
+
+
+# A cluster or service name as a refused event's report may repeat it (in the subject and headers too).
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,512}", re.ASCII)
+
+
+def config_or_none() -> AppConfig | None:
+    """input.json, or None when it does not load (a refused event is then not mailed: there is nothing to mail
+    it with)."""
+    try:
+        return get_config()
+    except RecycleError as e:
+        logger.warning(f"The refused event is not mailed: input.json does not load either ({e})")
+        return None
+
+
+def refused_event_report(event: Any, error: ConfigError, invocation: dict[str, Any]) -> dict[str, Any]:
+    """The report of a run refused for its event: status refused, the error naming the field."""
+
+    def named(key: str) -> str | None:
+        value = event.get(key) if isinstance(event, dict) else None
+        return value if isinstance(value, str) and _SAFE_NAME.fullmatch(value) else None
+
+    report = RecycleReport("refused", named("cluster_name") or "unknown", named("service_name") or "unknown")
+    report.error, report.error_type = str(error), type(error).__name__
+    report.started_at = iso_seconds(SystemClock().now())
+    for key in ("request_id", "log_group", "log_stream"):
+        setattr(report, key, invocation.get(key))
+    return logs.mask_data(report.to_dict())
+
+
+def mail_refused_event(event: Any, error: ConfigError, invocation: dict[str, Any]) -> None:
+    """A scheduled run's bad event is mailed as REFUSED, since no one watches a schedule's errors.
+
+    Only when input.json (and so the notification settings) loads; the caller raises the event's error
+    either way. Never raises itself.
+    """
+    config = config_or_none()
+    if config is None:
+        return
+    result = refused_event_report(event, error, invocation)
+    try:
+        session = get_aws_session(config.aws)
+    except (RecycleError, BotoCoreError, ClientError) as e:
+        # The password may need no session (a literal one): notify says if it did.
+        logger.warning(f"No AWS session for the refusal's email: {e}")
+        session = None
+    result["notification"] = logs.mask_data(notify(result, config.notification, session))
+    logger.info(
+        "Refused event report", extra={"status": "refused", "notification": result["notification"].get("status")}
+    )
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        metrics.publish(result)
 
 
 def control_action(

@@ -15,9 +15,22 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from recycler.aws import aws_errors, error_code
 from recycler.errors import AwsCallFailed, LockHeld, LockLost
 from recycler.lock import LockRecord, Phase
+from recycler.runtime import iso_seconds
 
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
+
+
+def holder_facts(record: LockRecord | None) -> dict[str, Any] | None:
+    """Who holds a lock, as a refused run reports it; the snapshot's desired count is what it counts from."""
+    if record is None:
+        return None
+    return {
+        "owner": record.owner,
+        "phase": record.phase,
+        "expires_at": iso_seconds(record.expires_at),
+        "snapshot_desired_count": record.snapshot.desired_count if record.snapshot else None,
+    }
 
 
 def lock_key(cluster_arn: str, service_name: str) -> str:
@@ -63,7 +76,8 @@ class DynamoLockStore:
                 return holder
             raise LockHeld(
                 f"another run ({holder.owner if holder else 'unknown'}) took the lock on "
-                f"{record.key.rsplit('/', 1)[-1]} first"
+                f"{record.key.rsplit('/', 1)[-1]} first",
+                holder_facts(holder),
             ) from None
         return record
 
@@ -87,7 +101,8 @@ class DynamoLockStore:
                 return holder
             raise LockHeld(
                 f"another run ({holder.owner if holder else 'unknown'}) took over the expired lock on "
-                f"{stale.key.rsplit('/', 1)[-1]} first"
+                f"{stale.key.rsplit('/', 1)[-1]} first",
+                holder_facts(holder),
             ) from None
         return record
 

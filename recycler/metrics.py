@@ -3,8 +3,9 @@
 Lambda turns EMF lines on stdout into metrics: no API call, no permission.
 Namespace ECSTaskRecycle, dimensions Cluster and Service:
 
-- RunsSucceeded, RunsFailed, RunsIncomplete, RunsCancelled: 1 for this run's
-  outcome and 0 for the others, so an alarm sees data on every run;
+- RunsSucceeded, RunsFailed, RunsIncomplete, RunsCancelled, RunsRefused: 1 for
+  this run's outcome and 0 for the others, so an alarm sees data on every run
+  (refused: another run held the service's lock, or the event was invalid);
 - TasksRecycled and FailedReplacements (Count);
 - ReplacementSeconds, one value per recycled task, and RunDurationSeconds (Seconds).
 
@@ -29,6 +30,7 @@ RUN_METRICS = {
     "failed": "RunsFailed",
     "incomplete": "RunsIncomplete",
     "cancelled": "RunsCancelled",
+    "refused": "RunsRefused",
 }
 # Below the provider's 100 values per metric, at which it would print on its own.
 VALUES_PER_LINE = 99

@@ -12,7 +12,7 @@ from recycler.aws import SUSPENDED_FLAGS, ScalableTarget, ServiceReads
 from recycler.errors import ConfigError, LockCorrupt, LockHeld, PreflightError, RecycleError
 from recycler.gates import CANCEL_TAG_KEY, service_alarm_names
 from recycler.lock import LockRecord, Phase, Snapshot
-from recycler.lock_store import DynamoLockStore, lock_key
+from recycler.lock_store import DynamoLockStore, holder_facts, lock_key
 from recycler.request import RecycleRequest
 from recycler.runtime import Clock, iso_seconds
 from recycler.selection import Selection, TaskInfo, oldest_first
@@ -133,7 +133,8 @@ def preflight_step(reads: ServiceReads, store: DynamoLockStore | None, clock: Cl
             raise
         field = e.field if isinstance(e, ConfigError) else None
         problem = e.problem if isinstance(e, ConfigError) else str(e)
-        return {"refused": {"error": type(e).__name__, "field": field, "problem": problem, **seen}}
+        holder = {"lock_holder": e.holder} if isinstance(e, LockHeld) and e.holder else {}
+        return {"refused": {"error": type(e).__name__, "field": field, "problem": problem, **seen, **holder}}
 
 
 def refusal(refused: dict[str, Any]) -> RecycleError:
@@ -184,7 +185,8 @@ def read_preflight(
             "lock",
             LockHeld(
                 f"another run ({lock.owner}) holds the lock on {request.service_name} until "
-                f"{iso_seconds(lock.expires_at)}"
+                f"{iso_seconds(lock.expires_at)}",
+                holder_facts(lock),
             ),
         )
     service = reads.describe_service(include_tags=True)

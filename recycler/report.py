@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,6 +32,9 @@ class RecycleReport:
     tasks_recycled: list[TaskResult] = field(default_factory=list)
     tasks_skipped: list[TaskResult] = field(default_factory=list)
     tasks_remaining: list[str] = field(default_factory=list)
+    # Originals the run stopped whose replacement never served (note: the replacement's stoppedReason, or
+    # why the wait ended): ECS replaces them once the cause is fixed, so they are neither recycled nor remaining.
+    tasks_stopped_not_replaced: list[TaskResult] = field(default_factory=list)
     # Replacements that stopped before serving (TaskFailedToStart and the like).
     failed_replacements: int = 0
     restored: bool | None = None
@@ -47,6 +51,8 @@ class RecycleReport:
     would_refuse: list[dict[str, str]] | None = None
     # When a plain invocation handed the run to the durable function: its execution name and how to follow it.
     handed_off: dict[str, Any] | None = None
+    # A run refused because another holds the lock: the holder's owner, phase and expiry (ISO 8601 UTC).
+    lock_holder: dict[str, Any] | None = None
     notification: dict[str, Any] | None = None
     request_id: str | None = None
     log_group: str | None = None
@@ -54,7 +60,35 @@ class RecycleReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("plan", "would_refuse", "handed_off"):
+        for optional in ("plan", "would_refuse", "handed_off", "lock_holder"):
             if data[optional] is None:
                 del data[optional]
         return data
+
+    def held_by(self, holder: dict[str, Any]) -> None:
+        """The run that holds the lock; and the desired count its snapshot keeps (the live one has its surge)."""
+        self.lock_holder = {key: holder.get(key) for key in ("owner", "phase", "expires_at")}
+        if holder.get("snapshot_desired_count") is not None:
+            self.original_desired_count = int(holder["snapshot_desired_count"])
+
+    def found(self, service_arn: str, desired_count: int) -> None:
+        """What the report knows once the service is found: its region, account and desired count."""
+        arn_parts = service_arn.split(":")
+        self.region = arn_parts[3] if len(arn_parts) > 4 else self.region
+        self.account = arn_parts[4] if len(arn_parts) > 4 else None
+        self.original_desired_count = desired_count
+
+    def account_for(self, left_alone: Iterable[tuple[str, str]], selected: Iterable[str]) -> None:
+        """Every original found in exactly one list: those left alone are skipped, the others not listed remain."""
+        listed = set(self.listed_arns())
+        self.tasks_skipped += [TaskResult(0, arn, None, 0.0, note) for arn, note in left_alone if arn not in listed]
+        self.tasks_remaining += [arn for arn in selected if arn not in listed]
+
+    def listed_arns(self) -> list[str]:
+        """Every original the report names, in its four lists (one each, when the report is right)."""
+        return (
+            [t.old_task_arn for t in self.tasks_recycled]
+            + [t.old_task_arn for t in self.tasks_skipped]
+            + list(self.tasks_remaining)
+            + [t.old_task_arn for t in self.tasks_stopped_not_replaced]
+        )

@@ -178,7 +178,7 @@ class ReplacementWatch:
             if state["failures"] >= self.settings.max_failed_replacements:
                 raise ReplacementFailed(
                     f"{state['failures']} replacement tasks stopped before becoming healthy; "
-                    f"last stoppedReason: {reason}"
+                    f"{ReplacementFailed.REASON}{reason}"
                 )
 
     def _check_placement(self, service: dict[str, Any], state: dict[str, Any], elapsed: float) -> None:

@@ -102,6 +102,8 @@ class Bed:
     record_calls: bool = True
     cloudwatch: Any = None
     sts: Any = None
+    # Every task the last engine run found at its (last) pre-flight; None when it never got that far.
+    found: set[str] | None = None
 
     def __post_init__(self) -> None:
         if self.sts is None:
@@ -190,10 +192,15 @@ class Bed:
 
         def recorded_run(request: Any) -> RecycleReport:
             self.recording = (request.cluster_name, request.service_name) if self.record_calls else None
+            self.found = None
             try:
                 return run(request)  # type: ignore[no-any-return]
             finally:
                 self.recording = None
+                selection = getattr(engine, "selection", None)
+                if selection is not None:
+                    young = {arn for arn, _ in selection.left_alone}
+                    self.found = {*selection.chosen, *young, *selection.beyond_max}
 
         engine.run = recorded_run
         return engine, context
@@ -315,6 +322,25 @@ class Bed:
         self.snapshots[service]["tasks"] = sorted(
             {*self.snapshots[service]["tasks"]}
             | {t.task_arn for t in self.sim.tasks(CLUSTER, service) if t.desired_status == "RUNNING"}
+        )
+
+    def assert_every_original_in_exactly_one_list(
+        self, report: RecycleReport, originals: set[str] | None = None
+    ) -> None:
+        """Each task the run found is in exactly one of the report's lists: recycled, skipped, remaining, or
+        stopped and not replaced. ``originals`` defaults to what the last run's pre-flight found; a run that
+        stopped before it chose its tasks (a refusal, a failed read) lists none, and a dry run changes nothing."""
+        listed = report.listed_arns()
+        twice = sorted({arn for arn in listed if listed.count(arn) > 1})
+        assert twice == [], f"in more than one list (or twice in one): {twice}"
+        found = self.found if originals is None else originals
+        if report.status == "dry_run":
+            return
+        if found is None or report.status == "handed_off":
+            assert listed == [], report
+            return
+        assert set(listed) == found, (
+            f"in no list: {sorted(found - set(listed))}; not an original: {sorted(set(listed) - found)}"
         )
 
     def originals_stopped(self, service: str = SERVICE) -> set[str]:

@@ -114,6 +114,9 @@ def test_a_kill_at_any_call_is_repaired_exactly(world: Bed, target: str, surge: 
     # GIVEN a run killed before or after its call number `at`
     killed, report = _run_with_kill(bed, target, surge, KillSwitch(at, when))
     originals = set(bed.snapshots[SERVICE]["tasks"])
+    if not killed:
+        # THEN a run that lived to report accounts for every task it found, once
+        bed.assert_every_original_in_exactly_one_list(report)
 
     # WHEN the next run comes after the dead run's lock expired (a run that was not killed: right away)
     if killed:
@@ -122,6 +125,7 @@ def test_a_kill_at_any_call_is_repaired_exactly(world: Bed, target: str, surge: 
         originals |= {t.task_arn for t in bed.sim.tasks(CLUSTER, SERVICE) if t.desired_status == "RUNNING"}
         report = bed.run(owner="run-2", maintain_service_state=surge, wait_time=0)
         assert report.status == "succeeded", report.error
+        bed.assert_every_original_in_exactly_one_list(report)
 
     # THEN the service is exactly as it was: desired count, scalable target, no lock held
     bed.snapshots[SERVICE]["tasks"] = sorted(originals)

@@ -271,11 +271,17 @@ def test_a_batch_that_no_longer_fits_the_execution_stops_restores_and_says_how_t
     bed.assert_capacity_held()
 
 
-def test_an_invalid_event_fails_before_any_aws_call(bed: Bed, durable: Callable[..., Outcome]) -> None:
+def test_an_invalid_event_fails_before_any_aws_call_and_is_mailed_as_refused(
+    bed: Bed, durable: Callable[..., Outcome]
+) -> None:
+    # GIVEN an execution (a schedule may start it) whose event has an unknown field
     bed.add_service(tasks=2)
     outcome = durable(wait_tme=30)
+    # THEN it fails naming the field, before any AWS call, and the refusal is mailed once, as refused
     _failed_with(outcome, "wait_tme: unknown field")
-    assert bed.sim.calls == {} and outcome.reports == []
+    assert bed.sim.calls == {}
+    assert outcome.report["status"] == "refused" and "wait_tme" in outcome.report["error"]
+    assert (outcome.report["cluster"], outcome.report["service"]) == (CLUSTER, SERVICE)
 
 
 def test_a_second_start_for_the_same_service_does_not_start_a_second_recycle(
@@ -313,7 +319,7 @@ def test_a_second_start_for_the_same_service_does_not_start_a_second_recycle(
         "metrics",
     ]
     assert first.result.status.name == "SUCCEEDED"
-    assert [r["status"] for r in first.reports] == ["failed", "succeeded"]
+    assert [r["status"] for r in first.reports] == ["refused", "succeeded"]
     assert first.reports[0]["error_type"] == LockHeld.__name__
     bed.assert_each_original_stopped_at_most_once()
     assert bed.sim.calls["stop_task"] == 3

@@ -168,7 +168,9 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
     # Without the surge, a batch's stops take capacity down by at most batch_size, from where the run found it.
     drop = 0 if plan["maintain"] else plan["batch_size"]
     try:
-        bed.run(owner="run-1", settings=tuned, **event)
+        first = bed.run(owner="run-1", settings=tuned, **event)
+        # THEN (first run) every task it found is in exactly one of its report's lists
+        bed.assert_every_original_in_exactly_one_list(first)
     except LambdaKilled:
         pass
     bed.clock.kill_at = None
@@ -193,7 +195,8 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         # replacement may still be there): from here on, the same floor applies to it.
         serving_now = sum(1 for t in bed.sim.tasks(CLUSTER, SERVICE) if bed.sim.is_serving(t))
         bed.sim.observed.min_serving[key] = serving_now
-        bed.run(owner="run-2", settings=tuned, **event)
+        repairing = bed.run(owner="run-2", settings=tuned, **event)
+        bed.assert_every_original_in_exactly_one_list(repairing)
         if not scaled_in:
             assert bed.sim.observed.min_serving[key] >= min(n, serving_now) - drop
 

@@ -32,8 +32,8 @@ MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget"}
 
 def _assert_exactly_one_proceeded(bed: Bed, outcomes: list[RecycleReport]) -> None:
     statuses = sorted((r.status, r.error_type) for r in outcomes)
-    assert statuses == [("failed", "LockHeld"), ("succeeded", None)], [(r.status, r.error) for r in outcomes]
-    loser = next(r for r in outcomes if r.status == "failed")
+    assert statuses == [("refused", "LockHeld"), ("succeeded", None)], [(r.status, r.error) for r in outcomes]
+    loser = next(r for r in outcomes if r.status == "refused")
     # The refused run changed nothing, so it has nothing to restore either.
     assert loser.restored is None and loser.tasks_recycled == [] and loser.restore_actions == []
     bed.assert_restored()
@@ -89,10 +89,10 @@ def test_two_cli_runs_started_together_exactly_one_proceeds(
         inter.add("b", lambda: lambda_function.main(argv), start_after=offset)
         done = inter.run()
 
-    # THEN one exits 0, the other 1 (refused by the lock, nothing changed), and the service is as it was
-    assert sorted(p.result for p in done.values()) == [0, 1], {n: (p.result, p.error) for n, p in done.items()}
+    # THEN one exits 0, the other 2 (refused by the lock, nothing changed), and the service is as it was
+    assert sorted(p.result for p in done.values()) == [0, 2], {n: (p.result, p.error) for n, p in done.items()}
     statuses = sorted((r["status"], r["error_type"]) for r in reports.values())
-    assert statuses == [("failed", "LockHeld"), ("succeeded", None)]
+    assert statuses == [("refused", "LockHeld"), ("succeeded", None)]
     bed.assert_restored()
     bed.assert_capacity_held()
     bed.assert_each_original_stopped_at_most_once()
@@ -182,7 +182,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
             (durable_report["status"], durable_report["error_type"] or ""),
         ]
     )
-    assert outcomes == [("failed", "LockHeld"), ("succeeded", "")], (plain_report.error, durable_report)
+    assert outcomes == [("refused", "LockHeld"), ("succeeded", "")], (plain_report.error, durable_report)
     bed.assert_restored()
     bed.assert_capacity_held()
     bed.assert_each_original_stopped_at_most_once()

@@ -334,13 +334,16 @@ def test_given_password_references_when_parsing_then_they_are_kept_as_references
 # When the tests' messages are "sent": the subject's date comes from this clock, like the Date header.
 SENT = datetime(2026, 11, 28, 21, 10, 30, tzinfo=UTC)
 SUBJECTS = {
-    "succeeded": "AWS ECS | ECS Service Task Recycle Completed | 2026-11-28",
-    "dry_run": "AWS ECS | DRY RUN | ECS Service Task Recycle Completed | 2026-11-28",
-    "failed": "AWS ECS | FAILED | ECS Service Task Recycle Completed | 2026-11-28",
-    "incomplete": "AWS ECS | INCOMPLETE | ECS Service Task Recycle Completed | 2026-11-28",
-    "cancelled": "AWS ECS | CANCELLED | ECS Service Task Recycle Completed | 2026-11-28",
-    "handed_off": "AWS ECS | HANDED OFF | ECS Service Task Recycle Completed | 2026-11-28",
-    "something-new": "AWS ECS | UNKNOWN OUTCOME | ECS Service Task Recycle Completed | 2026-11-28",
+    "succeeded": "AWS ECS | SUCCEEDED | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "dry_run": "AWS ECS | DRY RUN | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "failed": "AWS ECS | FAILED | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "incomplete": "AWS ECS | INCOMPLETE | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "cancelled": "AWS ECS | CANCELLED | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "handed_off": "AWS ECS | HANDED OFF | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "refused": "AWS ECS | REFUSED | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28",
+    "something-new": (
+        "AWS ECS | UNKNOWN OUTCOME | ECS Service Task Recycle Completed | prod-cluster/web-api | 2026-11-28"
+    ),
 }
 
 
@@ -379,7 +382,8 @@ def test_given_a_success_when_sent_then_both_parts_carry_the_whole_report(
     message = received.parsed()
     assert message.get_content_type() == "multipart/alternative"
     sent_on = parsedate_to_datetime(message["Date"]).astimezone(UTC).date().isoformat()
-    assert message["Subject"] == f"AWS ECS | ECS Service Task Recycle Completed | {sent_on}"
+    subject = f"AWS ECS | SUCCEEDED | ECS Service Task Recycle Completed | prod-cluster/web-api | {sent_on}"
+    assert message["Subject"] == subject
     assert message["From"] == "ECS Recycle <noreply@example.com>"
     assert message["To"] == "admin@example.com"
     assert message["Cc"] == "Team Lead <lead@example.com>"
@@ -997,11 +1001,11 @@ def test_given_each_outcome_when_rendered_then_heading_and_outcome_row_say_diffe
     assert rich.count(html.escape(outcome, quote=True)) == 1
 
 
-def test_given_a_failure_when_rendered_then_the_outcome_row_names_the_error_type() -> None:
+def test_given_a_failure_when_rendered_then_the_outcome_row_says_what_stopped_it_in_words() -> None:
     report = make_report("failed", error_type="ReplacementFailed")
     text, _ = parts(render_message(report, config_for(smtp_section(587))))
     assert text.startswith("ECS service task recycle FAILED: prod-cluster/web-api\n")
-    assert "Outcome:                stopped by ReplacementFailed; see the error below" in text
+    assert "Outcome:                stopped because a replacement task failed to start; see the error below" in text
 
 
 def test_given_restore_actions_when_rendered_then_each_is_listed_in_both_parts() -> None:

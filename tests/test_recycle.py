@@ -279,7 +279,7 @@ def test_unexpired_lock_of_another_run_is_refused(bed: Bed) -> None:
     lock = _other_runs_lock(bed, "other-run", 600)
     bed.plant_lock(lock)
     report = bed.run()
-    assert report.status == "failed" and report.error_type == "LockHeld" and "other-run" in (report.error or "")
+    assert report.status == "refused" and report.error_type == "LockHeld" and "other-run" in (report.error or "")
     assert bed.calls.keys().isdisjoint(MUTATING)
     assert bed.lock() == lock
 
@@ -419,7 +419,7 @@ def test_run_killed_midway_is_repaired_by_the_next_run(bed: Bed) -> None:
 
     # WHEN another run starts while the lock is fresh, it refuses
     report = bed.run(owner="run-2")
-    assert report.status == "failed" and report.error_type == "LockHeld"
+    assert report.status == "refused" and report.error_type == "LockHeld"
 
     # WHEN a run starts after the lock expired, it restores from the lock, then recycles
     bed.clock.sleep(1000)

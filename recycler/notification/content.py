@@ -28,6 +28,23 @@ _HEADLINES: dict[str, str] = {
     "incomplete": "INCOMPLETE",
     "cancelled": "CANCELLED",
     "handed_off": "handed off to the long-running function",
+    "refused": "REFUSED",
+}
+
+# What stopped a run, in words, by the error's type (the report keeps the type in error_type).
+_CAUSES: dict[str, str] = {
+    "ReplacementFailed": "stopped because a replacement task failed to start",
+    "ReplacementTimeout": "stopped because no replacement became healthy in time",
+    "PlacementFailed": "stopped because ECS could not place a replacement task",
+    "AlarmTriggered": "stopped because a gating alarm went into ALARM",
+    "AwsCallFailed": "stopped because an AWS call failed",
+    "RestoreFailed": "stopped because the service could not be put back",
+    "LockLost": "stopped because another run took the service over",
+    "LockCorrupt": "refused because the lock item holds values this tool never writes",
+    "ServiceNotFound": "refused because the cluster or service was not found",
+    "PreflightError": "refused before any change: the service cannot be recycled as it is",
+    "ConfigError": "refused because the event or the configuration is invalid",
+    "LockHeld": "refused because another run holds the service's lock",
 }
 
 
@@ -61,6 +78,8 @@ class Sections:
     tasks: list[tuple[str, str, str, str]]  # index, old id, new id, seconds
     remaining_title: str
     remaining: list[str]
+    stopped_not_replaced: list[str]  # "id: why", each stopped by the run with no replacement serving
+    skipped: list[str]  # "id: why"
     external_changes: list[str]
     logs: list[tuple[str, str]]
     logs_url: str | None
@@ -83,7 +102,7 @@ def build_sections(report: Mapping[str, Any]) -> Sections:
             "Original desired count",
             as_text(report.get("original_desired_count"), "unknown"),
         ),
-        ("Tasks recycled", f"{len(recycled)} of {total_text}"),
+        ("Tasks recycled", "none: nothing to recycle" if total == 0 else f"{len(recycled)} of {total_text}"),
         ("Duration", _format_seconds(report.get("duration_seconds"))),
         ("Service restored", _describe_restored(report.get("restored"))),
         ("Started at", as_text(report.get("started_at"), "unknown")),
@@ -120,6 +139,8 @@ def build_sections(report: Mapping[str, Any]) -> Sections:
         tasks=tasks,
         remaining_title=("Tasks that would be recycled" if status == "dry_run" else "Tasks not recycled"),
         remaining=remaining,
+        stopped_not_replaced=_noted(report.get("tasks_stopped_not_replaced")),
+        skipped=_noted(report.get("tasks_skipped")),
         external_changes=[as_text(c) for c in _list(report.get("external_changes"))],
         logs=logs,
         logs_url=_logs_url(report),
@@ -138,16 +159,34 @@ def _describe_outcome(report: Mapping[str, Any]) -> str:
     """The Outcome row: what happened, in a sentence the heading does not repeat."""
     status = report.get("status")
     if status == "succeeded":
+        recycled, total = len(_list(report.get("tasks_recycled"))), report.get("task_total")
+        if total == 0:
+            return _nothing_to_recycle(report)
+        if isinstance(total, int) and recycled < total:
+            return f"{recycled} of {total} tasks were replaced; the others were skipped (listed below)"
         return "every task was replaced"
     if status == "dry_run":
         plan = report.get("plan")
         count = len(_list(plan.get("tasks_to_stop") if isinstance(plan, Mapping) else report.get("tasks_remaining")))
         refusals = [as_text(e.get("problem")) for e in _list(report.get("would_refuse")) if isinstance(e, Mapping)]
         refused = f"; but the real run would be refused: {'; '.join(refusals)}" if refusals else ""
+        if not count:
+            return f"nothing was changed; there is nothing to recycle{refused}"
         return f"nothing was changed; {count} task(s) would be recycled{refused}"
+    if status == "refused":
+        holder = report.get("lock_holder")
+        if isinstance(holder, Mapping):
+            return (
+                f"refused: another run ({as_text(holder.get('owner'), 'unknown')}, phase "
+                f"{as_text(holder.get('phase'), 'unknown')}) holds the service's lock until "
+                f"{as_text(holder.get('expires_at'), 'unknown')}; nothing was changed"
+            )
+        return "refused before any change; see the error below"
     if status == "failed":
         error_type = report.get("error_type")
-        cause = f"stopped by {as_text(error_type)}" if error_type else "the run stopped"
+        cause = _CAUSES.get(as_text(error_type), "the run stopped on an unexpected error")
+        if not error_type:
+            cause = "the run stopped"
         return f"{cause}; see the error below" if report.get("error") else f"{cause}; no error was recorded"
     if status == "incomplete":
         count = len(_list(report.get("tasks_remaining")))
@@ -160,6 +199,29 @@ def _describe_outcome(report: Mapping[str, Any]) -> str:
         name = as_text(handed.get("execution_name"), "unknown") if isinstance(handed, Mapping) else "unknown"
         return f"too long for one invocation: the durable execution {name} does the recycle"
     return f"the report's status is {as_text(status, 'missing')!r}, which this version does not know"
+
+
+def _nothing_to_recycle(report: Mapping[str, Any]) -> str:
+    """A run that found no task to recycle, and why (the skipped tasks' notes say)."""
+    notes = [as_text(t.get("note")) for t in _list(report.get("tasks_skipped")) if isinstance(t, Mapping)]
+    young = sum("min_task_age_seconds" in note for note in notes)
+    reasons = [f"{young} younger than min_task_age_seconds"] if young else []
+    if len(notes) > young:
+        reasons.append(f"{len(notes) - young} left alone (listed below)")
+    later = len(_list(report.get("tasks_remaining")))
+    if later:
+        reasons.append(f"{later} beyond max_tasks")
+    return "there was nothing to recycle: " + ("; ".join(reasons) if reasons else "the service runs no task")
+
+
+def _noted(entries: Any) -> list[str]:
+    """Task entries as "id: why"."""
+    noted = []
+    for entry in _list(entries):
+        item = entry if isinstance(entry, Mapping) else {}
+        note = as_text(item.get("note"))
+        noted.append(f"{_short_id(item.get('old_task_arn'))}: {note}" if note else _short_id(item.get("old_task_arn")))
+    return noted
 
 
 def _scaling_state(suspended: Mapping[str, Any]) -> str:

@@ -26,19 +26,21 @@ from recycler.notification.errors import UnsafeHeaderError
 from recycler.notification.settings import NotificationConfig
 
 _SUBJECT_MARKERS: dict[str, str | None] = {
-    "succeeded": None,
+    "succeeded": "SUCCEEDED",
     "dry_run": "DRY RUN",
     "failed": "FAILED",
     "incomplete": "INCOMPLETE",
     "cancelled": "CANCELLED",
     "handed_off": "HANDED OFF",
+    "refused": "REFUSED",
 }
 
 
 def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: datetime | None = None) -> str:
-    """``{prefix} | [FAILED | INCOMPLETE | CANCELLED | HANDED OFF | DRY RUN |] {subject} | {YYYY-MM-DD}``.
+    """``{prefix} | {STATUS} | {subject} | {cluster}/{service} | {YYYY-MM-DD}``.
 
-    The date is ``now`` (the send time, in UTC), the same clock as the Date header.
+    The service is named, for an inbox that many services feed. The date is ``now`` (the send time,
+    in UTC), the same clock as the Date header.
     """
     status = report.get("status")
     marker = "UNKNOWN OUTCOME"
@@ -48,6 +50,7 @@ def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: d
         config.subject_prefix,
         marker,
         config.email_subject,
+        f"{as_text(report.get('cluster'), 'unknown')}/{as_text(report.get('service'), 'unknown')}",
         (now or datetime.now(UTC)).astimezone(UTC).date().isoformat(),
     ]
     return " | ".join(p for p in parts if p)
@@ -118,8 +121,12 @@ def _render_text(report: Mapping[str, Any], s: Sections) -> str:
     if s.tasks:
         lines += ["", "Tasks recycled (old -> new):"]
         lines += [f"  {i}. {old} -> {new} ({secs})" for i, old, new, secs in s.tasks]
+    if s.stopped_not_replaced:
+        lines += ["", "Stopped, not replaced:"] + [f"  - {t}" for t in s.stopped_not_replaced]
     if s.remaining:
         lines += ["", f"{s.remaining_title}:"] + [f"  - {t}" for t in s.remaining]
+    if s.skipped:
+        lines += ["", "Tasks skipped:"] + [f"  - {t}" for t in s.skipped]
     if s.external_changes:
         lines += ["", "Changes made by others during the run:"]
         lines += [f"  - {c}" for c in s.external_changes]
@@ -164,11 +171,15 @@ def _render_html(report: Mapping[str, Any], s: Sections) -> str:
             for i, old, new, secs in s.tasks
         ]
         parts.append("</table>")
+    if s.stopped_not_replaced:
+        parts += ["<h3>Stopped, not replaced</h3>", _html_list(s.stopped_not_replaced)]
     if s.remaining:
         parts += [
             f"<h3>{e(s.remaining_title)}</h3>",
             _html_list(s.remaining, code=True),
         ]
+    if s.skipped:
+        parts += ["<h3>Tasks skipped</h3>", _html_list(s.skipped)]
     if s.external_changes:
         parts += [
             "<h3>Changes made by others during the run</h3>",
