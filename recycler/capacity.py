@@ -141,40 +141,16 @@ class Capacity:
         that landed would find the original count and remove a second task.
         """
         lock = self.holder.current
-        assert lock.snapshot is not None
-        s = lock.snapshot
-        current = int(self.reads.describe_service().get("desiredCount", 0))
-        surged = s.desired_count + s.surge_size
-        external: list[str] = []
-        if lock.phase == Phase.RESTORING:
-            assert lock.restore_from is not None and lock.restore_to is not None
-            if current in (lock.restore_from, lock.restore_to):
-                target = lock.restore_to
-            else:
-                target = current
-                external.append(
-                    f"desiredCount became {current} while the restore from {lock.restore_from} to "
-                    f"{lock.restore_to} was under way; left as it is"
-                )
-        elif lock.phase == Phase.SURGING and not self.surge_landed:
-            # A run that died around its surge: the UpdateService may or may not have landed.
-            if current in (surged, s.desired_count):
-                target = s.desired_count
-            else:
-                target = current
-                external.append(
-                    f"desiredCount is {current}, neither {s.desired_count} nor the surged {surged}: another actor "
-                    f"changed it, and whether the surge landed cannot be told, so it is left as it is (at most "
-                    f"{s.surge_size} above what they set)"
-                )
-        else:
-            target = max(current - s.surge_size, 0)
-            if current != surged:
-                external.append(
-                    f"desiredCount was changed by another actor during the run (expected {surged}, found "
-                    f"{current}); removed only the {s.surge_size} task(s) this run added ({current} -> {target}) "
-                    "and kept their change"
-                )
+        service = self.reads.describe_service()
+        current, running = int(service.get("desiredCount", 0)), int(service.get("runningCount", 0))
+        target, external = lock.desired_restore(current, self.surge_landed)
+        if target == 0 < current and running > 0:
+            # Every run found at least one task wanted: whatever the arithmetic says, tasks that run stay running.
+            target = 1
+            external.append(
+                f"desiredCount would have gone {current} -> 0 while {running} task(s) are running; a restore never "
+                "takes a running service to 0, so it is left at 1"
+            )
         if not 0 <= target <= current:
             # A restore only ever takes away what a surge added: never below zero, never above now.
             raise LockCorrupt(

@@ -172,6 +172,8 @@ def read_preflight(
         )
     service = reads.describe_service(include_tags=True)
     _refuse_untouchable(request, service)
+    if lock is not None:
+        lock.refuse_unsafe_repair(int(service.get("desiredCount", 0)), int(service.get("runningCount", 0)))
     tasks = reads.describe_tasks(reads.list_task_arns())
     running = oldest_first(
         [
