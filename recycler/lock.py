@@ -319,7 +319,7 @@ class _Checker:
         """Epoch seconds from 2020 to 2100 (or the ``unset`` value, when given)."""
         if unset is not None and item.get(name, unset) == unset:
             return unset
-        value = item.get(name)
+        value: Any = item.get(name)
         if isinstance(value, Decimal) and value == value.to_integral_value():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not EARLIEST_TIME <= value < LATEST_TIME:
