@@ -144,12 +144,13 @@ class Capacity:
         service = self.reads.describe_service()
         current, running = int(service.get("desiredCount", 0)), int(service.get("runningCount", 0))
         target, external = lock.desired_restore(current, self.surge_landed)
-        if target == 0 < current and running > 0:
-            # Every run found at least one task wanted: whatever the arithmetic says, tasks that run stay running.
+        if target == 0 < current:
+            # Every run that surged found at least one task wanted, so no restore goes to 0 (and none records a
+            # restore to 0, which the lock's checks refuse): others scaled in to the surge, and they keep a task.
             target = 1
             external.append(
-                f"desiredCount would have gone {current} -> 0 while {running} task(s) are running; a restore never "
-                "takes a running service to 0, so it is left at 1"
+                f"desiredCount would have gone {current} -> 0 ({running} task(s) running); a restore never takes "
+                "a service to 0, so it is left at 1"
             )
         if not 0 <= target <= current:
             # A restore only ever takes away what a surge added: never below zero, never above now.
