@@ -196,39 +196,15 @@ def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = Fa
     The repair and a dry run's plan of it decide alike: the plan shows what the repair will do.
     ``surge_landed``: this very run saw its surge's UpdateService succeed.
     """
-    assert lock.snapshot is not None
-    s = lock.snapshot
-    surged = s.desired_count + s.surge_size
-    external: list[str] = []
-    if lock.phase == Phase.RESTORING:
-        assert lock.restore_from is not None and lock.restore_to is not None
-        if current in (lock.restore_from, lock.restore_to):
-            target = lock.restore_to
-        else:
-            target = current
-            external.append(
-                f"desiredCount became {current} while the restore from {lock.restore_from} to "
-                f"{lock.restore_to} was under way; left as it is"
-            )
-    elif lock.phase == Phase.SURGING and not surge_landed:
-        # A run that died around its surge: the UpdateService may or may not have landed.
-        if current in (surged, s.desired_count):
-            target = s.desired_count
-        else:
-            target = current
-            external.append(
-                f"desiredCount is {current}, neither {s.desired_count} nor the surged {surged}: another actor "
-                f"changed it, and whether the surge landed cannot be told, so it is left as it is (at most "
-                f"{s.surge_size} above what they set)"
-            )
-    else:
-        target = max(current - s.surge_size, 0)
-        if current != surged:
-            external.append(
-                f"desiredCount was changed by another actor during the run (expected {surged}, found "
-                f"{current}); removed only the {s.surge_size} task(s) this run added ({current} -> {target}) "
-                "and kept their change"
-            )
+    target, external = lock.desired_restore(current, surge_landed)
+    if target == 0 < current:
+        # Every run that surged found at least one task wanted, so no restore goes to 0 (and none records a
+        # restore to 0, which the lock's checks refuse): others scaled in to the surge, and they keep a task.
+        target = 1
+        external.append(
+            f"desiredCount would have gone {current} -> 0; a restore never takes a running service to 0, "
+            "so it is left at 1"
+        )
     if not 0 <= target <= current:
         # A restore only ever takes away what a surge added: never below zero, never above now.
         raise LockCorrupt(

@@ -18,7 +18,7 @@ from typing import Any
 
 from recycler.aws import ServiceReads
 from recycler.gates import CANCEL_TAG_KEY, CancelRequest, cancel_tag
-from recycler.lock import LockRecord
+from recycler.lock import LATEST_TIME, LockRecord
 from recycler.lock_store import DynamoLockStore, lock_key
 from recycler.preflight import check_arn_matches
 from recycler.runtime import Clock, iso_seconds
@@ -97,4 +97,6 @@ def _eta(lock: LockRecord) -> str | None:
     if not progress.batch or not progress.recycled or progress.updated_at <= lock.started_at:
         return None
     per_task = (progress.updated_at - lock.started_at) / progress.recycled
-    return iso_seconds(progress.updated_at + per_task * max(progress.total - progress.recycled, 0))
+    eta = progress.updated_at + per_task * max(progress.total - progress.recycled, 0)
+    # A pace that ends past 2100 is no estimate, and a far one cannot even be formatted.
+    return iso_seconds(eta) if eta < LATEST_TIME else None

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recycler.aws import retrying
+from recycler.errors import PreflightError
 from recycler.lock import RELEASED_RETENTION_SECONDS, LockRecord, Phase, Progress
 from recycler.lock_store import DynamoLockStore
 from recycler.preflight import Preflight
@@ -63,6 +64,12 @@ class LockHolder:
     def acquire(self, preflight: Preflight, surge: bool, surge_size: int, total: int) -> None:
         """Take the lock: only over no item, or over the idle item the pre-flight read before its snapshot."""
         seen = preflight.lock
+        if preflight.desired_count < 1:
+            # Its snapshot would say 0 tasks wanted, and no replacement would ever come for a stopped task.
+            raise PreflightError(
+                f"desiredCount is 0 while {len(preflight.running_tasks)} task(s) still run: the service is being "
+                "scaled in, so there is nothing to recycle"
+            )
 
         def acquire() -> dict[str, Any]:
             now = self.clock.now()

@@ -44,6 +44,10 @@ SURGE_SUSPENDS = ("DynamicScalingInSuspended", "ScheduledScalingSuspended")
 # ECS runs at most 5,000 tasks per service: a snapshot beyond that is not one this tool wrote.
 MAX_DESIRED_COUNT = 5_000
 MAX_SURGE = 100
+# 2020-01-01 and 2100-01-01 UTC in epoch seconds. Every time this tool writes lies between: one outside is forged
+# or from a broken clock, and a far one cannot even be shown (year 19391 is out of datetime's range).
+EARLIEST_TIME = 1_577_836_800
+LATEST_TIME = 4_102_444_800
 
 
 class Phase:
@@ -184,31 +188,74 @@ class LockRecord:
         restore_from = restore_to = None
         if phase == Phase.RESTORING:
             restore = check.mapping(item.get("restore"), "restore")
-            restore_from = check.integer(restore, "from", 0, MAX_DESIRED_COUNT + MAX_SURGE, "restore.from")
-            restore_to = check.integer(restore, "to", 0, restore_from, "restore.to")
+            restore_from = check.integer(restore, "from", 1, MAX_DESIRED_COUNT + MAX_SURGE, "restore.from")
+            # Never to 0: a restore only ever takes away what a surge added to at least one task.
+            restore_to = check.integer(restore, "to", 1, restore_from, "restore.to")
             assert snapshot is not None
             if restore_from - restore_to > snapshot.surge_size:
                 check.fail("restore", f"would remove {restore_from - restore_to} tasks, more than the surge added")
-        progress = check.mapping(item.get("progress") or {}, "progress")
+        raw_progress = check.mapping(item.get("progress") or {}, "progress")
+        progress = Progress(
+            recycled=check.integer(raw_progress, "recycled", 0, 10**6, "progress.recycled", default=0),
+            total=check.integer(raw_progress, "total", 0, 10**6, "progress.total", default=0),
+            batch=check.integer(raw_progress, "batch", 0, 10**6, "progress.batch", default=0),
+            # 0: no progress recorded yet.
+            updated_at=check.time(raw_progress, "updated_at", "progress.updated_at", unset=0),
+        )
+        if phase != Phase.RELEASED:
+            assert snapshot is not None
+            check.run_invariants(phase, snapshot, progress)
         taken_over = item.get("taken_over_from")
         return cls(
             key=key,
             owner=check.text(item, "owner"),
             version=check.integer(item, "version", 1, 2**53),
-            expires_at=check.integer(item, "expires_at", 0, 2**40),
+            expires_at=check.time(item, "expires_at"),
             phase=phase,
-            started_at=check.integer(item, "started_at", 0, 2**40),
+            started_at=check.time(item, "started_at"),
             snapshot=snapshot,
             restore_from=restore_from,
             restore_to=restore_to,
-            progress=Progress(
-                recycled=check.integer(progress, "recycled", 0, 10**6, "progress.recycled", default=0),
-                total=check.integer(progress, "total", 0, 10**6, "progress.total", default=0),
-                batch=check.integer(progress, "batch", 0, 10**6, "progress.batch", default=0),
-                updated_at=check.integer(progress, "updated_at", 0, 2**40, "progress.updated_at", default=0),
-            ),
+            progress=progress,
             taken_over_from=check.text({"t": taken_over}, "t", "taken_over_from") if taken_over else None,
         )
+
+    # ------------------------------------------------------------ the restore it asks for
+
+    def desired_restore(self, current: int, surge_landed: bool = False) -> tuple[int, list[str]]:
+        """The desiredCount a restore from this lock goes back to, given the live one, and what others changed.
+
+        Pure, so the pre-flight can weigh a repair before taking the lock over. ``surge_landed``: this very
+        run saw its surge's UpdateService succeed (a repair never has).
+        """
+        assert self.snapshot is not None
+        s = self.snapshot
+        surged = s.desired_count + s.surge_size
+        if self.phase == Phase.RESTORING:
+            assert self.restore_from is not None and self.restore_to is not None
+            if current in (self.restore_from, self.restore_to):
+                return self.restore_to, []
+            return current, [
+                f"desiredCount became {current} while the restore from {self.restore_from} to "
+                f"{self.restore_to} was under way; left as it is"
+            ]
+        if self.phase == Phase.SURGING and not surge_landed:
+            # A run that died around its surge: the UpdateService may or may not have landed.
+            if current in (surged, s.desired_count):
+                return s.desired_count, []
+            return current, [
+                f"desiredCount is {current}, neither {s.desired_count} nor the surged {surged}: another actor "
+                f"changed it, and whether the surge landed cannot be told, so it is left as it is (at most "
+                f"{s.surge_size} above what they set)"
+            ]
+        target = max(current - s.surge_size, 0)
+        if current == surged:
+            return target, []
+        return target, [
+            f"desiredCount was changed by another actor during the run (expected {surged}, found "
+            f"{current}); removed only the {s.surge_size} task(s) this run added ({current} -> {target}) "
+            "and kept their change"
+        ]
 
 
 class _Checker:
@@ -255,6 +302,31 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             self.fail(label or name, f"is not a whole number from {low} to {high}")
         return int(value)
+
+    def time(self, item: Mapping[str, Any], name: str, label: str | None = None, unset: int | None = None) -> int:
+        """Epoch seconds from 2020 to 2100 (or the ``unset`` value, when given)."""
+        if unset is not None and item.get(name, unset) == unset:
+            return unset
+        value: Any = item.get(name)
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not EARLIEST_TIME <= value < LATEST_TIME:
+            self.fail(label or name, "is not a time (epoch seconds) from 2020-01-01 to 2100-01-01")
+        return int(value)
+
+    def run_invariants(self, phase: str, snapshot: Snapshot, progress: Progress) -> None:
+        """What every lock a run of this tool holds satisfies, whatever its types and ranges."""
+        if phase in Phase.DESIRED_PENDING:
+            if not snapshot.surge:
+                self.fail("snapshot.surge", f"is false, yet the phase is {phase}")
+            # A run that surged found at least one task wanted (it refuses a service at desiredCount 0).
+            if snapshot.desired_count < 1:
+                self.fail("snapshot.desired_count", f"is 0, yet the phase is {phase}")
+        # A run locks only when it has tasks to recycle, and surges by at most one batch of them.
+        if snapshot.surge_size > progress.total:
+            self.fail(
+                "snapshot.surge_size", f"is {snapshot.surge_size}, more than the {progress.total} tasks of the run"
+            )
 
     def boolean(self, item: Mapping[str, Any], name: str, label: str) -> bool:
         value = item.get(name)

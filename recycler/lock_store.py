@@ -14,7 +14,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from recycler.aws import aws_errors, error_code
 from recycler.errors import AwsCallFailed, LockHeld, LockLost
-from recycler.lock import LockRecord, Phase
+from recycler.lock import LOCK_TABLE_ENV, LockRecord, Phase
 from recycler.runtime import iso_seconds
 
 _serialize = TypeSerializer().serialize
@@ -46,7 +46,7 @@ class DynamoLockStore:
         self.table_name = table_name
 
     def read(self, key: str) -> LockRecord | None:
-        with aws_errors("GetItem"):
+        with self._table_call("GetItem"):
             response = self.dynamodb.get_item(TableName=self.table_name, Key={"pk": {"S": key}}, ConsistentRead=True)
         item = response.get("Item")
         if not item:
@@ -125,9 +125,36 @@ class DynamoLockStore:
             ) from None
         return record
 
+    @contextmanager
+    def _table_call(self, operation: str) -> Iterator[None]:
+        """aws_errors, naming the table, its region and the setting when the table does not exist."""
+        try:
+            with aws_errors(operation):
+                yield
+        except AwsCallFailed as e:
+            if error_code(e) != "ResourceNotFoundException":
+                raise
+            region = getattr(getattr(self.dynamodb, "meta", None), "region_name", None) or "(unknown)"
+            raise AwsCallFailed(
+                f"{operation} failed: lock table '{self.table_name}' not found in region {region}: create it (the "
+                f"template does) or set {LOCK_TABLE_ENV} (recycle.lock_table_name in input.json) to the stack's "
+                "LockTableName output"
+            ) from e.__cause__
+
+    @contextmanager
+    def _conditional(self, operation: str) -> Iterator[None]:
+        """_table_call, except that a failed condition is told apart from every other error."""
+        try:
+            with self._table_call(operation):
+                yield
+        except AwsCallFailed as e:
+            if error_code(e) == "ConditionalCheckFailedException":
+                raise _ConditionFailed(operation) from e.__cause__
+            raise
+
     def _put(self, record: LockRecord, condition: str, names: dict[str, str], values: dict[str, Any]) -> None:
         item = {k: _serialize(v) for k, v in record.to_item().items() if v is not None}
-        with _conditional("PutItem"):
+        with self._conditional("PutItem"):
             self.dynamodb.put_item(
                 TableName=self.table_name,
                 Item=item,
@@ -152,7 +179,7 @@ class DynamoLockStore:
                 values[f":b{index}"] = _serialize(item[name])
                 sets.append(f"#b{index} = :b{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        with _conditional("UpdateItem"):
+        with self._conditional("UpdateItem"):
             self.dynamodb.update_item(
                 TableName=self.table_name,
                 Key={"pk": {"S": record.key}},
@@ -170,15 +197,3 @@ def _same_write(holder: LockRecord, intended: LockRecord) -> bool:
 
 class _ConditionFailed(Exception):
     """The write's condition did not hold: someone else's item is there."""
-
-
-@contextmanager
-def _conditional(operation: str) -> Iterator[None]:
-    """aws_errors, except that a failed condition is told apart from every other error."""
-    try:
-        with aws_errors(operation):
-            yield
-    except AwsCallFailed as e:
-        if error_code(e) == "ConditionalCheckFailedException":
-            raise _ConditionFailed(operation) from e.__cause__
-        raise

@@ -17,10 +17,12 @@ from conftest import CLUSTER, SERVICE, Bed, log_lines
 from interleave import interleaving
 
 import lambda_function
-from dev.simulator import FakeLambdaContext
-from recycler import cli, invocation
-from recycler.errors import AwsCallFailed, ConfigError
-from recycler.lock import Phase
+from dev.simulator import REGION, FakeLambdaContext
+from recycler import cli, control, invocation
+from recycler.aws import ServiceReads
+from recycler.errors import AwsCallFailed, ConfigError, LockCorrupt, RecycleError
+from recycler.lock import LockRecord, Phase, Progress, Snapshot
+from recycler.lock_store import DynamoLockStore
 from recycler.preflight import LEGACY_LOCK_TAG_KEY
 from recycler.report import RecycleReport
 from recycler.request import parse_event
@@ -211,17 +213,31 @@ def test_a_forged_lock_tag_is_never_trusted(bed: Bed) -> None:
     assert any(LEGACY_LOCK_TAG_KEY in note and "not trusted" in note for note in report.external_changes)
 
 
-TAMPERED: dict[str, dict[str, Any]] = {
-    "min above max": {"snapshot": {"target": {"min": 5, "max": 1}}},
-    "negative desired": {"snapshot": {"desired_count": -1}},
-    "huge desired": {"snapshot": {"desired_count": 10**9}},
-    "unknown phase": {"phase": "draining"},
-    "string version": {"version": "7"},
-    "no snapshot": {"snapshot": None},
-    "surge of 1000": {"snapshot": {"surge_size": 1000}},
-    "flags not booleans": {"snapshot": {"target": {"suspended": {"DynamicScalingInSuspended": "yes"}}}},
-    "restore that adds tasks": {"phase": "restoring", "restore": {"from": 3, "to": 9}},
-    "restore that removes more than the surge": {"phase": "restoring", "restore": {"from": 9, "to": 3}},
+# Each case: what the item says, and the attribute the refusal must name.
+TAMPERED: dict[str, tuple[dict[str, Any], str]] = {
+    "min above max": ({"snapshot": {"target": {"min": 5, "max": 1}}}, "snapshot.target"),
+    "negative desired": ({"snapshot": {"desired_count": -1}}, "snapshot.desired_count"),
+    "huge desired": ({"snapshot": {"desired_count": 10**9}}, "snapshot.desired_count"),
+    "unknown phase": ({"phase": "draining"}, "phase"),
+    "string version": ({"version": "7"}, "version"),
+    "no snapshot": ({"snapshot": None}, "snapshot"),
+    "surge of 1000": ({"snapshot": {"surge_size": 1000}}, "snapshot.surge_size"),
+    "flags not booleans": (
+        {"snapshot": {"target": {"suspended": {"DynamicScalingInSuspended": "yes"}}}},
+        "snapshot.target.suspended.DynamicScalingInSuspended",
+    ),
+    "restore that adds tasks": ({"phase": "restoring", "restore": {"from": 3, "to": 9}}, "restore.to"),
+    "restore that removes more than the surge": ({"phase": "restoring", "restore": {"from": 9, "to": 3}}, "restore"),
+    # Times outside 2020..2100: no run of this tool wrote them, and formatting one can fail (year 19391).
+    "expiry in year 19391": ({"expires_at": 2**39}, "expires_at"),
+    "expiry before 2020": ({"expires_at": 1_000}, "expires_at"),
+    "start in year 19391": ({"started_at": 2**39}, "started_at"),
+    "progress time in year 19391": ({"progress": {"updated_at": 2**39}}, "progress.updated_at"),
+    # A run that surged had at least one task, and never surged by more than the tasks it set out to recycle.
+    "surged from desired 0": ({"snapshot": {"desired_count": 0}}, "snapshot.desired_count"),
+    "surge above the run's task total": ({"snapshot": {"surge_size": 4}}, "snapshot.surge_size"),
+    "surged without a surge": ({"snapshot": {"surge": False}}, "snapshot.surge"),
+    "restore to 0": ({"phase": "restoring", "restore": {"from": 1, "to": 0}}, "restore.to"),
 }
 
 
@@ -270,15 +286,16 @@ def _expired_item(bed: Bed, **overrides: Any) -> dict[str, Any]:
 def test_a_tampered_lock_item_is_refused_loudly_and_nothing_is_applied(bed: Bed, case: str, captured_logs: Any) -> None:
     # GIVEN a service that looks surged, and an expired lock item with values this tool never writes
     bed.add_service(tasks=3, target=(2, 6))
-    bed.plant_lock(_expired_item(bed, **TAMPERED[case]))
+    overrides, field = TAMPERED[case]
+    bed.plant_lock(_expired_item(bed, **overrides))
     target_before, desired_before = bed.sim.scalable_target(CLUSTER, SERVICE), bed.desired()
 
     # WHEN the next run starts
     report = bed.run(wait_time=0)
 
-    # THEN it refuses, saying the item is not one this tool wrote, and changes nothing on the service
+    # THEN it refuses, saying the item is not one this tool wrote and which attribute, and changes nothing
     assert report.status == "failed" and report.error_type == "LockCorrupt", report.error
-    assert "nothing was applied" in (report.error or "")
+    assert "nothing was applied" in (report.error or "") and f"({field} " in (report.error or ""), report.error
     assert any(
         line["level"] == "ERROR" and "LockCorrupt" == line.get("error_type") for line in log_lines(captured_logs)
     )
@@ -516,3 +533,193 @@ def test_a_run_paused_past_its_lock_and_taken_over_stops_no_further_task(bed: Be
     assert owners_at_stop and set(owners_at_stop) == {"run-1"}
     assert all(at < taken_over[0] for at in stop_times.values())
     assert len(report.tasks_recycled) == 1
+
+
+# --------------------------------------------------------------------------- items no run could write
+
+
+def _status_event() -> dict[str, Any]:
+    return {"cluster_name": CLUSTER, "service_name": SERVICE, "action": "status"}
+
+
+def test_a_lock_expiring_in_year_19391_is_corrupt_for_status_and_for_a_run(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a lock item whose expiry (2**39) lies in year 19391, which no clock of this tool ever gives
+    bed.add_service(tasks=3, target=(2, 6))
+    bed.plant_lock(_expired_item(bed, expires_at=2**39))
+    monkeypatch.setattr(invocation, "_config", parse_config({}))
+    before = bed.service_state()
+
+    # WHEN an operator asks for the status, THEN it is LockCorrupt naming expires_at, not a raw ValueError
+    with pytest.raises(LockCorrupt, match=r"\(expires_at "):
+        lambda_function.lambda_handler(_status_event(), FakeLambdaContext(bed.clock))
+
+    # WHEN a run starts, THEN it fails LockCorrupt naming expires_at, and the service is as it was
+    report = bed.run(wait_time=0)
+    assert report.status == "failed" and report.error_type == "LockCorrupt", (report.error_type, report.error)
+    assert "(expires_at " in (report.error or "")
+    assert bed.service_state() == before
+
+
+def test_status_gives_no_eta_rather_than_one_past_2100(bed: Bed) -> None:
+    # GIVEN a live run that started in 2020 and has recycled 1 of a million tasks by now (an ETA past 2100)
+    bed.add_service(tasks=3, target=(2, 6))
+    now = int(bed.clock.now())
+    started = 1_577_836_800 + 1
+    progress = {"recycled": 1, "total": 10**6, "batch": 1, "updated_at": now}
+    bed.plant_lock(_expired_item(bed, expires_at=now + 600, started_at=started, progress=progress))
+    reads = ServiceReads(bed.ecs, None, None, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE}))
+
+    # WHEN an operator asks for its status
+    status = control.status(reads, bed.store, bed.clock)
+
+    # THEN it is running, with no ETA instead of a time that cannot be shown
+    assert status["state"] == "running" and status["eta"] is None
+
+
+# The two items the issue forged: each took a 3-task service to 0 before they were refused.
+FORGED_ITEMS: dict[str, tuple[dict[str, Any], str]] = {
+    "surged from 0 by 100": (
+        {"phase": "surged", "snapshot": {"desired_count": 0, "surge_size": 100}},
+        "snapshot.desired_count",
+    ),
+    "restoring 3 to 0": (
+        {"phase": "restoring", "restore": {"from": 3, "to": 0}, "snapshot": {"surge_size": 3}},
+        "restore.to",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORGED_ITEMS))
+def test_a_forged_item_takes_a_three_task_service_nowhere(bed: Bed, case: str) -> None:
+    # GIVEN a 3-task service, and an expired lock item this tool could never have written
+    bed.add_service(tasks=3, target=(2, 6))
+    overrides, field = FORGED_ITEMS[case]
+    bed.plant_lock(_expired_item(bed, **overrides))
+    target_before = bed.sim.scalable_target(CLUSTER, SERVICE)
+
+    # WHEN the next run starts (its repair would have applied the item)
+    report = bed.run(wait_time=0)
+
+    # THEN it is refused as LockCorrupt naming the attribute, desired stays 3 and the target is unchanged
+    assert report.status == "failed" and report.error_type == "LockCorrupt", report.error
+    assert f"({field} " in (report.error or ""), report.error
+    bed.sim.reconcile()
+    assert bed.desired() == 3 and bed.sim.scalable_target(CLUSTER, SERVICE) == target_before
+    assert MUTATING.isdisjoint(bed.calls)
+
+
+def test_a_repair_that_would_take_running_tasks_to_desired_0_keeps_one(bed: Bed) -> None:
+    # GIVEN a well-formed expired lock (3 surged by 1), and an operator who since set desiredCount 1, so the
+    # repair would remove "the surged task" and take the service to 0 while a task runs
+    bed.add_service(tasks=3, target=(1, 6))
+    bed.plant_lock(_expired_item(bed, snapshot={"target": {"min": 1}}))
+    bed.sim.set_desired(CLUSTER, SERVICE, 1)
+    bed.clock.sleep(300)
+    bed.sim.reconcile()
+    assert bed.sim.service(CLUSTER, SERVICE).running_count >= 1
+
+    # WHEN the next run starts (a dry run first, then the real one)
+    plan = bed.run(wait_time=0, dry_run=True).plan or {}
+    report = bed.run(wait_time=0)
+
+    # THEN the plan shows the repair keeping one task, and the repair does: desired stays 1, the operator's
+    # change is reported, the dead run's lock is released, and the recycle itself goes on from there
+    repair = plan["stale_lock_to_repair"]
+    assert repair["desired_count"] is None and "never takes a running service to 0" in str(repair), repair
+    assert bed.desired() == 1, (report.status, report.error, report.restore_actions)
+    assert any("never takes a running service to 0" in change for change in report.external_changes)
+    assert report.status == "succeeded", report.error
+    assert not bed.held()
+
+
+def test_a_restore_never_takes_a_service_with_running_tasks_to_0(bed: Bed) -> None:
+    # GIVEN a run on 3 tasks (surge of 1), and an operator who sets desiredCount to 1 midway
+    bed.add_service(tasks=3)
+    bed.sim.at(100, "operator scales to 1", lambda: bed.sim.set_desired(CLUSTER, SERVICE, 1))
+
+    # WHEN the run restores (it would remove "its" surged task: 1 -> 0)
+    report = bed.run(wait_time=30)
+
+    # THEN the service keeps a task, the report says why, and the lock is released
+    assert bed.desired() == 1, (report.status, report.error, report.restore_actions)
+    assert any("0" in change and "running" in change for change in report.external_changes), report.external_changes
+    assert not bed.held()
+
+
+def test_a_run_does_not_lock_a_service_whose_desired_count_is_0(bed: Bed) -> None:
+    # GIVEN a service that ECS shows at desiredCount 0 while its 2 tasks still want to run (the moment after a
+    # scale to 0, before the scheduler marks them for stopping)
+    bed.add_service(tasks=2)
+
+    def scaled_to_zero(parsed: dict[str, Any], **_: Any) -> None:
+        for service in parsed.get("services", []):
+            service["desiredCount"] = 0
+
+    bed.ecs.meta.events.register("after-call.ecs.DescribeServices", scaled_to_zero)
+
+    # WHEN a run starts
+    report = bed.run(wait_time=0)
+
+    # THEN it refuses before taking the lock (its snapshot would say desired 0 with a surge), changing nothing
+    assert report.status == "failed" and "desiredCount is 0" in (report.error or ""), report.error
+    assert bed.lock_items() == []
+    assert MUTATING.isdisjoint(bed.calls)
+
+
+# --------------------------------------------------------------------------- a lock table that does not exist
+
+MISSING_TABLE = "no-such-lock-table"
+
+
+def _assert_names_the_missing_table(message: str) -> None:
+    assert f"lock table '{MISSING_TABLE}' not found in region {REGION}" in message, message
+    assert "LOCK_TABLE_NAME" in message and "Requested resource not found" not in message, message
+
+
+def test_a_run_on_a_lock_table_that_does_not_exist_names_it_its_region_and_the_setting(bed: Bed) -> None:
+    # GIVEN LOCK_TABLE_NAME naming a table that was never created
+    bed.add_service(tasks=2)
+    bed.store = DynamoLockStore(bed.dynamodb, MISSING_TABLE)
+    # The template's role names its own table only: a call to another is this test's point, not a role gap.
+    bed.record_calls = False
+    before = bed.service_state()
+
+    # WHEN a run starts
+    report = bed.run(wait_time=0)
+
+    # THEN it fails naming the table, the region and LOCK_TABLE_NAME, and changes nothing
+    assert report.status == "failed", report.error
+    _assert_names_the_missing_table(report.error or "")
+    assert bed.service_state() == before
+
+
+def test_status_on_a_lock_table_that_does_not_exist_names_it(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
+    bed.add_service(tasks=2)
+    monkeypatch.setenv("LOCK_TABLE_NAME", MISSING_TABLE)
+    monkeypatch.setattr(invocation, "_config", parse_config({}))
+    with pytest.raises(RecycleError) as caught:
+        lambda_function.lambda_handler(_status_event(), FakeLambdaContext(bed.clock))
+    _assert_names_the_missing_table(str(caught.value))
+
+
+def test_every_lock_table_write_names_a_missing_table(bed: Bed) -> None:
+    # GIVEN a lock store on a table that does not exist
+    store = DynamoLockStore(bed.dynamodb, MISSING_TABLE)
+    now = int(bed.clock.now())
+    record = LockRecord(
+        key="k",
+        owner="me",
+        version=1,
+        expires_at=now + 60,
+        phase=Phase.ACQUIRED,
+        started_at=now,
+        snapshot=Snapshot(desired_count=3, surge=True),
+        progress=Progress(total=3, updated_at=now),
+    )
+    # WHEN it acquires (PutItem) or writes (UpdateItem), THEN the error names the table, region and setting
+    for attempt in (lambda: store.acquire(record, None), lambda: store.write(record, phase=Phase.SURGING)):
+        with pytest.raises(AwsCallFailed) as caught:
+            attempt()
+        _assert_names_the_missing_table(str(caught.value))

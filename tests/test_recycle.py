@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from conftest import CLUSTER, SERVICE, Bed, log_lines
 
 from dev.simulator import Behaviour, LambdaKilled
-from recycler.lock import LockRecord, Phase, Snapshot
+from recycler.lock import LockRecord, Phase, Progress, Snapshot
 from recycler.request import parse_event
 from recycler.settings import RecycleSettings
 from recycler.watch import STOP_REASON
@@ -271,6 +271,7 @@ def _other_runs_lock(bed: Bed, owner: str, expires_in: float, phase: str = Phase
         phase=phase,
         started_at=now - 60,
         snapshot=Snapshot(desired_count=bed.snapshots[SERVICE]["desired"], surge=True),
+        progress=Progress(total=bed.snapshots[SERVICE]["desired"], updated_at=now - 60),
     )
 
 
