@@ -100,7 +100,8 @@ def test_a_lock_table_that_does_not_exist_is_a_would_refuse_entry(bed: Bed) -> N
     # THEN the plan is still made (every other check ran), the table's problem is listed, nothing changed
     assert report.status == "dry_run" and report.plan is not None
     assert len(report.plan["tasks_to_stop"]) == 3
-    assert "ResourceNotFoundException" in _checks(report)["lock_table"]
+    problem = _checks(report)["lock_table"]
+    assert "not found" in problem and "no-such-table" in problem and "LOCK_TABLE_NAME" in problem, problem
     bed.assert_nothing_changed(before)
 
     # AND the real run fails on it
