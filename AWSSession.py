@@ -1,167 +1,27 @@
-"""Build the boto3 session and clients the tool uses.
+"""Build the boto3 session and clients the tool uses: the public face of ``recycler.aws.session``.
 
-Base credentials come from a named profile, from static keys, or from the
-default chain (in Lambda: the execution role). ``role_arn`` then assumes a role
-on top of that base through the regional STS endpoint. Nothing here logs a key,
-a secret or a token.
+Base credentials come from a named profile, from static keys, or from the default chain (in Lambda: the
+execution role); ``role_arn`` assumes a role on top of that. Nothing there logs a key, a secret or a token.
 """
 
-from __future__ import annotations
-
-import logging
-import os
-import re
-from typing import TYPE_CHECKING, Any
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
-
-from recycler.errors import AwsCallFailed, ConfigError, shown
-
-if TYPE_CHECKING:
-    from recycler.settings import AwsCredentials
-
-logger = logging.getLogger(__name__)
-
-TOOL_NAME = "ecs-task-recycle"
-# RoleSessionName: 2-64 characters of [\w+=,.@-].
-_MAX_ROLE_SESSION_NAME = 64
-_ASSUMED_ROLE_SECONDS = 3600
-# A region from the environment or an AWS config file: one ASCII host label, as botocore
-# requires, but matched whole (botocore's own check lets a trailing newline through).
-_REGION_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
-NO_REGION = "no AWS region is set: set awsCredentials.region_name in input.json, AWS_REGION, or --region (CLI)"
-
-# Standard mode retries throttling and transient errors with jittered backoff;
-# the timeouts keep a hung connection from eating the Lambda's time budget.
-CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    connect_timeout=5,
-    read_timeout=20,
-    user_agent_extra=TOOL_NAME,
-)
-# For a call an error message may use but must never wait on (the account a not-found names).
-QUICK_CLIENT_CONFIG = CLIENT_CONFIG.merge(
-    Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=3)
+from recycler.aws.session import (
+    CLIENT_CONFIG,
+    NO_REGION,
+    QUICK_CLIENT_CONFIG,
+    create_client,
+    create_quick_client,
+    get_aws_session,
+    resolve_region,
+    role_session_name,
 )
 
-
-def resolve_region(credentials: AwsCredentials | None) -> str | None:
-    """The explicit region, else AWS_REGION, else AWS_DEFAULT_REGION."""
-    if credentials is not None and credentials.region_name:
-        return credentials.region_name
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-
-
-def role_session_name(suffix: str | None = None) -> str:
-    """A RoleSessionName that names the tool, trimmed to STS's 64 characters."""
-    name = TOOL_NAME if not suffix else f"{TOOL_NAME}-{suffix}"
-    # ASCII only: str.isalnum() is also true for "é" or "٣", which STS refuses.
-    cleaned = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "+=,.@-_" else "-" for ch in name)
-    return cleaned[:_MAX_ROLE_SESSION_NAME]
-
-
-def get_aws_session(credentials: AwsCredentials | None, session_suffix: str | None = None) -> boto3.Session:
-    """Return a boto3 Session for the configured credentials.
-
-    Makes no AWS call unless role_arn is set. A missing or malformed region and an
-    unknown profile are ConfigErrors, raised before any call.
-    """
-    region = resolve_region(credentials)
-    profile = credentials.profile_name if credentials is not None else None
-    try:
-        if profile:
-            base = boto3.Session(profile_name=profile, region_name=region)
-            source = "profile"
-        elif credentials is not None and credentials.access_key:
-            base = boto3.Session(
-                aws_access_key_id=credentials.access_key,
-                aws_secret_access_key=credentials.secret_key,
-                aws_session_token=credentials.session_token,
-                region_name=region,
-            )
-            source = "static keys"
-        else:
-            base = boto3.Session(region_name=region)
-            source = "default chain"
-        # Without an explicit region, the profile (or the default one) may name it.
-        region = base.region_name
-    except ProfileNotFound as e:
-        field, name = (
-            ("awsCredentials.profile_name", profile) if profile else ("AWS_PROFILE", os.environ.get("AWS_PROFILE"))
-        )
-        raise ConfigError(
-            field, f"profile {shown(name)} is not in the AWS config or credentials files (~/.aws/config)"
-        ) from e
-    if not region:
-        raise ConfigError("awsCredentials.region_name", NO_REGION)
-    if not _REGION_LABEL.fullmatch(region):
-        raise ConfigError(_region_source(credentials), "is not an AWS region name")
-
-    if credentials is None or not credentials.role_arn:
-        logger.debug("AWS session ready", extra={"credential_source": source, "region": region})
-        return base
-
-    sts = base.client(
-        "sts",
-        region_name=region,
-        endpoint_url=_regional_sts_endpoint(base, region),
-        config=CLIENT_CONFIG,
-    )
-    assume_args: dict[str, Any] = {
-        "RoleArn": credentials.role_arn,
-        "RoleSessionName": role_session_name(session_suffix),
-        "DurationSeconds": _ASSUMED_ROLE_SECONDS,
-    }
-    if credentials.external_id:
-        assume_args["ExternalId"] = credentials.external_id
-    try:
-        assumed = sts.assume_role(**assume_args)["Credentials"]
-    except (ClientError, BotoCoreError) as e:
-        raise AwsCallFailed(f"could not assume role {credentials.role_arn}: {_error_code(e)}") from e
-    logger.info(
-        "Assumed role",
-        extra={"role_arn": credentials.role_arn, "credential_source": source, "region": region},
-    )
-    return boto3.Session(
-        aws_access_key_id=assumed["AccessKeyId"],
-        aws_secret_access_key=assumed["SecretAccessKey"],
-        aws_session_token=assumed["SessionToken"],
-        region_name=region,
-    )
-
-
-def _region_source(credentials: AwsCredentials | None) -> str:
-    """Where the region came from, named as the user would look for it."""
-    if credentials is not None and credentials.region_name:
-        return "awsCredentials.region_name"
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        if os.environ.get(name):
-            return name
-    return "region (in the AWS config file)"
-
-
-def create_client(session: boto3.Session, service_name: str) -> Any:
-    """A client with standard retries and timeouts. Honours AWS_ENDPOINT_URL."""
-    return session.client(service_name, config=CLIENT_CONFIG)  # type: ignore[call-overload]
-
-
-def create_quick_client(session: boto3.Session, service_name: str) -> Any:
-    """A client that makes one short try: for a call an error message may use but must not wait on."""
-    return session.client(service_name, config=QUICK_CLIENT_CONFIG)  # type: ignore[call-overload]
-
-
-def _regional_sts_endpoint(session: boto3.Session, region: str) -> str | None:
-    # AWS_ENDPOINT_URL (local testing) wins over the regional endpoint.
-    if os.environ.get("AWS_ENDPOINT_URL_STS") or os.environ.get("AWS_ENDPOINT_URL"):
-        return None
-    partition = session.get_partition_for_region(region)
-    suffix = {"aws-cn": "amazonaws.com.cn"}.get(partition, "amazonaws.com")
-    return f"https://sts.{region}.{suffix}"
-
-
-def _error_code(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__
+__all__ = [
+    "CLIENT_CONFIG",
+    "NO_REGION",
+    "QUICK_CLIENT_CONFIG",
+    "create_client",
+    "create_quick_client",
+    "get_aws_session",
+    "resolve_region",
+    "role_session_name",
+]

@@ -35,11 +35,12 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dev import simulator
-from recycler.engine import Recycler
-from recycler.lock_store import DynamoLockStore
-from recycler.request import parse_event
-from recycler.runtime import LocalRuntime
-from recycler.settings import RecycleSettings, parse_config
+from recycler.hosts.config import parse_config
+from recycler.lock.store import DynamoLockStore
+from recycler.model.request import parse_event
+from recycler.model.runtime import LocalRuntime
+from recycler.model.settings import RecycleSettings
+from recycler.run.engine import Recycler
 
 START_SECONDS = 40.0
 DRAIN_SECONDS = 30.0
@@ -232,7 +233,7 @@ def run_durable(tasks: int, batch_size: int) -> DurableResult:
     import time
 
     from dev.durable_support import SDK_SHUTDOWN_POLL_SECONDS, Meter, durable_runner, fast_checkpoint_shutdown
-    from recycler import durable, execution_name
+    from recycler.hosts import durable, execution_name
 
     clock = simulator.VirtualClock()
     quiet = {"LOG_LEVEL": "CRITICAL"}  # the handler configures logging on every invocation

@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 from aiosmtpd.controller import Controller
 
 from dev import simulator
-from recycler import logs
-from recycler.invocation import run_recycle, summarise
-from recycler.request import parse_event
-from recycler.settings import parse_config
+from recycler.hosts.config import parse_config
+from recycler.hosts.plain import run_recycle, summarise
+from recycler.model.request import parse_event
+from recycler.observability import logs
 
 OUT = Path(__file__).resolve().parent.parent / "out"
 CLUSTER, SERVICE, TASKS = "demo-cluster", "web", 5

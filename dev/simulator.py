@@ -903,15 +903,15 @@ def record_engine_calls() -> list[dict[str, Any]]:
     botocore service and operation names, the parameters, and the cluster and
     service that run was asked to recycle (for the IAM policy cross-check).
     """
-    from recycler import control
-    from recycler.aws import ServiceReads
-    from recycler.engine import Recycler
-    from recycler.errors import AwsCallFailed
-    from recycler.handoff import HandOff
-    from recycler.lock_store import DynamoLockStore
-    from recycler.request import parse_event
-    from recycler.runtime import LocalRuntime
-    from recycler.settings import RecycleSettings
+    from recycler.aws.gateway import ServiceReads
+    from recycler.hosts import control
+    from recycler.hosts.handoff import HandOff
+    from recycler.lock.store import DynamoLockStore
+    from recycler.model.errors import AwsCallFailed
+    from recycler.model.request import parse_event
+    from recycler.model.runtime import LocalRuntime
+    from recycler.model.settings import RecycleSettings
+    from recycler.run.engine import Recycler
 
     recorded: list[dict[str, Any]] = []
     cluster, service = "policy-cluster", "policy-service"

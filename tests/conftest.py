@@ -21,13 +21,13 @@ sys.path.insert(0, str(ROOT))
 # moto before boto3 clients (simulator imports moto first).
 from dev import simulator  # noqa: E402
 from dev.simulator import Behaviour, EcsSimulator, FakeLambdaContext, VirtualClock  # noqa: E402
-from recycler.engine import Recycler  # noqa: E402
-from recycler.lock import LockRecord, Phase  # noqa: E402
-from recycler.lock_store import DynamoLockStore, lock_key  # noqa: E402
-from recycler.report import RecycleReport  # noqa: E402
-from recycler.request import parse_event  # noqa: E402
-from recycler.runtime import LocalRuntime  # noqa: E402
-from recycler.settings import RecycleSettings  # noqa: E402
+from recycler.lock.record import LockRecord, Phase  # noqa: E402
+from recycler.lock.store import DynamoLockStore, lock_key  # noqa: E402
+from recycler.model.report import RecycleReport  # noqa: E402
+from recycler.model.request import parse_event  # noqa: E402
+from recycler.model.runtime import LocalRuntime  # noqa: E402
+from recycler.model.settings import RecycleSettings  # noqa: E402
+from recycler.run.engine import Recycler  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parent / "events"
 # Filled by every simulated engine run in the session; checked against the template's role at the end.
@@ -264,7 +264,7 @@ class Bed:
             expected = min(max(expected, target["MinCapacity"]), target["MaxCapacity"])
         actual = self.desired(service)
         # Others scaled in to the surge or below it: the restore keeps one task rather than take a running service
-        # to 0 (recycler.capacity).
+        # to 0 (recycler.run.capacity).
         assert actual == expected or (snap["desired"] + external_delta <= 0 and actual == 1), (actual, expected)
         assert not self.held(service), self.lock(service)
 
@@ -368,7 +368,7 @@ def bed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
     """Every log line as JSON, the way Lambda's JSON log format would show it."""
-    from recycler.logs import JsonFormatter
+    from recycler.observability.logs import JsonFormatter
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

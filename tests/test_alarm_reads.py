@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from conftest import CLUSTER, SERVICE, Bed
 
-from recycler.aws import ServiceReads
-from recycler.request import parse_event
+from recycler.aws.gateway import ServiceReads
+from recycler.model.request import parse_event
 
 
 @pytest.mark.parametrize("count", [1, 100, 150])

@@ -9,9 +9,9 @@ import pytest
 from moto import mock_aws
 
 import AWSSession
-from recycler import logs
-from recycler.errors import AwsCallFailed, ConfigError
-from recycler.settings import AwsCredentials
+from recycler.model.errors import AwsCallFailed, ConfigError
+from recycler.model.settings import AwsCredentials
+from recycler.observability import logs
 
 ROLE = "arn:aws:iam::123456789012:role/recycler"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -74,7 +74,7 @@ def test_package_holds_exactly_the_runtime_files(tmp_path: Path) -> None:
     names = zipfile.ZipFile(package).namelist()
     # THEN it holds the runtime modules and input.json, and nothing else
     assert set(names) == expected_project_files()
-    assert "lambda_function.py" in names and "recycler/engine.py" in names
+    assert "lambda_function.py" in names and "recycler/run/engine.py" in names
     for name in names:
         assert not FORBIDDEN_PARTS.intersection(Path(name).parts), name
         assert not name.endswith((".pyc", ".md", ".txt", ".sh")) and name != "Makefile", name

@@ -16,10 +16,10 @@ from conftest import CLUSTER, SERVICE, Bed, load_event
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recycler.errors import ConfigError
-from recycler.report import RecycleReport
-from recycler.request import parse_event, utc_text
-from recycler.selection import TaskInfo, select
+from recycler.model.errors import ConfigError
+from recycler.model.report import RecycleReport
+from recycler.model.request import parse_event, utc_text
+from recycler.run.selection import TaskInfo, select
 
 NOW = 1_800_000_000.0
 
@@ -74,7 +74,7 @@ def test_the_carry_on_cut_off_is_the_run_start_or_an_earlier_one_the_event_gave(
 
 
 def test_the_cli_takes_started_before(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from recycler import cli
+    from recycler.hosts import cli
 
     seen: list[Any] = []
 

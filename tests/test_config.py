@@ -10,10 +10,10 @@ import pytest
 from conftest import EVENTS, SERVICE, Bed, load_event
 
 import lambda_function
-from recycler import invocation
-from recycler.errors import ConfigError
-from recycler.request import RecycleRequest, parse_event, utc_text
-from recycler.settings import load_config, parse_config
+from recycler.hosts import plain as invocation
+from recycler.hosts.config import load_config, parse_config
+from recycler.model.errors import ConfigError
+from recycler.model.request import RecycleRequest, parse_event, utc_text
 
 # --------------------------------------------------------------------------- the event
 
@@ -271,7 +271,7 @@ def test_config_error_never_echoes_a_secret_value() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"awsCredentials": {"secret_key": secret}})
     assert secret not in str(caught.value)
-    from recycler.settings import AwsCredentials
+    from recycler.model.settings import AwsCredentials
 
     assert secret not in repr(AwsCredentials(access_key="AKIA", secret_key=secret, session_token=secret))
 

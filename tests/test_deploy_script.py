@@ -234,7 +234,7 @@ def test_deploy_uploads_under_the_content_hash_and_deploys_through_the_template(
 
 
 def test_printed_invoke_command_is_ready_to_paste(deploy: Deploy) -> None:
-    from recycler.request import parse_event
+    from recycler.model.request import parse_event
 
     run = deploy(*REQUIRED, "--region", "eu-west-1")
     assert run.code == 0, run.err
@@ -251,7 +251,7 @@ def test_printed_invoke_command_is_ready_to_paste(deploy: Deploy) -> None:
 
 def test_printed_durable_start_is_named_and_the_name_line_runs(deploy: Deploy) -> None:
     """The durable start carries --durable-execution-name, computed by a line that runs as printed."""
-    from recycler.execution_name import durable_execution_name
+    from recycler.hosts.execution_name import durable_execution_name
 
     run = deploy(*REQUIRED, "--region", "eu-west-1")
     assert run.code == 0, run.err

@@ -19,12 +19,12 @@ from test_durable import durable  # noqa: F401 - the durable execution fixture, 
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler import invocation
-from recycler.errors import PreflightError
-from recycler.handoff import HANDOFF_ENV
-from recycler.lock import LOCK_TABLE_ENV, LockRecord, Phase, Snapshot
-from recycler.lock_store import DynamoLockStore
-from recycler.settings import parse_config
+from recycler.hosts import plain as invocation
+from recycler.hosts.config import parse_config
+from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase, Snapshot
+from recycler.lock.store import DynamoLockStore
+from recycler.model.errors import PreflightError
+from recycler.run.ports import HANDOFF_ENV
 
 
 def _checks(report: Any) -> dict[str, str]:
@@ -230,7 +230,7 @@ def test_the_durable_admission_is_a_time_budget_entry(bed: Bed) -> None:
         raise PreflightError("3 tasks should take about 900s, more than the 600s left")
 
     engine.preflight_check = admission
-    from recycler.request import parse_event
+    from recycler.model.request import parse_event
 
     report = engine.run(parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}))
     assert report.status == "dry_run" and "more than the 600s left" in _checks(report)["time_budget"]
@@ -350,7 +350,7 @@ def test_a_durable_dry_run_lists_the_execution_timeout_under_time_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # GIVEN the durable function with a 1 h ExecutionTimeout, and 40 tasks one at a time (about 2.3 h)
-    from recycler import durable_bounds
+    from recycler.run import budget as durable_bounds
 
     monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, "3600")
     bed.add_service(tasks=40, target=(1, 50))

@@ -30,12 +30,13 @@ from conftest import CLUSTER, SERVICE, Bed, log_lines
 import durable_function
 from dev.durable_support import Meter, durable_runner, fast_checkpoint_shutdown
 from dev.simulator import Behaviour
-from recycler import durable as durable_runtime
-from recycler import durable_bounds, execution_name
-from recycler.errors import ConfigError, LockHeld, PreflightError, TimeBudgetExhausted
-from recycler.lock import Phase
-from recycler.request import parse_event
-from recycler.settings import AppConfig, parse_config
+from recycler.hosts import durable as durable_runtime
+from recycler.hosts import execution_name
+from recycler.hosts.config import AppConfig, parse_config
+from recycler.lock.record import Phase
+from recycler.model.errors import ConfigError, LockHeld, PreflightError, TimeBudgetExhausted
+from recycler.model.request import parse_event
+from recycler.run import budget as durable_bounds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -376,9 +377,9 @@ def test_a_large_report_is_shortened_for_the_execution_result() -> None:
 
 
 def test_engine_errors_come_back_with_their_own_type() -> None:
-    step = StepError("the Lambda time budget ran out", error_type="recycler.errors.TimeBudgetExhausted")
+    step = StepError("the Lambda time budget ran out", error_type="recycler.model.errors.TimeBudgetExhausted")
     assert type(durable_runtime._engine_error(step)) is TimeBudgetExhausted
-    check = WaitForConditionError("boom", error_type="recycler.errors.ConfigError")
+    check = WaitForConditionError("boom", error_type="recycler.model.errors.ConfigError")
     assert durable_runtime._engine_error(check) is check
     other = StepError("bug", error_type="KeyError")
     assert durable_runtime._engine_error(other) is other
@@ -486,8 +487,8 @@ def test_the_plain_functions_time_budget_error_names_the_durable_function(bed: B
 
 def test_a_thousand_tasks_in_batches_of_ten_are_admitted_at_the_template_defaults() -> None:
     # GIVEN 1,000 running tasks, batch_size 10, replacement_timeout_seconds 600, a fresh 24 h execution
-    from recycler.preflight import Preflight
-    from recycler.selection import TaskInfo
+    from recycler.run.preflight import Preflight
+    from recycler.run.selection import TaskInfo
 
     tasks = tuple(TaskInfo(f"arn:aws:ecs:us-east-1:123456789012:task/c/{i:04d}", 1.0e9 + i, "a") for i in range(1000))
     preflight = Preflight(
@@ -517,8 +518,8 @@ def test_a_thousand_tasks_in_batches_of_ten_are_admitted_at_the_template_default
 
 
 def test_a_cancel_stops_a_durable_run_gracefully(bed: Bed, durable: Callable[..., Outcome]) -> None:
-    from recycler import control
-    from recycler.aws import ServiceReads
+    from recycler.aws.gateway import ServiceReads
+    from recycler.hosts import control
 
     # GIVEN a durable recycle of six tasks, and an operator who cancels it 150 s in
     bed.add_service(tasks=6, target=(2, 10))
@@ -605,8 +606,8 @@ def test_a_hand_off_keeps_the_chains_cut_off_into_the_durable_execution(
 ) -> None:
     import lambda_function
     from dev.simulator import FakeLambdaContext
-    from recycler import invocation
-    from recycler.handoff import HANDOFF_ENV
+    from recycler.hosts import plain as invocation
+    from recycler.run.ports import HANDOFF_ENV
 
     # GIVEN 24 tasks, half started 30 minutes ago, half three hours ago, and a plain run that did 11
     bed.add_service(tasks=24, target=(2, 30))

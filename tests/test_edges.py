@@ -9,7 +9,7 @@ import pytest
 from conftest import CLUSTER, SERVICE, Bed
 
 from dev.simulator import Behaviour
-from recycler.invocation import summarise
+from recycler.hosts.plain import summarise
 
 
 def test_a_single_deployment_still_rolling_out_is_named_as_such(bed: Bed) -> None:

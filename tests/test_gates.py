@@ -19,13 +19,16 @@ from conftest import CLUSTER, SERVICE, Bed, load_event
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler import cli, control, invocation, metrics
-from recycler.aws import ServiceReads
-from recycler.errors import ConfigError
-from recycler.gates import CANCEL_TAG_KEY, CancelRequest
-from recycler.handoff import HANDOFF_ENV
-from recycler.request import parse_event, utc_text
-from recycler.settings import RecycleSettings, parse_config
+from recycler.aws.gateway import ServiceReads
+from recycler.hosts import cli, control
+from recycler.hosts import plain as invocation
+from recycler.hosts.config import parse_config
+from recycler.model.errors import ConfigError
+from recycler.model.request import parse_event, utc_text
+from recycler.model.settings import RecycleSettings
+from recycler.observability import metrics
+from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest
+from recycler.run.ports import HANDOFF_ENV
 
 # Calls of the bed's own clients (bed.calls): what an engine run made through bed.run.
 MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget", "PutItem", "UpdateItem", "TagResource"}

@@ -15,12 +15,14 @@ from botocore.exceptions import HTTPClientError
 from conftest import CLUSTER, SERVICE, Bed, load_event, log_lines
 from smtp_support import smtp_server
 
-import AWSSession
 import lambda_function
 from dev import simulator
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler import invocation, logs
-from recycler.settings import AwsCredentials, parse_config
+from recycler.aws import session as aws_session
+from recycler.hosts import plain as invocation
+from recycler.hosts.config import parse_config
+from recycler.model.settings import AwsCredentials
+from recycler.observability import logs
 
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = "FQoGZXIvYXdzEXAMPLETOKENxyz0123456789"
@@ -245,7 +247,7 @@ def test_cli_with_an_unknown_profile_exits_2_naming_profile_name(tmp_path: Path,
 def test_handler_with_an_unknown_profile_raises_a_config_error(
     handler_env: Bed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from recycler.errors import ConfigError
+    from recycler.model.errors import ConfigError
 
     bed = handler_env
     bed.add_service(tasks=1)
@@ -300,7 +302,7 @@ def test_a_token_quoted_by_an_aws_error_reaches_no_report_log_email_or_exception
     bed = handler_env
     bed.add_service(tasks=1)
     token = "IQoJb3JpZ2luX2VjENEWLINETERMINATEDTOKEN0123456789"
-    monkeypatch.setattr(AWSSession, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
+    monkeypatch.setattr(aws_session, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
     real_create_client = invocation.create_client
 
     def create_client(session: Any, name: str) -> Any:

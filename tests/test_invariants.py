@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from dev import simulator
 from dev.simulator import Behaviour, LambdaKilled
-from recycler import control
-from recycler.aws import ServiceReads
-from recycler.request import parse_event, utc_text
-from recycler.settings import RecycleSettings
+from recycler.aws.gateway import ServiceReads
+from recycler.hosts import control
+from recycler.model.request import parse_event, utc_text
+from recycler.model.settings import RecycleSettings
 
 OPERATIONS = [
     "stop_task",

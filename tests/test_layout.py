@@ -81,8 +81,65 @@ def test_runtime_modules_import_each_other_without_a_cycle() -> None:
     # GIVEN every module that ships WHEN their imports are read from the source
     graph = _graph()
     # THEN the faces and the package are all there, and no import leads back to where it started
-    assert {"lambda_function", "durable_function", "AWSSession", "Notification", "recycler.engine"} <= set(graph)
+    assert {"lambda_function", "durable_function", "AWSSession", "Notification", "recycler.run.engine"} <= set(graph)
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+# The rooms by stage, lowest first: a module imports only from its own room or a lower rank, so the
+# data knows nothing of AWS, the lock nothing of a run, and only the hosts know Lambda.
+RANKS = {"model": 0, "observability": 0, "aws": 1, "lock": 2, "notification": 2, "run": 3, "hosts": 4}
+# Each face hands over to one room and holds no logic of its own.
+FACE_ROOMS = {
+    "lambda_function": {"hosts"},
+    "durable_function": {"hosts"},
+    "AWSSession": {"aws"},
+    "Notification": {"notification"},
+}
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == SHIPPED and len(parts) > 1 else None
+
+
+def _direction_breaks(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that climbs the stages (a lower room importing a higher one), and every face import
+    that reaches past its room."""
+    breaks = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            room, to = _room(module), _room(target)
+            if module in FACE_ROOMS:
+                if target != SHIPPED and to not in FACE_ROOMS[module]:
+                    breaks.append(f"{module} -> {target}")
+            elif target in FACE_ROOMS:
+                breaks.append(f"{module} -> {target} (a face)")
+            elif room is not None and to is not None and room != to and RANKS[to] > RANKS[room]:
+                breaks.append(f"{module} -> {target}")
+    return breaks
+
+
+def test_the_direction_rule_finds_an_import_that_climbs() -> None:
+    # GIVEN a model module importing a run module, and a face importing the model THEN both are reported
+    graph = {
+        "recycler.model.report": {"recycler.run.engine"},
+        "recycler.run.engine": {"recycler.model.report"},
+        "lambda_function": {"recycler.hosts.plain", "recycler.model.request"},
+        "recycler.hosts.plain": {"AWSSession"},
+    }
+    assert _direction_breaks(graph) == [
+        "lambda_function -> recycler.model.request",
+        "recycler.hosts.plain -> AWSSession (a face)",
+        "recycler.model.report -> recycler.run.engine",
+    ]
+
+
+def test_every_room_is_ranked_and_every_import_follows_the_stages() -> None:
+    # GIVEN the package's rooms WHEN every import is read THEN each room has a rank, and none climbs
+    rooms = {p.name for p in (ROOT / SHIPPED).iterdir() if (p / "__init__.py").exists()}
+    assert rooms == set(RANKS)
+    assert not [p.name for p in (ROOT / SHIPPED).glob("*.py") if p.name != "__init__.py"], "modules live in rooms"
+    assert _direction_breaks(_graph()) == []
 
 
 def test_nothing_that_ships_imports_development_code() -> None:
@@ -105,7 +162,7 @@ def test_the_durable_sdk_is_imported_by_the_durable_runtime_only() -> None:
         for name, path in _runtime_modules().items()
         if "aws_durable_execution_sdk_python" in path.read_text(encoding="utf-8")
     }
-    assert importers == {"recycler.durable"}
+    assert importers == {"recycler.hosts.durable"}
 
 
 def test_the_readme_code_map_names_every_module_and_only_those() -> None:

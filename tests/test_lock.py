@@ -18,15 +18,16 @@ from interleave import interleaving
 
 import lambda_function
 from dev.simulator import REGION, FakeLambdaContext
-from recycler import cli, control, invocation
-from recycler.aws import ServiceReads
-from recycler.errors import AwsCallFailed, ConfigError, LockCorrupt, RecycleError
-from recycler.lock import LockRecord, Phase, Progress, Snapshot
-from recycler.lock_store import DynamoLockStore
-from recycler.preflight import LEGACY_LOCK_TAG_KEY
-from recycler.report import RecycleReport
-from recycler.request import parse_event
-from recycler.settings import parse_config
+from recycler.aws.gateway import ServiceReads
+from recycler.hosts import cli, control
+from recycler.hosts import plain as invocation
+from recycler.hosts.config import parse_config
+from recycler.lock.record import LockRecord, Phase, Progress, Snapshot
+from recycler.lock.store import DynamoLockStore
+from recycler.model.errors import AwsCallFailed, ConfigError, LockCorrupt, RecycleError
+from recycler.model.report import RecycleReport
+from recycler.model.request import parse_event
+from recycler.run.preflight import LEGACY_LOCK_TAG_KEY
 
 OFFSETS = [step / 2 for step in range(11)]  # the second run starts 0, 0.5, ... 5 s after the first
 MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget"}
@@ -126,7 +127,8 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     bed: Bed, offset: float, durable_first: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dev import durable_support
-    from recycler import clients, durable, execution_name
+    from recycler.aws import clients
+    from recycler.hosts import durable, execution_name
 
     # GIVEN a service, the plain engine, and the durable function under the SDK's test runner
     bed.add_service(tasks=3, target=(1, 3))

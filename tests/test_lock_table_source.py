@@ -17,11 +17,11 @@ from conftest import CLUSTER, SERVICE, Bed
 import lambda_function
 from dev import simulator
 from dev.simulator import FakeLambdaContext
-from recycler import invocation
-from recycler.errors import ConfigError
-from recycler.lock import LOCK_TABLE_ENV, Phase
-from recycler.lock_store import DynamoLockStore
-from recycler.settings import parse_config
+from recycler.hosts import plain as invocation
+from recycler.hosts.config import parse_config
+from recycler.lock.record import LOCK_TABLE_ENV, Phase
+from recycler.lock.store import DynamoLockStore
+from recycler.model.errors import ConfigError
 
 # A table only input.json names: a run that takes its lock here read the name from input.json.
 CONFIG_TABLE = "locks-from-input-json"

@@ -9,7 +9,7 @@ import logging
 import pytest
 from conftest import log_lines
 
-from recycler import logs
+from recycler.observability import logs
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYLOGSTESTKEY"
 

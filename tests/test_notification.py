@@ -36,7 +36,7 @@ from smtp_support import (
 )
 
 import Notification
-from recycler.errors import ConfigError
+from recycler.model.errors import ConfigError
 from recycler.notification.addresses import MAX_ADDRESS_CHARS
 from recycler.notification.errors import UnsafeHeaderError
 from recycler.notification.render import render_message

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from recycler import cli
-from recycler.request import _EVENT_FIELDS, parse_event
-from recycler.settings import _RECYCLE_LIMITS
+from recycler.hosts import cli
+from recycler.model.request import _EVENT_FIELDS, parse_event
+from recycler.model.settings import _RECYCLE_LIMITS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -13,10 +13,10 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from conftest import CLUSTER, SERVICE, Bed, log_lines
 
 from dev.simulator import Behaviour, LambdaKilled
-from recycler.lock import LockRecord, Phase, Progress, Snapshot
-from recycler.request import parse_event
-from recycler.settings import RecycleSettings
-from recycler.watch import STOP_REASON
+from recycler.lock.record import LockRecord, Phase, Progress, Snapshot
+from recycler.model.request import parse_event
+from recycler.model.settings import RecycleSettings
+from recycler.run.watch import STOP_REASON
 
 MUTATING = {"UpdateService", "StopTask", "TagResource", "UntagResource", "RegisterScalableTarget"}
 

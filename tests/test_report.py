@@ -15,15 +15,16 @@ from conftest import CLUSTER, SERVICE, Bed
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler import invocation
-from recycler.errors import ConfigError
-from recycler.handoff import HANDOFF_ENV
-from recycler.lock import LockRecord, Phase, Snapshot
+from recycler.hosts import plain as invocation
+from recycler.hosts.config import parse_config
+from recycler.lock.record import LockRecord, Phase, Snapshot
+from recycler.model.errors import ConfigError
+from recycler.model.request import parse_event
+from recycler.model.settings import RecycleSettings
 from recycler.notification.render import render_message
 from recycler.notification.settings import parse_notification_config
-from recycler.request import parse_event
-from recycler.settings import RecycleSettings, parse_config
-from recycler.watch import ReplacementWatch
+from recycler.run.ports import HANDOFF_ENV
+from recycler.run.watch import ReplacementWatch
 
 SENT = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 MAIL = parse_notification_config(

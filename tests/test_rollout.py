@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dev.simulator import Behaviour
-from recycler.errors import ConfigError
-from recycler.request import parse_event, utc_text
-from recycler.selection import TaskInfo, batches_of, select
-from recycler.settings import RecycleSettings
+from recycler.model.errors import ConfigError
+from recycler.model.request import parse_event, utc_text
+from recycler.model.settings import RecycleSettings
+from recycler.run.selection import TaskInfo, batches_of, select
 
 # --------------------------------------------------------------------------- selection, pure
 
@@ -375,7 +375,7 @@ def test_the_nightly_console_event_refreshes_the_five_oldest_of_a_day_or_more(be
 
 
 def test_the_cli_takes_the_rollout_fields_as_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    from recycler import cli
+    from recycler.hosts import cli
 
     seen: list[Any] = []
 

@@ -12,13 +12,13 @@ from botocore.config import Config
 from conftest import CLUSTER, SERVICE, load_event
 from moto.server import ThreadedMotoServer
 
-import AWSSession
 import lambda_function
 from dev.simulator import LOCK_TABLE, EcsSimulator, FakeLambdaContext, VirtualClock, create_lock_table, register_target
-from recycler import invocation
-from recycler.lock import Phase
-from recycler.lock_store import DynamoLockStore, lock_key
-from recycler.settings import parse_config
+from recycler.aws import session as aws_session
+from recycler.hosts import plain as invocation
+from recycler.hosts.config import parse_config
+from recycler.lock.record import Phase
+from recycler.lock.store import DynamoLockStore, lock_key
 
 
 def _free_port() -> int:
@@ -36,7 +36,7 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EcsSimulator,
     url = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     # One attempt: moto's 500s must not be retried into a slow test.
-    monkeypatch.setattr(AWSSession, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
+    monkeypatch.setattr(aws_session, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
     try:
         with EcsSimulator(clock) as sim:
             yield sim, clock, url

@@ -269,7 +269,7 @@ def test_no_schedule_unless_an_expression_is_given() -> None:
 
 
 def test_schedule_sends_a_recycle_event_the_handler_accepts() -> None:
-    from recycler.request import parse_event
+    from recycler.model.request import parse_event
 
     # GIVEN a schedule WHEN its payload is resolved
     props = resolved("Schedule", **SCHEDULE)
@@ -713,7 +713,7 @@ def test_lock_table_is_on_demand_with_ttl_and_its_name_reaches_both_functions() 
     assert template()["Resources"]["LockTable"]["DeletionPolicy"] in ("Delete", "Retain")
     # AND both functions are told its name, which is what the simulator's table is called
     from dev import simulator
-    from recycler.lock import LOCK_TABLE_ENV
+    from recycler.lock.record import LOCK_TABLE_ENV
 
     for function in ("Function", "DurableFunction"):
         assert resolved(function)["Environment"]["Variables"][LOCK_TABLE_ENV] == simulator.LOCK_TABLE
@@ -778,7 +778,7 @@ def test_the_alarm_topic_adds_an_alarm_on_failed_runs_and_one_on_function_errors
     assert failed["AlarmActions"] == [topic] and errors["AlarmActions"] == [topic]
     # AND the first sums RunsFailed over every cluster and service the functions publish it for
     (query,) = failed["Metrics"]
-    from recycler.metrics import NAMESPACE, RUN_METRICS
+    from recycler.observability.metrics import NAMESPACE, RUN_METRICS
 
     assert query["Expression"] == " ".join(
         ["SELECT", f"SUM({RUN_METRICS['failed']})", "FROM", f"SCHEMA({NAMESPACE},", "Cluster,", "Service)"]

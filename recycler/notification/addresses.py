@@ -11,7 +11,7 @@ import re
 from email.headerregistry import Address
 from typing import Any
 
-from recycler.errors import ConfigError
+from recycler.model.errors import ConfigError
 
 # Longest "Display Name <local@domain>" accepted: an addr-spec is at most 254
 # characters (RFC 5321), which leaves ample room for a name. Checked before any

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from recycler.errors import RecycleError
+from recycler.model.errors import RecycleError
 
 
 class NotificationError(RecycleError):

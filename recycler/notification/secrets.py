@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-import AWSSession
+from recycler.aws import session as aws_session
 from recycler.notification.errors import PasswordUnavailableError
 from recycler.notification.settings import NotificationConfig, PasswordReference
 
@@ -102,9 +102,9 @@ def _client_for(session: boto3.Session, service: str, name: str) -> Any:
     region = _arn_region(name)
     if region and region != session.region_name:
         return session.client(  # type: ignore[call-overload]
-            service, region_name=region, config=AWSSession.CLIENT_CONFIG
+            service, region_name=region, config=aws_session.CLIENT_CONFIG
         )
-    return AWSSession.create_client(session, service)
+    return aws_session.create_client(session, service)
 
 
 def _arn_region(name: str) -> str | None:

@@ -3,7 +3,7 @@
 ``parse_notification_config`` validates both once, at load, into a frozen
 ``NotificationConfig``. Every error is a ``ConfigError`` that names the key and
 never echoes a secret. Nothing here touches the network or AWS, and the only
-other notification module it imports is ``addresses``: recycler.settings loads
+other notification module it imports is ``addresses``: recycler.model.settings loads
 this at every parse, and AWSSession (which ``secrets`` needs) imports that.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from recycler.errors import ConfigError, clip
-from recycler.fields import reject_unknown
+from recycler.model.errors import ConfigError, clip
+from recycler.model.fields import reject_unknown
 from recycler.notification.addresses import (
     HOSTNAME,
     addr_spec,

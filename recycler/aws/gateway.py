@@ -1,0 +1,240 @@
+"""The AWS reads the engine makes, paginated and batched, and the one way AWS errors are wrapped.
+
+Every listing goes through a paginator (ListTasks pages at 100), DescribeTasks
+is batched by 100, and every botocore error becomes AwsCallFailed naming the
+call and the AWS error code, with the original chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from recycler.model.errors import AwsCallFailed, ServiceNotFound
+from recycler.model.request import RecycleRequest
+
+SCALABLE_DIMENSION = "ecs:service:DesiredCount"
+SUSPENDED_FLAGS = ("DynamicScalingInSuspended", "DynamicScalingOutSuspended", "ScheduledScalingSuspended")
+# DescribeTasks takes at most 100 tasks per call, DescribeAlarms 100 names.
+DESCRIBE_TASKS_BATCH = 100
+MAX_ALARM_NAMES = 100
+
+
+@contextmanager
+def aws_errors(operation: str) -> Iterator[None]:
+    """Turn botocore's errors into AwsCallFailed, naming the call and the AWS error code."""
+    try:
+        yield
+    except ClientError as e:
+        message = e.response.get("Error", {}).get("Message", "")
+        detail = f"{error_code(e)}: {message}" if message else error_code(e)
+        raise AwsCallFailed(f"{e.operation_name} failed: {detail}") from e
+    except BotoCoreError as e:
+        raise AwsCallFailed(f"{operation} failed: {e}") from e
+
+
+def error_code(error: BaseException | None) -> str:
+    """The AWS error code of a ClientError (or of the one an AwsCallFailed wraps), else the type name."""
+    if isinstance(error, AwsCallFailed):
+        error = error.__cause__
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+    return type(error).__name__
+
+
+@dataclass(frozen=True)
+class ScalableTarget:
+    """The service's Application Auto Scaling target, as read."""
+
+    min_capacity: int
+    max_capacity: int
+    suspended: dict[str, bool]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"MinCapacity": self.min_capacity, "MaxCapacity": self.max_capacity, "SuspendedState": self.suspended}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScalableTarget:
+        return cls(int(data["MinCapacity"]), int(data["MaxCapacity"]), dict(data["SuspendedState"]))
+
+
+class ServiceReads:
+    """Reads of one service, its tasks, its task definition, target groups and scalable target."""
+
+    def __init__(
+        self,
+        ecs: Any,
+        autoscaling: Any,
+        elbv2: Any,
+        request: RecycleRequest,
+        cloudwatch: Any = None,
+        sts: Any = None,
+    ) -> None:
+        self.ecs = ecs
+        self.autoscaling = autoscaling
+        self.elbv2 = elbv2
+        self.cloudwatch = cloudwatch
+        self.request = request
+        # Only for the account a not-found error names.
+        self.sts = sts
+
+    @staticmethod
+    def call(operation: Callable[..., Any], **kwargs: Any) -> Any:
+        with aws_errors(getattr(operation, "__name__", "AWS call")):
+            return operation(**kwargs)
+
+    def describe_service(self, include_tags: bool = False) -> dict[str, Any]:
+        request = self.request
+        kwargs: dict[str, Any] = {"cluster": request.cluster_name, "services": [request.service_name]}
+        if include_tags:
+            kwargs["include"] = ["TAGS"]
+        try:
+            response = self.call(self.ecs.describe_services, **kwargs)
+        except AwsCallFailed as e:
+            if error_code(e.__cause__) == "ClusterNotFoundException":
+                raise ServiceNotFound(f"cluster not found: {request.cluster_name} ({self.searched()})") from e.__cause__
+            raise
+        services = response.get("services", [])
+        if not services:
+            reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "MISSING"
+            raise ServiceNotFound(
+                f"service not found: {request.service_name} in cluster {request.cluster_name} "
+                f"({reasons}; {self.searched()})"
+            )
+        return dict(services[0])
+
+    def searched(self) -> str:
+        """Where the service was looked for: a wrong region or account is the usual cause of a not-found.
+
+        The account costs a call, so it is asked for here only, once; the error must come out whatever STS says.
+        """
+        region = getattr(getattr(self.ecs, "meta", None), "region_name", None) or "unknown"
+        account = "account unknown"
+        if self.sts is not None:
+            try:
+                account = f"account {self.sts.get_caller_identity()['Account']}"
+            except (ClientError, BotoCoreError, KeyError, TypeError):
+                pass
+        return f"searched region {region}, {account}"
+
+    def list_task_arns(self, desired_status: str = "RUNNING") -> list[str]:
+        arns: list[str] = []
+        paginator = self.ecs.get_paginator("list_tasks")
+        pages = paginator.paginate(
+            cluster=self.request.cluster_name, serviceName=self.request.service_name, desiredStatus=desired_status
+        )
+        with aws_errors("ListTasks"):
+            for page in pages:
+                arns.extend(page.get("taskArns", []))
+        return arns
+
+    def describe_tasks(self, arns: Iterable[str]) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = []
+        for batch in _batches(list(arns), DESCRIBE_TASKS_BATCH):
+            response = self.call(self.ecs.describe_tasks, cluster=self.request.cluster_name, tasks=batch)
+            tasks.extend(response.get("tasks", []))
+        return tasks
+
+    def has_health_checks(self, task_definition: str | None) -> bool:
+        if not task_definition:
+            return False
+        response = self.call(self.ecs.describe_task_definition, taskDefinition=task_definition)
+        containers = response.get("taskDefinition", {}).get("containerDefinitions", [])
+        return any(c.get("healthCheck") for c in containers)
+
+    def target_health(self, target_group_arn: str, targets: list[dict[str, Any]]) -> list[str | None]:
+        """The states of these targets in the group (all of its targets when none are given)."""
+        kwargs: dict[str, Any] = {"TargetGroupArn": target_group_arn}
+        if targets:
+            kwargs["Targets"] = targets
+        descriptions = self.call(self.elbv2.describe_target_health, **kwargs).get("TargetHealthDescriptions", [])
+        return [d.get("TargetHealth", {}).get("State") for d in descriptions]
+
+    def task_protection(self, arns: list[str]) -> dict[str, str]:
+        """The tasks whose scale-in protection is on, each with when it expires (ISO 8601), in one call.
+
+        GetTaskProtection takes up to 100 tasks, and a batch is at most 100.
+        """
+        if not arns:
+            return {}
+        response = self.call(self.ecs.get_task_protection, cluster=self.request.cluster_name, tasks=arns)
+        protected: dict[str, str] = {}
+        for entry in response.get("protectedTasks", []):
+            if not entry.get("protectionEnabled"):
+                continue
+            expires = entry.get("expirationDate")
+            protected[entry["taskArn"]] = expires.isoformat(timespec="seconds") if expires else "unknown"
+        return protected
+
+    def scalable_target(self) -> ScalableTarget | None:
+        paginator = self.autoscaling.get_paginator("describe_scalable_targets")
+        with aws_errors("DescribeScalableTargets"):
+            for page in paginator.paginate(
+                ServiceNamespace="ecs", ResourceIds=[self.resource_id()], ScalableDimension=SCALABLE_DIMENSION
+            ):
+                for target in page.get("ScalableTargets", []):
+                    flags = target.get("SuspendedState", {})
+                    return ScalableTarget(
+                        int(target["MinCapacity"]),
+                        int(target["MaxCapacity"]),
+                        {k: bool(flags.get(k, False)) for k in SUSPENDED_FLAGS},
+                    )
+        return None
+
+    def alarm_states(self, names: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Each named alarm's state and its reason, metric and composite alike, 100 names per call.
+
+        An alarm that does not exist is simply absent from the answer.
+        """
+        wanted = list(names)
+        states: dict[str, dict[str, str]] = {}
+        paginator = self.cloudwatch.get_paginator("describe_alarms")
+        with aws_errors("DescribeAlarms"):
+            for batch in _batches(wanted, MAX_ALARM_NAMES):
+                # MaxRecords (PageSize) at its ceiling: the default page could split 100 names over several calls.
+                pages = paginator.paginate(
+                    AlarmNames=batch,
+                    AlarmTypes=["MetricAlarm", "CompositeAlarm"],
+                    PaginationConfig={"PageSize": MAX_ALARM_NAMES},
+                )
+                for page in pages:
+                    for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
+                        states[alarm["AlarmName"]] = {
+                            "state": str(alarm.get("StateValue", "")),
+                            "reason": str(alarm.get("StateReason", "")),
+                        }
+        return states
+
+    def resource_id(self) -> str:
+        return f"service/{self.request.cluster_name}/{self.request.service_name}"
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+RETRY_ATTEMPTS = 3
+
+
+def retrying(
+    fn: Callable[[], dict[str, Any]], sleep: Callable[[float], None], log: Callable[[str], None]
+) -> dict[str, Any] | str:
+    """Run one restore action, retrying on AWS errors. Returns the error text if it never succeeds.
+
+    Used where failing is not an option that may raise: the restore, and the lock writes it records.
+    """
+    last = ""
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return fn()
+        except AwsCallFailed as e:
+            last = str(e)
+            log(f"Restore call failed (attempt {attempt}/{RETRY_ATTEMPTS}): {e}")
+            if attempt < RETRY_ATTEMPTS:
+                sleep(2.0 * attempt)
+    return last

@@ -1,0 +1,134 @@
+"""The local CLI: the same engine against real AWS, with input.json's credentials (python lambda_function.py).
+
+Importing this module needs the standard library only (boto3 loads when a run starts), so that
+durable_function.py's name CLI names flags the same way, through ``option_flags`` and ``flag_for``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import json
+import re
+import socket
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from recycler.hosts.config import load_config
+from recycler.model.errors import ConfigError, RecycleError
+from recycler.model.request import parse_event
+from recycler.model.settings import is_region_name
+from recycler.observability import logs
+
+# An item of a list field, as the event validation names it: alarm_names[0].
+_ITEM = re.compile(r"(?P<field>.+?)(?P<index>\[[0-9]+\])?", re.ASCII)
+
+
+def option_flags(options: Iterable[argparse.Action]) -> dict[str, str]:
+    """The event field each option fills (its dest) and the flag the user types for it."""
+    return {option.dest: option.option_strings[0] for option in options}
+
+
+def flag_for(field: str, flags: Mapping[str, str]) -> str:
+    """The flag the user typed for the field an error names: wait_time -> --wait-time, and an item of a
+    list keeps its index: alarm_names[0] -> --alarm-names[0]. A field no flag fills keeps its name."""
+    item = _ITEM.fullmatch(field)
+    if item is None or item["field"] not in flags:
+        return field
+    return flags[item["field"]] + (item["index"] or "")
+
+
+def run_recycle(request: Any, config: Any, **kwargs: Any) -> dict[str, Any]:
+    """recycler.hosts.plain.run_recycle, imported here so that boto3 loads with the first run, not this module."""
+    from recycler.hosts import plain as invocation
+
+    return invocation.run_recycle(request, config, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lambda_function.py",
+        description="Recycle an ECS service's tasks one at a time, against real AWS (credentials from input.json).",
+    )
+    # Each event field is an option whose dest is the field's name (--wait-time -> wait_time),
+    # so a new field needs only its add_argument line here.
+    options = [
+        parser.add_argument("--cluster", dest="cluster_name", required=True, help="cluster name or ARN"),
+        parser.add_argument("--service", dest="service_name", required=True, help="service name or ARN"),
+        parser.add_argument("--wait-time", type=int, default=30, help="seconds to pause after each replacement"),
+        parser.add_argument(
+            "--no-maintain-service-state",
+            dest="maintain_service_state",
+            action="store_false",
+            help="do not surge to N + batch_size while recycling (capacity may drop by batch_size)",
+        ),
+        parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing"),
+        parser.add_argument("--batch-size", type=int, default=1, help="tasks stopped at once (1-100); surge as large"),
+        parser.add_argument("--min-task-age-seconds", type=int, default=0, help="leave tasks younger than this alone"),
+        parser.add_argument("--max-tasks", type=int, default=None, help="recycle at most this many, oldest first"),
+        parser.add_argument(
+            "--started-before",
+            default=None,
+            help="leave tasks started at or after this ISO 8601 UTC time alone, e.g. 2026-12-02T10:00:00Z "
+            "(an incomplete run's carry-on event sets it)",
+        ),
+        parser.add_argument(
+            "--alarm-names", nargs="*", default=[], help="CloudWatch alarms that gate the run (up to 100 names)"
+        ),
+        parser.add_argument(
+            "--no-use-service-alarms",
+            dest="use_service_alarms",
+            action="store_false",
+            help="do not add the service's own deployment alarms to the gate",
+        ),
+        parser.add_argument(
+            "--no-hand-off",
+            dest="hand_off",
+            action="store_false",
+            help="(Lambda only) never start the durable function for a plan too long for one invocation",
+        ),
+    ]
+    actions = parser.add_mutually_exclusive_group()
+    options += [
+        actions.add_argument(
+            "--status", dest="action", action="store_const", const="status", help="show the running recycle, if any"
+        ),
+        actions.add_argument(
+            "--cancel", dest="action", action="store_const", const="cancel", help="ask a running recycle to stop"
+        ),
+    ]
+    parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
+    parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
+    args = parser.parse_args(argv)
+    event_flags = option_flags(options)
+    logs.configure()
+    from recycler.hosts.plain import NOT_COMPLETED, get_config, new_owner_id
+
+    try:
+        # A flag left unset that has no default (--max-tasks) is not sent at all.
+        event = {field: getattr(args, field) for field in event_flags if getattr(args, field) is not None}
+        request = parse_event(event)
+        config = load_config(Path(args.config)) if args.config else get_config()
+        if args.region is not None:
+            if not is_region_name(args.region):
+                raise ConfigError("region", "is not an AWS region name")
+            config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
+        asker = f"cli {getpass.getuser()}@{socket.gethostname()}"
+        result = run_recycle(request, config, owner_id=new_owner_id("cli"), requested_by=asker)
+    except ConfigError as e:
+        # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
+        flag = flag_for(e.field, {**event_flags, "region": "--region"})
+        print(f"error: {flag}: {e.problem}", file=sys.stderr)
+        return 2
+    except RecycleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    # 2 as for any other refusal before a change (another run holds the service); 1 for a run that failed,
+    # and for a dry run that found what the real run would refuse: a script can gate on it.
+    if result.get("status") == "refused":
+        return 2
+    return 1 if result.get("status") in NOT_COMPLETED or result.get("would_refuse") else 0

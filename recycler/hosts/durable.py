@@ -1,0 +1,392 @@
+"""The long-running mode: the same engine, as a Lambda durable execution.
+
+A plain invocation stops at 15 minutes. Here the engine (recycler.run.engine)
+runs under the Lambda durable execution SDK instead of ``LocalRuntime``:
+
+- every AWS read or write the engine makes is a checkpointed step
+  ("stop task 3", "renew lock 3", "restore desired count", ...);
+- every ``wait_time`` pause and head start is a durable wait;
+- every "wait until the replacement serves" is a durable wait-for-condition.
+
+Waits suspend the function without compute; each resumption replays the
+handler from the top and gets completed steps back from their checkpoints,
+so nothing the engine did is done twice. The algorithm is the one in
+``recycler.run.engine.Recycler``; this module only supplies the runtime, the
+duration bound checked before anything changes (recycler.run.budget), and
+the notification step. durable_function.py is the Lambda handler's face.
+
+This is the only module that imports the durable SDK.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import math
+import zlib
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+from aws_durable_execution_sdk_python.config import Duration, StepConfig, StepSemantics
+from aws_durable_execution_sdk_python.exceptions import DurableExecutionsError, DurableOperationError
+from aws_durable_execution_sdk_python.retries import RetryPresets, RetryStrategyConfig, create_retry_strategy
+from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext
+from aws_durable_execution_sdk_python.types import DurableExecutionArn
+from aws_durable_execution_sdk_python.waits import WaitForConditionConfig, WaitForConditionDecision
+
+from recycler.aws.clients import Clients
+from recycler.aws.gateway import ServiceReads
+from recycler.aws.session import get_aws_session, resolve_region
+from recycler.hosts.config import AppConfig
+from recycler.hosts.plain import (
+    NOT_COMPLETED,
+    RecycleNotCompleted,
+    config_or_none,
+    control_action,
+    get_config,
+    lock_table_name,
+    refused_event_report,
+    register_secrets,
+)
+from recycler.lock.store import DynamoLockStore
+from recycler.model import errors
+from recycler.model.errors import AwsCallFailed, ConfigError
+from recycler.model.request import RecycleRequest, parse_event
+from recycler.model.runtime import Clock, SystemClock
+from recycler.notification.notifier import notify
+from recycler.observability import logs, metrics
+from recycler.run.budget import (
+    STEP_ATTEMPTS,
+    batch_seconds,
+    bounded_result,
+    check_duration_bound,
+    execution_timeout_seconds,
+    lock_ttl_seconds,
+)
+from recycler.run.engine import Recycler
+
+try:
+    import lzma as _lzma
+except ImportError:  # a Python built without liblzma: zlib then, whose window is too short for 5,000 tasks
+    _lzma = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("ecs-task-recycle")
+
+# A step that failed on an AWS error (after botocore's own retries) is tried twice more,
+# at most 2 s and then 4 s later. Refusals (PreflightError, LockHeld) and bugs are not retried,
+# and the restore steps never raise: they retry inside and report what failed.
+STEP_RETRY = create_retry_strategy(
+    RetryStrategyConfig(
+        max_attempts=STEP_ATTEMPTS,
+        initial_delay=Duration.from_seconds(2),
+        max_delay=Duration.from_seconds(10),
+        backoff_rate=2,
+        retryable_error_types=[AwsCallFailed],
+    )
+)
+
+# A checkpoint holds at most 256 KB. The pre-flight step's result lists every task ARN twice,
+# which passes that at about 1,400 tasks as plain JSON. Compressed (LZMA, whose window spans
+# both lists), 5,000 tasks, the most ECS runs in one service, take about 136 KB.
+COMPRESS_ABOVE_BYTES = 32 * 1024
+_LZMA, _ZLIB = "x:", "z:"
+
+
+class CompactJsonSerDes(SerDes[Any]):
+    """Step results and polling state as plain JSON, compressed when large.
+
+    The engine's step results are JSON by contract (dicts, lists, floats,
+    strings). Plain JSON is also what the execution history shows, except for
+    the few large results, which are compressed and base64-encoded behind an
+    "x:" (LZMA) or "z:" (zlib) prefix that no JSON text starts with.
+    """
+
+    def serialize(self, value: Any, serdes_context: SerDesContext) -> str:
+        text = json.dumps(value, separators=(",", ":"))
+        if len(text) <= COMPRESS_ABOVE_BYTES:
+            return text
+        if _lzma is not None:
+            return _LZMA + base64.b64encode(_lzma.compress(text.encode())).decode("ascii")
+        return _ZLIB + base64.b64encode(zlib.compress(text.encode(), 9)).decode("ascii")
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> Any:
+        if data.startswith(_LZMA):
+            data = _lzma.decompress(base64.b64decode(data[len(_LZMA) :])).decode()
+        elif data.startswith(_ZLIB):
+            data = zlib.decompress(base64.b64decode(data[len(_ZLIB) :])).decode()
+        return json.loads(data)
+
+
+SERDES = CompactJsonSerDes()
+
+
+# --------------------------------------------------------------------------- #
+# The runtime: the engine's Runtime protocol on a DurableContext
+# --------------------------------------------------------------------------- #
+
+
+class DurableRuntime:
+    """Run the engine's steps and waits as durable operations.
+
+    ``remaining_seconds`` is measured against the execution's deadline, not
+    the invocation's: a single invocation only ever does a few steps before
+    the next wait suspends it. The engine reads it only inside steps and
+    checks, so a replay sees the checkpointed decisions, never a new clock.
+    """
+
+    def __init__(
+        self,
+        context: DurableContext,
+        clock: Clock,
+        execution_deadline: float,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.context = context
+        self.clock = clock
+        self.execution_deadline = execution_deadline
+        self.logger = log or logger
+        self._step_config = StepConfig(retry_strategy=STEP_RETRY, serdes=SERDES)
+
+    def step(self, name: str, fn: Callable[[], T]) -> T:
+        try:
+            return self.context.step(lambda _: fn(), name=name, config=self._step_config)
+        except DurableOperationError as e:
+            raise _engine_error(e) from e
+
+    def sleep(self, name: str, seconds: int) -> None:
+        # Durable waits are whole seconds, at least one.
+        self.context.wait(Duration.from_seconds(max(1, int(seconds))), name=name)
+
+    def wait_until(
+        self,
+        name: str,
+        check: Callable[[dict[str, Any]], dict[str, Any]],
+        initial: dict[str, Any],
+        poll_seconds: float,
+    ) -> dict[str, Any]:
+        delay = Duration.from_seconds(max(1, math.ceil(poll_seconds)))
+
+        def strategy(state: dict[str, Any], _attempt: int) -> WaitForConditionDecision:
+            if state.get("done"):
+                return WaitForConditionDecision.stop_polling()
+            return WaitForConditionDecision.continue_waiting(delay)
+
+        config: WaitForConditionConfig[dict[str, Any]] = WaitForConditionConfig(
+            wait_strategy=strategy, initial_state=initial, serdes=SERDES
+        )
+        try:
+            return self.context.wait_for_condition(lambda state, _: check(state), config, name=name)
+        except DurableOperationError as e:
+            raise _engine_error(e) from e
+
+    def remaining_seconds(self) -> float | None:
+        return self.execution_deadline - self.clock.now()
+
+    def log(self, level: int, message: str, **fields: Any) -> None:
+        # A replay re-runs the code between steps: log each line once, as the SDK's logger does.
+        if self.context.is_replaying():
+            return
+        self.logger.log(level, message, extra=fields)
+
+
+def _engine_error(error: DurableOperationError) -> Exception:
+    """The engine's own error type back from a failed step or check.
+
+    The SDK checkpoints a failure as (type name, message) and raises a
+    StepError / WaitForConditionError built from it, the same on first run and
+    on replay. The engine tells "incomplete" (TimeBudgetExhausted) from
+    "failed" by type, so rebuild ours; anything else stays as the SDK raised it.
+    """
+    module, _, name = (error.error_type or "").rpartition(".")
+    cls = getattr(errors, name, None) if module == errors.__name__ else None
+    if isinstance(cls, type) and issubclass(cls, errors.RecycleError) and cls is not ConfigError:
+        return cls(error.message or name)
+    return error
+
+
+def _execution_budget(context: DurableContext, clock: Clock, timeout: int) -> dict[str, float]:
+    """When this execution must be done by, from its own start (an Event invocation may wait in a queue)."""
+    started = clock.now()
+    try:
+        operation = context.state.get_execution_operation()
+        if operation is not None and operation.start_timestamp is not None:
+            started = min(started, operation.start_timestamp.timestamp())
+    except (AttributeError, DurableExecutionsError):
+        pass
+    deadline = started + timeout
+    return {"started": started, "deadline": deadline, "remaining": deadline - clock.now()}
+
+
+# --------------------------------------------------------------------------- #
+# The handler
+# --------------------------------------------------------------------------- #
+
+
+def run_durable_recycle(
+    event: Any,
+    context: DurableContext,
+    *,
+    clock: Clock,
+    session: Any = None,
+    config: AppConfig | None = None,
+) -> dict[str, Any]:
+    """One durable recycle: validate, bound, run the engine, notify once, report (or fail)."""
+    logs.configure()
+    try:
+        request = parse_event(event)  # ConfigError before any AWS call
+    except ConfigError as e:
+        _mail_refused_event(event, e, context, config, session)
+        raise
+    config = config or get_config()
+    register_secrets(config)
+    table = lock_table_name(config, request)
+    request.check_region(session.region_name if session is not None else resolve_region(config.aws))
+    timeout = execution_timeout_seconds()
+    execution_arn = context.execution_context.durable_execution_arn
+    owner = _owner_id(execution_arn)
+    lambda_context = context.lambda_context
+    fields = {"cluster": request.cluster_name, "service": request.service_name, "execution_arn": execution_arn}
+    with logs.bound(**fields, request_id=getattr(lambda_context, "aws_request_id", None)):
+        budget = context.step(
+            lambda _: _execution_budget(context, clock, timeout),
+            name="execution budget",
+            config=StepConfig(retry_strategy=RetryPresets.none(), serdes=SERDES),
+        )
+        runtime = DurableRuntime(context, clock, budget["deadline"], logger)
+        runtime.log(
+            logging.INFO,
+            f"Durable recycle {_execution_name(execution_arn)} started",
+            deadline=budget["deadline"],
+            execution_timeout=timeout,
+        )
+        clients = Clients(
+            lambda: session or get_aws_session(config.aws, session_suffix=owner[:32]),
+            # The lock table lives in the function's own account, also when role_arn reaches another one.
+            lambda: session or get_aws_session(replace(config.aws, role_arn=None, external_id=None)),
+        )
+        if request.action != "recycle":
+            # status and cancel: one quick step, no recycle.
+            return dict(runtime.step(request.action, lambda: _control(request, clients, table, clock, owner)))
+        engine = Recycler(
+            ecs=clients.client("ecs"),
+            autoscaling=clients.client("application-autoscaling"),
+            elbv2=clients.client("elbv2"),
+            cloudwatch=clients.client("cloudwatch"),
+            sts=clients.quick_client("sts"),
+            clock=clock,
+            runtime=runtime,
+            settings=config.recycle,
+            owner_id=owner,
+            lock_ttl_seconds=lock_ttl_seconds(config.recycle, request),
+            lock_store=DynamoLockStore(clients.lock_client(), table) if table else None,
+            out_of_time_hint=(
+                "start a new execution with that event (the lock and the expired-lock repair make that safe), "
+                "or redeploy with a longer DurableExecutionTimeout"
+            ),
+            preflight_check=lambda preflight: check_duration_bound(
+                preflight, request, config.recycle, budget["remaining"], timeout
+            ),
+            batch_seconds=batch_seconds(request, config.recycle),
+        )
+        report = engine.run(request)
+        # An execution spans many invocations and log streams: point at the execution instead.
+        report.request_id = execution_arn
+        report.log_group = getattr(lambda_context, "log_group_name", None)
+        report.log_stream = None
+        # No secret in the report, the email or the execution's result, in any form it may take.
+        result = logs.mask_data(report.to_dict())
+        # The restore has already happened; the notifier can no longer hurt the service.
+        result["notification"] = logs.mask_data(_notify_once(context, result, config, clients))
+        runtime.log(
+            logging.INFO,
+            "Task recycle report",
+            status=result["status"],
+            notification=result["notification"].get("status"),
+        )
+        # Printed inside a step, so a replay of this last invocation does not count the run twice.
+        runtime.step("metrics", lambda: _publish_metrics(result))
+        if result["status"] in NOT_COMPLETED:
+            error = RecycleNotCompleted(result)
+            runtime.log(logging.ERROR, str(error), status=result["status"])
+            # The execution FAILS with this message, after the restore and the email.
+            raise error
+    return bounded_result(result)
+
+
+def _mail_refused_event(
+    event: Any, error: ConfigError, context: DurableContext, config: AppConfig | None, session: Any
+) -> None:
+    """A schedule may start this function too: its bad event is mailed as REFUSED when input.json loads."""
+    loaded = config or config_or_none()
+    if loaded is None:
+        return
+    execution = {"request_id": context.execution_context.durable_execution_arn}
+    report = refused_event_report(event, error, execution)
+    clients = Clients(lambda: session or get_aws_session(loaded.aws), lambda: session)
+    report["notification"] = logs.mask_data(_notify_once(context, report, loaded, clients))
+    context.step(lambda _: _publish_metrics(report), name="metrics")
+
+
+def _control(request: RecycleRequest, clients: Clients, table: str | None, clock: Clock, owner: str) -> Any:
+    assert table is not None  # lock_table_name refuses status and cancel without one
+    reads = ServiceReads(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
+    return control_action(request, reads, DynamoLockStore(clients.lock_client(), table), clock, owner)
+
+
+def _publish_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    metrics.publish(result)
+    return {}
+
+
+def _notify_once(
+    context: DurableContext, report: dict[str, Any], config: AppConfig, clients: Clients
+) -> dict[str, Any]:
+    """Send the report in one step that is never retried, so the email goes out at most once."""
+    at_most_once = StepConfig(retry_strategy=RetryPresets.none(), step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY)
+    try:
+        return context.step(
+            lambda _: notify(report, config.notification, clients.session), name="notify", config=at_most_once
+        )
+    except DurableOperationError as e:
+        # notify() never raises: this is an invocation that died while sending.
+        return {
+            "status": "failed",
+            "recipients": 0,
+            "detail": f"the notification step was interrupted and is not repeated: {e.message}",
+        }
+
+
+def _owner_id(execution_arn: str) -> str:
+    """The lock owner: the same in every invocation of this execution, different in any other.
+
+    A hash of the whole execution ARN (unique), then the execution name for the
+    operator reading the lock item or ``action: status``.
+    """
+    digest = hashlib.sha256(execution_arn.encode()).hexdigest()[:16]
+    return f"durable:{digest}:{_execution_name(execution_arn)}"
+
+
+def _execution_name(execution_arn: str) -> str:
+    parsed = DurableExecutionArn.from_arn(execution_arn)
+    return parsed.execution_name if parsed else execution_arn
+
+
+def build_handler(
+    *, clock: Clock | None = None, session: Any = None, config: AppConfig | None = None
+) -> Callable[[Any, Any], Any]:
+    """The durable handler; tests pass a virtual clock, a simulated session and a config."""
+
+    def handler(event: Any, context: DurableContext) -> dict[str, Any]:
+        return run_durable_recycle(event, context, clock=clock or SystemClock(), session=session, config=config)
+
+    return durable_execution(handler)
+
+
+# What Lambda calls (through durable_function.py): the handler with the real clock, session and config.
+lambda_handler = build_handler()

@@ -1,0 +1,40 @@
+"""The DurableExecutionName a recycle of one service is started with.
+
+Standard library only (through recycler.model.request), so that
+``python3 durable_function.py --cluster … --service …`` prints a name on any
+machine with Python, without boto3 or the durable SDK installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from recycler.model.errors import ConfigError
+from recycler.model.request import parse_event
+
+EXECUTION_NAME_MAX = 64
+# fullmatch, not match with ^…$: $ also matches before a trailing newline.
+_RUN_KEY = re.compile(r"[A-Za-z0-9_-]{1,20}", re.ASCII)
+
+
+def durable_execution_name(cluster: str, service: str, run_key: str | None = None) -> str:
+    """The DurableExecutionName to start a recycle of this service with.
+
+    Lambda starts at most one execution per name (account and region, for as
+    long as the execution is retained), so every start of a recycle for the
+    same service and ``run_key`` gets the same execution, never a second run.
+    The name is ``recycle-<cluster>-<service>-<hash>[-<run_key>]``: the hash of
+    the exact (cluster, service) pair keeps names apart that would otherwise
+    read the same ("a-b"/"c" and "a"/"b-c"), and lets long names be cut to 64
+    characters. Use a run key (for example the date) to recycle the same
+    service again before the previous execution's retention period ends.
+    """
+    request = parse_event({"cluster_name": cluster, "service_name": service})
+    cluster_name, service_name = request.cluster_name, request.service_name
+    if run_key is not None and not _RUN_KEY.fullmatch(run_key):
+        raise ConfigError("run_key", "must be 1-20 letters, digits, '-' or '_'")
+    digest = hashlib.sha256(f"{cluster_name}/{service_name}".encode()).hexdigest()[:10]
+    tail = f"-{digest}" + (f"-{run_key}" if run_key else "")
+    head = f"recycle-{cluster_name}-{service_name}"[: EXECUTION_NAME_MAX - len(tail)]
+    return head + tail

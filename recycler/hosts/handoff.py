@@ -1,0 +1,108 @@
+"""Hand-off: a plan too long for this plain invocation starts the long-running (durable) function instead.
+
+The template tells the plain function the durable alias (DURABLE_FUNCTION_ALIAS_ARN).
+Before anything is changed, if the plan's estimate does not fit the time this
+invocation has left, the plain function invokes the alias asynchronously with a
+deterministic DurableExecutionName (a retry of the same invocation starts no
+second execution) and returns ``handed_off`` with how to follow it. The event's
+``hand_off: false`` refuses that: the run then does what fits and reports
+``incomplete``, with the event that carries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from recycler.aws.gateway import aws_errors, error_code
+from recycler.hosts.execution_name import durable_execution_name
+from recycler.model.errors import AwsCallFailed
+from recycler.model.request import RecycleRequest
+from recycler.model.settings import RecycleSettings
+from recycler.run.budget import plan_fits
+from recycler.run.preflight import Preflight
+from recycler.run.selection import Selection
+
+# Lambda's answer to a second start under one DurableExecutionName (a retried invocation).
+ALREADY_STARTED = "DurableExecutionAlreadyStartedException"
+
+
+@dataclass
+class HandOff:
+    """Decides whether to hand the run to the durable alias, and starts it there."""
+
+    lambda_client: Any
+    alias_arn: str
+    request: RecycleRequest
+    settings: RecycleSettings
+    remaining_seconds: Callable[[], float | None]
+    # Whose invocation this is: the same caller gets the same execution name.
+    invocation_id: str
+    # The event as the durable function should get it.
+    event: dict[str, Any]
+
+    def decide(self, preflight: Preflight, selection: Selection) -> dict[str, Any]:
+        """Whether the plan fits this invocation; JSON, for the dry-run plan and the step."""
+        fits = plan_fits(preflight, selection, self.request, self.settings, self.remaining_seconds())
+        return {
+            "would_hand_off": bool(self.request.hand_off and not fits["fits"]),
+            "estimated_seconds": fits["estimated_seconds"],
+            "available_seconds": fits["available_seconds"],
+            "durable_alias": self.alias_arn,
+            "execution_name": self.execution_name(),
+        }
+
+    def execution_name(self) -> str:
+        run_key = hashlib.sha256(self.invocation_id.encode()).hexdigest()[:12]
+        return durable_execution_name(self.request.cluster, self.request.service, run_key)
+
+    def start(self, run_started_at: float) -> dict[str, Any]:
+        """Invoke the alias asynchronously (InvocationType Event) under the deterministic execution name.
+
+        The execution gets this run's cut-off (its start, or the event's own if earlier), as a carry-on
+        would: what this run's chain started before the hand-off stays out of it, and so does any task
+        the execution starts, in every event it hands back.
+        """
+        name = self.execution_name()
+        cut_off = self.request.carry_on_started_before(run_started_at)
+        payload = json.dumps({**self.event, "hand_off": False, "started_before": cut_off})
+        try:
+            with aws_errors("Invoke"):
+                response = self.lambda_client.invoke(
+                    FunctionName=self.alias_arn,
+                    InvocationType="Event",
+                    DurableExecutionName=name,
+                    Payload=payload.encode(),
+                )
+        except AwsCallFailed as e:
+            if error_code(e) != ALREADY_STARTED:
+                raise
+            # A retry of this invocation: the execution the first attempt started does the recycle.
+            return self.following(already_started=True)
+        return {**self.following(already_started=False), "status_code": response.get("StatusCode")}
+
+    def owns(self, lock_owner: str | None) -> bool:
+        """Whether a lock's owner is the durable execution this invocation starts (recycler.hosts.durable names it)."""
+        return (
+            bool(lock_owner)
+            and str(lock_owner).startswith("durable:")
+            and (str(lock_owner).rsplit(":", 1)[-1] == self.execution_name())
+        )
+
+    def following(self, already_started: bool) -> dict[str, Any]:
+        """The report's handed_off: the execution, and how to follow it."""
+        name = self.execution_name()
+        return {
+            "execution_name": name,
+            "durable_alias": self.alias_arn,
+            "already_started": already_started,
+            "follow": (
+                f"aws lambda list-durable-executions-by-function --function-name {self.alias_arn} "
+                f"--durable-execution-name {name}; or invoke either function with "
+                f'{{"cluster_name": "{self.request.cluster}", "service_name": "{self.request.service}", '
+                f'"action": "status"}}'
+            ),
+        }

@@ -1,0 +1,1 @@
+"""The lock: its record, its DynamoDB store, and the lease a run holds."""

@@ -1,0 +1,129 @@
+"""The run's hold on its lock item: acquire, every later write as a step, renewal, takeover and release.
+
+Each write is one conditional call (recycler.lock.store) inside one runtime
+step, and the engine keeps only what the step returned, so a durable replay
+rebuilds exactly the record the lock table holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from recycler.aws.gateway import retrying
+from recycler.lock.record import RELEASED_RETENTION_SECONDS, LockRecord, Phase, Progress, Snapshot
+from recycler.lock.store import DynamoLockStore
+from recycler.model.runtime import Clock, Runtime
+
+# Log one line at this level: (level, message, fields).
+Log = Callable[..., None]
+
+
+class LockHolder:
+    def __init__(
+        self,
+        store: DynamoLockStore | None,
+        runtime: Runtime,
+        clock: Clock,
+        owner_id: str,
+        ttl_seconds: float | None,
+        log: Log,
+    ) -> None:
+        # None only for a dry run, which never locks.
+        self._store = store
+        self.runtime = runtime
+        self.clock = clock
+        self.owner_id = owner_id
+        # How long the lock outlives its last write. None: the runtime's remaining time.
+        self.ttl_seconds = ttl_seconds
+        self.log = log
+        # The lock item as last written: its phase says what the restore has left to do.
+        self.record: LockRecord | None = None
+
+    @property
+    def store(self) -> DynamoLockStore:
+        assert self._store is not None, "a dry run never locks"
+        return self._store
+
+    @property
+    def current(self) -> LockRecord:
+        assert self.record is not None
+        return self.record
+
+    def expiry(self) -> int:
+        ttl = self.ttl_seconds
+        if ttl is None:
+            remaining = self.runtime.remaining_seconds()
+            # Plain Lambda: the lock dies shortly after the invocation could.
+            ttl = (remaining if remaining is not None else 900.0) + 60.0
+        return int(self.clock.now() + ttl)
+
+    def acquire(self, key: str, seen: LockRecord | None, snapshot: Snapshot, total: int) -> None:
+        """Take the lock: only over no item, or over the idle item ``seen`` read before ``snapshot`` was taken."""
+
+        def acquire() -> dict[str, Any]:
+            now = self.clock.now()
+            record = LockRecord(
+                key=key,
+                owner=self.owner_id,
+                version=(seen.version if seen else 0) + 1,
+                expires_at=self.expiry(),
+                phase=Phase.ACQUIRED,
+                started_at=int(now),
+                snapshot=snapshot,
+                progress=Progress(total=total, updated_at=int(now)),
+            )
+            return self.store.acquire(record, seen).to_dict()
+
+        self.record = LockRecord.from_dict(self.runtime.step("lock", acquire))
+
+    def take_over(self, stale: LockRecord) -> None:
+        """Take an expired lock over (compare-and-swap on its version) to finish its restore."""
+        taken = self.runtime.step(
+            "take over expired lock",
+            lambda: self.store.take_over(stale, self.owner_id, self.expiry(), self.clock.now()).to_dict(),
+        )
+        self.record = LockRecord.from_dict(taken)
+
+    def write(self, name: str, **changes: Any) -> LockRecord:
+        """Record a change in the lock item before making it, and push its expiry forward.
+
+        The write is conditional on owner and version: if the lock is no longer
+        ours (this run was paused past its expiry and another run repaired the
+        service and took over), it fails with LockLost and the run stops without
+        touching the service again.
+        """
+        self.record = LockRecord.from_dict(self.runtime.step(name, self._writer(changes)))
+        return self.record
+
+    def record_phase(self, name: str, **changes: Any) -> str | None:
+        """A restore's write: retried, and never raising on AWS errors; the error text if it never lands."""
+        write = self._writer(changes)
+        written = self.runtime.step(name, lambda: self._retrying(write))
+        if isinstance(written, str):
+            return f"could not record the restore's progress in the lock table ({written}); nothing more was changed"
+        self.record = LockRecord.from_dict(written)
+        return None
+
+    def release(self, name: str) -> str | None:
+        """Leave the item idle (phase released) for TTL to remove; the error text if that never lands."""
+        retention = RELEASED_RETENTION_SECONDS
+        write = self._writer({"phase": Phase.RELEASED, "restore_from": None, "restore_to": None}, retention)
+        released = self.runtime.step(name, lambda: self._retrying(write))
+        if isinstance(released, str):
+            return released
+        self.record = LockRecord.from_dict(released)
+        return None
+
+    def _writer(self, changes: dict[str, Any], expires_in: float | None = None) -> Callable[[], dict[str, Any]]:
+        current = self.current
+
+        def write() -> dict[str, Any]:
+            expires = int(self.clock.now() + expires_in) if expires_in is not None else self.expiry()
+            return self.store.write(current, expires_at=expires, **changes).to_dict()
+
+        return write
+
+    def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
+        return retrying(fn, self.clock.sleep, lambda message: self.log(logging.ERROR, message))

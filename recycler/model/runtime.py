@@ -1,0 +1,103 @@
+"""The engine's seams: a clock, and a runtime that runs steps, sleeps and waits.
+
+The engine knows nothing about Lambda. The same code runs in a plain
+invocation (LocalRuntime, with a time budget), in a durable execution
+(recycler.hosts.durable.DurableRuntime, every step checkpointed) and in tests on a
+virtual clock. Determinism rule, which the durable runtime's replays need:
+every AWS call and every clock read happens inside ``step`` or inside a
+``wait_until`` check, and control flow only depends on what those return.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+TOOL_NAME = "ecs-task-recycle"
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+def iso_seconds(epoch: float) -> str:
+    """Epoch seconds as the ISO 8601 UTC time the report, the lock's status and the messages show."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class Runtime(Protocol):
+    """How the engine runs steps and waits. See LocalRuntime for the plain one."""
+
+    def step(self, name: str, fn: Callable[[], T]) -> T: ...
+
+    def sleep(self, name: str, seconds: int) -> None: ...
+
+    def wait_until(
+        self,
+        name: str,
+        check: Callable[[dict[str, Any]], dict[str, Any]],
+        initial: dict[str, Any],
+        poll_seconds: float,
+    ) -> dict[str, Any]:
+        """Call check(state) until the state it returns has a true "done". check raises to abort."""
+
+    def remaining_seconds(self) -> float | None:
+        """Seconds left before the host kills the run, or None when unbounded."""
+
+    def log(self, level: int, message: str, **fields: Any) -> None: ...
+
+
+class LocalRuntime:
+    """A plain, in-process run: steps are calls, sleeps and waits use the clock."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        remaining_seconds: Callable[[], float | None] = lambda: None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.clock = clock
+        self._remaining = remaining_seconds
+        self.logger = logger or logging.getLogger(TOOL_NAME)
+
+    def step(self, name: str, fn: Callable[[], T]) -> T:
+        return fn()
+
+    def sleep(self, name: str, seconds: int) -> None:
+        self.clock.sleep(seconds)
+
+    def wait_until(
+        self,
+        name: str,
+        check: Callable[[dict[str, Any]], dict[str, Any]],
+        initial: dict[str, Any],
+        poll_seconds: float,
+    ) -> dict[str, Any]:
+        state = check(initial)
+        while not state.get("done"):
+            self.clock.sleep(poll_seconds)
+            state = check(state)
+        return state
+
+    def remaining_seconds(self) -> float | None:
+        return self._remaining()
+
+    def log(self, level: int, message: str, **fields: Any) -> None:
+        self.logger.log(level, message, extra=fields)

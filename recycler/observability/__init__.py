@@ -1,0 +1,1 @@
+"""Structured JSON logs and EMF metrics."""

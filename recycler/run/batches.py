@@ -1,0 +1,268 @@
+"""The recycle itself: batch after batch, stop the tasks, wait for their replacements, pause.
+
+Before each batch, one step checks that the time left still fits one more
+batch and the restore, skips the tasks that protected themselves (ECS task
+scale-in protection, one GetTaskProtection call per batch), and stops the
+others. The batch is done when every task it stopped has a healthy
+replacement, tracked by identity (recycler.run.watch); then comes wait_time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from recycler.aws.gateway import ServiceReads
+from recycler.lock.lease import LockHolder, Log
+from recycler.lock.record import Progress
+from recycler.model.errors import ReplacementFailed, TimeBudgetExhausted, clip
+from recycler.model.report import RecycleReport, TaskResult
+from recycler.model.request import DEFAULT_WAIT_TIME, RecycleRequest
+from recycler.model.runtime import Clock, Runtime
+from recycler.model.settings import RecycleSettings
+from recycler.run.gates import Gates, stop_error
+from recycler.run.selection import Selection
+from recycler.run.watch import STOP_REASON, ReplacementWatch
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        request: RecycleRequest,
+        settings: RecycleSettings,
+        selection: Selection,
+        reads: ServiceReads,
+        watch: ReplacementWatch,
+        holder: LockHolder,
+        runtime: Runtime,
+        clock: Clock,
+        log: Log,
+        *,
+        gates: Gates | None,
+        started: float,
+        batch_seconds: Callable[[float], float],
+        out_of_time_hint: str,
+    ) -> None:
+        self.request = request
+        self.settings = settings
+        self.selection = selection
+        self.reads = reads
+        self.watch = watch
+        self.holder = holder
+        self.runtime = runtime
+        self.clock = clock
+        self.log = log
+        self.gates = gates
+        self.started = started
+        self.batch_seconds = batch_seconds
+        self.out_of_time_hint = out_of_time_hint
+
+    def run(self, report: RecycleReport) -> None:
+        done = 0
+        for number, batch in enumerate(self.selection.batches, start=1):
+            first = done + 1
+            decision = self.runtime.step(f"stop batch {number}", functools.partial(self._stop_batch, batch, first))
+            if decision["action"] == "out_of_time":
+                self._leave(report, done)
+                raise TimeBudgetExhausted(self._out_of_time(decision, number, done))
+            if decision["action"] == "stop":
+                self._leave(report, done)
+                raise stop_error(decision["reason"])
+            for skipped in decision["skipped"]:
+                index = first + batch.index(skipped["arn"])
+                report.tasks_skipped.append(TaskResult(index, skipped["arn"], None, 0.0, skipped["note"], number))
+                self.log(logging.WARNING, f"Task {index} skipped: {skipped['note']}", task_arn=skipped["arn"])
+            stopped = decision["stopped"]
+            if stopped:
+                try:
+                    new = self.watch.wait(f"replacements {number}", decision["stopped_at"], len(stopped))
+                except TimeBudgetExhausted as e:
+                    self._not_replaced(report, batch, first, number, stopped, e)
+                    self._leave(report, done)
+                    raise self.resumable(e, len(self.selection.chosen) - done - len(stopped)) from e
+                except Exception as e:
+                    self._not_replaced(report, batch, first, number, stopped, e)
+                    self._leave(report, done)
+                    raise
+                self._record_batch(report, batch, first, number, stopped, new)
+            done += len(batch)
+            halted = stopped and new["stop"] is not None
+            if stopped and not halted and self.request.wait_time:
+                self.runtime.sleep(f"wait after batch {number}", self.request.wait_time)
+            # After the pause, just before the next batch's stops: the renewal is the fence. A run paused
+            # past its lock's expiry, and taken over meanwhile, stops here (LockLost) and stops no task.
+            self.holder.write(f"renew lock {number}", progress=self._progress(report, number))
+            if halted:
+                # An alarm fired or a cancel came while this batch's replacements started: they serve now.
+                self._leave(report, done)
+                raise stop_error(new["stop"])
+        self._leave(report, done)
+        self._watch_alarms()
+
+    def _leave(self, report: RecycleReport, done: int) -> None:
+        """What the run did not recycle: the chosen tasks it did not get to, and those beyond max_tasks.
+
+        Not those of the batch under way that it skipped or stopped: they are listed once, where they are."""
+        listed = set(report.listed_arns())
+        unreached = [a for a in self.selection.chosen[done:] if a not in listed]
+        report.tasks_remaining = unreached + list(self.selection.beyond_max)
+
+    @staticmethod
+    def _not_replaced(
+        report: RecycleReport,
+        batch: tuple[str, ...],
+        first: int,
+        number: int,
+        stopped: list[str],
+        error: Exception,
+    ) -> None:
+        """The batch's stopped tasks whose replacements had not all served when the wait ended: ECS still owes
+        them a replacement. A failed start's stoppedReason says why; otherwise the error does."""
+        reason = error.stopped_reason if isinstance(error, ReplacementFailed) else None
+        note = f"its replacement stopped: {reason}" if reason else f"no replacement served: {clip(str(error), 300)}"
+        for arn in stopped:
+            report.tasks_stopped_not_replaced.append(TaskResult(first + batch.index(arn), arn, None, 0.0, note, number))
+
+    def _watch_alarms(self) -> None:
+        """After the last batch, keep watching the alarms for alarm_watch_seconds: one that fires fails the run.
+
+        The lock is renewed as often as during the batches (no stretch is longer than a replacement's
+        timeout), and a watch the time budget cannot finish stops where it is, so the restore still fits.
+        """
+        watch_seconds = self.settings.alarm_watch_seconds
+        if self.gates is None or not self.gates.alarm_names or not watch_seconds:
+            return
+        self.log(
+            logging.INFO, f"Watching {len(self.gates.alarm_names)} alarms for {watch_seconds}s after the last task"
+        )
+        gates, since = self.gates, self.runtime.step("alarm watch start", self.clock.now)
+        settings, stretch = self.settings, self.settings.replacement_timeout_seconds
+
+        def watcher(until: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+            def check(state: dict[str, Any]) -> dict[str, Any]:
+                reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
+                if reason is not None:
+                    raise stop_error(reason)
+                watched, remaining = self.clock.now() - since, self.runtime.remaining_seconds()
+                if (
+                    remaining is not None
+                    and remaining - settings.poll_interval_seconds < settings.restore_reserve_seconds
+                ):
+                    raise TimeBudgetExhausted(
+                        f"every task was recycled, but the time budget ran out {watched:.0f}s into the "
+                        f"{watch_seconds}s alarm watch: the alarms were not watched to the end"
+                    )
+                return {**state, "done": watched >= until}
+
+            return check
+
+        for part in range(1, math.ceil(watch_seconds / stretch) + 1):
+            if part > 1:
+                self.holder.write(f"renew lock during alarm watch {part}")
+            until = min(watch_seconds, part * stretch)
+            self.runtime.wait_until(
+                f"alarm watch {part}", watcher(until), {"done": False}, settings.poll_interval_seconds
+            )
+
+    def _record_batch(
+        self, report: RecycleReport, batch: tuple[str, ...], first: int, number: int, stopped: list[str], new: Any
+    ) -> None:
+        """Each stopped task and its replacement (paired in the order they served), logged before the wait."""
+        self.watch.served(new)
+        report.failed_replacements += int(new["failures"])
+        for old_arn, new_arn in zip(stopped, new["new_task_arns"], strict=True):
+            index, seconds = first + batch.index(old_arn), round(new["seconds"], 1)
+            report.tasks_recycled.append(TaskResult(index, old_arn, new_arn, seconds, batch=number))
+            self.log(
+                logging.INFO,
+                f"Task {index} recycled, waiting {self.request.wait_time}s",
+                task_arn=old_arn,
+                new_task_arn=new_arn,
+                seconds=seconds,
+                batch=number,
+            )
+
+    def _progress(self, report: RecycleReport, batch: int) -> Progress:
+        return Progress(
+            recycled=len(report.tasks_recycled),
+            total=len(self.selection.chosen),
+            batch=batch,
+            updated_at=int(self.clock.now()),
+        )
+
+    def _stop_batch(self, batch: tuple[str, ...], first: int) -> dict[str, Any]:
+        """If the time left fits one more batch, and no cancel or alarm says stop: skip the protected
+        tasks, stop the others. One step."""
+        remaining = self.runtime.remaining_seconds()
+        needed = self.batch_seconds(self.watch.estimate())
+        if first - 1 + len(batch) == len(self.selection.chosen) and self.gates is not None and self.gates.alarm_names:
+            # The last batch must leave time for the alarm watch that follows it.
+            needed += self.settings.alarm_watch_seconds
+        if remaining is not None and remaining < needed:
+            return {"action": "out_of_time", "remaining": remaining, "needed": needed}
+        if self.gates is not None:
+            stop = self.gates.stop_reason(self.reads.describe_service(include_tags=True))
+            if stop is not None:
+                return {"action": "stop", "reason": stop}
+        protected = self.reads.task_protection(list(batch))
+        stopped: list[str] = []
+        skipped: list[dict[str, str]] = []
+        for offset, arn in enumerate(batch):
+            if arn in protected:
+                skipped.append({"arn": arn, "note": f"protected (task scale-in protection) until {protected[arn]}"})
+                continue
+            self.log(logging.INFO, f"Recycling task {first + offset}/{len(self.selection.chosen)}: {arn}", task_arn=arn)
+            ecs = self.reads.ecs
+            response = self.reads.call(ecs.stop_task, cluster=self.request.cluster_name, task=arn, reason=STOP_REASON)
+            reason = response.get("task", {}).get("stoppedReason") or ""
+            if reason and reason != STOP_REASON:
+                skipped.append({"arn": arn, "note": f"stopped by someone else: {reason}"})
+                continue
+            stopped.append(arn)
+        return {"action": "stopped", "stopped": stopped, "skipped": skipped, "stopped_at": self.clock.now()}
+
+    def _out_of_time(self, decision: dict[str, Any], number: int, done: int) -> str:
+        remaining = len(self.selection.chosen) - done
+        # The count of tasks recycled is the report's (and the summary's): said once, not again here.
+        return (
+            f"the time budget ({decision['remaining']:.0f}s left, the next batch needs about "
+            f"{decision['needed']:.0f}s) does not fit batch {number}. {self._carry_on(remaining)}"
+        )
+
+    def resumable(self, error: TimeBudgetExhausted, unreached: int) -> TimeBudgetExhausted:
+        """The time ran out during a wait (a batch's or the surge's): the same error, with the event that carries on."""
+        return TimeBudgetExhausted(f"{error}. {self._carry_on(unreached)}")
+
+    def _carry_on(self, unreached: int) -> str:
+        resume = json.dumps(self._resume_event(unreached))
+        return f"{unreached} tasks remain: carry on with the event {resume}, or {self.out_of_time_hint}"
+
+    def _resume_event(self, unreached: int) -> dict[str, Any]:
+        """The event that carries on where this run stopped: what it replaced started at or after started_before."""
+        request = self.request
+        event: dict[str, Any] = {"cluster_name": request.cluster, "service_name": request.service}
+        if not request.maintain_service_state:
+            event["maintain_service_state"] = False
+        if request.wait_time != DEFAULT_WAIT_TIME:
+            event["wait_time"] = request.wait_time
+        if request.batch_size != 1:
+            event["batch_size"] = request.batch_size
+        # The gates this run had: a re-invocation must not lose them.
+        if request.alarm_names:
+            event["alarm_names"] = list(request.alarm_names)
+        if not request.use_service_alarms:
+            event["use_service_alarms"] = False
+        if not request.hand_off:
+            event["hand_off"] = False
+        if request.min_task_age_seconds:
+            event["min_task_age_seconds"] = request.min_task_age_seconds
+        # Every task this run (or an earlier one of the chain) started, started at or after this.
+        event["started_before"] = request.carry_on_started_before(self.started)
+        if request.max_tasks is not None:
+            # The tasks this run did not get to; those beyond max_tasks were never its business.
+            event["max_tasks"] = max(1, unreached)
+        return event

@@ -1,0 +1,197 @@
+"""The durable run's bounds, without the durable SDK: how long it may take, how long its lock lives,
+and how big its result may be.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+from recycler.model.errors import ConfigError, PreflightError
+from recycler.model.request import MAX_BATCH_SIZE, RecycleRequest
+from recycler.model.settings import RecycleSettings
+from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
+from recycler.run.selection import Selection, select
+
+# The function's DurableConfig.ExecutionTimeout, which the template also sets here.
+EXECUTION_TIMEOUT_ENV = "DURABLE_EXECUTION_TIMEOUT_SECONDS"
+DEFAULT_EXECUTION_TIMEOUT_SECONDS = 86_400
+MAX_EXECUTION_TIMEOUT_SECONDS = 31_622_400
+
+# Step retries (recycler.hosts.durable.STEP_RETRY): three attempts, 2 s then 4 s apart.
+STEP_ATTEMPTS = 3
+STEP_RETRY_SECONDS = 2 + 4
+
+# Allowances, per batch, for what the engine's own clock does not cover:
+# Lambda resuming the function after a wait, and step retries.
+RESUME_SECONDS = 5
+PER_TASK_OVERHEAD_SECONDS = 2 * (STEP_RETRY_SECONDS + 2 * RESUME_SECONDS) + 3 * RESUME_SECONDS
+START_OVERHEAD_SECONDS = 120
+
+# GetDurableExecution keeps at most 256 KB of result; the email and the logs have the full report.
+MAX_RESULT_BYTES = 200_000
+RESULT_SAMPLE = 10
+
+
+def execution_timeout_seconds() -> int:
+    """The function's ExecutionTimeout, as the template passes it in the environment."""
+    raw = os.environ.get(EXECUTION_TIMEOUT_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_EXECUTION_TIMEOUT_SECONDS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(EXECUTION_TIMEOUT_ENV, "must be a whole number of seconds") from None
+    if not 1 <= value <= MAX_EXECUTION_TIMEOUT_SECONDS:
+        raise ConfigError(EXECUTION_TIMEOUT_ENV, f"must be between 1 and {MAX_EXECUTION_TIMEOUT_SECONDS}")
+    return value
+
+
+def batch_worst_case_seconds(request: RecycleRequest, settings: RecycleSettings) -> float:
+    """The longest one batch can take: the replacement wait gives up after replacement_timeout_seconds."""
+    return (
+        settings.replacement_timeout_seconds
+        + settings.poll_interval_seconds
+        + request.wait_time
+        + PER_TASK_OVERHEAD_SECONDS
+    )
+
+
+def batch_seconds(request: RecycleRequest, settings: RecycleSettings) -> Callable[[float], float]:
+    """What one more batch must find left of the execution: its worst case and the restore.
+
+    Lambda ends an execution at its ExecutionTimeout without running any of its
+    code, so a batch cut short there would leave the service surged. The
+    estimate never makes this smaller: the worst case is what must fit.
+    """
+
+    def needed(estimate: float) -> float:
+        worst = batch_worst_case_seconds(request, settings)
+        return max(worst, estimate + request.wait_time) + settings.restore_reserve_seconds
+
+    return needed
+
+
+def estimated_seconds(batches: int, request: RecycleRequest, settings: RecycleSettings) -> float:
+    """How long the plan should take, with no replacement measured yet (the plan's own estimate)."""
+    surges = 1 if request.maintain_service_state and batches else 0
+    per_replacement = INITIAL_REPLACEMENT_ESTIMATE_SECONDS + settings.poll_interval_seconds + PER_TASK_OVERHEAD_SECONDS
+    return (
+        START_OVERHEAD_SECONDS
+        + (batches + surges) * per_replacement
+        + batches * request.wait_time
+        + settings.restore_reserve_seconds
+    )
+
+
+def check_duration_bound(
+    preflight: Preflight,
+    request: RecycleRequest,
+    settings: RecycleSettings,
+    remaining: float,
+    timeout: int,
+) -> None:
+    """Admit, before anything is changed, a recycle whose estimate fits what is left of the execution.
+
+    The estimate admits the plan; before each batch the engine checks that the
+    batch's worst case and the restore still fit (batch_seconds), and otherwise
+    stops, restores and reports incomplete with the event that carries on.
+    """
+    selection = select(
+        preflight.running_tasks,
+        preflight.read_at,
+        request.batch_size,
+        request.min_task_age_seconds,
+        request.max_tasks,
+        started_before=request.started_before,
+    )
+    tasks, batches = len(selection.chosen), len(selection.batches)
+    if not batches:
+        return
+    estimate = estimated_seconds(batches, request, settings) + alarm_watch_seconds(
+        preflight, request, settings, batches
+    )
+    first = batch_seconds(request, settings)(0.0) + START_OVERHEAD_SECONDS
+    if estimate <= remaining and first <= remaining:
+        return
+    longest = max(estimate, first)
+    advice = [f"redeploy with DurableExecutionTimeout of at least {math.ceil(longest + (timeout - remaining))}"]
+    if request.batch_size < MAX_BATCH_SIZE and estimate > remaining:
+        advice.insert(0, "raise batch_size, or recycle fewer tasks at once with max_tasks")
+    raise PreflightError(
+        f"{tasks} tasks in {batches} batches of up to {request.batch_size} should take about {longest:.0f}s "
+        f"({longest / 3600:.1f} h; {INITIAL_REPLACEMENT_ESTIMATE_SECONDS:.0f}s per batch of replacements, "
+        f"wait_time {request.wait_time}s, restore reserve {settings.restore_reserve_seconds}s), more than the "
+        f"{remaining:.0f}s left of this execution's ExecutionTimeout ({timeout}s). Nothing was changed: "
+        f"{' or '.join(advice)}"
+    )
+
+
+def lock_ttl_seconds(settings: RecycleSettings, request: RecycleRequest) -> float:
+    """How long the lock outlives its last renewal.
+
+    The engine renews it after every replacement. The longest stretch without
+    a renewal is the first: the surge and the first replacement, each up to
+    replacement_timeout_seconds. So a live run never looks abandoned, and the
+    lock of a run that died expires this long after its last renewal.
+    """
+    per_replacement = settings.replacement_timeout_seconds + settings.poll_interval_seconds
+    return float(
+        2 * (per_replacement + PER_TASK_OVERHEAD_SECONDS) + request.wait_time + settings.restore_reserve_seconds
+    )
+
+
+def bounded_result(result: dict[str, Any]) -> dict[str, Any]:
+    """The report as the execution's result, shortened if it would not fit GetDurableExecution's 256 KB."""
+    if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:
+        return result
+    short = dict(result)
+    for key in ("tasks_recycled", "tasks_skipped", "tasks_remaining", "tasks_stopped_not_replaced"):
+        items = result.get(key) or []
+        short[key] = items[:RESULT_SAMPLE]
+        short[f"{key}_count"] = len(items)
+    short["truncated"] = f"task lists cut to {RESULT_SAMPLE} entries; the email has the full report"
+    return short
+
+
+def plan_seconds(
+    preflight: Preflight, selection: Selection, request: RecycleRequest, settings: RecycleSettings
+) -> float:
+    """How long the plan should take: each batch (and the surge) as long as the service's tasks have taken
+    to start, plus a poll, wait_time after each batch, and the alarm watch after the last."""
+    batches = len(selection.batches)
+    surges = 1 if request.maintain_service_state and batches else 0
+    start = preflight.fastest_start_seconds or INITIAL_REPLACEMENT_ESTIMATE_SECONDS
+    return (
+        (batches + surges) * (start + settings.poll_interval_seconds)
+        + batches * request.wait_time
+        + alarm_watch_seconds(preflight, request, settings, batches)
+    )
+
+
+def alarm_watch_seconds(preflight: Preflight, request: RecycleRequest, settings: RecycleSettings, batches: int) -> int:
+    """How long the run watches its alarms after the last batch: only when it recycles and has alarms."""
+    return settings.alarm_watch_seconds if batches and preflight.gating_alarms(request) else 0
+
+
+def plan_fits(
+    preflight: Preflight,
+    selection: Selection,
+    request: RecycleRequest,
+    settings: RecycleSettings,
+    remaining: float | None,
+) -> dict[str, Any]:
+    """Whether the plan's estimate fits what this invocation has left after the restore's reserve.
+
+    The same rule decides the hand-off and a dry run's time_budget check. No deadline (the CLI) always fits.
+    """
+    needed = plan_seconds(preflight, selection, request, settings)
+    available = None if remaining is None else remaining - settings.restore_reserve_seconds
+    return {
+        "fits": available is None or needed <= available or not selection.batches,
+        "estimated_seconds": round(needed),
+        "available_seconds": None if available is None else round(available),
+    }

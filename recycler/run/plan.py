@@ -1,0 +1,80 @@
+"""What a dry run says the run would do: the repair a crashed run left owed, then the recycle, and how long."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from recycler.model.request import RecycleRequest
+from recycler.model.settings import RecycleSettings
+from recycler.run.budget import plan_seconds
+from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
+from recycler.run.selection import Selection
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a dry run says the run would do: first the repair a crashed run left owed, then the recycle."""
+
+    stale_lock_to_repair: dict[str, Any] | None
+    tasks_to_stop: tuple[str, ...]
+    batches: int
+    batch_size: int
+    left_alone: dict[str, Any]
+    surge: dict[str, Any] | None
+    lock_table: str | None
+    # The CloudWatch alarms that would gate the run (checked just before it starts).
+    alarms: tuple[str, ...]
+    # Whether a plain invocation would hand the run to the durable function, and why.
+    hand_off: dict[str, Any] | None
+    estimated_seconds: int
+    estimate_basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name in self.__dataclass_fields__},
+            "tasks_to_stop": list(self.tasks_to_stop),
+        }
+
+
+def make_plan(
+    preflight: Preflight,
+    request: RecycleRequest,
+    settings: RecycleSettings,
+    selection: Selection,
+    lock_table: str | None,
+    hand_off: dict[str, Any] | None,
+    repair: dict[str, Any] | None = None,
+) -> Plan:
+    """``preflight`` as the service will be once ``repair`` (recycler.run.rehearsal) has been made."""
+    batches = len(selection.batches)
+    surge_size = min(request.batch_size, len(selection.chosen))
+    start = preflight.fastest_start_seconds or INITIAL_REPLACEMENT_ESTIMATE_SECONDS
+    target = preflight.scalable_target
+    surge = None
+    if request.maintain_service_state and batches:
+        surged = preflight.desired_count + surge_size
+        surge = {
+            "desired_count": f"{preflight.desired_count} -> {surged}",
+            "suspend": ["DynamicScalingInSuspended", "ScheduledScalingSuspended"] if target else [],
+            "raise_max_capacity": bool(target and surged > target.max_capacity),
+        }
+    return Plan(
+        stale_lock_to_repair=repair,
+        tasks_to_stop=selection.chosen,
+        batches=batches,
+        batch_size=request.batch_size,
+        left_alone={
+            "started_at_or_after_started_before": selection.after_started_before,
+            "younger_than_min_task_age": len(selection.left_alone) - selection.after_started_before,
+            "beyond_max_tasks": len(selection.beyond_max),
+            "protected": "checked just before each batch is stopped",
+        },
+        surge=surge,
+        lock_table=lock_table,
+        alarms=preflight.gating_alarms(request),
+        hand_off=hand_off,
+        estimated_seconds=round(plan_seconds(preflight, selection, request, settings)),
+        estimate_basis=f"{start:.0f}s per batch of replacements (the fastest start among the service's tasks), "
+        f"a poll, and wait_time; {batches} batches of up to {request.batch_size}",
+    )

@@ -1,0 +1,176 @@
+"""The dry run: every check the real run makes before it changes anything, made without raising.
+
+A dry run changes nothing, not even the lock. Where the real run would refuse (the lock table, the
+lock, the service, a deployment, the alarms, the time budget), the dry run notes the problem in
+``would_refuse`` and goes on, so that one dry run lists every problem the run would meet, not only
+the first. Each check is the real run's own function (read_preflight, alarm_problems, plan_fits,
+the host's admission), so the two cannot disagree. After a crash, the plan starts with the repair
+the run will make first, decided by the restore's own rules, and plans the recycle from the service
+as that repair leaves it: its original desired count, not the surged one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from recycler.aws.gateway import ScalableTarget, ServiceReads
+from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
+from recycler.lock.store import DynamoLockStore
+from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
+from recycler.model.request import RecycleRequest
+from recycler.model.runtime import Clock, iso_seconds
+from recycler.model.settings import RecycleSettings
+from recycler.run.budget import plan_fits
+from recycler.run.capacity import desired_restore_plan, target_restore_plan
+from recycler.run.gates import alarm_problems
+from recycler.run.plan import make_plan
+from recycler.run.ports import HANDOFF_ENV, HandOffPort
+from recycler.run.preflight import Preflight, legacy_tag_note, read_preflight
+from recycler.run.selection import Selection, select
+
+NO_LOCK_TABLE = (
+    f"{LOCK_TABLE_ENV}: no lock table is configured, and a recycle needs one. Deploy cloudformation.yaml (it "
+    f"creates the table and sets {LOCK_TABLE_ENV}); for the CLI set {LOCK_TABLE_ENV} to the stack's "
+    "LockTableName output, or recycle.lock_table_name in input.json"
+)
+
+
+def problem(check: str, text: str) -> dict[str, str]:
+    """One entry of would_refuse: which check, and what the run would say."""
+    return {"check": check, "problem": text}
+
+
+@dataclass
+class Rehearsal:
+    reads: ServiceReads
+    store: DynamoLockStore | None
+    clock: Clock
+    settings: RecycleSettings
+    request: RecycleRequest
+    remaining_seconds: Callable[[], float | None]
+    hand_off: HandOffPort | None = None
+    # The host's admission (the durable run's ExecutionTimeout bound): raises PreflightError to refuse.
+    admission: Callable[[Preflight], None] | None = None
+
+    def run(self) -> dict[str, Any]:
+        """The dry run's findings, as JSON (it runs as one step): the plan, would_refuse, and the report's facts."""
+        request = self.request
+        would_refuse = [problem("lock_table", NO_LOCK_TABLE)] if self.store is None else []
+        try:
+            found = read_preflight(self.reads, self.store, self.clock, would_refuse=would_refuse)
+        except ServiceNotFound as e:
+            would_refuse.append(problem("service", str(e)))
+            # The service's own deployment alarms are unknown; the event's are checked all the same.
+            would_refuse += [problem("alarms", p) for p in alarm_problems(self.reads, request.alarm_names)]
+            return {"would_refuse": would_refuse, "plan": None, "found": None, "left_alone": [], "notes": []}
+        repair, preflight = None, found
+        held = any(entry["check"] == "lock" for entry in would_refuse)
+        stale = found.lock if found.lock is not None and found.lock.is_stale(found.read_at) and not held else None
+        if stale is not None:
+            try:
+                repair, preflight = self._repair(found, stale)
+            except LockCorrupt as e:
+                would_refuse.append(problem("lock", str(e)))
+        # The real run checks them after the repair: undoing a crash is safe whatever the alarms say.
+        would_refuse += [problem("alarms", p) for p in alarm_problems(self.reads, preflight.gating_alarms(request))]
+        selection = select(
+            preflight.running_tasks,
+            preflight.read_at,
+            request.batch_size,
+            request.min_task_age_seconds,
+            request.max_tasks,
+            started_before=request.started_before,
+        )
+        hand_off = self.hand_off.decide(preflight, selection) if self.hand_off else None
+        would_refuse += self._time_budget(preflight, selection, hand_off)
+        table = self.store.table_name if self.store else None
+        plan = make_plan(preflight, request, self.settings, selection, table, hand_off, repair)
+        return {
+            "would_refuse": would_refuse,
+            "plan": plan.to_dict(),
+            "found": {
+                "service_arn": preflight.service_arn,
+                "desired_count": preflight.desired_count,
+                "task_total": len(selection.chosen),
+            },
+            "left_alone": [list(entry) for entry in selection.left_alone],
+            "notes": [legacy_tag_note()] if preflight.legacy_lock_tag else [],
+        }
+
+    def _repair(self, found: Preflight, stale: LockRecord) -> tuple[dict[str, Any], Preflight]:
+        """What the run's repair of a crashed run will do first, and the service as the repair leaves it.
+
+        Raises LockCorrupt where the repair would refuse the item.
+        """
+        snapshot = stale.snapshot
+        assert snapshot is not None  # LockRecord.from_item: an unreleased item always has one
+        desired, target = found.desired_count, found.scalable_target
+        actions: list[str] = []
+        external: list[str] = []
+        desired_change = target_change = None
+        if stale.phase in Phase.DESIRED_PENDING:
+            decision = desired_restore_plan(stale, desired)
+            actions += decision["actions"]
+            external += decision["external"]
+            if int(decision["target"]) != desired:
+                desired_change = f"{desired} -> {decision['target']}"
+            desired = int(decision["target"])
+        if stale.phase in (*Phase.DESIRED_PENDING, Phase.DESIRED_RESTORED):
+            outcome = target_restore_plan(snapshot, target)
+            actions += outcome["actions"]
+            external += outcome["external"]
+            target_change = outcome["actions"][0] if outcome["actions"] else None
+            restored = outcome.get("restored_target")
+            if restored is not None:
+                target = ScalableTarget(restored["min_capacity"], restored["max_capacity"], restored["suspended"])
+        removed = found.desired_count - desired
+        then = "then the lock is released and the service read again, before anything is recycled"
+        if removed > 0:
+            then += (
+                f"; ECS stops {removed} task(s) of its choosing as desiredCount goes down, so the run recycles "
+                "the tasks running then, which may be fewer than tasks_to_stop lists"
+            )
+        repair = {
+            "owner": stale.owner,
+            "phase": stale.phase,
+            "started_at": iso_seconds(stale.started_at),
+            "expired_at": iso_seconds(stale.expires_at),
+            "desired_count": desired_change,
+            "scalable_target": target_change,
+            "actions": actions,
+            "external_changes": external,
+            "then": then,
+        }
+        return repair, replace(found, desired_count=desired, scalable_target=target)
+
+    def _time_budget(
+        self, preflight: Preflight, selection: Selection, hand_off: dict[str, Any] | None
+    ) -> list[dict[str, str]]:
+        """The host's admission, else: a plan this invocation cannot finish, with no hand-off to take it."""
+        if self.admission is not None:
+            try:
+                self.admission(preflight)
+            except PreflightError as e:
+                return [problem("time_budget", str(e))]
+            return []
+        if hand_off is not None and hand_off["would_hand_off"]:
+            return []
+        fits = plan_fits(preflight, selection, self.request, self.settings, self.remaining_seconds())
+        if fits["fits"]:
+            return []
+        why = (
+            "the event's hand_off is false"
+            if self.hand_off is not None
+            else f"no hand-off to the durable function is configured ({HANDOFF_ENV} is not set)"
+        )
+        return [
+            problem(
+                "time_budget",
+                f"the plan takes about {fits['estimated_seconds']}s, more than the {fits['available_seconds']}s "
+                f"this invocation has for it (its remaining time less restore_reserve_seconds), and {why}: the run "
+                "would stop when the time runs out, restore, and report incomplete. Use the durable function, or "
+                "recycle fewer tasks at once (max_tasks) or more per batch (batch_size)",
+            )
+        ]

@@ -1,0 +1,263 @@
+"""The replacement watch: a new task of this service, tracked by identity until it serves.
+
+``services_stable`` alone is not enough: right after StopTask the old task is
+still RUNNING while it drains, so the counts can match before the replacement
+has even started. A replacement is a task whose ARN the service did not have
+before, RUNNING, HEALTHY when the task definition has health checks, healthy
+in every target group, with the service stable (one deployment, running =
+desired). Replacements that stop before serving are counted as failed starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from recycler.aws.gateway import ServiceReads
+from recycler.lock.lease import Log
+from recycler.model.errors import PlacementFailed, ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
+from recycler.model.runtime import Clock, Runtime
+from recycler.model.settings import RecycleSettings
+from recycler.run.gates import Gates
+from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, TargetGroup
+
+STOP_REASON = "Stopped by ecs-task-recycle (one-at-a-time restart)"
+# What ECS's service event says when it cannot place a task (no capacity, no matching instance).
+PLACEMENT_FAILURE = "was unable to place a task"
+# How much longer than the slowest replacement seen so far the next one may take.
+ESTIMATE_SAFETY_FACTOR = 1.5
+
+
+class ReplacementWatch:
+    def __init__(
+        self,
+        reads: ServiceReads,
+        runtime: Runtime,
+        clock: Clock,
+        settings: RecycleSettings,
+        preflight: Preflight,
+        log: Log,
+        gates: Gates | None = None,
+    ) -> None:
+        self.reads = reads
+        # Alarms and cancel, noted on every poll; the batch loop stops once the replacements in flight serve.
+        self.gates = gates
+        self.runtime = runtime
+        self.clock = clock
+        self.settings = settings
+        self.log = log
+        self.health_checked = preflight.health_checked
+        self.target_groups = preflight.target_groups
+        # Every task the service had, and each replacement as it serves: none of them is a new one.
+        self.known_arns: set[str] = set(preflight.all_task_arns)
+        self.start_seconds_seen: list[float] = []
+        # The fastest the service's tasks have started: when the first poll after a stop is worth making.
+        self.min_start_seconds: float | None = preflight.fastest_start_seconds
+
+    def served(self, replacements: dict[str, Any]) -> None:
+        """Replacements serve: they are known from now on, and how long they took sets the next estimates.
+
+        The budget's estimate learns from ``seconds`` (until they served, as polled); the first
+        poll's timing from ``started_seconds``, when ECS started them (a poll can only overshoot that).
+        """
+        self.known_arns.update(replacements["new_task_arns"])
+        self.start_seconds_seen.append(replacements["seconds"])
+        started = replacements.get("started_seconds") or replacements["seconds"]
+        fastest = self.min_start_seconds
+        self.min_start_seconds = started if fastest is None else min(fastest, started)
+
+    def estimate(self) -> float:
+        """How long the next replacement may take: the slowest so far, with a margin."""
+        if not self.start_seconds_seen:
+            return INITIAL_REPLACEMENT_ESTIMATE_SECONDS
+        return max(self.start_seconds_seen) * ESTIMATE_SAFETY_FACTOR
+
+    def wait(self, name: str, since: float, count: int = 1) -> dict[str, Any]:
+        """Wait until `count` tasks this service did not have before are up and serving.
+
+        Returns ``new_task_arns`` (in the order they were first seen serving) and
+        ``seconds``: how long after ``since`` they all served, with the service
+        stable again (the tasks they replace drained).
+        """
+        poll = self.settings.poll_interval_seconds
+        # Replacements have taken at least this long so far; polling earlier only costs API calls.
+        if self.min_start_seconds is not None and self.min_start_seconds > 2 * poll:
+            self.runtime.sleep(f"{name} head start", int(self.min_start_seconds))
+        initial = {
+            "done": False,
+            "since": since,
+            "count": count,
+            "failures": 0,
+            "failed_arns": [],
+            "serving": {},
+            "new_seen": 0,
+            "last_new_at": 0.0,
+            "candidate": None,
+            "stop": None,
+        }
+        return self.runtime.wait_until(name, lambda state: self._check_new_tasks(state), initial, poll)
+
+    def _check_new_tasks(self, state: dict[str, Any]) -> dict[str, Any]:
+        state = dict(state)
+        now = self.clock.now()
+        elapsed = now - state["since"]
+        service = self.reads.describe_service(include_tags=True)
+        if self.gates is not None and state["stop"] is None:
+            state["stop"] = self.gates.stop_reason(service)
+        # Once the replacements are all known and none is stopping, describing them is enough: ListTasks
+        # (a page per 100 tasks) is only needed while one may still appear, or replace one that failed.
+        tracked = state.get("tracked") or []
+        listed = tracked if len(tracked) >= state["count"] else self.reads.list_task_arns()
+        new_arns = [a for a in listed if a not in self.known_arns]
+        new_tasks = self.reads.describe_tasks(new_arns) if new_arns else []
+        staying = [t["taskArn"] for t in new_tasks if t.get("desiredStatus") == "RUNNING"]
+        state["tracked"] = staying if len(staying) == len(new_tasks) >= state["count"] else []
+        self._count_failures(service, new_tasks, state)
+        failed = set(state["failed_arns"])
+        serving = {t["taskArn"] for t in new_tasks if t["taskArn"] not in failed and self._is_serving(t)}
+        # When each was first seen serving (one that stopped serving meanwhile no longer counts).
+        state["serving"] = {arn: state["serving"].get(arn, elapsed) for arn in serving}
+        if len(serving) >= state["count"] and self._is_stable(service):
+            order = sorted(state["serving"], key=lambda arn: (state["serving"][arn], arn))[: state["count"]]
+            started = [_epoch(t.get("startedAt")) - state["since"] for t in new_tasks if t["taskArn"] in order]
+            started_seconds = min((s for s in started if s > 0), default=None)
+            return {
+                **state,
+                "done": True,
+                "new_task_arns": order,
+                "seconds": elapsed,
+                "started_seconds": started_seconds,
+            }
+        if len(new_arns) > state["new_seen"]:
+            state["new_seen"], state["last_new_at"] = len(new_arns), elapsed
+        pending = [t for t in new_tasks if t["taskArn"] not in serving and t["taskArn"] not in failed]
+        state["candidate"] = f"{pending[0]['taskArn']} ({pending[0].get('lastStatus')})" if pending else None
+        self._check_placement(service, state, elapsed)
+        if elapsed >= self.settings.replacement_timeout_seconds:
+            limit, candidate = self.settings.replacement_timeout_seconds, state["candidate"] or "none started"
+            message = (
+                f"{len(serving)} of {state['count']} replacements healthy within {limit}s (waiting for: {candidate})"
+                if state["count"] > 1
+                else f"no healthy replacement within {limit}s (candidate: {candidate})"
+            )
+            if state["stop"] is not None:
+                message += f"; meanwhile {state['stop']['detail']}"
+            raise ReplacementTimeout(message)
+        remaining = self.runtime.remaining_seconds()
+        if (
+            remaining is not None
+            and remaining - self.settings.poll_interval_seconds < self.settings.restore_reserve_seconds
+        ):
+            raise TimeBudgetExhausted(
+                "the time budget ran out while waiting for a replacement; stopping here so the restore still fits"
+            )
+        return state
+
+    def _count_failures(self, service: dict[str, Any], new_tasks: list[dict[str, Any]], state: dict[str, Any]) -> None:
+        """Replacements that stopped before serving (TaskFailedToStart and the like): give up after too many."""
+        failed = [t for t in new_tasks if _failed_replacement(t)]
+        failed += [
+            t
+            for t in self._newly_failed(service, state)
+            # A failed task without createdAt counts as this wait's: better than missing a failure.
+            if _failed_replacement(t) and _epoch(t.get("createdAt"), missing=float("inf")) >= state["since"] - 1
+        ]
+        for task in failed:
+            if task["taskArn"] in state["failed_arns"]:
+                continue
+            state["failed_arns"] = [*state["failed_arns"], task["taskArn"]]
+            state["failures"] += 1
+            reason = task.get("stoppedReason") or task.get("stopCode") or "no reason given"
+            self.log(
+                logging.WARNING,
+                f"Replacement task failed to start: {reason}",
+                task_arn=task["taskArn"],
+                failures=state["failures"],
+            )
+            if state["failures"] >= self.settings.max_failed_replacements:
+                raise ReplacementFailed(
+                    f"{state['failures']} replacement tasks stopped before becoming healthy; "
+                    f"{ReplacementFailed.REASON}{reason}"
+                )
+
+    def _check_placement(self, service: dict[str, Any], state: dict[str, Any], elapsed: float) -> None:
+        """ECS keeps saying it cannot place a task, and no new task has appeared for placement_timeout_seconds."""
+        since = state["since"]
+        unplaced = [
+            e
+            for e in service.get("events", [])
+            if PLACEMENT_FAILURE in str(e.get("message", "")) and _epoch(e.get("createdAt")) >= since - 1
+        ]
+        stalled = elapsed - state["last_new_at"]
+        if unplaced and stalled >= self.settings.placement_timeout_seconds:
+            raise PlacementFailed(
+                f"ECS could not place a task for {stalled:.0f}s (placement_timeout_seconds "
+                f"{self.settings.placement_timeout_seconds}): {unplaced[0].get('message')}"
+            )
+
+    def _newly_failed(self, service: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
+        """Failed starts that vanished between two polls: the deployment's failedTasks counter moved."""
+        failed_count = sum(int(d.get("failedTasks", 0)) for d in service.get("deployments", []))
+        previous = state.get("failed_count_seen")
+        state["failed_count_seen"] = failed_count
+        if previous is None or failed_count <= previous:
+            return []
+        stopped = [
+            a
+            for a in self.reads.list_task_arns(desired_status="STOPPED")
+            if a not in self.known_arns and a not in state["failed_arns"]
+        ]
+        return self.reads.describe_tasks(stopped) if stopped else []
+
+    def _is_serving(self, task: dict[str, Any]) -> bool:
+        if task.get("lastStatus") != "RUNNING" or task.get("desiredStatus") != "RUNNING":
+            return False
+        if self.health_checked and task.get("healthStatus") != "HEALTHY":
+            return False
+        return all(self._healthy_in_target_group(task, tg) for tg in self.target_groups)
+
+    def _healthy_in_target_group(self, task: dict[str, Any], target_group: TargetGroup) -> bool:
+        if self.reads.elbv2 is None:
+            return True
+        target_id = _task_ip(task)
+        targets: list[dict[str, Any]] = []
+        if target_id:
+            target: dict[str, Any] = {"Id": target_id}
+            if target_group.port:
+                target["Port"] = int(target_group.port)
+            targets.append(target)
+        states = self.reads.target_health(target_group.arn, targets)
+        # Bridge/host networking has no task IP: then every registered target must be healthy.
+        return bool(states) and all(s == "healthy" for s in states)
+
+    @staticmethod
+    def _is_stable(service: dict[str, Any]) -> bool:
+        deployments = service.get("deployments", [])
+        return len(deployments) == 1 and service.get("runningCount") == service.get("desiredCount")
+
+
+def _failed_replacement(task: dict[str, Any]) -> bool:
+    """A replacement that ECS gave up on: it failed to start, crashed, or failed its health checks.
+
+    A new task stopped by scale-in (or by this tool) is not a failure.
+    """
+    if task.get("desiredStatus") != "STOPPED" and task.get("lastStatus") != "STOPPED":
+        return False
+    if task.get("stoppedReason") == STOP_REASON:
+        return False
+    reason = str(task.get("stoppedReason") or "").lower()
+    return task.get("stopCode") in ("TaskFailedToStart", "EssentialContainerExited") or "health check" in reason
+
+
+def _epoch(value: Any, missing: float = float("-inf")) -> float:
+    """A boto3 timestamp as epoch seconds; ``missing`` when there is none."""
+    return value.timestamp() if isinstance(value, datetime) else missing
+
+
+def _task_ip(task: dict[str, Any]) -> str | None:
+    for attachment in task.get("attachments", []):
+        for detail in attachment.get("details", []):
+            if detail.get("name") == "privateIPv4Address":
+                return str(detail.get("value"))
+    return None
