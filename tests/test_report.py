@@ -18,7 +18,7 @@ from dev.simulator import Behaviour, FakeLambdaContext
 from recycler import invocation
 from recycler.errors import ConfigError
 from recycler.handoff import HANDOFF_ENV
-from recycler.lock import LockRecord, Phase, Snapshot
+from recycler.lock import LockRecord, Phase, Progress, Snapshot
 from recycler.notification.render import render_message
 from recycler.notification.settings import parse_notification_config
 from recycler.request import parse_event
@@ -103,6 +103,7 @@ def _live_surged_lock(bed: Bed, owner: str, desired: int) -> LockRecord:
         phase=Phase.SURGED,
         started_at=now - 60,
         snapshot=Snapshot(desired_count=desired, surge=True),
+        progress=Progress(total=desired, updated_at=now - 60),
     )
 
 
