@@ -21,7 +21,7 @@ import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
 from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
-from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase, Snapshot
+from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase, Progress, Snapshot
 from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import PreflightError
 from recycler.run.ports import HANDOFF_ENV
@@ -106,7 +106,7 @@ def test_a_lock_table_that_does_not_exist_is_a_would_refuse_entry(bed: Bed) -> N
 
     # AND the real run fails on it
     real = bed.run()
-    assert real.status == "failed" and "ResourceNotFoundException" in (real.error or "")
+    assert real.status == "failed" and "lock table 'no-such-table' not found" in (real.error or "")
     bed.assert_nothing_changed(before)
 
 
@@ -199,7 +199,9 @@ def test_a_live_lock_and_a_deployment_in_progress_are_both_listed(bed: Bed) -> N
     # GIVEN a deployment in progress and another run's live lock
     bed.add_service(tasks=2, behaviour=Behaviour(rollout_state="IN_PROGRESS"))
     now = int(bed.clock.now())
-    held = LockRecord(bed.lock_key(), "other-run", 7, now + 600, Phase.SURGED, now - 60, Snapshot(2, True))
+    held = LockRecord(
+        bed.lock_key(), "other-run", 7, now + 600, Phase.SURGED, now - 60, Snapshot(2, True), progress=Progress(total=2)
+    )
     bed.plant_lock(held)
     before = bed.service_state()
 

@@ -17,7 +17,7 @@ import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
 from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
-from recycler.lock.record import LockRecord, Phase, Snapshot
+from recycler.lock.record import LockRecord, Phase, Progress, Snapshot
 from recycler.model.errors import ConfigError
 from recycler.model.request import parse_event
 from recycler.model.settings import RecycleSettings
@@ -104,6 +104,7 @@ def _live_surged_lock(bed: Bed, owner: str, desired: int) -> LockRecord:
         phase=Phase.SURGED,
         started_at=now - 60,
         snapshot=Snapshot(desired_count=desired, surge=True),
+        progress=Progress(total=desired, updated_at=now - 60),
     )
 
 
