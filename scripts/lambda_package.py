@@ -24,9 +24,9 @@ import time
 import zipfile
 from pathlib import Path
 
-# The handlers Lambda loads. The first is required; the durable entry point
-# arrives with the long-running mode and is packaged as soon as it exists.
-ENTRY_POINTS = ("lambda_function.py", "durable_function.py")
+# The handlers Lambda loads, and the two other public faces (a user's code in the function may import them).
+# The first is required; the others are packaged, with what they import, where they exist.
+ENTRY_POINTS = ("lambda_function.py", "durable_function.py", "AWSSession.py", "Notification.py")
 REQUIRED_ENTRY_POINT = "lambda_function.py"
 # Files the code reads at run time, beside lambda_function.py.
 DATA_FILES = ("input.json",)

@@ -368,7 +368,6 @@ def test_a_bad_event_is_not_mailed_when_the_notification_settings_do_not_load(
         raise ConfigError("emailNotification.to", "is missing")
 
     monkeypatch.setattr(invocation, "get_config", broken)
-    monkeypatch.setattr(lambda_function, "get_config", broken)
     event = {"cluster_name": CLUSTER, "service_name": "bad name!"}
 
     # THEN the event's own error is raised, and nothing is mailed
