@@ -92,7 +92,8 @@ RANKS = {"model": 0, "observability": 0, "aws": 1, "lock": 2, "notification": 2,
 FACE_ROOMS = {
     "lambda_function": {"hosts"},
     "durable_function": {"hosts"},
-    "AWSSession": {"aws"},
+    # The session as the environment sets it (AWS_REGION) comes from the one module that reads it.
+    "AWSSession": {"aws", "hosts"},
     "Notification": {"notification"},
 }
 

@@ -104,20 +104,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
     args = parser.parse_args(argv)
     event_flags = option_flags(options)
-    logs.configure()
+    from recycler.hosts.environment import Environment
     from recycler.hosts.plain import NOT_COMPLETED, get_config, new_owner_id
+
+    env = Environment.from_env()
+    logs.configure(env.log_level, lambda_json=env.lambda_json_logs, in_lambda=env.in_lambda)
 
     try:
         # A flag left unset that has no default (--max-tasks) is not sent at all.
         event = {field: getattr(args, field) for field in event_flags if getattr(args, field) is not None}
         request = parse_event(event)
-        config = load_config(Path(args.config)) if args.config else get_config()
+        config = load_config(Path(args.config)) if args.config else get_config(env)
         if args.region is not None:
             if not is_region_name(args.region):
                 raise ConfigError("region", "is not an AWS region name")
             config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
         asker = f"cli {getpass.getuser()}@{socket.gethostname()}"
-        result = run_recycle(request, config, owner_id=new_owner_id("cli"), requested_by=asker)
+        result = run_recycle(request, config, owner_id=new_owner_id("cli"), requested_by=asker, environment=env)
     except ConfigError as e:
         # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
         flag = flag_for(e.field, {**event_flags, "region": "--region"})
