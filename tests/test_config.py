@@ -10,8 +10,8 @@ import pytest
 from conftest import EVENTS, SERVICE, Bed, load_event
 
 import lambda_function
-from recycler.hosts import plain as invocation
 from recycler.hosts.config import load_config, parse_config
+from recycler.hosts.environment import Environment
 from recycler.model.errors import ConfigError
 from recycler.model.request import RecycleRequest, parse_event, utc_text
 
@@ -113,7 +113,7 @@ def test_recycle_config_env_var_names_another_file(tmp_path: Path, monkeypatch: 
     path = tmp_path / "local.json"
     path.write_text(json.dumps({"recycle": {"poll_interval_seconds": 2, "max_failed_replacements": 5}}))
     monkeypatch.setenv("RECYCLE_CONFIG", str(path))
-    config = load_config()
+    config = load_config(Environment.from_env().config_path)
     assert config.recycle.poll_interval_seconds == 2.0 and config.recycle.max_failed_replacements == 5
 
 
@@ -255,7 +255,7 @@ def test_recycle_config_naming_dev_zero_is_a_bounded_read(monkeypatch: pytest.Mo
     monkeypatch.setenv("RECYCLE_CONFIG", "/dev/zero")
     # WHEN the config is loaded, THEN it stops at the limit with a clear error (not memory exhaustion)
     with pytest.raises(ConfigError, match=r"larger than 1 MB") as caught:
-        load_config()
+        load_config(Environment.from_env().config_path)
     assert caught.value.field == "/dev/zero"
 
 
@@ -283,7 +283,6 @@ def test_bad_input_json_fails_the_handler_before_any_aws_call(
     path = tmp_path / "input.json"
     path.write_text(json.dumps({"recycle": {"max_failed_replacements": "three"}}))
     monkeypatch.setenv("RECYCLE_CONFIG", str(path))
-    monkeypatch.setattr(invocation, "_config", None)
     with pytest.raises(ConfigError, match=r"recycle\.max_failed_replacements"):
         lambda_function.lambda_handler(load_event("recycle.json"), None)
     assert bed.sim.calls == {}
@@ -313,7 +312,6 @@ def test_unicode_digit_in_the_region_reaches_no_aws_call(
     path = tmp_path / "input.json"
     path.write_text(json.dumps({"awsCredentials": {"region_name": "us-east-١"}}), encoding="utf-8")
     monkeypatch.setenv("RECYCLE_CONFIG", str(path))
-    monkeypatch.setattr(invocation, "_config", None)
 
     # WHEN the handler runs, THEN the region is refused before any AWS call
     with pytest.raises(ConfigError) as caught:

@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from recycler.aws.clients import Clients
@@ -205,16 +206,18 @@ def control_action(
     return result
 
 
-_config: AppConfig | None = None
+# By file (RECYCLE_CONFIG's, or None for the default): in Lambda one, read once per cold start.
+_configs: dict[Path | None, AppConfig] = {}
 
 
 def get_config(env: Environment | None = None) -> AppConfig:
     """input.json, read once per cold start."""
-    global _config
-    if _config is None:
-        _config = load_config((env or Environment.from_env()).config_path)
-        register_secrets(_config)
-    return _config
+    path = (env or Environment.from_env()).config_path
+    if path not in _configs:
+        config = load_config(path)
+        register_secrets(config)
+        _configs[path] = config
+    return _configs[path]
 
 
 def config_or_none(env: Environment | None = None) -> AppConfig | None:
