@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -474,3 +475,41 @@ def test_unknown_keys_in_input_json_are_clipped(document: dict[str, Any], prefix
         parse_config(document)
     assert caught.value.field == prefix + "a" * 80 + "… (1000000 characters)"
     assert len(str(caught.value)) < 400
+
+
+# --------------------------------------------------------------------------- the environment
+
+
+def test_the_environment_is_read_once_into_a_frozen_value() -> None:
+    # GIVEN the variables the template sets WHEN they are read THEN each lands in its field, as given
+    env = Environment.from_env(
+        {
+            "LOCK_TABLE_NAME": "locks",
+            "DURABLE_FUNCTION_ALIAS_ARN": "arn:aws:lambda:us-east-1:123456789012:function:d:live",
+            "RECYCLE_CONFIG": "/etc/recycle.json",
+            "DURABLE_EXECUTION_TIMEOUT_SECONDS": "3600",
+            "AWS_LAMBDA_FUNCTION_NAME": "ecs-task-recycle",
+            "AWS_REGION": "eu-west-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    assert (env.lock_table_name, env.config_path, env.execution_timeout_seconds) == (
+        "locks",
+        Path("/etc/recycle.json"),
+        3600,
+    )
+    assert env.handoff_alias_arn and env.handoff_alias_arn.endswith(":live") and env.in_lambda
+    # AWS_REGION wins over AWS_DEFAULT_REGION, and an error about it names it
+    assert (env.aws.region, env.aws.region_variable) == ("eu-west-1", "AWS_REGION")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        env.lock_table_name = "other"  # type: ignore[misc]
+    # AND nothing set is nothing assumed: no table, the default input.json, a day's execution, not in Lambda
+    empty = Environment.from_env({})
+    assert (empty.lock_table_name, empty.config_path, empty.in_lambda) == (None, None, False)
+    assert empty.execution_timeout_seconds == 86_400
+
+
+def test_a_missing_required_variable_is_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Environment.from_env({"LOCK_TABLE_NAME": ""}, required=("LOCK_TABLE_NAME",))
+    assert caught.value.field == "LOCK_TABLE_NAME" and "not set" in caught.value.problem

@@ -100,34 +100,9 @@ def get_aws_session(
     Makes no AWS call unless role_arn is set. A missing or malformed region and an
     unknown profile are ConfigErrors, raised before any call.
     """
-    region = resolve_region(credentials, env)
-    profile = credentials.profile_name if credentials is not None else None
-    try:
-        if profile:
-            base = boto3.Session(profile_name=profile, region_name=region)
-            source = "profile"
-        elif credentials is not None and credentials.access_key:
-            base = boto3.Session(
-                aws_access_key_id=credentials.access_key,
-                aws_secret_access_key=credentials.secret_key,
-                aws_session_token=credentials.session_token,
-                region_name=region,
-            )
-            source = "static keys"
-        else:
-            base = boto3.Session(region_name=region)
-            source = "default chain"
-        # Without an explicit region, the profile (or the default one) may name it.
-        region = base.region_name
-    except ProfileNotFound as e:
-        field, name = (
-            ("awsCredentials.profile_name", profile)
-            if profile
-            else ("AWS_PROFILE", env.profile or e.kwargs.get("profile"))
-        )
-        raise ConfigError(
-            field, f"profile {shown(name)} is not in the AWS config or credentials files (~/.aws/config)"
-        ) from e
+    base, source = _base_session(credentials, resolve_region(credentials, env), env)
+    # Without an explicit region, the profile (or the default one) may name it.
+    region = base.region_name
     if not region:
         raise ConfigError("awsCredentials.region_name", NO_REGION)
     if not _REGION_LABEL.fullmatch(region):
@@ -164,6 +139,36 @@ def get_aws_session(
         aws_session_token=assumed["SessionToken"],
         region_name=region,
     )
+
+
+def _base_session(
+    credentials: AwsCredentials | None, region: str | None, env: AwsEnvironment
+) -> tuple[boto3.Session, str]:
+    """The session before any role, and where its credentials come from. An unknown profile is a ConfigError."""
+    profile = credentials.profile_name if credentials is not None else None
+    try:
+        if profile:
+            base, source = boto3.Session(profile_name=profile, region_name=region), "profile"
+        elif credentials is not None and credentials.access_key:
+            base = boto3.Session(
+                aws_access_key_id=credentials.access_key,
+                aws_secret_access_key=credentials.secret_key,
+                aws_session_token=credentials.session_token,
+                region_name=region,
+            )
+            source = "static keys"
+        else:
+            base, source = boto3.Session(region_name=region), "default chain"
+        return base, source
+    except ProfileNotFound as e:
+        field, name = (
+            ("awsCredentials.profile_name", profile)
+            if profile
+            else ("AWS_PROFILE", env.profile or e.kwargs.get("profile"))
+        )
+        raise ConfigError(
+            field, f"profile {shown(name)} is not in the AWS config or credentials files (~/.aws/config)"
+        ) from e
 
 
 def _region_source(credentials: AwsCredentials | None, env: AwsEnvironment) -> str:

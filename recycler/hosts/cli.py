@@ -51,8 +51,8 @@ def run_recycle(request: Any, config: Any, **kwargs: Any) -> dict[str, Any]:
     return invocation.run_recycle(request, config, **kwargs)
 
 
-def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
-    """``python lambda_function.py``: the exit code. Tests pass a virtual clock."""
+def parser_and_flags() -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    """The CLI's parser, and the flag of each event field it fills."""
     parser = argparse.ArgumentParser(
         prog="lambda_function.py",
         description="Recycle an ECS service's tasks one at a time, against real AWS (credentials from input.json).",
@@ -106,8 +106,13 @@ def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
     ]
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
     parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
+    return parser, option_flags(options)
+
+
+def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
+    """``python lambda_function.py``: the exit code. Tests pass a virtual clock."""
+    parser, event_flags = parser_and_flags()
     args = parser.parse_args(argv)
-    event_flags = option_flags(options)
     from recycler.hosts.environment import Environment
     from recycler.hosts.plain import NOT_COMPLETED, get_config, new_owner_id
 
