@@ -11,9 +11,11 @@ runs under the Lambda durable execution SDK instead of ``LocalRuntime``:
 Waits suspend the function without compute; each resumption replays the
 handler from the top and gets completed steps back from their checkpoints,
 so nothing the engine did is done twice. The algorithm is the one in
-``recycler.run.engine.Recycler``; this module only supplies the runtime, the
-duration bound checked before anything changes (recycler.run.budget), and
-the notification step. durable_function.py is the Lambda handler's face.
+``recycler.run.engine.Recycler`` and the steps around it are the one pipeline
+(recycler.hosts.pipeline); this module only supplies the durable host: the
+runtime, the duration bound checked before anything changes
+(recycler.run.budget), the notification step and the bounded result.
+durable_function.py is the Lambda handler's face.
 
 This is the only module that imports the durable SDK.
 """
@@ -67,15 +69,7 @@ try:
 except ImportError:  # a Python built without liblzma: zlib then, whose window is too short for 5,000 tasks
     _lzma = None  # type: ignore[assignment]
 
-__all__ = [
-    "NOT_COMPLETED",
-    "DurableHost",
-    "DurableRuntime",
-    "RecycleNotCompleted",
-    "build_handler",
-    "lambda_handler",
-    "run_durable_recycle",
-]
+__all__ = ["NOT_COMPLETED", "RecycleNotCompleted", "build_handler", "lambda_handler", "run_durable_recycle"]
 
 T = TypeVar("T")
 
