@@ -1,4 +1,5 @@
-"""Build the boto3 session and clients the tool uses: the public face of ``recycler.aws.session``.
+"""Build the boto3 session and clients the tool uses: the public face of ``recycler.aws.session``
+(the session and region as the environment sets them, through ``recycler.hosts.environment``).
 
 Base credentials come from a named profile, from static keys, or from the default chain (in Lambda: the
 execution role); ``role_arn`` assumes a role on top of that. Nothing there logs a key, a secret or a token.
@@ -10,10 +11,9 @@ from recycler.aws.session import (
     QUICK_CLIENT_CONFIG,
     create_client,
     create_quick_client,
-    get_aws_session,
-    resolve_region,
     role_session_name,
 )
+from recycler.hosts.environment import get_aws_session, resolve_region
 
 __all__ = [
     "CLIENT_CONFIG",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,8 @@ import pytest
 from conftest import EVENTS, SERVICE, Bed, load_event
 
 import lambda_function
-from recycler.hosts import plain as invocation
 from recycler.hosts.config import load_config, parse_config
+from recycler.hosts.environment import Environment
 from recycler.model.errors import ConfigError
 from recycler.model.request import RecycleRequest, parse_event, utc_text
 
@@ -113,7 +114,7 @@ def test_recycle_config_env_var_names_another_file(tmp_path: Path, monkeypatch: 
     path = tmp_path / "local.json"
     path.write_text(json.dumps({"recycle": {"poll_interval_seconds": 2, "max_failed_replacements": 5}}))
     monkeypatch.setenv("RECYCLE_CONFIG", str(path))
-    config = load_config()
+    config = load_config(Environment.from_env().config_path)
     assert config.recycle.poll_interval_seconds == 2.0 and config.recycle.max_failed_replacements == 5
 
 
@@ -255,7 +256,7 @@ def test_recycle_config_naming_dev_zero_is_a_bounded_read(monkeypatch: pytest.Mo
     monkeypatch.setenv("RECYCLE_CONFIG", "/dev/zero")
     # WHEN the config is loaded, THEN it stops at the limit with a clear error (not memory exhaustion)
     with pytest.raises(ConfigError, match=r"larger than 1 MB") as caught:
-        load_config()
+        load_config(Environment.from_env().config_path)
     assert caught.value.field == "/dev/zero"
 
 
@@ -283,7 +284,6 @@ def test_bad_input_json_fails_the_handler_before_any_aws_call(
     path = tmp_path / "input.json"
     path.write_text(json.dumps({"recycle": {"max_failed_replacements": "three"}}))
     monkeypatch.setenv("RECYCLE_CONFIG", str(path))
-    monkeypatch.setattr(invocation, "_config", None)
     with pytest.raises(ConfigError, match=r"recycle\.max_failed_replacements"):
         lambda_function.lambda_handler(load_event("recycle.json"), None)
     assert bed.sim.calls == {}
@@ -313,7 +313,6 @@ def test_unicode_digit_in_the_region_reaches_no_aws_call(
     path = tmp_path / "input.json"
     path.write_text(json.dumps({"awsCredentials": {"region_name": "us-east-١"}}), encoding="utf-8")
     monkeypatch.setenv("RECYCLE_CONFIG", str(path))
-    monkeypatch.setattr(invocation, "_config", None)
 
     # WHEN the handler runs, THEN the region is refused before any AWS call
     with pytest.raises(ConfigError) as caught:
@@ -476,3 +475,41 @@ def test_unknown_keys_in_input_json_are_clipped(document: dict[str, Any], prefix
         parse_config(document)
     assert caught.value.field == prefix + "a" * 80 + "… (1000000 characters)"
     assert len(str(caught.value)) < 400
+
+
+# --------------------------------------------------------------------------- the environment
+
+
+def test_the_environment_is_read_once_into_a_frozen_value() -> None:
+    # GIVEN the variables the template sets WHEN they are read THEN each lands in its field, as given
+    env = Environment.from_env(
+        {
+            "LOCK_TABLE_NAME": "locks",
+            "DURABLE_FUNCTION_ALIAS_ARN": "arn:aws:lambda:us-east-1:123456789012:function:d:live",
+            "RECYCLE_CONFIG": "/etc/recycle.json",
+            "DURABLE_EXECUTION_TIMEOUT_SECONDS": "3600",
+            "AWS_LAMBDA_FUNCTION_NAME": "ecs-task-recycle",
+            "AWS_REGION": "eu-west-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    assert (env.lock_table_name, env.config_path, env.execution_timeout_seconds) == (
+        "locks",
+        Path("/etc/recycle.json"),
+        3600,
+    )
+    assert env.handoff_alias_arn and env.handoff_alias_arn.endswith(":live") and env.in_lambda
+    # AWS_REGION wins over AWS_DEFAULT_REGION, and an error about it names it
+    assert (env.aws.region, env.aws.region_variable) == ("eu-west-1", "AWS_REGION")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        env.lock_table_name = "other"  # type: ignore[misc]
+    # AND nothing set is nothing assumed: no table, the default input.json, a day's execution, not in Lambda
+    empty = Environment.from_env({})
+    assert (empty.lock_table_name, empty.config_path, empty.in_lambda) == (None, None, False)
+    assert empty.execution_timeout_seconds == 86_400
+
+
+def test_a_missing_required_variable_is_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Environment.from_env({"LOCK_TABLE_NAME": ""}, required=("LOCK_TABLE_NAME",))
+    assert caught.value.field == "LOCK_TABLE_NAME" and "not set" in caught.value.problem

@@ -27,6 +27,11 @@ from recycler.model.errors import PreflightError
 from recycler.run.ports import HANDOFF_ENV
 
 
+def plain(bed: Bed) -> Any:
+    """The plain handler on the bed's virtual clock, with a 5 s poll in input.json."""
+    return invocation.build_handler(clock=bed.clock, config=parse_config({"recycle": {"poll_interval_seconds": 5}}))
+
+
 def _checks(report: Any) -> dict[str, str]:
     """would_refuse as check -> problem (each check appears once in these tests)."""
     entries = report["would_refuse"] if isinstance(report, dict) else report.would_refuse
@@ -37,8 +42,6 @@ def _checks(report: Any) -> dict[str, str]:
 @pytest.fixture
 def handler_env(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Bed:
     """The entry points on the bed's virtual clock, with an input.json of defaults."""
-    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
-    monkeypatch.setattr(invocation, "_config", parse_config({"recycle": {"poll_interval_seconds": 5}}))
     return bed
 
 
@@ -120,7 +123,7 @@ def test_no_lock_table_at_all_is_a_would_refuse_entry_naming_the_variable(
     before = bed.service_state()
 
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
-    result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-1"))
+    result = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-1"))
 
     # THEN the plan is there, and the refusal a recycle would meet names LOCK_TABLE_NAME
     assert result["status"] == "dry_run" and len(result["plan"]["tasks_to_stop"]) == 2
@@ -135,7 +138,7 @@ def test_a_plan_too_long_for_the_invocation_without_a_hand_off_is_a_would_refuse
     before = bed.service_state()
 
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
-    result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-1"))
+    result = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-1"))
 
     # THEN time_budget says the plan does not fit and there is no hand-off; nothing changed
     assert result["status"] == "dry_run"
@@ -145,7 +148,7 @@ def test_a_plan_too_long_for_the_invocation_without_a_hand_off_is_a_would_refuse
 
     # AND a plan that fits has no such entry
     bed.add_service(tasks=2, service="api")
-    small = lambda_function.lambda_handler({**event, "service_name": "api"}, FakeLambdaContext(bed.clock, 900, "req-2"))
+    small = plain(bed)({**event, "service_name": "api"}, FakeLambdaContext(bed.clock, 900, "req-2"))
     assert small["status"] == "dry_run" and small["would_refuse"] == []
 
 
@@ -159,11 +162,11 @@ def test_a_long_plan_with_hand_off_false_is_refused_but_one_that_hands_off_is_no
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
 
     # WHEN the event allows the hand-off, THEN the durable function would take it: nothing to refuse
-    handed = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-1"))
+    handed = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-1"))
     assert handed["plan"]["hand_off"]["would_hand_off"] is True and handed["would_refuse"] == []
 
     # WHEN it says hand_off false, THEN time_budget names the field
-    kept = lambda_function.lambda_handler({**event, "hand_off": False}, FakeLambdaContext(bed.clock, 900, "req-2"))
+    kept = plain(bed)({**event, "hand_off": False}, FakeLambdaContext(bed.clock, 900, "req-2"))
     assert "hand_off" in _checks(kept)["time_budget"]
 
 
@@ -177,17 +180,17 @@ def test_the_cli_exits_1_when_the_dry_run_would_be_refused(
     before = bed.service_state()
 
     # WHEN the dry run is clean, THEN exit 0 with an empty would_refuse
-    assert lambda_function.main(_cli(tmp_path)) == 0
+    assert lambda_function.main(_cli(tmp_path), clock=bed.clock) == 0
     assert json.loads(capsys.readouterr().out)["would_refuse"] == []
 
     # WHEN an alarm is misspelt, THEN exit 1, the report printed, the alarm named
-    assert lambda_function.main(_cli(tmp_path, "--alarm-names", "web-5xxx")) == 1
+    assert lambda_function.main(_cli(tmp_path, "--alarm-names", "web-5xxx"), clock=bed.clock) == 1
     printed = json.loads(capsys.readouterr().out)
     assert printed["status"] == "dry_run" and "web-5xxx" in _checks(printed)["alarms"]
 
     # WHEN the lock table does not exist, THEN exit 1 as well
     monkeypatch.setenv(LOCK_TABLE_ENV, "no-such-table")
-    assert lambda_function.main(_cli(tmp_path)) == 1
+    assert lambda_function.main(_cli(tmp_path), clock=bed.clock) == 1
     assert "lock_table" in _checks(json.loads(capsys.readouterr().out))
     bed.assert_nothing_changed(before)
 

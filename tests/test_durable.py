@@ -33,6 +33,7 @@ from dev.simulator import Behaviour
 from recycler.hosts import durable as durable_runtime
 from recycler.hosts import execution_name
 from recycler.hosts.config import AppConfig, parse_config
+from recycler.hosts.environment import Environment
 from recycler.lock.record import Phase
 from recycler.model.errors import ConfigError, LockHeld, PreflightError, TimeBudgetExhausted
 from recycler.model.request import parse_event
@@ -446,13 +447,15 @@ def test_execution_name_cli_names_the_flag_the_user_typed(argv: list[str], flag:
 
 
 def test_execution_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert durable_bounds.execution_timeout_seconds() == 86_400
+    monkeypatch.delenv(durable_bounds.EXECUTION_TIMEOUT_ENV, raising=False)
+    assert Environment.from_env().execution_timeout_seconds == 86_400
     monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, "172800")
-    assert durable_bounds.execution_timeout_seconds() == 172_800
+    assert Environment.from_env().execution_timeout_seconds == 172_800
     for bad in ("1d", "0", "31622401"):
         monkeypatch.setenv(durable_bounds.EXECUTION_TIMEOUT_ENV, bad)
-        with pytest.raises(ConfigError):
-            durable_bounds.execution_timeout_seconds()
+        with pytest.raises(ConfigError) as caught:
+            _ = Environment.from_env().execution_timeout_seconds
+        assert caught.value.field == durable_bounds.EXECUTION_TIMEOUT_ENV
 
 
 def test_batch_bounds_and_lock_ttl() -> None:
@@ -604,8 +607,8 @@ def test_a_durable_chain_with_tasks_younger_and_older_than_an_hour(
 def test_a_hand_off_keeps_the_chains_cut_off_into_the_durable_execution(
     bed: Bed, durable: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lambda_function
     from dev.simulator import FakeLambdaContext
+    from recycler.aws import clients
     from recycler.hosts import plain as invocation
     from recycler.run.ports import HANDOFF_ENV
 
@@ -627,14 +630,13 @@ def test_a_hand_off_keeps_the_chains_cut_off_into_the_durable_execution(
 
     alias = Alias()
     monkeypatch.setenv(HANDOFF_ENV, "arn:aws:lambda:us-east-1:123456789012:function:ecs-task-recycle-durable:live")
-    real_create_client = invocation.create_client
+    real_create_client = clients.create_client
     monkeypatch.setattr(
-        invocation, "create_client", lambda s, name: alias if name == "lambda" else real_create_client(s, name)
+        clients, "create_client", lambda s, name: alias if name == "lambda" else real_create_client(s, name)
     )
-    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, **_carry_on(first)}
-    handed = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    plain = invocation.build_handler(clock=bed.clock, config=parse_config({}))
+    handed = plain(event, FakeLambdaContext(bed.clock, 900, "req-9"))
     assert handed["status"] == "handed_off"
     (invoke,) = invokes
     payload = json.loads(invoke["Payload"])

@@ -12,6 +12,7 @@ import json
 import types
 from collections.abc import Callable
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from conftest import CLUSTER, SERVICE, Bed, load_event
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
+from recycler.aws import clients
 from recycler.aws.gateway import ServiceReads
 from recycler.hosts import cli, control
 from recycler.hosts import plain as invocation
@@ -29,6 +31,12 @@ from recycler.model.settings import RecycleSettings
 from recycler.observability import metrics
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest
 from recycler.run.ports import HANDOFF_ENV
+
+
+def plain(bed: Bed) -> Any:
+    """The plain handler on the bed's virtual clock, with an input.json of defaults."""
+    return invocation.build_handler(clock=bed.clock, config=parse_config({}))
+
 
 # Calls of the bed's own clients (bed.calls): what an engine run made through bed.run.
 MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget", "PutItem", "UpdateItem", "TagResource"}
@@ -419,12 +427,11 @@ def test_status_and_cancel_through_the_handler_change_nothing_but_the_tag(
     bed: Bed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bed.add_service(tasks=2, target=(1, 4))
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
     context = FakeLambdaContext(bed.clock)
     before = bed.service_state()
-    status = lambda_function.lambda_handler(load_event("status.json"), context)
+    status = plain(bed)(load_event("status.json"), context)
     assert status["state"] == "idle" and status["action"] == "status"
-    cancel = lambda_function.lambda_handler(load_event("cancel.json"), context)
+    cancel = plain(bed)(load_event("cancel.json"), context)
     assert cancel["state"] == "idle"
     # The handler builds its own clients: what counts is what reached the simulated backend.
     _assert_nothing_changed(bed, before)
@@ -432,10 +439,12 @@ def test_status_and_cancel_through_the_handler_change_nothing_but_the_tag(
 
 
 @pytest.fixture
-def entry_points(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Bed:
-    """The handler and the CLI build their own session and clients; here they run on the bed's virtual clock."""
-    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
+def entry_points(bed: Bed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Bed:
+    """The handler and the CLI build their own session and clients; here they run on the bed's virtual clock
+    (passed in), and the CLI reads an input.json of defaults."""
+    config = tmp_path / "input.json"
+    config.write_text("{}")
+    monkeypatch.setenv("RECYCLE_CONFIG", str(config))
     return bed
 
 
@@ -447,7 +456,7 @@ def test_the_handler_returns_a_cancelled_run_and_does_not_raise(entry_points: Be
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 10}
 
     # WHEN the handler runs, THEN it returns (a raise would fail the test here): the operator asked for this
-    result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    result = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-9"))
 
     assert result["status"] == "cancelled" and result["error_type"] == "RecycleCancelled"
     assert "ops@pager" in result["error"]
@@ -462,7 +471,7 @@ def test_the_cli_exits_0_for_a_cancelled_run(entry_points: Bed, capsys: pytest.C
     bed.add_service(tasks=5, target=(2, 10))
     bed.sim.at(100, "operator cancels", lambda: control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager"))
 
-    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--wait-time", "10"])
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--wait-time", "10"], clock=bed.clock)
 
     # THEN it exits 0 and prints the cancelled report
     report = json.loads(capsys.readouterr().out)
@@ -494,14 +503,14 @@ def test_a_cancel_names_the_whole_requester_in_status_and_in_the_error(
         monkeypatch.setattr(cli, "run_recycle", recording_run_recycle)
 
         def ask(action: str) -> dict[str, Any]:
-            assert cli.main(["--cluster", CLUSTER, "--service", SERVICE, f"--{action}"]) == 0
+            assert cli.main(["--cluster", CLUSTER, "--service", SERVICE, f"--{action}"], clock=bed.clock) == 0
             return answers[-1]
 
     else:
 
         def ask(action: str) -> dict[str, Any]:
             event = {"cluster_name": CLUSTER, "service_name": SERVICE, "action": action}
-            return lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-cancel"))
+            return plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-cancel"))
 
     seen: dict[str, dict[str, Any]] = {}
     bed.sim.at(100, "operator cancels", lambda: seen.setdefault("cancel", ask("cancel")))
@@ -536,14 +545,12 @@ class _FakeLambda:
 def durable_alias(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> _FakeLambda:
     alias = _FakeLambda()
     monkeypatch.setenv(HANDOFF_ENV, "arn:aws:lambda:us-east-1:123456789012:function:ecs-task-recycle-durable:live")
-    real_create_client = invocation.create_client
+    real_create_client = clients.create_client
     monkeypatch.setattr(
-        invocation,
+        clients,
         "create_client",
         lambda session, name: alias if name == "lambda" else real_create_client(session, name),
     )
-    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
     return alias
 
 
@@ -556,7 +563,7 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
     before = bed.service_state()
     started = bed.clock.now()
 
-    result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-7"))
+    result = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-7"))
 
     # THEN exactly one asynchronous invoke of the alias, under a deterministic name, and nothing else changed:
     # no mutating ECS, Application Auto Scaling or DynamoDB call reached the backend (through the handler's own
@@ -570,7 +577,7 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
     _assert_nothing_changed(bed, before)
     bed.assert_restored()
     # AND a retry of the same invocation would start no second execution: the name is the same
-    again = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-7"))
+    again = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-7"))
     assert [i["DurableExecutionName"] for i in durable_alias.invokes] == [invoke["DurableExecutionName"]] * 2
     assert again["handed_off"]["execution_name"] == invoke["DurableExecutionName"]
     _assert_nothing_changed(bed, before)
@@ -589,7 +596,7 @@ def test_a_plan_too_long_is_not_handed_off_while_an_alarm_refuses_it(
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "alarm_names": ["web-5xx"]}
 
     with pytest.raises(invocation.RecycleNotCompleted, match="web-5xx"):
-        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-8"))
+        plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-8"))
 
     # THEN the refusal came before the hand-off: no durable execution started, nothing changed
     assert durable_alias.invokes == []
@@ -600,20 +607,20 @@ def test_a_plan_that_fits_is_not_handed_off_and_hand_off_false_does_what_fits(
     bed: Bed, durable_alias: _FakeLambda
 ) -> None:
     bed.add_service(tasks=2)
-    fits = lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+    fits = plain(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
     assert fits["status"] == "succeeded" and durable_alias.invokes == []
 
     bed.add_service(tasks=30, service="api", target=(1, 40))
     event = {"cluster_name": CLUSTER, "service_name": "api", "hand_off": False}
     with pytest.raises(invocation.RecycleNotCompleted, match="INCOMPLETE"):
-        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock))
+        plain(bed)(event, FakeLambdaContext(bed.clock))
     assert durable_alias.invokes == []
 
 
 def test_a_dry_run_says_whether_it_would_hand_off(bed: Bed, durable_alias: _FakeLambda) -> None:
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
-    plan = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock))["plan"]
+    plan = plain(bed)(event, FakeLambdaContext(bed.clock))["plan"]
     assert plan["hand_off"]["would_hand_off"] is True and plan["hand_off"]["estimated_seconds"] > 900
     assert durable_alias.invokes == []
 
@@ -625,11 +632,9 @@ def test_a_run_publishes_its_metrics_as_emf_lines(bed: Bed, monkeypatch: pytest.
     # GIVEN a recycle of three tasks through the plain handler, as in Lambda
     bed.add_service(tasks=3, target=(1, 6))
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "ecs-task-recycle")
-    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
     out = io.StringIO()
     with redirect_stdout(out):
-        report = lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+        report = plain(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
 
     # THEN stdout carries EMF: the namespace, Cluster and Service, the outcome and the timings
     (line,) = [json.loads(text) for text in out.getvalue().splitlines() if text.startswith("{")]

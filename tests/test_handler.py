@@ -6,6 +6,7 @@ import dataclasses
 import http.client
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from smtp_support import smtp_server
 import lambda_function
 from dev import simulator
 from dev.simulator import Behaviour, FakeLambdaContext
+from recycler.aws import clients
 from recycler.aws import session as aws_session
 from recycler.hosts import plain as invocation
-from recycler.hosts.config import parse_config
+from recycler.hosts.config import AppConfig, parse_config
 from recycler.model.settings import AwsCredentials
 from recycler.observability import logs
 
@@ -28,12 +30,18 @@ SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = "FQoGZXIvYXdzEXAMPLETOKENxyz0123456789"
 
 
+HANDLER_CONFIG = parse_config({"recycle": {"poll_interval_seconds": 5}})
+
+
 @pytest.fixture
-def handler_env(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Bed:
-    """The handler's own session and clients, on the bed's virtual clock."""
-    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
-    monkeypatch.setattr(invocation, "_config", parse_config({"recycle": {"poll_interval_seconds": 5}}))
+def handler_env(bed: Bed) -> Bed:
     return bed
+
+
+def handler(bed: Bed, config: AppConfig = HANDLER_CONFIG) -> Callable[[Any, Any], dict[str, Any]]:
+    """lambda_function.lambda_handler with its own session and clients, on the bed's virtual clock and this
+    input.json."""
+    return invocation.build_handler(clock=bed.clock, config=config)
 
 
 def test_handler_returns_the_report(handler_env: Bed, captured_logs: io.StringIO) -> None:
@@ -41,7 +49,7 @@ def test_handler_returns_the_report(handler_env: Bed, captured_logs: io.StringIO
     bed.add_service(tasks=3, target=(1, 6))
     context = FakeLambdaContext(bed.clock, 900, "req-42")
 
-    result = lambda_function.lambda_handler(load_event("recycle.json"), context)
+    result = handler(bed)(load_event("recycle.json"), context)
 
     assert result["status"] == "succeeded"
     assert (result["cluster"], result["service"]) == (CLUSTER, SERVICE)
@@ -64,7 +72,7 @@ def test_handler_returns_the_report(handler_env: Bed, captured_logs: io.StringIO
 def test_dry_run_event_returns_the_plan(handler_env: Bed) -> None:
     bed = handler_env
     bed.add_service(tasks=2)
-    result = lambda_function.lambda_handler(load_event("dry-run.json"), FakeLambdaContext(bed.clock))
+    result = handler(bed)(load_event("dry-run.json"), FakeLambdaContext(bed.clock))
     assert result["status"] == "dry_run"
     assert len(result["plan"]["tasks_to_stop"]) == 2
     assert bed.sim.calls.keys().isdisjoint({"update_service", "stop_task", "tag_resource"})
@@ -75,11 +83,11 @@ def test_failure_is_raised_after_restore_and_notification(handler_env: Bed) -> N
     bed = handler_env
     bed.add_service(tasks=3, target=(1, 6), behaviour=Behaviour())
     bed.sim.at(45, "broken release", lambda: setattr(bed.sim.behaviour(CLUSTER, SERVICE), "never_healthy", True))
-    invocation._config = parse_config({"recycle": {"replacement_timeout_seconds": 60}})
+    config = parse_config({"recycle": {"replacement_timeout_seconds": 60}})
 
     # WHEN the handler runs, THEN it raises, and the message says what was done and restored
     with pytest.raises(invocation.RecycleNotCompleted) as caught:
-        lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+        handler(bed, config)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
     message = str(caught.value)
     assert "FAILED" in message and "service restored" in message and "desiredCount 4 -> 3" in message
     assert caught.value.report["notification"]["status"] == "not_configured"
@@ -93,7 +101,7 @@ def test_a_cluster_not_found_through_the_handler_names_the_region_and_account(ha
     event = {"cluster_name": "prod", "service_name": SERVICE, "action": action}
     # WHEN the handler runs, THEN the error says where the handler's own clients looked
     with pytest.raises(Exception) as caught:
-        lambda_function.lambda_handler(event, FakeLambdaContext(handler_env.clock))
+        handler(handler_env)(event, FakeLambdaContext(handler_env.clock))
     message = str(caught.value)
     assert "cluster not found: prod" in message, message
     assert "region us-east-1" in message and "account 123456789012" in message, message
@@ -103,7 +111,7 @@ def test_incomplete_run_names_the_durable_function(handler_env: Bed) -> None:
     bed = handler_env
     bed.add_service(tasks=8)
     with pytest.raises(invocation.RecycleNotCompleted) as caught:
-        lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock, 300))
+        handler(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock, 300))
     assert caught.value.report["status"] == "incomplete"
     assert "durable" in str(caught.value)
     bed.assert_restored()
@@ -124,15 +132,13 @@ def test_no_secret_reaches_logs_or_report(
             }
         }
     )
-    monkeypatch.setattr(invocation, "_config", None)
-    monkeypatch.setattr(invocation, "load_config", lambda: config)
-    # Even a careless log line would be masked.
-    invocation.get_config()
+    # Even a careless log line would be masked, once input.json is loaded (get_config registers its secrets).
+    invocation.register_secrets(config)
     import logging
 
     logging.getLogger("careless").warning("key was %s", SECRET_KEY)
 
-    result = lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+    result = handler(bed, config)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
     text = captured_logs.getvalue() + json.dumps(result)
     assert SECRET_KEY not in text and SESSION_TOKEN not in text
     assert logs.mask(f"x {SECRET_KEY} y") == "x *** y"
@@ -251,9 +257,9 @@ def test_handler_with_an_unknown_profile_raises_a_config_error(
 
     bed = handler_env
     bed.add_service(tasks=1)
-    monkeypatch.setattr(invocation, "_config", parse_config({"awsCredentials": {"profile_name": "nope"}}))
+    config = parse_config({"awsCredentials": {"profile_name": "nope"}})
     with pytest.raises(ConfigError) as caught:
-        lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+        handler(bed, config)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
     assert caught.value.field == "awsCredentials.profile_name"
     assert bed.sim.calls == {}
 
@@ -264,7 +270,7 @@ def test_handler_without_a_context_runs_with_an_unlimited_budget_and_says_so(han
     bed.add_service(tasks=4, target=(1, 6))
 
     # WHEN the handler is called directly, with no Lambda context
-    result = lambda_function.lambda_handler(load_event("recycle.json"), None)
+    result = handler(bed)(load_event("recycle.json"), None)
 
     # THEN the whole service is recycled and restored, and the report says the budget was unlimited
     assert result["status"] == "succeeded"
@@ -277,7 +283,7 @@ def test_handler_without_a_context_runs_with_an_unlimited_budget_and_says_so(han
 def test_handler_with_a_context_reports_a_lambda_budget(handler_env: Bed) -> None:
     bed = handler_env
     bed.add_service(tasks=1)
-    result = lambda_function.lambda_handler(load_event("dry-run.json"), FakeLambdaContext(bed.clock))
+    result = handler(bed)(load_event("dry-run.json"), FakeLambdaContext(bed.clock))
     assert result["time_budget"] == "Lambda remaining time"
 
 
@@ -303,14 +309,14 @@ def test_a_token_quoted_by_an_aws_error_reaches_no_report_log_email_or_exception
     bed.add_service(tasks=1)
     token = "IQoJb3JpZ2luX2VjENEWLINETERMINATEDTOKEN0123456789"
     monkeypatch.setattr(aws_session, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
-    real_create_client = invocation.create_client
+    real_create_client = clients.create_client
 
     def create_client(session: Any, name: str) -> Any:
         client = real_create_client(session, name)
         client.meta.events.register_first("before-send", _check_headers_as_http_client_does)
         return client
 
-    monkeypatch.setattr(invocation, "create_client", create_client)
+    monkeypatch.setattr(clients, "create_client", create_client)
     with smtp_server("plain") as relay:
         config = parse_config(
             {
@@ -327,12 +333,10 @@ def test_a_token_quoted_by_an_aws_error_reaches_no_report_log_email_or_exception
             region_name=simulator.REGION, access_key="AKIAEXAMPLE", secret_key=SECRET_KEY, session_token=token + "\n"
         )
         config = dataclasses.replace(config, aws=aws)
-        monkeypatch.setattr(invocation, "_config", None)
-        monkeypatch.setattr(invocation, "load_config", lambda: config)
 
         # WHEN the handler runs
         with pytest.raises(invocation.RecycleNotCompleted) as caught:
-            lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+            handler(bed, config)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
 
     # THEN the run failed on exactly that error, with the token masked in it
     report = caught.value.report

@@ -92,7 +92,8 @@ RANKS = {"model": 0, "observability": 0, "aws": 1, "lock": 2, "notification": 2,
 FACE_ROOMS = {
     "lambda_function": {"hosts"},
     "durable_function": {"hosts"},
-    "AWSSession": {"aws"},
+    # The session as the environment sets it (AWS_REGION) comes from the one module that reads it.
+    "AWSSession": {"aws", "hosts"},
     "Notification": {"notification"},
 }
 
@@ -173,3 +174,15 @@ def test_the_readme_code_map_names_every_module_and_only_those() -> None:
     for folder in ("dev", "scripts"):
         on_disk |= {p.relative_to(ROOT).as_posix() for p in (ROOT / folder).glob("*.py") if p.name != "__init__.py"}
     assert mapped == on_disk
+
+
+def test_only_the_hosts_read_the_environment() -> None:
+    # GIVEN every runtime module WHEN its text is read THEN only recycler/hosts/ mentions os.environ or os.getenv
+    # (recycler.hosts.environment reads it once; the rooms below take the values as parameters)
+    readers = {
+        name
+        for name, path in _runtime_modules().items()
+        if re.search(r"\bos\.(environ|getenv)\b|\bfrom os import\b", path.read_text(encoding="utf-8"))
+    }
+    assert {name for name in readers if not name.startswith(f"{SHIPPED}.hosts.")} == set()
+    assert readers == {"recycler.hosts.environment"}

@@ -18,6 +18,7 @@ from interleave import interleaving
 
 import lambda_function
 from dev.simulator import REGION, FakeLambdaContext
+from recycler.aws import clients
 from recycler.aws.gateway import ServiceReads
 from recycler.hosts import cli, control
 from recycler.hosts import plain as invocation
@@ -28,6 +29,12 @@ from recycler.model.errors import AwsCallFailed, ConfigError, LockCorrupt, Recyc
 from recycler.model.report import RecycleReport
 from recycler.model.request import parse_event
 from recycler.run.preflight import LEGACY_LOCK_TAG_KEY
+
+
+def plain(bed: Bed) -> Any:
+    """The plain handler on the bed's virtual clock, with an input.json of defaults."""
+    return invocation.build_handler(clock=bed.clock, config=parse_config({}))
+
 
 OFFSETS = [step / 2 for step in range(11)]  # the second run starts 0, 0.5, ... 5 s after the first
 MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget"}
@@ -73,7 +80,6 @@ def test_two_cli_runs_started_together_exactly_one_proceeds(
     bed.add_service(tasks=3, target=(2, 6))
     config = tmp_path / "input.json"
     config.write_text(json.dumps({"recycle": {"poll_interval_seconds": 5}}))
-    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
     reports: dict[str, dict[str, Any]] = {}
     real_run_recycle = cli.run_recycle
 
@@ -87,9 +93,9 @@ def test_two_cli_runs_started_together_exactly_one_proceeds(
 
     # WHEN two CLI runs start `offset` seconds apart, alternating at every AWS call of their own clients
     with interleaving(bed.clock) as inter:
-        inter.interleave_clients_of(monkeypatch, invocation)
-        inter.add("a", lambda: lambda_function.main(argv))
-        inter.add("b", lambda: lambda_function.main(argv), start_after=offset)
+        inter.interleave_clients_of(monkeypatch, clients)
+        inter.add("a", lambda: lambda_function.main(argv, clock=bed.clock))
+        inter.add("b", lambda: lambda_function.main(argv, clock=bed.clock), start_after=offset)
         done = inter.run()
 
     # THEN one exits 0, the other 2 (refused by the lock, nothing changed), and the service is as it was
@@ -127,7 +133,6 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     bed: Bed, offset: float, durable_first: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dev import durable_support
-    from recycler.aws import clients
     from recycler.hosts import durable, execution_name
 
     # GIVEN a service, the plain engine, and the durable function under the SDK's test runner
@@ -458,12 +463,11 @@ def test_an_arn_of_another_region_is_refused_before_any_aws_call(
 ) -> None:
     # GIVEN a service in us-east-1, and an event naming it by an ARN of eu-west-1
     bed.add_service(tasks=2)
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, field: arn}
 
     # WHEN the handler gets it, THEN a ConfigError names the field, and no AWS call was made
     with pytest.raises(ConfigError) as caught:
-        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock))
+        plain(bed)(event, FakeLambdaContext(bed.clock))
     assert caught.value.field == field and problem in caught.value.problem
     assert bed.sim.calls == {}
 
@@ -550,12 +554,11 @@ def test_a_lock_expiring_in_year_19391_is_corrupt_for_status_and_for_a_run(
     # GIVEN a lock item whose expiry (2**39) lies in year 19391, which no clock of this tool ever gives
     bed.add_service(tasks=3, target=(2, 6))
     bed.plant_lock(_expired_item(bed, expires_at=2**39))
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
     before = bed.service_state()
 
     # WHEN an operator asks for the status, THEN it is LockCorrupt naming expires_at, not a raw ValueError
     with pytest.raises(LockCorrupt, match=r"\(expires_at "):
-        lambda_function.lambda_handler(_status_event(), FakeLambdaContext(bed.clock))
+        plain(bed)(_status_event(), FakeLambdaContext(bed.clock))
 
     # WHEN a run starts, THEN it fails LockCorrupt naming expires_at, and the service is as it was
     report = bed.run(wait_time=0)
@@ -700,9 +703,8 @@ def test_a_run_on_a_lock_table_that_does_not_exist_names_it_its_region_and_the_s
 def test_status_on_a_lock_table_that_does_not_exist_names_it(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
     bed.add_service(tasks=2)
     monkeypatch.setenv("LOCK_TABLE_NAME", MISSING_TABLE)
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
     with pytest.raises(RecycleError) as caught:
-        lambda_function.lambda_handler(_status_event(), FakeLambdaContext(bed.clock))
+        plain(bed)(_status_event(), FakeLambdaContext(bed.clock))
     _assert_names_the_missing_table(str(caught.value))
 
 

@@ -32,9 +32,12 @@ EVENT = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5}
 def no_table_env(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Bed:
     """The bed with LOCK_TABLE_NAME unset, and the entry points on its virtual clock."""
     monkeypatch.delenv(LOCK_TABLE_ENV)
-    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
-    monkeypatch.setattr(invocation, "_config", parse_config({"recycle": {"poll_interval_seconds": 5}}))
     return bed
+
+
+def handler(bed: Bed) -> Any:
+    """The plain handler on the bed's virtual clock."""
+    return invocation.build_handler(clock=bed.clock, config=parse_config({"recycle": {"poll_interval_seconds": 5}}))
 
 
 def _assert_nothing_changed(bed: Bed, before: dict[str, Any]) -> None:
@@ -55,7 +58,7 @@ def test_handler_recycle_without_lock_table_name_is_refused_and_changes_nothing(
 
     # WHEN a recycle is asked for, THEN a ConfigError names LOCK_TABLE_NAME and says how to get a table
     with pytest.raises(ConfigError) as caught:
-        lambda_function.lambda_handler(dict(EVENT), FakeLambdaContext(bed.clock, 900, "req-1"))
+        handler(bed)(dict(EVENT), FakeLambdaContext(bed.clock, 900, "req-1"))
     assert caught.value.field == LOCK_TABLE_ENV
     _assert_says_how_to_get_a_table(caught.value.problem)
 
@@ -71,7 +74,7 @@ def test_handler_dry_run_without_lock_table_name_returns_the_plan(no_table_env: 
     before = bed.service_state()
 
     # WHEN a dry run is asked for, THEN it returns the plan, naming no lock table, and changes nothing
-    result = lambda_function.lambda_handler({**EVENT, "dry_run": True}, FakeLambdaContext(bed.clock, 900, "req-2"))
+    result = handler(bed)({**EVENT, "dry_run": True}, FakeLambdaContext(bed.clock, 900, "req-2"))
     assert result["status"] == "dry_run"
     assert len(result["plan"]["tasks_to_stop"]) == 3
     assert result["plan"]["lock_table"] is None
@@ -95,11 +98,11 @@ def test_cli_takes_the_lock_table_from_input_json_when_lock_table_name_is_unset(
     argv = _cli_config(tmp_path, {"lock_table_name": CONFIG_TABLE})
 
     # WHEN the CLI plans a run, THEN the plan names input.json's table
-    assert lambda_function.main([*argv, "--dry-run"]) == 0
+    assert lambda_function.main([*argv, "--dry-run"], clock=bed.clock) == 0
     assert json.loads(capsys.readouterr().out)["plan"]["lock_table"] == CONFIG_TABLE
 
     # WHEN the CLI recycles, THEN it succeeds and takes (and releases) its lock in that table, not the default one
-    assert lambda_function.main(argv) == 0, capsys.readouterr().err
+    assert lambda_function.main(argv, clock=bed.clock) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["status"] == "succeeded"
     with bed.sim.unobserved():
         record = DynamoLockStore(bed.inspector.dynamodb, CONFIG_TABLE).read(bed.lock_key())
@@ -117,7 +120,7 @@ def test_cli_recycle_with_no_lock_table_anywhere_exits_2_naming_it(
     before = bed.service_state()
 
     # WHEN the CLI recycles, THEN it exits 2 with one error naming the variable and the input.json key
-    assert lambda_function.main(_cli_config(tmp_path, {})) == 2
+    assert lambda_function.main(_cli_config(tmp_path, {}), clock=bed.clock) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith(f"error: {LOCK_TABLE_ENV}: a recycle needs the lock table"), captured.err

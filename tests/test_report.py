@@ -7,6 +7,7 @@ import io
 import json
 from contextlib import redirect_stdout
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +16,10 @@ from conftest import CLUSTER, SERVICE, Bed
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
+from recycler.aws import clients
 from recycler.hosts import plain as invocation
-from recycler.hosts.config import parse_config
+from recycler.hosts.config import load_config, parse_config
+from recycler.hosts.environment import Environment
 from recycler.lock.record import LockRecord, Phase, Progress, Snapshot
 from recycler.model.errors import ConfigError
 from recycler.model.request import parse_event
@@ -37,8 +40,6 @@ MAIL = parse_notification_config(
 def handler(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The plain handler on the bed's clock; what it would mail is recorded instead of sent."""
     mailed: list[dict[str, Any]] = []
-    monkeypatch.setattr(invocation, "SystemClock", lambda: bed.clock)
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
 
     def record(report: dict[str, Any], *_: Any, **__: Any) -> dict[str, Any]:
         mailed.append(dict(report))
@@ -46,6 +47,11 @@ def handler(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(invocation, "notify", record)
     return mailed
+
+
+def plain(bed: Bed) -> Any:
+    """The plain handler on the bed's clock, with an input.json of defaults."""
+    return invocation.build_handler(clock=bed.clock, config=parse_config({}))
 
 
 def _subject_and_text(report: dict[str, Any]) -> tuple[str, str]:
@@ -121,7 +127,7 @@ def test_a_run_refused_by_the_lock_reads_as_refused_with_the_holder_and_its_snap
     # WHEN a second run starts through the plain handler
     out = io.StringIO()
     with redirect_stdout(out), pytest.raises(invocation.RecycleNotCompleted) as raised:
-        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-2"))
+        plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-2"))
 
     # THEN it still raises (a scheduler sees it), as REFUSED, counting the holder's 4 tasks, not the live 5
     message = str(raised.value)
@@ -147,14 +153,16 @@ def test_a_run_refused_by_the_lock_reads_as_refused_with_the_holder_and_its_snap
 
 
 def test_the_cli_exits_2_for_a_run_refused_by_the_lock(
-    bed: Bed, handler: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+    bed: Bed, handler: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # GIVEN a service another run holds
     bed.add_service(tasks=3, target=(1, 8))
     bed.plant_lock(_live_surged_lock(bed, "other-run", desired=3))
 
     # WHEN the CLI is asked to recycle it
-    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE])
+    config = tmp_path / "input.json"
+    config.write_text("{}")
+    code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--config", str(config)], clock=bed.clock)
 
     # THEN it exits 2 (refused: nothing was done), not 1 (a run that failed), and prints the refused report
     printed = json.loads(capsys.readouterr().out)
@@ -182,9 +190,7 @@ def test_a_service_with_no_task_to_recycle_says_there_was_nothing_to_recycle(
     bed.add_service(tasks=0, target=(0, 4))
 
     # WHEN it is recycled through the handler
-    result = lambda_function.lambda_handler(
-        {"cluster_name": CLUSTER, "service_name": SERVICE}, FakeLambdaContext(bed.clock)
-    )
+    result = plain(bed)({"cluster_name": CLUSTER, "service_name": SERVICE}, FakeLambdaContext(bed.clock))
 
     # THEN it succeeded, and the email says there was nothing to recycle, not that every task was replaced
     assert result["status"] == "succeeded" and result["task_total"] == 0
@@ -201,7 +207,7 @@ def test_tasks_all_too_young_say_there_was_nothing_to_recycle_and_why(bed: Bed, 
         bed.sim.set_started(task, bed.clock.now() - 600)
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "min_task_age_seconds": 3600}
 
-    result = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock))
+    result = plain(bed)(event, FakeLambdaContext(bed.clock))
 
     # THEN the email says nothing needed recycling, and why: both are younger than min_task_age_seconds
     assert result["status"] == "succeeded" and len(result["tasks_skipped"]) == 2
@@ -289,9 +295,9 @@ class _DurableAlias:
 def durable_alias(bed: Bed, handler: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> _DurableAlias:
     alias = _DurableAlias()
     monkeypatch.setenv(HANDOFF_ENV, ALIAS)
-    real_create_client = invocation.create_client
+    real_create_client = clients.create_client
     monkeypatch.setattr(
-        invocation,
+        clients,
         "create_client",
         lambda session, name: alias if name == "lambda" else real_create_client(session, name),
     )
@@ -304,11 +310,11 @@ def test_a_retried_hand_off_whose_execution_already_started_reports_handed_off(
     # GIVEN 40 tasks, too many for one invocation: the first attempt hands the run off
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
-    first = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    first = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-9"))
     assert first["status"] == "handed_off"
 
     # WHEN Lambda retries the same invocation (same request id), and the durable client says the execution exists
-    again = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    again = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-9"))
 
     # THEN the retry reports handed_off, naming the execution, already started; not FAILED "0 of 40"
     assert again["status"] == "handed_off", again.get("error")
@@ -323,13 +329,13 @@ def test_a_retried_hand_off_whose_execution_holds_the_lock_reports_handed_off(
     # GIVEN a hand-off whose durable execution has started and taken the service's lock
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
-    first = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-10"))
+    first = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-10"))
     name = first["handed_off"]["execution_name"]
     holder = _live_surged_lock(bed, f"durable:0123456789abcdef:{name}", desired=40)
     bed.plant_lock(holder)
 
     # WHEN the same invocation is retried
-    again = lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-10"))
+    again = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-10"))
 
     # THEN it is the same hand-off, already under way: not a refusal, and the lock is untouched
     assert again["status"] == "handed_off", again.get("error")
@@ -348,7 +354,7 @@ def test_a_bad_event_is_mailed_as_refused_when_the_notification_settings_load(
 
     # WHEN the handler gets it
     with pytest.raises(ConfigError, match="wait_time"):
-        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock, 900, "req-bad"))
+        plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-bad"))
 
     # THEN it still raises, and, since nobody watches a schedule, the refusal is mailed, marked REFUSED,
     # naming the service and the field
@@ -361,18 +367,19 @@ def test_a_bad_event_is_mailed_as_refused_when_the_notification_settings_load(
 
 
 def test_a_bad_event_is_not_mailed_when_the_notification_settings_do_not_load(
-    bed: Bed, handler: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    bed: Bed, handler: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     # GIVEN a bad event, and an input.json that does not load either
-    def broken() -> Any:
-        raise ConfigError("emailNotification.to", "is missing")
-
-    monkeypatch.setattr(invocation, "get_config", broken)
+    broken = tmp_path / "input.json"
+    broken.write_text(json.dumps({"smtpCredentials": {"host": "smtp.example.com"}}))
+    with pytest.raises(ConfigError):
+        load_config(broken)
+    environment = Environment.from_env({"RECYCLE_CONFIG": str(broken)})
     event = {"cluster_name": CLUSTER, "service_name": "bad name!"}
 
     # THEN the event's own error is raised, and nothing is mailed
     with pytest.raises(ConfigError, match="service_name"):
-        lambda_function.lambda_handler(event, FakeLambdaContext(bed.clock))
+        invocation.build_handler(clock=bed.clock, environment=environment)(event, FakeLambdaContext(bed.clock))
     assert handler == []
 
 

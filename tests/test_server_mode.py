@@ -12,7 +12,6 @@ from botocore.config import Config
 from conftest import CLUSTER, SERVICE, load_event
 from moto.server import ThreadedMotoServer
 
-import lambda_function
 from dev.simulator import LOCK_TABLE, EcsSimulator, FakeLambdaContext, VirtualClock, create_lock_table, register_target
 from recycler.aws import session as aws_session
 from recycler.hosts import plain as invocation
@@ -55,10 +54,9 @@ def test_handler_recycles_over_http(
     register_target(session.client("application-autoscaling"), CLUSTER, SERVICE, 1, 3)
     monkeypatch.setenv("LOCK_TABLE_NAME", create_lock_table(session))
     before = sim.scalable_target(CLUSTER, SERVICE)
-    monkeypatch.setattr(invocation, "SystemClock", lambda: clock)
-    monkeypatch.setattr(invocation, "_config", parse_config({}))
+    handler = invocation.build_handler(clock=clock, config=parse_config({}))
 
-    result = lambda_function.lambda_handler(load_event("recycle.json"), FakeLambdaContext(clock))
+    result = handler(load_event("recycle.json"), FakeLambdaContext(clock))
 
     assert result["status"] == "succeeded", result["error"]
     assert len(result["tasks_recycled"]) == 3

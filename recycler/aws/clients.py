@@ -39,7 +39,11 @@ class Clients:
         return LazyClient(lambda: create_quick_client(self.session, service_name))
 
     def lock_client(self) -> Any:
-        return LazyClient(lambda: create_client(self._make_lock_session(), "dynamodb"))
+        return self.lock_session_client("dynamodb")
+
+    def lock_session_client(self, service_name: str) -> Any:
+        """A client in the function's own account (the lock table, the durable alias), also under role_arn."""
+        return LazyClient(lambda: create_client(self._make_lock_session(), service_name))
 
 
 class LazyClient:

@@ -9,8 +9,9 @@ a secret or a token.
 from __future__ import annotations
 
 import logging
-import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -48,11 +49,39 @@ QUICK_CLIENT_CONFIG = CLIENT_CONFIG.merge(
 )
 
 
-def resolve_region(credentials: AwsCredentials | None) -> str | None:
+@dataclass(frozen=True)
+class AwsEnvironment:
+    """The AWS_* variables our own code reads (recycler.hosts.environment reads them; boto3 reads the rest).
+
+    Empty, boto3 alone decides: AWS_DEFAULT_REGION, AWS_PROFILE and the endpoints are botocore's own.
+    """
+
+    region: str | None = None
+    # Which variable the region came from, for an error naming it.
+    region_variable: str | None = None
+    profile: str | None = None
+    # AWS_ENDPOINT_URL(_STS) (local testing) wins over the regional STS endpoint.
+    endpoint_override: bool = False
+
+    @classmethod
+    def of(cls, env: Mapping[str, str]) -> AwsEnvironment:
+        variable = next((name for name in ("AWS_REGION", "AWS_DEFAULT_REGION") if env.get(name)), None)
+        return cls(
+            region=env[variable] if variable else None,
+            region_variable=variable,
+            profile=env.get("AWS_PROFILE"),
+            endpoint_override=bool(env.get("AWS_ENDPOINT_URL_STS") or env.get("AWS_ENDPOINT_URL")),
+        )
+
+
+_BOTO_ONLY = AwsEnvironment()
+
+
+def resolve_region(credentials: AwsCredentials | None, env: AwsEnvironment = _BOTO_ONLY) -> str | None:
     """The explicit region, else AWS_REGION, else AWS_DEFAULT_REGION."""
     if credentials is not None and credentials.region_name:
         return credentials.region_name
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return env.region
 
 
 def role_session_name(suffix: str | None = None) -> str:
@@ -63,42 +92,21 @@ def role_session_name(suffix: str | None = None) -> str:
     return cleaned[:_MAX_ROLE_SESSION_NAME]
 
 
-def get_aws_session(credentials: AwsCredentials | None, session_suffix: str | None = None) -> boto3.Session:
+def get_aws_session(
+    credentials: AwsCredentials | None, session_suffix: str | None = None, env: AwsEnvironment = _BOTO_ONLY
+) -> boto3.Session:
     """Return a boto3 Session for the configured credentials.
 
     Makes no AWS call unless role_arn is set. A missing or malformed region and an
     unknown profile are ConfigErrors, raised before any call.
     """
-    region = resolve_region(credentials)
-    profile = credentials.profile_name if credentials is not None else None
-    try:
-        if profile:
-            base = boto3.Session(profile_name=profile, region_name=region)
-            source = "profile"
-        elif credentials is not None and credentials.access_key:
-            base = boto3.Session(
-                aws_access_key_id=credentials.access_key,
-                aws_secret_access_key=credentials.secret_key,
-                aws_session_token=credentials.session_token,
-                region_name=region,
-            )
-            source = "static keys"
-        else:
-            base = boto3.Session(region_name=region)
-            source = "default chain"
-        # Without an explicit region, the profile (or the default one) may name it.
-        region = base.region_name
-    except ProfileNotFound as e:
-        field, name = (
-            ("awsCredentials.profile_name", profile) if profile else ("AWS_PROFILE", os.environ.get("AWS_PROFILE"))
-        )
-        raise ConfigError(
-            field, f"profile {shown(name)} is not in the AWS config or credentials files (~/.aws/config)"
-        ) from e
+    base, source = _base_session(credentials, resolve_region(credentials, env), env)
+    # Without an explicit region, the profile (or the default one) may name it.
+    region = base.region_name
     if not region:
         raise ConfigError("awsCredentials.region_name", NO_REGION)
     if not _REGION_LABEL.fullmatch(region):
-        raise ConfigError(_region_source(credentials), "is not an AWS region name")
+        raise ConfigError(_region_source(credentials, env), "is not an AWS region name")
 
     if credentials is None or not credentials.role_arn:
         logger.debug("AWS session ready", extra={"credential_source": source, "region": region})
@@ -107,7 +115,7 @@ def get_aws_session(credentials: AwsCredentials | None, session_suffix: str | No
     sts = base.client(
         "sts",
         region_name=region,
-        endpoint_url=_regional_sts_endpoint(base, region),
+        endpoint_url=None if env.endpoint_override else _regional_sts_endpoint(base, region),
         config=CLIENT_CONFIG,
     )
     assume_args: dict[str, Any] = {
@@ -133,14 +141,41 @@ def get_aws_session(credentials: AwsCredentials | None, session_suffix: str | No
     )
 
 
-def _region_source(credentials: AwsCredentials | None) -> str:
+def _base_session(
+    credentials: AwsCredentials | None, region: str | None, env: AwsEnvironment
+) -> tuple[boto3.Session, str]:
+    """The session before any role, and where its credentials come from. An unknown profile is a ConfigError."""
+    profile = credentials.profile_name if credentials is not None else None
+    try:
+        if profile:
+            base, source = boto3.Session(profile_name=profile, region_name=region), "profile"
+        elif credentials is not None and credentials.access_key:
+            base = boto3.Session(
+                aws_access_key_id=credentials.access_key,
+                aws_secret_access_key=credentials.secret_key,
+                aws_session_token=credentials.session_token,
+                region_name=region,
+            )
+            source = "static keys"
+        else:
+            base, source = boto3.Session(region_name=region), "default chain"
+        return base, source
+    except ProfileNotFound as e:
+        field, name = (
+            ("awsCredentials.profile_name", profile)
+            if profile
+            else ("AWS_PROFILE", env.profile or e.kwargs.get("profile"))
+        )
+        raise ConfigError(
+            field, f"profile {shown(name)} is not in the AWS config or credentials files (~/.aws/config)"
+        ) from e
+
+
+def _region_source(credentials: AwsCredentials | None, env: AwsEnvironment) -> str:
     """Where the region came from, named as the user would look for it."""
     if credentials is not None and credentials.region_name:
         return "awsCredentials.region_name"
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        if os.environ.get(name):
-            return name
-    return "region (in the AWS config file)"
+    return env.region_variable or "region (in the AWS config file)"
 
 
 def create_client(session: boto3.Session, service_name: str) -> Any:
@@ -153,10 +188,7 @@ def create_quick_client(session: boto3.Session, service_name: str) -> Any:
     return session.client(service_name, config=QUICK_CLIENT_CONFIG)  # type: ignore[call-overload]
 
 
-def _regional_sts_endpoint(session: boto3.Session, region: str) -> str | None:
-    # AWS_ENDPOINT_URL (local testing) wins over the regional endpoint.
-    if os.environ.get("AWS_ENDPOINT_URL_STS") or os.environ.get("AWS_ENDPOINT_URL"):
-        return None
+def _regional_sts_endpoint(session: boto3.Session, region: str) -> str:
     partition = session.get_partition_for_region(region)
     suffix = {"aws-cn": "amazonaws.com.cn"}.get(partition, "amazonaws.com")
     return f"https://sts.{region}.{suffix}"

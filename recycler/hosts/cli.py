@@ -15,13 +15,16 @@ import socket
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recycler.hosts.config import load_config
 from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.request import parse_event
 from recycler.model.settings import is_region_name
 from recycler.observability import logs
+
+if TYPE_CHECKING:
+    from recycler.model.runtime import Clock
 
 # An item of a list field, as the event validation names it: alarm_names[0].
 _ITEM = re.compile(r"(?P<field>.+?)(?P<index>\[[0-9]+\])?", re.ASCII)
@@ -48,7 +51,8 @@ def run_recycle(request: Any, config: Any, **kwargs: Any) -> dict[str, Any]:
     return invocation.run_recycle(request, config, **kwargs)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser_and_flags() -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    """The CLI's parser, and the flag of each event field it fills."""
     parser = argparse.ArgumentParser(
         prog="lambda_function.py",
         description="Recycle an ECS service's tasks one at a time, against real AWS (credentials from input.json).",
@@ -102,22 +106,32 @@ def main(argv: list[str] | None = None) -> int:
     ]
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
     parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
+    return parser, option_flags(options)
+
+
+def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
+    """``python lambda_function.py``: the exit code. Tests pass a virtual clock."""
+    parser, event_flags = parser_and_flags()
     args = parser.parse_args(argv)
-    event_flags = option_flags(options)
-    logs.configure()
+    from recycler.hosts.environment import Environment
     from recycler.hosts.plain import NOT_COMPLETED, get_config, new_owner_id
+
+    env = Environment.from_env()
+    logs.configure(env.log_level, lambda_json=env.lambda_json_logs, in_lambda=env.in_lambda)
 
     try:
         # A flag left unset that has no default (--max-tasks) is not sent at all.
         event = {field: getattr(args, field) for field in event_flags if getattr(args, field) is not None}
         request = parse_event(event)
-        config = load_config(Path(args.config)) if args.config else get_config()
+        config = load_config(Path(args.config)) if args.config else get_config(env)
         if args.region is not None:
             if not is_region_name(args.region):
                 raise ConfigError("region", "is not an AWS region name")
             config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
         asker = f"cli {getpass.getuser()}@{socket.gethostname()}"
-        result = run_recycle(request, config, owner_id=new_owner_id("cli"), requested_by=asker)
+        result = run_recycle(
+            request, config, owner_id=new_owner_id("cli"), requested_by=asker, environment=env, clock=clock
+        )
     except ConfigError as e:
         # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
         flag = flag_for(e.field, {**event_flags, "region": "--region"})

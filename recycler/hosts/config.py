@@ -7,7 +7,6 @@ email's (recycler.notification.settings).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,6 @@ from recycler.model.errors import ConfigError
 from recycler.model.fields import reject_unknown
 from recycler.model.settings import AwsCredentials, RecycleSettings, parse_aws, parse_recycle
 from recycler.notification.settings import NotificationConfig, parse_notification_config
-
-CONFIG_ENV_VAR = "RECYCLE_CONFIG"
-
 
 # input.json sits beside lambda_function.py, one folder up.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "input.json"
@@ -43,15 +39,10 @@ class AppConfig:
 _SECTIONS = {"awsCredentials", "smtpCredentials", "emailNotification", "recycle"}
 
 
-def config_path() -> Path:
-    """input.json beside this module, unless RECYCLE_CONFIG names another file."""
-    override = os.environ.get(CONFIG_ENV_VAR)
-    return Path(override) if override else DEFAULT_CONFIG_PATH
-
-
 def load_config(path: Path | None = None) -> AppConfig:
-    """Read and validate input.json. Errors name the key, never its value."""
-    path = path or config_path()
+    """Read and validate input.json (RECYCLE_CONFIG's file, else the one beside the package). Errors name the
+    key, never its value."""
+    path = path or DEFAULT_CONFIG_PATH
     try:
         # Bounded: RECYCLE_CONFIG may name a huge file, or /dev/zero, which never ends.
         with path.open("rb") as stream:

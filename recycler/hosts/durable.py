@@ -11,9 +11,11 @@ runs under the Lambda durable execution SDK instead of ``LocalRuntime``:
 Waits suspend the function without compute; each resumption replays the
 handler from the top and gets completed steps back from their checkpoints,
 so nothing the engine did is done twice. The algorithm is the one in
-``recycler.run.engine.Recycler``; this module only supplies the runtime, the
-duration bound checked before anything changes (recycler.run.budget), and
-the notification step. durable_function.py is the Lambda handler's face.
+``recycler.run.engine.Recycler`` and the steps around it are the one pipeline
+(recycler.hosts.pipeline); this module only supplies the durable host: the
+runtime, the duration bound checked before anything changes
+(recycler.run.budget), the notification step and the bounded result.
+durable_function.py is the Lambda handler's face.
 
 This is the only module that imports the durable SDK.
 """
@@ -27,7 +29,7 @@ import logging
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
@@ -39,40 +41,35 @@ from aws_durable_execution_sdk_python.types import DurableExecutionArn
 from aws_durable_execution_sdk_python.waits import WaitForConditionConfig, WaitForConditionDecision
 
 from recycler.aws.clients import Clients
-from recycler.aws.gateway import ServiceReads
 from recycler.aws.session import get_aws_session, resolve_region
 from recycler.hosts.config import AppConfig
-from recycler.hosts.plain import (
+from recycler.hosts.environment import Environment
+from recycler.hosts.pipeline import (
     NOT_COMPLETED,
     RecycleNotCompleted,
+    TimePolicy,
     config_or_none,
-    control_action,
     get_config,
-    lock_table_name,
+    published,
+    raise_if_not_completed,
     refused_event_report,
-    register_secrets,
+    run,
 )
-from recycler.lock.store import DynamoLockStore
 from recycler.model import errors
 from recycler.model.errors import AwsCallFailed, ConfigError
+from recycler.model.report import RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
-from recycler.model.runtime import Clock, SystemClock
+from recycler.model.runtime import Clock, Runtime, SystemClock
 from recycler.notification.notifier import notify
-from recycler.observability import logs, metrics
-from recycler.run.budget import (
-    STEP_ATTEMPTS,
-    batch_seconds,
-    bounded_result,
-    check_duration_bound,
-    execution_timeout_seconds,
-    lock_ttl_seconds,
-)
-from recycler.run.engine import Recycler
+from recycler.observability import logs
+from recycler.run.budget import STEP_ATTEMPTS, batch_seconds, bounded_result, check_duration_bound, lock_ttl_seconds
 
 try:
     import lzma as _lzma
 except ImportError:  # a Python built without liblzma: zlib then, whose window is too short for 5,000 tasks
     _lzma = None  # type: ignore[assignment]
+
+__all__ = ["NOT_COMPLETED", "RecycleNotCompleted", "build_handler", "lambda_handler", "run_durable_recycle"]
 
 T = TypeVar("T")
 
@@ -224,8 +221,88 @@ def _execution_budget(context: DurableContext, clock: Clock, timeout: int) -> di
 
 
 # --------------------------------------------------------------------------- #
-# The handler
+# The host
 # --------------------------------------------------------------------------- #
+
+OUT_OF_TIME_HINT = (
+    "start a new execution with that event (the lock and the expired-lock repair make that safe), "
+    "or redeploy with a longer DurableExecutionTimeout"
+)
+
+
+@dataclass
+class DurableHost:
+    """A durable execution: steps are checkpoints, the deadline is the execution's, and the result is bounded."""
+
+    context: DurableContext
+    clock: Clock
+    env: Environment
+    session: Any = None
+    publishes_metrics: bool = True
+
+    @property
+    def execution_arn(self) -> str:
+        return str(self.context.execution_context.durable_execution_arn)
+
+    @property
+    def owner_id(self) -> str:
+        return _owner_id(self.execution_arn)
+
+    @property
+    def requested_by(self) -> str:
+        return self.owner_id
+
+    @property
+    def log_fields(self) -> dict[str, Any]:
+        request_id = getattr(self.context.lambda_context, "aws_request_id", None)
+        return {"execution_arn": self.execution_arn, "request_id": request_id}
+
+    def connect(self, config: AppConfig) -> tuple[Clients, str | None]:
+        session, owner = self.session, self.owner_id
+        clients = Clients(
+            lambda: session or get_aws_session(config.aws, session_suffix=owner[:32], env=self.env.aws),
+            # The lock table lives in the function's own account, also when role_arn reaches another one.
+            lambda: session or get_aws_session(replace(config.aws, role_arn=None, external_id=None), env=self.env.aws),
+        )
+        return clients, session.region_name if session is not None else resolve_region(config.aws, self.env.aws)
+
+    def policy(self, request: RecycleRequest, config: AppConfig, clients: Clients) -> TimePolicy:
+        timeout = self.env.execution_timeout_seconds
+        budget = self.context.step(
+            lambda _: _execution_budget(self.context, self.clock, timeout),
+            name="execution budget",
+            config=StepConfig(retry_strategy=RetryPresets.none(), serdes=SERDES),
+        )
+        runtime = DurableRuntime(self.context, self.clock, budget["deadline"], logger)
+        runtime.log(
+            logging.INFO,
+            f"Durable recycle {_execution_name(self.execution_arn)} started",
+            deadline=budget["deadline"],
+            execution_timeout=timeout,
+        )
+        return TimePolicy(
+            runtime=runtime,
+            lock_ttl_seconds=lock_ttl_seconds(config.recycle, request),
+            preflight_check=lambda preflight: check_duration_bound(
+                preflight, request, config.recycle, budget["remaining"], timeout
+            ),
+            batch_seconds=batch_seconds(request, config.recycle),
+            out_of_time_hint=OUT_OF_TIME_HINT,
+        )
+
+    def stamp(self, report: RecycleReport) -> None:
+        # An execution spans many invocations and log streams: point at the execution instead.
+        report.request_id = self.execution_arn
+        report.log_group = getattr(self.context.lambda_context, "log_group_name", None)
+        report.log_stream = None
+
+    def notify(self, report: dict[str, Any], config: AppConfig, clients: Clients) -> dict[str, Any]:
+        return _notify_once(self.context, report, config, clients)
+
+    def finish(self, result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+        # The execution FAILS with RecycleNotCompleted's message, after the restore and the email.
+        raise_if_not_completed(result, runtime)
+        return bounded_result(result)
 
 
 def run_durable_recycle(
@@ -235,113 +312,30 @@ def run_durable_recycle(
     clock: Clock,
     session: Any = None,
     config: AppConfig | None = None,
+    environment: Environment | None = None,
 ) -> dict[str, Any]:
     """One durable recycle: validate, bound, run the engine, notify once, report (or fail)."""
-    logs.configure()
+    env = environment or Environment.from_env()
+    logs.configure(env.log_level, lambda_json=env.lambda_json_logs, in_lambda=env.in_lambda)
     try:
         request = parse_event(event)  # ConfigError before any AWS call
     except ConfigError as e:
-        _mail_refused_event(event, e, context, config, session)
+        _mail_refused_event(event, e, DurableHost(context, clock, env, session), config)
         raise
-    config = config or get_config()
-    register_secrets(config)
-    table = lock_table_name(config, request)
-    request.check_region(session.region_name if session is not None else resolve_region(config.aws))
-    timeout = execution_timeout_seconds()
-    execution_arn = context.execution_context.durable_execution_arn
-    owner = _owner_id(execution_arn)
-    lambda_context = context.lambda_context
-    fields = {"cluster": request.cluster_name, "service": request.service_name, "execution_arn": execution_arn}
-    with logs.bound(**fields, request_id=getattr(lambda_context, "aws_request_id", None)):
-        budget = context.step(
-            lambda _: _execution_budget(context, clock, timeout),
-            name="execution budget",
-            config=StepConfig(retry_strategy=RetryPresets.none(), serdes=SERDES),
-        )
-        runtime = DurableRuntime(context, clock, budget["deadline"], logger)
-        runtime.log(
-            logging.INFO,
-            f"Durable recycle {_execution_name(execution_arn)} started",
-            deadline=budget["deadline"],
-            execution_timeout=timeout,
-        )
-        clients = Clients(
-            lambda: session or get_aws_session(config.aws, session_suffix=owner[:32]),
-            # The lock table lives in the function's own account, also when role_arn reaches another one.
-            lambda: session or get_aws_session(replace(config.aws, role_arn=None, external_id=None)),
-        )
-        if request.action != "recycle":
-            # status and cancel: one quick step, no recycle.
-            return dict(runtime.step(request.action, lambda: _control(request, clients, table, clock, owner)))
-        engine = Recycler(
-            ecs=clients.client("ecs"),
-            autoscaling=clients.client("application-autoscaling"),
-            elbv2=clients.client("elbv2"),
-            cloudwatch=clients.client("cloudwatch"),
-            sts=clients.quick_client("sts"),
-            clock=clock,
-            runtime=runtime,
-            settings=config.recycle,
-            owner_id=owner,
-            lock_ttl_seconds=lock_ttl_seconds(config.recycle, request),
-            lock_store=DynamoLockStore(clients.lock_client(), table) if table else None,
-            out_of_time_hint=(
-                "start a new execution with that event (the lock and the expired-lock repair make that safe), "
-                "or redeploy with a longer DurableExecutionTimeout"
-            ),
-            preflight_check=lambda preflight: check_duration_bound(
-                preflight, request, config.recycle, budget["remaining"], timeout
-            ),
-            batch_seconds=batch_seconds(request, config.recycle),
-        )
-        report = engine.run(request)
-        # An execution spans many invocations and log streams: point at the execution instead.
-        report.request_id = execution_arn
-        report.log_group = getattr(lambda_context, "log_group_name", None)
-        report.log_stream = None
-        # No secret in the report, the email or the execution's result, in any form it may take.
-        result = logs.mask_data(report.to_dict())
-        # The restore has already happened; the notifier can no longer hurt the service.
-        result["notification"] = logs.mask_data(_notify_once(context, result, config, clients))
-        runtime.log(
-            logging.INFO,
-            "Task recycle report",
-            status=result["status"],
-            notification=result["notification"].get("status"),
-        )
-        # Printed inside a step, so a replay of this last invocation does not count the run twice.
-        runtime.step("metrics", lambda: _publish_metrics(result))
-        if result["status"] in NOT_COMPLETED:
-            error = RecycleNotCompleted(result)
-            runtime.log(logging.ERROR, str(error), status=result["status"])
-            # The execution FAILS with this message, after the restore and the email.
-            raise error
-    return bounded_result(result)
+    host = DurableHost(context, clock, env, session)
+    return run(host, request, config or get_config(env), env)
 
 
-def _mail_refused_event(
-    event: Any, error: ConfigError, context: DurableContext, config: AppConfig | None, session: Any
-) -> None:
+def _mail_refused_event(event: Any, error: ConfigError, host: DurableHost, config: AppConfig | None) -> None:
     """A schedule may start this function too: its bad event is mailed as REFUSED when input.json loads."""
-    loaded = config or config_or_none()
+    loaded = config or config_or_none(host.env)
     if loaded is None:
         return
-    execution = {"request_id": context.execution_context.durable_execution_arn}
-    report = refused_event_report(event, error, execution)
-    clients = Clients(lambda: session or get_aws_session(loaded.aws), lambda: session)
-    report["notification"] = logs.mask_data(_notify_once(context, report, loaded, clients))
-    context.step(lambda _: _publish_metrics(report), name="metrics")
-
-
-def _control(request: RecycleRequest, clients: Clients, table: str | None, clock: Clock, owner: str) -> Any:
-    assert table is not None  # lock_table_name refuses status and cancel without one
-    reads = ServiceReads(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
-    return control_action(request, reads, DynamoLockStore(clients.lock_client(), table), clock, owner)
-
-
-def _publish_metrics(result: dict[str, Any]) -> dict[str, Any]:
-    metrics.publish(result)
-    return {}
+    report = refused_event_report(event, error, {"request_id": host.execution_arn}, host.clock.now())
+    session = host.session
+    clients = Clients(lambda: session or get_aws_session(loaded.aws, env=host.env.aws), lambda: session)
+    report["notification"] = logs.mask_data(_notify_once(host.context, report, loaded, clients))
+    host.context.step(lambda _: published(report), name="metrics")
 
 
 def _notify_once(
@@ -378,12 +372,18 @@ def _execution_name(execution_arn: str) -> str:
 
 
 def build_handler(
-    *, clock: Clock | None = None, session: Any = None, config: AppConfig | None = None
+    *,
+    clock: Clock | None = None,
+    session: Any = None,
+    config: AppConfig | None = None,
+    environment: Environment | None = None,
 ) -> Callable[[Any, Any], Any]:
-    """The durable handler; tests pass a virtual clock, a simulated session and a config."""
+    """The durable handler; tests pass a virtual clock, a simulated session, a config and an environment."""
 
     def handler(event: Any, context: DurableContext) -> dict[str, Any]:
-        return run_durable_recycle(event, context, clock=clock or SystemClock(), session=session, config=config)
+        return run_durable_recycle(
+            event, context, clock=clock or SystemClock(), session=session, config=config, environment=environment
+        )
 
     return durable_execution(handler)
 

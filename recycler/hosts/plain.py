@@ -1,120 +1,143 @@
-"""One plain run, as the handler and the CLI make it: config, session, engine, notification, report.
+"""The plain host: one Lambda invocation (or one CLI run) of the pipeline, on the in-process runtime.
 
-Any outcome other than full success becomes RecycleNotCompleted, raised by
-the callers after the restore and the notification, so Lambda's Errors metric
-and on-failure destinations see it.
+Any outcome other than full success becomes RecycleNotCompleted, raised by the Lambda handler after the
+restore and the notification, so Lambda's Errors metric and on-failure destinations see it; the CLI returns
+it as an exit code instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import re
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from recycler.aws.gateway import ServiceReads
-from recycler.aws.session import create_client, create_quick_client, get_aws_session
-from recycler.hosts import control
-from recycler.hosts.config import AppConfig, load_config
+from recycler.aws.clients import Clients
+from recycler.aws.session import get_aws_session
+from recycler.hosts.config import AppConfig
+from recycler.hosts.environment import Environment
 from recycler.hosts.handoff import HandOff
-from recycler.lock.record import LOCK_TABLE_ENV
-from recycler.lock.store import DynamoLockStore
+from recycler.hosts.pipeline import (
+    NOT_COMPLETED,
+    RecycleNotCompleted,
+    TimePolicy,
+    config_or_none,
+    get_config,
+    lock_table_name,
+    new_owner_id,
+    raise_if_not_completed,
+    refused_event_report,
+    register_secrets,
+    run,
+    summarise,
+)
 from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.report import RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
-from recycler.model.runtime import Clock, LocalRuntime, SystemClock, iso_seconds
+from recycler.model.runtime import Clock, LocalRuntime, Runtime, SystemClock
 from recycler.notification.notifier import notify
 from recycler.observability import logs, metrics
-from recycler.run.engine import Recycler
-from recycler.run.ports import HANDOFF_ENV
+
+__all__ = [
+    "NOT_COMPLETED",
+    "PlainHost",
+    "RecycleNotCompleted",
+    "build_handler",
+    "config_or_none",
+    "get_config",
+    "lambda_handler",
+    "lock_table_name",
+    "mail_refused_event",
+    "new_owner_id",
+    "register_secrets",
+    "run_recycle",
+    "summarise",
+]
 
 logger = logging.getLogger("ecs-task-recycle")
 
-# The outcomes raised as RecycleNotCompleted (and a non-zero exit on the CLI); all others are what was asked for.
-# A refused run changed nothing (another run holds the service, or the event was invalid); it still raises.
-NOT_COMPLETED = ("failed", "incomplete", "refused")
 
-_config: AppConfig | None = None
+@dataclass
+class PlainHost:
+    """A Lambda invocation or a CLI run: steps are calls, the deadline is the invocation's (or none)."""
 
+    clock: Clock
+    owner_id: str
+    requested_by: str
+    env: Environment
+    remaining_seconds: Callable[[], float | None] = lambda: None
+    # The caller's session (tests, the simulator); else one from input.json's credentials.
+    session: Any = None
+    # Lambda's request id and log group and stream.
+    invocation: Mapping[str, Any] = field(default_factory=dict)
+    event: dict[str, Any] | None = None
+    publishes_metrics: bool = False
+    # The Lambda handler raises what did not complete and says what bounded it; the CLI returns it.
+    raises: bool = False
+    time_budget: str | None = None
 
-class RecycleNotCompleted(RecycleError):
-    """The run did not fully succeed. The message says what was done and what was restored."""
+    @property
+    def log_fields(self) -> Mapping[str, Any]:
+        return self.invocation
 
-    def __init__(self, report: dict[str, Any]) -> None:
-        # Masked here too, so no caller can put a secret into the message.
-        self.report = logs.mask_data(report)
-        super().__init__(summarise(self.report))
+    def connect(self, config: AppConfig) -> tuple[Clients, str | None]:
+        session = lock_session = self.session
+        if session is None:
+            session = get_aws_session(config.aws, session_suffix=self.owner_id, env=self.env.aws)
+            # The lock table lives in the function's own account, also when role_arn reaches another one.
+            lock_session = (
+                get_aws_session(dataclasses.replace(config.aws, role_arn=None, external_id=None), env=self.env.aws)
+                if config.aws.role_arn
+                else session
+            )
+        return Clients(lambda: session, lambda: lock_session), session.region_name
 
-
-def summarise(report: dict[str, Any]) -> str:
-    recycled = len(report.get("tasks_recycled") or [])
-    restored = {True: "service restored", False: "RESTORE FAILED", None: "nothing needed restoring"}[
-        report.get("restored")
-    ]
-    actions = "; ".join(report.get("restore_actions") or []) or "none"
-    # The count only once the pre-flight knew it: "0 of 0" would misstate a 200-task service.
-    total = report.get("task_total")
-    counted = f"{recycled} of {total} tasks recycled; " if total is not None else ""
-    return (
-        f"Task recycle {str(report.get('status', 'failed')).upper()} for "
-        f"{report.get('cluster')}/{report.get('service')}: {counted}{restored} (actions: {actions}). "
-        f"Error: {report.get('error')}"
-    )
-
-
-def get_config() -> AppConfig:
-    """input.json, read once per cold start."""
-    global _config
-    if _config is None:
-        _config = load_config()
-        register_secrets(_config)
-    return _config
-
-
-def register_secrets(config: AppConfig) -> None:
-    logs.register_secret(config.aws.secret_key)
-    logs.register_secret(config.aws.session_token)
-    password = getattr(config.notification, "password", None)
-    if isinstance(password, str):
-        logs.register_secret(password)
-
-
-# Used with fullmatch, not match with ^…$: $ also matches before a trailing newline.
-_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}", re.ASCII)
-_TABLE_ARN = re.compile(r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/[A-Za-z0-9_.-]{3,255}", re.ASCII)
-
-
-def lock_table_name(config: AppConfig, request: RecycleRequest) -> str | None:
-    """The lock table: LOCK_TABLE_NAME (the template sets it), else input.json's recycle.lock_table_name.
-
-    A recycle without one is refused here, before any AWS call; a dry run changes nothing and needs none.
-    """
-    from_env = os.environ.get(LOCK_TABLE_ENV)
-    needs_table = not request.dry_run or request.action != "recycle"
-    if from_env is not None and from_env != "":
-        if not (_TABLE_NAME.fullmatch(from_env) or _TABLE_ARN.fullmatch(from_env)):
-            raise ConfigError(LOCK_TABLE_ENV, "is not a DynamoDB table name or table ARN")
-        return from_env
-    name = config.recycle.lock_table_name
-    if name is None and needs_table:
-        raise ConfigError(
-            LOCK_TABLE_ENV,
-            "a recycle needs the lock table, which keeps two runs off one service and lets a killed run be "
-            "repaired. Deploy cloudformation.yaml (it creates the table and sets LOCK_TABLE_NAME), then for "
-            "the CLI set LOCK_TABLE_NAME to the stack's LockTableName output, or recycle.lock_table_name in "
-            "input.json. A dry run works without one",
+    def policy(self, request: RecycleRequest, config: AppConfig, clients: Clients) -> TimePolicy:
+        # Without a host deadline (the CLI), the lock is renewed after each task instead.
+        unbounded = self.remaining_seconds() is None
+        return TimePolicy(
+            runtime=LocalRuntime(self.clock, self.remaining_seconds, logger),
+            lock_ttl_seconds=_renewed_lock_ttl(config, request) if unbounded else None,
+            hand_off=self._hand_off(request, config, clients),
         )
-    return name
+
+    def stamp(self, report: RecycleReport) -> None:
+        for key in ("request_id", "log_group", "log_stream"):
+            setattr(report, key, self.invocation.get(key))
+
+    def notify(self, report: dict[str, Any], config: AppConfig, clients: Clients) -> dict[str, Any]:
+        return notify(report, config.notification, clients.session)
+
+    def finish(self, result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+        if self.time_budget is not None:
+            result["time_budget"] = self.time_budget
+        if self.raises:
+            raise_if_not_completed(result, runtime)
+        return result
+
+    def _hand_off(self, request: RecycleRequest, config: AppConfig, clients: Clients) -> HandOff | None:
+        """The durable alias to hand a too-long plan to: only in Lambda, and only when the template set it up."""
+        alias = self.env.handoff_alias_arn
+        if not alias or self.remaining_seconds() is None:
+            return None
+        return HandOff(
+            # In the function's own account, as the lock table is.
+            lambda_client=clients.lock_session_client("lambda"),
+            alias_arn=alias,
+            request=request,
+            settings=config.recycle,
+            remaining_seconds=self.remaining_seconds,
+            invocation_id=self.owner_id,
+            event=dict(self.event or {"cluster_name": request.cluster, "service_name": request.service}),
+        )
 
 
-def new_owner_id(prefix: str) -> str:
-    """A lock owner no other run will ever have."""
-    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+def _renewed_lock_ttl(config: AppConfig, request: RecycleRequest) -> float:
+    settings = config.recycle
+    return float(settings.replacement_timeout_seconds + request.wait_time + settings.restore_reserve_seconds + 120)
 
 
 def run_recycle(
@@ -129,108 +152,43 @@ def run_recycle(
     event: dict[str, Any] | None = None,
     requested_by: str | None = None,
     publish_metrics: bool | None = None,
+    environment: Environment | None = None,
 ) -> dict[str, Any]:
-    """Run one recycle with the plain runtime, notify, and return the report as a dict.
+    """Run one recycle with the plain runtime, notify, and return the report as a dict (the CLI's run).
 
     ``action: status`` and ``cancel`` return what recycler.hosts.control says instead.
     Metrics are published (EMF on stdout) in Lambda, or when ``publish_metrics`` says so.
     """
-    register_secrets(config)
-    table = lock_table_name(config, request)
+    env = environment or Environment.from_env()
     owner_id = owner_id or new_owner_id("local")
-    lock_session = session
-    if session is None:
-        session = get_aws_session(config.aws, session_suffix=owner_id)
-        # The lock table lives in the function's own account, also when role_arn reaches another one.
-        lock_session = (
-            get_aws_session(dataclasses.replace(config.aws, role_arn=None, external_id=None))
-            if config.aws.role_arn
-            else session
-        )
-    request.check_region(session.region_name)
-    clock = clock or SystemClock()
-    unbounded = remaining_seconds() is None
-    lock_store = DynamoLockStore(create_client(lock_session, "dynamodb"), table) if table else None
-    with logs.bound(cluster=request.cluster_name, service=request.service_name, **(invocation or {})):
-        if request.action != "recycle":
-            assert lock_store is not None  # lock_table_name refuses status and cancel without one
-            reads = ServiceReads(
-                create_client(session, "ecs"), None, None, request, sts=create_quick_client(session, "sts")
-            )
-            return control_action(request, reads, lock_store, clock, requested_by or owner_id)
-        runtime = LocalRuntime(clock, remaining_seconds, logger)
-        engine = Recycler(
-            ecs=create_client(session, "ecs"),
-            autoscaling=create_client(session, "application-autoscaling"),
-            elbv2=create_client(session, "elbv2"),
-            clock=clock,
-            runtime=runtime,
-            settings=config.recycle,
-            owner_id=owner_id,
-            # Without a host deadline (the CLI), the lock is renewed after each task instead.
-            lock_ttl_seconds=_renewed_lock_ttl(config, request) if unbounded else None,
-            lock_store=lock_store,
-            cloudwatch=create_client(session, "cloudwatch"),
-            sts=create_quick_client(session, "sts"),
-            hand_off=_hand_off(request, config, lock_session, remaining_seconds, owner_id, event),
-        )
-        report: RecycleReport = engine.run(request)
-        for key in ("request_id", "log_group", "log_stream"):
-            setattr(report, key, (invocation or {}).get(key))
-        # An AWS error can quote a credential (b'<token>\n'): mask before it is mailed or returned.
-        result = logs.mask_data(report.to_dict())
-        # The restore has already happened; the notifier can no longer hurt the service.
-        result["notification"] = logs.mask_data(notify(result, config.notification, session))
-        logger.info(
-            "Task recycle report",
-            extra={"status": result["status"], "notification": result["notification"].get("status")},
-        )
-        if publish_metrics if publish_metrics is not None else bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME")):
-            metrics.publish(result)
-    return result
+    host = PlainHost(
+        clock=clock or SystemClock(),
+        owner_id=owner_id,
+        requested_by=requested_by or owner_id,
+        env=env,
+        remaining_seconds=remaining_seconds,
+        session=session,
+        invocation=invocation or {},
+        event=event,
+        publishes_metrics=publish_metrics if publish_metrics is not None else env.in_lambda,
+    )
+    return run(host, request, config, env)
 
 
-# A cluster or service name as a refused event's report may repeat it (in the subject and headers too).
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,512}", re.ASCII)
-
-
-def config_or_none() -> AppConfig | None:
-    """input.json, or None when it does not load (a refused event is then not mailed: there is nothing to mail
-    it with)."""
-    try:
-        return get_config()
-    except RecycleError as e:
-        logger.warning(f"The refused event is not mailed: input.json does not load either ({e})")
-        return None
-
-
-def refused_event_report(event: Any, error: ConfigError, invocation: dict[str, Any]) -> dict[str, Any]:
-    """The report of a run refused for its event: status refused, the error naming the field."""
-
-    def named(key: str) -> str | None:
-        value = event.get(key) if isinstance(event, dict) else None
-        return value if isinstance(value, str) and _SAFE_NAME.fullmatch(value) else None
-
-    report = RecycleReport("refused", named("cluster_name") or "unknown", named("service_name") or "unknown")
-    report.error, report.error_type = str(error), type(error).__name__
-    report.started_at = iso_seconds(SystemClock().now())
-    for key in ("request_id", "log_group", "log_stream"):
-        setattr(report, key, invocation.get(key))
-    return logs.mask_data(report.to_dict())
-
-
-def mail_refused_event(event: Any, error: ConfigError, invocation: dict[str, Any]) -> None:
+def mail_refused_event(
+    event: Any, error: ConfigError, invocation: dict[str, Any], env: Environment, clock: Clock, config: AppConfig | None
+) -> None:
     """A scheduled run's bad event is mailed as REFUSED, since no one watches a schedule's errors.
 
     Only when input.json (and so the notification settings) loads; the caller raises the event's error
     either way. Never raises itself.
     """
-    config = config_or_none()
+    config = config or config_or_none(env)
     if config is None:
         return
-    result = refused_event_report(event, error, invocation)
+    result = refused_event_report(event, error, invocation, clock.now())
     try:
-        session = get_aws_session(config.aws)
+        session = get_aws_session(config.aws, env=env.aws)
     except (RecycleError, BotoCoreError, ClientError) as e:
         # The password may need no session (a literal one): notify says if it did.
         logger.warning(f"No AWS session for the refusal's email: {e}")
@@ -239,54 +197,29 @@ def mail_refused_event(event: Any, error: ConfigError, invocation: dict[str, Any
     logger.info(
         "Refused event report", extra={"status": "refused", "notification": result["notification"].get("status")}
     )
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    if env.in_lambda:
         metrics.publish(result)
 
 
-def control_action(
-    request: RecycleRequest, reads: ServiceReads, store: DynamoLockStore, clock: Clock, requested_by: str
+def build_handler(
+    *,
+    clock: Clock | None = None,
+    session: Any = None,
+    config: AppConfig | None = None,
+    environment: Environment | None = None,
+) -> Callable[[Any, Any], dict[str, Any]]:
+    """The plain handler; tests pass a virtual clock, a simulated session, a config or an environment."""
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        return _handle(event, context, clock or SystemClock(), session, config, environment or Environment.from_env())
+
+    return handler
+
+
+def _handle(
+    event: Any, context: Any, clock: Clock, session: Any, config: AppConfig | None, env: Environment
 ) -> dict[str, Any]:
-    """status or cancel: read the lock (and, to cancel, tag the service); never touch its capacity."""
-    if request.action == "status":
-        result = control.status(reads, store, clock)
-    else:
-        result = control.cancel(reads, store, clock, requested_by)
-    logger.info(
-        f"Task recycle {request.action}: {result.get('result', result['state'])}", extra={"state": result["state"]}
-    )
-    return result
-
-
-def _hand_off(
-    request: RecycleRequest,
-    config: AppConfig,
-    session: Any,
-    remaining_seconds: Callable[[], float | None],
-    owner_id: str,
-    event: dict[str, Any] | None,
-) -> HandOff | None:
-    """The durable alias to hand a too-long plan to: only in Lambda, and only when the template set it up."""
-    alias = os.environ.get(HANDOFF_ENV)
-    if not alias or remaining_seconds() is None:
-        return None
-    return HandOff(
-        lambda_client=create_client(session, "lambda"),
-        alias_arn=alias,
-        request=request,
-        settings=config.recycle,
-        remaining_seconds=remaining_seconds,
-        invocation_id=owner_id,
-        event=dict(event or {"cluster_name": request.cluster, "service_name": request.service}),
-    )
-
-
-def _renewed_lock_ttl(config: AppConfig, request: RecycleRequest) -> float:
-    settings = config.recycle
-    return float(settings.replacement_timeout_seconds + request.wait_time + settings.restore_reserve_seconds + 120)
-
-
-def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    logs.configure()
+    logs.configure(env.log_level, lambda_json=env.lambda_json_logs, in_lambda=env.in_lambda)
     invocation = {
         "request_id": getattr(context, "aws_request_id", None),
         "log_group": getattr(context, "log_group_name", None),
@@ -295,9 +228,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         request = parse_event(event)
     except ConfigError as e:
-        mail_refused_event(event, e, invocation)
+        mail_refused_event(event, e, invocation, env, clock, config)
         raise
-    config = get_config()
+    config = config or get_config(env)
     # Without a Lambda context (a direct call) there is no deadline: run as the CLI does,
     # renewing the lock after each task, and say so in the report.
     remaining_millis = getattr(context, "get_remaining_time_in_millis", None)
@@ -307,21 +240,21 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         return remaining_millis() / 1000.0 if callable(remaining_millis) else None
 
     owner = invocation["request_id"] or new_owner_id("lambda")
-    result = run_recycle(
-        request,
-        config,
-        remaining_seconds=remaining_seconds,
+    host = PlainHost(
+        clock=clock,
         owner_id=owner,
+        requested_by=f"lambda request {owner}",
+        env=env,
+        remaining_seconds=remaining_seconds,
+        session=session,
         invocation=invocation,
         event=dict(event),
-        requested_by=f"lambda request {owner}",
+        publishes_metrics=env.in_lambda,
+        raises=True,
+        time_budget="Lambda remaining time" if bounded else "unlimited (no Lambda context)",
     )
-    if "status" in result:
-        result["time_budget"] = "Lambda remaining time" if bounded else "unlimited (no Lambda context)"
-    # A run that did not do what it was asked is raised, after the restore and the email. A cancelled run
-    # did what the operator asked, and a handed-off one goes on in the durable function.
-    if result.get("status") in NOT_COMPLETED:
-        error = RecycleNotCompleted(result)
-        logger.error(str(error), extra={"status": result["status"]})
-        raise error
-    return result
+    return run(host, request, config, env)
+
+
+# What Lambda calls (through lambda_function.py): the real clock, session, input.json and environment.
+lambda_handler = build_handler()

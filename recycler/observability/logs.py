@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,16 +148,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure(level: str | int | None = None) -> None:
-    """Set levels; install the JSON formatter unless Lambda's JSON log format is active."""
+def configure(level: str | int | None = None, *, lambda_json: bool = False, in_lambda: bool = False) -> None:
+    """Set levels; install the JSON formatter unless Lambda's JSON log format is active.
+
+    What the environment says (AWS_LAMBDA_LOG_LEVEL or LOG_LEVEL, AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_FUNCTION_NAME)
+    comes in from recycler.hosts.environment.
+    """
     root = logging.getLogger()
-    level = level or os.environ.get("AWS_LAMBDA_LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "INFO"
-    root.setLevel(level)
+    root.setLevel(level or "INFO")
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
-    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+    if lambda_json:
         return
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and root.handlers:
+    if in_lambda and root.handlers:
         for handler in root.handlers:
             handler.setFormatter(JsonFormatter())
         return

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
-from recycler.model.errors import ConfigError, PreflightError
+from recycler.model.errors import PreflightError
 from recycler.model.request import MAX_BATCH_SIZE, RecycleRequest
 from recycler.model.settings import RecycleSettings
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
 from recycler.run.selection import Selection, select
 
-# The function's DurableConfig.ExecutionTimeout, which the template also sets here.
+# The function's DurableConfig.ExecutionTimeout, which the template also sets here
+# (read by recycler.hosts.environment, passed in as a number).
 EXECUTION_TIMEOUT_ENV = "DURABLE_EXECUTION_TIMEOUT_SECONDS"
 DEFAULT_EXECUTION_TIMEOUT_SECONDS = 86_400
 MAX_EXECUTION_TIMEOUT_SECONDS = 31_622_400
@@ -34,20 +34,6 @@ START_OVERHEAD_SECONDS = 120
 # GetDurableExecution keeps at most 256 KB of result; the email and the logs have the full report.
 MAX_RESULT_BYTES = 200_000
 RESULT_SAMPLE = 10
-
-
-def execution_timeout_seconds() -> int:
-    """The function's ExecutionTimeout, as the template passes it in the environment."""
-    raw = os.environ.get(EXECUTION_TIMEOUT_ENV)
-    if raw is None or raw == "":
-        return DEFAULT_EXECUTION_TIMEOUT_SECONDS
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(EXECUTION_TIMEOUT_ENV, "must be a whole number of seconds") from None
-    if not 1 <= value <= MAX_EXECUTION_TIMEOUT_SECONDS:
-        raise ConfigError(EXECUTION_TIMEOUT_ENV, f"must be between 1 and {MAX_EXECUTION_TIMEOUT_SECONDS}")
-    return value
 
 
 def batch_worst_case_seconds(request: RecycleRequest, settings: RecycleSettings) -> float:

@@ -1,0 +1,289 @@
+"""The one pipeline around the engine, for every host: the plain function, the durable function and the CLI.
+
+secrets -> lock table -> clients and region check -> bound log fields -> status/cancel, or the engine ->
+masking -> notification -> report log -> metrics -> the host's finish. A host (recycler.hosts.plain,
+recycler.hosts.durable) says only what differs: its runtime, its clients, its time policy, and how it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from recycler.aws.clients import Clients
+from recycler.aws.gateway import ServiceReads
+from recycler.hosts import control
+from recycler.hosts.config import AppConfig, load_config
+from recycler.hosts.environment import Environment
+from recycler.lock.record import LOCK_TABLE_ENV
+from recycler.lock.store import DynamoLockStore
+from recycler.model.errors import ConfigError, RecycleError
+from recycler.model.report import RecycleReport
+from recycler.model.request import RecycleRequest
+from recycler.model.runtime import Clock, Runtime, iso_seconds
+from recycler.observability import logs, metrics
+from recycler.run.engine import Recycler
+from recycler.run.ports import HandOffPort
+from recycler.run.preflight import Preflight
+
+logger = logging.getLogger("ecs-task-recycle")
+
+# The outcomes raised as RecycleNotCompleted (and a non-zero exit on the CLI); all others are what was asked for.
+# A refused run changed nothing (another run holds the service, or the event was invalid); it still raises.
+NOT_COMPLETED = ("failed", "incomplete", "refused")
+
+
+class RecycleNotCompleted(RecycleError):
+    """The run did not fully succeed. The message says what was done and what was restored."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        # Masked here too, so no caller can put a secret into the message.
+        self.report = logs.mask_data(report)
+        super().__init__(summarise(self.report))
+
+
+def summarise(report: dict[str, Any]) -> str:
+    recycled = len(report.get("tasks_recycled") or [])
+    restored = {True: "service restored", False: "RESTORE FAILED", None: "nothing needed restoring"}[
+        report.get("restored")
+    ]
+    actions = "; ".join(report.get("restore_actions") or []) or "none"
+    # The count only once the pre-flight knew it: "0 of 0" would misstate a 200-task service.
+    total = report.get("task_total")
+    counted = f"{recycled} of {total} tasks recycled; " if total is not None else ""
+    return (
+        f"Task recycle {str(report.get('status', 'failed')).upper()} for "
+        f"{report.get('cluster')}/{report.get('service')}: {counted}{restored} (actions: {actions}). "
+        f"Error: {report.get('error')}"
+    )
+
+
+def raise_if_not_completed(result: dict[str, Any], runtime: Runtime) -> None:
+    """A run that did not do what it was asked is raised, after the restore and the email. A cancelled run did
+    what the operator asked, and a handed-off one goes on in the durable function."""
+    if result.get("status") in NOT_COMPLETED:
+        error = RecycleNotCompleted(result)
+        runtime.log(logging.ERROR, str(error), status=result["status"])
+        raise error
+
+
+@dataclass(frozen=True)
+class TimePolicy:
+    """What the engine gets differently per host: how it runs its steps and how it keeps to its time."""
+
+    runtime: Runtime
+    # None: renewed with the host's deadline (the plain function sets its TTL from the time it has left).
+    lock_ttl_seconds: float | None = None
+    # Admission before anything changes (the durable execution's duration bound).
+    preflight_check: Callable[[Preflight], None] | None = None
+    # What one more batch must find left (the durable worst case); None: the plain estimate.
+    batch_seconds: Callable[[float], float] | None = None
+    out_of_time_hint: str | None = None
+    hand_off: HandOffPort | None = None
+
+
+class Host(Protocol):
+    """Where a run happens. The pipeline asks it for nothing else."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def owner_id(self) -> str:
+        """The lock's owner: unique to this run (the same in every invocation of one durable execution)."""
+        ...
+
+    @property
+    def requested_by(self) -> str:
+        """Who asks, for a cancel's tag."""
+        ...
+
+    @property
+    def log_fields(self) -> Mapping[str, Any]:
+        """Bound to every log line besides cluster and service."""
+        ...
+
+    @property
+    def publishes_metrics(self) -> bool: ...
+
+    def connect(self, config: AppConfig) -> tuple[Clients, str | None]:
+        """The clients, and the region they use (checked against the event's ARNs before any call)."""
+        ...
+
+    def policy(self, request: RecycleRequest, config: AppConfig, clients: Clients) -> TimePolicy: ...
+
+    def stamp(self, report: RecycleReport) -> None:
+        """Where the run's logs are, on the report."""
+        ...
+
+    def notify(self, report: dict[str, Any], config: AppConfig, clients: Clients) -> dict[str, Any]: ...
+
+    def finish(self, result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+        """The result as this host returns it (or raises it)."""
+        ...
+
+
+def run(host: Host, request: RecycleRequest, config: AppConfig, env: Environment) -> dict[str, Any]:
+    """One run on any host: status and cancel return what recycler.hosts.control says; a recycle, its report."""
+    register_secrets(config)
+    table = lock_table_name(config, request, env.lock_table_name)
+    clients, region = host.connect(config)
+    request.check_region(region)
+    store = DynamoLockStore(clients.lock_client(), table) if table else None
+    with logs.bound(cluster=request.cluster_name, service=request.service_name, **host.log_fields):
+        policy = host.policy(request, config, clients)
+        if request.action != "recycle":
+            assert store is not None  # lock_table_name refuses status and cancel without one
+            reads = ServiceReads(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
+            return dict(
+                policy.runtime.step(
+                    request.action, lambda: control_action(request, reads, store, host.clock, host.requested_by)
+                )
+            )
+        report = build_engine(host, policy, config, clients, store).run(request)
+        host.stamp(report)
+        # An AWS error can quote a credential (b'<token>\n'): mask before it is mailed, logged or returned.
+        result = logs.mask_data(report.to_dict())
+        # The restore has already happened; the notifier can no longer hurt the service.
+        result["notification"] = logs.mask_data(host.notify(result, config, clients))
+        policy.runtime.log(
+            logging.INFO,
+            "Task recycle report",
+            status=result["status"],
+            notification=result["notification"].get("status"),
+        )
+        if host.publishes_metrics:
+            # A step, so a durable replay of the last invocation does not count the run twice.
+            policy.runtime.step("metrics", lambda: published(result))
+        return host.finish(result, policy.runtime)
+
+
+def build_engine(
+    host: Host, policy: TimePolicy, config: AppConfig, clients: Clients, store: DynamoLockStore | None
+) -> Recycler:
+    """The engine, built in this one place for every host."""
+    hint = {"out_of_time_hint": policy.out_of_time_hint} if policy.out_of_time_hint else {}
+    return Recycler(
+        ecs=clients.client("ecs"),
+        autoscaling=clients.client("application-autoscaling"),
+        elbv2=clients.client("elbv2"),
+        cloudwatch=clients.client("cloudwatch"),
+        sts=clients.quick_client("sts"),
+        clock=host.clock,
+        runtime=policy.runtime,
+        settings=config.recycle,
+        owner_id=host.owner_id,
+        lock_ttl_seconds=policy.lock_ttl_seconds,
+        lock_store=store,
+        preflight_check=policy.preflight_check,
+        batch_seconds=policy.batch_seconds,
+        hand_off=policy.hand_off,
+        **hint,
+    )
+
+
+def published(result: dict[str, Any]) -> dict[str, Any]:
+    metrics.publish(result)
+    return {}
+
+
+def control_action(
+    request: RecycleRequest, reads: ServiceReads, store: DynamoLockStore, clock: Clock, requested_by: str
+) -> dict[str, Any]:
+    """status or cancel: read the lock (and, to cancel, tag the service); never touch its capacity."""
+    if request.action == "status":
+        result = control.status(reads, store, clock)
+    else:
+        result = control.cancel(reads, store, clock, requested_by)
+    logger.info(
+        f"Task recycle {request.action}: {result.get('result', result['state'])}", extra={"state": result["state"]}
+    )
+    return result
+
+
+# By file (RECYCLE_CONFIG's, or None for the default): in Lambda one, read once per cold start.
+_configs: dict[Path | None, AppConfig] = {}
+
+
+def get_config(env: Environment | None = None) -> AppConfig:
+    """input.json, read once per cold start."""
+    path = (env or Environment.from_env()).config_path
+    if path not in _configs:
+        config = load_config(path)
+        register_secrets(config)
+        _configs[path] = config
+    return _configs[path]
+
+
+def config_or_none(env: Environment | None = None) -> AppConfig | None:
+    """input.json, or None when it does not load (a refused event is then not mailed: there is nothing to mail
+    it with)."""
+    try:
+        return get_config(env)
+    except RecycleError as e:
+        logger.warning(f"The refused event is not mailed: input.json does not load either ({e})")
+        return None
+
+
+def register_secrets(config: AppConfig) -> None:
+    logs.register_secret(config.aws.secret_key)
+    logs.register_secret(config.aws.session_token)
+    password = getattr(config.notification, "password", None)
+    if isinstance(password, str):
+        logs.register_secret(password)
+
+
+# Used with fullmatch, not match with ^…$: $ also matches before a trailing newline.
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}", re.ASCII)
+_TABLE_ARN = re.compile(r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:[0-9]{12}:table/[A-Za-z0-9_.-]{3,255}", re.ASCII)
+
+
+def lock_table_name(config: AppConfig, request: RecycleRequest, from_env: str | None) -> str | None:
+    """The lock table: LOCK_TABLE_NAME (the template sets it), else input.json's recycle.lock_table_name.
+
+    A recycle without one is refused here, before any AWS call; a dry run changes nothing and needs none.
+    """
+    needs_table = not request.dry_run or request.action != "recycle"
+    if from_env is not None and from_env != "":
+        if not (_TABLE_NAME.fullmatch(from_env) or _TABLE_ARN.fullmatch(from_env)):
+            raise ConfigError(LOCK_TABLE_ENV, "is not a DynamoDB table name or table ARN")
+        return from_env
+    name = config.recycle.lock_table_name
+    if name is None and needs_table:
+        raise ConfigError(
+            LOCK_TABLE_ENV,
+            "a recycle needs the lock table, which keeps two runs off one service and lets a killed run be "
+            "repaired. Deploy cloudformation.yaml (it creates the table and sets LOCK_TABLE_NAME), then for "
+            "the CLI set LOCK_TABLE_NAME to the stack's LockTableName output, or recycle.lock_table_name in "
+            "input.json. A dry run works without one",
+        )
+    return name
+
+
+def new_owner_id(prefix: str) -> str:
+    """A lock owner no other run will ever have."""
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+# A cluster or service name as a refused event's report may repeat it (in the subject and headers too).
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,512}", re.ASCII)
+
+
+def refused_event_report(event: Any, error: ConfigError, where: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The report of a run refused for its event: status refused, the error naming the field."""
+
+    def named(key: str) -> str | None:
+        value = event.get(key) if isinstance(event, dict) else None
+        return value if isinstance(value, str) and _SAFE_NAME.fullmatch(value) else None
+
+    report = RecycleReport("refused", named("cluster_name") or "unknown", named("service_name") or "unknown")
+    report.error, report.error_type = str(error), type(error).__name__
+    report.started_at = iso_seconds(now)
+    for key in ("request_id", "log_group", "log_stream"):
+        setattr(report, key, where.get(key))
+    return logs.mask_data(report.to_dict())
