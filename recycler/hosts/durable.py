@@ -204,10 +204,8 @@ def _engine_error(error: DurableOperationError) -> Exception:
     "failed" by type, so rebuild ours; anything else stays as the SDK raised it.
     """
     module, _, name = (error.error_type or "").rpartition(".")
-    cls = getattr(errors, name, None) if module == errors.__name__ else None
-    if isinstance(cls, type) and issubclass(cls, errors.RecycleError) and cls is not ConfigError:
-        return cls(error.message or name)
-    return error
+    ours = errors.rebuilt(name, error.message or name) if module == errors.__name__ else None
+    return ours or error
 
 
 def _execution_budget(context: DurableContext, clock: Clock, timeout: int) -> dict[str, float]:
