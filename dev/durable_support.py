@@ -8,7 +8,7 @@ are one: the runner's clock reads and advances the simulator's clock, so a
 60 s durable wait is 60 s in which the simulated tasks start and drain, as
 real time passes while a real execution is suspended.
 
-Used by tests/test_durable.py and bench/bench_recycle.py.
+Used by tests/test_durable.py, tests/test_lock.py and dev/bench.py.
 """
 
 from __future__ import annotations

@@ -186,3 +186,26 @@ def test_only_the_hosts_read_the_environment() -> None:
     }
     assert {name for name in readers if not name.startswith(f"{SHIPPED}.hosts.")} == set()
     assert readers == {"recycler.hosts.environment"}
+
+
+# Names that were once defined in several modules: one definition each, imported where else it is needed.
+DEFINED_ONCE = ("TOOL_NAME", "MAX_ALARMS", "error_code", "retrying", "epoch", "rebuilt")
+
+
+def _definitions(module: Path) -> list[str]:
+    tree = ast.parse(module.read_text())
+    names = [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def test_each_shared_helper_and_constant_is_defined_once() -> None:
+    found: dict[str, set[str]] = {}
+    for name, path in _runtime_modules().items():
+        for defined in _definitions(path):
+            found.setdefault(defined.lstrip("_"), set()).add(name)
+    repeated = {name: sorted(found.get(name, ())) for name in DEFINED_ONCE if len(found.get(name, ())) != 1}
+    assert not repeated, repeated

@@ -25,7 +25,7 @@ from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
 from recycler.lock.record import LockRecord, Phase, Progress, Snapshot
 from recycler.lock.store import DynamoLockStore
-from recycler.model.errors import AwsCallFailed, ConfigError, LockCorrupt, RecycleError
+from recycler.model.errors import AwsCallFailed, ConfigError, LockCorrupt, LockHeld, LockLost, RecycleError
 from recycler.model.report import RecycleReport
 from recycler.model.request import parse_event
 from recycler.run.preflight import LEGACY_LOCK_TAG_KEY
@@ -195,6 +195,48 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     bed.assert_restored()
     bed.assert_capacity_held()
     bed.assert_each_original_stopped_at_most_once()
+
+
+# --------------------------------------------------------------------------- a lost race costs no read
+
+
+def _lock_for(owner: str, now: int, version: int = 1) -> LockRecord:
+    return LockRecord(
+        key="arn:aws:ecs:us-east-1:123456789012:cluster/c/web",
+        owner=owner,
+        version=version,
+        expires_at=now + 600,
+        phase=Phase.ACQUIRED,
+        started_at=now,
+        snapshot=Snapshot(desired_count=3, surge=True),
+        progress=Progress(total=3, updated_at=now),
+    )
+
+
+@pytest.mark.parametrize("item_returned", [True, False], ids=["item-returned", "no-item-read-instead"])
+def test_a_lost_race_names_the_holder_from_the_failed_write_without_a_second_read(
+    bed: Bed, item_returned: bool
+) -> None:
+    # GIVEN a lock another run holds, and (or not) DynamoDB sending the item back with a failed condition
+    now = int(bed.clock.now())
+    bed.store.acquire(_lock_for("winner", now), None)
+    if not item_returned:
+
+        def drop_item(parsed: dict[str, Any], **_: Any) -> None:
+            parsed.pop("Item", None)
+
+        for write in ("PutItem", "UpdateItem"):
+            bed.dynamodb.meta.events.register(f"after-call.dynamodb.{write}", drop_item)
+    reads = bed.calls.get("GetItem", 0)
+    # WHEN this run's acquire and its write of a lock it no longer holds fail their conditions
+    with pytest.raises(LockHeld) as held:
+        bed.store.acquire(_lock_for("loser", now), None)
+    with pytest.raises(LockLost) as lost:
+        bed.store.write(replace(_lock_for("loser", now), version=1), phase=Phase.SURGING)
+    # THEN both name the holder, from the item the failed write returned: one read fewer each
+    assert held.value.holder is not None and held.value.holder["owner"] == "winner"
+    assert "held by winner" in str(lost.value)
+    assert bed.calls.get("GetItem", 0) - reads == (0 if item_returned else 2)
 
 
 # --------------------------------------------------------------------------- forged and tampered state

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import log_lines
@@ -71,3 +74,73 @@ def test_a_secret_in_an_extra_field_or_traceback_is_masked(captured_logs: io.Str
 def test_short_values_are_not_registered() -> None:
     logs.register_secret("abc")
     assert logs.mask("abc def") == "abc def"
+
+
+def test_importing_the_module_patches_nothing_process_wide() -> None:
+    # GIVEN a fresh interpreter, WHEN it imports the module and configures logging as a handler does
+    check = (
+        "import logging; make, factory = logging.Logger.makeRecord, logging.getLogRecordFactory();"
+        "from recycler.observability import logs; logs.configure();"
+        "assert logging.Logger.makeRecord is make and logging.getLogRecordFactory() is factory is logging.LogRecord"
+    )
+    # THEN the Logger class and the record factory are still the standard library's own
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=Path(__file__).parent.parent)
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_handler_that_was_not_given_the_filter_sees_records_as_the_library_made_them() -> None:
+    # GIVEN a registered secret, bound fields, and a third-party logger with a handler of its own
+    logs.register_secret(SECRET)
+    logger = logging.getLogger("thirdparty.plain")
+    keep = _Keep()
+    logger.addHandler(keep)
+    logger.propagate = False
+    try:
+        with logs.bound(cluster="prod", service="web"):
+            logger.warning("saw %s", SECRET, extra={"detail": SECRET})
+    finally:
+        logger.removeHandler(keep)
+        logger.propagate = True
+    # THEN nothing of this module touched the record: no bound field, the message as given
+    [record] = keep.records
+    assert not hasattr(record, "cluster") and record.getMessage() == f"saw {SECRET}"
+    assert record.detail == SECRET  # type: ignore[attr-defined]
+
+
+def test_on_a_filtered_handler_every_logger_is_masked_and_carries_the_bound_fields() -> None:
+    # Decision: the filter masks every record its handler emits, a library's too (a library's error
+    # can quote a token), and stamps the bound fields on them too, so a botocore warning names its service.
+    logs.register_secret(SECRET)
+    logger = logging.getLogger("thirdparty.filtered")
+    keep = _Keep()
+    logs.attach(keep)
+    logs.attach(keep)
+    logger.addHandler(keep)
+    logger.propagate = False
+    try:
+        with logs.bound(cluster="prod", service="web"):
+            logger.warning("saw %s", SECRET, extra={"service": "own", "detail": [SECRET]})
+    finally:
+        logger.removeHandler(keep)
+        logger.propagate = True
+    assert len(keep.filters) == 1
+    [record] = keep.records
+    assert record.getMessage() == "saw ***"
+    assert (record.cluster, record.service, record.detail) == ("prod", "own", ["***"])  # type: ignore[attr-defined]
+
+
+def test_bound_fields_come_first_and_a_call_of_the_same_key_wins(captured_logs: io.StringIO) -> None:
+    logger = logging.getLogger("ecs-task-recycle")
+    with logs.bound(cluster="prod", service="web"):
+        logger.warning("one", extra={"batch": 1, "service": "other"})
+    [line] = log_lines(captured_logs)
+    assert list(line)[4:] == ["cluster", "service", "batch"]
+    assert line["service"] == "other"

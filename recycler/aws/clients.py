@@ -14,12 +14,7 @@ from recycler.aws.session import create_client, create_quick_client
 
 
 class Clients:
-    """The session and clients of one invocation, made on first use.
-
-    Most resumptions replay to where they stopped and then make one or two
-    ECS calls, or none; an AssumeRole and three clients each time would be
-    most of their billed time.
-    """
+    """The session and clients of one invocation, made on first use (see the module's note for why)."""
 
     def __init__(self, make_session: Callable[[], Any], make_lock_session: Callable[[], Any]) -> None:
         self._make_session = make_session

@@ -7,6 +7,7 @@ call and the AWS error code, with the original chained as ``__cause__``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,13 +16,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from recycler.model.errors import AwsCallFailed, ServiceNotFound
-from recycler.model.request import RecycleRequest
+from recycler.model.request import MAX_ALARMS, RecycleRequest
 
 SCALABLE_DIMENSION = "ecs:service:DesiredCount"
 SUSPENDED_FLAGS = ("DynamicScalingInSuspended", "DynamicScalingOutSuspended", "ScheduledScalingSuspended")
-# DescribeTasks takes at most 100 tasks per call, DescribeAlarms 100 names.
+# DescribeTasks takes at most 100 tasks per call (DescribeAlarms 100 names: MAX_ALARMS).
 DESCRIBE_TASKS_BATCH = 100
-MAX_ALARM_NAMES = 100
 
 
 @contextmanager
@@ -194,12 +194,12 @@ class ServiceReads:
         states: dict[str, dict[str, str]] = {}
         paginator = self.cloudwatch.get_paginator("describe_alarms")
         with aws_errors("DescribeAlarms"):
-            for batch in _batches(wanted, MAX_ALARM_NAMES):
+            for batch in _batches(wanted, MAX_ALARMS):
                 # MaxRecords (PageSize) at its ceiling: the default page could split 100 names over several calls.
                 pages = paginator.paginate(
                     AlarmNames=batch,
                     AlarmTypes=["MetricAlarm", "CompositeAlarm"],
-                    PaginationConfig={"PageSize": MAX_ALARM_NAMES},
+                    PaginationConfig={"PageSize": MAX_ALARMS},
                 )
                 for page in pages:
                     for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
@@ -222,7 +222,7 @@ RETRY_ATTEMPTS = 3
 
 
 def retrying(
-    fn: Callable[[], dict[str, Any]], sleep: Callable[[float], None], log: Callable[[str], None]
+    fn: Callable[[], dict[str, Any]], sleep: Callable[[float], None], log: Callable[..., None]
 ) -> dict[str, Any] | str:
     """Run one restore action, retrying on AWS errors. Returns the error text if it never succeeds.
 
@@ -234,7 +234,7 @@ def retrying(
             return fn()
         except AwsCallFailed as e:
             last = str(e)
-            log(f"Restore call failed (attempt {attempt}/{RETRY_ATTEMPTS}): {e}")
+            log(logging.ERROR, f"Restore call failed (attempt {attempt}/{RETRY_ATTEMPTS}): {e}")
             if attempt < RETRY_ATTEMPTS:
                 sleep(2.0 * attempt)
     return last

@@ -18,7 +18,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
+from recycler.aws.gateway import error_code
 from recycler.model.errors import AwsCallFailed, ConfigError, shown
+from recycler.model.runtime import TOOL_NAME
 
 if TYPE_CHECKING:
     from recycler.model.settings import AwsCredentials
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 # The logger keeps the name of the face users know (AWSSession.py), so log filters stay valid.
 logger = logging.getLogger("AWSSession")
 
-TOOL_NAME = "ecs-task-recycle"
 # RoleSessionName: 2-64 characters of [\w+=,.@-].
 _MAX_ROLE_SESSION_NAME = 64
 _ASSUMED_ROLE_SECONDS = 3600
@@ -128,7 +129,7 @@ def get_aws_session(
     try:
         assumed = sts.assume_role(**assume_args)["Credentials"]
     except (ClientError, BotoCoreError) as e:
-        raise AwsCallFailed(f"could not assume role {credentials.role_arn}: {_error_code(e)}") from e
+        raise AwsCallFailed(f"could not assume role {credentials.role_arn}: {error_code(e)}") from e
     logger.info(
         "Assumed role",
         extra={"role_arn": credentials.role_arn, "credential_source": source, "region": region},
@@ -192,9 +193,3 @@ def _regional_sts_endpoint(session: boto3.Session, region: str) -> str:
     partition = session.get_partition_for_region(region)
     suffix = {"aws-cn": "amazonaws.com.cn"}.get(partition, "amazonaws.com")
     return f"https://sts.{region}.{suffix}"
-
-
-def _error_code(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__

@@ -59,7 +59,7 @@ from recycler.model import errors
 from recycler.model.errors import AwsCallFailed, ConfigError
 from recycler.model.report import RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
-from recycler.model.runtime import Clock, Runtime, SystemClock
+from recycler.model.runtime import TOOL_NAME, Clock, Runtime, SystemClock
 from recycler.notification.notifier import notify
 from recycler.observability import logs
 from recycler.run.budget import STEP_ATTEMPTS, batch_seconds, bounded_result, check_duration_bound, lock_ttl_seconds
@@ -73,7 +73,7 @@ __all__ = ["NOT_COMPLETED", "RecycleNotCompleted", "build_handler", "lambda_hand
 
 T = TypeVar("T")
 
-logger = logging.getLogger("ecs-task-recycle")
+logger = logging.getLogger(TOOL_NAME)
 
 # A step that failed on an AWS error (after botocore's own retries) is tried twice more,
 # at most 2 s and then 4 s later. Refusals (PreflightError, LockHeld) and bugs are not retried,
@@ -201,10 +201,8 @@ def _engine_error(error: DurableOperationError) -> Exception:
     "failed" by type, so rebuild ours; anything else stays as the SDK raised it.
     """
     module, _, name = (error.error_type or "").rpartition(".")
-    cls = getattr(errors, name, None) if module == errors.__name__ else None
-    if isinstance(cls, type) and issubclass(cls, errors.RecycleError) and cls is not ConfigError:
-        return cls(error.message or name)
-    return error
+    ours = errors.rebuilt(name, error.message or name) if module == errors.__name__ else None
+    return ours or error
 
 
 def _execution_budget(context: DurableContext, clock: Clock, timeout: int) -> dict[str, float]:

@@ -25,13 +25,13 @@ from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.report import RecycleReport
 from recycler.model.request import RecycleRequest
-from recycler.model.runtime import Clock, Runtime, iso_seconds
+from recycler.model.runtime import TOOL_NAME, Clock, Runtime, iso_seconds
 from recycler.observability import logs, metrics
 from recycler.run.engine import Recycler
 from recycler.run.ports import HandOffPort
 from recycler.run.preflight import Preflight
 
-logger = logging.getLogger("ecs-task-recycle")
+logger = logging.getLogger(TOOL_NAME)
 
 # The outcomes raised as RecycleNotCompleted (and a non-zero exit on the CLI); all others are what was asked for.
 # A refused run changed nothing (another run holds the service, or the event was invalid); it still raises.

@@ -37,7 +37,7 @@ from recycler.hosts.pipeline import (
 from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.report import RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
-from recycler.model.runtime import Clock, LocalRuntime, Runtime, SystemClock
+from recycler.model.runtime import TOOL_NAME, Clock, LocalRuntime, Runtime, SystemClock
 from recycler.notification.notifier import notify
 from recycler.observability import logs, metrics
 
@@ -57,7 +57,7 @@ __all__ = [
     "summarise",
 ]
 
-logger = logging.getLogger("ecs-task-recycle")
+logger = logging.getLogger(TOOL_NAME)
 
 
 @dataclass

@@ -7,7 +7,6 @@ rebuilds exactly the record the lock table holds.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -100,7 +99,7 @@ class LockHolder:
     def record_phase(self, name: str, **changes: Any) -> str | None:
         """A restore's write: retried, and never raising on AWS errors; the error text if it never lands."""
         write = self._writer(changes)
-        written = self.runtime.step(name, lambda: self._retrying(write))
+        written = self.runtime.step(name, lambda: retrying(write, self.clock.sleep, self.log))
         if isinstance(written, str):
             return f"could not record the restore's progress in the lock table ({written}); nothing more was changed"
         self.record = LockRecord.from_dict(written)
@@ -110,7 +109,7 @@ class LockHolder:
         """Leave the item idle (phase released) for TTL to remove; the error text if that never lands."""
         retention = RELEASED_RETENTION_SECONDS
         write = self._writer({"phase": Phase.RELEASED, "restore_from": None, "restore_to": None}, retention)
-        released = self.runtime.step(name, lambda: self._retrying(write))
+        released = self.runtime.step(name, lambda: retrying(write, self.clock.sleep, self.log))
         if isinstance(released, str):
             return released
         self.record = LockRecord.from_dict(released)
@@ -124,6 +123,3 @@ class LockHolder:
             return self.store.write(current, expires_at=expires, **changes).to_dict()
 
         return write
-
-    def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
-        return retrying(fn, self.clock.sleep, lambda message: self.log(logging.ERROR, message))

@@ -36,6 +36,7 @@ from typing import Any
 
 from recycler.aws.gateway import SUSPENDED_FLAGS
 from recycler.model.errors import LockCorrupt
+from recycler.model.runtime import TOOL_NAME
 
 LOCK_TABLE_ENV = "LOCK_TABLE_NAME"
 RELEASED_RETENTION_SECONDS = 7 * 86_400
@@ -150,7 +151,7 @@ class LockRecord:
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
             "pk": self.key,
-            "tool": "ecs-task-recycle",
+            "tool": TOOL_NAME,
             "owner": self.owner,
             "version": self.version,
             "expires_at": self.expires_at,

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
 from recycler.aws.gateway import aws_errors, error_code
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
@@ -39,7 +40,12 @@ def lock_key(cluster_arn: str, service_name: str) -> str:
 
 
 class DynamoLockStore:
-    """The lock table. Every method is one conditional call (plus a read when a condition fails)."""
+    """The lock table. Every method is one conditional call.
+
+    A failed condition returns the item that failed it (``ReturnValuesOnConditionCheckFailure``,
+    as Powertools' idempotency store asks), so telling who holds the lock needs no second
+    read; the read stays only for a response without the item (a call against no item at all).
+    """
 
     def __init__(self, dynamodb: Any, table_name: str) -> None:
         self.dynamodb = dynamodb
@@ -70,8 +76,8 @@ class DynamoLockStore:
             values[":released"] = {"S": Phase.RELEASED}
         try:
             self._put(record, condition, names, values)
-        except _ConditionFailed:
-            holder = self.read(record.key)
+        except _ConditionFailed as failed:
+            holder = self._holder(record.key, failed)
             if holder is not None and holder.owner == record.owner and holder.version == record.version:
                 return holder
             raise LockHeld(
@@ -95,8 +101,8 @@ class DynamoLockStore:
         condition = "#v = :seen AND #e <= :now AND #p <> :released"
         try:
             self._update(record, condition, names, values)
-        except _ConditionFailed:
-            holder = self.read(stale.key)
+        except _ConditionFailed as failed:
+            holder = self._holder(stale.key, failed)
             if holder is not None and holder.owner == owner and holder.version == record.version:
                 return holder
             raise LockHeld(
@@ -113,8 +119,8 @@ class DynamoLockStore:
         values = {":me": {"S": current.owner}, ":v": {"N": str(current.version)}}
         try:
             self._update(record, "#o = :me AND #v = :v", names, values)
-        except _ConditionFailed:
-            holder = self.read(current.key)
+        except _ConditionFailed as failed:
+            holder = self._holder(current.key, failed)
             if holder is not None and _same_write(holder, record):
                 # Our own write landed and only its response was lost.
                 return holder
@@ -124,6 +130,12 @@ class DynamoLockStore:
                 "another run has taken over the service, so this one stops without touching it again"
             ) from None
         return record
+
+    def _holder(self, key: str, failed: _ConditionFailed) -> LockRecord | None:
+        """The item that failed the condition, as the error returned it; read only when it did not."""
+        if failed.item is None:
+            return self.read(key)
+        return LockRecord.from_item(key, {k: _deserialize(v) for k, v in failed.item.items()})
 
     @contextmanager
     def _table_call(self, operation: str) -> Iterator[None]:
@@ -149,7 +161,9 @@ class DynamoLockStore:
                 yield
         except AwsCallFailed as e:
             if error_code(e) == "ConditionalCheckFailedException":
-                raise _ConditionFailed(operation) from e.__cause__
+                cause = e.__cause__
+                item = cause.response.get("Item") if isinstance(cause, ClientError) else None
+                raise _ConditionFailed(operation, item if isinstance(item, dict) else None) from cause
             raise
 
     def _put(self, record: LockRecord, condition: str, names: dict[str, str], values: dict[str, Any]) -> None:
@@ -161,6 +175,7 @@ class DynamoLockStore:
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
 
     def _update(self, record: LockRecord, condition: str, names: dict[str, str], values: dict[str, Any]) -> None:
@@ -187,6 +202,7 @@ class DynamoLockStore:
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
 
 
@@ -196,4 +212,8 @@ def _same_write(holder: LockRecord, intended: LockRecord) -> bool:
 
 
 class _ConditionFailed(Exception):
-    """The write's condition did not hold: someone else's item is there."""
+    """The write's condition did not hold: someone else's item is there (``item``, when DynamoDB sent it)."""
+
+    def __init__(self, operation: str, item: dict[str, Any] | None) -> None:
+        super().__init__(operation)
+        self.item = item or None

@@ -108,6 +108,18 @@ class LockCorrupt(PreflightError):
     """The lock item holds values this tool would never have written. Nothing is applied from it."""
 
 
+def rebuilt(name: str, message: str, base: type[RecycleError] = RecycleError) -> RecycleError | None:
+    """The error of this module called name (a kind of base) again, from its message; else None.
+
+    A checkpoint keeps an error as its type's name and its message, on first run and on replay alike.
+    ConfigError is never rebuilt here: it needs its field as well.
+    """
+    kind = globals().get(name)
+    if isinstance(kind, type) and issubclass(kind, base) and kind is not ConfigError:
+        return kind(message)
+    return None
+
+
 def outcome_of(error: Exception) -> str:
     """The report's status for a run this error stopped."""
     if isinstance(error, TimeBudgetExhausted):

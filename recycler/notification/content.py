@@ -7,7 +7,7 @@ text and HTML bodies.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -222,20 +222,6 @@ def _noted(entries: Any) -> list[str]:
         note = as_text(item.get("note"))
         noted.append(f"{_short_id(item.get('old_task_arn'))}: {note}" if note else _short_id(item.get("old_task_arn")))
     return noted
-
-
-def _scaling_state(suspended: Mapping[str, Any]) -> str:
-    """E.g. "scale-in suspended; scale-out and scheduled scaling active"."""
-    groups: dict[str, list[str]] = {"suspended": [], "active": [], "in an unknown state": []}
-    for key, label in _SCALING_FLAGS:
-        value = suspended.get(key)
-        state = "suspended" if value is True else "active" if value is False else "in an unknown state"
-        groups[state].append(label)
-    return "; ".join(f"{_join_words(labels)} {state}" for state, labels in groups.items() if labels)
-
-
-def _join_words(words: Sequence[str]) -> str:
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def describe_restored_target(target: Any) -> list[tuple[str, str]]:

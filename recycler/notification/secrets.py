@@ -17,6 +17,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from recycler.aws import session as aws_session
+from recycler.aws.gateway import error_code
 from recycler.notification.errors import PasswordUnavailableError
 from recycler.notification.settings import NotificationConfig, PasswordReference
 
@@ -65,8 +66,7 @@ def _read_reference(ref: PasswordReference, session: boto3.Session) -> str:
                 )
             value = parameter.get("Value")
     except ClientError as e:
-        code = e.response.get("Error", {}).get("Code", "ClientError")
-        raise PasswordUnavailableError(f"could not read {ref.describe()}: {code}") from e
+        raise PasswordUnavailableError(f"could not read {ref.describe()}: {error_code(e)}") from e
     except BotoCoreError as e:
         raise PasswordUnavailableError(f"could not read {ref.describe()}: {type(e).__name__}") from e
     if not isinstance(value, str) or not value:

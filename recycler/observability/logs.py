@@ -1,12 +1,16 @@
 """Structured JSON logging: one line per event, with cluster and service on each.
 
 In Lambda with ``LoggingConfig: LogFormat: JSON`` the runtime's own handler
-turns ``extra=`` fields into JSON keys; locally ``JsonFormatter`` does the same.
-Fields bound with ``bind()`` are added to every record, whichever module logs
-it, through the log-record factory. Registered secret values are masked in
-every message, extra field and traceback as a last line of defence; the code
-never logs them on purpose. ``mask_data`` applies the same mask to a report
-before it is returned, emailed or raised.
+turns record fields into JSON keys; locally ``JsonFormatter`` does the same.
+Nothing is patched process-wide: ``configure()`` puts a ``LogContext`` filter on
+the root logger's handlers, and ``JsonFormatter`` applies the same step itself.
+On those handlers every record, whichever logger made it, carries the fields
+bound with ``bound()`` (a botocore retry line then still says which service it
+was for) and has registered secret values masked in its message, extra fields
+and traceback, as a last line of defence; the code never logs them on purpose.
+A handler this module was not given sees records as the standard library made
+them. ``mask_data`` applies the same mask to a report before it is returned,
+emailed or raised.
 """
 
 from __future__ import annotations
@@ -27,47 +31,48 @@ _ordered: list[str] = []
 _MASK = "***"
 # Shorter values would mask ordinary words.
 _MIN_SECRET_CHARS = 6
-# Attributes every LogRecord has; anything else on a record came from extra= or bind().
+# Attributes every LogRecord has; anything else on a record came from extra= or bound().
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 _NOISY = ("botocore", "boto3", "urllib3", "s3transfer")
 
-_base_factory = logging.getLogRecordFactory()
-_base_make_record = logging.Logger.makeRecord
+
+def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
-def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-    record = _base_factory(*args, **kwargs)
-    if _secrets:
-        message = record.getMessage()
-        masked = mask(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-    return record
+def prepare(record: logging.LogRecord) -> None:
+    """Add the bound fields to record and mask registered secrets in it, in place.
 
-
-def _make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
-    # Bound fields go in as `extra`, so a call's own extra= of the same key wins instead of raising.
+    Running it again on the same record changes nothing, so a record that passes
+    two handlers holding the filter comes out the same.
+    """
     bound = _bound.get()
     if bound:
-        positional = list(args)
-        if len(positional) >= 9:
-            positional[8] = {**bound, **(positional[8] or {})}
-        else:
-            kwargs["extra"] = {**bound, **(kwargs.get("extra") or {})}
-        args = tuple(positional)
-    record = _base_make_record(self, *args, **kwargs)
-    if _secrets:
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD and not key.startswith("_"):
-                setattr(record, key, mask_data(value))
-        if record.exc_info and record.exc_info[1] is not None:
-            # Formatters reuse exc_text when set; the runtime's own JSON formatter reads exc_info itself.
-            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
-    return record
+        extras = _extra_fields(record)
+        # Bound fields first and a call's own extra= of the same key winning, as when they went in as extra=.
+        for key in extras:
+            delattr(record, key)
+        for key, value in {**bound, **extras}.items():
+            setattr(record, key, value)
+    if not _secrets:
+        return
+    message = record.getMessage()
+    masked = mask(message)
+    if masked != message:
+        record.msg, record.args = masked, None
+    for key, value in _extra_fields(record).items():
+        setattr(record, key, mask_data(value))
+    if record.exc_info and record.exc_info[1] is not None:
+        # Formatters reuse exc_text when set; the runtime's own JSON formatter reads exc_info itself.
+        record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
 
 
-logging.setLogRecordFactory(_record_factory)
-logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+class LogContext(logging.Filter):
+    """A handler filter: bound fields and the secret mask on every record the handler emits."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        prepare(record)
+        return True
 
 
 def mask(text: str) -> str:
@@ -136,20 +141,28 @@ def bound(**fields: Any) -> Iterator[None]:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        # Also on a handler that configure() never saw, such as one added after it ran.
+        prepare(record)
         line: dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        line.update(_extra_fields(record))
         if record.exc_info:
             line["exception"] = mask(self.formatException(record.exc_info))
         return json.dumps(line, default=str)
 
 
+def attach(handler: logging.Handler) -> None:
+    """Give handler the LogContext filter, once."""
+    if not any(isinstance(f, LogContext) for f in handler.filters):
+        handler.addFilter(LogContext())
+
+
 def configure(level: str | int | None = None, *, lambda_json: bool = False, in_lambda: bool = False) -> None:
-    """Set levels; install the JSON formatter unless Lambda's JSON log format is active.
+    """Set levels; filter the root handlers; install the JSON formatter unless Lambda's JSON log format is active.
 
     What the environment says (AWS_LAMBDA_LOG_LEVEL or LOG_LEVEL, AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_FUNCTION_NAME)
     comes in from recycler.hosts.environment.
@@ -158,14 +171,14 @@ def configure(level: str | int | None = None, *, lambda_json: bool = False, in_l
     root.setLevel(level or "INFO")
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
-    if lambda_json:
-        return
-    if in_lambda and root.handlers:
-        for handler in root.handlers:
+    if not lambda_json:
+        if in_lambda and root.handlers:
+            for handler in root.handlers:
+                handler.setFormatter(JsonFormatter())
+        elif not any(getattr(h, "_recycle_json", False) for h in root.handlers):
+            handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(JsonFormatter())
-        return
-    if not any(getattr(h, "_recycle_json", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
-        handler._recycle_json = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+            handler._recycle_json = True  # type: ignore[attr-defined]
+            root.addHandler(handler)
+    for handler in root.handlers:
+        attach(handler)

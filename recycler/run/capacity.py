@@ -10,7 +10,6 @@ service may still be surged would clamp it at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from recycler.aws.gateway import SCALABLE_DIMENSION, ScalableTarget, ServiceReads, retrying
@@ -112,7 +111,9 @@ class Capacity:
         _add_error(report, message)
 
     def _restore_desired(self, report: RecycleReport, stage: str) -> str | None:
-        decision = self.runtime.step(f"{stage} desired count plan", lambda: self._retrying(self._plan_desired_restore))
+        decision = self.runtime.step(
+            f"{stage} desired count plan", lambda: retrying(self._plan_desired_restore, self.clock.sleep, self.log)
+        )
         if isinstance(decision, str):
             return decision
         current, target = int(decision["current"]), int(decision["target"])
@@ -123,7 +124,8 @@ class Capacity:
             if problem is not None:
                 return problem
             applied = self.runtime.step(
-                f"{stage} desired count", lambda: self._retrying(lambda: self._set_desired(target))
+                f"{stage} desired count",
+                lambda: retrying(lambda: self._set_desired(target), self.clock.sleep, self.log),
             )
             if isinstance(applied, str):
                 return applied
@@ -154,7 +156,9 @@ class Capacity:
         return {}
 
     def _restore_target(self, report: RecycleReport, stage: str) -> str | None:
-        outcome = self.runtime.step(f"{stage} scalable target", lambda: self._retrying(self._undo_target_changes))
+        outcome = self.runtime.step(
+            f"{stage} scalable target", lambda: retrying(self._undo_target_changes, self.clock.sleep, self.log)
+        )
         if isinstance(outcome, str):
             return outcome
         report.restore_actions += outcome["actions"]
@@ -185,9 +189,6 @@ class Capacity:
             ScalableDimension=SCALABLE_DIMENSION,
             **kwargs,
         )
-
-    def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
-        return retrying(fn, self.clock.sleep, lambda message: self.log(logging.ERROR, message))
 
 
 def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Clock, Runtime, iso_seconds
 from recycler.model.settings import RecycleSettings
+from recycler.observability import logs
 from recycler.run.batches import BatchRunner
 from recycler.run.capacity import Capacity
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, Gates, remove_cancel_tag, stop_error
@@ -93,6 +94,11 @@ class Recycler:
 
     def run(self, request: RecycleRequest) -> RecycleReport:
         """Recycle the service. Raises nothing for an outcome: the report says it."""
+        # Bound once: every line of the run, whichever module or host writes it, names the service.
+        with logs.bound(cluster=request.cluster_name, service=request.service_name):
+            return self._run_reported(request)
+
+    def _run_reported(self, request: RecycleRequest) -> RecycleReport:
         self.request = request
         # A selection is this run's only once its pre-flight makes one (the report accounts for it).
         vars(self).pop("selection", None)
@@ -385,5 +391,4 @@ class Recycler:
         self._log(level, f"Task recycle stopped: {error}", error_type=report.error_type)
 
     def _log(self, level: int, message: str, **fields: Any) -> None:
-        request = self.request
-        self.runtime.log(level, message, cluster=request.cluster_name, service=request.service_name, **fields)
+        self.runtime.log(level, message, **fields)

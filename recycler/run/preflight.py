@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from recycler.aws.gateway import SUSPENDED_FLAGS, ScalableTarget, ServiceReads
 from recycler.lock.record import LockRecord, Phase, Snapshot
@@ -147,8 +147,8 @@ def refusal(refused: dict[str, Any]) -> RecycleError:
     """The error a pre-flight step's refusal stands for."""
     if refused["error"] == ConfigError.__name__:
         return ConfigError(str(refused["field"]), str(refused["problem"]))
-    kind = getattr(errors, str(refused["error"]), PreflightError)
-    return (kind if isinstance(kind, type) and issubclass(kind, PreflightError) else PreflightError)(refused["problem"])
+    problem = refused["problem"]
+    return errors.rebuilt(str(refused["error"]), problem, PreflightError) or PreflightError(problem)
 
 
 def read_preflight(
@@ -201,7 +201,7 @@ def read_preflight(
     tasks = reads.describe_tasks(reads.list_task_arns())
     running = oldest_first(
         [
-            TaskInfo(t["taskArn"], _epoch(t.get("startedAt")), t.get("availabilityZone"))
+            TaskInfo(t["taskArn"], epoch(t.get("startedAt"), None), t.get("availabilityZone"))
             for t in tasks
             if t.get("lastStatus") == "RUNNING" and t.get("desiredStatus") == "RUNNING"
         ]
@@ -254,16 +254,21 @@ def _fastest_start(tasks: list[dict[str, Any]]) -> float | None:
     starts = [
         started - created
         for t in tasks
-        if (started := _epoch(t.get("startedAt"))) is not None
-        and (created := _epoch(t.get("createdAt"))) is not None
+        if (started := epoch(t.get("startedAt"), None)) is not None
+        and (created := epoch(t.get("createdAt"), None)) is not None
         and started > created
     ]
     fastest = min(starts, default=None)
     return None if fastest is None else min(fastest, INITIAL_REPLACEMENT_ESTIMATE_SECONDS)
 
 
-def _epoch(value: Any) -> float | None:
-    return value.timestamp() if isinstance(value, datetime) else None
+@overload
+def epoch(value: Any, missing: float = ...) -> float: ...
+@overload
+def epoch(value: Any, missing: None) -> float | None: ...
+def epoch(value: Any, missing: float | None = float("-inf")) -> float | None:
+    """A boto3 timestamp as epoch seconds; ``missing`` when there is none."""
+    return value.timestamp() if isinstance(value, datetime) else missing
 
 
 def untouchable(request: RecycleRequest, service: dict[str, Any]) -> list[tuple[str, PreflightError]]:

@@ -11,7 +11,6 @@ desired). Replacements that stop before serving are counted as failed starts.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from recycler.aws.gateway import ServiceReads
@@ -20,7 +19,7 @@ from recycler.model.errors import PlacementFailed, ReplacementFailed, Replacemen
 from recycler.model.runtime import Clock, Runtime
 from recycler.model.settings import RecycleSettings
 from recycler.run.gates import Gates
-from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, TargetGroup
+from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, TargetGroup, epoch
 
 STOP_REASON = "Stopped by ecs-task-recycle (one-at-a-time restart)"
 # What ECS's service event says when it cannot place a task (no capacity, no matching instance).
@@ -120,7 +119,7 @@ class ReplacementWatch:
         state["serving"] = {arn: state["serving"].get(arn, elapsed) for arn in serving}
         if len(serving) >= state["count"] and self._is_stable(service):
             order = sorted(state["serving"], key=lambda arn: (state["serving"][arn], arn))[: state["count"]]
-            started = [_epoch(t.get("startedAt")) - state["since"] for t in new_tasks if t["taskArn"] in order]
+            started = [epoch(t.get("startedAt")) - state["since"] for t in new_tasks if t["taskArn"] in order]
             started_seconds = min((s for s in started if s > 0), default=None)
             return {
                 **state,
@@ -161,7 +160,7 @@ class ReplacementWatch:
             t
             for t in self._newly_failed(service, state)
             # A failed task without createdAt counts as this wait's: better than missing a failure.
-            if _failed_replacement(t) and _epoch(t.get("createdAt"), missing=float("inf")) >= state["since"] - 1
+            if _failed_replacement(t) and epoch(t.get("createdAt"), missing=float("inf")) >= state["since"] - 1
         ]
         for task in failed:
             if task["taskArn"] in state["failed_arns"]:
@@ -187,7 +186,7 @@ class ReplacementWatch:
         unplaced = [
             e
             for e in service.get("events", [])
-            if PLACEMENT_FAILURE in str(e.get("message", "")) and _epoch(e.get("createdAt")) >= since - 1
+            if PLACEMENT_FAILURE in str(e.get("message", "")) and epoch(e.get("createdAt")) >= since - 1
         ]
         stalled = elapsed - state["last_new_at"]
         if unplaced and stalled >= self.settings.placement_timeout_seconds:
@@ -248,11 +247,6 @@ def _failed_replacement(task: dict[str, Any]) -> bool:
         return False
     reason = str(task.get("stoppedReason") or "").lower()
     return task.get("stopCode") in ("TaskFailedToStart", "EssentialContainerExited") or "health check" in reason
-
-
-def _epoch(value: Any, missing: float = float("-inf")) -> float:
-    """A boto3 timestamp as epoch seconds; ``missing`` when there is none."""
-    return value.timestamp() if isinstance(value, datetime) else missing
 
 
 def _task_ip(task: dict[str, Any]) -> str | None:
