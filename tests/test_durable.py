@@ -25,7 +25,8 @@ from aws_durable_execution_sdk_python.exceptions import ExecutionError, StepErro
 from aws_durable_execution_sdk_python.lambda_service import OperationStatus, OperationType
 from aws_durable_execution_sdk_python.serdes import SerDesContext
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestResult, StepOperation
-from conftest import CLUSTER, SERVICE, Bed, log_lines
+from support.bed import CLUSTER, SERVICE, Bed
+from support.logs import log_lines
 
 import durable_function
 from dev.durable_support import Meter, durable_runner, fast_checkpoint_shutdown

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed, load_event
+from support.bed import CLUSTER, SERVICE, Bed, load_event
+from support.invariants import MUTATING
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
@@ -36,10 +37,6 @@ from recycler.run.ports import HANDOFF_ENV
 def plain(bed: Bed) -> Any:
     """The plain handler on the bed's virtual clock, with an input.json of defaults."""
     return invocation.build_handler(clock=bed.clock, config=parse_config({}))
-
-
-# Calls of the bed's own clients (bed.calls): what an engine run made through bed.run.
-MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget", "PutItem", "UpdateItem", "TagResource"}
 
 
 def _cancel_tag(bed: Bed) -> str | None:

@@ -13,8 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed, log_lines
-from interleave import interleaving
+from support.bed import CLUSTER, SERVICE, Bed
+from support.interleave import interleaving
+from support.invariants import MUTATING
+from support.logs import log_lines
 
 import lambda_function
 from dev.simulator import REGION, FakeLambdaContext
@@ -37,7 +39,6 @@ def plain(bed: Bed) -> Any:
 
 
 OFFSETS = [step / 2 for step in range(11)]  # the second run starts 0, 0.5, ... 5 s after the first
-MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget"}
 
 
 def _assert_exactly_one_proceeded(bed: Bed, outcomes: list[RecycleReport]) -> None:

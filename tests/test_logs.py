@@ -7,7 +7,7 @@ import json
 import logging
 
 import pytest
-from conftest import log_lines
+from support.logs import log_lines
 
 from recycler.observability import logs
 

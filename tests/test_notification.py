@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
-from smtp_support import (
+from support.smtp import (
     HOST,
     PasswordAuthenticator,
     RunningServer,
