@@ -36,6 +36,8 @@ SIM_MUTATING = frozenset(re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower() for op in M
 
 
 class Invariants:
+    """The bed's reads and assertions; the bed supplies the simulator, the snapshots and the inspector."""
+
     sim: EcsSimulator
     snapshots: dict[str, Any]
     inspector: DynamoLockStore
