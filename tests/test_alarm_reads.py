@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed
+from support.bed import CLUSTER, SERVICE, Bed
 
 from recycler.aws.gateway import ServiceReads
 from recycler.model.request import parse_event

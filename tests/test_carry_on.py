@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed, load_event
 from hypothesis import given
 from hypothesis import strategies as st
+from support.bed import CLUSTER, SERVICE, Bed, load_event
 
 from recycler.model.errors import ConfigError
 from recycler.model.report import RecycleReport

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EVENTS, SERVICE, Bed, load_event
+from support.bed import EVENTS, SERVICE, Bed, load_event
 
 import lambda_function
 from recycler.hosts.config import load_config, parse_config

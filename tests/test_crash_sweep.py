@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed
+from support.bed import CLUSTER, SERVICE, Bed
 
 from dev import simulator
 from dev.simulator import Behaviour, LambdaKilled

@@ -406,9 +406,9 @@ def test_the_schedule_may_name_any_service_when_the_role_may_recycle_any(deploy:
 
 def test_every_template_parameter_is_accepted(deploy: Deploy) -> None:
     # GIVEN every parameter the template declares, except those the script's own flags set
-    import iam_policy
+    from support import iam
 
-    declared = set(iam_policy.load_template(ROOT / "cloudformation.yaml")["Parameters"])
+    declared = set(iam.load_template(ROOT / "cloudformation.yaml")["Parameters"])
     by_flag = {
         "ArtifactBucket",
         "ArtifactKey",

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, SIM_MUTATING, Bed
+from support.bed import CLUSTER, SERVICE, Bed
+from support.invariants import SIM_MUTATING
 from test_durable import durable  # noqa: F401 - the durable execution fixture, on the same bed
 
 import lambda_function

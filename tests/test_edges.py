@@ -6,7 +6,7 @@ Each of these failed before its fix.
 from __future__ import annotations
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed
+from support.bed import CLUSTER, SERVICE, Bed
 
 from dev.simulator import Behaviour
 from recycler.hosts.plain import summarise
@@ -77,7 +77,7 @@ def test_each_task_is_logged_recycled_when_its_replacement_serves_before_the_wai
     import io
     import logging
 
-    from conftest import log_lines
+    from support.logs import log_lines
 
     assert isinstance(captured_logs, io.StringIO)
     # Every log line, with the virtual time it was logged at (the clock moves only when the run sleeps).

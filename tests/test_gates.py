@@ -1,4 +1,4 @@
-"""Safety gates and operator control: CloudWatch alarms, cancel and status, the hand-off, metrics.
+"""Safety gates and operator control: CloudWatch alarms, cancel and status.
 
 What must hold: once an alarm fires or a cancel comes, no further task is
 stopped; the replacements in flight finish, so capacity is back to N; the
@@ -7,39 +7,31 @@ service is restored; and the outcome names the alarm (failed) or is cancelled.
 
 from __future__ import annotations
 
-import io
 import json
 import types
 from collections.abc import Callable
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed, load_event
+from support.bed import CLUSTER, SERVICE, Bed, load_event
+from support.invariants import MUTATING
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler.aws import clients
 from recycler.aws.gateway import ServiceReads
 from recycler.hosts import cli, control
 from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
 from recycler.model.errors import ConfigError
-from recycler.model.request import parse_event, utc_text
+from recycler.model.request import parse_event
 from recycler.model.settings import RecycleSettings
-from recycler.observability import metrics
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest
-from recycler.run.ports import HANDOFF_ENV
 
 
 def plain(bed: Bed) -> Any:
     """The plain handler on the bed's virtual clock, with an input.json of defaults."""
     return invocation.build_handler(clock=bed.clock, config=parse_config({}))
-
-
-# Calls of the bed's own clients (bed.calls): what an engine run made through bed.run.
-MUTATING = {"UpdateService", "StopTask", "RegisterScalableTarget", "PutItem", "UpdateItem", "TagResource"}
 
 
 def _cancel_tag(bed: Bed) -> str | None:
@@ -525,141 +517,3 @@ def test_a_cancel_names_the_whole_requester_in_status_and_in_the_error(
     assert report.status == "cancelled" and asked in (report.error or ""), report.error
     bed.assert_restored()
     assert _cancel_tag(bed) is None
-
-
-# --------------------------------------------------------------------------- hand-off
-
-
-class _FakeLambda:
-    """The durable alias: records the asynchronous invokes it gets."""
-
-    def __init__(self) -> None:
-        self.invokes: list[dict[str, Any]] = []
-
-    def invoke(self, **kwargs: Any) -> dict[str, Any]:
-        self.invokes.append(kwargs)
-        return {"StatusCode": 202}
-
-
-@pytest.fixture
-def durable_alias(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> _FakeLambda:
-    alias = _FakeLambda()
-    monkeypatch.setenv(HANDOFF_ENV, "arn:aws:lambda:us-east-1:123456789012:function:ecs-task-recycle-durable:live")
-    real_create_client = clients.create_client
-    monkeypatch.setattr(
-        clients,
-        "create_client",
-        lambda session, name: alias if name == "lambda" else real_create_client(session, name),
-    )
-    return alias
-
-
-def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
-    bed: Bed, durable_alias: _FakeLambda
-) -> None:
-    # GIVEN 40 tasks, one at a time: about 50 minutes, in a 15-minute invocation
-    bed.add_service(tasks=40, target=(1, 50))
-    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
-    before = bed.service_state()
-    started = bed.clock.now()
-
-    result = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-7"))
-
-    # THEN exactly one asynchronous invoke of the alias, under a deterministic name, and nothing else changed:
-    # no mutating ECS, Application Auto Scaling or DynamoDB call reached the backend (through the handler's own
-    # clients), the lock table is empty, and the service equals its snapshot
-    assert result["status"] == "handed_off"
-    (invoke,) = durable_alias.invokes
-    assert invoke["InvocationType"] == "Event" and invoke["FunctionName"].endswith("-durable:live")
-    assert invoke["DurableExecutionName"] == result["handed_off"]["execution_name"]
-    # (with this run's start as its cut-off: a carry-on of the execution never takes what this run's chain started)
-    assert json.loads(invoke["Payload"]) == {**event, "hand_off": False, "started_before": utc_text(started)}
-    _assert_nothing_changed(bed, before)
-    bed.assert_restored()
-    # AND a retry of the same invocation would start no second execution: the name is the same
-    again = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-7"))
-    assert [i["DurableExecutionName"] for i in durable_alias.invokes] == [invoke["DurableExecutionName"]] * 2
-    assert again["handed_off"]["execution_name"] == invoke["DurableExecutionName"]
-    _assert_nothing_changed(bed, before)
-
-
-@pytest.mark.parametrize("alarm", ["firing", "missing"])
-def test_a_plan_too_long_is_not_handed_off_while_an_alarm_refuses_it(
-    bed: Bed, durable_alias: _FakeLambda, alarm: str
-) -> None:
-    # GIVEN a plan too long for the invocation, gated by an alarm that is in ALARM or does not exist
-    bed.add_service(tasks=40, target=(1, 50))
-    if alarm == "firing":
-        bed.add_alarm("web-5xx")
-        bed.sim.set_alarm("web-5xx", "ALARM", "5xx above 10")
-    before = bed.service_state()
-    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "alarm_names": ["web-5xx"]}
-
-    with pytest.raises(invocation.RecycleNotCompleted, match="web-5xx"):
-        plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-8"))
-
-    # THEN the refusal came before the hand-off: no durable execution started, nothing changed
-    assert durable_alias.invokes == []
-    _assert_nothing_changed(bed, before)
-
-
-def test_a_plan_that_fits_is_not_handed_off_and_hand_off_false_does_what_fits(
-    bed: Bed, durable_alias: _FakeLambda
-) -> None:
-    bed.add_service(tasks=2)
-    fits = plain(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
-    assert fits["status"] == "succeeded" and durable_alias.invokes == []
-
-    bed.add_service(tasks=30, service="api", target=(1, 40))
-    event = {"cluster_name": CLUSTER, "service_name": "api", "hand_off": False}
-    with pytest.raises(invocation.RecycleNotCompleted, match="INCOMPLETE"):
-        plain(bed)(event, FakeLambdaContext(bed.clock))
-    assert durable_alias.invokes == []
-
-
-def test_a_dry_run_says_whether_it_would_hand_off(bed: Bed, durable_alias: _FakeLambda) -> None:
-    bed.add_service(tasks=40, target=(1, 50))
-    event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
-    plan = plain(bed)(event, FakeLambdaContext(bed.clock))["plan"]
-    assert plan["hand_off"]["would_hand_off"] is True and plan["hand_off"]["estimated_seconds"] > 900
-    assert durable_alias.invokes == []
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def test_a_run_publishes_its_metrics_as_emf_lines(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a recycle of three tasks through the plain handler, as in Lambda
-    bed.add_service(tasks=3, target=(1, 6))
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "ecs-task-recycle")
-    out = io.StringIO()
-    with redirect_stdout(out):
-        report = plain(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
-
-    # THEN stdout carries EMF: the namespace, Cluster and Service, the outcome and the timings
-    (line,) = [json.loads(text) for text in out.getvalue().splitlines() if text.startswith("{")]
-    directive = line["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == "ECSTaskRecycle" and directive["Dimensions"] == [["Cluster", "Service"]]
-    assert (line["Cluster"], line["Service"]) == (CLUSTER, SERVICE)
-    assert line["RunsSucceeded"] == [1.0] and line["RunsFailed"] == [0.0] and line["RunsCancelled"] == [0.0]
-    assert line["TasksRecycled"] == [3.0] and line["FailedReplacements"] == [0.0]
-    assert line["ReplacementSeconds"] == [t["seconds"] for t in report["tasks_recycled"]]
-    assert line["RunDurationSeconds"] == [report["duration_seconds"]]
-    units = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
-    assert units["ReplacementSeconds"] == "Seconds" and units["RunsFailed"] == "Count"
-
-
-def test_a_long_run_splits_its_replacement_seconds_across_lines() -> None:
-    report = {
-        "status": "failed",
-        "cluster": "c",
-        "service": "s",
-        "tasks_recycled": [{"seconds": float(i)} for i in range(250)],
-        "failed_replacements": 3,
-        "duration_seconds": 9000.0,
-    }
-    documents = metrics.emf_documents(report)
-    assert [len(d["ReplacementSeconds"]) for d in documents] == [99, 99, 52]
-    assert documents[0]["RunsFailed"] == [1.0] and documents[0]["FailedReplacements"] == [3.0]
-    assert "RunsFailed" not in documents[1]
-    assert metrics.emf_documents({**report, "status": "dry_run"}) == []

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from botocore.config import Config
 from botocore.exceptions import HTTPClientError
-from conftest import CLUSTER, SERVICE, Bed, load_event, log_lines
-from smtp_support import smtp_server
+from support.bed import CLUSTER, SERVICE, Bed, load_event
+from support.logs import log_lines
+from support.smtp import smtp_server
 
 import lambda_function
 from dev import simulator

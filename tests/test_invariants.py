@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from conftest import CLUSTER, SERVICE, Bed
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from support.bed import CLUSTER, SERVICE, Bed
 
 from dev import simulator
 from dev.simulator import Behaviour, LambdaKilled

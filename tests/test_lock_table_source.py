@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed
+from support.bed import CLUSTER, SERVICE, Bed
 
 import lambda_function
 from dev import simulator

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import log_lines
+from support.logs import log_lines
 
 from recycler.observability import logs
 

@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from conftest import CLUSTER, SERVICE, Bed, log_lines
+from support.bed import CLUSTER, SERVICE, Bed
+from support.invariants import MUTATING
+from support.logs import log_lines
 
 from dev.simulator import Behaviour, LambdaKilled
 from recycler.lock.record import LockRecord, Phase, Progress, Snapshot
 from recycler.model.request import parse_event
 from recycler.model.settings import RecycleSettings
 from recycler.run.watch import STOP_REASON
-
-MUTATING = {"UpdateService", "StopTask", "TagResource", "UntagResource", "RegisterScalableTarget"}
-
 
 # --------------------------------------------------------------------------- happy paths
 

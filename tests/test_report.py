@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import CLUSTER, SERVICE, Bed
+from support.bed import CLUSTER, SERVICE, Bed
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext

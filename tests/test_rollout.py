@@ -12,9 +12,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from conftest import CLUSTER, SERVICE, Bed, load_event
 from hypothesis import given
 from hypothesis import strategies as st
+from support.bed import CLUSTER, SERVICE, Bed, load_event
 
 from dev.simulator import Behaviour
 from recycler.model.errors import ConfigError

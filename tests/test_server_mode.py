@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from conftest import CLUSTER, SERVICE, load_event
 from moto.server import ThreadedMotoServer
+from support.bed import CLUSTER, SERVICE, load_event
 
 from dev.simulator import LOCK_TABLE, EcsSimulator, FakeLambdaContext, VirtualClock, create_lock_table, register_target
 from recycler.aws import session as aws_session

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import botocore.session
-import iam_policy
 import pytest
-from conftest import CLUSTER as SIM_CLUSTER
-from conftest import SERVICE as SIM_SERVICE
-from conftest import Bed
+from support import iam
+from support.bed import CLUSTER as SIM_CLUSTER
+from support.bed import SERVICE as SIM_SERVICE
+from support.bed import Bed
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "cloudformation.yaml"
@@ -87,7 +87,7 @@ WILDCARD_RESOURCE_OK = {
 
 
 def template() -> dict[str, Any]:
-    return iam_policy.load_template(TEMPLATE)
+    return iam.load_template(TEMPLATE)
 
 
 def resources_of_type(kind: str) -> dict[str, dict[str, Any]]:
@@ -96,16 +96,16 @@ def resources_of_type(kind: str) -> dict[str, dict[str, Any]]:
 
 def resolved(name: str, **parameters: str) -> dict[str, Any]:
     """A resource's properties with every intrinsic function resolved."""
-    resolver = iam_policy.Resolver(template(), {**PARAMS, **parameters})
+    resolver = iam.Resolver(template(), {**PARAMS, **parameters})
     return dict(resolver.resolve(template()["Resources"][name].get("Properties", {})))
 
 
 def api(service: str, operation: str, /, **params: Any) -> list[dict[str, Any]]:
-    return iam_policy.calls_from_api(service, operation, params, region=REGION, account=ACCOUNT)
+    return iam.calls_from_api(service, operation, params, region=REGION, account=ACCOUNT)
 
 
 def allowed(action: str, resource: str, context: dict[str, Any] | None = None, /, **parameters: str) -> bool:
-    return iam_policy.allowed(TEMPLATE, action, resource, context or {}, {**PARAMS, **parameters})
+    return iam.allowed(TEMPLATE, action, resource, context or {}, {**PARAMS, **parameters})
 
 
 def tool(name: str) -> str:
@@ -262,7 +262,7 @@ SCHEDULE = {
 
 
 def test_no_schedule_unless_an_expression_is_given() -> None:
-    resolver = iam_policy.Resolver(template(), PARAMS)
+    resolver = iam.Resolver(template(), PARAMS)
     assert resolver.condition("HasSchedule") is False
     assert template()["Resources"]["Schedule"]["Condition"] == "HasSchedule"
     assert template()["Resources"]["ScheduleRole"]["Condition"] == "HasSchedule"
@@ -294,8 +294,8 @@ def test_schedule_can_start_the_durable_alias_with_its_own_invoke_role() -> None
     assert json.loads(props["Target"]["Input"])["cluster_name"] == "staging"
     assert props["Target"]["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/stack-ScheduleRole"
     parameters = {**PARAMS, **SCHEDULE, "ScheduleTarget": "durable"}
-    assert iam_policy.allowed(TEMPLATE, "lambda:InvokeFunction", alias_arn, {}, parameters, role="ScheduleRole")
-    assert iam_policy.policy_actions(TEMPLATE, parameters, role="ScheduleRole") == {"lambda:InvokeFunction"}
+    assert iam.allowed(TEMPLATE, "lambda:InvokeFunction", alias_arn, {}, parameters, role="ScheduleRole")
+    assert iam.policy_actions(TEMPLATE, parameters, role="ScheduleRole") == {"lambda:InvokeFunction"}
     # The functions' role may invoke the durable alias (the hand-off) and nothing else.
     assert allowed("lambda:InvokeFunction", alias_arn, **SCHEDULE)
     assert not allowed("lambda:InvokeFunction", props["Target"]["Arn"].replace("-durable:live", ""), **SCHEDULE)
@@ -339,7 +339,7 @@ DURABLE_EXECUTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycl
 
 @pytest.mark.parametrize("call", ENGINE_CALLS, ids=lambda c: f"{c['action']}:{c['resource'].rsplit(':', 1)[-1]}")
 def test_engine_call_is_allowed_on_the_named_services(call: dict[str, Any]) -> None:
-    assert iam_policy.check_calls(TEMPLATE, [call], PARAMS) == []
+    assert iam.check_calls(TEMPLATE, [call], PARAMS) == []
 
 
 def test_durable_function_may_checkpoint_its_own_executions_only() -> None:
@@ -468,7 +468,7 @@ def test_optional_permission_exists_only_with_its_parameter(parameter: str) -> N
     context = {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"} if action == "kms:Decrypt" else {}
     # GIVEN no value: no permission
     assert not allowed(action, resource, context)
-    assert action not in iam_policy.policy_actions(TEMPLATE, PARAMS)
+    assert action not in iam.policy_actions(TEMPLATE, PARAMS)
     # GIVEN the value: the permission, on that resource only
     assert allowed(action, resource, context, **{parameter: value})
     assert not allowed(action, other_resource, context, **{parameter: value})
@@ -492,8 +492,8 @@ def test_secret_and_parameter_resolve_from_the_notifier_call_shapes() -> None:
         *api("ssm", "GetParameter", Name="/ecs-task-recycle/smtp-password", WithDecryption=True),
         *api("sts", "AssumeRole", RoleArn=ROLE_ARN, RoleSessionName="ecs-task-recycle"),
     ]
-    assert iam_policy.check_calls(TEMPLATE, calls, {**PARAMS, **parameters}) == []
-    assert len(iam_policy.check_calls(TEMPLATE, calls, PARAMS)) == 3
+    assert iam.check_calls(TEMPLATE, calls, {**PARAMS, **parameters}) == []
+    assert len(iam.check_calls(TEMPLATE, calls, PARAMS)) == 3
 
 
 # --------------------------------------------------------------------------- #
@@ -502,15 +502,15 @@ def test_secret_and_parameter_resolve_from_the_notifier_call_shapes() -> None:
 
 
 def test_policy_grants_exactly_the_engine_actions_by_default() -> None:
-    assert iam_policy.policy_actions(TEMPLATE, PARAMS) == ENGINE_ACTIONS | LOG_ACTIONS | DURABLE_ACTIONS
+    assert iam.policy_actions(TEMPLATE, PARAMS) == ENGINE_ACTIONS | LOG_ACTIONS | DURABLE_ACTIONS
 
 
 def test_policy_grants_exactly_the_optional_actions_when_configured() -> None:
     every_option = {parameter: value for parameter, (value, _) in OPTIONAL.items()}
     expected = ENGINE_ACTIONS | LOG_ACTIONS | DURABLE_ACTIONS | {action for _, action in OPTIONAL.values()}
-    assert iam_policy.policy_actions(TEMPLATE, {**PARAMS, **every_option}) == expected
+    assert iam.policy_actions(TEMPLATE, {**PARAMS, **every_option}) == expected
     with_queue = {**PARAMS, **every_option, "OnFailureDestinationArn": QUEUE_ARN}
-    assert iam_policy.policy_actions(TEMPLATE, with_queue) == (expected - {"sns:Publish"}) | {"sqs:SendMessage"}
+    assert iam.policy_actions(TEMPLATE, with_queue) == (expected - {"sns:Publish"}) | {"sqs:SendMessage"}
 
 
 # The engine's client attributes (self.<attribute>.<operation>) -> botocore service names.
@@ -543,9 +543,7 @@ def _operations_in(session: Any, source: str, clients: dict[str, str]) -> set[st
         calls += re.findall(rf"\b{attribute}\.get_paginator\(\s*\"(\w+)\"", source)
         for name in calls:
             if name in by_snake:
-                found.add(
-                    iam_policy.calls_from_api(service, by_snake[name], _dummy_params(by_snake[name]))[0]["action"]
-                )
+                found.add(iam.calls_from_api(service, by_snake[name], _dummy_params(by_snake[name]))[0]["action"])
     return found
 
 
@@ -575,9 +573,9 @@ def test_every_operation_the_engine_source_calls_is_in_the_expected_list() -> No
 
 
 def test_every_wildcard_resource_is_for_an_action_without_resource_scoping_and_commented() -> None:
-    for statement in iam_policy.role_statements(TEMPLATE, PARAMS):
-        if statement["Effect"] == "Allow" and "*" in iam_policy._as_list(statement["Resource"]):
-            assert set(iam_policy._as_list(statement["Action"])) <= WILDCARD_RESOURCE_OK, statement["Sid"]
+    for statement in iam.role_statements(TEMPLATE, PARAMS):
+        if statement["Effect"] == "Allow" and "*" in iam._as_list(statement["Resource"]):
+            assert set(iam._as_list(statement["Action"])) <= WILDCARD_RESOURCE_OK, statement["Sid"]
     lines = TEMPLATE.read_text().splitlines()
     for index, line in enumerate(lines):
         if line.strip() == 'Resource: "*"':
@@ -598,13 +596,13 @@ def test_calls_of_a_simulated_recycle_are_allowed_on_the_right_resources(bed: Be
         client.meta.events.register("before-parameter-build.*.*", record)
     # WHEN the engine recycles it
     bed.run(wait_time=5)
-    calls = [c for service, op, params in recorded for c in iam_policy.calls_from_api(service, op, params)]
+    calls = [c for service, op, params in recorded for c in iam.calls_from_api(service, op, params)]
     # THEN the role scoped to that cluster and service allows every call, and the engine used all its actions
     scope = {**PARAMS, "TargetClusterName": SIM_CLUSTER, "TargetServiceNames": SIM_SERVICE}
-    assert iam_policy.check_calls(TEMPLATE, calls, scope) == []
+    assert iam.check_calls(TEMPLATE, calls, scope) == []
     assert {c["action"] for c in calls} == ENGINE_ACTIONS - OTHER_FLOWS_ACTIONS
     # AND a role scoped to another service refuses every call on the service itself (tasks are cluster-scoped)
-    elsewhere = iam_policy.check_calls(TEMPLATE, calls, {**scope, "TargetServiceNames": "api"})
+    elsewhere = iam.check_calls(TEMPLATE, calls, {**scope, "TargetServiceNames": "api"})
     assert len(elsewhere) == sum(c["resource"].startswith(f"{ECS}:service/") for c in calls)
 
 
@@ -621,7 +619,7 @@ def test_recorded_engine_calls_are_allowed() -> None:
       with ``hook(params, model, **_)`` recording
       ``model.service_model.service_name``, ``model.name`` and ``params``; or
     * ``action``, ``resource`` and ``context``: an IAM call, as
-      ``iam_policy.calls_from_api`` builds them.
+      ``iam.calls_from_api`` builds them.
     """
     from dev import simulator
 
@@ -633,7 +631,7 @@ def test_recorded_engine_calls_are_allowed() -> None:
         if "action" in recorded:
             calls.append(dict(recorded))
         else:
-            for call in iam_policy.calls_from_api(
+            for call in iam.calls_from_api(
                 recorded["service"], recorded["operation"], recorded["params"], region=region, account=account
             ):
                 calls.append({**call, **target})
@@ -645,9 +643,9 @@ def test_recorded_engine_calls_are_allowed() -> None:
     pseudo = {"AWS::Region": region, "AWS::AccountId": account}
     for (cluster, service), group in sorted(by_target.items()):
         scope = {**PARAMS, "TargetClusterName": cluster, "TargetServiceNames": service}
-        violations += iam_policy.check_calls(TEMPLATE, group, scope, pseudo=pseudo)
+        violations += iam.check_calls(TEMPLATE, group, scope, pseudo=pseudo)
     assert violations == []
-    recorded_actions = {call["action"] for call in calls} - iam_policy.NO_PERMISSION_NEEDED
+    recorded_actions = {call["action"] for call in calls} - iam.NO_PERMISSION_NEEDED
     assert recorded_actions <= ENGINE_ACTIONS, f"the engine calls {sorted(recorded_actions - ENGINE_ACTIONS)}: add them"
     assert ENGINE_ACTIONS <= recorded_actions, (
         f"never called in the simulator: {sorted(ENGINE_ACTIONS - recorded_actions)}"
@@ -664,20 +662,20 @@ def test_evaluator_explicit_deny_wins_over_allow() -> None:
         {"Effect": "Allow", "Action": "ecs:*", "Resource": "*"},
         {"Effect": "Deny", "Action": "ecs:StopTask", "Resource": "*"},
     ]
-    assert iam_policy.evaluate(statements, "ecs:UpdateService", "x")
-    assert not iam_policy.evaluate(statements, "ecs:StopTask", "x")
-    assert not iam_policy.evaluate(statements, "s3:GetObject", "x")
+    assert iam.evaluate(statements, "ecs:UpdateService", "x")
+    assert not iam.evaluate(statements, "ecs:StopTask", "x")
+    assert not iam.evaluate(statements, "s3:GetObject", "x")
 
 
 def test_evaluator_wildcards_are_iam_wildcards_not_regex() -> None:
     statements = [{"Effect": "Allow", "Action": "ecs:Describe*", "Resource": "arn:aws:ecs:r:1:service/a.b/w?b"}]
-    assert iam_policy.evaluate(statements, "ecs:describeservices", "arn:aws:ecs:r:1:service/a.b/web")
-    assert not iam_policy.evaluate(statements, "ecs:DescribeServices", "arn:aws:ecs:r:1:service/aXb/web")
-    assert not iam_policy.evaluate(statements, "ecs:DescribeServices", "arn:aws:ecs:r:1:service/a.b/weeb")
+    assert iam.evaluate(statements, "ecs:describeservices", "arn:aws:ecs:r:1:service/a.b/web")
+    assert not iam.evaluate(statements, "ecs:DescribeServices", "arn:aws:ecs:r:1:service/aXb/web")
+    assert not iam.evaluate(statements, "ecs:DescribeServices", "arn:aws:ecs:r:1:service/a.b/weeb")
 
 
 def test_evaluator_condition_operators() -> None:
-    holds = iam_policy._condition_holds
+    holds = iam._condition_holds
     assert holds(
         "ArnLike", "ecs:cluster", ["arn:aws:ecs:*:1:cluster/p*"], {"ecs:cluster": "arn:aws:ecs:r:1:cluster/prod"}
     )
@@ -692,15 +690,15 @@ def test_evaluator_condition_operators() -> None:
     assert holds("ForAnyValue:StringNotEquals", "k", ["a"], {"k": ["a", "c"]})
     assert not holds("ForAnyValue:StringNotEquals", "k", ["a"], {"k": ["a"]})
     assert holds("Null", "k", ["true"], {}) and not holds("Null", "k", ["true"], {"k": "v"})
-    with pytest.raises(iam_policy.UnsupportedPolicyError):
+    with pytest.raises(iam.UnsupportedPolicyError):
         holds("NumericLessThan", "k", ["1"], {"k": "0"})
 
 
 def test_evaluator_insists_on_known_and_required_parameters() -> None:
     with pytest.raises(KeyError, match="unknown template parameters: Nope"):
-        iam_policy.role_statements(TEMPLATE, {**PARAMS, "Nope": "x"})
+        iam.role_statements(TEMPLATE, {**PARAMS, "Nope": "x"})
     with pytest.raises(KeyError, match="TargetClusterName"):
-        iam_policy.role_statements(TEMPLATE, {"TargetServiceNames": "web"})
+        iam.role_statements(TEMPLATE, {"TargetServiceNames": "web"})
 
 
 def test_lock_table_is_on_demand_with_ttl_and_its_name_reaches_both_functions() -> None:
@@ -738,14 +736,12 @@ def test_lock_table_is_on_demand_with_ttl_and_its_name_reaches_both_functions() 
 def test_update_service_may_change_the_desired_count_and_nothing_iam_can_see(change: dict[str, Any]) -> None:
     # GIVEN the role WHEN UpdateService carries only a desired count THEN it is allowed
     assert (
-        iam_policy.check_calls(
-            TEMPLATE, api("ecs", "UpdateService", cluster=CLUSTER, service="web", desiredCount=6), PARAMS
-        )
+        iam.check_calls(TEMPLATE, api("ecs", "UpdateService", cluster=CLUSTER, service="web", desiredCount=6), PARAMS)
         == []
     )
     # WHEN it also carries a parameter IAM has a condition key for THEN it is refused, even on a named service
     calls = api("ecs", "UpdateService", cluster=CLUSTER, service="web", desiredCount=6, **change)
-    assert iam_policy.check_calls(TEMPLATE, calls, PARAMS) != []
+    assert iam.check_calls(TEMPLATE, calls, PARAMS) != []
 
 
 def test_scalable_targets_can_be_limited_to_tagged_ones_and_never_tagged_by_the_role() -> None:
@@ -767,7 +763,7 @@ def test_scalable_targets_can_be_limited_to_tagged_ones_and_never_tagged_by_the_
 
 def test_the_alarm_topic_adds_an_alarm_on_failed_runs_and_one_on_function_errors() -> None:
     # GIVEN no topic THEN no alarm
-    resolver = iam_policy.Resolver(template(), PARAMS)
+    resolver = iam.Resolver(template(), PARAMS)
     assert resolver.condition("HasAlarmTopic") is False
     for name in ("RunsFailedAlarm", "FunctionErrorsAlarm"):
         assert template()["Resources"][name]["Condition"] == "HasAlarmTopic"

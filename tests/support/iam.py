@@ -533,3 +533,27 @@ def calls_from_api(
     if prefix == "lambda" and operation in ("CheckpointDurableExecution", "GetDurableExecutionState"):
         return [call(str(params["DurableExecutionArn"]))]
     raise UnsupportedPolicyError(f"no IAM mapping for {service}.{operation}: add one to calls_from_api")
+
+
+def check_engine_calls(template: Path, engine_calls: list[dict[str, Any]]) -> list[str]:
+    """The recorded engine calls (support.bed.ENGINE_CALLS) the role would refuse, each run checked against
+    the role deployed for the service it targeted."""
+    from dev import simulator
+
+    region, account = simulator.REGION, simulator.ACCOUNT_ID
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for recorded in engine_calls:
+        calls = calls_from_api(
+            recorded["service"], recorded["operation"], recorded["params"], region=region, account=account
+        )
+        groups.setdefault((recorded["target_cluster"], recorded["target_service"]), []).extend(calls)
+    violations: list[str] = []
+    for (cluster, service), calls in sorted(groups.items()):
+        scope = {
+            "ArtifactBucket": "bucket",
+            "ArtifactKey": "key.zip",
+            "TargetClusterName": cluster,
+            "TargetServiceNames": service,
+        }
+        violations += check_calls(template, calls, scope, pseudo={"AWS::Region": region, "AWS::AccountId": account})
+    return violations
