@@ -179,9 +179,7 @@ def test_missing_cluster_is_a_clear_refusal(bed: Bed) -> None:
 
 
 def _not_found(bed: Bed, cluster: str = CLUSTER, service: str = SERVICE, sts: Any = None) -> str:
-    engine, _ = bed.engine()
-    if sts is not None:
-        engine.sts = sts
+    engine, _ = bed.engine(sts=sts)
     report = engine.run(parse_event({"cluster_name": cluster, "service_name": service}))
     assert report.status == "failed" and report.error_type == "ServiceNotFound", report.error
     assert not MUTATING & set(bed.calls)

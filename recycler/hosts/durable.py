@@ -61,13 +61,15 @@ from recycler.notification.notifier import notify
 from recycler.observability import logs, metrics
 from recycler.run.budget import (
     STEP_ATTEMPTS,
-    batch_seconds,
     bounded_result,
     check_duration_bound,
+    durable_batch_seconds,
     execution_timeout_seconds,
     lock_ttl_seconds,
 )
+from recycler.run.context import AwsClients, EngineSetup
 from recycler.run.engine import Recycler
+from recycler.run.ports import RunPolicy
 
 try:
     import lzma as _lzma
@@ -273,27 +275,26 @@ def run_durable_recycle(
         if request.action != "recycle":
             # status and cancel: one quick step, no recycle.
             return dict(runtime.step(request.action, lambda: _control(request, clients, table, clock, owner)))
-        engine = Recycler(
+        aws = AwsClients(
             ecs=clients.client("ecs"),
             autoscaling=clients.client("application-autoscaling"),
             elbv2=clients.client("elbv2"),
             cloudwatch=clients.client("cloudwatch"),
             sts=clients.quick_client("sts"),
-            clock=clock,
-            runtime=runtime,
-            settings=config.recycle,
-            owner_id=owner,
+        )
+        policy = RunPolicy(
             lock_ttl_seconds=lock_ttl_seconds(config.recycle, request),
-            lock_store=DynamoLockStore(clients.lock_client(), table) if table else None,
+            batch_fit=durable_batch_seconds,
+            admission=lambda preflight, selection: check_duration_bound(
+                preflight, selection, request, config.recycle, budget["remaining"], timeout
+            ),
             out_of_time_hint=(
                 "start a new execution with that event (the lock and the expired-lock repair make that safe), "
                 "or redeploy with a longer DurableExecutionTimeout"
             ),
-            preflight_check=lambda preflight: check_duration_bound(
-                preflight, request, config.recycle, budget["remaining"], timeout
-            ),
-            batch_seconds=batch_seconds(request, config.recycle),
         )
+        store = DynamoLockStore(clients.lock_client(), table) if table else None
+        engine = Recycler(EngineSetup(aws, clock, runtime, config.recycle, owner, store), policy)
         report = engine.run(request)
         # An execution spans many invocations and log streams: point at the execution instead.
         report.request_id = execution_arn

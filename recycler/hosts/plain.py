@@ -30,8 +30,10 @@ from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import Clock, LocalRuntime, SystemClock, iso_seconds
 from recycler.notification.notifier import notify
 from recycler.observability import logs, metrics
+from recycler.run.budget import renewed_lock_ttl
+from recycler.run.context import AwsClients, EngineSetup
 from recycler.run.engine import Recycler
-from recycler.run.ports import HANDOFF_ENV
+from recycler.run.ports import HANDOFF_ENV, RunPolicy
 
 logger = logging.getLogger("ecs-task-recycle")
 
@@ -159,21 +161,19 @@ def run_recycle(
             )
             return control_action(request, reads, lock_store, clock, requested_by or owner_id)
         runtime = LocalRuntime(clock, remaining_seconds, logger)
-        engine = Recycler(
+        clients = AwsClients(
             ecs=create_client(session, "ecs"),
             autoscaling=create_client(session, "application-autoscaling"),
             elbv2=create_client(session, "elbv2"),
-            clock=clock,
-            runtime=runtime,
-            settings=config.recycle,
-            owner_id=owner_id,
-            # Without a host deadline (the CLI), the lock is renewed after each task instead.
-            lock_ttl_seconds=_renewed_lock_ttl(config, request) if unbounded else None,
-            lock_store=lock_store,
             cloudwatch=create_client(session, "cloudwatch"),
             sts=create_quick_client(session, "sts"),
+        )
+        policy = RunPolicy(
+            # Without a host deadline (the CLI), the lock is renewed after each task instead.
+            lock_ttl_seconds=renewed_lock_ttl(config.recycle, request) if unbounded else None,
             hand_off=_hand_off(request, config, lock_session, remaining_seconds, owner_id, event),
         )
+        engine = Recycler(EngineSetup(clients, clock, runtime, config.recycle, owner_id, lock_store), policy)
         report: RecycleReport = engine.run(request)
         for key in ("request_id", "log_group", "log_stream"):
             setattr(report, key, (invocation or {}).get(key))
@@ -278,11 +278,6 @@ def _hand_off(
         invocation_id=owner_id,
         event=dict(event or {"cluster_name": request.cluster, "service_name": request.service}),
     )
-
-
-def _renewed_lock_ttl(config: AppConfig, request: RecycleRequest) -> float:
-    settings = config.recycle
-    return float(settings.replacement_timeout_seconds + request.wait_time + settings.restore_reserve_seconds + 120)
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ class LockHolder:
         runtime: Runtime,
         clock: Clock,
         owner_id: str,
-        ttl_seconds: float | None,
+        ttl_seconds: Callable[[], float],
         log: Log,
     ) -> None:
         # None only for a dry run, which never locks.
@@ -35,7 +35,7 @@ class LockHolder:
         self.runtime = runtime
         self.clock = clock
         self.owner_id = owner_id
-        # How long the lock outlives its last write. None: the runtime's remaining time.
+        # How long the lock outlives its last write, asked at each write (the run's time rule, recycler.run.budget).
         self.ttl_seconds = ttl_seconds
         self.log = log
         # The lock item as last written: its phase says what the restore has left to do.
@@ -52,11 +52,7 @@ class LockHolder:
         return self.record
 
     def expiry(self) -> int:
-        ttl = self.ttl_seconds
-        if ttl is None:
-            remaining = self.runtime.remaining_seconds()
-            # Plain Lambda: the lock dies shortly after the invocation could.
-            ttl = (remaining if remaining is not None else 900.0) + 60.0
+        ttl = self.ttl_seconds()
         return int(self.clock.now() + ttl)
 
     def acquire(self, key: str, seen: LockRecord | None, snapshot: Snapshot, total: int) -> None:

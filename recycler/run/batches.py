@@ -16,50 +16,36 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from recycler.aws.gateway import ServiceReads
-from recycler.lock.lease import LockHolder, Log
+from recycler.lock.lease import LockHolder
 from recycler.lock.record import Progress
 from recycler.model.errors import ReplacementFailed, TimeBudgetExhausted, clip
 from recycler.model.report import RecycleReport, TaskResult
-from recycler.model.request import DEFAULT_WAIT_TIME, RecycleRequest
-from recycler.model.runtime import Clock, Runtime
-from recycler.model.settings import RecycleSettings
-from recycler.run.gates import Gates, stop_error
+from recycler.model.request import DEFAULT_WAIT_TIME
+from recycler.run.budget import next_batch_seconds, restore_still_fits
+from recycler.run.context import RunContext
+from recycler.run.gates import stop_error
+from recycler.run.ports import RunPolicy
 from recycler.run.selection import Selection
 from recycler.run.watch import STOP_REASON, ReplacementWatch
 
 
 class BatchRunner:
     def __init__(
-        self,
-        request: RecycleRequest,
-        settings: RecycleSettings,
-        selection: Selection,
-        reads: ServiceReads,
-        watch: ReplacementWatch,
-        holder: LockHolder,
-        runtime: Runtime,
-        clock: Clock,
-        log: Log,
-        *,
-        gates: Gates | None,
-        started: float,
-        batch_seconds: Callable[[float], float],
-        out_of_time_hint: str,
+        self, context: RunContext, policy: RunPolicy, selection: Selection, watch: ReplacementWatch, holder: LockHolder
     ) -> None:
-        self.request = request
-        self.settings = settings
+        self.request = context.request
+        self.settings = context.settings
         self.selection = selection
-        self.reads = reads
+        self.reads = context.reads
         self.watch = watch
         self.holder = holder
-        self.runtime = runtime
-        self.clock = clock
-        self.log = log
-        self.gates = gates
-        self.started = started
-        self.batch_seconds = batch_seconds
-        self.out_of_time_hint = out_of_time_hint
+        self.runtime = context.runtime
+        self.clock = context.clock
+        self.log = context.log
+        # Alarms and cancel: the watch's own, checked again before each batch.
+        self.gates = watch.gates
+        self.started = context.started
+        self.policy = policy
 
     def run(self, report: RecycleReport) -> None:
         done = 0
@@ -147,11 +133,8 @@ class BatchRunner:
                 reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
                 if reason is not None:
                     raise stop_error(reason)
-                watched, remaining = self.clock.now() - since, self.runtime.remaining_seconds()
-                if (
-                    remaining is not None
-                    and remaining - settings.poll_interval_seconds < settings.restore_reserve_seconds
-                ):
+                watched = self.clock.now() - since
+                if not restore_still_fits(self.runtime.remaining_seconds(), settings):
                     raise TimeBudgetExhausted(
                         f"every task was recycled, but the time budget ran out {watched:.0f}s into the "
                         f"{watch_seconds}s alarm watch: the alarms were not watched to the end"
@@ -198,10 +181,9 @@ class BatchRunner:
         """If the time left fits one more batch, and no cancel or alarm says stop: skip the protected
         tasks, stop the others. One step."""
         remaining = self.runtime.remaining_seconds()
-        needed = self.batch_seconds(self.watch.estimate())
-        if first - 1 + len(batch) == len(self.selection.chosen) and self.gates is not None and self.gates.alarm_names:
-            # The last batch must leave time for the alarm watch that follows it.
-            needed += self.settings.alarm_watch_seconds
+        last = first - 1 + len(batch) == len(self.selection.chosen)
+        alarms = last and self.gates is not None and bool(self.gates.alarm_names)
+        needed = next_batch_seconds(self.policy.batch_fit, self.watch.estimate(), self.request, self.settings, alarms)
         if remaining is not None and remaining < needed:
             return {"action": "out_of_time", "remaining": remaining, "needed": needed}
         if self.gates is not None:
@@ -239,7 +221,7 @@ class BatchRunner:
 
     def _carry_on(self, unreached: int) -> str:
         resume = json.dumps(self._resume_event(unreached))
-        return f"{unreached} tasks remain: carry on with the event {resume}, or {self.out_of_time_hint}"
+        return f"{unreached} tasks remain: carry on with the event {resume}, or {self.policy.out_of_time_hint}"
 
     def _resume_event(self, unreached: int) -> dict[str, Any]:
         """The event that carries on where this run stopped: what it replaced started at or after started_before."""

@@ -1,5 +1,6 @@
-"""The durable run's bounds, without the durable SDK: how long it may take, how long its lock lives,
-and how big its result may be.
+"""Every time rule of a run, in one place: the plan's estimate and whether it fits (the hand-off and the dry
+run), whether one more batch fits (plain and durable), the restore's reserve, the lock's TTLs, and the
+durable run's admission (and the size of its result), without the durable SDK.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from recycler.model.errors import ConfigError, PreflightError
 from recycler.model.request import MAX_BATCH_SIZE, RecycleRequest
 from recycler.model.settings import RecycleSettings
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
-from recycler.run.selection import Selection, select
+from recycler.run.selection import Selection
 
 # The function's DurableConfig.ExecutionTimeout, which the template also sets here.
 EXECUTION_TIMEOUT_ENV = "DURABLE_EXECUTION_TIMEOUT_SECONDS"
@@ -60,19 +61,37 @@ def batch_worst_case_seconds(request: RecycleRequest, settings: RecycleSettings)
     )
 
 
-def batch_seconds(request: RecycleRequest, settings: RecycleSettings) -> Callable[[float], float]:
+# The time one more batch needs, given the replacement estimate: the host's rule (RunPolicy.batch_fit).
+BatchFit = Callable[[float, RecycleRequest, RecycleSettings], float]
+
+
+def plain_batch_seconds(estimate: float, request: RecycleRequest, settings: RecycleSettings) -> float:
+    """One more batch must fit: the slowest replacement so far with a margin, wait_time, and the restore."""
+    return estimate + request.wait_time + settings.restore_reserve_seconds
+
+
+def durable_batch_seconds(estimate: float, request: RecycleRequest, settings: RecycleSettings) -> float:
     """What one more batch must find left of the execution: its worst case and the restore.
 
     Lambda ends an execution at its ExecutionTimeout without running any of its
     code, so a batch cut short there would leave the service surged. The
     estimate never makes this smaller: the worst case is what must fit.
     """
+    worst = batch_worst_case_seconds(request, settings)
+    return max(worst, estimate + request.wait_time) + settings.restore_reserve_seconds
 
-    def needed(estimate: float) -> float:
-        worst = batch_worst_case_seconds(request, settings)
-        return max(worst, estimate + request.wait_time) + settings.restore_reserve_seconds
 
-    return needed
+def next_batch_seconds(
+    fit: BatchFit, estimate: float, request: RecycleRequest, settings: RecycleSettings, last_with_alarms: bool
+) -> float:
+    """What the next batch needs; the last must also leave time for the alarm watch that follows it."""
+    needed = fit(estimate, request, settings)
+    return needed + settings.alarm_watch_seconds if last_with_alarms else needed
+
+
+def restore_still_fits(remaining: float | None, settings: RecycleSettings) -> bool:
+    """Whether one more poll still leaves the restore its reserve (no deadline: always)."""
+    return remaining is None or remaining - settings.poll_interval_seconds >= settings.restore_reserve_seconds
 
 
 def estimated_seconds(batches: int, request: RecycleRequest, settings: RecycleSettings) -> float:
@@ -89,6 +108,7 @@ def estimated_seconds(batches: int, request: RecycleRequest, settings: RecycleSe
 
 def check_duration_bound(
     preflight: Preflight,
+    selection: Selection,
     request: RecycleRequest,
     settings: RecycleSettings,
     remaining: float,
@@ -97,24 +117,17 @@ def check_duration_bound(
     """Admit, before anything is changed, a recycle whose estimate fits what is left of the execution.
 
     The estimate admits the plan; before each batch the engine checks that the
-    batch's worst case and the restore still fit (batch_seconds), and otherwise
-    stops, restores and reports incomplete with the event that carries on.
+    batch's worst case and the restore still fit (durable_batch_seconds), and otherwise
+    stops, restores and reports incomplete with the event that carries on. The
+    selection is the run's own (select() runs once per run).
     """
-    selection = select(
-        preflight.running_tasks,
-        preflight.read_at,
-        request.batch_size,
-        request.min_task_age_seconds,
-        request.max_tasks,
-        started_before=request.started_before,
-    )
     tasks, batches = len(selection.chosen), len(selection.batches)
     if not batches:
         return
     estimate = estimated_seconds(batches, request, settings) + alarm_watch_seconds(
         preflight, request, settings, batches
     )
-    first = batch_seconds(request, settings)(0.0) + START_OVERHEAD_SECONDS
+    first = durable_batch_seconds(0.0, request, settings) + START_OVERHEAD_SECONDS
     if estimate <= remaining and first <= remaining:
         return
     longest = max(estimate, first)
@@ -128,6 +141,21 @@ def check_duration_bound(
         f"{remaining:.0f}s left of this execution's ExecutionTimeout ({timeout}s). Nothing was changed: "
         f"{' or '.join(advice)}"
     )
+
+
+def renewed_lock_ttl(settings: RecycleSettings, request: RecycleRequest) -> float:
+    """The lock's TTL for a run without a host deadline (the CLI): it is renewed after each task instead."""
+    return float(settings.replacement_timeout_seconds + request.wait_time + settings.restore_reserve_seconds + 120)
+
+
+def invocation_lock_ttl(remaining: float | None) -> float:
+    """The lock's TTL when the host sets none: it dies shortly after the invocation could."""
+    return (remaining if remaining is not None else 900.0) + 60.0
+
+
+def run_lock_ttl(fixed: float | None, remaining: float | None) -> float:
+    """The lock's TTL at a write: the host's fixed one, else the invocation's."""
+    return fixed if fixed is not None else invocation_lock_ttl(remaining)
 
 
 def lock_ttl_seconds(settings: RecycleSettings, request: RecycleRequest) -> float:

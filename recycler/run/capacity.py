@@ -13,24 +13,25 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from recycler.aws.gateway import SCALABLE_DIMENSION, ScalableTarget, ServiceReads, retrying
-from recycler.lock.lease import LockHolder, Log
+from recycler.aws.gateway import SCALABLE_DIMENSION, ScalableTarget, retrying
+from recycler.lock.lease import LockHolder
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
 from recycler.model.report import RecycleReport
-from recycler.model.runtime import Clock, Runtime, iso_seconds
+from recycler.model.runtime import iso_seconds
+from recycler.run.context import RunContext
 
 # The suspension flags a surge switches on, as the report names them when it switches them off again.
 _FLAG_WORDS = {"DynamicScalingInSuspended": "scale-in", "ScheduledScalingSuspended": "scheduled scaling"}
 
 
 class Capacity:
-    def __init__(self, reads: ServiceReads, holder: LockHolder, runtime: Runtime, clock: Clock, log: Log) -> None:
-        self.reads = reads
+    def __init__(self, context: RunContext, holder: LockHolder) -> None:
+        self.reads = context.reads
         self.holder = holder
-        self.runtime = runtime
-        self.clock = clock
-        self.log = log
+        self.runtime = context.runtime
+        self.clock = context.clock
+        self.log = context.log
         # The surge's UpdateService returned success (the item may still say "surging" if recording it failed).
         self.surge_landed = False
 

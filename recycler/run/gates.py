@@ -29,6 +29,7 @@ from typing import Any
 from recycler.aws.gateway import ServiceReads
 from recycler.model.errors import AlarmTriggered, PreflightError, RecycleCancelled, clip
 from recycler.model.runtime import iso_seconds
+from recycler.run.context import RunContext
 
 CANCEL_TAG_KEY = "ecs-task-recycle:cancel"
 # ECS tag values allow letters, digits, spaces and + - = . _ : / @ only.
@@ -96,18 +97,11 @@ def cancel_tag(service: dict[str, Any]) -> CancelRequest | None:
 class Gates:
     """The checks a run makes before each batch and on each poll. Each returns the reason to stop, or None."""
 
-    def __init__(
-        self,
-        reads: ServiceReads,
-        alarm_names: tuple[str, ...],
-        run_started: float,
-        owner: str,
-        tag_at_start: str | None = None,
-    ) -> None:
-        self.reads = reads
+    def __init__(self, context: RunContext, alarm_names: tuple[str, ...], tag_at_start: str | None = None) -> None:
+        self.reads = context.reads
         self.alarm_names = alarm_names
-        self.run_started = run_started
-        self.owner = owner
+        self.run_started = context.started
+        self.owner = context.owner_id
         # The cancel tag's value when the run read the service before taking its lock (None: no tag).
         self.tag_at_start = tag_at_start
 

@@ -1,10 +1,13 @@
-"""What a run asks of the host it runs in, as protocols: the run calls them, a host (recycler.hosts) implements
-them, so the run never imports a host."""
+"""What a run asks of the host it runs in: the host's policy and its hand-off, as a record and a protocol. The run
+calls them, a host (recycler.hosts) fills them in, so the run never imports a host."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from recycler.run.budget import BatchFit, plain_batch_seconds
 from recycler.run.preflight import Preflight
 from recycler.run.selection import Selection
 
@@ -30,3 +33,22 @@ class HandOffPort(Protocol):
     def following(self, already_started: bool) -> dict[str, Any]:
         """The report's handed_off for an execution already started."""
         ...
+
+
+# The host's own admission rule, given the pre-flight and the run's selection before anything is changed
+# (the durable run bounds its worst-case duration here). Raises PreflightError to refuse.
+Admission = Callable[[Preflight, Selection], None]
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """What differs per host: its time rules, what the operator can do when its time runs out, its hand-off."""
+
+    # How long the lock outlives its last renewal. None: the runtime's budget (budget.invocation_lock_ttl).
+    lock_ttl_seconds: float | None = None
+    # The time one more batch needs, given the replacement estimate (the durable host counts the worst case).
+    batch_fit: BatchFit = plain_batch_seconds
+    admission: Admission | None = None
+    out_of_time_hint: str = "use the long-running (durable) function, which has no 15-minute limit"
+    # Set by the plain handler when the template gave it the durable alias.
+    hand_off: HandOffPort | None = None

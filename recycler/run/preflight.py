@@ -15,7 +15,7 @@ from recycler.model.errors import ConfigError, LockCorrupt, LockHeld, PreflightE
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Clock, iso_seconds
 from recycler.run.gates import CANCEL_TAG_KEY, service_alarm_names
-from recycler.run.selection import TaskInfo, oldest_first
+from recycler.run.selection import Selection, TaskInfo, oldest_first, select
 
 # Older versions kept the lock in this service tag. It is never read as a lock now, only reported.
 LEGACY_LOCK_TAG_KEY = "ecs-task-recycle:lock"
@@ -56,6 +56,17 @@ class Preflight:
     cancel_tag: str | None = None
     # The quickest any running task went from created to started: the first poll after a stop waits this long.
     fastest_start_seconds: float | None = None
+
+    def select(self, request: RecycleRequest) -> Selection:
+        """The tasks this run recycles, in batches, and those it leaves alone: made once per run."""
+        return select(
+            self.running_tasks,
+            self.read_at,
+            request.batch_size,
+            request.min_task_age_seconds,
+            request.max_tasks,
+            started_before=request.started_before,
+        )
 
     def gating_alarms(self, request: RecycleRequest) -> tuple[str, ...]:
         """The event's alarms and, unless use_service_alarms is false, the service's own deployment alarms."""

@@ -11,24 +11,21 @@ as that repair leaves it: its original desired count, not the surged one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from recycler.aws.gateway import ScalableTarget, ServiceReads
+from recycler.aws.gateway import ScalableTarget
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
-from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
-from recycler.model.request import RecycleRequest
-from recycler.model.runtime import Clock, iso_seconds
-from recycler.model.settings import RecycleSettings
+from recycler.model.runtime import iso_seconds
 from recycler.run.budget import plan_fits
 from recycler.run.capacity import desired_restore_plan, target_restore_plan
+from recycler.run.context import RunContext
 from recycler.run.gates import alarm_problems
 from recycler.run.plan import make_plan
-from recycler.run.ports import HANDOFF_ENV, HandOffPort
+from recycler.run.ports import HANDOFF_ENV, RunPolicy
 from recycler.run.preflight import Preflight, legacy_tag_note, read_preflight
-from recycler.run.selection import Selection, select
+from recycler.run.selection import Selection
 
 NO_LOCK_TABLE = (
     f"{LOCK_TABLE_ENV}: no lock table is configured, and a recycle needs one. Deploy cloudformation.yaml (it "
@@ -42,17 +39,17 @@ def problem(check: str, text: str) -> dict[str, str]:
     return {"check": check, "problem": text}
 
 
-@dataclass
 class Rehearsal:
-    reads: ServiceReads
-    store: DynamoLockStore | None
-    clock: Clock
-    settings: RecycleSettings
-    request: RecycleRequest
-    remaining_seconds: Callable[[], float | None]
-    hand_off: HandOffPort | None = None
-    # The host's admission (the durable run's ExecutionTimeout bound): raises PreflightError to refuse.
-    admission: Callable[[Preflight], None] | None = None
+    def __init__(self, context: RunContext, policy: RunPolicy) -> None:
+        self.reads = context.reads
+        self.store = context.lock_store
+        self.clock = context.clock
+        self.settings = context.settings
+        self.request = context.request
+        self.remaining_seconds = context.runtime.remaining_seconds
+        self.hand_off = policy.hand_off
+        # The host's admission (the durable run's ExecutionTimeout bound): raises PreflightError to refuse.
+        self.admission = policy.admission
 
     def run(self) -> dict[str, Any]:
         """The dry run's findings, as JSON (it runs as one step): the plan, would_refuse, and the report's facts."""
@@ -75,14 +72,7 @@ class Rehearsal:
                 would_refuse.append(problem("lock", str(e)))
         # The real run checks them after the repair: undoing a crash is safe whatever the alarms say.
         would_refuse += [problem("alarms", p) for p in alarm_problems(self.reads, preflight.gating_alarms(request))]
-        selection = select(
-            preflight.running_tasks,
-            preflight.read_at,
-            request.batch_size,
-            request.min_task_age_seconds,
-            request.max_tasks,
-            started_before=request.started_before,
-        )
+        selection = preflight.select(request)
         hand_off = self.hand_off.decide(preflight, selection) if self.hand_off else None
         would_refuse += self._time_budget(preflight, selection, hand_off)
         table = self.store.table_name if self.store else None
@@ -151,7 +141,7 @@ class Rehearsal:
         """The host's admission, else: a plan this invocation cannot finish, with no hand-off to take it."""
         if self.admission is not None:
             try:
-                self.admission(preflight)
+                self.admission(preflight, selection)
             except PreflightError as e:
                 return [problem("time_budget", str(e))]
             return []

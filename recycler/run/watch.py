@@ -14,11 +14,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from recycler.aws.gateway import ServiceReads
-from recycler.lock.lease import Log
 from recycler.model.errors import PlacementFailed, ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
-from recycler.model.runtime import Clock, Runtime
-from recycler.model.settings import RecycleSettings
+from recycler.run.budget import restore_still_fits
+from recycler.run.context import RunContext
 from recycler.run.gates import Gates
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, TargetGroup
 
@@ -30,23 +28,14 @@ ESTIMATE_SAFETY_FACTOR = 1.5
 
 
 class ReplacementWatch:
-    def __init__(
-        self,
-        reads: ServiceReads,
-        runtime: Runtime,
-        clock: Clock,
-        settings: RecycleSettings,
-        preflight: Preflight,
-        log: Log,
-        gates: Gates | None = None,
-    ) -> None:
-        self.reads = reads
+    def __init__(self, context: RunContext, preflight: Preflight, gates: Gates | None = None) -> None:
+        self.reads = context.reads
         # Alarms and cancel, noted on every poll; the batch loop stops once the replacements in flight serve.
         self.gates = gates
-        self.runtime = runtime
-        self.clock = clock
-        self.settings = settings
-        self.log = log
+        self.runtime = context.runtime
+        self.clock = context.clock
+        self.settings = context.settings
+        self.log = context.log
         self.health_checked = preflight.health_checked
         self.target_groups = preflight.target_groups
         # Every task the service had, and each replacement as it serves: none of them is a new one.
@@ -144,11 +133,7 @@ class ReplacementWatch:
             if state["stop"] is not None:
                 message += f"; meanwhile {state['stop']['detail']}"
             raise ReplacementTimeout(message)
-        remaining = self.runtime.remaining_seconds()
-        if (
-            remaining is not None
-            and remaining - self.settings.poll_interval_seconds < self.settings.restore_reserve_seconds
-        ):
+        if not restore_still_fits(self.runtime.remaining_seconds(), self.settings):
             raise TimeBudgetExhausted(
                 "the time budget ran out while waiting for a replacement; stopping here so the restore still fits"
             )
