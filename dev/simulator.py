@@ -968,7 +968,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
         control.status(reads, store, clock)
         # A hand-off to the durable alias (moto has no such function: the call is what counts here).
         alias = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:ecs-task-recycle-durable:live"
-        hand_off = HandOff(lambda_client, alias, request, RecycleSettings(), lambda: 10.0, "policy", {})
+        hand_off = HandOff(lambda_client, alias, request, "policy", {})
         with contextlib.suppress(AwsCallFailed):
             hand_off.start(clock.now())
     return recorded

@@ -259,7 +259,7 @@ def test_blue_green_service_is_refused(bed: Bed) -> None:
     assert not MUTATING & set(bed.calls)
 
 
-def _other_runs_lock(bed: Bed, owner: str, expires_in: float, phase: str = Phase.SURGED) -> LockRecord:
+def _other_runs_lock(bed: Bed, owner: str, expires_in: float, phase: Phase = Phase.SURGED) -> LockRecord:
     now = int(bed.clock.now())
     return LockRecord(
         key=bed.lock_key(),

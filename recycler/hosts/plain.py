@@ -28,6 +28,7 @@ from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.report import RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import Clock, LocalRuntime, SystemClock, iso_seconds
+from recycler.model.states import Status
 from recycler.notification.notifier import notify
 from recycler.observability import logs, metrics
 from recycler.run.budget import renewed_lock_ttl
@@ -211,7 +212,7 @@ def refused_event_report(event: Any, error: ConfigError, invocation: dict[str, A
         value = event.get(key) if isinstance(event, dict) else None
         return value if isinstance(value, str) and _SAFE_NAME.fullmatch(value) else None
 
-    report = RecycleReport("refused", named("cluster_name") or "unknown", named("service_name") or "unknown")
+    report = RecycleReport(Status.REFUSED, named("cluster_name") or "unknown", named("service_name") or "unknown")
     report.error, report.error_type = str(error), type(error).__name__
     report.started_at = iso_seconds(SystemClock().now())
     for key in ("request_id", "log_group", "log_stream"):
@@ -273,8 +274,6 @@ def _hand_off(
         lambda_client=create_client(session, "lambda"),
         alias_arn=alias,
         request=request,
-        settings=config.recycle,
-        remaining_seconds=remaining_seconds,
         invocation_id=owner_id,
         event=dict(event or {"cluster_name": request.cluster, "service_name": request.service}),
     )

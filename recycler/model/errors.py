@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from recycler.model.states import Status
+
 # How much of a user's key or value an error message repeats.
 MAX_ECHO = 80
 
@@ -108,13 +110,13 @@ class LockCorrupt(PreflightError):
     """The lock item holds values this tool would never have written. Nothing is applied from it."""
 
 
-def outcome_of(error: Exception) -> str:
+def outcome_of(error: Exception) -> Status:
     """The report's status for a run this error stopped."""
     if isinstance(error, TimeBudgetExhausted):
-        return "incomplete"
+        return Status.INCOMPLETE
     if isinstance(error, RecycleCancelled):
-        return "cancelled"
+        return Status.CANCELLED
     if isinstance(error, LockHeld):
         # Another run has the service: this one changed nothing and is not a failure of the recycle.
-        return "refused"
-    return "failed"
+        return Status.REFUSED
+    return Status.FAILED

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from recycler.model.states import Status
+
 
 @dataclass
 class TaskResult:
@@ -21,7 +23,7 @@ class TaskResult:
 
 @dataclass
 class RecycleReport:
-    status: str
+    status: Status
     cluster: str
     service: str
     region: str | None = None

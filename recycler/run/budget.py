@@ -9,6 +9,7 @@ import json
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from recycler.model.errors import ConfigError, PreflightError
@@ -205,21 +206,30 @@ def alarm_watch_seconds(preflight: Preflight, request: RecycleRequest, settings:
     return settings.alarm_watch_seconds if batches and preflight.gating_alarms(request) else 0
 
 
+@dataclass(frozen=True)
+class PlanFit:
+    """Whether the plan's estimate fits what the invocation has left (None: no deadline)."""
+
+    fits: bool
+    estimated_seconds: int
+    available_seconds: int | None
+
+
 def plan_fits(
     preflight: Preflight,
     selection: Selection,
     request: RecycleRequest,
     settings: RecycleSettings,
     remaining: float | None,
-) -> dict[str, Any]:
+) -> PlanFit:
     """Whether the plan's estimate fits what this invocation has left after the restore's reserve.
 
     The same rule decides the hand-off and a dry run's time_budget check. No deadline (the CLI) always fits.
     """
     needed = plan_seconds(preflight, selection, request, settings)
     available = None if remaining is None else remaining - settings.restore_reserve_seconds
-    return {
-        "fits": available is None or needed <= available or not selection.batches,
-        "estimated_seconds": round(needed),
-        "available_seconds": None if available is None else round(available),
-    }
+    return PlanFit(
+        fits=available is None or needed <= available or not selection.batches,
+        estimated_seconds=round(needed),
+        available_seconds=None if available is None else round(available),
+    )

@@ -19,6 +19,7 @@ from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
 from recycler.model.report import RecycleReport
 from recycler.model.runtime import iso_seconds
+from recycler.model.states import DESIRED_PENDING, Status
 from recycler.run.context import RunContext
 
 # The suspension flags a surge switches on, as the report names them when it switches them off again.
@@ -82,7 +83,7 @@ class Capacity:
         problem: str | None = None
         while problem is None and self.holder.current.phase not in (Phase.TARGET_RESTORED, Phase.RELEASED):
             phase = self.holder.current.phase
-            if phase in Phase.DESIRED_PENDING:
+            if phase in DESIRED_PENDING:
                 problem = self._restore_desired(report, stage)
             elif phase == Phase.DESIRED_RESTORED:
                 problem = self._restore_target(report, stage)
@@ -264,4 +265,4 @@ def _add_error(report: RecycleReport, message: str) -> None:
     """A restore problem joins whatever stopped the run; the run is failed either way."""
     report.error = f"{report.error}; {message}" if report.error else message
     report.error_type = report.error_type or RestoreFailed.__name__
-    report.status = "failed"
+    report.status = Status.FAILED

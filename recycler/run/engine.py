@@ -11,6 +11,7 @@ restore (recycler.run.capacity), and the replacement watch (recycler.run.watch).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord
@@ -27,12 +28,13 @@ from recycler.model.errors import (
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import iso_seconds
+from recycler.model.states import Status
 from recycler.run.batches import BatchRunner
-from recycler.run.budget import run_lock_ttl
+from recycler.run.budget import plan_fits, run_lock_ttl
 from recycler.run.capacity import Capacity
 from recycler.run.context import EngineSetup, RunContext
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, Gates, remove_cancel_tag, stop_error
-from recycler.run.ports import RunPolicy
+from recycler.run.ports import HandOffDecision, RunPolicy
 from recycler.run.preflight import Preflight, legacy_tag_note, preflight_step, refusal
 from recycler.run.rehearsal import Rehearsal
 from recycler.run.selection import Selection
@@ -53,7 +55,7 @@ class Recycler:
         setup = self.setup
         reads = setup.clients.reads(request)
         cluster, service = request.cluster_name, request.service_name
-        report = RecycleReport(status="failed", cluster=cluster, service=service, region=setup.clients.region)
+        report = RecycleReport(status=Status.FAILED, cluster=cluster, service=service, region=setup.clients.region)
         started = setup.runtime.step("start", setup.clock.now)
         report.started_at = iso_seconds(started)
         run = self.last_run = Run(RunContext(setup, request, reads, started), self.policy)
@@ -66,7 +68,7 @@ class Recycler:
         run.account(report)
         finished = setup.runtime.step("finish", setup.clock.now)
         report.duration_seconds = round(finished - started, 1)
-        if report.status == "succeeded" and report.task_total:
+        if report.status == Status.SUCCEEDED and report.task_total:
             run.log(logging.INFO, "Task recycle completed successfully", tasks_recycled=len(report.tasks_recycled))
         return report
 
@@ -110,7 +112,7 @@ class Run:
             selection = self._selection()
         watch = self._describe(preflight, selection, self._gate(preflight), report)
         if not selection.chosen:
-            report.status = "succeeded"
+            report.status = Status.SUCCEEDED
             left = len(preflight.running_tasks)
             why = f"all {left} running tasks are left alone" if left else "the service runs no task"
             self.log(logging.INFO, f"Nothing to recycle: {why}")
@@ -127,10 +129,10 @@ class Run:
         except Exception as e:  # noqa: BLE001 - compensation: whatever failed, the restore below runs
             self._stopped(report, e)
         self._restore(report)
-        if report.status == "cancelled":
+        if report.status == Status.CANCELLED:
             self.runtime.step("remove cancel tag", lambda: remove_cancel_tag(self.reads, preflight.service_arn))
         if report.error is None:
-            report.status = "succeeded"
+            report.status = Status.SUCCEEDED
 
     # ------------------------------------------------------------ the parts
 
@@ -138,7 +140,7 @@ class Run:
         """A dry run: every check the run would make before changing anything, each refusal listed, none raised."""
         rehearsal = Rehearsal(self.context, self.policy)
         result = self.runtime.step("dry run", rehearsal.run)
-        report.status = "dry_run"
+        report.status = Status.DRY_RUN
         report.plan, report.would_refuse = result["plan"], result["would_refuse"]
         found = result["found"]
         if found is not None:
@@ -162,16 +164,21 @@ class Run:
         hand_off = self.policy.hand_off
         if hand_off is None:
             return False
-        decision = self.runtime.step("hand-off decision", lambda: hand_off.decide(preflight, selection))
-        if not decision["would_hand_off"]:
+        request, settings, remaining = self.request, self.context.settings, self.runtime.remaining_seconds
+
+        def decide() -> dict[str, Any]:
+            return hand_off.decide(plan_fits(preflight, selection, request, settings, remaining())).to_dict()
+
+        decision = HandOffDecision.from_dict(self.runtime.step("hand-off decision", decide))
+        if not decision.would_hand_off:
             return False
         # A firing or missing alarm refuses the run here, rather than in a durable execution started for nothing.
         self._gate(preflight)
         report.handed_off = self.runtime.step("hand off", lambda: hand_off.start(self.context.started))
-        report.status = "handed_off"
+        report.status = Status.HANDED_OFF
         self.log(
             logging.INFO,
-            f"The plan takes about {decision['estimated_seconds']}s, more than the {decision['available_seconds']}s "
+            f"The plan takes about {decision.estimated_seconds}s, more than the {decision.available_seconds}s "
             f"this invocation has: handed off to the durable function as {report.handed_off['execution_name']}",
         )
         return True
@@ -182,7 +189,7 @@ class Run:
         if hand_off is None or self.request.dry_run or not hand_off.owns(holder.get("owner")):
             return False
         report.handed_off = hand_off.following(already_started=True)
-        report.status, report.lock_holder = "handed_off", None
+        report.status, report.lock_holder = Status.HANDED_OFF, None
         self.log(logging.INFO, f"Already handed off: the durable execution {report.handed_off['execution_name']} runs")
         return True
 
@@ -274,7 +281,7 @@ class Run:
             lock_phase=stale.phase,
         )
         self.holder.take_over(stale)
-        repair = RecycleReport(status="repair", cluster=report.cluster, service=report.service)
+        repair = RecycleReport(status=Status.REPAIR, cluster=report.cluster, service=report.service)
         self.capacity.restore(repair, stage="repair")
         report.restore_actions += [f"repaired expired lock of {stale.owner}: {a}" for a in repair.restore_actions]
         report.external_changes += repair.external_changes
@@ -318,7 +325,7 @@ class Run:
     def account(self, report: RecycleReport) -> None:
         """Every task the pre-flight found, in exactly one of the report's lists: those in none remain."""
         selection = self.selection
-        if selection is not None and report.status not in ("dry_run", "handed_off"):
+        if selection is not None and report.status not in (Status.DRY_RUN, Status.HANDED_OFF):
             report.account_for(selection.left_alone, (*selection.chosen, *selection.beyond_max))
 
     def fail(self, report: RecycleReport, error: Exception) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from recycler.model.request import RecycleRequest
 from recycler.model.settings import RecycleSettings
 from recycler.run.budget import plan_seconds
+from recycler.run.ports import HandOffDecision
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
 from recycler.run.selection import Selection
 
@@ -43,7 +44,7 @@ def make_plan(
     settings: RecycleSettings,
     selection: Selection,
     lock_table: str | None,
-    hand_off: dict[str, Any] | None,
+    hand_off: HandOffDecision | None,
     repair: dict[str, Any] | None = None,
 ) -> Plan:
     """``preflight`` as the service will be once ``repair`` (recycler.run.rehearsal) has been made."""
@@ -73,7 +74,7 @@ def make_plan(
         surge=surge,
         lock_table=lock_table,
         alarms=preflight.gating_alarms(request),
-        hand_off=hand_off,
+        hand_off=hand_off.to_dict() if hand_off else None,
         estimated_seconds=round(plan_seconds(preflight, selection, request, settings)),
         estimate_basis=f"{start:.0f}s per batch of replacements (the fastest start among the service's tasks), "
         f"a poll, and wait_time; {batches} batches of up to {request.batch_size}",

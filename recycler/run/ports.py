@@ -3,11 +3,12 @@ calls them, a host (recycler.hosts) fills them in, so the run never imports a ho
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from recycler.run.budget import BatchFit, plain_batch_seconds
+from recycler.run.budget import BatchFit, PlanFit, plain_batch_seconds
 from recycler.run.preflight import Preflight
 from recycler.run.selection import Selection
 
@@ -15,11 +16,29 @@ from recycler.run.selection import Selection
 HANDOFF_ENV = "DURABLE_FUNCTION_ALIAS_ARN"
 
 
+@dataclass(frozen=True)
+class HandOffDecision:
+    """Whether the run goes to the durable function, and why: a step's result, and the dry-run plan's hand_off."""
+
+    would_hand_off: bool
+    estimated_seconds: int
+    available_seconds: int | None
+    durable_alias: str
+    execution_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HandOffDecision:
+        return cls(**data)
+
+
 class HandOffPort(Protocol):
     """The plain function's hand-off of a plan too long for one invocation to the durable function."""
 
-    def decide(self, preflight: Preflight, selection: Selection) -> dict[str, Any]:
-        """Whether the plan fits this invocation; JSON, for the dry-run plan and the step."""
+    def decide(self, fit: PlanFit) -> HandOffDecision:
+        """Whether to hand off, given whether the plan fits this invocation (recycler.run.budget.plan_fits)."""
         ...
 
     def start(self, run_started_at: float) -> dict[str, Any]:

@@ -209,6 +209,13 @@ def read_preflight(
     service = reads.describe_service(include_tags=True)
     for check, error in untouchable(request, service):
         refuse(check, error)
+    return _preflight_of(reads, service, key, lock, clock)
+
+
+def _preflight_of(
+    reads: ServiceReads, service: dict[str, Any], key: str, lock: LockRecord | None, clock: Clock
+) -> Preflight:
+    """The service as read (with its tags), its tasks and the lock: what the run knows before it changes anything."""
     tasks = reads.describe_tasks(reads.list_task_arns())
     running = oldest_first(
         [

@@ -18,12 +18,13 @@ from recycler.aws.gateway import ScalableTarget
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
 from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
 from recycler.model.runtime import iso_seconds
-from recycler.run.budget import plan_fits
+from recycler.model.states import DESIRED_PENDING
+from recycler.run.budget import PlanFit, plan_fits
 from recycler.run.capacity import desired_restore_plan, target_restore_plan
 from recycler.run.context import RunContext
 from recycler.run.gates import alarm_problems
 from recycler.run.plan import make_plan
-from recycler.run.ports import HANDOFF_ENV, RunPolicy
+from recycler.run.ports import HANDOFF_ENV, HandOffDecision, RunPolicy
 from recycler.run.preflight import Preflight, legacy_tag_note, read_preflight
 from recycler.run.selection import Selection
 
@@ -73,8 +74,9 @@ class Rehearsal:
         # The real run checks them after the repair: undoing a crash is safe whatever the alarms say.
         would_refuse += [problem("alarms", p) for p in alarm_problems(self.reads, preflight.gating_alarms(request))]
         selection = preflight.select(request)
-        hand_off = self.hand_off.decide(preflight, selection) if self.hand_off else None
-        would_refuse += self._time_budget(preflight, selection, hand_off)
+        fit = plan_fits(preflight, selection, request, self.settings, self.remaining_seconds())
+        hand_off = self.hand_off.decide(fit) if self.hand_off else None
+        would_refuse += self._time_budget(preflight, selection, fit, hand_off)
         table = self.store.table_name if self.store else None
         plan = make_plan(preflight, request, self.settings, selection, table, hand_off, repair)
         return {
@@ -100,14 +102,14 @@ class Rehearsal:
         actions: list[str] = []
         external: list[str] = []
         desired_change = target_change = None
-        if stale.phase in Phase.DESIRED_PENDING:
+        if stale.phase in DESIRED_PENDING:
             decision = desired_restore_plan(stale, desired)
             actions += decision["actions"]
             external += decision["external"]
             if int(decision["target"]) != desired:
                 desired_change = f"{desired} -> {decision['target']}"
             desired = int(decision["target"])
-        if stale.phase in (*Phase.DESIRED_PENDING, Phase.DESIRED_RESTORED):
+        if stale.phase in (*DESIRED_PENDING, Phase.DESIRED_RESTORED):
             outcome = target_restore_plan(snapshot, target)
             actions += outcome["actions"]
             external += outcome["external"]
@@ -136,7 +138,7 @@ class Rehearsal:
         return repair, replace(found, desired_count=desired, scalable_target=target)
 
     def _time_budget(
-        self, preflight: Preflight, selection: Selection, hand_off: dict[str, Any] | None
+        self, preflight: Preflight, selection: Selection, fit: PlanFit, hand_off: HandOffDecision | None
     ) -> list[dict[str, str]]:
         """The host's admission, else: a plan this invocation cannot finish, with no hand-off to take it."""
         if self.admission is not None:
@@ -145,10 +147,9 @@ class Rehearsal:
             except PreflightError as e:
                 return [problem("time_budget", str(e))]
             return []
-        if hand_off is not None and hand_off["would_hand_off"]:
+        if hand_off is not None and hand_off.would_hand_off:
             return []
-        fits = plan_fits(preflight, selection, self.request, self.settings, self.remaining_seconds())
-        if fits["fits"]:
+        if fit.fits:
             return []
         why = (
             "the event's hand_off is false"
@@ -158,7 +159,7 @@ class Rehearsal:
         return [
             problem(
                 "time_budget",
-                f"the plan takes about {fits['estimated_seconds']}s, more than the {fits['available_seconds']}s "
+                f"the plan takes about {fit.estimated_seconds}s, more than the {fit.available_seconds}s "
                 f"this invocation has for it (its remaining time less restore_reserve_seconds), and {why}: the run "
                 "would stop when the time runs out, restore, and report incomplete. Use the durable function, or "
                 "recycle fewer tasks at once (max_tasks) or more per batch (batch_size)",
