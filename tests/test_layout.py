@@ -185,8 +185,10 @@ DATA_RECORDS = {
     "recycler.model.settings": {"AwsCredentials", "RecycleSettings"},
     "recycler.notification.content": {"Sections"},
     "recycler.notification.settings": {"NotificationConfig"},
+    "recycler.run.batches": {"BatchDecision"},
     "recycler.run.plan": {"Plan"},
-    "recycler.run.preflight": {"Preflight"},
+    "recycler.run.preflight": {"Preflight", "Refusal"},
+    "recycler.run.watch": {"WatchState"},
 }
 # A runtime function longer than this is split into steps that each have a name.
 MAX_FUNCTION_LINES = 60

@@ -14,7 +14,7 @@ from typing import Any
 from recycler.aws.gateway import retrying
 from recycler.lock.record import RELEASED_RETENTION_SECONDS, LockRecord, Phase, Progress, Snapshot
 from recycler.lock.store import DynamoLockStore
-from recycler.model.runtime import Clock, Runtime
+from recycler.model.runtime import Clock, JsonObject, Runtime
 
 # Log one line at this level: (level, message, fields).
 Log = Callable[..., None]
@@ -58,7 +58,7 @@ class LockHolder:
     def acquire(self, key: str, seen: LockRecord | None, snapshot: Snapshot, total: int) -> None:
         """Take the lock: only over no item, or over the idle item ``seen`` read before ``snapshot`` was taken."""
 
-        def acquire() -> dict[str, Any]:
+        def acquire() -> JsonObject:
             now = self.clock.now()
             record = LockRecord(
                 key=key,
@@ -112,14 +112,14 @@ class LockHolder:
         self.record = LockRecord.from_dict(released)
         return None
 
-    def _writer(self, changes: dict[str, Any], expires_in: float | None = None) -> Callable[[], dict[str, Any]]:
+    def _writer(self, changes: JsonObject, expires_in: float | None = None) -> Callable[[], JsonObject]:
         current = self.current
 
-        def write() -> dict[str, Any]:
+        def write() -> JsonObject:
             expires = int(self.clock.now() + expires_in) if expires_in is not None else self.expiry()
             return self.store.write(current, expires_at=expires, **changes).to_dict()
 
         return write
 
-    def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
+    def _retrying(self, fn: Callable[[], JsonObject]) -> JsonObject | str:
         return retrying(fn, self.clock.sleep, lambda message: self.log(logging.ERROR, message))

@@ -36,6 +36,7 @@ from typing import Any
 
 from recycler.aws.gateway import SUSPENDED_FLAGS
 from recycler.model.errors import LockCorrupt
+from recycler.model.runtime import JsonObject
 from recycler.model.states import DESIRED_PENDING, PHASES, Phase
 
 LOCK_TABLE_ENV = "LOCK_TABLE_NAME"
@@ -114,7 +115,7 @@ class LockRecord:
 
     # ------------------------------------------------------ JSON (checkpoints)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recycler.model.runtime import JsonObject
 from recycler.model.states import Status
 
 # How much of a user's key or value an error message repeats.
@@ -55,7 +56,7 @@ class ServiceNotFound(PreflightError):
 class LockHeld(PreflightError):
     """Another run holds an unexpired lock on the service."""
 
-    def __init__(self, message: str, holder: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, holder: JsonObject | None = None) -> None:
         super().__init__(message)
         # Who holds it, its phase, its expiry and its snapshot's desired count (recycler.lock.store.holder_facts).
         self.holder = holder

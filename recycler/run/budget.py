@@ -10,10 +10,10 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from recycler.model.errors import ConfigError, PreflightError
 from recycler.model.request import MAX_BATCH_SIZE, RecycleRequest
+from recycler.model.runtime import JsonObject
 from recycler.model.settings import RecycleSettings
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
 from recycler.run.selection import Selection
@@ -173,7 +173,7 @@ def lock_ttl_seconds(settings: RecycleSettings, request: RecycleRequest) -> floa
     )
 
 
-def bounded_result(result: dict[str, Any]) -> dict[str, Any]:
+def bounded_result(result: JsonObject) -> JsonObject:
     """The report as the execution's result, shortened if it would not fit GetDurableExecution's 256 KB."""
     if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:
         return result

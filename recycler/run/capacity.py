@@ -18,7 +18,7 @@ from recycler.lock.lease import LockHolder
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
 from recycler.model.report import RecycleReport
-from recycler.model.runtime import iso_seconds
+from recycler.model.runtime import JsonObject, iso_seconds
 from recycler.model.states import DESIRED_PENDING, Status
 from recycler.run.context import RunContext
 
@@ -135,7 +135,7 @@ class Capacity:
             f"{stage} mark desired restored", phase=Phase.DESIRED_RESTORED, restore_from=None, restore_to=None
         )
 
-    def _plan_desired_restore(self) -> dict[str, Any]:
+    def _plan_desired_restore(self) -> JsonObject:
         """Decide the desired count to go back to, from the recorded phase. Read-only, so safe to repeat.
 
         The decision is taken once (and recorded in the lock as "restoring"
@@ -164,7 +164,7 @@ class Capacity:
         report.restored_target = outcome.get("restored_target") or report.restored_target
         return self.holder.record_phase(f"{stage} mark target restored", phase=Phase.TARGET_RESTORED)
 
-    def _undo_target_changes(self) -> dict[str, Any]:
+    def _undo_target_changes(self) -> JsonObject:
         """Undo what this run changed on the scalable target, and only that (see target_restore_plan).
 
         Running this again after it landed changes nothing.
@@ -188,11 +188,11 @@ class Capacity:
             **kwargs,
         )
 
-    def _retrying(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | str:
+    def _retrying(self, fn: Callable[[], JsonObject]) -> JsonObject | str:
         return retrying(fn, self.clock.sleep, lambda message: self.log(logging.ERROR, message))
 
 
-def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> dict[str, Any]:
+def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> JsonObject:
     """The desired count a restore from this lock's phase goes to, given the service's count now.
 
     The repair and a dry run's plan of it decide alike: the plan shows what the repair will do.

@@ -11,7 +11,6 @@ restore (recycler.run.capacity), and the replacement watch (recycler.run.watch).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord
@@ -27,15 +26,15 @@ from recycler.model.errors import (
 )
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import RecycleRequest
-from recycler.model.runtime import iso_seconds
+from recycler.model.runtime import JsonObject, iso_seconds
 from recycler.model.states import Status
 from recycler.run.batches import BatchRunner
 from recycler.run.budget import plan_fits, run_lock_ttl
 from recycler.run.capacity import Capacity
 from recycler.run.context import EngineSetup, RunContext
-from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, Gates, remove_cancel_tag, stop_error
+from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, Gates, StopReason, remove_cancel_tag, stop_error
 from recycler.run.ports import HandOffDecision, RunPolicy
-from recycler.run.preflight import Preflight, legacy_tag_note, preflight_step, refusal
+from recycler.run.preflight import Preflight, PreflightOutcome, legacy_tag_note, preflight_step
 from recycler.run.rehearsal import Rehearsal
 from recycler.run.selection import Selection
 from recycler.run.watch import ReplacementWatch
@@ -166,7 +165,7 @@ class Run:
             return False
         request, settings, remaining = self.request, self.context.settings, self.runtime.remaining_seconds
 
-        def decide() -> dict[str, Any]:
+        def decide() -> JsonObject:
             return hand_off.decide(plan_fits(preflight, selection, request, settings, remaining())).to_dict()
 
         decision = HandOffDecision.from_dict(self.runtime.step("hand-off decision", decide))
@@ -199,7 +198,7 @@ class Run:
             return
         cancel = CancelRequest.from_tag_value(preflight.cancel_tag)
         if cancel.applies_to(self.context.started, self.context.owner_id):
-            raise stop_error({"kind": "cancel", "detail": cancel.describe()})
+            raise stop_error(StopReason("cancel", cancel.describe()))
         self.runtime.step("remove stale cancel tag", lambda: remove_cancel_tag(self.reads, preflight.service_arn))
         note = f"removed a stale {CANCEL_TAG_KEY} tag ({cancel.describe()}), left from a run that had already ended"
         report.external_changes.append(note)
@@ -220,15 +219,14 @@ class Run:
 
     def _preflight(self, name: str, report: RecycleReport) -> Preflight:
         """Read the service, and count what this run would recycle (the report knows it from here on)."""
-        checked = self.runtime.step(
-            name, lambda: preflight_step(self.reads, self.context.lock_store, self.context.clock)
-        )
-        request = self.request
-        if "refused" in checked:
-            refused = checked["refused"]
-            report.found(refused["service_arn"], refused["desired_count"])
-            counted = refused["running_count"]
-            holder = refused.get("lock_holder")
+        context = self.context
+        checked = self.runtime.step(name, lambda: preflight_step(self.reads, context.lock_store, context.clock))
+        outcome, request = PreflightOutcome.from_dict(checked), self.request
+        refused = outcome.refused
+        if refused is not None:
+            report.found(refused.service_arn, refused.desired_count)
+            counted: int | None = refused.running_count
+            holder = refused.lock_holder
             if holder:
                 report.held_by(holder)
                 # The live counts include the holder's surge: its snapshot has the service as it was.
@@ -236,8 +234,9 @@ class Run:
             if not request.min_task_age_seconds and request.max_tasks is None and request.started_before is None:
                 # Every running task would have been recycled: the count is known without listing them.
                 report.task_total = counted
-            raise refusal(refused)
-        preflight = Preflight.from_dict(checked["preflight"])
+            raise refused.exception()
+        preflight = outcome.preflight
+        assert preflight is not None  # an outcome is a refusal or a pre-flight
         self.selection = preflight.select(request)
         report.found(preflight.service_arn, preflight.desired_count)
         report.task_total = len(self.selection.chosen)
@@ -296,7 +295,7 @@ class Run:
         except TimeBudgetExhausted as e:
             raise batches.resumable(e, len(batches.selection.chosen)) from e
         watch.served(surged)
-        report.failed_replacements += int(surged["failures"])
+        report.failed_replacements += int(surged.failures)
         self.holder.write("renew lock 0")
 
     def _restore(self, report: RecycleReport) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+from recycler.model.runtime import JsonObject
 from recycler.run.budget import BatchFit, PlanFit, plain_batch_seconds
 from recycler.run.preflight import Preflight
 from recycler.run.selection import Selection
@@ -26,11 +27,11 @@ class HandOffDecision:
     durable_alias: str
     execution_name: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HandOffDecision:
+    def from_dict(cls, data: JsonObject) -> HandOffDecision:
         return cls(**data)
 
 
@@ -41,7 +42,7 @@ class HandOffPort(Protocol):
         """Whether to hand off, given whether the plan fits this invocation (recycler.run.budget.plan_fits)."""
         ...
 
-    def start(self, run_started_at: float) -> dict[str, Any]:
+    def start(self, run_started_at: float) -> JsonObject:
         """Start the durable execution; the report's handed_off."""
         ...
 
@@ -49,7 +50,7 @@ class HandOffPort(Protocol):
         """Whether a lock's owner is the durable execution this invocation starts."""
         ...
 
-    def following(self, already_started: bool) -> dict[str, Any]:
+    def following(self, already_started: bool) -> JsonObject:
         """The report's handed_off for an execution already started."""
         ...
 
