@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from recycler.aws.gateway import SCALABLE_DIMENSION, ScalableTarget, retrying
@@ -24,6 +25,23 @@ from recycler.run.context import RunContext
 
 # The suspension flags a surge switches on, as the report names them when it switches them off again.
 _FLAG_WORDS = {"DynamicScalingInSuspended": "scale-in", "ScheduledScalingSuspended": "scheduled scaling"}
+
+
+@dataclass(frozen=True)
+class DesiredRestore:
+    """The desired count a restore goes to, decided once from the lock's phase, and what the report says of it."""
+
+    current: int
+    target: int
+    actions: list[str]
+    external: list[str]
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> DesiredRestore:
+        return cls(int(data["current"]), int(data["target"]), list(data["actions"]), list(data["external"]))
 
 
 class Capacity:
@@ -117,7 +135,8 @@ class Capacity:
         decision = self.runtime.step(f"{stage} desired count plan", lambda: self._retrying(self._plan_desired_restore))
         if isinstance(decision, str):
             return decision
-        current, target = int(decision["current"]), int(decision["target"])
+        plan = DesiredRestore.from_dict(decision)
+        current, target = plan.current, plan.target
         if target != current:
             problem = self.holder.record_phase(
                 f"{stage} mark restoring", phase=Phase.RESTORING, restore_from=current, restore_to=target
@@ -129,8 +148,8 @@ class Capacity:
             )
             if isinstance(applied, str):
                 return applied
-        report.restore_actions += decision["actions"]
-        report.external_changes += decision["external"]
+        report.restore_actions += plan.actions
+        report.external_changes += plan.external
         return self.holder.record_phase(
             f"{stage} mark desired restored", phase=Phase.DESIRED_RESTORED, restore_from=None, restore_to=None
         )
@@ -143,7 +162,7 @@ class Capacity:
         that landed would find the original count and remove a second task.
         """
         current = int(self.reads.describe_service().get("desiredCount", 0))
-        return desired_restore_plan(self.holder.current, current, self.surge_landed)
+        return desired_restore_plan(self.holder.current, current, self.surge_landed).to_dict()
 
     def _set_desired(self, target: int) -> dict[str, Any]:
         """Set an absolute desired count: repeating it is harmless."""
@@ -192,7 +211,7 @@ class Capacity:
         return retrying(fn, self.clock.sleep, lambda message: self.log(logging.ERROR, message))
 
 
-def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> JsonObject:
+def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> DesiredRestore:
     """The desired count a restore from this lock's phase goes to, given the service's count now.
 
     The repair and a dry run's plan of it decide alike: the plan shows what the repair will do.
@@ -214,7 +233,7 @@ def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = Fa
             "refusing to apply it. Check the service by hand, then delete the lock item"
         )
     actions = [f"desiredCount {current} -> {target}"] if target != current else []
-    return {"current": current, "target": target, "actions": actions, "external": external}
+    return DesiredRestore(current, target, actions, external)
 
 
 def target_restore_plan(s: Snapshot, target: ScalableTarget | None) -> dict[str, Any]:

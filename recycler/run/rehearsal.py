@@ -103,11 +103,11 @@ class Rehearsal:
         desired_change = target_change = None
         if stale.phase in DESIRED_PENDING:
             decision = desired_restore_plan(stale, desired)
-            actions += decision["actions"]
-            external += decision["external"]
-            if int(decision["target"]) != desired:
-                desired_change = f"{desired} -> {decision['target']}"
-            desired = int(decision["target"])
+            actions += decision.actions
+            external += decision.external
+            if decision.target != desired:
+                desired_change = f"{desired} -> {decision.target}"
+            desired = decision.target
         if stale.phase in (*DESIRED_PENDING, Phase.DESIRED_RESTORED):
             outcome = target_restore_plan(snapshot, target)
             actions += outcome["actions"]
