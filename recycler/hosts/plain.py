@@ -28,7 +28,7 @@ from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.report import RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import Clock, LocalRuntime, SystemClock, iso_seconds
-from recycler.model.states import Status
+from recycler.model.states import NOT_COMPLETED, Status
 from recycler.notification.notifier import notify
 from recycler.observability import logs, metrics
 from recycler.run.budget import renewed_lock_ttl
@@ -37,10 +37,6 @@ from recycler.run.engine import Recycler
 from recycler.run.ports import HANDOFF_ENV, RunPolicy
 
 logger = logging.getLogger("ecs-task-recycle")
-
-# The outcomes raised as RecycleNotCompleted (and a non-zero exit on the CLI); all others are what was asked for.
-# A refused run changed nothing (another run holds the service, or the event was invalid); it still raises.
-NOT_COMPLETED = ("failed", "incomplete", "refused")
 
 _config: AppConfig | None = None
 

@@ -20,7 +20,8 @@ class Status(StrEnum):
     REPAIR = "repair"
 
 
-# The outcomes that fail the invocation (the plain one raises, the durable execution fails).
+# The outcomes raised as RecycleNotCompleted (and a non-zero exit on the CLI); all others are what was asked for.
+# A refused run changed nothing (another run holds the service, or the event was invalid); it still raises.
 NOT_COMPLETED = (Status.FAILED, Status.INCOMPLETE, Status.REFUSED)
 
 
