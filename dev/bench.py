@@ -40,6 +40,7 @@ from recycler.lock.store import DynamoLockStore
 from recycler.model.request import parse_event
 from recycler.model.runtime import LocalRuntime
 from recycler.model.settings import RecycleSettings
+from recycler.run.context import AwsClients, EngineSetup
 from recycler.run.engine import Recycler
 
 START_SECONDS = 40.0
@@ -149,7 +150,8 @@ def run(tasks: int, lambda_timeout: float | None = 900.0, jitter: float = 0.0, b
         calls = sim.count_client_calls(ecs, autoscaling, dynamodb)
         context = simulator.FakeLambdaContext(clock, lambda_timeout or 10**9)
         runtime = LocalRuntime(clock, lambda: context.get_remaining_time_in_millis() / 1000.0)
-        engine = Recycler(ecs, autoscaling, clock, runtime, RecycleSettings(), owner_id="bench", lock_store=store)
+        setup = EngineSetup(AwsClients(ecs, autoscaling), clock, runtime, RecycleSettings(), "bench", store)
+        engine = Recycler(setup)
         started = clock.now()
         event = {"cluster_name": "bench", "service_name": "web", "wait_time": WAIT_TIME, "batch_size": batch_size}
         report = engine.run(parse_event(event))

@@ -911,6 +911,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
     from recycler.model.request import parse_event
     from recycler.model.runtime import LocalRuntime
     from recycler.model.settings import RecycleSettings
+    from recycler.run.context import AwsClients, EngineSetup
     from recycler.run.engine import Recycler
 
     recorded: list[dict[str, Any]] = []
@@ -945,17 +946,8 @@ def record_engine_calls() -> list[dict[str, Any]]:
         def engine(owner: str) -> Recycler:
             context = FakeLambdaContext(clock, 900.0, owner)
             runtime = LocalRuntime(clock, lambda: context.get_remaining_time_in_millis() / 1000.0)
-            return Recycler(
-                ecs,
-                autoscaling,
-                clock,
-                runtime,
-                RecycleSettings(),
-                elbv2=elbv2,
-                owner_id=owner,
-                lock_store=store,
-                cloudwatch=cloudwatch,
-            )
+            clients = AwsClients(ecs, autoscaling, elbv2=elbv2, cloudwatch=cloudwatch)
+            return Recycler(EngineSetup(clients, clock, runtime, RecycleSettings(), owner, store))
 
         def run(owner: str, **event: Any) -> None:
             engine(owner).run(parse_event({"cluster_name": cluster, "service_name": service, **event}))
@@ -976,7 +968,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
         control.status(reads, store, clock)
         # A hand-off to the durable alias (moto has no such function: the call is what counts here).
         alias = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:ecs-task-recycle-durable:live"
-        hand_off = HandOff(lambda_client, alias, request, RecycleSettings(), lambda: 10.0, "policy", {})
+        hand_off = HandOff(lambda_client, alias, request, "policy", {})
         with contextlib.suppress(AwsCallFailed):
             hand_off.start(clock.now())
     return recorded

@@ -230,12 +230,11 @@ def test_a_missing_service_is_a_would_refuse_entry_not_an_error(bed: Bed) -> Non
 def test_the_durable_admission_is_a_time_budget_entry(bed: Bed) -> None:
     # GIVEN a host whose admission refuses the plan (the durable function's ExecutionTimeout bound)
     bed.add_service(tasks=3)
-    engine, _ = bed.engine()
 
-    def admission(_: Any) -> None:
+    def admission(*_: Any) -> None:
         raise PreflightError("3 tasks should take about 900s, more than the 600s left")
 
-    engine.preflight_check = admission
+    engine, _ = bed.engine(admission=admission)
     from recycler.model.request import parse_event
 
     report = engine.run(parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}))

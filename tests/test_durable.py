@@ -401,8 +401,11 @@ def test_batch_bounds_and_lock_ttl() -> None:
     assert worst == settings.replacement_timeout_seconds + settings.poll_interval_seconds + 30 + (
         durable_bounds.PER_TASK_OVERHEAD_SECONDS
     )
+
     # ... and before each batch, that and the restore must fit, however fast replacements have been
-    needed = durable_bounds.batch_seconds(request, settings)
+    def needed(estimate: float) -> float:
+        return durable_bounds.durable_batch_seconds(estimate, request, settings)
+
     assert needed(10.0) == worst + settings.restore_reserve_seconds
     assert needed(5000.0) == 5000.0 + 30 + settings.restore_reserve_seconds
     # The estimate grows by one batch of replacements and one wait per batch.
@@ -449,10 +452,12 @@ def test_a_thousand_tasks_in_batches_of_ten_are_admitted_at_the_template_default
     timeout = durable_bounds.DEFAULT_EXECUTION_TIMEOUT_SECONDS
     batched = parse_event({"cluster_name": "c", "service_name": "s", "batch_size": 10})
     # WHEN the durable run admits it THEN it fits (about 100 batches), where one at a time does not
-    durable_bounds.check_duration_bound(preflight, batched, settings, timeout - 60, timeout)
+    durable_bounds.check_duration_bound(preflight, preflight.select(batched), batched, settings, timeout - 60, timeout)
     one_by_one = parse_event({"cluster_name": "c", "service_name": "s"})
     with pytest.raises(PreflightError, match=r"1000 tasks in 1000 batches of up to 1 .*Nothing was changed"):
-        durable_bounds.check_duration_bound(preflight, one_by_one, settings, timeout - 60, timeout)
+        durable_bounds.check_duration_bound(
+            preflight, preflight.select(one_by_one), one_by_one, settings, timeout - 60, timeout
+        )
 
 
 def test_a_cancel_stops_a_durable_run_gracefully(bed: Bed, durable: Callable[..., Outcome]) -> None:

@@ -209,3 +209,122 @@ def test_each_shared_helper_and_constant_is_defined_once() -> None:
             found.setdefault(defined.lstrip("_"), set()).add(name)
     repeated = {name: sorted(found.get(name, ())) for name in DEFINED_ONCE if len(found.get(name, ())) != 1}
     assert not repeated, repeated
+
+
+# A constructor takes a context and a policy, not a dozen loose parts (self not counted).
+MAX_INIT_PARAMETERS = 6
+# Pure data records: many fields, and nothing to do but carry them (a report, a request, a lock item...).
+DATA_RECORDS = {
+    "recycler.hosts.environment": {"Environment"},
+    "recycler.lock.record": {"Snapshot", "LockRecord"},
+    "recycler.model.report": {"RecycleReport"},
+    "recycler.model.request": {"RecycleRequest"},
+    "recycler.model.settings": {"AwsCredentials", "RecycleSettings"},
+    "recycler.notification.content": {"Sections"},
+    "recycler.notification.settings": {"NotificationConfig"},
+    "recycler.run.batches": {"BatchDecision"},
+    "recycler.run.plan": {"Plan"},
+    "recycler.run.preflight": {"Preflight", "Refusal"},
+    "recycler.run.watch": {"WatchState"},
+}
+# A runtime function longer than this is split into steps that each have a name.
+MAX_FUNCTION_LINES = 60
+
+
+def _is_dataclass(node: ast.ClassDef) -> bool:
+    for decorator in node.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if (isinstance(target, ast.Name) and target.id == "dataclass") or (
+            isinstance(target, ast.Attribute) and target.attr == "dataclass"
+        ):
+            return True
+    return False
+
+
+def _classes() -> list[tuple[str, ast.ClassDef]]:
+    found = []
+    for name, path in _runtime_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                found.append((name, node))
+    return found
+
+
+def _constructor_parameters(node: ast.ClassDef) -> int:
+    """How many parameters the class's constructor takes, besides self: its __init__'s, or its dataclass fields."""
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+            args = item.args
+            return len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs) - 1
+    if _is_dataclass(node):
+        # A ClassVar is no field.
+        return sum(
+            1
+            for item in node.body
+            if isinstance(item, ast.AnnAssign)
+            and isinstance(item.target, ast.Name)
+            and "ClassVar" not in ast.unparse(item.annotation)
+        )
+    return 0
+
+
+def test_no_constructor_takes_more_than_a_handful_of_parameters() -> None:
+    over = {
+        f"{module}.{node.name}": n
+        for module, node in _classes()
+        if (n := _constructor_parameters(node)) > MAX_INIT_PARAMETERS and node.name not in DATA_RECORDS.get(module, ())
+    }
+    assert over == {}
+
+
+def _self_attributes(function: ast.FunctionDef) -> set[str]:
+    names = set()
+    for node in ast.walk(function):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        for target in targets:
+            for leaf in ast.walk(target):
+                if isinstance(leaf, ast.Attribute) and isinstance(leaf.value, ast.Name) and leaf.value.id == "self":
+                    names.add(leaf.attr)
+    return names
+
+
+def test_no_attribute_is_first_set_outside_init() -> None:
+    # An object's attributes are all named where it is built, not in whichever method runs first.
+    late = []
+    for module, node in _classes():
+        methods = [item for item in node.body if isinstance(item, ast.FunctionDef)]
+        declared = {
+            item.target.id
+            for item in node.body
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+        }
+        for method in methods:
+            if method.name == "__init__":
+                declared |= _self_attributes(method)
+        for method in methods:
+            if method.name != "__init__":
+                late += [f"{module}.{node.name}.{a} (in {method.name})" for a in _self_attributes(method) - declared]
+    assert late == []
+
+
+def _functions() -> dict[str, int]:
+    """Every runtime function and method, by dotted name, with its length in lines."""
+    lengths: dict[str, int] = {}
+    for name, path in _runtime_modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno is not None
+                lengths[f"{name}.{node.name}"] = max(
+                    lengths.get(f"{name}.{node.name}", 0), node.end_lineno - node.lineno + 1
+                )
+    return lengths
+
+
+def test_no_runtime_function_is_over_the_length_limit() -> None:
+    over = {name: n for name, n in _functions().items() if n > MAX_FUNCTION_LINES}
+    assert over == {}

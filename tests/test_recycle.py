@@ -178,9 +178,7 @@ def test_missing_cluster_is_a_clear_refusal(bed: Bed) -> None:
 
 
 def _not_found(bed: Bed, cluster: str = CLUSTER, service: str = SERVICE, sts: Any = None) -> str:
-    engine, _ = bed.engine()
-    if sts is not None:
-        engine.sts = sts
+    engine, _ = bed.engine(sts=sts)
     report = engine.run(parse_event({"cluster_name": cluster, "service_name": service}))
     assert report.status == "failed" and report.error_type == "ServiceNotFound", report.error
     assert not MUTATING & set(bed.calls)
@@ -260,7 +258,7 @@ def test_blue_green_service_is_refused(bed: Bed) -> None:
     assert not MUTATING & set(bed.calls)
 
 
-def _other_runs_lock(bed: Bed, owner: str, expires_in: float, phase: str = Phase.SURGED) -> LockRecord:
+def _other_runs_lock(bed: Bed, owner: str, expires_in: float, phase: Phase = Phase.SURGED) -> LockRecord:
     now = int(bed.clock.now())
     return LockRecord(
         key=bed.lock_key(),

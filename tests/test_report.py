@@ -27,7 +27,7 @@ from recycler.model.settings import RecycleSettings
 from recycler.notification.render import render_message
 from recycler.notification.settings import parse_notification_config
 from recycler.run.ports import HANDOFF_ENV
-from recycler.run.watch import ReplacementWatch
+from recycler.run.watch import ReplacementWatch, WatchState
 
 SENT = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 MAIL = parse_notification_config(
@@ -74,7 +74,7 @@ def test_a_bad_image_after_batch_1_lists_the_stopped_task_with_its_replacements_
     originals = set(bed.snapshots[SERVICE]["tasks"])
     real_served, served = ReplacementWatch.served, []
 
-    def serve_then_break(watch: ReplacementWatch, replacements: dict[str, Any]) -> None:
+    def serve_then_break(watch: ReplacementWatch, replacements: WatchState) -> None:
         real_served(watch, replacements)
         served.append(replacements)
         if len(served) == 2:

@@ -62,7 +62,14 @@ from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import TOOL_NAME, Clock, Runtime, SystemClock
 from recycler.notification.notifier import notify
 from recycler.observability import logs
-from recycler.run.budget import STEP_ATTEMPTS, batch_seconds, bounded_result, check_duration_bound, lock_ttl_seconds
+from recycler.run.budget import (
+    STEP_ATTEMPTS,
+    bounded_result,
+    check_duration_bound,
+    durable_batch_seconds,
+    lock_ttl_seconds,
+)
+from recycler.run.ports import RunPolicy
 
 try:
     import lzma as _lzma
@@ -278,15 +285,15 @@ class DurableHost:
             deadline=budget["deadline"],
             execution_timeout=timeout,
         )
-        return TimePolicy(
-            runtime=runtime,
+        run = RunPolicy(
             lock_ttl_seconds=lock_ttl_seconds(config.recycle, request),
-            preflight_check=lambda preflight: check_duration_bound(
-                preflight, request, config.recycle, budget["remaining"], timeout
+            batch_fit=durable_batch_seconds,
+            admission=lambda preflight, selection: check_duration_bound(
+                preflight, selection, request, config.recycle, budget["remaining"], timeout
             ),
-            batch_seconds=batch_seconds(request, config.recycle),
             out_of_time_hint=OUT_OF_TIME_HINT,
         )
+        return TimePolicy(runtime=runtime, run=run)
 
     def stamp(self, report: RecycleReport) -> None:
         # An execution spans many invocations and log streams: point at the execution instead.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +20,8 @@ from recycler.aws.gateway import aws_errors, error_code
 from recycler.hosts.execution_name import durable_execution_name
 from recycler.model.errors import AwsCallFailed
 from recycler.model.request import RecycleRequest
-from recycler.model.settings import RecycleSettings
-from recycler.run.budget import plan_fits
-from recycler.run.preflight import Preflight
-from recycler.run.selection import Selection
+from recycler.run.budget import PlanFit
+from recycler.run.ports import HandOffDecision
 
 # Lambda's answer to a second start under one DurableExecutionName (a retried invocation).
 ALREADY_STARTED = "DurableExecutionAlreadyStartedException"
@@ -37,23 +34,20 @@ class HandOff:
     lambda_client: Any
     alias_arn: str
     request: RecycleRequest
-    settings: RecycleSettings
-    remaining_seconds: Callable[[], float | None]
     # Whose invocation this is: the same caller gets the same execution name.
     invocation_id: str
     # The event as the durable function should get it.
     event: dict[str, Any]
 
-    def decide(self, preflight: Preflight, selection: Selection) -> dict[str, Any]:
-        """Whether the plan fits this invocation; JSON, for the dry-run plan and the step."""
-        fits = plan_fits(preflight, selection, self.request, self.settings, self.remaining_seconds())
-        return {
-            "would_hand_off": bool(self.request.hand_off and not fits["fits"]),
-            "estimated_seconds": fits["estimated_seconds"],
-            "available_seconds": fits["available_seconds"],
-            "durable_alias": self.alias_arn,
-            "execution_name": self.execution_name(),
-        }
+    def decide(self, fit: PlanFit) -> HandOffDecision:
+        """Hand off a plan that does not fit this invocation, unless the event says hand_off false."""
+        return HandOffDecision(
+            would_hand_off=bool(self.request.hand_off and not fit.fits),
+            estimated_seconds=fit.estimated_seconds,
+            available_seconds=fit.available_seconds,
+            durable_alias=self.alias_arn,
+            execution_name=self.execution_name(),
+        )
 
     def execution_name(self) -> str:
         run_key = hashlib.sha256(self.invocation_id.encode()).hexdigest()[:12]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,16 +26,13 @@ from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.report import RecycleReport
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import TOOL_NAME, Clock, Runtime, iso_seconds
+from recycler.model.states import NOT_COMPLETED, Status
 from recycler.observability import logs, metrics
+from recycler.run.context import AwsClients, EngineSetup
 from recycler.run.engine import Recycler
-from recycler.run.ports import HandOffPort
-from recycler.run.preflight import Preflight
+from recycler.run.ports import RunPolicy
 
 logger = logging.getLogger(TOOL_NAME)
-
-# The outcomes raised as RecycleNotCompleted (and a non-zero exit on the CLI); all others are what was asked for.
-# A refused run changed nothing (another run holds the service, or the event was invalid); it still raises.
-NOT_COMPLETED = ("failed", "incomplete", "refused")
 
 
 class RecycleNotCompleted(RecycleError):
@@ -74,17 +71,10 @@ def raise_if_not_completed(result: dict[str, Any], runtime: Runtime) -> None:
 
 @dataclass(frozen=True)
 class TimePolicy:
-    """What the engine gets differently per host: how it runs its steps and how it keeps to its time."""
+    """What the engine gets differently per host: how it runs its steps, and its time rules and hand-off."""
 
     runtime: Runtime
-    # None: renewed with the host's deadline (the plain function sets its TTL from the time it has left).
-    lock_ttl_seconds: float | None = None
-    # Admission before anything changes (the durable execution's duration bound).
-    preflight_check: Callable[[Preflight], None] | None = None
-    # What one more batch must find left (the durable worst case); None: the plain estimate.
-    batch_seconds: Callable[[float], float] | None = None
-    out_of_time_hint: str | None = None
-    hand_off: HandOffPort | None = None
+    run: RunPolicy = field(default_factory=RunPolicy)
 
 
 class Host(Protocol):
@@ -167,24 +157,15 @@ def build_engine(
     host: Host, policy: TimePolicy, config: AppConfig, clients: Clients, store: DynamoLockStore | None
 ) -> Recycler:
     """The engine, built in this one place for every host."""
-    hint = {"out_of_time_hint": policy.out_of_time_hint} if policy.out_of_time_hint else {}
-    return Recycler(
+    aws = AwsClients(
         ecs=clients.client("ecs"),
         autoscaling=clients.client("application-autoscaling"),
         elbv2=clients.client("elbv2"),
         cloudwatch=clients.client("cloudwatch"),
         sts=clients.quick_client("sts"),
-        clock=host.clock,
-        runtime=policy.runtime,
-        settings=config.recycle,
-        owner_id=host.owner_id,
-        lock_ttl_seconds=policy.lock_ttl_seconds,
-        lock_store=store,
-        preflight_check=policy.preflight_check,
-        batch_seconds=policy.batch_seconds,
-        hand_off=policy.hand_off,
-        **hint,
     )
+    setup = EngineSetup(aws, host.clock, policy.runtime, config.recycle, host.owner_id, store)
+    return Recycler(setup, policy.run)
 
 
 def published(result: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +262,7 @@ def refused_event_report(event: Any, error: ConfigError, where: Mapping[str, Any
         value = event.get(key) if isinstance(event, dict) else None
         return value if isinstance(value, str) and _SAFE_NAME.fullmatch(value) else None
 
-    report = RecycleReport("refused", named("cluster_name") or "unknown", named("service_name") or "unknown")
+    report = RecycleReport(Status.REFUSED, named("cluster_name") or "unknown", named("service_name") or "unknown")
     report.error, report.error_type = str(error), type(error).__name__
     report.started_at = iso_seconds(now)
     for key in ("request_id", "log_group", "log_stream"):

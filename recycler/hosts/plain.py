@@ -40,6 +40,8 @@ from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import TOOL_NAME, Clock, LocalRuntime, Runtime, SystemClock
 from recycler.notification.notifier import notify
 from recycler.observability import logs, metrics
+from recycler.run.budget import renewed_lock_ttl
+from recycler.run.ports import RunPolicy
 
 __all__ = [
     "NOT_COMPLETED",
@@ -60,6 +62,20 @@ __all__ = [
 logger = logging.getLogger(TOOL_NAME)
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """What the caller says about this invocation: its deadline, ids, event, and how it ends."""
+
+    remaining_seconds: Callable[[], float | None] = lambda: None
+    # Lambda's request id and log group and stream.
+    ids: Mapping[str, Any] = field(default_factory=dict)
+    event: dict[str, Any] | None = None
+    publishes_metrics: bool = False
+    # The Lambda handler raises what did not complete and says what bounded it; the CLI returns it.
+    raises: bool = False
+    time_budget: str | None = None
+
+
 @dataclass
 class PlainHost:
     """A Lambda invocation or a CLI run: steps are calls, the deadline is the invocation's (or none)."""
@@ -68,20 +84,20 @@ class PlainHost:
     owner_id: str
     requested_by: str
     env: Environment
-    remaining_seconds: Callable[[], float | None] = lambda: None
+    invocation: Invocation
     # The caller's session (tests, the simulator); else one from input.json's credentials.
     session: Any = None
-    # Lambda's request id and log group and stream.
-    invocation: Mapping[str, Any] = field(default_factory=dict)
-    event: dict[str, Any] | None = None
-    publishes_metrics: bool = False
-    # The Lambda handler raises what did not complete and says what bounded it; the CLI returns it.
-    raises: bool = False
-    time_budget: str | None = None
+
+    @property
+    def publishes_metrics(self) -> bool:
+        return self.invocation.publishes_metrics
+
+    def remaining_seconds(self) -> float | None:
+        return self.invocation.remaining_seconds()
 
     @property
     def log_fields(self) -> Mapping[str, Any]:
-        return self.invocation
+        return self.invocation.ids
 
     def connect(self, config: AppConfig) -> tuple[Clients, str | None]:
         session = lock_session = self.session
@@ -98,23 +114,23 @@ class PlainHost:
     def policy(self, request: RecycleRequest, config: AppConfig, clients: Clients) -> TimePolicy:
         # Without a host deadline (the CLI), the lock is renewed after each task instead.
         unbounded = self.remaining_seconds() is None
-        return TimePolicy(
-            runtime=LocalRuntime(self.clock, self.remaining_seconds, logger),
-            lock_ttl_seconds=_renewed_lock_ttl(config, request) if unbounded else None,
+        run = RunPolicy(
+            lock_ttl_seconds=renewed_lock_ttl(config.recycle, request) if unbounded else None,
             hand_off=self._hand_off(request, config, clients),
         )
+        return TimePolicy(runtime=LocalRuntime(self.clock, self.remaining_seconds, logger), run=run)
 
     def stamp(self, report: RecycleReport) -> None:
         for key in ("request_id", "log_group", "log_stream"):
-            setattr(report, key, self.invocation.get(key))
+            setattr(report, key, self.invocation.ids.get(key))
 
     def notify(self, report: dict[str, Any], config: AppConfig, clients: Clients) -> dict[str, Any]:
         return notify(report, config.notification, clients.session)
 
     def finish(self, result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
-        if self.time_budget is not None:
-            result["time_budget"] = self.time_budget
-        if self.raises:
+        if self.invocation.time_budget is not None:
+            result["time_budget"] = self.invocation.time_budget
+        if self.invocation.raises:
             raise_if_not_completed(result, runtime)
         return result
 
@@ -128,16 +144,9 @@ class PlainHost:
             lambda_client=clients.lock_session_client("lambda"),
             alias_arn=alias,
             request=request,
-            settings=config.recycle,
-            remaining_seconds=self.remaining_seconds,
             invocation_id=self.owner_id,
-            event=dict(self.event or {"cluster_name": request.cluster, "service_name": request.service}),
+            event=dict(self.invocation.event or {"cluster_name": request.cluster, "service_name": request.service}),
         )
-
-
-def _renewed_lock_ttl(config: AppConfig, request: RecycleRequest) -> float:
-    settings = config.recycle
-    return float(settings.replacement_timeout_seconds + request.wait_time + settings.restore_reserve_seconds + 120)
 
 
 def run_recycle(
@@ -166,11 +175,13 @@ def run_recycle(
         owner_id=owner_id,
         requested_by=requested_by or owner_id,
         env=env,
-        remaining_seconds=remaining_seconds,
+        invocation=Invocation(
+            remaining_seconds=remaining_seconds,
+            ids=invocation or {},
+            event=event,
+            publishes_metrics=publish_metrics if publish_metrics is not None else env.in_lambda,
+        ),
         session=session,
-        invocation=invocation or {},
-        event=event,
-        publishes_metrics=publish_metrics if publish_metrics is not None else env.in_lambda,
     )
     return run(host, request, config, env)
 
@@ -245,13 +256,15 @@ def _handle(
         owner_id=owner,
         requested_by=f"lambda request {owner}",
         env=env,
-        remaining_seconds=remaining_seconds,
+        invocation=Invocation(
+            remaining_seconds=remaining_seconds,
+            ids=invocation,
+            event=dict(event),
+            publishes_metrics=env.in_lambda,
+            raises=True,
+            time_budget="Lambda remaining time" if bounded else "unlimited (no Lambda context)",
+        ),
         session=session,
-        invocation=invocation,
-        event=dict(event),
-        publishes_metrics=env.in_lambda,
-        raises=True,
-        time_budget="Lambda remaining time" if bounded else "unlimited (no Lambda context)",
     )
     return run(host, request, config, env)
 

@@ -13,7 +13,7 @@ from typing import Any
 from recycler.aws.gateway import retrying
 from recycler.lock.record import RELEASED_RETENTION_SECONDS, LockRecord, Phase, Progress, Snapshot
 from recycler.lock.store import DynamoLockStore
-from recycler.model.runtime import Clock, Runtime
+from recycler.model.runtime import Clock, JsonObject, Runtime
 
 # Log one line at this level: (level, message, fields).
 Log = Callable[..., None]
@@ -26,7 +26,7 @@ class LockHolder:
         runtime: Runtime,
         clock: Clock,
         owner_id: str,
-        ttl_seconds: float | None,
+        ttl_seconds: Callable[[], float],
         log: Log,
     ) -> None:
         # None only for a dry run, which never locks.
@@ -34,7 +34,7 @@ class LockHolder:
         self.runtime = runtime
         self.clock = clock
         self.owner_id = owner_id
-        # How long the lock outlives its last write. None: the runtime's remaining time.
+        # How long the lock outlives its last write, asked at each write (the run's time rule, recycler.run.budget).
         self.ttl_seconds = ttl_seconds
         self.log = log
         # The lock item as last written: its phase says what the restore has left to do.
@@ -51,17 +51,13 @@ class LockHolder:
         return self.record
 
     def expiry(self) -> int:
-        ttl = self.ttl_seconds
-        if ttl is None:
-            remaining = self.runtime.remaining_seconds()
-            # Plain Lambda: the lock dies shortly after the invocation could.
-            ttl = (remaining if remaining is not None else 900.0) + 60.0
+        ttl = self.ttl_seconds()
         return int(self.clock.now() + ttl)
 
     def acquire(self, key: str, seen: LockRecord | None, snapshot: Snapshot, total: int) -> None:
         """Take the lock: only over no item, or over the idle item ``seen`` read before ``snapshot`` was taken."""
 
-        def acquire() -> dict[str, Any]:
+        def acquire() -> JsonObject:
             now = self.clock.now()
             record = LockRecord(
                 key=key,
@@ -115,10 +111,10 @@ class LockHolder:
         self.record = LockRecord.from_dict(released)
         return None
 
-    def _writer(self, changes: dict[str, Any], expires_in: float | None = None) -> Callable[[], dict[str, Any]]:
+    def _writer(self, changes: JsonObject, expires_in: float | None = None) -> Callable[[], JsonObject]:
         current = self.current
 
-        def write() -> dict[str, Any]:
+        def write() -> JsonObject:
             expires = int(self.clock.now() + expires_in) if expires_in is not None else self.expiry()
             return self.store.write(current, expires_at=expires, **changes).to_dict()
 

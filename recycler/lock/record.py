@@ -36,7 +36,8 @@ from typing import Any
 
 from recycler.aws.gateway import SUSPENDED_FLAGS
 from recycler.model.errors import LockCorrupt
-from recycler.model.runtime import TOOL_NAME
+from recycler.model.runtime import TOOL_NAME, JsonObject
+from recycler.model.states import DESIRED_PENDING, PHASES, Phase
 
 LOCK_TABLE_ENV = "LOCK_TABLE_NAME"
 RELEASED_RETENTION_SECONDS = 7 * 86_400
@@ -49,22 +50,6 @@ MAX_SURGE = 100
 # or from a broken clock, and a far one cannot even be shown (year 19391 is out of datetime's range).
 EARLIEST_TIME = 1_577_836_800
 LATEST_TIME = 4_102_444_800
-
-
-class Phase:
-    """Where a run is in changing and restoring the service. Each is written before the change it announces."""
-
-    ACQUIRED = "acquired"  # snapshot taken, nothing changed yet
-    SURGING = "surging"  # about to suspend scaling and raise desiredCount (it may or may not have landed)
-    SURGED = "surged"  # the surge's UpdateService succeeded
-    RESTORING = "restoring"  # about to set desiredCount from restore_from to restore_to
-    DESIRED_RESTORED = "desired_restored"  # desiredCount is back; the scalable target may still be changed
-    TARGET_RESTORED = "target_restored"  # the service is as it was; only the release is left
-    RELEASED = "released"  # idle: no run holds the service
-
-    ALL = (ACQUIRED, SURGING, SURGED, RESTORING, DESIRED_RESTORED, TARGET_RESTORED, RELEASED)
-    # Phases in which desiredCount may still be above what it should be.
-    DESIRED_PENDING = (SURGING, SURGED, RESTORING)
 
 
 @dataclass(frozen=True)
@@ -113,7 +98,7 @@ class LockRecord:
     owner: str
     version: int
     expires_at: int
-    phase: str
+    phase: Phase
     started_at: int
     snapshot: Snapshot | None = None
     restore_from: int | None = None
@@ -130,7 +115,7 @@ class LockRecord:
 
     # ------------------------------------------------------ JSON (checkpoints)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return asdict(self)
 
     @classmethod
@@ -143,6 +128,7 @@ class LockRecord:
                 if snapshot is None
                 else Snapshot(**{**snapshot, "suspended": tuple(snapshot["suspended"])}),
                 "progress": Progress(**data.get("progress") or {}),
+                "phase": Phase(data["phase"]),
             }
         )
 
@@ -181,7 +167,7 @@ class LockRecord:
         check = _Checker(key)
         if item.get("pk") != key:
             check.fail("pk", "does not match the service")
-        phase = check.choice(item, "phase", Phase.ALL)
+        phase = Phase(check.choice(item, "phase", PHASES))
         snapshot = None
         raw_snapshot = item.get("snapshot")
         if raw_snapshot is not None or phase != Phase.RELEASED:
@@ -315,9 +301,9 @@ class _Checker:
             self.fail(label or name, "is not a time (epoch seconds) from 2020-01-01 to 2100-01-01")
         return int(value)
 
-    def run_invariants(self, phase: str, snapshot: Snapshot, progress: Progress) -> None:
+    def run_invariants(self, phase: Phase, snapshot: Snapshot, progress: Progress) -> None:
         """What every lock a run of this tool holds satisfies, whatever its types and ranges."""
-        if phase in Phase.DESIRED_PENDING:
+        if phase in DESIRED_PENDING:
             if not snapshot.surge:
                 self.fail("snapshot.surge", f"is false, yet the phase is {phase}")
             # A run that surged found at least one task wanted (it refuses a service at desiredCount 0).

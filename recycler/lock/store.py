@@ -16,13 +16,13 @@ from botocore.exceptions import ClientError
 from recycler.aws.gateway import aws_errors, error_code
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
 from recycler.model.errors import AwsCallFailed, LockHeld, LockLost
-from recycler.model.runtime import iso_seconds
+from recycler.model.runtime import JsonObject, iso_seconds
 
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
 
-def holder_facts(record: LockRecord | None) -> dict[str, Any] | None:
+def holder_facts(record: LockRecord | None) -> JsonObject | None:
     """Who holds a lock, as a refused run reports it; the snapshot's desired count is what it counts from."""
     if record is None:
         return None

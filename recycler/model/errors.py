@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from recycler.model.runtime import JsonObject
+from recycler.model.states import Status
+
 # How much of a user's key or value an error message repeats.
 MAX_ECHO = 80
 
@@ -53,7 +56,7 @@ class ServiceNotFound(PreflightError):
 class LockHeld(PreflightError):
     """Another run holds an unexpired lock on the service."""
 
-    def __init__(self, message: str, holder: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, holder: JsonObject | None = None) -> None:
         super().__init__(message)
         # Who holds it, its phase, its expiry and its snapshot's desired count (recycler.lock.store.holder_facts).
         self.holder = holder
@@ -120,13 +123,13 @@ def rebuilt(name: str, message: str, base: type[RecycleError] = RecycleError) ->
     return None
 
 
-def outcome_of(error: Exception) -> str:
+def outcome_of(error: Exception) -> Status:
     """The report's status for a run this error stopped."""
     if isinstance(error, TimeBudgetExhausted):
-        return "incomplete"
+        return Status.INCOMPLETE
     if isinstance(error, RecycleCancelled):
-        return "cancelled"
+        return Status.CANCELLED
     if isinstance(error, LockHeld):
         # Another run has the service: this one changed nothing and is not a failure of the recycle.
-        return "refused"
-    return "failed"
+        return Status.REFUSED
+    return Status.FAILED

@@ -14,6 +14,7 @@ from typing import Any
 
 from recycler.model.errors import ConfigError, clip, shown
 from recycler.model.fields import optional_bool, optional_int, require_str, unknown_keys
+from recycler.model.states import Action
 
 # Every pattern is ASCII-only and used with fullmatch: \d would take any Unicode
 # digit, and $ would let a trailing newline through.
@@ -35,7 +36,7 @@ MAX_BATCH_SIZE = 100
 MAX_TASKS_LIMIT = 5_000
 # Ten years: an age beyond that is a typo, not a policy.
 MAX_TASK_AGE_SECONDS = 10 * 365 * 86_400
-ACTIONS = ("recycle", "status", "cancel")
+ACTIONS = tuple(Action)
 # DescribeAlarms takes up to 100 names in one call; that is also the most a run watches.
 MAX_ALARMS = 100
 # CloudWatch alarm names: 1-255 characters, printable, no control characters.
@@ -70,7 +71,7 @@ class RecycleRequest:
     # of a carry-on chain started. None: no cut-off.
     started_before: float | None = None
     # recycle (the default), status (read the lock, change nothing) or cancel (ask a running recycle to stop).
-    action: str = "recycle"
+    action: Action = Action.RECYCLE
     # CloudWatch alarms that gate the run, besides the service's own deployment alarms (use_service_alarms).
     alarm_names: tuple[str, ...] = ()
     use_service_alarms: bool = True
@@ -179,11 +180,11 @@ def parse_event(event: Any) -> RecycleRequest:
     return request
 
 
-def _action(event: Mapping[str, Any]) -> str:
-    value = event.get("action", "recycle")
-    if value not in ACTIONS:
+def _action(event: Mapping[str, Any]) -> Action:
+    value = event.get("action", Action.RECYCLE)
+    if not isinstance(value, str) or value not in ACTIONS:
         raise ConfigError("action", f"must be one of {', '.join(ACTIONS)}, got {shown(value)}")
-    return str(value)
+    return Action(value)
 
 
 def _started_before(event: Mapping[str, Any]) -> float | None:

@@ -21,6 +21,10 @@ T = TypeVar("T")
 TOOL_NAME = "ecs-task-recycle"
 
 
+# A JSON object: what a runtime step returns, a checkpoint holds, and typed state's to_dict gives (the edges).
+JsonObject = dict[str, Any]
+
+
 class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch."""
@@ -52,10 +56,10 @@ class Runtime(Protocol):
     def wait_until(
         self,
         name: str,
-        check: Callable[[dict[str, Any]], dict[str, Any]],
-        initial: dict[str, Any],
+        check: Callable[[JsonObject], JsonObject],
+        initial: JsonObject,
         poll_seconds: float,
-    ) -> dict[str, Any]:
+    ) -> JsonObject:
         """Call check(state) until the state it returns has a true "done". check raises to abort."""
 
     def remaining_seconds(self) -> float | None:
@@ -86,10 +90,10 @@ class LocalRuntime:
     def wait_until(
         self,
         name: str,
-        check: Callable[[dict[str, Any]], dict[str, Any]],
-        initial: dict[str, Any],
+        check: Callable[[JsonObject], JsonObject],
+        initial: JsonObject,
         poll_seconds: float,
-    ) -> dict[str, Any]:
+    ) -> JsonObject:
         state = check(initial)
         while not state.get("done"):
             self.clock.sleep(poll_seconds)

@@ -14,72 +14,104 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Literal
 
-from recycler.aws.gateway import ServiceReads
-from recycler.lock.lease import LockHolder, Log
+from recycler.lock.lease import LockHolder
 from recycler.lock.record import Progress
 from recycler.model.errors import ReplacementFailed, TimeBudgetExhausted, clip
 from recycler.model.report import RecycleReport, TaskResult
-from recycler.model.request import DEFAULT_WAIT_TIME, RecycleRequest
-from recycler.model.runtime import Clock, Runtime
-from recycler.model.settings import RecycleSettings
-from recycler.run.gates import Gates, stop_error
+from recycler.model.request import DEFAULT_WAIT_TIME
+from recycler.model.runtime import JsonObject
+from recycler.run.budget import next_batch_seconds, restore_still_fits
+from recycler.run.context import RunContext
+from recycler.run.gates import StopReason, stop_error
+from recycler.run.ports import RunPolicy
 from recycler.run.selection import Selection
-from recycler.run.watch import STOP_REASON, ReplacementWatch
+from recycler.run.watch import STOP_REASON, ReplacementWatch, WatchState
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A task of the batch that was not stopped by this run, and why."""
+
+    arn: str
+    note: str
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    """What the step before a batch decided: the time is out, a cancel or an alarm stops the run (reason),
+    or the batch's tasks were stopped (and some skipped). A step's result, so JSON both ways."""
+
+    action: Literal["out_of_time", "stop", "stopped"]
+    remaining: float = 0.0
+    needed: float = 0.0
+    reason: StopReason | None = None
+    stopped: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    stopped_at: float = 0.0
+
+    def to_dict(self) -> JsonObject:
+        if self.action == "out_of_time":
+            return {"action": self.action, "remaining": self.remaining, "needed": self.needed}
+        if self.action == "stop":
+            return {"action": self.action, "reason": self.reason.to_dict() if self.reason else None}
+        skipped = [{"arn": s.arn, "note": s.note} for s in self.skipped]
+        return {"action": self.action, "stopped": self.stopped, "skipped": skipped, "stopped_at": self.stopped_at}
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> BatchDecision:
+        reason = data.get("reason")
+        return cls(
+            action=data["action"],
+            remaining=data.get("remaining", 0.0),
+            needed=data.get("needed", 0.0),
+            reason=StopReason.from_dict(reason) if reason else None,
+            stopped=list(data.get("stopped", [])),
+            skipped=[Skipped(s["arn"], s["note"]) for s in data.get("skipped", [])],
+            stopped_at=data.get("stopped_at", 0.0),
+        )
 
 
 class BatchRunner:
     def __init__(
-        self,
-        request: RecycleRequest,
-        settings: RecycleSettings,
-        selection: Selection,
-        reads: ServiceReads,
-        watch: ReplacementWatch,
-        holder: LockHolder,
-        runtime: Runtime,
-        clock: Clock,
-        log: Log,
-        *,
-        gates: Gates | None,
-        started: float,
-        batch_seconds: Callable[[float], float],
-        out_of_time_hint: str,
+        self, context: RunContext, policy: RunPolicy, selection: Selection, watch: ReplacementWatch, holder: LockHolder
     ) -> None:
-        self.request = request
-        self.settings = settings
+        self.request = context.request
+        self.settings = context.settings
         self.selection = selection
-        self.reads = reads
+        self.reads = context.reads
         self.watch = watch
         self.holder = holder
-        self.runtime = runtime
-        self.clock = clock
-        self.log = log
-        self.gates = gates
-        self.started = started
-        self.batch_seconds = batch_seconds
-        self.out_of_time_hint = out_of_time_hint
+        self.runtime = context.runtime
+        self.clock = context.clock
+        self.log = context.log
+        # Alarms and cancel: the watch's own, checked again before each batch.
+        self.gates = watch.gates
+        self.started = context.started
+        self.policy = policy
 
     def run(self, report: RecycleReport) -> None:
         done = 0
         for number, batch in enumerate(self.selection.batches, start=1):
             first = done + 1
-            decision = self.runtime.step(f"stop batch {number}", functools.partial(self._stop_batch, batch, first))
-            if decision["action"] == "out_of_time":
+            step = functools.partial(self._stop_batch_step, batch, first)
+            decision = BatchDecision.from_dict(self.runtime.step(f"stop batch {number}", step))
+            if decision.action == "out_of_time":
                 self._leave(report, done)
                 raise TimeBudgetExhausted(self._out_of_time(decision, number, done))
-            if decision["action"] == "stop":
+            if decision.reason is not None:
                 self._leave(report, done)
-                raise stop_error(decision["reason"])
-            for skipped in decision["skipped"]:
-                index = first + batch.index(skipped["arn"])
-                report.tasks_skipped.append(TaskResult(index, skipped["arn"], None, 0.0, skipped["note"], number))
-                self.log(logging.WARNING, f"Task {index} skipped: {skipped['note']}", task_arn=skipped["arn"])
-            stopped = decision["stopped"]
+                raise stop_error(decision.reason)
+            for skipped in decision.skipped:
+                index = first + batch.index(skipped.arn)
+                report.tasks_skipped.append(TaskResult(index, skipped.arn, None, 0.0, skipped.note, number))
+                self.log(logging.WARNING, f"Task {index} skipped: {skipped.note}", task_arn=skipped.arn)
+            stopped = decision.stopped
             if stopped:
                 try:
-                    new = self.watch.wait(f"replacements {number}", decision["stopped_at"], len(stopped))
+                    new = self.watch.wait(f"replacements {number}", decision.stopped_at, len(stopped))
                 except TimeBudgetExhausted as e:
                     self._not_replaced(report, batch, first, number, stopped, e)
                     self._leave(report, done)
@@ -90,16 +122,16 @@ class BatchRunner:
                     raise
                 self._record_batch(report, batch, first, number, stopped, new)
             done += len(batch)
-            halted = stopped and new["stop"] is not None
-            if stopped and not halted and self.request.wait_time:
+            halt = new.stop if stopped else None
+            if stopped and halt is None and self.request.wait_time:
                 self.runtime.sleep(f"wait after batch {number}", self.request.wait_time)
             # After the pause, just before the next batch's stops: the renewal is the fence. A run paused
             # past its lock's expiry, and taken over meanwhile, stops here (LockLost) and stops no task.
             self.holder.write(f"renew lock {number}", progress=self._progress(report, number))
-            if halted:
+            if halt is not None:
                 # An alarm fired or a cancel came while this batch's replacements started: they serve now.
                 self._leave(report, done)
-                raise stop_error(new["stop"])
+                raise stop_error(halt)
         self._leave(report, done)
         self._watch_alarms()
 
@@ -142,16 +174,13 @@ class BatchRunner:
         gates, since = self.gates, self.runtime.step("alarm watch start", self.clock.now)
         settings, stretch = self.settings, self.settings.replacement_timeout_seconds
 
-        def watcher(until: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
-            def check(state: dict[str, Any]) -> dict[str, Any]:
+        def watcher(until: float) -> Callable[[JsonObject], JsonObject]:
+            def check(state: JsonObject) -> JsonObject:
                 reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
                 if reason is not None:
                     raise stop_error(reason)
-                watched, remaining = self.clock.now() - since, self.runtime.remaining_seconds()
-                if (
-                    remaining is not None
-                    and remaining - settings.poll_interval_seconds < settings.restore_reserve_seconds
-                ):
+                watched = self.clock.now() - since
+                if not restore_still_fits(self.runtime.remaining_seconds(), settings):
                     raise TimeBudgetExhausted(
                         f"every task was recycled, but the time budget ran out {watched:.0f}s into the "
                         f"{watch_seconds}s alarm watch: the alarms were not watched to the end"
@@ -169,13 +198,19 @@ class BatchRunner:
             )
 
     def _record_batch(
-        self, report: RecycleReport, batch: tuple[str, ...], first: int, number: int, stopped: list[str], new: Any
+        self,
+        report: RecycleReport,
+        batch: tuple[str, ...],
+        first: int,
+        number: int,
+        stopped: list[str],
+        new: WatchState,
     ) -> None:
         """Each stopped task and its replacement (paired in the order they served), logged before the wait."""
         self.watch.served(new)
-        report.failed_replacements += int(new["failures"])
-        for old_arn, new_arn in zip(stopped, new["new_task_arns"], strict=True):
-            index, seconds = first + batch.index(old_arn), round(new["seconds"], 1)
+        report.failed_replacements += int(new.failures)
+        for old_arn, new_arn in zip(stopped, new.new_task_arns, strict=True):
+            index, seconds = first + batch.index(old_arn), round(new.seconds, 1)
             report.tasks_recycled.append(TaskResult(index, old_arn, new_arn, seconds, batch=number))
             self.log(
                 logging.INFO,
@@ -194,43 +229,45 @@ class BatchRunner:
             updated_at=int(self.clock.now()),
         )
 
-    def _stop_batch(self, batch: tuple[str, ...], first: int) -> dict[str, Any]:
+    def _stop_batch_step(self, batch: tuple[str, ...], first: int) -> JsonObject:
+        return self._stop_batch(batch, first).to_dict()
+
+    def _stop_batch(self, batch: tuple[str, ...], first: int) -> BatchDecision:
         """If the time left fits one more batch, and no cancel or alarm says stop: skip the protected
         tasks, stop the others. One step."""
         remaining = self.runtime.remaining_seconds()
-        needed = self.batch_seconds(self.watch.estimate())
-        if first - 1 + len(batch) == len(self.selection.chosen) and self.gates is not None and self.gates.alarm_names:
-            # The last batch must leave time for the alarm watch that follows it.
-            needed += self.settings.alarm_watch_seconds
+        last = first - 1 + len(batch) == len(self.selection.chosen)
+        alarms = last and self.gates is not None and bool(self.gates.alarm_names)
+        needed = next_batch_seconds(self.policy.batch_fit, self.watch.estimate(), self.request, self.settings, alarms)
         if remaining is not None and remaining < needed:
-            return {"action": "out_of_time", "remaining": remaining, "needed": needed}
+            return BatchDecision("out_of_time", remaining=remaining, needed=needed)
         if self.gates is not None:
             stop = self.gates.stop_reason(self.reads.describe_service(include_tags=True))
             if stop is not None:
-                return {"action": "stop", "reason": stop}
+                return BatchDecision("stop", reason=stop)
         protected = self.reads.task_protection(list(batch))
         stopped: list[str] = []
-        skipped: list[dict[str, str]] = []
+        skipped: list[Skipped] = []
         for offset, arn in enumerate(batch):
             if arn in protected:
-                skipped.append({"arn": arn, "note": f"protected (task scale-in protection) until {protected[arn]}"})
+                skipped.append(Skipped(arn, f"protected (task scale-in protection) until {protected[arn]}"))
                 continue
             self.log(logging.INFO, f"Recycling task {first + offset}/{len(self.selection.chosen)}: {arn}", task_arn=arn)
             ecs = self.reads.ecs
             response = self.reads.call(ecs.stop_task, cluster=self.request.cluster_name, task=arn, reason=STOP_REASON)
             reason = response.get("task", {}).get("stoppedReason") or ""
             if reason and reason != STOP_REASON:
-                skipped.append({"arn": arn, "note": f"stopped by someone else: {reason}"})
+                skipped.append(Skipped(arn, f"stopped by someone else: {reason}"))
                 continue
             stopped.append(arn)
-        return {"action": "stopped", "stopped": stopped, "skipped": skipped, "stopped_at": self.clock.now()}
+        return BatchDecision("stopped", stopped=stopped, skipped=skipped, stopped_at=self.clock.now())
 
-    def _out_of_time(self, decision: dict[str, Any], number: int, done: int) -> str:
+    def _out_of_time(self, decision: BatchDecision, number: int, done: int) -> str:
         remaining = len(self.selection.chosen) - done
         # The count of tasks recycled is the report's (and the summary's): said once, not again here.
         return (
-            f"the time budget ({decision['remaining']:.0f}s left, the next batch needs about "
-            f"{decision['needed']:.0f}s) does not fit batch {number}. {self._carry_on(remaining)}"
+            f"the time budget ({decision.remaining:.0f}s left, the next batch needs about "
+            f"{decision.needed:.0f}s) does not fit batch {number}. {self._carry_on(remaining)}"
         )
 
     def resumable(self, error: TimeBudgetExhausted, unreached: int) -> TimeBudgetExhausted:
@@ -239,12 +276,12 @@ class BatchRunner:
 
     def _carry_on(self, unreached: int) -> str:
         resume = json.dumps(self._resume_event(unreached))
-        return f"{unreached} tasks remain: carry on with the event {resume}, or {self.out_of_time_hint}"
+        return f"{unreached} tasks remain: carry on with the event {resume}, or {self.policy.out_of_time_hint}"
 
-    def _resume_event(self, unreached: int) -> dict[str, Any]:
+    def _resume_event(self, unreached: int) -> JsonObject:
         """The event that carries on where this run stopped: what it replaced started at or after started_before."""
         request = self.request
-        event: dict[str, Any] = {"cluster_name": request.cluster, "service_name": request.service}
+        event: JsonObject = {"cluster_name": request.cluster, "service_name": request.service}
         if not request.maintain_service_state:
             event["maintain_service_state"] = False
         if request.wait_time != DEFAULT_WAIT_TIME:

@@ -1,5 +1,6 @@
-"""The durable run's bounds, without the durable SDK: how long it may take, how long its lock lives,
-and how big its result may be.
+"""Every time rule of a run, in one place: the plan's estimate and whether it fits (the hand-off and the dry
+run), whether one more batch fits (plain and durable), the restore's reserve, the lock's TTLs, and the
+durable run's admission (and the size of its result), without the durable SDK.
 """
 
 from __future__ import annotations
@@ -7,13 +8,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 from recycler.model.errors import PreflightError
 from recycler.model.request import MAX_BATCH_SIZE, RecycleRequest
+from recycler.model.runtime import JsonObject
 from recycler.model.settings import RecycleSettings
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
-from recycler.run.selection import Selection, select
+from recycler.run.selection import Selection
 
 # The function's DurableConfig.ExecutionTimeout, which the template also sets here
 # (read by recycler.hosts.environment, passed in as a number).
@@ -46,19 +48,37 @@ def batch_worst_case_seconds(request: RecycleRequest, settings: RecycleSettings)
     )
 
 
-def batch_seconds(request: RecycleRequest, settings: RecycleSettings) -> Callable[[float], float]:
+# The time one more batch needs, given the replacement estimate: the host's rule (RunPolicy.batch_fit).
+BatchFit = Callable[[float, RecycleRequest, RecycleSettings], float]
+
+
+def plain_batch_seconds(estimate: float, request: RecycleRequest, settings: RecycleSettings) -> float:
+    """One more batch must fit: the slowest replacement so far with a margin, wait_time, and the restore."""
+    return estimate + request.wait_time + settings.restore_reserve_seconds
+
+
+def durable_batch_seconds(estimate: float, request: RecycleRequest, settings: RecycleSettings) -> float:
     """What one more batch must find left of the execution: its worst case and the restore.
 
     Lambda ends an execution at its ExecutionTimeout without running any of its
     code, so a batch cut short there would leave the service surged. The
     estimate never makes this smaller: the worst case is what must fit.
     """
+    worst = batch_worst_case_seconds(request, settings)
+    return max(worst, estimate + request.wait_time) + settings.restore_reserve_seconds
 
-    def needed(estimate: float) -> float:
-        worst = batch_worst_case_seconds(request, settings)
-        return max(worst, estimate + request.wait_time) + settings.restore_reserve_seconds
 
-    return needed
+def next_batch_seconds(
+    fit: BatchFit, estimate: float, request: RecycleRequest, settings: RecycleSettings, last_with_alarms: bool
+) -> float:
+    """What the next batch needs; the last must also leave time for the alarm watch that follows it."""
+    needed = fit(estimate, request, settings)
+    return needed + settings.alarm_watch_seconds if last_with_alarms else needed
+
+
+def restore_still_fits(remaining: float | None, settings: RecycleSettings) -> bool:
+    """Whether one more poll still leaves the restore its reserve (no deadline: always)."""
+    return remaining is None or remaining - settings.poll_interval_seconds >= settings.restore_reserve_seconds
 
 
 def estimated_seconds(batches: int, request: RecycleRequest, settings: RecycleSettings) -> float:
@@ -75,6 +95,7 @@ def estimated_seconds(batches: int, request: RecycleRequest, settings: RecycleSe
 
 def check_duration_bound(
     preflight: Preflight,
+    selection: Selection,
     request: RecycleRequest,
     settings: RecycleSettings,
     remaining: float,
@@ -83,24 +104,17 @@ def check_duration_bound(
     """Admit, before anything is changed, a recycle whose estimate fits what is left of the execution.
 
     The estimate admits the plan; before each batch the engine checks that the
-    batch's worst case and the restore still fit (batch_seconds), and otherwise
-    stops, restores and reports incomplete with the event that carries on.
+    batch's worst case and the restore still fit (durable_batch_seconds), and otherwise
+    stops, restores and reports incomplete with the event that carries on. The
+    selection is the run's own (select() runs once per run).
     """
-    selection = select(
-        preflight.running_tasks,
-        preflight.read_at,
-        request.batch_size,
-        request.min_task_age_seconds,
-        request.max_tasks,
-        started_before=request.started_before,
-    )
     tasks, batches = len(selection.chosen), len(selection.batches)
     if not batches:
         return
     estimate = estimated_seconds(batches, request, settings) + alarm_watch_seconds(
         preflight, request, settings, batches
     )
-    first = batch_seconds(request, settings)(0.0) + START_OVERHEAD_SECONDS
+    first = durable_batch_seconds(0.0, request, settings) + START_OVERHEAD_SECONDS
     if estimate <= remaining and first <= remaining:
         return
     longest = max(estimate, first)
@@ -114,6 +128,21 @@ def check_duration_bound(
         f"{remaining:.0f}s left of this execution's ExecutionTimeout ({timeout}s). Nothing was changed: "
         f"{' or '.join(advice)}"
     )
+
+
+def renewed_lock_ttl(settings: RecycleSettings, request: RecycleRequest) -> float:
+    """The lock's TTL for a run without a host deadline (the CLI): it is renewed after each task instead."""
+    return float(settings.replacement_timeout_seconds + request.wait_time + settings.restore_reserve_seconds + 120)
+
+
+def invocation_lock_ttl(remaining: float | None) -> float:
+    """The lock's TTL when the host sets none: it dies shortly after the invocation could."""
+    return (remaining if remaining is not None else 900.0) + 60.0
+
+
+def run_lock_ttl(fixed: float | None, remaining: float | None) -> float:
+    """The lock's TTL at a write: the host's fixed one, else the invocation's."""
+    return fixed if fixed is not None else invocation_lock_ttl(remaining)
 
 
 def lock_ttl_seconds(settings: RecycleSettings, request: RecycleRequest) -> float:
@@ -130,7 +159,7 @@ def lock_ttl_seconds(settings: RecycleSettings, request: RecycleRequest) -> floa
     )
 
 
-def bounded_result(result: dict[str, Any]) -> dict[str, Any]:
+def bounded_result(result: JsonObject) -> JsonObject:
     """The report as the execution's result, shortened if it would not fit GetDurableExecution's 256 KB."""
     if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:
         return result
@@ -163,21 +192,30 @@ def alarm_watch_seconds(preflight: Preflight, request: RecycleRequest, settings:
     return settings.alarm_watch_seconds if batches and preflight.gating_alarms(request) else 0
 
 
+@dataclass(frozen=True)
+class PlanFit:
+    """Whether the plan's estimate fits what the invocation has left (None: no deadline)."""
+
+    fits: bool
+    estimated_seconds: int
+    available_seconds: int | None
+
+
 def plan_fits(
     preflight: Preflight,
     selection: Selection,
     request: RecycleRequest,
     settings: RecycleSettings,
     remaining: float | None,
-) -> dict[str, Any]:
+) -> PlanFit:
     """Whether the plan's estimate fits what this invocation has left after the restore's reserve.
 
     The same rule decides the hand-off and a dry run's time_budget check. No deadline (the CLI) always fits.
     """
     needed = plan_seconds(preflight, selection, request, settings)
     available = None if remaining is None else remaining - settings.restore_reserve_seconds
-    return {
-        "fits": available is None or needed <= available or not selection.batches,
-        "estimated_seconds": round(needed),
-        "available_seconds": None if available is None else round(available),
-    }
+    return PlanFit(
+        fits=available is None or needed <= available or not selection.batches,
+        estimated_seconds=round(needed),
+        available_seconds=None if available is None else round(available),
+    )

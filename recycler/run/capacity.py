@@ -10,26 +10,46 @@ service may still be surged would clamp it at once.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from recycler.aws.gateway import SCALABLE_DIMENSION, ScalableTarget, ServiceReads, retrying
-from recycler.lock.lease import LockHolder, Log
+from recycler.aws.gateway import SCALABLE_DIMENSION, ScalableTarget, retrying
+from recycler.lock.lease import LockHolder
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
 from recycler.model.report import RecycleReport
-from recycler.model.runtime import Clock, Runtime, iso_seconds
+from recycler.model.runtime import JsonObject, iso_seconds
+from recycler.model.states import DESIRED_PENDING, Status
+from recycler.run.context import RunContext
 
 # The suspension flags a surge switches on, as the report names them when it switches them off again.
 _FLAG_WORDS = {"DynamicScalingInSuspended": "scale-in", "ScheduledScalingSuspended": "scheduled scaling"}
 
 
+@dataclass(frozen=True)
+class DesiredRestore:
+    """The desired count a restore goes to, decided once from the lock's phase, and what the report says of it."""
+
+    current: int
+    target: int
+    actions: list[str]
+    external: list[str]
+
+    def to_dict(self) -> JsonObject:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> DesiredRestore:
+        return cls(int(data["current"]), int(data["target"]), list(data["actions"]), list(data["external"]))
+
+
 class Capacity:
-    def __init__(self, reads: ServiceReads, holder: LockHolder, runtime: Runtime, clock: Clock, log: Log) -> None:
-        self.reads = reads
+    def __init__(self, context: RunContext, holder: LockHolder) -> None:
+        self.reads = context.reads
         self.holder = holder
-        self.runtime = runtime
-        self.clock = clock
-        self.log = log
+        self.runtime = context.runtime
+        self.clock = context.clock
+        self.log = context.log
         # The surge's UpdateService returned success (the item may still say "surging" if recording it failed).
         self.surge_landed = False
 
@@ -80,7 +100,7 @@ class Capacity:
         problem: str | None = None
         while problem is None and self.holder.current.phase not in (Phase.TARGET_RESTORED, Phase.RELEASED):
             phase = self.holder.current.phase
-            if phase in Phase.DESIRED_PENDING:
+            if phase in DESIRED_PENDING:
                 problem = self._restore_desired(report, stage)
             elif phase == Phase.DESIRED_RESTORED:
                 problem = self._restore_target(report, stage)
@@ -116,7 +136,8 @@ class Capacity:
         )
         if isinstance(decision, str):
             return decision
-        current, target = int(decision["current"]), int(decision["target"])
+        plan = DesiredRestore.from_dict(decision)
+        current, target = plan.current, plan.target
         if target != current:
             problem = self.holder.record_phase(
                 f"{stage} mark restoring", phase=Phase.RESTORING, restore_from=current, restore_to=target
@@ -129,13 +150,13 @@ class Capacity:
             )
             if isinstance(applied, str):
                 return applied
-        report.restore_actions += decision["actions"]
-        report.external_changes += decision["external"]
+        report.restore_actions += plan.actions
+        report.external_changes += plan.external
         return self.holder.record_phase(
             f"{stage} mark desired restored", phase=Phase.DESIRED_RESTORED, restore_from=None, restore_to=None
         )
 
-    def _plan_desired_restore(self) -> dict[str, Any]:
+    def _plan_desired_restore(self) -> JsonObject:
         """Decide the desired count to go back to, from the recorded phase. Read-only, so safe to repeat.
 
         The decision is taken once (and recorded in the lock as "restoring"
@@ -143,7 +164,7 @@ class Capacity:
         that landed would find the original count and remove a second task.
         """
         current = int(self.reads.describe_service().get("desiredCount", 0))
-        return desired_restore_plan(self.holder.current, current, self.surge_landed)
+        return desired_restore_plan(self.holder.current, current, self.surge_landed).to_dict()
 
     def _set_desired(self, target: int) -> dict[str, Any]:
         """Set an absolute desired count: repeating it is harmless."""
@@ -166,7 +187,7 @@ class Capacity:
         report.restored_target = outcome.get("restored_target") or report.restored_target
         return self.holder.record_phase(f"{stage} mark target restored", phase=Phase.TARGET_RESTORED)
 
-    def _undo_target_changes(self) -> dict[str, Any]:
+    def _undo_target_changes(self) -> JsonObject:
         """Undo what this run changed on the scalable target, and only that (see target_restore_plan).
 
         Running this again after it landed changes nothing.
@@ -191,7 +212,7 @@ class Capacity:
         )
 
 
-def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> dict[str, Any]:
+def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> DesiredRestore:
     """The desired count a restore from this lock's phase goes to, given the service's count now.
 
     The repair and a dry run's plan of it decide alike: the plan shows what the repair will do.
@@ -213,7 +234,7 @@ def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = Fa
             "refusing to apply it. Check the service by hand, then delete the lock item"
         )
     actions = [f"desiredCount {current} -> {target}"] if target != current else []
-    return {"current": current, "target": target, "actions": actions, "external": external}
+    return DesiredRestore(current, target, actions, external)
 
 
 def target_restore_plan(s: Snapshot, target: ScalableTarget | None) -> dict[str, Any]:
@@ -264,4 +285,4 @@ def _add_error(report: RecycleReport, message: str) -> None:
     """A restore problem joins whatever stopped the run; the run is failed either way."""
     report.error = f"{report.error}; {message}" if report.error else message
     report.error_type = report.error_type or RestoreFailed.__name__
-    report.status = "failed"
+    report.status = Status.FAILED

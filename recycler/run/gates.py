@@ -22,13 +22,15 @@ ends as ``failed`` (an alarm, named with its StateReason) or ``cancelled``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from recycler.aws.gateway import ServiceReads
 from recycler.model.errors import AlarmTriggered, PreflightError, RecycleCancelled, clip
 from recycler.model.runtime import iso_seconds
+from recycler.run.context import RunContext
 
 CANCEL_TAG_KEY = "ecs-task-recycle:cancel"
 # ECS tag values allow letters, digits, spaces and + - = . _ : / @ only.
@@ -93,21 +95,30 @@ def cancel_tag(service: dict[str, Any]) -> CancelRequest | None:
     return CancelRequest.from_tag_value(value) if value is not None else None
 
 
+@dataclass(frozen=True)
+class StopReason:
+    """Why a run stops gracefully (an operator's cancel, or an alarm), as a step or a wait's state carries it."""
+
+    kind: Literal["cancel", "alarm"]
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str]) -> StopReason:
+        kind = data["kind"]
+        return cls("cancel" if kind == "cancel" else "alarm", data["detail"])
+
+
 class Gates:
     """The checks a run makes before each batch and on each poll. Each returns the reason to stop, or None."""
 
-    def __init__(
-        self,
-        reads: ServiceReads,
-        alarm_names: tuple[str, ...],
-        run_started: float,
-        owner: str,
-        tag_at_start: str | None = None,
-    ) -> None:
-        self.reads = reads
+    def __init__(self, context: RunContext, alarm_names: tuple[str, ...], tag_at_start: str | None = None) -> None:
+        self.reads = context.reads
         self.alarm_names = alarm_names
-        self.run_started = run_started
-        self.owner = owner
+        self.run_started = context.started
+        self.owner = context.owner_id
         # The cancel tag's value when the run read the service before taking its lock (None: no tag).
         self.tag_at_start = tag_at_start
 
@@ -117,20 +128,20 @@ class Gates:
         if problems:
             raise PreflightError(problems[0])
 
-    def stop_reason(self, service: dict[str, Any]) -> dict[str, str] | None:
-        """A cancel on the service (read with its tags), else an alarm in ALARM, else None. JSON for checkpoints."""
+    def stop_reason(self, service: dict[str, Any]) -> StopReason | None:
+        """A cancel on the service (read with its tags), else an alarm in ALARM, else None."""
         cancel = cancel_tag(service)
         if cancel is not None and self._cancels_this_run(cancel, _cancel_value(service)):
-            return {"kind": "cancel", "detail": cancel.describe()}
+            return StopReason("cancel", cancel.describe())
         if self.alarm_names:
             states = self.reads.alarm_states(self.alarm_names)
             firing = self._firing(states)
             if firing is not None:
-                return {"kind": "alarm", "detail": f"alarm {firing['alarm']!r} went into ALARM: {firing['reason']}"}
+                return StopReason("alarm", f"alarm {firing['alarm']!r} went into ALARM: {firing['reason']}")
             # Deleted since the pre-flight: a gate that can no longer fire must stop the run, not switch off.
             gone = next((name for name in self.alarm_names if name not in states), None)
             if gone is not None:
-                return {"kind": "alarm", "detail": f"alarm {gone!r} no longer exists"}
+                return StopReason("alarm", f"alarm {gone!r} no longer exists")
         return None
 
     def _cancels_this_run(self, cancel: CancelRequest, value: str | None) -> bool:
@@ -169,11 +180,11 @@ def alarm_problems(reads: ServiceReads, names: tuple[str, ...]) -> list[str]:
     ]
 
 
-def stop_error(reason: dict[str, str]) -> Exception:
+def stop_error(reason: StopReason) -> Exception:
     """The exception that ends a run for this reason, after the restore."""
-    if reason["kind"] == "cancel":
-        return RecycleCancelled(f"cancelled ({reason['detail']}); no further task was stopped")
-    return AlarmTriggered(f"{reason['detail']}; no further task was stopped")
+    if reason.kind == "cancel":
+        return RecycleCancelled(f"cancelled ({reason.detail}); no further task was stopped")
+    return AlarmTriggered(f"{reason.detail}; no further task was stopped")
 
 
 def service_alarm_names(service: dict[str, Any]) -> tuple[str, ...]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from recycler.model.request import RecycleRequest
+from recycler.model.runtime import JsonObject
 from recycler.model.settings import RecycleSettings
 from recycler.run.budget import plan_seconds
+from recycler.run.ports import HandOffDecision
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
 from recycler.run.selection import Selection
 
@@ -16,21 +17,21 @@ from recycler.run.selection import Selection
 class Plan:
     """What a dry run says the run would do: first the repair a crashed run left owed, then the recycle."""
 
-    stale_lock_to_repair: dict[str, Any] | None
+    stale_lock_to_repair: JsonObject | None
     tasks_to_stop: tuple[str, ...]
     batches: int
     batch_size: int
-    left_alone: dict[str, Any]
-    surge: dict[str, Any] | None
+    left_alone: JsonObject
+    surge: JsonObject | None
     lock_table: str | None
     # The CloudWatch alarms that would gate the run (checked just before it starts).
     alarms: tuple[str, ...]
     # Whether a plain invocation would hand the run to the durable function, and why.
-    hand_off: dict[str, Any] | None
+    hand_off: JsonObject | None
     estimated_seconds: int
     estimate_basis: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             **{name: getattr(self, name) for name in self.__dataclass_fields__},
             "tasks_to_stop": list(self.tasks_to_stop),
@@ -43,8 +44,8 @@ def make_plan(
     settings: RecycleSettings,
     selection: Selection,
     lock_table: str | None,
-    hand_off: dict[str, Any] | None,
-    repair: dict[str, Any] | None = None,
+    hand_off: HandOffDecision | None,
+    repair: JsonObject | None = None,
 ) -> Plan:
     """``preflight`` as the service will be once ``repair`` (recycler.run.rehearsal) has been made."""
     batches = len(selection.batches)
@@ -73,7 +74,7 @@ def make_plan(
         surge=surge,
         lock_table=lock_table,
         alarms=preflight.gating_alarms(request),
-        hand_off=hand_off,
+        hand_off=hand_off.to_dict() if hand_off else None,
         estimated_seconds=round(plan_seconds(preflight, selection, request, settings)),
         estimate_basis=f"{start:.0f}s per batch of replacements (the fastest start among the service's tasks), "
         f"a poll, and wait_time; {batches} batches of up to {request.batch_size}",

@@ -1,10 +1,15 @@
-"""What a run asks of the host it runs in, as protocols: the run calls them, a host (recycler.hosts) implements
-them, so the run never imports a host."""
+"""What a run asks of the host it runs in: the host's policy and its hand-off, as a record and a protocol. The run
+calls them, a host (recycler.hosts) fills them in, so the run never imports a host."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
+from recycler.model.runtime import JsonObject
+from recycler.run.budget import BatchFit, PlanFit, plain_batch_seconds
 from recycler.run.preflight import Preflight
 from recycler.run.selection import Selection
 
@@ -12,14 +17,32 @@ from recycler.run.selection import Selection
 HANDOFF_ENV = "DURABLE_FUNCTION_ALIAS_ARN"
 
 
+@dataclass(frozen=True)
+class HandOffDecision:
+    """Whether the run goes to the durable function, and why: a step's result, and the dry-run plan's hand_off."""
+
+    would_hand_off: bool
+    estimated_seconds: int
+    available_seconds: int | None
+    durable_alias: str
+    execution_name: str
+
+    def to_dict(self) -> JsonObject:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> HandOffDecision:
+        return cls(**data)
+
+
 class HandOffPort(Protocol):
     """The plain function's hand-off of a plan too long for one invocation to the durable function."""
 
-    def decide(self, preflight: Preflight, selection: Selection) -> dict[str, Any]:
-        """Whether the plan fits this invocation; JSON, for the dry-run plan and the step."""
+    def decide(self, fit: PlanFit) -> HandOffDecision:
+        """Whether to hand off, given whether the plan fits this invocation (recycler.run.budget.plan_fits)."""
         ...
 
-    def start(self, run_started_at: float) -> dict[str, Any]:
+    def start(self, run_started_at: float) -> JsonObject:
         """Start the durable execution; the report's handed_off."""
         ...
 
@@ -27,6 +50,25 @@ class HandOffPort(Protocol):
         """Whether a lock's owner is the durable execution this invocation starts."""
         ...
 
-    def following(self, already_started: bool) -> dict[str, Any]:
+    def following(self, already_started: bool) -> JsonObject:
         """The report's handed_off for an execution already started."""
         ...
+
+
+# The host's own admission rule, given the pre-flight and the run's selection before anything is changed
+# (the durable run bounds its worst-case duration here). Raises PreflightError to refuse.
+Admission = Callable[[Preflight, Selection], None]
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """What differs per host: its time rules, what the operator can do when its time runs out, its hand-off."""
+
+    # How long the lock outlives its last renewal. None: the runtime's budget (budget.invocation_lock_ttl).
+    lock_ttl_seconds: float | None = None
+    # The time one more batch needs, given the replacement estimate (the durable host counts the worst case).
+    batch_fit: BatchFit = plain_batch_seconds
+    admission: Admission | None = None
+    out_of_time_hint: str = "use the long-running (durable) function, which has no 15-minute limit"
+    # Set by the plain handler when the template gave it the durable alias.
+    hand_off: HandOffPort | None = None

@@ -13,9 +13,9 @@ from recycler.lock.store import DynamoLockStore, holder_facts, lock_key
 from recycler.model import errors
 from recycler.model.errors import ConfigError, LockCorrupt, LockHeld, PreflightError, RecycleError
 from recycler.model.request import RecycleRequest
-from recycler.model.runtime import Clock, iso_seconds
+from recycler.model.runtime import Clock, JsonObject, iso_seconds
 from recycler.run.gates import CANCEL_TAG_KEY, service_alarm_names
-from recycler.run.selection import TaskInfo, oldest_first
+from recycler.run.selection import Selection, TaskInfo, oldest_first, select
 
 # Older versions kept the lock in this service tag. It is never read as a lock now, only reported.
 LEGACY_LOCK_TAG_KEY = "ecs-task-recycle:lock"
@@ -57,6 +57,17 @@ class Preflight:
     # The quickest any running task went from created to started: the first poll after a stop waits this long.
     fastest_start_seconds: float | None = None
 
+    def select(self, request: RecycleRequest) -> Selection:
+        """The tasks this run recycles, in batches, and those it leaves alone: made once per run."""
+        return select(
+            self.running_tasks,
+            self.read_at,
+            request.batch_size,
+            request.min_task_age_seconds,
+            request.max_tasks,
+            started_before=request.started_before,
+        )
+
     def gating_alarms(self, request: RecycleRequest) -> tuple[str, ...]:
         """The event's alarms and, unless use_service_alarms is false, the service's own deployment alarms."""
         names = request.alarm_names + (self.service_alarm_names if request.use_service_alarms else ())
@@ -97,7 +108,7 @@ class Preflight:
             surge_size=surge_size,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             **{name: getattr(self, name) for name in self.__dataclass_fields__},
             # Compact: a 5,000-task pre-flight must fit a 256 KB checkpoint.
@@ -110,7 +121,7 @@ class Preflight:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preflight:
+    def from_dict(cls, data: JsonObject) -> Preflight:
         target, lock = data.get("scalable_target"), data.get("lock")
         return cls(
             **{
@@ -125,37 +136,79 @@ class Preflight:
         )
 
 
-def preflight_step(reads: ServiceReads, store: DynamoLockStore | None, clock: Clock) -> dict[str, Any]:
-    """The pre-flight as one step's JSON: the Preflight, or its refusal with what the service showed.
+@dataclass(frozen=True)
+class Refusal:
+    """A pre-flight that refused the service after finding it: the error, and what the service showed."""
+
+    error: str
+    field: str | None
+    problem: str
+    service_arn: str
+    desired_count: int
+    running_count: int
+    # The lock's holder, when another run's lock refused this one.
+    lock_holder: JsonObject | None = None
+
+    def to_dict(self) -> JsonObject:
+        found = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "lock_holder"}
+        return {**found, "lock_holder": self.lock_holder} if self.lock_holder else found
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> Refusal:
+        return cls(**data)
+
+    def exception(self) -> RecycleError:
+        """The error this refusal stands for."""
+        if self.error == ConfigError.__name__:
+            return ConfigError(str(self.field), self.problem)
+        return errors.rebuilt(self.error, self.problem, PreflightError) or PreflightError(self.problem)
+
+
+@dataclass(frozen=True)
+class PreflightOutcome:
+    """The pre-flight as one step's result: the Preflight, or its refusal (JSON: one key, preflight or refused)."""
+
+    preflight: Preflight | None = None
+    refused: Refusal | None = None
+
+    def to_dict(self) -> JsonObject:
+        if self.refused is not None:
+            return {"refused": self.refused.to_dict()}
+        assert self.preflight is not None
+        return {"preflight": self.preflight.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> PreflightOutcome:
+        if "refused" in data:
+            return cls(refused=Refusal.from_dict(data["refused"]))
+        return cls(preflight=Preflight.from_dict(data["preflight"]))
+
+
+def preflight_step(reads: ServiceReads, store: DynamoLockStore | None, clock: Clock) -> JsonObject:
+    """The pre-flight as one step's JSON (PreflightOutcome): the Preflight, or its refusal with what the service
+    showed.
 
     A refusal after the service was found still knows its task count; the report gives it (a durable
     replay rebuilds the refusal from this result, so the count is there on every path).
     """
-    seen: dict[str, Any] = {}
+    seen: JsonObject = {}
     try:
-        return {"preflight": read_preflight(reads, store, clock, seen).to_dict()}
+        return PreflightOutcome(preflight=read_preflight(reads, store, clock, seen)).to_dict()
     except (PreflightError, ConfigError) as e:
         if not seen:
             raise
         field = e.field if isinstance(e, ConfigError) else None
         problem = e.problem if isinstance(e, ConfigError) else str(e)
-        holder = {"lock_holder": e.holder} if isinstance(e, LockHeld) and e.holder else {}
-        return {"refused": {"error": type(e).__name__, "field": field, "problem": problem, **seen, **holder}}
-
-
-def refusal(refused: dict[str, Any]) -> RecycleError:
-    """The error a pre-flight step's refusal stands for."""
-    if refused["error"] == ConfigError.__name__:
-        return ConfigError(str(refused["field"]), str(refused["problem"]))
-    problem = refused["problem"]
-    return errors.rebuilt(str(refused["error"]), problem, PreflightError) or PreflightError(problem)
+        holder = e.holder if isinstance(e, LockHeld) and e.holder else None
+        refused = Refusal(type(e).__name__, field, problem, lock_holder=holder, **seen)
+        return PreflightOutcome(refused=refused).to_dict()
 
 
 def read_preflight(
     reads: ServiceReads,
     store: DynamoLockStore | None,
     clock: Clock,
-    seen: dict[str, Any] | None = None,
+    seen: JsonObject | None = None,
     would_refuse: list[dict[str, str]] | None = None,
 ) -> Preflight:
     """Read everything the run needs, change nothing; refuse a service the run may not touch.
@@ -198,6 +251,13 @@ def read_preflight(
     service = reads.describe_service(include_tags=True)
     for check, error in untouchable(request, service):
         refuse(check, error)
+    return _preflight_of(reads, service, key, lock, clock)
+
+
+def _preflight_of(
+    reads: ServiceReads, service: dict[str, Any], key: str, lock: LockRecord | None, clock: Clock
+) -> Preflight:
+    """The service as read (with its tags), its tasks and the lock: what the run knows before it changes anything."""
     tasks = reads.describe_tasks(reads.list_task_arns())
     running = oldest_first(
         [

@@ -11,24 +11,21 @@ as that repair leaves it: its original desired count, not the surged one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
-from recycler.aws.gateway import ScalableTarget, ServiceReads
+from recycler.aws.gateway import ScalableTarget
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
-from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
-from recycler.model.request import RecycleRequest
-from recycler.model.runtime import Clock, iso_seconds
-from recycler.model.settings import RecycleSettings
-from recycler.run.budget import plan_fits
+from recycler.model.runtime import JsonObject, iso_seconds
+from recycler.model.states import DESIRED_PENDING
+from recycler.run.budget import PlanFit, plan_fits
 from recycler.run.capacity import desired_restore_plan, target_restore_plan
+from recycler.run.context import RunContext
 from recycler.run.gates import alarm_problems
 from recycler.run.plan import make_plan
-from recycler.run.ports import HANDOFF_ENV, HandOffPort
+from recycler.run.ports import HANDOFF_ENV, HandOffDecision, RunPolicy
 from recycler.run.preflight import Preflight, legacy_tag_note, read_preflight
-from recycler.run.selection import Selection, select
+from recycler.run.selection import Selection
 
 NO_LOCK_TABLE = (
     f"{LOCK_TABLE_ENV}: no lock table is configured, and a recycle needs one. Deploy cloudformation.yaml (it "
@@ -42,19 +39,19 @@ def problem(check: str, text: str) -> dict[str, str]:
     return {"check": check, "problem": text}
 
 
-@dataclass
 class Rehearsal:
-    reads: ServiceReads
-    store: DynamoLockStore | None
-    clock: Clock
-    settings: RecycleSettings
-    request: RecycleRequest
-    remaining_seconds: Callable[[], float | None]
-    hand_off: HandOffPort | None = None
-    # The host's admission (the durable run's ExecutionTimeout bound): raises PreflightError to refuse.
-    admission: Callable[[Preflight], None] | None = None
+    def __init__(self, context: RunContext, policy: RunPolicy) -> None:
+        self.reads = context.reads
+        self.store = context.lock_store
+        self.clock = context.clock
+        self.settings = context.settings
+        self.request = context.request
+        self.remaining_seconds = context.runtime.remaining_seconds
+        self.hand_off = policy.hand_off
+        # The host's admission (the durable run's ExecutionTimeout bound): raises PreflightError to refuse.
+        self.admission = policy.admission
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> JsonObject:
         """The dry run's findings, as JSON (it runs as one step): the plan, would_refuse, and the report's facts."""
         request = self.request
         would_refuse = [problem("lock_table", NO_LOCK_TABLE)] if self.store is None else []
@@ -75,16 +72,10 @@ class Rehearsal:
                 would_refuse.append(problem("lock", str(e)))
         # The real run checks them after the repair: undoing a crash is safe whatever the alarms say.
         would_refuse += [problem("alarms", p) for p in alarm_problems(self.reads, preflight.gating_alarms(request))]
-        selection = select(
-            preflight.running_tasks,
-            preflight.read_at,
-            request.batch_size,
-            request.min_task_age_seconds,
-            request.max_tasks,
-            started_before=request.started_before,
-        )
-        hand_off = self.hand_off.decide(preflight, selection) if self.hand_off else None
-        would_refuse += self._time_budget(preflight, selection, hand_off)
+        selection = preflight.select(request)
+        fit = plan_fits(preflight, selection, request, self.settings, self.remaining_seconds())
+        hand_off = self.hand_off.decide(fit) if self.hand_off else None
+        would_refuse += self._time_budget(preflight, selection, fit, hand_off)
         table = self.store.table_name if self.store else None
         plan = make_plan(preflight, request, self.settings, selection, table, hand_off, repair)
         return {
@@ -99,7 +90,7 @@ class Rehearsal:
             "notes": [legacy_tag_note()] if preflight.legacy_lock_tag else [],
         }
 
-    def _repair(self, found: Preflight, stale: LockRecord) -> tuple[dict[str, Any], Preflight]:
+    def _repair(self, found: Preflight, stale: LockRecord) -> tuple[JsonObject, Preflight]:
         """What the run's repair of a crashed run will do first, and the service as the repair leaves it.
 
         Raises LockCorrupt where the repair would refuse the item.
@@ -110,14 +101,14 @@ class Rehearsal:
         actions: list[str] = []
         external: list[str] = []
         desired_change = target_change = None
-        if stale.phase in Phase.DESIRED_PENDING:
+        if stale.phase in DESIRED_PENDING:
             decision = desired_restore_plan(stale, desired)
-            actions += decision["actions"]
-            external += decision["external"]
-            if int(decision["target"]) != desired:
-                desired_change = f"{desired} -> {decision['target']}"
-            desired = int(decision["target"])
-        if stale.phase in (*Phase.DESIRED_PENDING, Phase.DESIRED_RESTORED):
+            actions += decision.actions
+            external += decision.external
+            if decision.target != desired:
+                desired_change = f"{desired} -> {decision.target}"
+            desired = decision.target
+        if stale.phase in (*DESIRED_PENDING, Phase.DESIRED_RESTORED):
             outcome = target_restore_plan(snapshot, target)
             actions += outcome["actions"]
             external += outcome["external"]
@@ -146,19 +137,18 @@ class Rehearsal:
         return repair, replace(found, desired_count=desired, scalable_target=target)
 
     def _time_budget(
-        self, preflight: Preflight, selection: Selection, hand_off: dict[str, Any] | None
+        self, preflight: Preflight, selection: Selection, fit: PlanFit, hand_off: HandOffDecision | None
     ) -> list[dict[str, str]]:
         """The host's admission, else: a plan this invocation cannot finish, with no hand-off to take it."""
         if self.admission is not None:
             try:
-                self.admission(preflight)
+                self.admission(preflight, selection)
             except PreflightError as e:
                 return [problem("time_budget", str(e))]
             return []
-        if hand_off is not None and hand_off["would_hand_off"]:
+        if hand_off is not None and hand_off.would_hand_off:
             return []
-        fits = plan_fits(preflight, selection, self.request, self.settings, self.remaining_seconds())
-        if fits["fits"]:
+        if fit.fits:
             return []
         why = (
             "the event's hand_off is false"
@@ -168,7 +158,7 @@ class Rehearsal:
         return [
             problem(
                 "time_budget",
-                f"the plan takes about {fits['estimated_seconds']}s, more than the {fits['available_seconds']}s "
+                f"the plan takes about {fit.estimated_seconds}s, more than the {fit.available_seconds}s "
                 f"this invocation has for it (its remaining time less restore_reserve_seconds), and {why}: the run "
                 "would stop when the time runs out, restore, and report incomplete. Use the durable function, or "
                 "recycle fewer tasks at once (max_tasks) or more per batch (batch_size)",

@@ -11,14 +11,14 @@ desired). Replacements that stop before serving are counted as failed starts.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from recycler.aws.gateway import ServiceReads
-from recycler.lock.lease import Log
 from recycler.model.errors import PlacementFailed, ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
-from recycler.model.runtime import Clock, Runtime
-from recycler.model.settings import RecycleSettings
-from recycler.run.gates import Gates
+from recycler.model.runtime import JsonObject
+from recycler.run.budget import restore_still_fits
+from recycler.run.context import RunContext
+from recycler.run.gates import Gates, StopReason
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, TargetGroup, epoch
 
 STOP_REASON = "Stopped by ecs-task-recycle (one-at-a-time restart)"
@@ -28,24 +28,48 @@ PLACEMENT_FAILURE = "was unable to place a task"
 ESTIMATE_SAFETY_FACTOR = 1.5
 
 
+@dataclass
+class WatchState:
+    """A replacement wait's state between polls (a durable checkpoint holds it as JSON), and, once done, what
+    served: ``new_task_arns`` in the order they were first seen serving, ``seconds`` after ``since`` they all
+    served with the service stable, and ``started_seconds``, when ECS started the first of them."""
+
+    since: float
+    count: int
+    done: bool = False
+    failures: int = 0
+    failed_arns: list[str] = field(default_factory=list)
+    # When each new task was first seen serving, in seconds after since.
+    serving: dict[str, float] = field(default_factory=dict)
+    new_seen: int = 0
+    last_new_at: float = 0.0
+    candidate: str | None = None
+    stop: StopReason | None = None
+    # The replacements, once all are known and none is stopping (describing them is then enough).
+    tracked: list[str] = field(default_factory=list)
+    failed_count_seen: int | None = None
+    new_task_arns: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    started_seconds: float | None = None
+
+    def to_dict(self) -> JsonObject:
+        return {**asdict(self), "stop": None if self.stop is None else self.stop.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> WatchState:
+        stop = data.get("stop")
+        return cls(**{**data, "stop": None if stop is None else StopReason.from_dict(stop)})
+
+
 class ReplacementWatch:
-    def __init__(
-        self,
-        reads: ServiceReads,
-        runtime: Runtime,
-        clock: Clock,
-        settings: RecycleSettings,
-        preflight: Preflight,
-        log: Log,
-        gates: Gates | None = None,
-    ) -> None:
-        self.reads = reads
+    def __init__(self, context: RunContext, preflight: Preflight, gates: Gates | None = None) -> None:
+        self.reads = context.reads
         # Alarms and cancel, noted on every poll; the batch loop stops once the replacements in flight serve.
         self.gates = gates
-        self.runtime = runtime
-        self.clock = clock
-        self.settings = settings
-        self.log = log
+        self.runtime = context.runtime
+        self.clock = context.clock
+        self.settings = context.settings
+        self.log = context.log
         self.health_checked = preflight.health_checked
         self.target_groups = preflight.target_groups
         # Every task the service had, and each replacement as it serves: none of them is a new one.
@@ -54,15 +78,15 @@ class ReplacementWatch:
         # The fastest the service's tasks have started: when the first poll after a stop is worth making.
         self.min_start_seconds: float | None = preflight.fastest_start_seconds
 
-    def served(self, replacements: dict[str, Any]) -> None:
+    def served(self, replacements: WatchState) -> None:
         """Replacements serve: they are known from now on, and how long they took sets the next estimates.
 
         The budget's estimate learns from ``seconds`` (until they served, as polled); the first
         poll's timing from ``started_seconds``, when ECS started them (a poll can only overshoot that).
         """
-        self.known_arns.update(replacements["new_task_arns"])
-        self.start_seconds_seen.append(replacements["seconds"])
-        started = replacements.get("started_seconds") or replacements["seconds"]
+        self.known_arns.update(replacements.new_task_arns)
+        self.start_seconds_seen.append(replacements.seconds)
+        started = replacements.started_seconds or replacements.seconds
         fastest = self.min_start_seconds
         self.min_start_seconds = started if fastest is None else min(fastest, started)
 
@@ -72,140 +96,123 @@ class ReplacementWatch:
             return INITIAL_REPLACEMENT_ESTIMATE_SECONDS
         return max(self.start_seconds_seen) * ESTIMATE_SAFETY_FACTOR
 
-    def wait(self, name: str, since: float, count: int = 1) -> dict[str, Any]:
-        """Wait until `count` tasks this service did not have before are up and serving.
-
-        Returns ``new_task_arns`` (in the order they were first seen serving) and
-        ``seconds``: how long after ``since`` they all served, with the service
-        stable again (the tasks they replace drained).
-        """
+    def wait(self, name: str, since: float, count: int = 1) -> WatchState:
+        """Wait until `count` tasks this service did not have before are up and serving (the tasks they
+        replace drained): the state once done says which, and how long they took."""
         poll = self.settings.poll_interval_seconds
         # Replacements have taken at least this long so far; polling earlier only costs API calls.
         if self.min_start_seconds is not None and self.min_start_seconds > 2 * poll:
             self.runtime.sleep(f"{name} head start", int(self.min_start_seconds))
-        initial = {
-            "done": False,
-            "since": since,
-            "count": count,
-            "failures": 0,
-            "failed_arns": [],
-            "serving": {},
-            "new_seen": 0,
-            "last_new_at": 0.0,
-            "candidate": None,
-            "stop": None,
-        }
-        return self.runtime.wait_until(name, lambda state: self._check_new_tasks(state), initial, poll)
+        initial = WatchState(since=since, count=count)
+        check = self._check_new_tasks
+        # The runtime keeps the state as JSON between polls (a durable replay rebuilds it from that).
+        done = self.runtime.wait_until(
+            name, lambda state: check(WatchState.from_dict(state)).to_dict(), initial.to_dict(), poll
+        )
+        return WatchState.from_dict(done)
 
-    def _check_new_tasks(self, state: dict[str, Any]) -> dict[str, Any]:
-        state = dict(state)
-        now = self.clock.now()
-        elapsed = now - state["since"]
+    def _check_new_tasks(self, state: WatchState) -> WatchState:
+        elapsed = self.clock.now() - state.since
         service = self.reads.describe_service(include_tags=True)
-        if self.gates is not None and state["stop"] is None:
-            state["stop"] = self.gates.stop_reason(service)
+        if self.gates is not None and state.stop is None:
+            state.stop = self.gates.stop_reason(service)
         # Once the replacements are all known and none is stopping, describing them is enough: ListTasks
         # (a page per 100 tasks) is only needed while one may still appear, or replace one that failed.
-        tracked = state.get("tracked") or []
-        listed = tracked if len(tracked) >= state["count"] else self.reads.list_task_arns()
+        tracked = state.tracked
+        listed = tracked if len(tracked) >= state.count else self.reads.list_task_arns()
         new_arns = [a for a in listed if a not in self.known_arns]
         new_tasks = self.reads.describe_tasks(new_arns) if new_arns else []
         staying = [t["taskArn"] for t in new_tasks if t.get("desiredStatus") == "RUNNING"]
-        state["tracked"] = staying if len(staying) == len(new_tasks) >= state["count"] else []
+        state.tracked = staying if len(staying) == len(new_tasks) >= state.count else []
         self._count_failures(service, new_tasks, state)
-        failed = set(state["failed_arns"])
+        failed = set(state.failed_arns)
         serving = {t["taskArn"] for t in new_tasks if t["taskArn"] not in failed and self._is_serving(t)}
         # When each was first seen serving (one that stopped serving meanwhile no longer counts).
-        state["serving"] = {arn: state["serving"].get(arn, elapsed) for arn in serving}
-        if len(serving) >= state["count"] and self._is_stable(service):
-            order = sorted(state["serving"], key=lambda arn: (state["serving"][arn], arn))[: state["count"]]
-            started = [epoch(t.get("startedAt")) - state["since"] for t in new_tasks if t["taskArn"] in order]
-            started_seconds = min((s for s in started if s > 0), default=None)
-            return {
-                **state,
-                "done": True,
-                "new_task_arns": order,
-                "seconds": elapsed,
-                "started_seconds": started_seconds,
-            }
-        if len(new_arns) > state["new_seen"]:
-            state["new_seen"], state["last_new_at"] = len(new_arns), elapsed
+        state.serving = {arn: state.serving.get(arn, elapsed) for arn in serving}
+        if len(serving) >= state.count and self._is_stable(service):
+            order = sorted(state.serving, key=lambda arn: (state.serving[arn], arn))[: state.count]
+            started = [epoch(t.get("startedAt")) - state.since for t in new_tasks if t["taskArn"] in order]
+            state.started_seconds = min((s for s in started if s > 0), default=None)
+            state.done, state.new_task_arns, state.seconds = True, order, elapsed
+            return state
+        if len(new_arns) > state.new_seen:
+            state.new_seen, state.last_new_at = len(new_arns), elapsed
         pending = [t for t in new_tasks if t["taskArn"] not in serving and t["taskArn"] not in failed]
-        state["candidate"] = f"{pending[0]['taskArn']} ({pending[0].get('lastStatus')})" if pending else None
+        state.candidate = f"{pending[0]['taskArn']} ({pending[0].get('lastStatus')})" if pending else None
         self._check_placement(service, state, elapsed)
+        self._check_timeout(state, len(serving), elapsed)
+        return state
+
+    def _check_timeout(self, state: WatchState, serving: int, elapsed: float) -> None:
+        """Too long without every replacement serving, or too little time left for the restore: give up."""
         if elapsed >= self.settings.replacement_timeout_seconds:
-            limit, candidate = self.settings.replacement_timeout_seconds, state["candidate"] or "none started"
+            limit, candidate = self.settings.replacement_timeout_seconds, state.candidate or "none started"
             message = (
-                f"{len(serving)} of {state['count']} replacements healthy within {limit}s (waiting for: {candidate})"
-                if state["count"] > 1
+                f"{serving} of {state.count} replacements healthy within {limit}s (waiting for: {candidate})"
+                if state.count > 1
                 else f"no healthy replacement within {limit}s (candidate: {candidate})"
             )
-            if state["stop"] is not None:
-                message += f"; meanwhile {state['stop']['detail']}"
+            if state.stop is not None:
+                message += f"; meanwhile {state.stop.detail}"
             raise ReplacementTimeout(message)
-        remaining = self.runtime.remaining_seconds()
-        if (
-            remaining is not None
-            and remaining - self.settings.poll_interval_seconds < self.settings.restore_reserve_seconds
-        ):
+        if not restore_still_fits(self.runtime.remaining_seconds(), self.settings):
             raise TimeBudgetExhausted(
                 "the time budget ran out while waiting for a replacement; stopping here so the restore still fits"
             )
-        return state
 
-    def _count_failures(self, service: dict[str, Any], new_tasks: list[dict[str, Any]], state: dict[str, Any]) -> None:
+    def _count_failures(self, service: dict[str, Any], new_tasks: list[dict[str, Any]], state: WatchState) -> None:
         """Replacements that stopped before serving (TaskFailedToStart and the like): give up after too many."""
         failed = [t for t in new_tasks if _failed_replacement(t)]
         failed += [
             t
             for t in self._newly_failed(service, state)
             # A failed task without createdAt counts as this wait's: better than missing a failure.
-            if _failed_replacement(t) and epoch(t.get("createdAt"), missing=float("inf")) >= state["since"] - 1
+            if _failed_replacement(t) and epoch(t.get("createdAt"), missing=float("inf")) >= state.since - 1
         ]
         for task in failed:
-            if task["taskArn"] in state["failed_arns"]:
+            if task["taskArn"] in state.failed_arns:
                 continue
-            state["failed_arns"] = [*state["failed_arns"], task["taskArn"]]
-            state["failures"] += 1
+            state.failed_arns = [*state.failed_arns, task["taskArn"]]
+            state.failures += 1
             reason = task.get("stoppedReason") or task.get("stopCode") or "no reason given"
             self.log(
                 logging.WARNING,
                 f"Replacement task failed to start: {reason}",
                 task_arn=task["taskArn"],
-                failures=state["failures"],
+                failures=state.failures,
             )
-            if state["failures"] >= self.settings.max_failed_replacements:
+            if state.failures >= self.settings.max_failed_replacements:
                 raise ReplacementFailed(
-                    f"{state['failures']} replacement tasks stopped before becoming healthy; "
+                    f"{state.failures} replacement tasks stopped before becoming healthy; "
                     f"{ReplacementFailed.REASON}{reason}"
                 )
 
-    def _check_placement(self, service: dict[str, Any], state: dict[str, Any], elapsed: float) -> None:
+    def _check_placement(self, service: dict[str, Any], state: WatchState, elapsed: float) -> None:
         """ECS keeps saying it cannot place a task, and no new task has appeared for placement_timeout_seconds."""
-        since = state["since"]
+        since = state.since
         unplaced = [
             e
             for e in service.get("events", [])
             if PLACEMENT_FAILURE in str(e.get("message", "")) and epoch(e.get("createdAt")) >= since - 1
         ]
-        stalled = elapsed - state["last_new_at"]
+        stalled = elapsed - state.last_new_at
         if unplaced and stalled >= self.settings.placement_timeout_seconds:
             raise PlacementFailed(
                 f"ECS could not place a task for {stalled:.0f}s (placement_timeout_seconds "
                 f"{self.settings.placement_timeout_seconds}): {unplaced[0].get('message')}"
             )
 
-    def _newly_failed(self, service: dict[str, Any], state: dict[str, Any]) -> list[dict[str, Any]]:
+    def _newly_failed(self, service: dict[str, Any], state: WatchState) -> list[dict[str, Any]]:
         """Failed starts that vanished between two polls: the deployment's failedTasks counter moved."""
         failed_count = sum(int(d.get("failedTasks", 0)) for d in service.get("deployments", []))
-        previous = state.get("failed_count_seen")
-        state["failed_count_seen"] = failed_count
+        previous = state.failed_count_seen
+        state.failed_count_seen = failed_count
         if previous is None or failed_count <= previous:
             return []
         stopped = [
             a
             for a in self.reads.list_task_arns(desired_status="STOPPED")
-            if a not in self.known_arns and a not in state["failed_arns"]
+            if a not in self.known_arns and a not in state.failed_arns
         ]
         return self.reads.describe_tasks(stopped) if stopped else []
 

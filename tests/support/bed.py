@@ -16,9 +16,11 @@ from recycler.lock.record import LockRecord
 from recycler.lock.store import DynamoLockStore
 from recycler.model.report import RecycleReport
 from recycler.model.request import parse_event
-from recycler.model.runtime import LocalRuntime
+from recycler.model.runtime import TOOL_NAME, LocalRuntime
 from recycler.model.settings import RecycleSettings
+from recycler.run.context import AwsClients, EngineSetup
 from recycler.run.engine import Recycler
+from recycler.run.ports import RunPolicy
 
 from .invariants import Invariants
 from .names import CLUSTER, SERVICE
@@ -119,25 +121,17 @@ class Bed(Invariants):
         timeout: float | None = 900.0,
         settings: RecycleSettings | None = None,
         lock_ttl: float | None = None,
+        sts: Any = None,
+        admission: Any = None,
     ) -> tuple[Recycler, FakeLambdaContext | None]:
         context = FakeLambdaContext(self.clock, timeout, owner) if timeout else None
         remaining: Callable[[], float | None] = (
             (lambda: context.get_remaining_time_in_millis() / 1000.0) if context else (lambda: None)
         )
-        runtime = LocalRuntime(self.clock, remaining, logging.getLogger("ecs-task-recycle"))
-        engine: Any = Recycler(
-            self.ecs,
-            self.autoscaling,
-            self.clock,
-            runtime,
-            settings or RecycleSettings(),
-            elbv2=self.elbv2,
-            owner_id=owner,
-            lock_ttl_seconds=lock_ttl,
-            lock_store=self.store,
-            cloudwatch=self.cloudwatch,
-            sts=self.sts,
-        )
+        runtime = LocalRuntime(self.clock, remaining, logging.getLogger(TOOL_NAME))
+        clients = AwsClients(self.ecs, self.autoscaling, self.elbv2, self.cloudwatch, sts or self.sts)
+        setup = EngineSetup(clients, self.clock, runtime, settings or RecycleSettings(), owner, self.store)
+        engine: Any = Recycler(setup, RunPolicy(lock_ttl_seconds=lock_ttl, admission=admission))
         run = engine.run
 
         def recorded_run(request: Any) -> RecycleReport:
@@ -147,7 +141,7 @@ class Bed(Invariants):
                 return run(request)  # type: ignore[no-any-return]
             finally:
                 self.recording = None
-                selection = getattr(engine, "selection", None)
+                selection = engine.last_run.selection if engine.last_run else None
                 if selection is not None:
                     young = {arn for arn, _ in selection.left_alone}
                     self.found = {*selection.chosen, *young, *selection.beyond_max}

@@ -1,0 +1,85 @@
+"""What one run works with, built once: the host's parts (clients, clock, runtime, settings, owner, lock table)
+and, per run, the request, its service's reads and when it started.
+
+The engine's classes take a RunContext instead of a dozen loose parameters, so a part a host adds
+reaches every class through one object, and none of them sets another's attributes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from recycler.aws.gateway import ServiceReads
+from recycler.lock.store import DynamoLockStore
+from recycler.model.request import RecycleRequest
+from recycler.model.runtime import Clock, Runtime
+from recycler.model.settings import RecycleSettings
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """The boto3 clients a run reads and changes its service with (the lock table's is the store's)."""
+
+    ecs: Any
+    autoscaling: Any
+    elbv2: Any = None
+    cloudwatch: Any = None
+    # Asked only for the account a not-found error names.
+    sts: Any = None
+
+    def reads(self, request: RecycleRequest) -> ServiceReads:
+        return ServiceReads(self.ecs, self.autoscaling, self.elbv2, request, cloudwatch=self.cloudwatch, sts=self.sts)
+
+    @property
+    def region(self) -> str | None:
+        """The region the session reaches, until the service's own ARN says it (a first call may fail)."""
+        return getattr(getattr(self.ecs, "meta", None), "region_name", None)
+
+
+@dataclass(frozen=True)
+class EngineSetup:
+    """What a host hands the engine: the same for every run it makes."""
+
+    clients: AwsClients
+    clock: Clock
+    runtime: Runtime
+    settings: RecycleSettings = dataclasses.field(default_factory=RecycleSettings)
+    owner_id: str = "local"
+    # The lock table. Only a dry run may go without one.
+    lock_store: DynamoLockStore | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run: the host's setup, the request, the service's reads, and when the run started."""
+
+    setup: EngineSetup
+    request: RecycleRequest
+    reads: ServiceReads
+    started: float
+
+    @property
+    def clock(self) -> Clock:
+        return self.setup.clock
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.setup.runtime
+
+    @property
+    def settings(self) -> RecycleSettings:
+        return self.setup.settings
+
+    @property
+    def owner_id(self) -> str:
+        return self.setup.owner_id
+
+    @property
+    def lock_store(self) -> DynamoLockStore | None:
+        return self.setup.lock_store
+
+    def log(self, level: int, message: str, **fields: Any) -> None:
+        # Cluster and service are bound once for the whole run (Recycler.run), not passed on every line.
+        self.runtime.log(level, message, **fields)
