@@ -21,7 +21,7 @@ from conftest import CLUSTER, SERVICE, Bed, load_event
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
 from recycler.aws import clients
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.hosts import cli, control
 from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
@@ -47,8 +47,8 @@ def _cancel_tag(bed: Bed) -> str | None:
     return next((t["value"] for t in tags if t["key"] == CANCEL_TAG_KEY), None)
 
 
-def _reads(bed: Bed) -> ServiceReads:
-    return ServiceReads(
+def _reads(bed: Bed) -> ServiceGateway:
+    return ServiceGateway(
         bed.ecs, bed.autoscaling, bed.elbv2, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
     )
 

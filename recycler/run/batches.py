@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.lock.lease import LockHolder, Log
 from recycler.lock.record import Progress
 from recycler.model.errors import ReplacementFailed, TimeBudgetExhausted, clip
@@ -35,7 +35,7 @@ class BatchRunner:
         request: RecycleRequest,
         settings: RecycleSettings,
         selection: Selection,
-        reads: ServiceReads,
+        reads: ServiceGateway,
         watch: ReplacementWatch,
         holder: LockHolder,
         runtime: Runtime,
@@ -216,9 +216,7 @@ class BatchRunner:
                 skipped.append({"arn": arn, "note": f"protected (task scale-in protection) until {protected[arn]}"})
                 continue
             self.log(logging.INFO, f"Recycling task {first + offset}/{len(self.selection.chosen)}: {arn}", task_arn=arn)
-            ecs = self.reads.ecs
-            response = self.reads.call(ecs.stop_task, cluster=self.request.cluster_name, task=arn, reason=STOP_REASON)
-            reason = response.get("task", {}).get("stoppedReason") or ""
+            reason = self.reads.stop_task(arn, STOP_REASON)
             if reason and reason != STOP_REASON:
                 skipped.append({"arn": arn, "note": f"stopped by someone else: {reason}"})
                 continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from recycler.aws.gateway import SCALABLE_DIMENSION, ScalableTarget, ServiceReads, retrying
+from recycler.aws.gateway import ScalableTarget, ServiceGateway, retrying
 from recycler.lock.lease import LockHolder, Log
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
@@ -24,7 +24,7 @@ _FLAG_WORDS = {"DynamicScalingInSuspended": "scale-in", "ScheduledScalingSuspend
 
 
 class Capacity:
-    def __init__(self, reads: ServiceReads, holder: LockHolder, runtime: Runtime, clock: Clock, log: Log) -> None:
+    def __init__(self, reads: ServiceGateway, holder: LockHolder, runtime: Runtime, clock: Clock, log: Log) -> None:
         self.reads = reads
         self.holder = holder
         self.runtime = runtime
@@ -147,12 +147,7 @@ class Capacity:
 
     def _set_desired(self, target: int) -> dict[str, Any]:
         """Set an absolute desired count: repeating it is harmless."""
-        self.reads.call(
-            self.reads.ecs.update_service,
-            cluster=self.reads.request.cluster_name,
-            service=self.reads.request.service_name,
-            desiredCount=target,
-        )
+        self.reads.set_desired_count(target)
         return {}
 
     def _restore_target(self, report: RecycleReport, stage: str) -> str | None:
@@ -182,13 +177,7 @@ class Capacity:
 
     def _register_target(self, **kwargs: Any) -> None:
         """RegisterScalableTarget on an existing target changes only the fields given (MinCapacity is never sent)."""
-        self.reads.call(
-            self.reads.autoscaling.register_scalable_target,
-            ServiceNamespace="ecs",
-            ResourceId=self.reads.resource_id(),
-            ScalableDimension=SCALABLE_DIMENSION,
-            **kwargs,
-        )
+        self.reads.register_scalable_target(kwargs["SuspendedState"], kwargs.get("MaxCapacity"))
 
 
 def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord
 from recycler.lock.store import DynamoLockStore
@@ -102,7 +102,7 @@ class Recycler:
         self.request = request
         # A selection is this run's only once its pre-flight makes one (the report accounts for it).
         vars(self).pop("selection", None)
-        self.reads = ServiceReads(*self.clients, request=request, cloudwatch=self.cloudwatch, sts=self.sts)
+        self.reads = ServiceGateway(*self.clients, request=request, cloudwatch=self.cloudwatch, sts=self.sts)
         self._fresh_hold()
         cluster, service = request.cluster_name, request.service_name
         # The region the session reaches, until the service's own ARN says it (a first call may fail).

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from recycler.aws.gateway import ScalableTarget, ServiceReads
+from recycler.aws.gateway import ScalableTarget, ServiceGateway
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
 from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
@@ -44,7 +44,7 @@ def problem(check: str, text: str) -> dict[str, str]:
 
 @dataclass
 class Rehearsal:
-    reads: ServiceReads
+    reads: ServiceGateway
     store: DynamoLockStore | None
     clock: Clock
     settings: RecycleSettings
