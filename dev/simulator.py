@@ -903,7 +903,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
     botocore service and operation names, the parameters, and the cluster and
     service that run was asked to recycle (for the IAM policy cross-check).
     """
-    from recycler.aws.gateway import ServiceReads
+    from recycler.aws.gateway import ServiceGateway
     from recycler.hosts import control
     from recycler.hosts.handoff import HandOff
     from recycler.lock.store import DynamoLockStore
@@ -961,7 +961,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
         run("repair", wait_time=5)
         # A cancel, while a run is live: the action tags the service, the run removes the tag.
         request = parse_event({"cluster_name": cluster, "service_name": service, "wait_time": 5})
-        reads = ServiceReads(ecs, autoscaling, elbv2, request, cloudwatch)
+        reads = ServiceGateway(ecs, autoscaling, elbv2, request, cloudwatch)
         self_cancel = lambda: control.cancel(reads, store, clock, "policy-check")  # noqa: E731
         sim.at(clock.now() - clock.start + 60, "cancel", self_cancel)
         engine("cancelled").run(request)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from support.bed import CLUSTER, SERVICE, Bed
 
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.model.request import parse_event
 
 
@@ -20,7 +20,7 @@ def test_alarm_states_take_one_call_per_hundred_names_and_find_them_all(bed: Bed
         "before-parameter-build.cloudwatch.DescribeAlarms", lambda params, **_: sent.append(dict(params))
     )
     request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
-    reads = ServiceReads(bed.ecs, bed.autoscaling, bed.elbv2, request, cloudwatch=bed.cloudwatch)
+    reads = ServiceGateway(bed.ecs, bed.autoscaling, bed.elbv2, request, cloudwatch=bed.cloudwatch)
 
     states = reads.alarm_states(names)
 

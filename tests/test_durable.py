@@ -461,12 +461,12 @@ def test_a_thousand_tasks_in_batches_of_ten_are_admitted_at_the_template_default
 
 
 def test_a_cancel_stops_a_durable_run_gracefully(bed: Bed, durable: Callable[..., Outcome]) -> None:
-    from recycler.aws.gateway import ServiceReads
+    from recycler.aws.gateway import ServiceGateway
     from recycler.hosts import control
 
     # GIVEN a durable recycle of six tasks, and an operator who cancels it 150 s in
     bed.add_service(tasks=6, target=(2, 10))
-    reads = ServiceReads(
+    reads = ServiceGateway(
         bed.ecs, bed.autoscaling, bed.elbv2, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
     )
     asked: list[dict[str, Any]] = []

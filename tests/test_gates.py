@@ -19,7 +19,7 @@ from support.invariants import MUTATING
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.hosts import cli, control
 from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
@@ -39,8 +39,8 @@ def _cancel_tag(bed: Bed) -> str | None:
     return next((t["value"] for t in tags if t["key"] == CANCEL_TAG_KEY), None)
 
 
-def _reads(bed: Bed) -> ServiceReads:
-    return ServiceReads(
+def _reads(bed: Bed) -> ServiceGateway:
+    return ServiceGateway(
         bed.ecs, bed.autoscaling, bed.elbv2, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
     )
 

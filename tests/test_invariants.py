@@ -17,7 +17,7 @@ from support.bed import CLUSTER, SERVICE, Bed
 
 from dev import simulator
 from dev.simulator import Behaviour, LambdaKilled
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.hosts import control
 from recycler.model.request import parse_event, utc_text
 from recycler.model.settings import RecycleSettings
@@ -142,7 +142,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
 
         def cancel() -> None:
             request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
-            reads = ServiceReads(bed.ecs, bed.autoscaling, bed.elbv2, request)
+            reads = ServiceGateway(bed.ecs, bed.autoscaling, bed.elbv2, request)
             if control.cancel(reads, bed.store, bed.clock, "hypothesis")["state"] == "running":
                 gate_closed.append(bed.clock.now())
 

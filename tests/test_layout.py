@@ -166,6 +166,51 @@ def test_the_durable_sdk_is_imported_by_the_durable_runtime_only() -> None:
     assert importers == {"recycler.hosts.durable"}
 
 
+# A reach into one of these clients: a call, `ecs.stop_task(`, or a method handed on, `reads.call(reads.ecs.x, ...)`.
+_CLIENT_CALL = re.compile(r"\b(?:ecs|autoscaling|elbv2|cloudwatch|sts|lambda_client)\.(\w+)")
+
+
+def test_every_ecs_scaling_elb_alarm_and_lambda_call_goes_through_the_aws_room() -> None:
+    # GIVEN every runtime module outside recycler/aws WHEN its calls on those clients are collected
+    reaching = {
+        f"{name}: {match}"
+        for name, path in _runtime_modules().items()
+        if not name.startswith(f"{SHIPPED}.aws.")
+        for match in _CLIENT_CALL.findall(path.read_text(encoding="utf-8"))
+    }
+    # THEN there are none: reads and writes alike are the gateway's typed methods
+    assert reaching == set()
+    assert _CLIENT_CALL.findall("reads.call(reads.ecs.tag_resource, resourceArn=a)") == ["tag_resource"]
+    assert _CLIENT_CALL.findall("from mypy_boto3_ecs.type_defs import TaskTypeDef") == []
+
+
+def _stub_imports_outside_type_checking(source: str) -> list[str]:
+    """The boto3-stubs modules imported where they would run: the deployed package carries no stubs."""
+    guarded: set[int] = set()
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            guarded |= {id(inner) for inner in ast.walk(node)}
+    return [
+        module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in guarded
+        for module in ([node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names])
+        if module.startswith("mypy_boto3")
+    ]
+
+
+def test_the_boto3_stubs_are_imported_for_the_type_checker_only() -> None:
+    assert _stub_imports_outside_type_checking("import mypy_boto3_ecs\n") == ["mypy_boto3_ecs"]
+    assert _stub_imports_outside_type_checking("if TYPE_CHECKING:\n    import mypy_boto3_ecs\n") == []
+    found = {
+        name: modules
+        for name, path in _runtime_modules().items()
+        if (modules := _stub_imports_outside_type_checking(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}
+
+
 def test_the_readme_code_map_names_every_module_and_only_those() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Code map", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]

@@ -21,7 +21,7 @@ from support.logs import log_lines
 import lambda_function
 from dev.simulator import REGION, FakeLambdaContext
 from recycler.aws import clients
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.hosts import cli, control
 from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
@@ -573,7 +573,7 @@ def test_status_gives_no_eta_rather_than_one_past_2100(bed: Bed) -> None:
     started = 1_577_836_800 + 1
     progress = {"recycled": 1, "total": 10**6, "batch": 1, "updated_at": now}
     bed.plant_lock(_expired_item(bed, expires_at=now + 600, started_at=started, progress=progress))
-    reads = ServiceReads(bed.ecs, None, None, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE}))
+    reads = ServiceGateway(bed.ecs, None, None, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE}))
 
     # WHEN an operator asks for its status
     status = control.status(reads, bed.store, bed.clock)

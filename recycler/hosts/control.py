@@ -14,17 +14,20 @@ lock item. Neither touches desired count or the scalable target.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.lock.record import LATEST_TIME, LockRecord
 from recycler.lock.store import DynamoLockStore, lock_key
 from recycler.model.runtime import Clock, iso_seconds
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, cancel_tag
 from recycler.run.preflight import check_arn_matches
 
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import ServiceTypeDef
 
-def status(reads: ServiceReads, store: DynamoLockStore, clock: Clock) -> dict[str, Any]:
+
+def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> dict[str, Any]:
     service, lock = _service_and_lock(reads, store)
     now = clock.now()
     state = "idle" if lock is None or not (lock.is_live(now) or lock.is_stale(now)) else _state(lock, now)
@@ -54,7 +57,7 @@ def status(reads: ServiceReads, store: DynamoLockStore, clock: Clock) -> dict[st
     return result
 
 
-def cancel(reads: ServiceReads, store: DynamoLockStore, clock: Clock, requested_by: str) -> dict[str, Any]:
+def cancel(reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str) -> dict[str, Any]:
     service, lock = _service_and_lock(reads, store)
     now = clock.now()
     result: dict[str, Any] = {
@@ -66,11 +69,7 @@ def cancel(reads: ServiceReads, store: DynamoLockStore, clock: Clock, requested_
         result.update(state="idle", result="no recycle in progress: nothing to cancel, and no tag written")
         return result
     cancel_request = CancelRequest(requested_by, now, run=lock.owner)
-    reads.call(
-        reads.ecs.tag_resource,
-        resourceArn=service["serviceArn"],
-        tags=[{"key": CANCEL_TAG_KEY, "value": cancel_request.to_tag_value()}],
-    )
+    reads.tag_service(service["serviceArn"], CANCEL_TAG_KEY, cancel_request.to_tag_value())
     result.update(
         state="running",
         owner=lock.owner,
@@ -80,7 +79,7 @@ def cancel(reads: ServiceReads, store: DynamoLockStore, clock: Clock, requested_
     return result
 
 
-def _service_and_lock(reads: ServiceReads, store: DynamoLockStore) -> tuple[dict[str, Any], LockRecord | None]:
+def _service_and_lock(reads: ServiceGateway, store: DynamoLockStore) -> tuple[ServiceTypeDef, LockRecord | None]:
     service = reads.describe_service(include_tags=True)
     check_arn_matches(reads.request, service)
     key = lock_key(str(service.get("clusterArn", "")), str(service.get("serviceName", reads.request.service_name)))

@@ -14,14 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from recycler.aws.gateway import aws_errors, error_code
+from recycler.aws.gateway import error_code, start_execution
 from recycler.hosts.execution_name import durable_execution_name
 from recycler.model.errors import AwsCallFailed
 from recycler.model.request import RecycleRequest
 from recycler.run.budget import PlanFit
 from recycler.run.ports import HandOffDecision
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
 
 # Lambda's answer to a second start under one DurableExecutionName (a retried invocation).
 ALREADY_STARTED = "DurableExecutionAlreadyStartedException"
@@ -31,7 +34,7 @@ ALREADY_STARTED = "DurableExecutionAlreadyStartedException"
 class HandOff:
     """Decides whether to hand the run to the durable alias, and starts it there."""
 
-    lambda_client: Any
+    lambda_client: LambdaClient
     alias_arn: str
     request: RecycleRequest
     # Whose invocation this is: the same caller gets the same execution name.
@@ -64,19 +67,13 @@ class HandOff:
         cut_off = self.request.carry_on_started_before(run_started_at)
         payload = json.dumps({**self.event, "hand_off": False, "started_before": cut_off})
         try:
-            with aws_errors("Invoke"):
-                response = self.lambda_client.invoke(
-                    FunctionName=self.alias_arn,
-                    InvocationType="Event",
-                    DurableExecutionName=name,
-                    Payload=payload.encode(),
-                )
+            status_code = start_execution(self.lambda_client, self.alias_arn, name, payload.encode())
         except AwsCallFailed as e:
             if error_code(e) != ALREADY_STARTED:
                 raise
             # A retry of this invocation: the execution the first attempt started does the recycle.
             return self.following(already_started=True)
-        return {**self.following(already_started=False), "status_code": response.get("StatusCode")}
+        return {**self.following(already_started=False), "status_code": status_code}
 
     def owns(self, lock_owner: str | None) -> bool:
         """Whether a lock's owner is the durable execution this invocation starts (recycler.hosts.durable names it)."""

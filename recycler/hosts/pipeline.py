@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from recycler.aws.clients import Clients
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.hosts import control
 from recycler.hosts.config import AppConfig, load_config
 from recycler.hosts.environment import Environment
@@ -129,7 +129,7 @@ def run(host: Host, request: RecycleRequest, config: AppConfig, env: Environment
         policy = host.policy(request, config, clients)
         if request.action != "recycle":
             assert store is not None  # lock_table_name refuses status and cancel without one
-            reads = ServiceReads(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
+            reads = ServiceGateway(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
             return dict(
                 policy.runtime.step(
                     request.action, lambda: control_action(request, reads, store, host.clock, host.requested_by)
@@ -174,7 +174,7 @@ def published(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def control_action(
-    request: RecycleRequest, reads: ServiceReads, store: DynamoLockStore, clock: Clock, requested_by: str
+    request: RecycleRequest, reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str
 ) -> dict[str, Any]:
     """status or cancel: read the lock (and, to cancel, tag the service); never touch its capacity."""
     if request.action == "status":

@@ -253,9 +253,7 @@ class BatchRunner:
                 skipped.append(Skipped(arn, f"protected (task scale-in protection) until {protected[arn]}"))
                 continue
             self.log(logging.INFO, f"Recycling task {first + offset}/{len(self.selection.chosen)}: {arn}", task_arn=arn)
-            ecs = self.reads.ecs
-            response = self.reads.call(ecs.stop_task, cluster=self.request.cluster_name, task=arn, reason=STOP_REASON)
-            reason = response.get("task", {}).get("stoppedReason") or ""
+            reason = self.reads.stop_task(arn, STOP_REASON)
             if reason and reason != STOP_REASON:
                 skipped.append(Skipped(arn, f"stopped by someone else: {reason}"))
                 continue

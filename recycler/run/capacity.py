@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from recycler.aws.gateway import SCALABLE_DIMENSION, ScalableTarget, retrying
+from recycler.aws.gateway import ScalableTarget, retrying
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
@@ -168,12 +168,7 @@ class Capacity:
 
     def _set_desired(self, target: int) -> dict[str, Any]:
         """Set an absolute desired count: repeating it is harmless."""
-        self.reads.call(
-            self.reads.ecs.update_service,
-            cluster=self.reads.request.cluster_name,
-            service=self.reads.request.service_name,
-            desiredCount=target,
-        )
+        self.reads.set_desired_count(target)
         return {}
 
     def _restore_target(self, report: RecycleReport, stage: str) -> str | None:
@@ -203,13 +198,7 @@ class Capacity:
 
     def _register_target(self, **kwargs: Any) -> None:
         """RegisterScalableTarget on an existing target changes only the fields given (MinCapacity is never sent)."""
-        self.reads.call(
-            self.reads.autoscaling.register_scalable_target,
-            ServiceNamespace="ecs",
-            ResourceId=self.reads.resource_id(),
-            ScalableDimension=SCALABLE_DIMENSION,
-            **kwargs,
-        )
+        self.reads.register_scalable_target(kwargs["SuspendedState"], kwargs.get("MaxCapacity"))
 
 
 def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> DesiredRestore:

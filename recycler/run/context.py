@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.lock.store import DynamoLockStore
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Clock, Runtime
@@ -29,8 +29,8 @@ class AwsClients:
     # Asked only for the account a not-found error names.
     sts: Any = None
 
-    def reads(self, request: RecycleRequest) -> ServiceReads:
-        return ServiceReads(self.ecs, self.autoscaling, self.elbv2, request, cloudwatch=self.cloudwatch, sts=self.sts)
+    def reads(self, request: RecycleRequest) -> ServiceGateway:
+        return ServiceGateway(self.ecs, self.autoscaling, self.elbv2, request, cloudwatch=self.cloudwatch, sts=self.sts)
 
     @property
     def region(self) -> str | None:
@@ -57,7 +57,7 @@ class RunContext:
 
     setup: EngineSetup
     request: RecycleRequest
-    reads: ServiceReads
+    reads: ServiceGateway
     started: float
 
     @property

@@ -25,12 +25,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from recycler.aws.gateway import ServiceReads
+from recycler.aws.gateway import ServiceGateway
 from recycler.model.errors import AlarmTriggered, PreflightError, RecycleCancelled, clip
 from recycler.model.runtime import iso_seconds
 from recycler.run.context import RunContext
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import ServiceTypeDef
 
 CANCEL_TAG_KEY = "ecs-task-recycle:cancel"
 # ECS tag values allow letters, digits, spaces and + - = . _ : / @ only.
@@ -85,12 +88,12 @@ class CancelRequest:
         return f"requested by {self.by} at {when}"
 
 
-def _cancel_value(service: dict[str, Any]) -> str | None:
+def _cancel_value(service: ServiceTypeDef) -> str | None:
     value = next((t.get("value") for t in service.get("tags", []) if t.get("key") == CANCEL_TAG_KEY), None)
     return str(value) if value is not None else None
 
 
-def cancel_tag(service: dict[str, Any]) -> CancelRequest | None:
+def cancel_tag(service: ServiceTypeDef) -> CancelRequest | None:
     value = _cancel_value(service)
     return CancelRequest.from_tag_value(value) if value is not None else None
 
@@ -128,7 +131,7 @@ class Gates:
         if problems:
             raise PreflightError(problems[0])
 
-    def stop_reason(self, service: dict[str, Any]) -> StopReason | None:
+    def stop_reason(self, service: ServiceTypeDef) -> StopReason | None:
         """A cancel on the service (read with its tags), else an alarm in ALARM, else None."""
         cancel = cancel_tag(service)
         if cancel is not None and self._cancels_this_run(cancel, _cancel_value(service)):
@@ -159,7 +162,7 @@ class Gates:
         return None
 
 
-def alarm_problems(reads: ServiceReads, names: tuple[str, ...]) -> list[str]:
+def alarm_problems(reads: ServiceGateway, names: tuple[str, ...]) -> list[str]:
     """Why these alarms would refuse a run, the missing ones first; empty when all exist and none is in ALARM.
 
     The run refuses on the first; a dry run lists them all.
@@ -187,13 +190,13 @@ def stop_error(reason: StopReason) -> Exception:
     return AlarmTriggered(f"{reason.detail}; no further task was stopped")
 
 
-def service_alarm_names(service: dict[str, Any]) -> tuple[str, ...]:
+def service_alarm_names(service: ServiceTypeDef) -> tuple[str, ...]:
     """The service's deployment alarms, when ECS applies them (enable true)."""
-    alarms = (service.get("deploymentConfiguration") or {}).get("alarms") or {}
+    alarms: Mapping[str, Any] = (service.get("deploymentConfiguration") or {}).get("alarms") or {}
     return tuple(alarms.get("alarmNames") or ()) if alarms.get("enable") else ()
 
 
-def remove_cancel_tag(reads: ServiceReads, service_arn: str) -> dict[str, Any]:
+def remove_cancel_tag(reads: ServiceGateway, service_arn: str) -> dict[str, Any]:
     """The cancel has been honoured (or was stale): the tag goes."""
-    reads.call(reads.ecs.untag_resource, resourceArn=service_arn, tagKeys=[CANCEL_TAG_KEY])
+    reads.untag_service(service_arn, CANCEL_TAG_KEY)
     return {}

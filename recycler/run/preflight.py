@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-from recycler.aws.gateway import SUSPENDED_FLAGS, ScalableTarget, ServiceReads
+from recycler.aws.gateway import SUSPENDED_FLAGS, ScalableTarget, ServiceGateway
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.lock.store import DynamoLockStore, holder_facts, lock_key
 from recycler.model import errors
@@ -16,6 +16,9 @@ from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Clock, JsonObject, iso_seconds
 from recycler.run.gates import CANCEL_TAG_KEY, service_alarm_names
 from recycler.run.selection import Selection, TaskInfo, oldest_first, select
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import ServiceTypeDef, TaskTypeDef
 
 # Older versions kept the lock in this service tag. It is never read as a lock now, only reported.
 LEGACY_LOCK_TAG_KEY = "ecs-task-recycle:lock"
@@ -184,7 +187,7 @@ class PreflightOutcome:
         return cls(preflight=Preflight.from_dict(data["preflight"]))
 
 
-def preflight_step(reads: ServiceReads, store: DynamoLockStore | None, clock: Clock) -> JsonObject:
+def preflight_step(reads: ServiceGateway, store: DynamoLockStore | None, clock: Clock) -> JsonObject:
     """The pre-flight as one step's JSON (PreflightOutcome): the Preflight, or its refusal with what the service
     showed.
 
@@ -205,7 +208,7 @@ def preflight_step(reads: ServiceReads, store: DynamoLockStore | None, clock: Cl
 
 
 def read_preflight(
-    reads: ServiceReads,
+    reads: ServiceGateway,
     store: DynamoLockStore | None,
     clock: Clock,
     seen: JsonObject | None = None,
@@ -255,7 +258,7 @@ def read_preflight(
 
 
 def _preflight_of(
-    reads: ServiceReads, service: dict[str, Any], key: str, lock: LockRecord | None, clock: Clock
+    reads: ServiceGateway, service: ServiceTypeDef, key: str, lock: LockRecord | None, clock: Clock
 ) -> Preflight:
     """The service as read (with its tags), its tasks and the lock: what the run knows before it changes anything."""
     tasks = reads.describe_tasks(reads.list_task_arns())
@@ -305,7 +308,7 @@ def _read_lock(
         return None
 
 
-def _fastest_start(tasks: list[dict[str, Any]]) -> float | None:
+def _fastest_start(tasks: list[TaskTypeDef]) -> float | None:
     """The quickest created-to-started time among the tasks, at most the first replacement's estimate.
 
     A task that sat in PROVISIONING for hours says nothing about the next start: the cap keeps
@@ -331,10 +334,11 @@ def epoch(value: Any, missing: float | None = float("-inf")) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else missing
 
 
-def untouchable(request: RecycleRequest, service: dict[str, Any]) -> list[tuple[str, PreflightError]]:
+def untouchable(request: RecycleRequest, service: ServiceTypeDef) -> list[tuple[str, PreflightError]]:
     """Why the run may not touch this service, as (check, error): the run raises the first."""
     name, status = request.service_name, service.get("status")
-    controller = (service.get("deploymentController") or {}).get("type", "ECS")
+    controller_config: Mapping[str, Any] = service.get("deploymentController") or {}
+    controller = controller_config.get("type", "ECS")
     deployments = service.get("deployments", [])
     found = [
         ("service", status != "ACTIVE", f"service {name} is {status}, not ACTIVE"),
@@ -364,7 +368,7 @@ def untouchable(request: RecycleRequest, service: dict[str, Any]) -> list[tuple[
     return [(check, PreflightError(message)) for check, applies, message in found if applies]
 
 
-def check_arn_matches(request: RecycleRequest, service: dict[str, Any]) -> None:
+def check_arn_matches(request: RecycleRequest, service: ServiceTypeDef) -> None:
     """An ARN in the event must name the region and account the session reaches, not just the names."""
     actual = str(service.get("serviceArn", "")).split(":")
     if len(actual) < 6:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recycler.model.errors import PlacementFailed, ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
 from recycler.model.runtime import JsonObject
@@ -20,6 +20,9 @@ from recycler.run.budget import restore_still_fits
 from recycler.run.context import RunContext
 from recycler.run.gates import Gates, StopReason
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight, TargetGroup, epoch
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.type_defs import ServiceTypeDef, TaskTypeDef
 
 STOP_REASON = "Stopped by ecs-task-recycle (one-at-a-time restart)"
 # What ECS's service event says when it cannot place a task (no capacity, no matching instance).
@@ -160,7 +163,7 @@ class ReplacementWatch:
                 "the time budget ran out while waiting for a replacement; stopping here so the restore still fits"
             )
 
-    def _count_failures(self, service: dict[str, Any], new_tasks: list[dict[str, Any]], state: WatchState) -> None:
+    def _count_failures(self, service: ServiceTypeDef, new_tasks: list[TaskTypeDef], state: WatchState) -> None:
         """Replacements that stopped before serving (TaskFailedToStart and the like): give up after too many."""
         failed = [t for t in new_tasks if _failed_replacement(t)]
         failed += [
@@ -187,7 +190,7 @@ class ReplacementWatch:
                     f"{ReplacementFailed.REASON}{reason}"
                 )
 
-    def _check_placement(self, service: dict[str, Any], state: WatchState, elapsed: float) -> None:
+    def _check_placement(self, service: ServiceTypeDef, state: WatchState, elapsed: float) -> None:
         """ECS keeps saying it cannot place a task, and no new task has appeared for placement_timeout_seconds."""
         since = state.since
         unplaced = [
@@ -202,7 +205,7 @@ class ReplacementWatch:
                 f"{self.settings.placement_timeout_seconds}): {unplaced[0].get('message')}"
             )
 
-    def _newly_failed(self, service: dict[str, Any], state: WatchState) -> list[dict[str, Any]]:
+    def _newly_failed(self, service: ServiceTypeDef, state: WatchState) -> list[TaskTypeDef]:
         """Failed starts that vanished between two polls: the deployment's failedTasks counter moved."""
         failed_count = sum(int(d.get("failedTasks", 0)) for d in service.get("deployments", []))
         previous = state.failed_count_seen
@@ -216,14 +219,14 @@ class ReplacementWatch:
         ]
         return self.reads.describe_tasks(stopped) if stopped else []
 
-    def _is_serving(self, task: dict[str, Any]) -> bool:
+    def _is_serving(self, task: TaskTypeDef) -> bool:
         if task.get("lastStatus") != "RUNNING" or task.get("desiredStatus") != "RUNNING":
             return False
         if self.health_checked and task.get("healthStatus") != "HEALTHY":
             return False
         return all(self._healthy_in_target_group(task, tg) for tg in self.target_groups)
 
-    def _healthy_in_target_group(self, task: dict[str, Any], target_group: TargetGroup) -> bool:
+    def _healthy_in_target_group(self, task: TaskTypeDef, target_group: TargetGroup) -> bool:
         if self.reads.elbv2 is None:
             return True
         target_id = _task_ip(task)
@@ -238,12 +241,12 @@ class ReplacementWatch:
         return bool(states) and all(s == "healthy" for s in states)
 
     @staticmethod
-    def _is_stable(service: dict[str, Any]) -> bool:
+    def _is_stable(service: ServiceTypeDef) -> bool:
         deployments = service.get("deployments", [])
         return len(deployments) == 1 and service.get("runningCount") == service.get("desiredCount")
 
 
-def _failed_replacement(task: dict[str, Any]) -> bool:
+def _failed_replacement(task: TaskTypeDef) -> bool:
     """A replacement that ECS gave up on: it failed to start, crashed, or failed its health checks.
 
     A new task stopped by scale-in (or by this tool) is not a failure.
@@ -256,7 +259,7 @@ def _failed_replacement(task: dict[str, Any]) -> bool:
     return task.get("stopCode") in ("TaskFailedToStart", "EssentialContainerExited") or "health check" in reason
 
 
-def _task_ip(task: dict[str, Any]) -> str | None:
+def _task_ip(task: TaskTypeDef) -> str | None:
     for attachment in task.get("attachments", []):
         for detail in attachment.get("details", []):
             if detail.get("name") == "privateIPv4Address":
