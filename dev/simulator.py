@@ -728,19 +728,24 @@ class EcsSimulator:
         }
 
     def autoscale(self, cluster: str, service: str, desired: int, kind: str = "dynamic") -> bool:
-        """An Application Auto Scaling action, honouring the suspended flags and [Min, Max]."""
+        """An Application Auto Scaling action, honouring the suspended flags and [Min, Max].
+
+        It acts only through a scalable target: a service without one is never scaled by it (an operator's
+        update-service is ``set_desired``).
+        """
         svc = self.backend().services[f"{cluster}:{service}"]
         target = self.scalable_target(cluster, service)
-        if target is not None:
-            flags = target["SuspendedState"]
-            scaling_in = desired < svc.desired_count
-            if kind == "scheduled" and flags["ScheduledScalingSuspended"]:
-                return False
-            if kind == "dynamic" and scaling_in and flags["DynamicScalingInSuspended"]:
-                return False
-            if kind == "dynamic" and not scaling_in and flags["DynamicScalingOutSuspended"]:
-                return False
-            desired = min(max(desired, target["MinCapacity"]), target["MaxCapacity"])
+        if target is None:
+            return False
+        flags = target["SuspendedState"]
+        scaling_in = desired < svc.desired_count
+        if kind == "scheduled" and flags["ScheduledScalingSuspended"]:
+            return False
+        if kind == "dynamic" and scaling_in and flags["DynamicScalingInSuspended"]:
+            return False
+        if kind == "dynamic" and not scaling_in and flags["DynamicScalingOutSuspended"]:
+            return False
+        desired = min(max(desired, target["MinCapacity"]), target["MaxCapacity"])
         svc.desired_count = desired
         return True
 

@@ -244,6 +244,31 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         "cut_off": None,
     }
 )
+# Found on 2026-12-04: "autoscaling" without a scalable target landed in the one call between the restore's
+# read and its UpdateService, and the absolute write undid it. Application Auto Scaling acts only through a
+# target (the simulator now says so); an operator's update-service in that window is a documented limit.
+@example(
+    plan={
+        "cut_off": 354,
+        "wait_time": 10,
+        "cancel_at": None,
+        "maintain": True,
+        "young": 0,
+        "protect": [(2, 358)],
+        "target": None,
+        "start": 54,
+        "batch_size": 1,
+        "autoscale": [(422, -1, "dynamic"), (2, -1, "dynamic")],
+        "api_faults": [("get_item", "AccessDeniedException", 2, 2, False)],
+        "drain": 95,
+        "kill_at": 468,
+        "tasks": 2,
+        "unhealthy_at": None,
+        "alarm_watch": 0,
+        "alarm_at": None,
+        "fail_at": (267, 4),
+    }
+)
 def test_any_fault_schedule_leaves_the_service_as_it_was(plan: dict[str, Any]) -> None:
     clock = simulator.VirtualClock()
     with simulator.simulated_aws(clock) as (sim, session):
