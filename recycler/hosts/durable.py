@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -258,7 +258,7 @@ class DurableHost:
         return self.owner_id
 
     @property
-    def log_fields(self) -> dict[str, Any]:
+    def log_fields(self) -> Mapping[str, Any]:
         request_id = getattr(self.context.lambda_context, "aws_request_id", None)
         return {"execution_arn": self.execution_arn, "request_id": request_id}
 
@@ -301,10 +301,11 @@ class DurableHost:
         report.log_group = getattr(self.context.lambda_context, "log_group_name", None)
         report.log_stream = None
 
-    def notify(self, report: dict[str, Any], config: AppConfig, clients: Clients) -> dict[str, Any]:
-        return _notify_once(self.context, report, config, clients)
+    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> dict[str, Any]:
+        return _notify_once(self.context, report.to_dict(), config, clients)
 
-    def finish(self, result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    def finish(self, report: RecycleReport, runtime: Runtime) -> dict[str, Any]:
+        result = report.to_dict()
         # The execution FAILS with RecycleNotCompleted's message, after the restore and the email.
         raise_if_not_completed(result, runtime)
         return bounded_result(result)
@@ -339,12 +340,12 @@ def _mail_refused_event(event: Any, error: ConfigError, host: DurableHost, confi
     report = refused_event_report(event, error, {"request_id": host.execution_arn}, host.clock.now())
     session = host.session
     clients = Clients(lambda: session or get_aws_session(loaded.aws, env=host.env.aws), lambda: session)
-    report["notification"] = logs.mask_data(_notify_once(host.context, report, loaded, clients))
+    report.notification = logs.mask_data(_notify_once(host.context, report.to_dict(), loaded, clients))
     host.context.step(lambda _: published(report), name="metrics")
 
 
 def _notify_once(
-    context: DurableContext, report: dict[str, Any], config: AppConfig, clients: Clients
+    context: DurableContext, report: Mapping[str, Any], config: AppConfig, clients: Clients
 ) -> dict[str, Any]:
     """Send the report in one step that is never retried, so the email goes out at most once."""
     at_most_once = StepConfig(retry_strategy=RetryPresets.none(), step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY)

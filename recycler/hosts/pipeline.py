@@ -38,13 +38,13 @@ logger = logging.getLogger(TOOL_NAME)
 class RecycleNotCompleted(RecycleError):
     """The run did not fully succeed. The message says what was done and what was restored."""
 
-    def __init__(self, report: dict[str, Any]) -> None:
+    def __init__(self, report: Mapping[str, Any]) -> None:
         # Masked here too, so no caller can put a secret into the message.
         self.report = logs.mask_data(report)
         super().__init__(summarise(self.report))
 
 
-def summarise(report: dict[str, Any]) -> str:
+def summarise(report: Mapping[str, Any]) -> str:
     recycled = len(report.get("tasks_recycled") or [])
     restored = {True: "service restored", False: "RESTORE FAILED", None: "nothing needed restoring"}[
         report.get("restored")
@@ -60,7 +60,7 @@ def summarise(report: dict[str, Any]) -> str:
     )
 
 
-def raise_if_not_completed(result: dict[str, Any], runtime: Runtime) -> None:
+def raise_if_not_completed(result: Mapping[str, Any], runtime: Runtime) -> None:
     """A run that did not do what it was asked is raised, after the restore and the email. A cancelled run did
     what the operator asked, and a handed-off one goes on in the durable function."""
     if result.get("status") in NOT_COMPLETED:
@@ -111,10 +111,12 @@ class Host(Protocol):
         """Where the run's logs are, on the report."""
         ...
 
-    def notify(self, report: dict[str, Any], config: AppConfig, clients: Clients) -> dict[str, Any]: ...
+    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> dict[str, Any]:
+        """The notifier's answer (JSON: it goes into the report as it is)."""
+        ...
 
-    def finish(self, result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
-        """The result as this host returns it (or raises it)."""
+    def finish(self, report: RecycleReport, runtime: Runtime) -> dict[str, Any]:
+        """The report as this host returns it (or raises it): where it becomes JSON."""
         ...
 
 
@@ -138,19 +140,25 @@ def run(host: Host, request: RecycleRequest, config: AppConfig, env: Environment
         report = build_engine(host, policy, config, clients, store).run(request)
         host.stamp(report)
         # An AWS error can quote a credential (b'<token>\n'): mask before it is mailed, logged or returned.
-        result = logs.mask_data(report.to_dict())
+        report = masked(report)
         # The restore has already happened; the notifier can no longer hurt the service.
-        result["notification"] = logs.mask_data(host.notify(result, config, clients))
+        notification: dict[str, Any] = logs.mask_data(host.notify(report, config, clients))
+        report.notification = notification
         policy.runtime.log(
             logging.INFO,
             "Task recycle report",
-            status=result["status"],
-            notification=result["notification"].get("status"),
+            status=report.status,
+            notification=notification.get("status"),
         )
         if host.publishes_metrics:
             # A step, so a durable replay of the last invocation does not count the run twice.
-            policy.runtime.step("metrics", lambda: published(result))
-        return host.finish(result, policy.runtime)
+            policy.runtime.step("metrics", lambda: published(report))
+        return host.finish(report, policy.runtime)
+
+
+def masked(report: RecycleReport) -> RecycleReport:
+    """A copy of the report with every registered secret masked in its strings."""
+    return RecycleReport.from_dict(logs.mask_data(report.to_dict()))
 
 
 def build_engine(
@@ -168,8 +176,9 @@ def build_engine(
     return Recycler(setup, policy.run)
 
 
-def published(result: dict[str, Any]) -> dict[str, Any]:
-    metrics.publish(result)
+def published(report: RecycleReport) -> dict[str, Any]:
+    """The metrics step: its checkpointed result is empty."""
+    metrics.publish(report.to_dict())
     return {}
 
 
@@ -255,7 +264,7 @@ def new_owner_id(prefix: str) -> str:
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,512}", re.ASCII)
 
 
-def refused_event_report(event: Any, error: ConfigError, where: Mapping[str, Any], now: float) -> dict[str, Any]:
+def refused_event_report(event: Any, error: ConfigError, where: Mapping[str, Any], now: float) -> RecycleReport:
     """The report of a run refused for its event: status refused, the error naming the field."""
 
     def named(key: str) -> str | None:
@@ -267,4 +276,4 @@ def refused_event_report(event: Any, error: ConfigError, where: Mapping[str, Any
     report.started_at = iso_seconds(now)
     for key in ("request_id", "log_group", "log_stream"):
         setattr(report, key, where.get(key))
-    return logs.mask_data(report.to_dict())
+    return masked(report)

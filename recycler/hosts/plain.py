@@ -124,10 +124,11 @@ class PlainHost:
         for key in ("request_id", "log_group", "log_stream"):
             setattr(report, key, self.invocation.ids.get(key))
 
-    def notify(self, report: dict[str, Any], config: AppConfig, clients: Clients) -> dict[str, Any]:
-        return notify(report, config.notification, clients.session)
+    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> dict[str, Any]:
+        return notify(report.to_dict(), config.notification, clients.session)
 
-    def finish(self, result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    def finish(self, report: RecycleReport, runtime: Runtime) -> dict[str, Any]:
+        result = report.to_dict()
         if self.invocation.time_budget is not None:
             result["time_budget"] = self.invocation.time_budget
         if self.invocation.raises:
@@ -197,19 +198,18 @@ def mail_refused_event(
     config = config or config_or_none(env)
     if config is None:
         return
-    result = refused_event_report(event, error, invocation, clock.now())
+    report = refused_event_report(event, error, invocation, clock.now())
     try:
         session = get_aws_session(config.aws, env=env.aws)
     except (RecycleError, BotoCoreError, ClientError) as e:
         # The password may need no session (a literal one): notify says if it did.
         logger.warning(f"No AWS session for the refusal's email: {e}")
         session = None
-    result["notification"] = logs.mask_data(notify(result, config.notification, session))
-    logger.info(
-        "Refused event report", extra={"status": "refused", "notification": result["notification"].get("status")}
-    )
+    notification: dict[str, Any] = logs.mask_data(notify(report.to_dict(), config.notification, session))
+    report.notification = notification
+    logger.info("Refused event report", extra={"status": "refused", "notification": notification.get("status")})
     if env.in_lambda:
-        metrics.publish(result)
+        metrics.publish(report.to_dict())
 
 
 def build_handler(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from recycler.model.runtime import JsonObject
 from recycler.model.states import Status
+
+# The lists of TaskResult, rebuilt by from_dict.
+_TASK_LISTS = ("tasks_recycled", "tasks_skipped", "tasks_stopped_not_replaced")
 
 
 @dataclass
@@ -49,26 +51,35 @@ class RecycleReport:
     duration_seconds: float = 0.0
     error: str | None = None
     error_type: str | None = None
-    plan: JsonObject | None = None
+    plan: dict[str, Any] | None = None
     # A dry run's: each refusal the real run would meet, as {"check": ..., "problem": ...}.
     would_refuse: list[dict[str, str]] | None = None
     # When a plain invocation handed the run to the durable function: its execution name and how to follow it.
-    handed_off: JsonObject | None = None
+    handed_off: dict[str, Any] | None = None
     # A run refused because another holds the lock: the holder's owner, phase and expiry (ISO 8601 UTC).
-    lock_holder: JsonObject | None = None
-    notification: JsonObject | None = None
+    lock_holder: dict[str, Any] | None = None
+    notification: dict[str, Any] | None = None
     request_id: str | None = None
     log_group: str | None = None
     log_stream: str | None = None
 
-    def to_dict(self) -> JsonObject:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for optional in ("plan", "would_refuse", "handed_off", "lock_holder"):
             if data[optional] is None:
                 del data[optional]
         return data
 
-    def held_by(self, holder: JsonObject) -> None:
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RecycleReport:
+        """The report back from to_dict (after masking, which copies every string)."""
+        values = dict(data)
+        for key in _TASK_LISTS:
+            values[key] = [TaskResult(**task) for task in values[key]]
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+    def held_by(self, holder: dict[str, Any]) -> None:
         """The run that holds the lock; and the desired count its snapshot keeps (the live one has its surge)."""
         self.lock_holder = {key: holder.get(key) for key in ("owner", "phase", "expires_at")}
         if holder.get("snapshot_desired_count") is not None:
