@@ -262,7 +262,9 @@ def test_a_cancel_mid_run_stops_gracefully_and_restores(bed: Bed) -> None:
     stopped_at = bed.record_stop_times()
     asked: list[dict[str, Any]] = []
     bed.sim.at(
-        100, "operator cancels", lambda: asked.append(control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager"))
+        100,
+        "operator cancels",
+        lambda: asked.append(control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager").to_dict()),
     )
 
     report = bed.run(wait_time=10)
@@ -280,7 +282,7 @@ def test_a_cancel_mid_run_stops_gracefully_and_restores(bed: Bed) -> None:
 
 def test_a_cancel_with_nothing_running_says_so_and_leaves_no_tag(bed: Bed) -> None:
     bed.add_service(tasks=2)
-    result = control.cancel(_reads(bed), bed.store, bed.clock, "ops")
+    result = control.cancel(_reads(bed), bed.store, bed.clock, "ops").to_dict()
     assert result["state"] == "idle" and "no recycle in progress" in result["result"]
     assert _cancel_tag(bed) is None
 
@@ -304,7 +306,7 @@ def test_a_cancel_from_a_requester_whose_clock_runs_behind_still_cancels_the_run
     asked: list[float] = []
 
     def cancel() -> None:
-        assert control.cancel(_reads(bed), bed.store, slow_clock, "ops laptop")["state"] == "running"
+        assert control.cancel(_reads(bed), bed.store, slow_clock, "ops laptop").to_dict()["state"] == "running"
         asked.append(bed.clock.now())
 
     bed.sim.at(100, "operator cancels", cancel)
@@ -390,7 +392,7 @@ def test_status_while_running_and_when_idle(bed: Bed) -> None:
     # GIVEN a recycle of four tasks, asked for its status midway
     bed.add_service(tasks=4, target=(1, 8))
     seen: list[dict[str, Any]] = []
-    bed.sim.at(150, "status", lambda: seen.append(control.status(_reads(bed), bed.store, bed.clock)))
+    bed.sim.at(150, "status", lambda: seen.append(control.status(_reads(bed), bed.store, bed.clock).to_dict()))
 
     report = bed.run(wait_time=10)
 
@@ -401,7 +403,7 @@ def test_status_while_running_and_when_idle(bed: Bed) -> None:
     assert running["progress"]["total"] == 4 and 0 < running["progress"]["recycled"] < 4
     assert running["eta"] and running["eta"] > running["started_at"] and running["lock_expires_at"]
     # AND afterwards it is idle, still saying how far the last run got
-    idle = control.status(_reads(bed), bed.store, bed.clock)
+    idle = control.status(_reads(bed), bed.store, bed.clock).to_dict()
     assert idle["state"] == "idle" and idle["progress"] == {"recycled": 4, "total": 4, "batch": 4}
 
 
@@ -411,7 +413,7 @@ def test_status_of_a_run_that_died_is_stale(bed: Bed) -> None:
     with pytest.raises(BaseException, match="killed"):
         bed.run()
     bed.clock.sleep(2000)
-    stale = control.status(_reads(bed), bed.store, bed.clock)
+    stale = control.status(_reads(bed), bed.store, bed.clock).to_dict()
     assert stale["state"] == "stale" and "repairs" in stale["note"]
 
 
@@ -444,7 +446,9 @@ def test_the_handler_returns_a_cancelled_run_and_does_not_raise(entry_points: Be
     # GIVEN a recycle through the plain handler, and an operator who cancels it 100 s in
     bed = entry_points
     bed.add_service(tasks=5, target=(2, 10))
-    bed.sim.at(100, "operator cancels", lambda: control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager"))
+    bed.sim.at(
+        100, "operator cancels", lambda: control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager").to_dict()
+    )
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 10}
 
     # WHEN the handler runs, THEN it returns (a raise would fail the test here): the operator asked for this
@@ -461,7 +465,9 @@ def test_the_cli_exits_0_for_a_cancelled_run(entry_points: Bed, capsys: pytest.C
     # GIVEN a recycle through the CLI, and an operator who cancels it 100 s in
     bed = entry_points
     bed.add_service(tasks=5, target=(2, 10))
-    bed.sim.at(100, "operator cancels", lambda: control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager"))
+    bed.sim.at(
+        100, "operator cancels", lambda: control.cancel(_reads(bed), bed.store, bed.clock, "ops@pager").to_dict()
+    )
 
     code = lambda_function.main(["--cluster", CLUSTER, "--service", SERVICE, "--wait-time", "10"], clock=bed.clock)
 

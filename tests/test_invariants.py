@@ -143,7 +143,7 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         def cancel() -> None:
             request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
             reads = ServiceGateway(bed.ecs, bed.autoscaling, bed.elbv2, request)
-            if control.cancel(reads, bed.store, bed.clock, "hypothesis")["state"] == "running":
+            if control.cancel(reads, bed.store, bed.clock, "hypothesis").to_dict()["state"] == "running":
                 gate_closed.append(bed.clock.now())
 
         bed.sim.at(plan["cancel_at"], "operator cancels", cancel)

@@ -576,7 +576,7 @@ def test_status_gives_no_eta_rather_than_one_past_2100(bed: Bed) -> None:
     reads = ServiceGateway(bed.ecs, None, None, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE}))
 
     # WHEN an operator asks for its status
-    status = control.status(reads, bed.store, bed.clock)
+    status = control.status(reads, bed.store, bed.clock).to_dict()
 
     # THEN it is running, with no ETA instead of a time that cannot be shown
     assert status["state"] == "running" and status["eta"] is None

@@ -14,6 +14,7 @@ lock item. Neither touches desired count or the scalable target.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from recycler.aws.gateway import ServiceGateway
@@ -27,23 +28,83 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import ServiceTypeDef
 
 
-def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LockView:
+    """What status says of the lock it found: the run's owner, phase, start, progress and expiry."""
+
+    owner: str
+    phase: str
+    started_at: str
+    progress: dict[str, int]
+    lock_expires_at: str
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """``action: status``: whether a recycle runs, and what its lock says."""
+
+    state: str
+    cluster: str
+    service: str
+    cancel_requested: str | None = None
+    lock: LockView | None = None
+    # Only while running (and None before the first batch).
+    eta: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "action": "status",
+            "state": self.state,
+            "cluster": self.cluster,
+            "service": self.service,
+        }
+        if self.cancel_requested is not None:
+            data["cancel_requested"] = self.cancel_requested
+        if self.lock is None:
+            return data
+        data.update(asdict(self.lock))
+        if self.state == "running":
+            data["eta"] = self.eta
+        elif self.note is not None:
+            data["note"] = self.note
+        return data
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """``action: cancel``: whether a cancel was asked for, and of whom."""
+
+    state: str
+    cluster: str
+    service: str
+    result: str
+    owner: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"action": "cancel", "cluster": self.cluster, "service": self.service}
+        data["state"] = self.state
+        if self.owner is not None:
+            data["owner"] = self.owner
+        data["result"] = self.result
+        return data
+
+
+def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> StatusResult:
     service, lock = _service_and_lock(reads, store)
     now = clock.now()
     state = "idle" if lock is None or not (lock.is_live(now) or lock.is_stale(now)) else _state(lock, now)
-    result: dict[str, Any] = {
-        "action": "status",
-        "state": state,
-        "cluster": reads.request.cluster_name,
-        "service": reads.request.service_name,
-    }
     cancel = cancel_tag(service)
-    if cancel is not None:
-        result["cancel_requested"] = cancel.describe()
+    result = StatusResult(
+        state,
+        reads.request.cluster_name,
+        reads.request.service_name,
+        cancel_requested=cancel.describe() if cancel is not None else None,
+    )
     if lock is None:
         return result
     progress = lock.progress
-    result.update(
+    view = LockView(
         owner=lock.owner,
         phase=lock.phase,
         started_at=iso_seconds(lock.started_at),
@@ -51,32 +112,31 @@ def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> dict[
         lock_expires_at=iso_seconds(lock.expires_at),
     )
     if state == "running":
-        result["eta"] = _eta(lock)
-    elif state == "stale":
-        result["note"] = "the run that held the lock is gone; the next recycle repairs the service from the lock first"
-    return result
+        return replace(result, lock=view, eta=_eta(lock))
+    if state == "stale":
+        note = "the run that held the lock is gone; the next recycle repairs the service from the lock first"
+        return replace(result, lock=view, note=note)
+    return replace(result, lock=view)
 
 
-def cancel(reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str) -> dict[str, Any]:
+def cancel(reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str) -> CancelResult:
     service, lock = _service_and_lock(reads, store)
     now = clock.now()
-    result: dict[str, Any] = {
-        "action": "cancel",
-        "cluster": reads.request.cluster_name,
-        "service": reads.request.service_name,
-    }
+    cluster, service_name = reads.request.cluster_name, reads.request.service_name
     if lock is None or not lock.is_live(now):
-        result.update(state="idle", result="no recycle in progress: nothing to cancel, and no tag written")
-        return result
+        return CancelResult(
+            "idle", cluster, service_name, "no recycle in progress: nothing to cancel, and no tag written"
+        )
     cancel_request = CancelRequest(requested_by, now, run=lock.owner)
     reads.tag_service(service["serviceArn"], CANCEL_TAG_KEY, cancel_request.to_tag_value())
-    result.update(
-        state="running",
-        owner=lock.owner,
-        result=f"cancel requested ({cancel_request.describe()}): the run stops no further task, lets the replacements "
+    return CancelResult(
+        "running",
+        cluster,
+        service_name,
+        f"cancel requested ({cancel_request.describe()}): the run stops no further task, lets the replacements "
         "in flight finish, restores the service and ends cancelled",
+        owner=lock.owner,
     )
-    return result
 
 
 def _service_and_lock(reads: ServiceGateway, store: DynamoLockStore) -> tuple[ServiceTypeDef, LockRecord | None]:

@@ -185,15 +185,18 @@ def published(report: RecycleReport) -> dict[str, Any]:
 def control_action(
     request: RecycleRequest, reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str
 ) -> dict[str, Any]:
-    """status or cancel: read the lock (and, to cancel, tag the service); never touch its capacity."""
+    """status or cancel: read the lock (and, to cancel, tag the service); never touch its capacity.
+
+    As JSON: it is the step's checkpoint and the handler's return."""
+    result: control.StatusResult | control.CancelResult
     if request.action == "status":
         result = control.status(reads, store, clock)
+        said = result.state
     else:
         result = control.cancel(reads, store, clock, requested_by)
-    logger.info(
-        f"Task recycle {request.action}: {result.get('result', result['state'])}", extra={"state": result["state"]}
-    )
-    return result
+        said = result.result
+    logger.info(f"Task recycle {request.action}: {said}", extra={"state": result.state})
+    return result.to_dict()
 
 
 # By file (RECYCLE_CONFIG's, or None for the default): in Lambda one, read once per cold start.
