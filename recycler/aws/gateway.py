@@ -316,9 +316,7 @@ def _batches(items: list[str], size: int) -> Iterator[list[str]]:
 RETRY_ATTEMPTS = 3
 
 
-def retrying(
-    fn: Callable[[], dict[str, Any]], sleep: Callable[[float], None], log: Callable[..., None]
-) -> dict[str, Any] | str:
+def retrying(fn: Callable[[], T], sleep: Callable[[float], None], log: Callable[..., None]) -> T | str:
     """Run one restore action, retrying on AWS errors. Returns the error text if it never succeeds.
 
     Used where failing is not an option that may raise: the restore, and the lock writes it records.

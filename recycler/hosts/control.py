@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import ServiceTypeDef
 
 
+STALE_NOTE = "the run that held the lock is gone; the next recycle repairs the service from the lock first"
+
+
 @dataclass(frozen=True)
 class LockView:
     """What status says of the lock it found: the run's owner, phase, start, progress and expiry."""
@@ -50,7 +53,6 @@ class StatusResult:
     lock: LockView | None = None
     # Only while running (and None before the first batch).
     eta: str | None = None
-    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -66,8 +68,8 @@ class StatusResult:
         data.update(asdict(self.lock))
         if self.state == "running":
             data["eta"] = self.eta
-        elif self.note is not None:
-            data["note"] = self.note
+        elif self.state == "stale":
+            data["note"] = STALE_NOTE
         return data
 
 
@@ -113,9 +115,6 @@ def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> Statu
     )
     if state == "running":
         return replace(result, lock=view, eta=_eta(lock))
-    if state == "stale":
-        note = "the run that held the lock is gone; the next recycle repairs the service from the lock first"
-        return replace(result, lock=view, note=note)
     return replace(result, lock=view)
 
 

@@ -18,7 +18,7 @@ from recycler.lock.lease import LockHolder
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
 from recycler.model.report import RecycleReport
-from recycler.model.runtime import JsonObject, iso_seconds
+from recycler.model.runtime import iso_seconds
 from recycler.model.states import DESIRED_PENDING, Status
 from recycler.run.context import RunContext
 
@@ -35,12 +35,45 @@ class DesiredRestore:
     actions: list[str]
     external: list[str]
 
-    def to_dict(self) -> JsonObject:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: JsonObject) -> DesiredRestore:
+    def from_dict(cls, data: dict[str, Any]) -> DesiredRestore:
         return cls(int(data["current"]), int(data["target"]), list(data["actions"]), list(data["external"]))
+
+
+@dataclass(frozen=True)
+class TargetRestore:
+    """What undoing a run's changes does to the scalable target: the restore step's result, and the repair's plan."""
+
+    actions: list[str]
+    external: list[str]
+    # The target as the restore leaves it (the report's restored_target); None when there is nothing to say.
+    restored_target: ScalableTarget | None = None
+    # The RegisterScalableTarget to make (its flags, and MaxCapacity when it changes); never in the step's result.
+    register_flags: dict[str, bool] | None = None
+    register_max: int | None = None
+
+    def restored_target_dict(self) -> dict[str, Any] | None:
+        """As the report gives it: {min_capacity, max_capacity, suspended}."""
+        return asdict(self.restored_target) if self.restored_target is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"actions": self.actions, "external": self.external}
+        if self.restored_target is not None:
+            data["restored_target"] = self.restored_target_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetRestore:
+        restored = data.get("restored_target")
+        target = (
+            ScalableTarget(int(restored["min_capacity"]), int(restored["max_capacity"]), dict(restored["suspended"]))
+            if restored is not None
+            else None
+        )
+        return cls(list(data["actions"]), list(data["external"]), target)
 
 
 class Capacity:
@@ -78,12 +111,8 @@ class Capacity:
         suspended = s.suspended_state()
         for flag in s.flags_to_suspend():
             suspended[flag] = True
-        kwargs: dict[str, Any] = {"SuspendedState": suspended}
-        widened = s.widened_max()
-        if widened is not None:
-            # Raise Max first so the surged count is not clamped back.
-            kwargs["MaxCapacity"] = widened
-        self._register_target(**kwargs)
+        # With a widened Max (raised first so the surged count is not clamped back) when the surge needs one.
+        self._register_target(suspended, s.widened_max())
 
     def _apply_surge(self) -> float:
         s = self.snapshot
@@ -132,7 +161,8 @@ class Capacity:
 
     def _restore_desired(self, report: RecycleReport, stage: str) -> str | None:
         decision = self.runtime.step(
-            f"{stage} desired count plan", lambda: retrying(self._plan_desired_restore, self.clock.sleep, self.log)
+            f"{stage} desired count plan",
+            lambda: retrying(lambda: self._plan_desired_restore().to_dict(), self.clock.sleep, self.log),
         )
         if isinstance(decision, str):
             return decision
@@ -156,7 +186,7 @@ class Capacity:
             f"{stage} mark desired restored", phase=Phase.DESIRED_RESTORED, restore_from=None, restore_to=None
         )
 
-    def _plan_desired_restore(self) -> JsonObject:
+    def _plan_desired_restore(self) -> DesiredRestore:
         """Decide the desired count to go back to, from the recorded phase. Read-only, so safe to repeat.
 
         The decision is taken once (and recorded in the lock as "restoring"
@@ -164,41 +194,42 @@ class Capacity:
         that landed would find the original count and remove a second task.
         """
         current = int(self.reads.describe_service().get("desiredCount", 0))
-        return desired_restore_plan(self.holder.current, current, self.surge_landed).to_dict()
+        return desired_restore_plan(self.holder.current, current, self.surge_landed)
 
     def _set_desired(self, target: int) -> dict[str, Any]:
-        """Set an absolute desired count: repeating it is harmless."""
+        """Set an absolute desired count: repeating it is harmless. The step's result is empty."""
         self.reads.set_desired_count(target)
         return {}
 
     def _restore_target(self, report: RecycleReport, stage: str) -> str | None:
         outcome = self.runtime.step(
-            f"{stage} scalable target", lambda: retrying(self._undo_target_changes, self.clock.sleep, self.log)
+            f"{stage} scalable target",
+            lambda: retrying(lambda: self._undo_target_changes().to_dict(), self.clock.sleep, self.log),
         )
         if isinstance(outcome, str):
             return outcome
-        report.restore_actions += outcome["actions"]
-        report.external_changes += outcome["external"]
-        report.restored_target = outcome.get("restored_target") or report.restored_target
+        restore = TargetRestore.from_dict(outcome)
+        report.restore_actions += restore.actions
+        report.external_changes += restore.external
+        report.restored_target = restore.restored_target_dict() or report.restored_target
         return self.holder.record_phase(f"{stage} mark target restored", phase=Phase.TARGET_RESTORED)
 
-    def _undo_target_changes(self) -> JsonObject:
+    def _undo_target_changes(self) -> TargetRestore:
         """Undo what this run changed on the scalable target, and only that (see target_restore_plan).
 
         Running this again after it landed changes nothing.
         """
         s = self.snapshot
         if not s.changes_target():
-            return {"actions": [], "external": []}
+            return TargetRestore([], [])
         outcome = target_restore_plan(s, self.reads.scalable_target())
-        register = outcome.pop("register", None)
-        if register is not None:
-            self._register_target(**register)
+        if outcome.register_flags is not None:
+            self._register_target(outcome.register_flags, outcome.register_max)
         return outcome
 
-    def _register_target(self, **kwargs: Any) -> None:
+    def _register_target(self, suspended: dict[str, bool], max_capacity: int | None) -> None:
         """RegisterScalableTarget on an existing target changes only the fields given (MinCapacity is never sent)."""
-        self.reads.register_scalable_target(kwargs["SuspendedState"], kwargs.get("MaxCapacity"))
+        self.reads.register_scalable_target(suspended, max_capacity)
 
 
 def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> DesiredRestore:
@@ -226,7 +257,7 @@ def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = Fa
     return DesiredRestore(current, target, actions, external)
 
 
-def target_restore_plan(s: Snapshot, target: ScalableTarget | None) -> dict[str, Any]:
+def target_restore_plan(s: Snapshot, target: ScalableTarget | None) -> TargetRestore:
     """What undoing a run's changes does to the scalable target as it is now; ``register`` is the call to make.
 
     The run switched on the suspension flags that were off, and may have
@@ -235,9 +266,9 @@ def target_restore_plan(s: Snapshot, target: ScalableTarget | None) -> dict[str,
     reported. The repair and a dry run's plan of it decide alike.
     """
     if not s.changes_target():
-        return {"actions": [], "external": []}
+        return TargetRestore([], [])
     if target is None:
-        return {"actions": [], "external": ["the scalable target was deregistered during the run; nothing to undo"]}
+        return TargetRestore([], ["the scalable target was deregistered during the run; nothing to undo"])
     now_min, now_max = target.min_capacity, target.max_capacity
     flags = dict(target.suspended)
     for flag in s.flags_to_suspend():
@@ -256,18 +287,17 @@ def target_restore_plan(s: Snapshot, target: ScalableTarget | None) -> dict[str,
     if now_min > new_max:
         external.append(f"MinCapacity {now_min} is above MaxCapacity {new_max}: MaxCapacity left at {now_max}")
         new_max = now_max
-    restored_target = {"min_capacity": now_min, "max_capacity": new_max, "suspended": flags}
+    restored_target = ScalableTarget(now_min, new_max, flags)
     if flags == target.suspended and new_max == now_max:
-        return {"actions": [], "external": external, "restored_target": restored_target}
-    register: dict[str, Any] = {"SuspendedState": flags}
-    if new_max != now_max:
-        register["MaxCapacity"] = new_max
+        return TargetRestore([], external, restored_target)
     resumed = [_FLAG_WORDS[flag] for flag in s.flags_to_suspend() if target.suspended.get(flag)]
     changes = [f"MaxCapacity {now_max} -> {new_max}"] if new_max != now_max else []
     if resumed:
         changes.append(f"{' and '.join(resumed)} resumed")
     action = "scalable target: " + "; ".join(changes)
-    return {"actions": [action], "external": external, "restored_target": restored_target, "register": register}
+    return TargetRestore(
+        [action], external, restored_target, register_flags=flags, register_max=new_max if new_max != now_max else None
+    )
 
 
 def _add_error(report: RecycleReport, message: str) -> None:

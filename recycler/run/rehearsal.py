@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from recycler.aws.gateway import ScalableTarget
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
 from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
 from recycler.model.runtime import JsonObject, iso_seconds
@@ -110,12 +109,11 @@ class Rehearsal:
             desired = decision.target
         if stale.phase in (*DESIRED_PENDING, Phase.DESIRED_RESTORED):
             outcome = target_restore_plan(snapshot, target)
-            actions += outcome["actions"]
-            external += outcome["external"]
-            target_change = outcome["actions"][0] if outcome["actions"] else None
-            restored = outcome.get("restored_target")
-            if restored is not None:
-                target = ScalableTarget(restored["min_capacity"], restored["max_capacity"], restored["suspended"])
+            actions += outcome.actions
+            external += outcome.external
+            target_change = outcome.actions[0] if outcome.actions else None
+            if outcome.restored_target is not None:
+                target = outcome.restored_target
         removed = found.desired_count - desired
         then = "then the lock is released and the service read again, before anything is recycled"
         if removed > 0:
