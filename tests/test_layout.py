@@ -268,7 +268,7 @@ DATA_RECORDS = {
     "recycler.notification.content": {"Sections"},
     "recycler.notification.settings": {"NotificationConfig"},
     "recycler.run.batches": {"BatchDecision"},
-    "recycler.run.plan": {"Plan"},
+    "recycler.run.plan": {"Plan", "RepairPlan"},
     "recycler.run.preflight": {"Preflight", "Refusal"},
     "recycler.run.watch": {"WatchState"},
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from recycler.aws.gateway import error_code, start_execution
@@ -21,7 +21,7 @@ from recycler.hosts.execution_name import durable_execution_name
 from recycler.model.errors import AwsCallFailed
 from recycler.model.request import RecycleRequest
 from recycler.run.budget import PlanFit
-from recycler.run.ports import HandOffDecision
+from recycler.run.ports import HandedOff, HandOffDecision
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -56,7 +56,7 @@ class HandOff:
         run_key = hashlib.sha256(self.invocation_id.encode()).hexdigest()[:12]
         return durable_execution_name(self.request.cluster, self.request.service, run_key)
 
-    def start(self, run_started_at: float) -> dict[str, Any]:
+    def start(self, run_started_at: float) -> HandedOff:
         """Invoke the alias asynchronously (InvocationType Event) under the deterministic execution name.
 
         The execution gets this run's cut-off (its start, or the event's own if earlier), as a carry-on
@@ -73,7 +73,7 @@ class HandOff:
                 raise
             # A retry of this invocation: the execution the first attempt started does the recycle.
             return self.following(already_started=True)
-        return {**self.following(already_started=False), "status_code": status_code}
+        return replace(self.following(already_started=False), status_code=status_code)
 
     def owns(self, lock_owner: str | None) -> bool:
         """Whether a lock's owner is the durable execution this invocation starts (recycler.hosts.durable names it)."""
@@ -83,17 +83,17 @@ class HandOff:
             and (str(lock_owner).rsplit(":", 1)[-1] == self.execution_name())
         )
 
-    def following(self, already_started: bool) -> dict[str, Any]:
+    def following(self, already_started: bool) -> HandedOff:
         """The report's handed_off: the execution, and how to follow it."""
         name = self.execution_name()
-        return {
-            "execution_name": name,
-            "durable_alias": self.alias_arn,
-            "already_started": already_started,
-            "follow": (
+        return HandedOff(
+            execution_name=name,
+            durable_alias=self.alias_arn,
+            already_started=already_started,
+            follow=(
                 f"aws lambda list-durable-executions-by-function --function-name {self.alias_arn} "
                 f"--durable-execution-name {name}; or invoke either function with "
                 f'{{"cluster_name": "{self.request.cluster}", "service_name": "{self.request.service}", '
                 f'"action": "status"}}'
             ),
-        }
+        )

@@ -26,7 +26,7 @@ from recycler.model.errors import (
 )
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import RecycleRequest
-from recycler.model.runtime import JsonObject, iso_seconds
+from recycler.model.runtime import iso_seconds
 from recycler.model.states import Status
 from recycler.observability import logs
 from recycler.run.batches import BatchRunner
@@ -171,15 +171,15 @@ class Run:
             return False
         request, settings, remaining = self.request, self.context.settings, self.runtime.remaining_seconds
 
-        def decide() -> JsonObject:
-            return hand_off.decide(plan_fits(preflight, selection, request, settings, remaining())).to_dict()
+        def decide() -> HandOffDecision:
+            return hand_off.decide(plan_fits(preflight, selection, request, settings, remaining()))
 
-        decision = HandOffDecision.from_dict(self.runtime.step("hand-off decision", decide))
+        decision = HandOffDecision.from_dict(self.runtime.step("hand-off decision", lambda: decide().to_dict()))
         if not decision.would_hand_off:
             return False
         # A firing or missing alarm refuses the run here, rather than in a durable execution started for nothing.
         self._gate(preflight)
-        report.handed_off = self.runtime.step("hand off", lambda: hand_off.start(self.context.started))
+        report.handed_off = self.runtime.step("hand off", lambda: hand_off.start(self.context.started).to_dict())
         report.status = Status.HANDED_OFF
         self.log(
             logging.INFO,
@@ -193,7 +193,7 @@ class Run:
         holder, hand_off = report.lock_holder or {}, self.policy.hand_off
         if hand_off is None or self.request.dry_run or not hand_off.owns(holder.get("owner")):
             return False
-        report.handed_off = hand_off.following(already_started=True)
+        report.handed_off = hand_off.following(already_started=True).to_dict()
         report.status, report.lock_holder = Status.HANDED_OFF, None
         self.log(logging.INFO, f"Already handed off: the durable execution {report.handed_off['execution_name']} runs")
         return True

@@ -6,9 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from recycler.model.runtime import JsonObject
 from recycler.run.budget import BatchFit, PlanFit, plain_batch_seconds
 from recycler.run.preflight import Preflight
 from recycler.run.selection import Selection
@@ -27,12 +26,30 @@ class HandOffDecision:
     durable_alias: str
     execution_name: str
 
-    def to_dict(self) -> JsonObject:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: JsonObject) -> HandOffDecision:
+    def from_dict(cls, data: dict[str, Any]) -> HandOffDecision:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class HandedOff:
+    """The report's handed_off: the durable execution, and how to follow it."""
+
+    execution_name: str
+    durable_alias: str
+    already_started: bool
+    follow: str
+    # The Invoke's status code, when this invocation started the execution.
+    status_code: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.status_code is None:
+            del data["status_code"]
+        return data
 
 
 class HandOffPort(Protocol):
@@ -42,7 +59,7 @@ class HandOffPort(Protocol):
         """Whether to hand off, given whether the plan fits this invocation (recycler.run.budget.plan_fits)."""
         ...
 
-    def start(self, run_started_at: float) -> JsonObject:
+    def start(self, run_started_at: float) -> HandedOff:
         """Start the durable execution; the report's handed_off."""
         ...
 
@@ -50,7 +67,7 @@ class HandOffPort(Protocol):
         """Whether a lock's owner is the durable execution this invocation starts."""
         ...
 
-    def following(self, already_started: bool) -> JsonObject:
+    def following(self, already_started: bool) -> HandedOff:
         """The report's handed_off for an execution already started."""
         ...
 

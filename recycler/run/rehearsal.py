@@ -21,7 +21,7 @@ from recycler.run.budget import PlanFit, plan_fits
 from recycler.run.capacity import desired_restore_plan, target_restore_plan
 from recycler.run.context import RunContext
 from recycler.run.gates import alarm_problems
-from recycler.run.plan import make_plan
+from recycler.run.plan import RepairPlan, make_plan
 from recycler.run.ports import HANDOFF_ENV, HandOffDecision, RunPolicy
 from recycler.run.preflight import Preflight, legacy_tag_note, read_preflight
 from recycler.run.selection import Selection
@@ -89,7 +89,7 @@ class Rehearsal:
             "notes": [legacy_tag_note()] if preflight.legacy_lock_tag else [],
         }
 
-    def _repair(self, found: Preflight, stale: LockRecord) -> tuple[JsonObject, Preflight]:
+    def _repair(self, found: Preflight, stale: LockRecord) -> tuple[RepairPlan, Preflight]:
         """What the run's repair of a crashed run will do first, and the service as the repair leaves it.
 
         Raises LockCorrupt where the repair would refuse the item.
@@ -121,17 +121,17 @@ class Rehearsal:
                 f"; ECS stops {removed} task(s) of its choosing as desiredCount goes down, so the run recycles "
                 "the tasks running then, which may be fewer than tasks_to_stop lists"
             )
-        repair = {
-            "owner": stale.owner,
-            "phase": stale.phase,
-            "started_at": iso_seconds(stale.started_at),
-            "expired_at": iso_seconds(stale.expires_at),
-            "desired_count": desired_change,
-            "scalable_target": target_change,
-            "actions": actions,
-            "external_changes": external,
-            "then": then,
-        }
+        repair = RepairPlan(
+            owner=stale.owner,
+            phase=stale.phase,
+            started_at=iso_seconds(stale.started_at),
+            expired_at=iso_seconds(stale.expires_at),
+            desired_count=desired_change,
+            scalable_target=target_change,
+            actions=actions,
+            external_changes=external,
+            then=then,
+        )
         return repair, replace(found, desired_count=desired, scalable_target=target)
 
     def _time_budget(
