@@ -7,13 +7,13 @@ rebuilds exactly the record the lock table holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from recycler.aws.gateway import retrying
 from recycler.lock.record import RELEASED_RETENTION_SECONDS, LockRecord, Phase, Progress, Snapshot
 from recycler.lock.store import DynamoLockStore
-from recycler.model.runtime import Clock, JsonObject, Runtime
+from recycler.model.runtime import Clock, Runtime
 
 # Log one line at this level: (level, message, fields).
 Log = Callable[..., None]
@@ -57,7 +57,7 @@ class LockHolder:
     def acquire(self, key: str, seen: LockRecord | None, snapshot: Snapshot, total: int) -> None:
         """Take the lock: only over no item, or over the idle item ``seen`` read before ``snapshot`` was taken."""
 
-        def acquire() -> JsonObject:
+        def acquire() -> LockRecord:
             now = self.clock.now()
             record = LockRecord(
                 key=key,
@@ -69,9 +69,9 @@ class LockHolder:
                 snapshot=snapshot,
                 progress=Progress(total=total, updated_at=int(now)),
             )
-            return self.store.acquire(record, seen).to_dict()
+            return self.store.acquire(record, seen)
 
-        self.record = LockRecord.from_dict(self.runtime.step("lock", acquire))
+        self.record = LockRecord.from_dict(self.runtime.step("lock", lambda: acquire().to_dict()))
 
     def take_over(self, stale: LockRecord) -> None:
         """Take an expired lock over (compare-and-swap on its version) to finish its restore."""
@@ -89,13 +89,14 @@ class LockHolder:
         service and took over), it fails with LockLost and the run stops without
         touching the service again.
         """
-        self.record = LockRecord.from_dict(self.runtime.step(name, self._writer(changes)))
+        write = self._writer(changes)
+        self.record = LockRecord.from_dict(self.runtime.step(name, lambda: write().to_dict()))
         return self.record
 
     def record_phase(self, name: str, **changes: Any) -> str | None:
         """A restore's write: retried, and never raising on AWS errors; the error text if it never lands."""
         write = self._writer(changes)
-        written = self.runtime.step(name, lambda: retrying(write, self.clock.sleep, self.log))
+        written = self.runtime.step(name, lambda: retrying(lambda: write().to_dict(), self.clock.sleep, self.log))
         if isinstance(written, str):
             return f"could not record the restore's progress in the lock table ({written}); nothing more was changed"
         self.record = LockRecord.from_dict(written)
@@ -105,17 +106,18 @@ class LockHolder:
         """Leave the item idle (phase released) for TTL to remove; the error text if that never lands."""
         retention = RELEASED_RETENTION_SECONDS
         write = self._writer({"phase": Phase.RELEASED, "restore_from": None, "restore_to": None}, retention)
-        released = self.runtime.step(name, lambda: retrying(write, self.clock.sleep, self.log))
+        released = self.runtime.step(name, lambda: retrying(lambda: write().to_dict(), self.clock.sleep, self.log))
         if isinstance(released, str):
             return released
         self.record = LockRecord.from_dict(released)
         return None
 
-    def _writer(self, changes: JsonObject, expires_in: float | None = None) -> Callable[[], JsonObject]:
+    def _writer(self, changes: Mapping[str, Any], expires_in: float | None = None) -> Callable[[], LockRecord]:
+        """The write of ``changes`` to the lock as it is now (a step's function: it makes the JSON)."""
         current = self.current
 
-        def write() -> JsonObject:
+        def write() -> LockRecord:
             expires = int(self.clock.now() + expires_in) if expires_in is not None else self.expiry()
-            return self.store.write(current, expires_at=expires, **changes).to_dict()
+            return self.store.write(current, expires_at=expires, **changes)
 
         return write

@@ -226,7 +226,9 @@ class Run:
     def _preflight(self, name: str, report: RecycleReport) -> Preflight:
         """Read the service, and count what this run would recycle (the report knows it from here on)."""
         context = self.context
-        checked = self.runtime.step(name, lambda: preflight_step(self.reads, context.lock_store, context.clock))
+        checked = self.runtime.step(
+            name, lambda: preflight_step(self.reads, context.lock_store, context.clock).to_dict()
+        )
         outcome, request = PreflightOutcome.from_dict(checked), self.request
         refused = outcome.refused
         if refused is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 
@@ -187,31 +187,40 @@ class PreflightOutcome:
         return cls(preflight=Preflight.from_dict(data["preflight"]))
 
 
-def preflight_step(reads: ServiceGateway, store: DynamoLockStore | None, clock: Clock) -> JsonObject:
-    """The pre-flight as one step's JSON (PreflightOutcome): the Preflight, or its refusal with what the service
-    showed.
+@dataclass(frozen=True)
+class ServiceSeen:
+    """The service as the pre-flight found it, before any check could refuse it."""
+
+    service_arn: str
+    desired_count: int
+    running_count: int
+
+
+def preflight_step(reads: ServiceGateway, store: DynamoLockStore | None, clock: Clock) -> PreflightOutcome:
+    """The pre-flight as one step (its JSON: PreflightOutcome.to_dict): the Preflight, or its refusal with what the
+    service showed.
 
     A refusal after the service was found still knows its task count; the report gives it (a durable
     replay rebuilds the refusal from this result, so the count is there on every path).
     """
-    seen: JsonObject = {}
+    seen: list[ServiceSeen] = []
     try:
-        return PreflightOutcome(preflight=read_preflight(reads, store, clock, seen)).to_dict()
+        return PreflightOutcome(preflight=read_preflight(reads, store, clock, seen))
     except (PreflightError, ConfigError) as e:
         if not seen:
             raise
         field = e.field if isinstance(e, ConfigError) else None
         problem = e.problem if isinstance(e, ConfigError) else str(e)
         holder = e.holder if isinstance(e, LockHeld) and e.holder else None
-        refused = Refusal(type(e).__name__, field, problem, lock_holder=holder, **seen)
-        return PreflightOutcome(refused=refused).to_dict()
+        refused = Refusal(type(e).__name__, field, problem, lock_holder=holder, **asdict(seen[0]))
+        return PreflightOutcome(refused=refused)
 
 
 def read_preflight(
     reads: ServiceGateway,
     store: DynamoLockStore | None,
     clock: Clock,
-    seen: JsonObject | None = None,
+    seen: list[ServiceSeen] | None = None,
     would_refuse: list[dict[str, str]] | None = None,
 ) -> Preflight:
     """Read everything the run needs, change nothing; refuse a service the run may not touch.
@@ -234,10 +243,12 @@ def read_preflight(
 
     located = reads.describe_service()
     if seen is not None:
-        seen.update(
-            service_arn=str(located.get("serviceArn", "")),
-            desired_count=int(located.get("desiredCount", 0)),
-            running_count=int(located.get("runningCount", 0)),
+        seen.append(
+            ServiceSeen(
+                service_arn=str(located.get("serviceArn", "")),
+                desired_count=int(located.get("desiredCount", 0)),
+                running_count=int(located.get("runningCount", 0)),
+            )
         )
     check_arn_matches(request, located)
     key = lock_key(str(located.get("clusterArn", "")), str(located.get("serviceName", request.service_name)))
