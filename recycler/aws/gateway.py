@@ -173,12 +173,11 @@ class ServiceGateway:
         containers = response.get("taskDefinition", {}).get("containerDefinitions", [])
         return any(c.get("healthCheck") for c in containers)
 
-    def target_health(self, target_group_arn: str, targets: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    def target_health(self, target_group_arn: str, targets: Sequence[TargetDescriptionTypeDef]) -> list[str | None]:
         """The states of these targets in the group (all of its targets when none are given)."""
         elbv2 = _given(self.elbv2, "elbv2")
         if targets:
-            described = cast("list[TargetDescriptionTypeDef]", list(targets))
-            response = self._call(elbv2.describe_target_health, TargetGroupArn=target_group_arn, Targets=described)
+            response = self._call(elbv2.describe_target_health, TargetGroupArn=target_group_arn, Targets=list(targets))
         else:
             response = self._call(elbv2.describe_target_health, TargetGroupArn=target_group_arn)
         return [d.get("TargetHealth", {}).get("State") for d in response.get("TargetHealthDescriptions", [])]

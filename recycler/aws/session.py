@@ -23,6 +23,8 @@ from recycler.model.errors import AwsCallFailed, ConfigError, shown
 from recycler.model.runtime import TOOL_NAME
 
 if TYPE_CHECKING:
+    from mypy_boto3_sts.type_defs import AssumeRoleRequestTypeDef
+
     from recycler.model.settings import AwsCredentials
 
 # The logger keeps the name of the face users know (AWSSession.py), so log filters stay valid.
@@ -119,7 +121,7 @@ def get_aws_session(
         endpoint_url=None if env.endpoint_override else _regional_sts_endpoint(base, region),
         config=CLIENT_CONFIG,
     )
-    assume_args: dict[str, Any] = {
+    assume_args: AssumeRoleRequestTypeDef = {
         "RoleArn": credentials.role_arn,
         "RoleSessionName": role_session_name(session_suffix),
         "DurationSeconds": _ASSUMED_ROLE_SECONDS,

@@ -267,7 +267,7 @@ def new_owner_id(prefix: str) -> str:
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,512}", re.ASCII)
 
 
-def refused_event_report(event: Any, error: ConfigError, where: Mapping[str, Any], now: float) -> RecycleReport:
+def refused_event_report(event: Any, error: ConfigError, where: Mapping[str, str | None], now: float) -> RecycleReport:
     """The report of a run refused for its event: status refused, the error naming the field."""
 
     def named(key: str) -> str | None:

@@ -68,7 +68,7 @@ class Invocation:
 
     remaining_seconds: Callable[[], float | None] = lambda: None
     # Lambda's request id and log group and stream.
-    ids: Mapping[str, Any] = field(default_factory=dict)
+    ids: Mapping[str, str | None] = field(default_factory=dict)
     event: dict[str, Any] | None = None
     publishes_metrics: bool = False
     # The Lambda handler raises what did not complete and says what bounded it; the CLI returns it.
@@ -158,7 +158,7 @@ def run_recycle(
     clock: Clock | None = None,
     remaining_seconds: Callable[[], float | None] = lambda: None,
     owner_id: str | None = None,
-    invocation: dict[str, Any] | None = None,
+    invocation: Mapping[str, str | None] | None = None,
     event: dict[str, Any] | None = None,
     requested_by: str | None = None,
     publish_metrics: bool | None = None,
@@ -188,7 +188,12 @@ def run_recycle(
 
 
 def mail_refused_event(
-    event: Any, error: ConfigError, invocation: dict[str, Any], env: Environment, clock: Clock, config: AppConfig | None
+    event: Any,
+    error: ConfigError,
+    invocation: Mapping[str, str | None],
+    env: Environment,
+    clock: Clock,
+    config: AppConfig | None,
 ) -> None:
     """A scheduled run's bad event is mailed as REFUSED, since no one watches a schedule's errors.
 
@@ -231,7 +236,7 @@ def _handle(
     event: Any, context: Any, clock: Clock, session: Any, config: AppConfig | None, env: Environment
 ) -> dict[str, Any]:
     logs.configure(env.log_level, lambda_json=env.lambda_json_logs, in_lambda=env.in_lambda)
-    invocation = {
+    invocation: dict[str, str | None] = {
         "request_id": getattr(context, "aws_request_id", None),
         "log_group": getattr(context, "log_group_name", None),
         "log_stream": getattr(context, "log_stream_name", None),

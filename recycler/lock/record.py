@@ -36,7 +36,7 @@ from typing import Any
 
 from recycler.aws.gateway import SUSPENDED_FLAGS
 from recycler.model.errors import LockCorrupt
-from recycler.model.runtime import TOOL_NAME, JsonObject
+from recycler.model.runtime import TOOL_NAME
 from recycler.model.states import DESIRED_PENDING, PHASES, Phase
 
 LOCK_TABLE_ENV = "LOCK_TABLE_NAME"
@@ -115,7 +115,7 @@ class LockRecord:
 
     # ------------------------------------------------------ JSON (checkpoints)
 
-    def to_dict(self) -> JsonObject:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod

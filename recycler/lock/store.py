@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 
 from recycler.aws.gateway import aws_errors, error_code
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
-from recycler.model.errors import AwsCallFailed, LockHeld, LockLost
-from recycler.model.runtime import JsonObject, iso_seconds
+from recycler.model.errors import AwsCallFailed, LockHeld, LockHolderFacts, LockLost
+from recycler.model.runtime import iso_seconds
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -25,7 +25,7 @@ _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
 
-def holder_facts(record: LockRecord | None) -> JsonObject | None:
+def holder_facts(record: LockRecord | None) -> LockHolderFacts | None:
     """Who holds a lock, as a refused run reports it; the snapshot's desired count is what it counts from."""
     if record is None:
         return None

@@ -6,9 +6,8 @@ Every error the tool raises on purpose is a RecycleError, so callers can tell
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
-from recycler.model.runtime import JsonObject
 from recycler.model.states import Status
 
 # How much of a user's key or value an error message repeats.
@@ -53,10 +52,21 @@ class ServiceNotFound(PreflightError):
     """The cluster or service does not exist."""
 
 
+class LockHolderFacts(TypedDict):
+    """Who holds a lock, as a refused run reports it (recycler.lock.store.holder_facts); JSON in a checkpoint."""
+
+    owner: str
+    phase: str
+    # ISO 8601 UTC.
+    expires_at: str
+    # What a refused run counts from: the live count may include the holder's surge.
+    snapshot_desired_count: int | None
+
+
 class LockHeld(PreflightError):
     """Another run holds an unexpired lock on the service."""
 
-    def __init__(self, message: str, holder: JsonObject | None = None) -> None:
+    def __init__(self, message: str, holder: LockHolderFacts | None = None) -> None:
         super().__init__(message)
         # Who holds it, its phase, its expiry and its snapshot's desired count (recycler.lock.store.holder_facts).
         self.holder = holder

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from recycler.model.errors import LockHolderFacts
 from recycler.model.states import Status
 
 # The lists of TaskResult, rebuilt by from_dict.
@@ -79,11 +80,12 @@ class RecycleReport:
         values["status"] = Status(values["status"])
         return cls(**values)
 
-    def held_by(self, holder: dict[str, Any]) -> None:
+    def held_by(self, holder: LockHolderFacts) -> None:
         """The run that holds the lock; and the desired count its snapshot keeps (the live one has its surge)."""
         self.lock_holder = {key: holder.get(key) for key in ("owner", "phase", "expires_at")}
-        if holder.get("snapshot_desired_count") is not None:
-            self.original_desired_count = int(holder["snapshot_desired_count"])
+        counted = holder.get("snapshot_desired_count")
+        if counted is not None:
+            self.original_desired_count = int(counted)
 
     def found(self, service_arn: str, desired_count: int) -> None:
         """What the report knows once the service is found: its region, account and desired count."""

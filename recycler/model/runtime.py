@@ -21,10 +21,6 @@ T = TypeVar("T")
 TOOL_NAME = "ecs-task-recycle"
 
 
-# A JSON object: what a runtime step returns, a checkpoint holds, and typed state's to_dict gives (the edges).
-JsonObject = dict[str, Any]
-
-
 class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch."""
@@ -56,10 +52,10 @@ class Runtime(Protocol):
     def wait_until(
         self,
         name: str,
-        check: Callable[[JsonObject], JsonObject],
-        initial: JsonObject,
+        check: Callable[[dict[str, Any]], dict[str, Any]],
+        initial: dict[str, Any],
         poll_seconds: float,
-    ) -> JsonObject:
+    ) -> dict[str, Any]:
         """Call check(state) until the state it returns has a true "done". check raises to abort."""
 
     def remaining_seconds(self) -> float | None:
@@ -90,10 +86,10 @@ class LocalRuntime:
     def wait_until(
         self,
         name: str,
-        check: Callable[[JsonObject], JsonObject],
-        initial: JsonObject,
+        check: Callable[[dict[str, Any]], dict[str, Any]],
+        initial: dict[str, Any],
         poll_seconds: float,
-    ) -> JsonObject:
+    ) -> dict[str, Any]:
         state = check(initial)
         while not state.get("done"):
             self.clock.sleep(poll_seconds)

@@ -18,7 +18,7 @@ several lines.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -36,7 +36,7 @@ RUN_METRICS = {
 VALUES_PER_LINE = 99
 
 
-def emf_documents(report: dict[str, Any]) -> list[dict[str, Any]]:
+def emf_documents(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The EMF documents for a finished run; none for a dry run, a hand-off, status or cancel."""
     status = report.get("status")
     if status not in RUN_METRICS:
@@ -58,13 +58,13 @@ def emf_documents(report: dict[str, Any]) -> list[dict[str, Any]]:
     return documents
 
 
-def publish(report: dict[str, Any], write: Callable[[str], None] = print) -> None:
+def publish(report: Mapping[str, Any], write: Callable[[str], None] = print) -> None:
     """One line per document on stdout, where Lambda picks EMF up."""
     for document in emf_documents(report):
         write(json.dumps(document))
 
 
-def _provider(report: dict[str, Any]) -> AmazonCloudWatchEMFProvider:
+def _provider(report: Mapping[str, Any]) -> AmazonCloudWatchEMFProvider:
     provider = AmazonCloudWatchEMFProvider(namespace=NAMESPACE, metric_set={}, dimension_set={}, metadata_set={})
     provider.add_dimension("Cluster", str(report.get("cluster")))
     provider.add_dimension("Service", str(report.get("service")))

@@ -15,14 +15,13 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import Progress
 from recycler.model.errors import ReplacementFailed, TimeBudgetExhausted, clip
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import DEFAULT_WAIT_TIME
-from recycler.model.runtime import JsonObject
 from recycler.run.budget import next_batch_seconds, restore_still_fits
 from recycler.run.context import RunContext
 from recycler.run.gates import StopReason, stop_error
@@ -52,7 +51,7 @@ class BatchDecision:
     skipped: list[Skipped] = field(default_factory=list)
     stopped_at: float = 0.0
 
-    def to_dict(self) -> JsonObject:
+    def to_dict(self) -> dict[str, Any]:
         if self.action == "out_of_time":
             return {"action": self.action, "remaining": self.remaining, "needed": self.needed}
         if self.action == "stop":
@@ -61,7 +60,7 @@ class BatchDecision:
         return {"action": self.action, "stopped": self.stopped, "skipped": skipped, "stopped_at": self.stopped_at}
 
     @classmethod
-    def from_dict(cls, data: JsonObject) -> BatchDecision:
+    def from_dict(cls, data: dict[str, Any]) -> BatchDecision:
         reason = data.get("reason")
         return cls(
             action=data["action"],
@@ -174,8 +173,8 @@ class BatchRunner:
         gates, since = self.gates, self.runtime.step("alarm watch start", self.clock.now)
         settings, stretch = self.settings, self.settings.replacement_timeout_seconds
 
-        def watcher(until: float) -> Callable[[JsonObject], JsonObject]:
-            def check(state: JsonObject) -> JsonObject:
+        def watcher(until: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+            def check(state: dict[str, Any]) -> dict[str, Any]:
                 reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
                 if reason is not None:
                     raise stop_error(reason)
@@ -229,7 +228,7 @@ class BatchRunner:
             updated_at=int(self.clock.now()),
         )
 
-    def _stop_batch_step(self, batch: tuple[str, ...], first: int) -> JsonObject:
+    def _stop_batch_step(self, batch: tuple[str, ...], first: int) -> dict[str, Any]:
         return self._stop_batch(batch, first).to_dict()
 
     def _stop_batch(self, batch: tuple[str, ...], first: int) -> BatchDecision:
@@ -276,10 +275,10 @@ class BatchRunner:
         resume = json.dumps(self._resume_event(unreached))
         return f"{unreached} tasks remain: carry on with the event {resume}, or {self.policy.out_of_time_hint}"
 
-    def _resume_event(self, unreached: int) -> JsonObject:
+    def _resume_event(self, unreached: int) -> dict[str, Any]:
         """The event that carries on where this run stopped: what it replaced started at or after started_before."""
         request = self.request
-        event: JsonObject = {"cluster_name": request.cluster, "service_name": request.service}
+        event: dict[str, Any] = {"cluster_name": request.cluster, "service_name": request.service}
         if not request.maintain_service_state:
             event["maintain_service_state"] = False
         if request.wait_time != DEFAULT_WAIT_TIME:

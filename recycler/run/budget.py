@@ -9,10 +9,10 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from recycler.model.errors import PreflightError
 from recycler.model.request import MAX_BATCH_SIZE, RecycleRequest
-from recycler.model.runtime import JsonObject
 from recycler.model.settings import RecycleSettings
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
 from recycler.run.selection import Selection
@@ -159,7 +159,7 @@ def lock_ttl_seconds(settings: RecycleSettings, request: RecycleRequest) -> floa
     )
 
 
-def bounded_result(result: JsonObject) -> JsonObject:
+def bounded_result(result: dict[str, Any]) -> dict[str, Any]:
     """The report as the execution's result, shortened if it would not fit GetDurableExecution's 256 KB."""
     if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:
         return result

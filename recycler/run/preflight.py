@@ -11,9 +11,9 @@ from recycler.aws.gateway import SUSPENDED_FLAGS, ScalableTarget, ServiceGateway
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.lock.store import DynamoLockStore, holder_facts, lock_key
 from recycler.model import errors
-from recycler.model.errors import ConfigError, LockCorrupt, LockHeld, PreflightError, RecycleError
+from recycler.model.errors import ConfigError, LockCorrupt, LockHeld, LockHolderFacts, PreflightError, RecycleError
 from recycler.model.request import RecycleRequest
-from recycler.model.runtime import Clock, JsonObject, iso_seconds
+from recycler.model.runtime import Clock, iso_seconds
 from recycler.run.gates import CANCEL_TAG_KEY, service_alarm_names
 from recycler.run.selection import Selection, TaskInfo, oldest_first, select
 
@@ -111,7 +111,7 @@ class Preflight:
             surge_size=surge_size,
         )
 
-    def to_dict(self) -> JsonObject:
+    def to_dict(self) -> dict[str, Any]:
         return {
             **{name: getattr(self, name) for name in self.__dataclass_fields__},
             # Compact: a 5,000-task pre-flight must fit a 256 KB checkpoint.
@@ -124,7 +124,7 @@ class Preflight:
         }
 
     @classmethod
-    def from_dict(cls, data: JsonObject) -> Preflight:
+    def from_dict(cls, data: dict[str, Any]) -> Preflight:
         target, lock = data.get("scalable_target"), data.get("lock")
         return cls(
             **{
@@ -150,14 +150,14 @@ class Refusal:
     desired_count: int
     running_count: int
     # The lock's holder, when another run's lock refused this one.
-    lock_holder: JsonObject | None = None
+    lock_holder: LockHolderFacts | None = None
 
-    def to_dict(self) -> JsonObject:
+    def to_dict(self) -> dict[str, Any]:
         found = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "lock_holder"}
         return {**found, "lock_holder": self.lock_holder} if self.lock_holder else found
 
     @classmethod
-    def from_dict(cls, data: JsonObject) -> Refusal:
+    def from_dict(cls, data: dict[str, Any]) -> Refusal:
         return cls(**data)
 
     def exception(self) -> RecycleError:
@@ -174,14 +174,14 @@ class PreflightOutcome:
     preflight: Preflight | None = None
     refused: Refusal | None = None
 
-    def to_dict(self) -> JsonObject:
+    def to_dict(self) -> dict[str, Any]:
         if self.refused is not None:
             return {"refused": self.refused.to_dict()}
         assert self.preflight is not None
         return {"preflight": self.preflight.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: JsonObject) -> PreflightOutcome:
+    def from_dict(cls, data: dict[str, Any]) -> PreflightOutcome:
         if "refused" in data:
             return cls(refused=Refusal.from_dict(data["refused"]))
         return cls(preflight=Preflight.from_dict(data["preflight"]))

@@ -12,10 +12,11 @@ as that repair leaves it: its original desired count, not the surged one.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
 from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
-from recycler.model.runtime import JsonObject, iso_seconds
+from recycler.model.runtime import iso_seconds
 from recycler.model.states import DESIRED_PENDING
 from recycler.run.budget import PlanFit, plan_fits
 from recycler.run.capacity import desired_restore_plan, target_restore_plan
@@ -50,7 +51,7 @@ class Rehearsal:
         # The host's admission (the durable run's ExecutionTimeout bound): raises PreflightError to refuse.
         self.admission = policy.admission
 
-    def run(self) -> JsonObject:
+    def run(self) -> dict[str, Any]:
         """The dry run's findings, as JSON (it runs as one step): the plan, would_refuse, and the report's facts."""
         request = self.request
         would_refuse = [problem("lock_table", NO_LOCK_TABLE)] if self.store is None else []

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from recycler.model.errors import PlacementFailed, ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
-from recycler.model.runtime import JsonObject
 from recycler.run.budget import restore_still_fits
 from recycler.run.context import RunContext
 from recycler.run.gates import Gates, StopReason
@@ -23,6 +22,7 @@ from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflig
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import ServiceTypeDef, TaskTypeDef
+    from mypy_boto3_elbv2.type_defs import TargetDescriptionTypeDef
 
 STOP_REASON = "Stopped by ecs-task-recycle (one-at-a-time restart)"
 # What ECS's service event says when it cannot place a task (no capacity, no matching instance).
@@ -55,11 +55,11 @@ class WatchState:
     seconds: float = 0.0
     started_seconds: float | None = None
 
-    def to_dict(self) -> JsonObject:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "stop": None if self.stop is None else self.stop.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: JsonObject) -> WatchState:
+    def from_dict(cls, data: dict[str, Any]) -> WatchState:
         stop = data.get("stop")
         return cls(**{**data, "stop": None if stop is None else StopReason.from_dict(stop)})
 
@@ -230,9 +230,9 @@ class ReplacementWatch:
         if self.reads.elbv2 is None:
             return True
         target_id = _task_ip(task)
-        targets: list[dict[str, Any]] = []
+        targets: list[TargetDescriptionTypeDef] = []
         if target_id:
-            target: dict[str, Any] = {"Id": target_id}
+            target: TargetDescriptionTypeDef = {"Id": target_id}
             if target_group.port:
                 target["Port"] = int(target_group.port)
             targets.append(target)
