@@ -42,12 +42,12 @@ class HandedOff:
     durable_alias: str
     already_started: bool
     follow: str
-    # The Invoke's status code, when this invocation started the execution.
+    # The Invoke's status code: said only when this invocation started the execution.
     status_code: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if self.status_code is None:
+        if self.already_started:
             del data["status_code"]
         return data
 
