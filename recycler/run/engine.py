@@ -36,7 +36,7 @@ from recycler.run.context import EngineSetup, RunContext
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, Gates, StopReason, remove_cancel_tag, stop_error
 from recycler.run.ports import HandOffDecision, RunPolicy
 from recycler.run.preflight import Preflight, PreflightOutcome, legacy_tag_note, preflight_step
-from recycler.run.rehearsal import Rehearsal
+from recycler.run.rehearsal import Rehearsal, Rehearsed
 from recycler.run.selection import Selection
 from recycler.run.watch import ReplacementWatch
 
@@ -144,15 +144,15 @@ class Run:
     def _rehearse(self, report: RecycleReport) -> None:
         """A dry run: every check the run would make before changing anything, each refusal listed, none raised."""
         rehearsal = Rehearsal(self.context, self.policy)
-        result = self.runtime.step("dry run", rehearsal.run)
+        result = Rehearsed.from_dict(self.runtime.step("dry run", lambda: rehearsal.run().to_dict()))
         report.status = Status.DRY_RUN
-        report.plan, report.would_refuse = result["plan"], result["would_refuse"]
-        found = result["found"]
+        report.plan, report.would_refuse = result.plan, result.would_refuse
+        found = result.found
         if found is not None:
             report.found(found["service_arn"], found["desired_count"])
             report.task_total = found["task_total"]
-        report.tasks_skipped += [TaskResult(0, arn, None, 0.0, note) for arn, note in result["left_alone"]]
-        report.external_changes += result["notes"]
+        report.tasks_skipped += [TaskResult(0, arn, None, 0.0, note) for arn, note in result.left_alone]
+        report.external_changes += result.notes
         for entry in report.would_refuse:
             self.log(logging.WARNING, f"The run would be refused: {entry['problem']}", check=entry["check"])
 

@@ -11,7 +11,7 @@ as that repair leaves it: its original desired count, not the surged one.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
@@ -39,6 +39,27 @@ def problem(check: str, text: str) -> dict[str, str]:
     return {"check": check, "problem": text}
 
 
+@dataclass(frozen=True)
+class Rehearsed:
+    """The dry run's findings (its step's result, through to_dict/from_dict): what the engine puts in the report."""
+
+    would_refuse: list[dict[str, str]]
+    # The report's plan, as JSON already; None when the service was not found.
+    plan: dict[str, Any] | None = None
+    # The service's ARN, desired count and the tasks the run would recycle: {service_arn, desired_count, task_total}.
+    found: dict[str, Any] | None = None
+    left_alone: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "left_alone": [list(entry) for entry in self.left_alone]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Rehearsed:
+        left_alone = [(str(arn), str(note)) for arn, note in data["left_alone"]]
+        return cls(data["would_refuse"], data["plan"], data["found"], left_alone, list(data["notes"]))
+
+
 class Rehearsal:
     def __init__(self, context: RunContext, policy: RunPolicy) -> None:
         self.reads = context.reads
@@ -51,8 +72,8 @@ class Rehearsal:
         # The host's admission (the durable run's ExecutionTimeout bound): raises PreflightError to refuse.
         self.admission = policy.admission
 
-    def run(self) -> dict[str, Any]:
-        """The dry run's findings, as JSON (it runs as one step): the plan, would_refuse, and the report's facts."""
+    def run(self) -> Rehearsed:
+        """The dry run's findings (it runs as one step): the plan, would_refuse, and the report's facts."""
         request = self.request
         would_refuse = [problem("lock_table", NO_LOCK_TABLE)] if self.store is None else []
         try:
@@ -61,7 +82,7 @@ class Rehearsal:
             would_refuse.append(problem("service", str(e)))
             # The service's own deployment alarms are unknown; the event's are checked all the same.
             would_refuse += [problem("alarms", p) for p in alarm_problems(self.reads, request.alarm_names)]
-            return {"would_refuse": would_refuse, "plan": None, "found": None, "left_alone": [], "notes": []}
+            return Rehearsed(would_refuse)
         repair, preflight = None, found
         held = any(entry["check"] == "lock" for entry in would_refuse)
         stale = found.lock if found.lock is not None and found.lock.is_stale(found.read_at) and not held else None
@@ -78,17 +99,17 @@ class Rehearsal:
         would_refuse += self._time_budget(preflight, selection, fit, hand_off)
         table = self.store.table_name if self.store else None
         plan = make_plan(preflight, request, self.settings, selection, table, hand_off, repair)
-        return {
-            "would_refuse": would_refuse,
-            "plan": plan.to_dict(),
-            "found": {
+        return Rehearsed(
+            would_refuse,
+            plan.to_dict(),
+            found={
                 "service_arn": preflight.service_arn,
                 "desired_count": preflight.desired_count,
                 "task_total": len(selection.chosen),
             },
-            "left_alone": [list(entry) for entry in selection.left_alone],
-            "notes": [legacy_tag_note()] if preflight.legacy_lock_tag else [],
-        }
+            left_alone=list(selection.left_alone),
+            notes=[legacy_tag_note()] if preflight.legacy_lock_tag else [],
+        )
 
     def _repair(self, found: Preflight, stale: LockRecord) -> tuple[RepairPlan, Preflight]:
         """What the run's repair of a crashed run will do first, and the service as the repair leaves it.
