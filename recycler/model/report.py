@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from recycler.model.errors import LockHolderFacts
 from recycler.model.states import Status
 
 # The lists of TaskResult, rebuilt by from_dict.
 _TASK_LISTS = ("tasks_recycled", "tasks_skipped", "tasks_stopped_not_replaced")
+
+
+class RestoredTarget(TypedDict):
+    """The scalable target as the restore left it."""
+
+    min_capacity: int
+    max_capacity: int
+    suspended: dict[str, bool]
 
 
 @dataclass
@@ -45,8 +53,7 @@ class RecycleReport:
     failed_replacements: int = 0
     restored: bool | None = None
     restore_actions: list[str] = field(default_factory=list)
-    # The scalable target as the restore left it: {min_capacity, max_capacity, suspended: {flag: bool}}.
-    restored_target: dict[str, Any] | None = None
+    restored_target: RestoredTarget | None = None
     external_changes: list[str] = field(default_factory=list)
     started_at: str | None = None
     duration_seconds: float = 0.0

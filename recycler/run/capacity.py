@@ -17,7 +17,7 @@ from recycler.aws.gateway import ScalableTarget, retrying
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
-from recycler.model.report import RecycleReport
+from recycler.model.report import RecycleReport, RestoredTarget
 from recycler.model.runtime import iso_seconds
 from recycler.model.states import DESIRED_PENDING, Status
 from recycler.run.context import RunContext
@@ -55,14 +55,22 @@ class TargetRestore:
     register_flags: dict[str, bool] | None = None
     register_max: int | None = None
 
-    def restored_target_dict(self) -> dict[str, Any] | None:
-        """As the report gives it: {min_capacity, max_capacity, suspended}."""
-        return asdict(self.restored_target) if self.restored_target is not None else None
+    def restored_target_dict(self) -> RestoredTarget | None:
+        """As the report gives it."""
+        target = self.restored_target
+        if target is None:
+            return None
+        return {
+            "min_capacity": target.min_capacity,
+            "max_capacity": target.max_capacity,
+            "suspended": dict(target.suspended),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"actions": self.actions, "external": self.external}
-        if self.restored_target is not None:
-            data["restored_target"] = self.restored_target_dict()
+        restored = self.restored_target_dict()
+        if restored is not None:
+            data["restored_target"] = restored
         return data
 
     @classmethod

@@ -12,7 +12,7 @@ as that repair leaves it: its original desired count, not the surged one.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
 from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
@@ -39,6 +39,14 @@ def problem(check: str, text: str) -> dict[str, str]:
     return {"check": check, "problem": text}
 
 
+class FoundService(TypedDict):
+    """The service as the dry run found it, and how many tasks the run would recycle."""
+
+    service_arn: str
+    desired_count: int
+    task_total: int
+
+
 @dataclass(frozen=True)
 class Rehearsed:
     """The dry run's findings (its step's result, through to_dict/from_dict): what the engine puts in the report."""
@@ -46,8 +54,7 @@ class Rehearsed:
     would_refuse: list[dict[str, str]]
     # The report's plan, as JSON already; None when the service was not found.
     plan: dict[str, Any] | None = None
-    # The service's ARN, desired count and the tasks the run would recycle: {service_arn, desired_count, task_total}.
-    found: dict[str, Any] | None = None
+    found: FoundService | None = None
     left_alone: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
