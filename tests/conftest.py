@@ -19,9 +19,12 @@ sys.path.insert(0, str(ROOT))
 
 # moto before boto3 clients (simulator imports moto first).
 from support.bed import ENGINE_CALLS, Bed  # noqa: E402
+from support.handoff import DURABLE_ALIAS_ARN, FakeDurableAlias  # noqa: E402
 
 from dev import simulator  # noqa: E402
 from dev.simulator import VirtualClock  # noqa: E402
+from recycler.aws import clients  # noqa: E402
+from recycler.run.ports import HANDOFF_ENV  # noqa: E402
 
 # The cross-check's verdict: (line, is_failure), printed by pytest_terminal_summary.
 IAM_SUMMARY: list[tuple[str, bool]] = []
@@ -68,6 +71,20 @@ def bed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
         # The handlers find the lock table as the template tells them; undone after the test.
         monkeypatch.setenv("LOCK_TABLE_NAME", simulator.LOCK_TABLE)
         yield bed
+
+
+@pytest.fixture
+def durable_alias(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> FakeDurableAlias:
+    """The plain function configured to hand off, with its Lambda client answered by a fake durable alias."""
+    alias = FakeDurableAlias()
+    monkeypatch.setenv(HANDOFF_ENV, DURABLE_ALIAS_ARN)
+    real_create_client = clients.create_client
+    monkeypatch.setattr(
+        clients,
+        "create_client",
+        lambda session, name: alias if name == "lambda" else real_create_client(session, name),
+    )
+    return alias
 
 
 @pytest.fixture

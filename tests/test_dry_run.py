@@ -247,33 +247,18 @@ def test_the_durable_admission_is_a_time_budget_entry(bed: Bed) -> None:
 def _crashed_surged(bed: Bed) -> dict[str, Any]:
     """A run that died surged: desired 4 of 3, Max widened 3 -> 4, scale-in and scheduled scaling suspended."""
     bed.add_service(tasks=3, target=(2, 3))
-    now = int(bed.clock.now())
-    flags = dict.fromkeys(
-        ("DynamicScalingInSuspended", "DynamicScalingOutSuspended", "ScheduledScalingSuspended"), False
-    )
-    item = {
-        "pk": bed.lock_key(),
-        "tool": "ecs-task-recycle",
-        "owner": "run-0",
-        "version": 7,
-        "expires_at": now - 10,
-        "phase": "surged",
-        "started_at": now - 600,
-        "progress": {"recycled": 1, "total": 3, "batch": 1, "updated_at": now - 60},
-        "snapshot": {
-            "desired_count": 3,
-            "surge": True,
-            "surge_size": 1,
-            "target": {"min": 2, "max": 3, "suspended": flags},
-        },
-    }
+    item = bed.expired_lock_item(snapshot={"target": {"max": 3}})
     bed.plant_lock(item)
     bed.autoscaling.register_scalable_target(
         ServiceNamespace="ecs",
         ResourceId=f"service/{CLUSTER}/{SERVICE}",
         ScalableDimension="ecs:service:DesiredCount",
         MaxCapacity=4,
-        SuspendedState={**flags, "DynamicScalingInSuspended": True, "ScheduledScalingSuspended": True},
+        SuspendedState={
+            **item["snapshot"]["target"]["suspended"],
+            "DynamicScalingInSuspended": True,
+            "ScheduledScalingSuspended": True,
+        },
     )
     bed.sim.set_desired(CLUSTER, SERVICE, 4)
     bed.clock.sleep(100)

@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 from support.bed import CLUSTER, SERVICE, Bed, load_event
+from support.handoff import FakeDurableAlias
 
 from dev.simulator import FakeLambdaContext
-from recycler.aws import clients
 from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
 from recycler.model.request import utc_text
-from recycler.run.ports import HANDOFF_ENV
 
 
 def plain(bed: Bed) -> Any:
@@ -28,32 +27,8 @@ def _assert_nothing_changed(bed: Bed, before: dict[str, Any]) -> None:
     bed.assert_nothing_changed(before)
 
 
-class _FakeLambda:
-    """The durable alias: records the asynchronous invokes it gets."""
-
-    def __init__(self) -> None:
-        self.invokes: list[dict[str, Any]] = []
-
-    def invoke(self, **kwargs: Any) -> dict[str, Any]:
-        self.invokes.append(kwargs)
-        return {"StatusCode": 202}
-
-
-@pytest.fixture
-def durable_alias(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> _FakeLambda:
-    alias = _FakeLambda()
-    monkeypatch.setenv(HANDOFF_ENV, "arn:aws:lambda:us-east-1:123456789012:function:ecs-task-recycle-durable:live")
-    real_create_client = clients.create_client
-    monkeypatch.setattr(
-        clients,
-        "create_client",
-        lambda session, name: alias if name == "lambda" else real_create_client(session, name),
-    )
-    return alias
-
-
 def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
-    bed: Bed, durable_alias: _FakeLambda
+    bed: Bed, durable_alias: FakeDurableAlias
 ) -> None:
     # GIVEN 40 tasks, one at a time: about 50 minutes, in a 15-minute invocation
     bed.add_service(tasks=40, target=(1, 50))
@@ -83,7 +58,7 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
 
 @pytest.mark.parametrize("alarm", ["firing", "missing"])
 def test_a_plan_too_long_is_not_handed_off_while_an_alarm_refuses_it(
-    bed: Bed, durable_alias: _FakeLambda, alarm: str
+    bed: Bed, durable_alias: FakeDurableAlias, alarm: str
 ) -> None:
     # GIVEN a plan too long for the invocation, gated by an alarm that is in ALARM or does not exist
     bed.add_service(tasks=40, target=(1, 50))
@@ -102,7 +77,7 @@ def test_a_plan_too_long_is_not_handed_off_while_an_alarm_refuses_it(
 
 
 def test_a_plan_that_fits_is_not_handed_off_and_hand_off_false_does_what_fits(
-    bed: Bed, durable_alias: _FakeLambda
+    bed: Bed, durable_alias: FakeDurableAlias
 ) -> None:
     bed.add_service(tasks=2)
     fits = plain(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
@@ -115,7 +90,7 @@ def test_a_plan_that_fits_is_not_handed_off_and_hand_off_false_does_what_fits(
     assert durable_alias.invokes == []
 
 
-def test_a_dry_run_says_whether_it_would_hand_off(bed: Bed, durable_alias: _FakeLambda) -> None:
+def test_a_dry_run_says_whether_it_would_hand_off(bed: Bed, durable_alias: FakeDurableAlias) -> None:
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
     plan = plain(bed)(event, FakeLambdaContext(bed.clock))["plan"]

@@ -291,53 +291,12 @@ TAMPERED: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def _expired_item(bed: Bed, **overrides: Any) -> dict[str, Any]:
-    now = int(bed.clock.now())
-    item: dict[str, Any] = {
-        "pk": bed.lock_key(),
-        "tool": "ecs-task-recycle",
-        "owner": "run-0",
-        "version": 7,
-        "expires_at": now - 10,
-        "phase": "surged",
-        "started_at": now - 600,
-        "progress": {"recycled": 1, "total": 3, "batch": 1, "updated_at": now - 60},
-        "snapshot": {
-            "desired_count": 3,
-            "surge": True,
-            "surge_size": 1,
-            "target": {
-                "min": 2,
-                "max": 6,
-                "suspended": {
-                    "DynamicScalingInSuspended": False,
-                    "DynamicScalingOutSuspended": False,
-                    "ScheduledScalingSuspended": False,
-                },
-            },
-        },
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(item.get(key), dict):
-            merged = dict(item[key])
-            for inner, inner_value in value.items():
-                merged[inner] = (
-                    {**merged[inner], **inner_value}
-                    if isinstance(inner_value, dict) and merged.get(inner)
-                    else inner_value
-                )
-            item[key] = merged
-        else:
-            item[key] = value
-    return item
-
-
 @pytest.mark.parametrize("case", sorted(TAMPERED))
 def test_a_tampered_lock_item_is_refused_loudly_and_nothing_is_applied(bed: Bed, case: str, captured_logs: Any) -> None:
     # GIVEN a service that looks surged, and an expired lock item with values this tool never writes
     bed.add_service(tasks=3, target=(2, 6))
     overrides, field = TAMPERED[case]
-    bed.plant_lock(_expired_item(bed, **overrides))
+    bed.plant_lock(bed.expired_lock_item(**overrides))
     target_before, desired_before = bed.sim.scalable_target(CLUSTER, SERVICE), bed.desired()
 
     # WHEN the next run starts
@@ -356,7 +315,7 @@ def test_a_tampered_lock_item_is_refused_loudly_and_nothing_is_applied(bed: Bed,
 def test_a_well_formed_expired_item_is_repaired_from_its_phase(bed: Bed) -> None:
     # GIVEN a run that died surged (desired 4 of 3, scale-in and scheduled scaling suspended by it)
     bed.add_service(tasks=3, target=(2, 6))
-    bed.plant_lock(_expired_item(bed))
+    bed.plant_lock(bed.expired_lock_item())
     bed.sim.set_desired(CLUSTER, SERVICE, 4)
     suspended = {
         "DynamicScalingInSuspended": True,
@@ -552,7 +511,7 @@ def test_a_lock_expiring_in_year_19391_is_corrupt_for_status_and_for_a_run(
 ) -> None:
     # GIVEN a lock item whose expiry (2**39) lies in year 19391, which no clock of this tool ever gives
     bed.add_service(tasks=3, target=(2, 6))
-    bed.plant_lock(_expired_item(bed, expires_at=2**39))
+    bed.plant_lock(bed.expired_lock_item(expires_at=2**39))
     before = bed.service_state()
 
     # WHEN an operator asks for the status, THEN it is LockCorrupt naming expires_at, not a raw ValueError
@@ -572,7 +531,7 @@ def test_status_gives_no_eta_rather_than_one_past_2100(bed: Bed) -> None:
     now = int(bed.clock.now())
     started = 1_577_836_800 + 1
     progress = {"recycled": 1, "total": 10**6, "batch": 1, "updated_at": now}
-    bed.plant_lock(_expired_item(bed, expires_at=now + 600, started_at=started, progress=progress))
+    bed.plant_lock(bed.expired_lock_item(expires_at=now + 600, started_at=started, progress=progress))
     reads = ServiceGateway(bed.ecs, None, None, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE}))
 
     # WHEN an operator asks for its status
@@ -600,7 +559,7 @@ def test_a_forged_item_takes_a_three_task_service_nowhere(bed: Bed, case: str) -
     # GIVEN a 3-task service, and an expired lock item this tool could never have written
     bed.add_service(tasks=3, target=(2, 6))
     overrides, field = FORGED_ITEMS[case]
-    bed.plant_lock(_expired_item(bed, **overrides))
+    bed.plant_lock(bed.expired_lock_item(**overrides))
     target_before = bed.sim.scalable_target(CLUSTER, SERVICE)
 
     # WHEN the next run starts (its repair would have applied the item)
@@ -618,7 +577,7 @@ def test_a_repair_that_would_take_running_tasks_to_desired_0_keeps_one(bed: Bed)
     # GIVEN a well-formed expired lock (3 surged by 1), and an operator who since set desiredCount 1, so the
     # repair would remove "the surged task" and take the service to 0 while a task runs
     bed.add_service(tasks=3, target=(1, 6))
-    bed.plant_lock(_expired_item(bed, snapshot={"target": {"min": 1}}))
+    bed.plant_lock(bed.expired_lock_item(snapshot={"target": {"min": 1}}))
     bed.sim.set_desired(CLUSTER, SERVICE, 1)
     bed.clock.sleep(300)
     bed.sim.reconcile()

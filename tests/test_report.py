@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from support.bed import CLUSTER, SERVICE, Bed
+from support.handoff import FakeDurableAlias
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler.aws import clients
 from recycler.hosts import plain as invocation
 from recycler.hosts.config import load_config, parse_config
 from recycler.hosts.environment import Environment
@@ -26,7 +25,6 @@ from recycler.model.request import parse_event
 from recycler.model.settings import RecycleSettings
 from recycler.notification.render import render_message
 from recycler.notification.settings import parse_notification_config
-from recycler.run.ports import HANDOFF_ENV
 from recycler.run.watch import ReplacementWatch, WatchState
 
 SENT = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
@@ -273,39 +271,15 @@ def test_the_incomplete_message_gives_the_count_once(bed: Bed) -> None:
 
 # --------------------------------------------------------------------------- a retried hand-off
 
-ALIAS = "arn:aws:lambda:us-east-1:123456789012:function:ecs-task-recycle-durable:live"
-
-
-class _DurableAlias:
-    """The durable alias as Lambda answers it: one execution per DurableExecutionName."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-
-    def invoke(self, **kwargs: Any) -> dict[str, Any]:
-        name = kwargs["DurableExecutionName"]
-        if name in self.started:
-            code, message = "DurableExecutionAlreadyStartedException", f"{name} already started"
-            raise ClientError({"Error": {"Code": code, "Message": message}}, "Invoke")
-        self.started.append(name)
-        return {"StatusCode": 202}
-
 
 @pytest.fixture
-def durable_alias(bed: Bed, handler: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> _DurableAlias:
-    alias = _DurableAlias()
-    monkeypatch.setenv(HANDOFF_ENV, ALIAS)
-    real_create_client = clients.create_client
-    monkeypatch.setattr(
-        clients,
-        "create_client",
-        lambda session, name: alias if name == "lambda" else real_create_client(session, name),
-    )
-    return alias
+def mailed_durable_alias(durable_alias: FakeDurableAlias, handler: list[dict[str, Any]]) -> FakeDurableAlias:
+    """The hand-off's fake durable alias, with the email captured."""
+    return durable_alias
 
 
 def test_a_retried_hand_off_whose_execution_already_started_reports_handed_off(
-    bed: Bed, durable_alias: _DurableAlias
+    bed: Bed, mailed_durable_alias: FakeDurableAlias
 ) -> None:
     # GIVEN 40 tasks, too many for one invocation: the first attempt hands the run off
     bed.add_service(tasks=40, target=(1, 50))
@@ -320,11 +294,11 @@ def test_a_retried_hand_off_whose_execution_already_started_reports_handed_off(
     assert again["status"] == "handed_off", again.get("error")
     assert again["handed_off"]["execution_name"] == first["handed_off"]["execution_name"]
     assert again["handed_off"]["already_started"] is True and first["handed_off"]["already_started"] is False
-    assert durable_alias.started == [first["handed_off"]["execution_name"]]
+    assert mailed_durable_alias.started == [first["handed_off"]["execution_name"]]
 
 
 def test_a_retried_hand_off_whose_execution_holds_the_lock_reports_handed_off(
-    bed: Bed, durable_alias: _DurableAlias
+    bed: Bed, mailed_durable_alias: FakeDurableAlias
 ) -> None:
     # GIVEN a hand-off whose durable execution has started and taken the service's lock
     bed.add_service(tasks=40, target=(1, 50))

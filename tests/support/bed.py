@@ -166,6 +166,47 @@ class Bed(Invariants):
             simulator.create_alarm(self.cloudwatch, name)
         return name
 
+    def expired_lock_item(self, **overrides: Any) -> dict[str, Any]:
+        """A dead run's lock item, surged 3 -> 4 under a 2..6 target; overrides merge two levels deep."""
+        now = int(self.clock.now())
+        item: dict[str, Any] = {
+            "pk": self.lock_key(),
+            "tool": "ecs-task-recycle",
+            "owner": "run-0",
+            "version": 7,
+            "expires_at": now - 10,
+            "phase": "surged",
+            "started_at": now - 600,
+            "progress": {"recycled": 1, "total": 3, "batch": 1, "updated_at": now - 60},
+            "snapshot": {
+                "desired_count": 3,
+                "surge": True,
+                "surge_size": 1,
+                "target": {
+                    "min": 2,
+                    "max": 6,
+                    "suspended": {
+                        "DynamicScalingInSuspended": False,
+                        "DynamicScalingOutSuspended": False,
+                        "ScheduledScalingSuspended": False,
+                    },
+                },
+            },
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(item.get(key), dict):
+                merged = dict(item[key])
+                for inner, inner_value in value.items():
+                    merged[inner] = (
+                        {**merged[inner], **inner_value}
+                        if isinstance(inner_value, dict) and merged.get(inner)
+                        else inner_value
+                    )
+                item[key] = merged
+            else:
+                item[key] = value
+        return item
+
     def plant_lock(self, record: LockRecord | dict[str, Any]) -> None:
         """Write a lock item as it is, unconditionally: another run's, a forged or a tampered one."""
         from boto3.dynamodb.types import TypeSerializer
