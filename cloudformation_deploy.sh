@@ -39,12 +39,21 @@ Options:
                              (default ecs-task-recycle) [FUNCTION_NAME]
       --schedule EXPR        EventBridge Scheduler expression, e.g. 'cron(0 3 ? * SUN *)';
                              '' removes the schedule [SCHEDULE_EXPRESSION]
-      --schedule-service S   Service the schedule recycles (required with --schedule; one of
-                             --services unless that is '*') [SCHEDULE_SERVICE]
-      --schedule-cluster C   Cluster the schedule recycles (default: --cluster; another one only
-                             with --cluster '*') [SCHEDULE_CLUSTER]
+      --schedule-event JSON  The event the schedule sends: any event the function takes, e.g.
+                             '{"cluster_name": "prod", "service_name": "web", "batch_size": 2}'
+                             (required with --schedule, or --schedule-service) [SCHEDULE_EVENT]
+      --schedule-service S   Shorthand for --schedule-event: recycle S in --cluster (or
+                             --schedule-cluster) with maintain_service_state true and wait_time 30
+                             [SCHEDULE_SERVICE]
+      --schedule-cluster C   Cluster of --schedule-service (default: --cluster) [SCHEDULE_CLUSTER]
       --schedule-timezone TZ Time zone of the cron expression (default UTC) [SCHEDULE_TIMEZONE]
       --schedule-target T    standard or durable (default standard) [SCHEDULE_TARGET]
+      --schedule2 EXPR       A second schedule's expression; '' removes it [SCHEDULE2_EXPRESSION]
+      --schedule2-event JSON Its event (required with --schedule2) [SCHEDULE2_EVENT]
+      --schedule2-timezone TZ, --schedule2-target T
+                             As for the first schedule [SCHEDULE2_TIMEZONE, SCHEDULE2_TARGET]
+                             Each event is checked with the function's own parser before anything is
+                             uploaded, and must name a service in --cluster and --services.
       --parameter KEY=VALUE  Any other template parameter, e.g. LogLevel=DEBUG (repeatable);
                              the name must be one of the template's
       --preview              Upload the package, create the change set and print it; execute
@@ -109,11 +118,54 @@ flag_of_parameter() {
     TargetServiceNames) echo "--services" ;;
     FunctionName) echo "--function-name" ;;
     ScheduleExpression) echo "--schedule" ;;
-    ScheduleServiceName) echo "--schedule-service" ;;
-    ScheduleClusterName) echo "--schedule-cluster" ;;
+    ScheduleEvent) echo "--schedule-event (or --schedule-service)" ;;
     ScheduleTimezone) echo "--schedule-timezone" ;;
     ScheduleTarget) echo "--schedule-target" ;;
+    Schedule2Expression) echo "--schedule2" ;;
+    Schedule2Event) echo "--schedule2-event" ;;
+    Schedule2Timezone) echo "--schedule2-timezone" ;;
+    Schedule2Target) echo "--schedule2-target" ;;
   esac
+}
+
+# The Python that runs the function's own event parser: PYTHON, else the repo's
+# virtualenv, else python3 (the parser needs no packages).
+event_python() {
+  local repo_dir=$1
+  if [[ -n ${PYTHON:-} ]]; then
+    echo "$PYTHON"
+  elif [[ -x $repo_dir/.venv/bin/python ]]; then
+    echo "$repo_dir/.venv/bin/python"
+  elif command -v python3 >/dev/null 2>&1; then
+    echo python3
+  else
+    die "python3 is needed to check the schedule's event (or set PYTHON)"
+  fi
+}
+
+# Check a schedule's event with the handler's own parser (recycler.hosts.event_check)
+# and that the role may recycle what it names. Sets EVENT_JSON (the event on one
+# line). $2 names the event, $3 and $4 its service and cluster, in errors.
+check_event() {
+  local repo_dir=$1 label=$2 service_label=$3 cluster_label=$4 event=$5 cluster=$6 services=$7
+  local out python event_cluster event_service
+  python=$(event_python "$repo_dir")
+  if ! out=$(cd "$repo_dir" && PYTHONPATH="$repo_dir" "$python" -m recycler.hosts.event_check "$event" 2>&1); then
+    usage_error "$label is not an event the function accepts: $out"
+  fi
+  {
+    IFS= read -r EVENT_JSON
+    IFS= read -r event_cluster
+    IFS= read -r event_service
+  } <<<"$out"
+  [[ -n $event_service ]] || die "unexpected output from the event check: $out"
+  # The role may recycle only --services in --cluster: any other target fails every run with AccessDenied.
+  [[ $services == "*" || ",$services," == *",$event_service,"* ]] \
+    || usage_error "$service_label $event_service is not among --services $services:" \
+      "the functions may not recycle it, so every scheduled run would fail with AccessDenied"
+  [[ $cluster == "*" || $event_cluster == "$cluster" ]] \
+    || usage_error "$cluster_label $event_cluster is not --cluster $cluster:" \
+      "the functions may not recycle in it, so every scheduled run would fail with AccessDenied"
 }
 
 # The lock table the stack has now ('' for a new stack). It holds what a repair
@@ -171,6 +223,10 @@ main() {
   local schedule=${SCHEDULE_EXPRESSION:-} schedule_given=${SCHEDULE_EXPRESSION+yes}
   local schedule_service=${SCHEDULE_SERVICE:-} schedule_cluster=${SCHEDULE_CLUSTER:-}
   local schedule_timezone=${SCHEDULE_TIMEZONE:-} schedule_target=${SCHEDULE_TARGET:-}
+  local schedule_event=${SCHEDULE_EVENT:-}
+  local schedule2=${SCHEDULE2_EXPRESSION:-} schedule2_given=${SCHEDULE2_EXPRESSION+yes}
+  local schedule2_event=${SCHEDULE2_EVENT:-} schedule2_timezone=${SCHEDULE2_TIMEZONE:-}
+  local schedule2_target=${SCHEDULE2_TARGET:-}
   local preview=${PREVIEW:-}
   local -a extra=()
 
@@ -186,7 +242,8 @@ main() {
         ;;
       -s | --stack-name | -b | --bucket | -c | --cluster | -S | --services | -r | --region | -p | --profile \
         | --prefix | --function-name | --schedule | --schedule-service | --schedule-cluster \
-        | --schedule-timezone | --schedule-target | --parameter)
+        | --schedule-timezone | --schedule-target | --schedule-event | --schedule2 | --schedule2-event \
+        | --schedule2-timezone | --schedule2-target | --parameter)
         (($# >= 2)) || usage_error "$1 needs a value"
         case "$1" in
           -s | --stack-name) stack=$2 ;;
@@ -205,6 +262,14 @@ main() {
           --schedule-cluster) schedule_cluster=$2 ;;
           --schedule-timezone) schedule_timezone=$2 ;;
           --schedule-target) schedule_target=$2 ;;
+          --schedule-event) schedule_event=$2 ;;
+          --schedule2)
+            schedule2=$2
+            schedule2_given=yes
+            ;;
+          --schedule2-event) schedule2_event=$2 ;;
+          --schedule2-timezone) schedule2_timezone=$2 ;;
+          --schedule2-target) schedule2_target=$2 ;;
           --parameter) extra+=("$2") ;;
         esac
         shift 2
@@ -231,25 +296,38 @@ main() {
   [[ -n $prefix && $prefix != /* ]] || usage_error "invalid S3 key prefix: '$prefix'"
   [[ -z $function_name || $function_name =~ ^[A-Za-z0-9_-]{1,56}$ ]] \
     || usage_error "invalid function name: $function_name"
+  local repo_dir
+  repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   if [[ -n $schedule ]]; then
-    [[ -n $schedule_service ]] || usage_error "--schedule needs --schedule-service"
-    [[ $schedule_service =~ $NAME_PATTERN ]] || usage_error "invalid schedule service: $schedule_service"
-    # The role may recycle only --services in --cluster: any other target fails every run with AccessDenied.
-    [[ $services == "*" || ",$services," == *",$schedule_service,"* ]] \
-      || usage_error "--schedule-service $schedule_service is not among --services $services:" \
-        "the functions may not recycle it, so every scheduled run would fail with AccessDenied"
-    if [[ $schedule_cluster =~ $CLUSTER_ARN_PATTERN ]]; then schedule_cluster=${BASH_REMATCH[2]}; fi
-    [[ -z $schedule_cluster || $schedule_cluster =~ $NAME_PATTERN ]] \
-      || usage_error "invalid schedule cluster: $schedule_cluster"
-    [[ -n $schedule_cluster || $cluster != "*" ]] || usage_error "with --cluster '*', --schedule needs --schedule-cluster"
-    [[ -z $schedule_cluster || $cluster == "*" || $schedule_cluster == "$cluster" ]] \
-      || usage_error "--schedule-cluster $schedule_cluster is not --cluster $cluster:" \
-        "the functions may not recycle in it, so every scheduled run would fail with AccessDenied"
+    [[ -z $schedule_event || -z $schedule_service ]] \
+      || usage_error "give --schedule-event or --schedule-service, not both"
+    local -a labels=(--schedule-event "--schedule-event service_name" "--schedule-event cluster_name")
+    if [[ -z $schedule_event ]]; then
+      [[ -n $schedule_service ]] || usage_error "--schedule needs --schedule-event (or --schedule-service)"
+      [[ $schedule_service =~ $NAME_PATTERN ]] || usage_error "invalid schedule service: $schedule_service"
+      if [[ $schedule_cluster =~ $CLUSTER_ARN_PATTERN ]]; then schedule_cluster=${BASH_REMATCH[2]}; fi
+      [[ -z $schedule_cluster || $schedule_cluster =~ $NAME_PATTERN ]] \
+        || usage_error "invalid schedule cluster: $schedule_cluster"
+      [[ -n $schedule_cluster || $cluster != "*" ]] \
+        || usage_error "with --cluster '*', --schedule-service needs --schedule-cluster"
+      # What the template's four schedule fields sent before the event took their place.
+      schedule_event="{\"cluster_name\": \"${schedule_cluster:-$cluster}\", \"service_name\": \"$schedule_service\","
+      schedule_event+=" \"maintain_service_state\": true, \"wait_time\": 30}"
+      labels=(--schedule-service --schedule-service --schedule-cluster)
+    fi
+    check_event "$repo_dir" "${labels[@]}" "$schedule_event" "$cluster" "$services"
+    schedule_event=$EVENT_JSON
     [[ -z $schedule_target || $schedule_target == standard || $schedule_target == durable ]] \
       || usage_error "--schedule-target must be standard or durable"
   fi
-  local repo_dir
-  repo_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  if [[ -n $schedule2 ]]; then
+    [[ -n $schedule2_event ]] || usage_error "--schedule2 needs --schedule2-event"
+    check_event "$repo_dir" --schedule2-event "--schedule2-event service_name" "--schedule2-event cluster_name" \
+      "$schedule2_event" "$cluster" "$services"
+    schedule2_event=$EVENT_JSON
+    [[ -z $schedule2_target || $schedule2_target == standard || $schedule2_target == durable ]] \
+      || usage_error "--schedule2-target must be standard or durable"
+  fi
   local known parameter name flag pinned_by_user=""
   known=" $(template_parameters "$repo_dir/$TEMPLATE_NAME" | tr '\n' ' ')"
   for parameter in ${extra[@]+"${extra[@]}"}; do
@@ -324,9 +402,17 @@ main() {
   if [[ -n $schedule_given ]]; then
     overrides+=("ScheduleExpression=$schedule")
     if [[ -n $schedule ]]; then
-      overrides+=("ScheduleServiceName=$schedule_service" "ScheduleClusterName=$schedule_cluster")
+      overrides+=("ScheduleEvent=$schedule_event")
       if [[ -n $schedule_timezone ]]; then overrides+=("ScheduleTimezone=$schedule_timezone"); fi
       if [[ -n $schedule_target ]]; then overrides+=("ScheduleTarget=$schedule_target"); fi
+    fi
+  fi
+  if [[ -n $schedule2_given ]]; then
+    overrides+=("Schedule2Expression=$schedule2")
+    if [[ -n $schedule2 ]]; then
+      overrides+=("Schedule2Event=$schedule2_event")
+      if [[ -n $schedule2_timezone ]]; then overrides+=("Schedule2Timezone=$schedule2_timezone"); fi
+      if [[ -n $schedule2_target ]]; then overrides+=("Schedule2Target=$schedule2_target"); fi
     fi
   fi
   overrides+=(${extra[@]+"${extra[@]}"})

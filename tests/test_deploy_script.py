@@ -173,7 +173,8 @@ def test_missing_required_setting_is_a_usage_error_before_any_aws_call(deploy: D
         (["--services", "web, api"], "invalid --services"),
         (["--services", ",".join(f"s{i}" for i in range(11))], "invalid --services"),
         (["--cluster", "prod/web"], "invalid cluster name"),
-        (["--schedule", "rate(7 days)"], "--schedule needs --schedule-service"),
+        (["--schedule", "rate(7 days)"], "--schedule needs --schedule-event (or --schedule-service)"),
+        (["--schedule2", "rate(7 days)"], "--schedule2 needs --schedule2-event"),
         (
             ["--schedule", "rate(7 days)", "--schedule-service", "web", "--schedule-target", "fast"],
             "standard or durable",
@@ -325,8 +326,13 @@ def test_schedule_and_extra_parameters_become_overrides(deploy: Deploy) -> None:
     assert run.code == 0, run.err
     values = overrides(run.call("cloudformation", "deploy"))
     assert values["ScheduleExpression"] == "cron(0 3 ? * SUN *)"
-    assert values["ScheduleServiceName"] == "web"
-    assert values["ScheduleClusterName"] == ""
+    # --schedule-service is shorthand for the event the template's four schedule fields used to send
+    assert json.loads(values["ScheduleEvent"]) == {
+        "cluster_name": "prod",
+        "service_name": "web",
+        "maintain_service_state": True,
+        "wait_time": 30,
+    }
     assert values["ScheduleTimezone"] == "Europe/Berlin"
     assert values["ScheduleTarget"] == "durable"
     assert values["FunctionName"] == "recycler-fn"
@@ -336,7 +342,7 @@ def test_schedule_and_extra_parameters_become_overrides(deploy: Deploy) -> None:
 def test_an_empty_schedule_removes_it_and_no_schedule_flag_keeps_it(deploy: Deploy) -> None:
     removed = overrides(deploy(*REQUIRED, "--schedule", "").call("cloudformation", "deploy"))
     assert removed["ScheduleExpression"] == ""
-    assert "ScheduleServiceName" not in removed
+    assert "ScheduleEvent" not in removed
     kept = overrides(deploy(*REQUIRED).call("cloudformation", "deploy"))
     assert "ScheduleExpression" not in kept
 
@@ -372,7 +378,7 @@ def test_without_a_prebuilt_package_the_real_build_runs(deploy: Deploy, tmp_path
             ["--cluster", "arn:aws:ecs:us-east-1:123456789012:cluster/prod", "--region", "eu-west-1"],
             "is in region us-east-1, not eu-west-1",
         ),
-        (["--parameter", "ScheduleServiceName=orders"], "set ScheduleServiceName with --schedule-service"),
+        (["--parameter", 'ScheduleEvent={"cluster_name": "prod"}'], "set ScheduleEvent with --schedule-event"),
         (["--cluster", "arn:aws:ecs:eu-west-1:1234:cluster/prod"], "invalid cluster name"),
     ],
     ids=[
@@ -401,7 +407,7 @@ def test_a_deployment_that_cannot_work_is_a_usage_error_before_any_aws_call(
 def test_the_schedule_may_name_any_service_when_the_role_may_recycle_any(deploy: Deploy) -> None:
     run = deploy(*REQUIRED[:6], "--services", "*", "--schedule", "rate(7 days)", "--schedule-service", "orders")
     assert run.code == 0, run.err
-    assert overrides(run.call("cloudformation", "deploy"))["ScheduleServiceName"] == "orders"
+    assert json.loads(overrides(run.call("cloudformation", "deploy"))["ScheduleEvent"])["service_name"] == "orders"
 
 
 def test_every_template_parameter_is_accepted(deploy: Deploy) -> None:
@@ -416,10 +422,13 @@ def test_every_template_parameter_is_accepted(deploy: Deploy) -> None:
         "TargetServiceNames",
         "FunctionName",
         "ScheduleExpression",
-        "ScheduleServiceName",
-        "ScheduleClusterName",
+        "ScheduleEvent",
         "ScheduleTimezone",
         "ScheduleTarget",
+        "Schedule2Expression",
+        "Schedule2Event",
+        "Schedule2Timezone",
+        "Schedule2Target",
     }
     names = sorted(declared - by_flag)
     assert "LogLevel" in names and "LockTableName" in names
@@ -525,3 +534,141 @@ def test_a_failed_lock_table_lookup_stops_before_the_deploy(deploy: Deploy) -> N
     assert run.code == 1
     assert "AccessDenied" in run.err
     assert not any("deploy" in c for c in run.calls)
+
+
+# --------------------------------------------------------------------------- #
+# A schedule carries any event, checked with the handler's own parser first
+# --------------------------------------------------------------------------- #
+
+FULL_EVENT = {
+    "cluster_name": "prod",
+    "service_name": "api",
+    "batch_size": 2,
+    "max_tasks": 4,
+    "min_task_age_seconds": 3600,
+    "alarm_names": ["api-5xx"],
+    "use_service_alarms": False,
+}
+
+
+def test_a_schedule_event_becomes_the_schedule_input_unchanged(deploy: Deploy) -> None:
+    from recycler.model.request import parse_event
+
+    # GIVEN two schedules, each with a full event (batches, gates, a cap, an age), one spread over lines
+    second = {"cluster_name": "prod", "service_name": "web", "wait_time": 0, "dry_run": True}
+    run = deploy(
+        *REQUIRED,
+        "--schedule",
+        "cron(0 3 ? * SUN *)",
+        "--schedule-event",
+        json.dumps(FULL_EVENT, indent=2),
+        "--schedule2",
+        "rate(1 day)",
+        "--schedule2-event",
+        json.dumps(second),
+        "--schedule2-target",
+        "durable",
+        "--schedule2-timezone",
+        "Europe/Berlin",
+    )
+    # THEN each event reaches its template parameter as one line of the same JSON, which the handler accepts
+    assert run.code == 0, run.err
+    values = overrides(run.call("cloudformation", "deploy"))
+    assert "\n" not in values["ScheduleEvent"]
+    assert json.loads(values["ScheduleEvent"]) == FULL_EVENT
+    assert list(json.loads(values["ScheduleEvent"])) == list(FULL_EVENT)  # same order too
+    assert parse_event(json.loads(values["ScheduleEvent"])).max_tasks == 4
+    assert json.loads(values["Schedule2Event"]) == second
+    assert (values["Schedule2Expression"], values["Schedule2Target"], values["Schedule2Timezone"]) == (
+        "rate(1 day)",
+        "durable",
+        "Europe/Berlin",
+    )
+
+
+def test_schedule_events_come_from_the_environment_too(deploy: Deploy) -> None:
+    run = deploy(
+        *REQUIRED,
+        SCHEDULE_EXPRESSION="rate(7 days)",
+        SCHEDULE_EVENT=json.dumps(FULL_EVENT),
+        SCHEDULE2_EXPRESSION="rate(1 day)",
+        SCHEDULE2_EVENT=json.dumps({"cluster_name": "prod", "service_name": "web"}),
+    )
+    assert run.code == 0, run.err
+    values = overrides(run.call("cloudformation", "deploy"))
+    assert json.loads(values["ScheduleEvent"]) == FULL_EVENT
+    assert json.loads(values["Schedule2Event"])["service_name"] == "web"
+
+
+@pytest.mark.parametrize(
+    ("flag", "event", "message"),
+    [
+        ("--schedule-event", {**FULL_EVENT, "batch_size": 0}, "batch_size: must be between 1 and"),
+        ("--schedule-event", {**FULL_EVENT, "max_task": 3}, "max_task: unknown field"),
+        ("--schedule-event", {"cluster_name": "prod"}, "service_name"),
+        ("--schedule-event", {**FULL_EVENT, "wait_time": "30"}, "wait_time"),
+        ("--schedule-event", '{"cluster_name": "prod", }', "event: not valid JSON"),
+        ("--schedule-event", [FULL_EVENT], "event: must be a JSON object"),
+        ("--schedule2-event", {**FULL_EVENT, "min_task_age_seconds": -1}, "min_task_age_seconds"),
+        ("--schedule2-event", {**FULL_EVENT, "alarm_names": "api-5xx"}, "alarm_names"),
+    ],
+    ids=["batch", "unknown", "missing", "type", "not-json", "not-object", "age-2", "alarms-2"],
+)
+def test_a_schedule_event_the_handler_refuses_stops_the_deploy_before_any_build_or_call(
+    deploy: Deploy, tmp_path: Path, flag: str, event: object, message: str
+) -> None:
+    # GIVEN an event the handler's parser would refuse at the scheduled time
+    text = event if isinstance(event, str) else json.dumps(event)
+    schedule = "--schedule" if flag == "--schedule-event" else "--schedule2"
+    build_dir = tmp_path / "build"
+    # WHEN the script deploys it (building the package itself)
+    run = deploy(
+        *REQUIRED, schedule, "rate(7 days)", flag, text, prebuilt=False, SKIP_DEPS="1", BUILD_DIR=str(build_dir)
+    )
+    # THEN it stops with the field named, builds and uploads nothing, and calls no AWS API
+    assert run.code == 2, run.err
+    assert flag in run.err and message in run.err
+    assert "Usage:" in run.err
+    assert run.calls == []
+    assert not build_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--schedule-event", json.dumps({**FULL_EVENT, "service_name": "orders"})],
+            "--schedule-event service_name orders is not among --services web,api",
+        ),
+        (
+            ["--schedule-event", json.dumps({**FULL_EVENT, "cluster_name": "staging"})],
+            "--schedule-event cluster_name staging is not --cluster prod",
+        ),
+        (
+            ["--schedule-event", json.dumps(FULL_EVENT), "--schedule-service", "web"],
+            "give --schedule-event or --schedule-service, not both",
+        ),
+    ],
+    ids=["service", "cluster", "both"],
+)
+def test_a_schedule_event_the_role_could_not_run_is_refused(deploy: Deploy, args: list[str], message: str) -> None:
+    run = deploy(*REQUIRED, "--schedule", "rate(7 days)", *args)
+    assert run.code == 2, run.err
+    assert message in run.err
+    assert run.calls == []
+
+
+def test_a_schedule_event_by_arn_is_checked_by_its_names(deploy: Deploy) -> None:
+    # The parser's own reading of an ARN gives the names the role is scoped to.
+    event = {"cluster_name": "arn:aws:ecs:eu-west-1:123456789012:cluster/prod", "service_name": "web"}
+    run = deploy(*REQUIRED, "--schedule", "rate(7 days)", "--schedule-event", json.dumps(event))
+    assert run.code == 0, run.err
+    assert json.loads(overrides(run.call("cloudformation", "deploy"))["ScheduleEvent"]) == event
+
+
+def test_an_empty_second_schedule_removes_it_and_none_keeps_it(deploy: Deploy) -> None:
+    removed = overrides(deploy(*REQUIRED, "--schedule2", "").call("cloudformation", "deploy"))
+    assert removed["Schedule2Expression"] == ""
+    assert "Schedule2Event" not in removed
+    kept = overrides(deploy(*REQUIRED).call("cloudformation", "deploy"))
+    assert "Schedule2Expression" not in kept

@@ -63,6 +63,8 @@ ENGINE_ACTIONS = {
 OTHER_FLOWS_ACTIONS = {"ecs:TagResource", "ecs:UntagResource", "cloudwatch:DescribeAlarms", "lambda:InvokeFunction"}
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 DURABLE_ACTIONS = {"lambda:CheckpointDurableExecution", "lambda:GetDurableExecutionState"}
+# Each run's EventBridge events (the default bus only).
+EVENT_ACTIONS = {"events:PutEvents"}
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:smtp/password-AbCdEf"
 KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 ROLE_ARN = "arn:aws:iam::210987654321:role/ecs-task-recycle-target"
@@ -73,6 +75,7 @@ OPTIONAL = {
     "CrossAccountRoleArn": (ROLE_ARN, "sts:AssumeRole"),
     "SmtpSecretArn": (SECRET_ARN, "secretsmanager:GetSecretValue"),
     "SmtpPasswordParameterName": ("/ecs-task-recycle/smtp-password", "ssm:GetParameter"),
+    "ConfigParameterName": ("/ecs-task-recycle/config", "ssm:GetParameter"),
     "SecretsKmsKeyArn": (KMS_KEY_ARN, "kms:Decrypt"),
     "OnFailureDestinationArn": (TOPIC_ARN, "sns:Publish"),
 }
@@ -253,19 +256,33 @@ def test_outputs_name_the_functions_role_and_log_groups() -> None:
 # The optional schedule
 # --------------------------------------------------------------------------- #
 
+EVENT = {"cluster_name": CLUSTER, "service_name": "web", "maintain_service_state": True, "wait_time": 45}
 SCHEDULE = {
     "ScheduleExpression": "cron(0 3 ? * SUN *)",
     "ScheduleTimezone": "Europe/Berlin",
-    "ScheduleServiceName": "web",
-    "ScheduleWaitTime": "45",
+    "ScheduleEvent": json.dumps(EVENT),
+}
+# Every kind of field the event table has: batches, gates, caps, ages, alarms.
+FULL_EVENT = {
+    "cluster_name": CLUSTER,
+    "service_name": "api",
+    "batch_size": 2,
+    "max_tasks": 4,
+    "min_task_age_seconds": 3600,
+    "alarm_names": ["api-5xx"],
+    "use_service_alarms": False,
+    "hand_off": False,
 }
 
 
 def test_no_schedule_unless_an_expression_is_given() -> None:
     resolver = iam.Resolver(template(), PARAMS)
     assert resolver.condition("HasSchedule") is False
+    assert resolver.condition("HasSchedule2") is False
+    assert resolver.condition("HasAnySchedule") is False
     assert template()["Resources"]["Schedule"]["Condition"] == "HasSchedule"
-    assert template()["Resources"]["ScheduleRole"]["Condition"] == "HasSchedule"
+    assert template()["Resources"]["Schedule2"]["Condition"] == "HasSchedule2"
+    assert template()["Resources"]["ScheduleRole"]["Condition"] == "HasAnySchedule"
 
 
 def test_schedule_sends_a_recycle_event_the_handler_accepts() -> None:
@@ -275,7 +292,8 @@ def test_schedule_sends_a_recycle_event_the_handler_accepts() -> None:
     props = resolved("Schedule", **SCHEDULE)
     event = json.loads(props["Target"]["Input"])
     # THEN it is exactly the recycle event, with JSON types
-    assert event == {"cluster_name": CLUSTER, "service_name": "web", "maintain_service_state": True, "wait_time": 45}
+    assert props["Target"]["Input"] == SCHEDULE["ScheduleEvent"]
+    assert event == EVENT
     request = parse_event(event)
     assert (request.cluster, request.service, request.wait_time) == (CLUSTER, "web", 45)
     # AND the other fields
@@ -283,22 +301,124 @@ def test_schedule_sends_a_recycle_event_the_handler_accepts() -> None:
     assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
     assert props["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
     assert props["Target"]["Arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycle"
-    off = json.loads(resolved("Schedule", **SCHEDULE, ScheduleMaintainServiceState="false")["Target"]["Input"])
-    assert off["maintain_service_state"] is False
+
+
+@pytest.mark.parametrize(
+    ("expression", "event"), [("ScheduleExpression", "ScheduleEvent"), ("Schedule2Expression", "Schedule2Event")]
+)
+def test_a_schedule_carries_any_event_exactly(expression: str, event: str) -> None:
+    from recycler.model.request import parse_event
+
+    # GIVEN an event with batches, gates, a cap and an age, as the JSON parameter
+    text = json.dumps(FULL_EVENT)
+    resource = "Schedule" if expression == "ScheduleExpression" else "Schedule2"
+    props = resolved(resource, **{expression: "rate(7 days)", event: text})
+    # THEN the schedule's input is that text, unchanged, and the handler parses every field of it
+    assert props["Target"]["Input"] == text
+    request = parse_event(json.loads(props["Target"]["Input"]))
+    assert (request.batch_size, request.max_tasks, request.min_task_age_seconds) == (2, 4, 3600)
+    assert (request.alarm_names, request.use_service_alarms, request.hand_off) == (("api-5xx",), False, False)
+
+
+def test_an_expression_without_its_event_is_refused_by_a_rule() -> None:
+    rules = template()["Rules"]
+    for expression, event in (("ScheduleExpression", "ScheduleEvent"), ("Schedule2Expression", "Schedule2Event")):
+        rule = next(
+            r for r in rules.values() if r["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": expression}, ""]}]}
+        )
+        assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": event}, ""]}]}
+        assert event in rule["Assertions"][0]["AssertDescription"]
+    # AND the old four-field parameters are gone: the event is the one source of the scheduled run's fields
+    for gone in ("ScheduleClusterName", "ScheduleServiceName", "ScheduleMaintainServiceState", "ScheduleWaitTime"):
+        assert gone not in template()["Parameters"]
+
+
+def test_two_schedules_each_with_their_own_target_and_one_invoke_role() -> None:
+    # GIVEN a standard schedule and a durable second schedule
+    second = json.dumps({**FULL_EVENT, "service_name": "web"})
+    parameters = {
+        **SCHEDULE,
+        "Schedule2Expression": "cron(0 4 ? * SAT *)",
+        "Schedule2Event": second,
+        "Schedule2Target": "durable",
+    }
+    first, other = resolved("Schedule", **parameters), resolved("Schedule2", **parameters)
+    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycle"
+    # THEN each starts its own function with its own event, through the one schedule role
+    assert first["Target"]["Arn"] == function_arn and other["Target"]["Arn"] == DURABLE_ALIAS
+    assert other["Target"]["Input"] == second
+    assert other["ScheduleExpression"] == "cron(0 4 ? * SAT *)"
+    assert other["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    assert first["Target"]["RoleArn"] == other["Target"]["RoleArn"]
+    scope = {**PARAMS, **parameters}
+    for arn in (function_arn, DURABLE_ALIAS):
+        assert iam.allowed(TEMPLATE, "lambda:InvokeFunction", arn, {}, scope, role="ScheduleRole")
+    # AND the second schedule alone (no first) still has its role, which may start only its target
+    alone = {**PARAMS, "Schedule2Expression": "rate(1 day)", "Schedule2Event": second, "Schedule2Target": "durable"}
+    assert iam.Resolver(template(), alone).condition("HasAnySchedule") is True
+    assert iam.allowed(TEMPLATE, "lambda:InvokeFunction", DURABLE_ALIAS, {}, alone, role="ScheduleRole")
+    assert not iam.allowed(TEMPLATE, "lambda:InvokeFunction", function_arn, {}, alone, role="ScheduleRole")
 
 
 def test_schedule_can_start_the_durable_alias_with_its_own_invoke_role() -> None:
-    props = resolved("Schedule", **SCHEDULE, ScheduleTarget="durable", ScheduleClusterName="staging")
+    staging = json.dumps({**EVENT, "cluster_name": "staging"})
+    props = resolved("Schedule", **{**SCHEDULE, "ScheduleEvent": staging}, ScheduleTarget="durable")
     alias_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycle-durable:live"
     assert props["Target"]["Arn"] == alias_arn
     assert json.loads(props["Target"]["Input"])["cluster_name"] == "staging"
     assert props["Target"]["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/stack-ScheduleRole"
     parameters = {**PARAMS, **SCHEDULE, "ScheduleTarget": "durable"}
     assert iam.allowed(TEMPLATE, "lambda:InvokeFunction", alias_arn, {}, parameters, role="ScheduleRole")
+    assert not iam.allowed(
+        TEMPLATE, "lambda:InvokeFunction", alias_arn.replace("-durable:live", ""), {}, parameters, role="ScheduleRole"
+    )
     assert iam.policy_actions(TEMPLATE, parameters, role="ScheduleRole") == {"lambda:InvokeFunction"}
     # The functions' role may invoke the durable alias (the hand-off) and nothing else.
     assert allowed("lambda:InvokeFunction", alias_arn, **SCHEDULE)
     assert not allowed("lambda:InvokeFunction", props["Target"]["Arn"].replace("-durable:live", ""), **SCHEDULE)
+
+
+# --------------------------------------------------------------------------- #
+# EventBridge: run events on the default bus, final states to an optional topic
+# --------------------------------------------------------------------------- #
+
+DEFAULT_BUS = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"
+FINAL_DETAIL_TYPES = [
+    f"ECS Task Recycle {state}" for state in ("Succeeded", "Failed", "Cancelled", "Incomplete", "Refused")
+]
+
+
+def test_run_events_may_go_to_the_default_bus_only() -> None:
+    assert allowed("events:PutEvents", DEFAULT_BUS)
+    assert not allowed("events:PutEvents", DEFAULT_BUS.replace("/default", "/other"))
+    assert not allowed("events:PutEvents", DEFAULT_BUS.replace(ACCOUNT, "210987654321"))
+    assert not allowed("events:PutEvents", DEFAULT_BUS.replace(REGION, "eu-west-1"))
+    statement = next(
+        s for s in iam.role_statements(TEMPLATE, PARAMS) if "events:PutEvents" in iam._as_list(s["Action"])
+    )
+    assert iam._as_list(statement["Resource"]) == [DEFAULT_BUS]
+    assert iam._as_list(statement["Action"]) == ["events:PutEvents"]
+    # Partition-aware: the ARN follows the stack's partition.
+    china = iam.role_statements(TEMPLATE, PARAMS, pseudo={"AWS::Partition": "aws-cn", "AWS::Region": "cn-north-1"})
+    put = next(s for s in china if "events:PutEvents" in iam._as_list(s["Action"]))
+    assert put["Resource"] == f"arn:aws-cn:events:cn-north-1:{ACCOUNT}:event-bus/default"
+
+
+def test_no_notification_rule_without_a_topic() -> None:
+    assert iam.Resolver(template(), PARAMS).condition("HasNotificationTopic") is False
+    assert template()["Resources"]["NotificationRule"]["Condition"] == "HasNotificationTopic"
+    # The stack does not own the topic, so it never replaces the topic's policy.
+    assert resources_of_type("AWS::SNS::TopicPolicy") == {}
+
+
+def test_the_notification_topic_gets_each_final_state_from_this_tool_only() -> None:
+    props = resolved("NotificationRule", NotificationTopicArn=TOPIC_ARN)
+    assert props["EventBusName"] == "default"
+    assert props["State"] == "ENABLED"
+    assert props["EventPattern"] == {"source": ["ecs-task-recycle"], "detail-type": FINAL_DETAIL_TYPES}
+    assert [target["Arn"] for target in props["Targets"]] == [TOPIC_ARN]
+    # The functions' role needs nothing for it: EventBridge delivers with the topic's policy.
+    assert "sns:Publish" not in iam.policy_actions(TEMPLATE, {**PARAMS, "NotificationTopicArn": TOPIC_ARN})
 
 
 # --------------------------------------------------------------------------- #
@@ -456,6 +576,10 @@ OPTIONAL_RESOURCES = {
         f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/ecs-task-recycle/smtp-password",
         f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/database/password",
     ),
+    "ConfigParameterName": (
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/ecs-task-recycle/config",
+        f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/ecs-task-recycle/config-other",
+    ),
     "SecretsKmsKeyArn": (KMS_KEY_ARN, KMS_KEY_ARN.replace("1234abcd", "9999abcd")),
     "OnFailureDestinationArn": (TOPIC_ARN, TOPIC_ARN.replace("recycle-failures", "other")),
 }
@@ -502,12 +626,14 @@ def test_secret_and_parameter_resolve_from_the_notifier_call_shapes() -> None:
 
 
 def test_policy_grants_exactly_the_engine_actions_by_default() -> None:
-    assert iam.policy_actions(TEMPLATE, PARAMS) == ENGINE_ACTIONS | LOG_ACTIONS | DURABLE_ACTIONS
+    assert iam.policy_actions(TEMPLATE, PARAMS) == ENGINE_ACTIONS | LOG_ACTIONS | DURABLE_ACTIONS | EVENT_ACTIONS
 
 
 def test_policy_grants_exactly_the_optional_actions_when_configured() -> None:
     every_option = {parameter: value for parameter, (value, _) in OPTIONAL.items()}
-    expected = ENGINE_ACTIONS | LOG_ACTIONS | DURABLE_ACTIONS | {action for _, action in OPTIONAL.values()}
+    expected = (
+        ENGINE_ACTIONS | LOG_ACTIONS | DURABLE_ACTIONS | EVENT_ACTIONS | {action for _, action in OPTIONAL.values()}
+    )
     assert iam.policy_actions(TEMPLATE, {**PARAMS, **every_option}) == expected
     with_queue = {**PARAMS, **every_option, "OnFailureDestinationArn": QUEUE_ARN}
     assert iam.policy_actions(TEMPLATE, with_queue) == (expected - {"sns:Publish"}) | {"sqs:SendMessage"}
