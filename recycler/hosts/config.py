@@ -1,4 +1,4 @@
-"""input.json: found (RECYCLE_CONFIG, or beside the package), read within a bound, and validated once.
+"""input.json: found (RECYCLE_CONFIG, an SSM parameter, or beside the package), read within a bound, and validated.
 
 The sections' own rules live with what they configure: the run's (recycler.model.settings) and the
 email's (recycler.notification.settings).
@@ -7,15 +7,18 @@ email's (recycler.notification.settings).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recycler.model.errors import ConfigError
 from recycler.model.fields import reject_unknown
 from recycler.model.settings import AwsCredentials, RecycleSettings, parse_aws, parse_recycle
 from recycler.notification.settings import NotificationConfig, parse_notification_config
+
+if TYPE_CHECKING:
+    from recycler.aws.parameters import ParameterText
 
 # input.json sits beside lambda_function.py, one folder up.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "input.json"
@@ -60,18 +63,65 @@ def load_config(path: Path | None = None) -> AppConfig:
     except UnicodeDecodeError as e:
         # The decoder's own message quotes the byte: say only where it is.
         raise ConfigError(str(path), f"is not UTF-8 text (invalid byte at offset {e.start})") from None
+    return parse_config(_json_document(text, str(path)), source=str(path))
+
+
+def parameter_source(name: str) -> str:
+    """How errors and the report name a config read from SSM."""
+    return f"SSM parameter {name}"
+
+
+def load_config_parameter(name: str, read: Callable[[str, str], ParameterText] | None = None) -> AppConfig:
+    """The same JSON as input.json, read from an SSM parameter (String or SecureString) and validated alike.
+
+    Every error names the parameter. A password or secret key in clear is refused: a config in SSM is read
+    by whoever may read the parameter, so the SMTP password stays in Secrets Manager (or an SSM SecureString
+    of its own), referenced by name."""
+    if read is None:
+        # Here, not at the top: the deploy script's event check imports this module without boto3.
+        from recycler.aws.parameters import read_parameter
+
+        read = read_parameter
+    source = parameter_source(name)
+    text = read(name, source).value
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as e:
+        config = parse_config(_json_document(text, source), source=source)
+    except ConfigError as e:
+        if e.field.startswith(source):
+            raise
+        raise ConfigError(f"{source}: {e.field}", e.problem) from e
+    _refuse_secrets_in_clear(config, source)
+    return config
+
+
+def _refuse_secrets_in_clear(config: AppConfig, source: str) -> None:
+    password = config.notification.password if config.notification else None
+    if isinstance(password, str):
         raise ConfigError(
-            str(path), f"not valid JSON (line {e.lineno}, column {e.colno}): {json_error_reason(e)}"
-        ) from e
+            f"{source}: smtpCredentials.password",
+            'must be a reference in a config read from SSM: {"secrets_manager": "name-or-arn"} or '
+            '{"ssm_parameter": "/name"}, never the password itself',
+        )
+    if config.aws.secret_key or config.aws.session_token:
+        raise ConfigError(
+            f"{source}: awsCredentials",
+            "must not hold keys in a config read from SSM: use the function's role, or role_arn",
+        )
+
+
+def _json_document(text: str, source: str) -> Any:
+    """The parsed JSON, or a ConfigError naming ``source`` and saying why (never quoting the text)."""
+    if len(text.encode()) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, f"is larger than 1 MB ({MAX_CONFIG_BYTES} bytes), the limit for a config")
+    try:
+        return json.loads(text.removeprefix("\ufeff"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(source, f"not valid JSON (line {e.lineno}, column {e.colno}): {json_error_reason(e)}") from e
     except RecursionError:
-        raise ConfigError(str(path), "not valid JSON: nested too deeply") from None
+        raise ConfigError(source, "not valid JSON: nested too deeply") from None
     except ValueError:
         # Python refuses integers of more than 4300 digits.
-        raise ConfigError(str(path), "not valid JSON: a number is too long") from None
-    return parse_config(document, source=str(path))
+        raise ConfigError(source, "not valid JSON: a number is too long") from None
 
 
 _NOT_JSON = "comments and trailing commas are not JSON"

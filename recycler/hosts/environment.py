@@ -27,6 +27,8 @@ from recycler.run.budget import (
 from recycler.run.ports import HANDOFF_ENV
 
 CONFIG_ENV_VAR = "RECYCLE_CONFIG"
+# The template's ConfigParameterName: an SSM parameter holding input.json's JSON.
+CONFIG_PARAMETER_ENV = "RECYCLE_CONFIG_PARAMETER"
 FUNCTION_NAME_ENV = "AWS_LAMBDA_FUNCTION_NAME"
 
 
@@ -37,6 +39,7 @@ class Environment:
     lock_table_name: str | None = None
     handoff_alias_arn: str | None = None
     config_file: str | None = None
+    config_parameter: str | None = None
     # Raw, and parsed only by the durable host: a plain function never sets it, and must not fail on it.
     execution_timeout: str | None = None
     function_name: str | None = None
@@ -55,6 +58,7 @@ class Environment:
             lock_table_name=env.get(LOCK_TABLE_ENV),
             handoff_alias_arn=env.get(HANDOFF_ENV),
             config_file=env.get(CONFIG_ENV_VAR),
+            config_parameter=env.get(CONFIG_PARAMETER_ENV) or None,
             execution_timeout=env.get(EXECUTION_TIMEOUT_ENV),
             function_name=env.get(FUNCTION_NAME_ENV),
             log_level=env.get("AWS_LAMBDA_LOG_LEVEL") or env.get("LOG_LEVEL"),
@@ -70,6 +74,18 @@ class Environment:
     def config_path(self) -> Path | None:
         """input.json as RECYCLE_CONFIG names it, or None for the default beside the package."""
         return Path(self.config_file) if self.config_file else None
+
+    @property
+    def config_parameter_name(self) -> str | None:
+        """The SSM parameter RECYCLE_CONFIG_PARAMETER names, or None for input.json. Both set is an error."""
+        name = self.config_parameter
+        if not name:
+            return None
+        if self.config_file:
+            raise ConfigError(CONFIG_PARAMETER_ENV, f"and {CONFIG_ENV_VAR} are both set: set one of them")
+        if not name.startswith("/") or len(name) > 1011 or any(c.isspace() for c in name):
+            raise ConfigError(CONFIG_PARAMETER_ENV, "must be an SSM parameter name starting with /")
+        return name
 
     @property
     def execution_timeout_seconds(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from recycler.aws.clients import Clients
 from recycler.aws.gateway import ServiceGateway
 from recycler.hosts import control
-from recycler.hosts.config import AppConfig, load_config
+from recycler.hosts.config import AppConfig, load_config, load_config_parameter, parameter_source
 from recycler.hosts.environment import Environment
 from recycler.lock.record import LOCK_TABLE_ENV
 from recycler.lock.store import DynamoLockStore
@@ -199,18 +199,21 @@ def control_action(
     return result.to_dict()
 
 
-# By file (RECYCLE_CONFIG's, or None for the default): in Lambda one, read once per cold start.
-_configs: dict[Path | None, AppConfig] = {}
+# By source (RECYCLE_CONFIG_PARAMETER's parameter, RECYCLE_CONFIG's file, or None for the default): in Lambda
+# one, read once per cold start. A failed read is not kept: the next invocation tries again.
+_configs: dict[str | Path | None, AppConfig] = {}
 
 
 def get_config(env: Environment | None = None) -> AppConfig:
-    """input.json, read once per cold start."""
-    path = (env or Environment.from_env()).config_path
-    if path not in _configs:
-        config = load_config(path)
+    """input.json, or the SSM parameter that replaces it, read once per cold start."""
+    env = env or Environment.from_env()
+    parameter = env.config_parameter_name
+    key: str | Path | None = parameter_source(parameter) if parameter else env.config_path
+    if key not in _configs:
+        config = load_config_parameter(parameter) if parameter else load_config(env.config_path)
         register_secrets(config)
-        _configs[path] = config
-    return _configs[path]
+        _configs[key] = config
+    return _configs[key]
 
 
 def config_or_none(env: Environment | None = None) -> AppConfig | None:
