@@ -141,3 +141,36 @@ def test_the_local_endpoint_commands_run_against_moto_server(tmp_path: Path) -> 
     assert len(tasks) == 3
     for task in tasks:
         assert task in result.stdout
+
+
+def test_every_schedule_event_in_the_readme_is_a_valid_event() -> None:
+    events = re.findall(r"--schedule2?-event '([^']*)'", README)
+    assert len(events) >= 3
+    for event in events:
+        parse_event(json.loads(event))
+
+
+def test_every_template_parameter_is_documented_and_every_documented_one_exists() -> None:
+    from support import iam
+
+    declared = set(iam.load_template(ROOT / "cloudformation.yaml")["Parameters"])
+    documented = set(re.findall(r"`([A-Z][A-Za-z0-9]+)`", _section("## Deploy to AWS")))
+    # ArtifactBucket and ArtifactKey are the script's own (--bucket and the package's hash).
+    assert declared - {"ArtifactBucket", "ArtifactKey"} <= documented, sorted(declared - documented)
+    # The schedule's four fields the event replaced are named only to say they are gone.
+    gone = {"ScheduleClusterName", "ScheduleServiceName", "ScheduleMaintainServiceState", "ScheduleWaitTime"}
+    assert not gone & declared
+    assert "are gone" in _section("### Run it on a schedule (optional)")
+
+
+def test_every_deploy_flag_the_readme_names_exists() -> None:
+    import subprocess
+
+    usage = subprocess.run(
+        [str(ROOT / "cloudformation_deploy.sh"), "--help"], capture_output=True, text=True, check=True
+    )
+    known = set(re.findall(r"--[a-z][a-z0-9-]+", usage.stdout))
+    named = set(re.findall(r"\./cloudformation_deploy\.sh[^`]*?(--[a-z][a-z0-9-]+)", README))
+    named |= set(re.findall(r"`(--schedule[a-z0-9-]*)", README))
+    assert {"--schedule-event", "--schedule2", "--schedule2-event"} <= named
+    assert named <= known, sorted(named - known)
