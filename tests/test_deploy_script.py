@@ -672,3 +672,27 @@ def test_an_empty_second_schedule_removes_it_and_none_keeps_it(deploy: Deploy) -
     assert "Schedule2Event" not in removed
     kept = overrides(deploy(*REQUIRED).call("cloudformation", "deploy"))
     assert "Schedule2Expression" not in kept
+
+
+def test_the_event_check_runs_on_a_plain_python_without_packages() -> None:
+    # The script falls back to python3 when there is no .venv: the check must need no boto3.
+    event = json.dumps(FULL_EVENT)
+    command = [sys.executable, "-S", "-E", "-m", "recycler.hosts.event_check", event]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [event, "prod", "api"]
+    refused = subprocess.run([*command[:-1], '{"cluster_name": "prod"}'], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("service_name:")
+
+
+def test_python_names_the_interpreter_of_the_event_check(deploy: Deploy, tmp_path: Path) -> None:
+    # GIVEN PYTHON naming an interpreter that refuses everything
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'cluster_name: checked by PYTHON' >&2\nexit 2\n")
+    fake.chmod(0o755)
+    run = deploy(*REQUIRED, "--schedule", "rate(7 days)", "--schedule-event", json.dumps(FULL_EVENT), PYTHON=str(fake))
+    # THEN the script used it, and stopped on its answer
+    assert run.code == 2
+    assert "checked by PYTHON" in run.err
+    assert run.calls == []
