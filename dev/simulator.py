@@ -862,12 +862,26 @@ LOCK_TABLE = "ecs-task-recycle-locks"
 
 
 def create_lock_table(session: boto3.Session, name: str = LOCK_TABLE) -> str:
-    """The lock table as the template creates it: on-demand, key pk, TTL on expires_at."""
+    """The lock table as the template creates it: on-demand, key pk, the history index, TTL on expires_at."""
     dynamodb = session.client("dynamodb", config=sim_client_config())
     dynamodb.create_table(
         TableName=name,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "history_of", "AttributeType": "S"},
+            {"AttributeName": "ended_at", "AttributeType": "N"},
+        ],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "history",
+                "KeySchema": [
+                    {"AttributeName": "history_of", "KeyType": "HASH"},
+                    {"AttributeName": "ended_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(
@@ -971,6 +985,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
         sim.at(clock.now() - clock.start + 60, "cancel", self_cancel)
         engine("cancelled").run(request)
         control.status(reads, store, clock)
+        control.history(reads, store)
         # A hand-off to the durable alias (moto has no such function: the call is what counts here).
         alias = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:ecs-task-recycle-durable:live"
         hand_off = HandOff(lambda_client, alias, request, "policy", {})

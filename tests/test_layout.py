@@ -261,6 +261,7 @@ MAX_INIT_PARAMETERS = 6
 # Pure data records: many fields, and nothing to do but carry them (a report, a request, a lock item...).
 DATA_RECORDS = {
     "recycler.hosts.environment": {"Environment"},
+    "recycler.lock.history": {"RunEntry"},
     "recycler.lock.record": {"Snapshot", "LockRecord"},
     "recycler.model.report": {"RecycleReport"},
     "recycler.model.request": {"RecycleRequest"},

@@ -18,6 +18,8 @@ from support.bed import CLUSTER as SIM_CLUSTER
 from support.bed import SERVICE as SIM_SERVICE
 from support.bed import Bed
 
+from recycler.lock.history import HISTORY_INDEX
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "cloudformation.yaml"
 BIN = Path(sys.executable).parent
@@ -434,6 +436,7 @@ ENGINE_CALLS = [
     *api("dynamodb", "GetItem", TableName="ecs-task-recycle-locks"),
     *api("dynamodb", "PutItem", TableName="ecs-task-recycle-locks"),
     *api("dynamodb", "UpdateItem", TableName="ecs-task-recycle-locks"),
+    *api("dynamodb", "Query", TableName="ecs-task-recycle-locks", IndexName="history"),
     *api("ecs", "ListTasks", cluster=CLUSTER, serviceName="web", desiredStatus="RUNNING"),
     *api("ecs", "DescribeTasks", cluster=CLUSTER, tasks=[TASK_ARN, "fedcba9876543210fedcba9876543210"]),
     *api("ecs", "StopTask", cluster=CLUSTER, task=TASK_ARN, reason="ecs-task-recycle"),
@@ -845,6 +848,24 @@ def test_lock_table_is_on_demand_with_ttl_and_its_name_reaches_both_functions() 
     for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
         assert allowed(action, LOCK_TABLE_ARN)
         assert not allowed(action, LOCK_TABLE_ARN.replace("ecs-task-recycle-locks", "orders"))
+    # AND its history is read through the table's history index only, the index the simulator's table has too
+    assert allowed("dynamodb:Query", f"{LOCK_TABLE_ARN}/index/history")
+    assert not allowed("dynamodb:Query", LOCK_TABLE_ARN)
+    assert not allowed("dynamodb:Query", f"{LOCK_TABLE_ARN}/index/other")
+    assert not allowed("dynamodb:Scan", LOCK_TABLE_ARN)
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == HISTORY_INDEX and index["Projection"] == {"ProjectionType": "ALL"}
+    assert index["KeySchema"] == [
+        {"AttributeName": "history_of", "KeyType": "HASH"},
+        {"AttributeName": "ended_at", "KeyType": "RANGE"},
+    ]
+    assert {"AttributeName": "ended_at", "AttributeType": "N"} in table["AttributeDefinitions"]
+    with simulator.simulated_aws(simulator.VirtualClock()) as (_, session):
+        described = session.client("dynamodb", config=simulator.sim_client_config()).describe_table(
+            TableName=simulator.create_lock_table(session)
+        )["Table"]
+    (simulated,) = described["GlobalSecondaryIndexes"]
+    assert simulated["KeySchema"] == index["KeySchema"] and simulated["IndexName"] == HISTORY_INDEX
 
 
 @pytest.mark.parametrize(

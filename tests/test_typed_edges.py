@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from recycler.aws.gateway import ScalableTarget
-from recycler.hosts.control import CancelResult, LockView, StatusResult
+from recycler.hosts.control import CancelResult, LockView, Pace, StatusResult
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.states import Status
 from recycler.run.capacity import TargetRestore
@@ -24,10 +25,13 @@ def test_a_report_comes_back_from_its_dict_unchanged() -> None:
 
 def test_status_and_cancel_keep_their_keys_in_order() -> None:
     view = LockView("run-1", "surged", "2026-01-01T00:00:00Z", {"recycled": 1, "total": 2, "batch": 1}, "later")
-    running = StatusResult("running", "c", "s", lock=view, eta=None).to_dict()
+    running = StatusResult("running", "c", "s", lock=view).to_dict()
     assert list(running) == [
         "action", "state", "cluster", "service", "owner", "phase", "started_at", "progress", "lock_expires_at", "eta"
     ]  # fmt: skip
+    # A run's pace comes after its lock, and the ETA stays last.
+    paced = StatusResult("running", "c", "s", lock=replace(view, pace=Pace(50, 1, 12, None))).to_dict()
+    assert list(paced)[-5:] == ["lock_expires_at", "percent_complete", "tasks_to_go", "heartbeat_age_seconds", "eta"]
     stale = StatusResult("stale", "c", "s", cancel_requested="by ops", lock=view).to_dict()
     assert list(stale)[4] == "cancel_requested" and list(stale)[-1] == "note"
     assert list(StatusResult("idle", "c", "s").to_dict()) == ["action", "state", "cluster", "service"]

@@ -97,12 +97,12 @@ def parser_and_flags() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     ]
     actions = parser.add_mutually_exclusive_group()
     options += [
-        actions.add_argument(
-            "--status", dest="action", action="store_const", const="status", help="show the running recycle, if any"
-        ),
-        actions.add_argument(
-            "--cancel", dest="action", action="store_const", const="cancel", help="ask a running recycle to stop"
-        ),
+        actions.add_argument(f"--{action}", dest="action", action="store_const", const=action, help=help_text)
+        for action, help_text in (
+            ("status", "show the running recycle, if any (idle: the last run)"),
+            ("history", "list the service's last 20 runs, newest first"),
+            ("cancel", "ask a running recycle to stop"),
+        )
     ]
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
     parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")

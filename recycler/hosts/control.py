@@ -1,11 +1,15 @@
-"""Operator control of a run in flight: ``status`` (read the lock, change nothing) and ``cancel``.
+"""Operator control of a run in flight: ``status`` and ``history`` (read the lock table, change nothing) and
+``cancel``.
 
 Both read the service (for its cluster ARN, which keys the lock item) and the
 lock item. Neither touches desired count or the scalable target.
 
 - **status** says whether a recycle runs (``running``), none does (``idle``), or
   one died holding the lock (``stale``: the next run repairs it), with the
-  owner, when it started, its progress, the lock's expiry and an ETA.
+  owner, when it started, its progress (``percent_complete`` and ``tasks_to_go``, as an instance refresh
+  gives PercentageComplete and InstancesToUpdate), the age of the lock's last write, the lock's expiry and
+  an ETA. Idle, it says how the last run went (``last_run``, from the run history).
+- **history** lists the service's last 20 runs, newest first (recycler.lock.history).
 - **cancel** writes the ``ecs-task-recycle:cancel`` tag (who asked, and when)
   when a recycle is running; the run sees it on its next poll, stops no further
   task, lets the replacements in flight finish, restores, removes the tag and
@@ -14,19 +18,24 @@ lock item. Neither touches desired count or the scalable target.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from recycler.aws.gateway import ServiceGateway
+from recycler.lock.history import HISTORY_LIMIT, RunEntry, RunHistory
 from recycler.lock.record import LATEST_TIME, LockRecord
 from recycler.lock.store import DynamoLockStore, lock_key
-from recycler.model.runtime import Clock, iso_seconds
+from recycler.model.errors import RecycleError
+from recycler.model.runtime import TOOL_NAME, Clock, iso_seconds
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, cancel_tag
 from recycler.run.preflight import check_arn_matches
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import ServiceTypeDef
 
+
+logger = logging.getLogger(TOOL_NAME)
 
 STALE_NOTE = "the run that held the lock is gone; the next recycle repairs the service from the lock first"
 
@@ -40,6 +49,31 @@ class LockView:
     started_at: str
     progress: dict[str, int]
     lock_expires_at: str
+    # While a run holds the lock (or died holding it): how far it has got, and how recently it wrote.
+    pace: Pace | None = None
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How far the run holding the lock has got, as an instance refresh says it (PercentageComplete,
+    InstancesToUpdate), how long ago it last wrote its lock, and when it should be done."""
+
+    percent_complete: int
+    tasks_to_go: int
+    heartbeat_age_seconds: int
+    # Only while running (and None before the first batch).
+    eta: str | None = None
+
+    @classmethod
+    def of(cls, lock: LockRecord, now: float, running: bool) -> Pace:
+        progress = lock.progress
+        done = min(progress.recycled, progress.total)
+        # Rounded down: 100 only once every task is recycled.
+        percent = done * 100 // progress.total if progress.total else 0
+        # The lock keeps no write time of its own: its last progress, or its acquisition before the first.
+        last_write = max(progress.updated_at, lock.started_at)
+        eta = _eta(lock) if running else None
+        return cls(percent, progress.total - done, max(int(now - last_write), 0), eta)
 
 
 @dataclass(frozen=True)
@@ -51,8 +85,8 @@ class StatusResult:
     service: str
     cancel_requested: str | None = None
     lock: LockView | None = None
-    # Only while running (and None before the first batch).
-    eta: str | None = None
+    # Only while idle: the last run the history has (None: none it has, or the history could not be read).
+    last_run: RunEntry | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -63,14 +97,37 @@ class StatusResult:
         }
         if self.cancel_requested is not None:
             data["cancel_requested"] = self.cancel_requested
+        if self.last_run is not None:
+            data["last_run"] = self.last_run.to_dict()
         if self.lock is None:
             return data
-        data.update(asdict(self.lock))
+        view = asdict(self.lock)
+        pace = view.pop("pace") or {}
+        eta = pace.pop("eta", None)
+        data.update(view)
+        data.update(pace)
         if self.state == "running":
-            data["eta"] = self.eta
+            data["eta"] = eta
         elif self.state == "stale":
             data["note"] = STALE_NOTE
         return data
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    """``action: history``: the service's last runs, newest first."""
+
+    cluster: str
+    service: str
+    runs: tuple[RunEntry, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": "history",
+            "cluster": self.cluster,
+            "service": self.service,
+            "runs": [run.to_dict() for run in self.runs],
+        }
 
 
 @dataclass(frozen=True)
@@ -103,6 +160,8 @@ def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> Statu
         reads.request.service_name,
         cancel_requested=cancel.describe() if cancel is not None else None,
     )
+    if state == "idle":
+        result = replace(result, last_run=_last_run(store, _key(reads, service)))
     if lock is None:
         return result
     progress = lock.progress
@@ -113,9 +172,15 @@ def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> Statu
         progress={"recycled": progress.recycled, "total": progress.total, "batch": progress.batch},
         lock_expires_at=iso_seconds(lock.expires_at),
     )
-    if state == "running":
-        return replace(result, lock=view, eta=_eta(lock))
-    return replace(result, lock=view)
+    if state == "idle":
+        return replace(result, lock=view)
+    return replace(result, lock=replace(view, pace=Pace.of(lock, now, running=state == "running")))
+
+
+def history(reads: ServiceGateway, store: DynamoLockStore) -> HistoryResult:
+    service, _ = _service_and_lock(reads, store)
+    runs = RunHistory(store.dynamodb, store.table_name).latest(_key(reads, service), HISTORY_LIMIT)
+    return HistoryResult(reads.request.cluster_name, reads.request.service_name, tuple(runs))
 
 
 def cancel(reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str) -> CancelResult:
@@ -141,8 +206,21 @@ def cancel(reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requeste
 def _service_and_lock(reads: ServiceGateway, store: DynamoLockStore) -> tuple[ServiceTypeDef, LockRecord | None]:
     service = reads.describe_service(include_tags=True)
     check_arn_matches(reads.request, service)
-    key = lock_key(str(service.get("clusterArn", "")), str(service.get("serviceName", reads.request.service_name)))
-    return service, store.read(key)
+    return service, store.read(_key(reads, service))
+
+
+def _key(reads: ServiceGateway, service: ServiceTypeDef) -> str:
+    return lock_key(str(service.get("clusterArn", "")), str(service.get("serviceName", reads.request.service_name)))
+
+
+def _last_run(store: DynamoLockStore, key: str) -> RunEntry | None:
+    """The newest run of the history; None when it has none, or cannot be read (status still answers)."""
+    try:
+        runs = RunHistory(store.dynamodb, store.table_name).latest(key, 1)
+    except RecycleError as e:
+        logger.warning(f"The last run is not shown: the history could not be read ({e})")
+        return None
+    return runs[0] if runs else None
 
 
 def _state(lock: LockRecord, now: float) -> str:

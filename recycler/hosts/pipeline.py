@@ -1,6 +1,6 @@
 """The one pipeline around the engine, for every host: the plain function, the durable function and the CLI.
 
-secrets -> lock table -> clients and region check -> bound log fields -> status/cancel, or the engine ->
+secrets -> lock table -> clients and region check -> bound log fields -> status/cancel/history, or the engine ->
 masking -> notification -> report log -> metrics -> the host's finish. A host (recycler.hosts.plain,
 recycler.hosts.durable) says only what differs: its runtime, its clients, its time policy, and how it ends.
 """
@@ -121,7 +121,7 @@ class Host(Protocol):
 
 
 def run(host: Host, request: RecycleRequest, config: AppConfig, env: Environment) -> dict[str, Any]:
-    """One run on any host: status and cancel return what recycler.hosts.control says; a recycle, its report."""
+    """One run on any host: status, cancel and history answer from recycler.hosts.control; a recycle, its report."""
     register_secrets(config)
     table = lock_table_name(config, request, env.lock_table_name)
     clients, region = host.connect(config)
@@ -130,7 +130,7 @@ def run(host: Host, request: RecycleRequest, config: AppConfig, env: Environment
     with logs.bound(cluster=request.cluster_name, service=request.service_name, **host.log_fields):
         policy = host.policy(request, config, clients)
         if request.action != "recycle":
-            assert store is not None  # lock_table_name refuses status and cancel without one
+            assert store is not None  # lock_table_name refuses status, cancel and history without one
             reads = ServiceGateway(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
             return dict(
                 policy.runtime.step(
@@ -185,10 +185,14 @@ def published(report: RecycleReport) -> dict[str, Any]:
 def control_action(
     request: RecycleRequest, reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str
 ) -> dict[str, Any]:
-    """status or cancel: read the lock (and, to cancel, tag the service); never touch its capacity.
+    """status, history or cancel: read the lock table (and, to cancel, tag the service); never touch its capacity.
 
     As JSON: it is the step's checkpoint and the handler's return."""
-    result: control.StatusResult | control.CancelResult
+    result: control.StatusResult | control.CancelResult | control.HistoryResult
+    if request.action == "history":
+        result = control.history(reads, store)
+        logger.info(f"Task recycle history: {len(result.runs)} run(s)")
+        return result.to_dict()
     if request.action == "status":
         result = control.status(reads, store, clock)
         said = result.state

@@ -117,6 +117,7 @@ class PlainHost:
         run = RunPolicy(
             lock_ttl_seconds=renewed_lock_ttl(config.recycle, request) if unbounded else None,
             hand_off=self._hand_off(request, config, clients),
+            requested_by=self.requested_by,
         )
         return TimePolicy(runtime=LocalRuntime(self.clock, self.remaining_seconds, logger), run=run)
 

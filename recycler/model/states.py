@@ -31,6 +31,7 @@ class Action(StrEnum):
     RECYCLE = "recycle"
     STATUS = "status"
     CANCEL = "cancel"
+    HISTORY = "history"
 
 
 class Phase(StrEnum):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from recycler.lock.history import RunEntry, RunHistory, lock_key_of
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord
 from recycler.model.errors import (
@@ -73,6 +74,7 @@ class Recycler:
         run.account(report)
         finished = setup.runtime.step("finish", setup.clock.now)
         report.duration_seconds = round(finished - started, 1)
+        run.record_history(report, finished)
         if report.status == Status.SUCCEEDED and report.task_total:
             run.log(logging.INFO, "Task recycle completed successfully", tasks_recycled=len(report.tasks_recycled))
         return report
@@ -91,6 +93,8 @@ class Run:
         self.holder, self.capacity = self._fresh_hold()
         # A selection is this run's only once its pre-flight makes one (the report accounts for it).
         self.selection: Selection | None = None
+        # The service's lock key, once the pre-flight has found the service: its history is kept under it.
+        self.lock_key: str | None = None
 
     def run(self, report: RecycleReport) -> None:
         request = self.request
@@ -233,6 +237,7 @@ class Run:
         refused = outcome.refused
         if refused is not None:
             report.found(refused.service_arn, refused.desired_count)
+            self.lock_key = lock_key_of(refused.service_arn, request)
             counted: int | None = refused.running_count
             holder = refused.lock_holder
             if holder:
@@ -245,6 +250,7 @@ class Run:
             raise refused.exception()
         preflight = outcome.preflight
         assert preflight is not None  # an outcome is a refusal or a pre-flight
+        self.lock_key = preflight.lock_key
         self.selection = preflight.select(request)
         report.found(preflight.service_arn, preflight.desired_count)
         report.task_total = len(self.selection.chosen)
@@ -328,6 +334,25 @@ class Run:
             # Another run owns the service now; restoring from our snapshot would undo its work.
             self.holder.record = None
             report.restored = False
+
+    def record_history(self, report: RecycleReport, ended: float) -> None:
+        """One history item for a run that found its service; none for a dry run or a hand-off (the durable
+        execution keeps its own). A step, so a durable replay does not write it twice; a failed write is
+        logged and never changes the outcome."""
+        store, key = self.context.lock_store, self.lock_key
+        if store is None or key is None or report.status in (Status.DRY_RUN, Status.HANDED_OFF):
+            return
+        entry = RunEntry.of(report, self.context.owner_id, self.policy.requested_by, self.context.started, ended)
+
+        def record() -> dict[str, str]:
+            try:
+                RunHistory(store.dynamodb, store.table_name).record(key, entry)
+            except RecycleError as e:
+                self.log(logging.WARNING, f"The run's history item was not written: {e}", error_type=type(e).__name__)
+                return {"history": "not written"}
+            return {"history": "written"}
+
+        self.runtime.step("history", record)
 
     def account(self, report: RecycleReport) -> None:
         """Every task the pre-flight found, in exactly one of the report's lists: those in none remain."""

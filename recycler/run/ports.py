@@ -89,3 +89,5 @@ class RunPolicy:
     out_of_time_hint: str = "use the long-running (durable) function, which has no 15-minute limit"
     # Set by the plain handler when the template gave it the durable alias.
     hand_off: HandOffPort | None = None
+    # Who asked for the run, as its history item says (None: its lock owner).
+    requested_by: str | None = None

@@ -524,6 +524,11 @@ def calls_from_api(
     if prefix == "dynamodb" and operation in ("GetItem", "PutItem", "UpdateItem", "DeleteItem"):
         table = str(params["TableName"])
         return [call(table if table.startswith("arn:") else f"{base}:table/{table}")]
+    if prefix == "dynamodb" and operation == "Query":
+        table = str(params["TableName"])
+        arn = table if table.startswith("arn:") else f"{base}:table/{table}"
+        # A Query of an index is authorized on the index's ARN, of the table itself on the table's.
+        return [call(f"{arn}/index/{params['IndexName']}" if params.get("IndexName") else arn)]
     if prefix == "cloudwatch" and operation == "DescribeAlarms":
         names = params.get("AlarmNames") or ["*"]
         return [call(f"{base}:alarm:{name}") for name in names]
