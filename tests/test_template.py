@@ -58,11 +58,19 @@ ENGINE_ACTIONS = {
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
+    "dynamodb:Query",
     "cloudwatch:DescribeAlarms",
     "lambda:InvokeFunction",
 }
 # Made only by the flows a plain recycle without alarms does not take: cancel, the alarm gate, the hand-off.
-OTHER_FLOWS_ACTIONS = {"ecs:TagResource", "ecs:UntagResource", "cloudwatch:DescribeAlarms", "lambda:InvokeFunction"}
+# Status, history and cancel are operator actions, not a recycle (the recycle writes its history item, never reads it).
+OTHER_FLOWS_ACTIONS = {
+    "ecs:TagResource",
+    "ecs:UntagResource",
+    "cloudwatch:DescribeAlarms",
+    "lambda:InvokeFunction",
+    "dynamodb:Query",
+}
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 DURABLE_ACTIONS = {"lambda:CheckpointDurableExecution", "lambda:GetDurableExecutionState"}
 # Each run's EventBridge events (the default bus only).
