@@ -1,10 +1,12 @@
 """The run history: one item per run in the lock table, beside (never in) the service's lock item.
 
-The lock item is overwritten by every run, so it cannot say how the last ones went. Each run that found its
-service writes one history item when it ends: key ``<lock key>#run#<owner>`` (a retried write lands on the
-same item), ``history_of`` the lock key and ``ended_at`` epoch seconds, the keys of the table's sparse
-``history`` index (only history items carry ``history_of``, so the lock items are not in it), and
-``expires_at`` 90 days on, the table's TTL attribute, so the history tidies itself away.
+The lock item is overwritten by every run, so it cannot say how the last ones went. Each run that wrote the
+lock (took it, or took a stale one over to repair it) writes one history item when it ends, after its
+restore: key ``<lock key>#run#<owner>`` (a retried write lands on the same item), ``history_of`` the lock
+key and ``ended_at`` epoch seconds, the keys of the table's sparse ``history`` index (only history items
+carry ``history_of``, so the lock items are not in it), and ``expires_at`` 90 days on, the table's TTL
+attribute, so the history tidies itself away. A run that never wrote the lock (refused, a dry run, one
+with nothing to recycle, a hand-off) writes nothing at all, as before.
 
 The index is read newest first. Index reads are eventually consistent: a run that ended a second ago may
 not be listed yet.
@@ -20,10 +22,8 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from recycler.aws.gateway import aws_errors
-from recycler.lock.store import lock_key
 from recycler.model.errors import clip
 from recycler.model.report import RecycleReport
-from recycler.model.request import RecycleRequest
 from recycler.model.runtime import TOOL_NAME, iso_seconds
 from recycler.observability import logs
 
@@ -139,12 +139,6 @@ class RunHistory:
                 break
             query["ExclusiveStartKey"] = last
         return runs[:limit]
-
-
-def lock_key_of(service_arn: str, request: RecycleRequest) -> str:
-    """A found service's lock key, from its ARN (the cluster ARN has its partition, region and account)."""
-    account_part = service_arn.split(":service/", 1)[0]
-    return lock_key(f"{account_part}:cluster/{request.cluster_name}", request.service_name)
 
 
 def _whole(value: Any) -> int | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from recycler.lock.history import RunEntry, RunHistory, lock_key_of
+from recycler.lock.history import RunEntry, RunHistory
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord
 from recycler.model.errors import (
@@ -93,7 +93,8 @@ class Run:
         self.holder, self.capacity = self._fresh_hold()
         # A selection is this run's only once its pre-flight makes one (the report accounts for it).
         self.selection: Selection | None = None
-        # The service's lock key, once the pre-flight has found the service: its history is kept under it.
+        # The service's lock key, once this run has written its lock (taken it, or taken a stale one over): only
+        # such a run leaves a history item, so a refused run or a dry run still writes nothing at all.
         self.lock_key: str | None = None
 
     def run(self, report: RecycleReport) -> None:
@@ -129,6 +130,7 @@ class Run:
         surge_size = min(request.batch_size, len(selection.chosen))
         snapshot = preflight.snapshot(request.maintain_service_state, surge_size)
         self.holder.acquire(preflight.lock_key, preflight.lock, snapshot, len(selection.chosen))
+        self.lock_key = preflight.lock_key
         batches = BatchRunner(self.context, self.policy, selection, watch, self.holder)
         try:
             self._cancel_tag_at_start(preflight, report)
@@ -237,7 +239,6 @@ class Run:
         refused = outcome.refused
         if refused is not None:
             report.found(refused.service_arn, refused.desired_count)
-            self.lock_key = lock_key_of(refused.service_arn, request)
             counted: int | None = refused.running_count
             holder = refused.lock_holder
             if holder:
@@ -250,7 +251,6 @@ class Run:
             raise refused.exception()
         preflight = outcome.preflight
         assert preflight is not None  # an outcome is a refusal or a pre-flight
-        self.lock_key = preflight.lock_key
         self.selection = preflight.select(request)
         report.found(preflight.service_arn, preflight.desired_count)
         report.task_total = len(self.selection.chosen)
@@ -294,6 +294,7 @@ class Run:
             lock_phase=stale.phase,
         )
         self.holder.take_over(stale)
+        self.lock_key = stale.key
         repair = RecycleReport(status=Status.REPAIR, cluster=report.cluster, service=report.service)
         self.capacity.restore(repair, stage="repair")
         report.restore_actions += [f"repaired expired lock of {stale.owner}: {a}" for a in repair.restore_actions]
@@ -336,11 +337,10 @@ class Run:
             report.restored = False
 
     def record_history(self, report: RecycleReport, ended: float) -> None:
-        """One history item for a run that found its service; none for a dry run or a hand-off (the durable
-        execution keeps its own). A step, so a durable replay does not write it twice; a failed write is
-        logged and never changes the outcome."""
+        """One history item for a run that wrote its lock. A step, so a durable replay does not write it twice; a
+        failed write is logged and never changes the outcome."""
         store, key = self.context.lock_store, self.lock_key
-        if store is None or key is None or report.status in (Status.DRY_RUN, Status.HANDED_OFF):
+        if store is None or key is None:
             return
         entry = RunEntry.of(report, self.context.owner_id, self.policy.requested_by, self.context.started, ended)
 
