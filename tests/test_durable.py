@@ -586,3 +586,22 @@ def test_a_hand_off_keeps_the_chains_cut_off_into_the_durable_execution(
 
     # AND it recycled exactly the originals the first run had not reached
     _assert_chain_took_exactly_the_originals(bed, [first, outcome.reports[-1]])
+
+
+# --------------------------------------------------------------------------- #
+# History: one item per execution, whatever the replays
+# --------------------------------------------------------------------------- #
+
+
+def test_a_durable_run_writes_its_history_item_once_across_replays(bed: Bed, durable: Callable[..., Outcome]) -> None:
+    # GIVEN a durable recycle of three tasks, replayed from the top at every resumption
+    bed.add_service(tasks=3, target=(1, 6))
+    outcome = durable(wait_time=10)
+    assert outcome.result.status.name == "SUCCEEDED", outcome.result.error
+    assert len(outcome.meter.invocations) > 3
+    # THEN the history item was written by one PutItem (the other is the lock's acquire), as a step of its own
+    assert bed.sim.calls["put_item"] == 2
+    assert "history" in outcome.names()
+    (item,) = [item for item in bed.lock_items() if "history_of" in item]
+    assert item["status"]["S"] == "succeeded" and item["recycled"]["N"] == "3"
+    bed.assert_restored()
