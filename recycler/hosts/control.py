@@ -1,8 +1,8 @@
 """Operator control of a run in flight: ``status`` and ``history`` (read the lock table, change nothing) and
 ``cancel``.
 
-Both read the service (for its cluster ARN, which keys the lock item) and the
-lock item. Neither touches desired count or the scalable target.
+Each reads the service (for its cluster ARN, which keys the lock item) and the
+lock table. None touches desired count or the scalable target.
 
 - **status** says whether a recycle runs (``running``), none does (``idle``), or
   one died holding the lock (``stale``: the next run repairs it), with the
