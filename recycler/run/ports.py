@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from recycler.run.budget import BatchFit, PlanFit, plain_batch_seconds
+from recycler.run.liveness import Liveness
 from recycler.run.preflight import Preflight
 from recycler.run.selection import Selection
 
@@ -89,3 +90,5 @@ class RunPolicy:
     out_of_time_hint: str = "use the long-running (durable) function, which has no 15-minute limit"
     # Set by the plain handler when the template gave it the durable alias.
     hand_off: HandOffPort | None = None
+    # A run in one process (the plain function, the CLI): its heartbeat while it waits, and its interrupt.
+    liveness: Liveness | None = None
