@@ -9,13 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import urllib3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 from support.bed import CLUSTER, SERVICE, load_event
@@ -42,7 +42,7 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[EcsSimulator,
     clock = VirtualClock()
     url = f"http://127.0.0.1:{port}"
     # moto's backends outlive a server: each test starts from none.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()
+    urllib3.PoolManager().request("POST", f"{url}/moto-api/reset", timeout=10)
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     # One attempt: moto's 500s must not be retried into a slow test.
     monkeypatch.setattr(aws_session, "CLIENT_CONFIG", Config(retries={"mode": "standard", "max_attempts": 1}))
@@ -158,7 +158,7 @@ def test_a_third_ctrl_c_leaves_at_once_and_says_how_to_check_the_lock(
     for _ in range(3):
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
-    stdout, stderr = process.communicate(timeout=30)
+    _, stderr = process.communicate(timeout=30)
 
     # THEN the second said the restore is under way, the third left at once naming --status; no traceback
     assert process.returncode == 130, stderr
