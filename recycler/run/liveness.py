@@ -51,11 +51,13 @@ class LiveRuntime:
         self.host.log(level, message, **fields)
 
     def sleep(self, name: str, seconds: int) -> None:
-        """A pause (a head start, wait_time): beating, and over once the run is interrupted."""
+        """A pause (a head start, wait_time): beating, and over once the run is interrupted.
+
+        The beat comes before each slice, not after the last: what follows a pause beats or writes anyway."""
         end = self.clock.now() + seconds
         while not self.liveness.interrupted() and (left := end - self.clock.now()) > 0:
-            self.clock.sleep(min(left, self.liveness.heartbeat_seconds))
             self.beat()
+            self.clock.sleep(min(left, self.liveness.heartbeat_seconds))
 
     def wait_until(
         self,
