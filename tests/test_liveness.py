@@ -126,3 +126,18 @@ def test_an_interrupt_stops_the_run_as_a_cancel_does(bed: Bed) -> None:
     bed.assert_restored()
     lock = bed.lock()
     assert lock is not None and lock.phase == Phase.RELEASED
+
+
+def test_an_interrupt_before_the_lock_changes_nothing(bed: Bed) -> None:
+    # GIVEN a run interrupted before it took its lock (Ctrl-C during the pre-flight)
+    bed.add_service(tasks=3, target=(1, 3))
+    before = bed.service_state()
+    interrupted = Liveness(interrupted=lambda: "SIGINT")
+    engine, _ = bed.engine(timeout=None, lock_ttl=HEARTBEAT_LEASE_SECONDS, liveness=interrupted)
+
+    report = engine.run(_event())
+
+    # THEN it is cancelled, and nothing changed: no surge, no lock item
+    assert report.status == "cancelled" and "interrupted by SIGINT" in (report.error or "")
+    bed.assert_nothing_changed(before)
+    assert bed.lock() is None

@@ -116,8 +116,9 @@ def _surged_service(moto_server: tuple[EcsSimulator, VirtualClock, str]) -> tupl
     return session, sim.scalable_target(CLUSTER, SERVICE)
 
 
+@pytest.mark.parametrize(("sent", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_on_the_cli_cancels_the_run_and_restores(
-    moto_server: tuple[EcsSimulator, VirtualClock, str], tmp_path: Path
+    moto_server: tuple[EcsSimulator, VirtualClock, str], tmp_path: Path, sent: signal.Signals, exit_code: int
 ) -> None:
     # GIVEN a CLI run, in its own process, that has surged a 3-task service (its new task frozen in PENDING)
     sim, clock, url = moto_server
@@ -125,17 +126,17 @@ def test_ctrl_c_on_the_cli_cancels_the_run_and_restores(
     process = _start_cli(tmp_path, url)
     _wait_for(lambda: sim.service(CLUSTER, SERVICE).desired_count == 4, process)
 
-    # WHEN the operator presses Ctrl-C, and the surge's task then starts
-    process.send_signal(signal.SIGINT)
+    # WHEN the operator presses Ctrl-C (or the shell sends SIGTERM), and the surge's task then starts
+    process.send_signal(sent)
     time.sleep(1.0)
     clock.t += 120
     stdout, stderr = process.communicate(timeout=60)
 
-    # THEN the run stopped as a cancel does: restored, the lock released, cancelled, exit 130, no traceback
-    assert process.returncode == 130, stderr
+    # THEN the run stopped as a cancel does: restored, the lock released, cancelled, exit 128 + signal, no traceback
+    assert process.returncode == exit_code, stderr
     assert "Traceback" not in stderr
     report = json.loads(stdout)
-    assert report["status"] == "cancelled" and "interrupted by SIGINT" in report["error"], report
+    assert report["status"] == "cancelled" and f"interrupted by {sent.name}" in report["error"], report
     assert report["restored"] is True and report["tasks_recycled"] == []
     assert sim.service(CLUSTER, SERVICE).desired_count == 3
     assert sim.scalable_target(CLUSTER, SERVICE) == before
