@@ -73,9 +73,9 @@ HEARTBEAT_CALLS = 1.0
 
 # Plain invocations (900 s), 40 s start, 30 s drain, wait_time 30, the heartbeat on as in the plain host. The
 # ceilings sit a little above what was measured (10.5, 11.5, 14.9, 2.9, 2.1): they catch a regression. With
-# starts of 40 +/- 10 s each replacement takes about two more polls than at a fixed 40 s: the first poll waits for the fastest
-# start seen, about 30 s, and the rest follow every 5 s (DescribeServices and DescribeTasks each; ListTasks
-# only until the replacement is known).
+# starts of 40 +/- 10 s each replacement takes about two more polls than at a fixed 40 s: the first poll
+# waits for the fastest start seen, about 30 s, and the rest follow every 5 s (DescribeServices and
+# DescribeTasks each; ListTasks only until the replacement is known).
 SCENARIOS = (
     Scenario(10, calls_ceiling=BATCH_ONE_CALLS),
     Scenario(120, calls_ceiling=BATCH_ONE_CALLS + HEARTBEAT_CALLS),
