@@ -269,6 +269,9 @@ DATA_RECORDS = {
     "recycler.notification.content": {"Sections"},
     "recycler.notification.settings": {"NotificationConfig"},
     "recycler.run.batches": {"BatchDecision"},
+    # What a host hands the engine, each part keyworded with a default: records, not constructors to call in order.
+    "recycler.run.context": {"EngineSetup"},
+    "recycler.run.ports": {"RunPolicy"},
     "recycler.run.plan": {"Plan", "RepairPlan"},
     "recycler.run.preflight": {"Preflight", "Refusal"},
     "recycler.run.watch": {"WatchState"},

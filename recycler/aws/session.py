@@ -40,10 +40,11 @@ NO_REGION = "no AWS region is set: set awsCredentials.region_name in input.json,
 
 # Standard mode retries throttling and transient errors with jittered backoff;
 # the timeouts keep a hung connection from eating the Lambda's time budget.
+CLIENT_ATTEMPTS, CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 5, 5, 20
 CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    connect_timeout=5,
-    read_timeout=20,
+    retries={"mode": "standard", "max_attempts": CLIENT_ATTEMPTS},
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
     user_agent_extra=TOOL_NAME,
 )
 # For a call an error message may use but must never wait on (the account a not-found names).

@@ -7,13 +7,20 @@ durable_function.py's name CLI names flags the same way, through ``option_flags`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import getpass
 import json
+import os
 import re
+import select
+import shlex
+import signal
 import socket
 import sys
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,11 +117,26 @@ def parser_and_flags() -> tuple[argparse.ArgumentParser, dict[str, str]]:
 
 
 def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
-    """``python lambda_function.py``: the exit code. Tests pass a virtual clock."""
+    """``python lambda_function.py``: the exit code. Tests pass a virtual clock.
+
+    SIGINT or SIGTERM stops the run as a cancel does (Interrupts), and the exit code is then 128 + the signal's
+    number: 130 for Ctrl-C, 143 for SIGTERM, whatever the report says."""
     parser, event_flags = parser_and_flags()
     args = parser.parse_args(argv)
+    interrupts = Interrupts(status_command(args))
+    try:
+        with interrupts.installed():
+            code = _run(args, event_flags, clock, interrupts)
+    except KeyboardInterrupt:
+        # Only before the handlers are in place (or after): never a traceback.
+        return 128 + signal.SIGINT
+    return interrupts.exit_code() or code
+
+
+def _run(args: argparse.Namespace, event_flags: dict[str, str], clock: Clock | None, interrupts: Interrupts) -> int:
     from recycler.hosts.environment import Environment
     from recycler.hosts.plain import NOT_COMPLETED, get_config, new_owner_id
+    from recycler.model.runtime import SystemClock
 
     env = Environment.from_env()
     logs.configure(env.log_level, lambda_json=env.lambda_json_logs, in_lambda=env.in_lambda)
@@ -130,7 +152,14 @@ def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
             config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
         asker = f"cli {getpass.getuser()}@{socket.gethostname()}"
         result = run_recycle(
-            request, config, owner_id=new_owner_id("cli"), requested_by=asker, environment=env, clock=clock
+            request,
+            config,
+            owner_id=new_owner_id("cli"),
+            requested_by=asker,
+            environment=env,
+            # A signal wakes the real clock's sleeps, so the run acts on it within a poll.
+            clock=clock or SystemClock(interrupts.sleep),
+            interrupted=interrupts.reason,
         )
     except ConfigError as e:
         # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
@@ -146,3 +175,94 @@ def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
     if result.get("status") == "refused":
         return 2
     return 1 if result.get("status") in NOT_COMPLETED or result.get("would_refuse") else 0
+
+
+def status_command(args: argparse.Namespace) -> str:
+    """The command that shows this service's lock (what an operator checks after leaving a run)."""
+    words = ["python", "lambda_function.py", "--cluster", args.cluster_name, "--service", args.service_name]
+    for flag, value in (("--config", args.config), ("--region", args.region)):
+        if value is not None:
+            words += [flag, value]
+    return shlex.join([*words, "--status"])
+
+
+class Interrupts:
+    """SIGINT and SIGTERM during a CLI run, counted.
+
+    The first asks the run to stop as a cancel does: it stops no further task, lets the replacements in
+    flight finish, restores, releases the lock and reports cancelled (the run reads ``reason``). The second
+    says the restore is under way and keeps going. The third leaves at once: the lock stays, and the next run
+    repairs the service from it. A signal also ends the run's current sleep (``sleep``, on a self-pipe), so
+    the run acts within a poll. The handler writes with os.write only: a print could re-enter a stream the
+    run was writing to when the signal came.
+    """
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        self.signals: list[int] = []
+        self._pipe: tuple[int, int] | None = None
+
+    def reason(self) -> str | None:
+        """The first signal's name once one came (the run is then a cancelled one), else None."""
+        return signal.Signals(self.signals[0]).name if self.signals else None
+
+    def exit_code(self) -> int | None:
+        return 128 + self.signals[0] if self.signals else None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Interrupts]:
+        """The handlers for the run (the previous ones back after it); none outside the main thread."""
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        self._pipe = (read, write)
+        previous: dict[signal.Signals, Any] = {}
+        try:
+            if threading.current_thread() is threading.main_thread():
+                for number in (signal.SIGINT, signal.SIGTERM):
+                    previous[number] = signal.signal(number, self._on_signal)
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            self._pipe = None
+            os.close(read)
+            os.close(write)
+
+    def sleep(self, seconds: float) -> None:
+        """time.sleep, ended early by a signal that came during it (or since the last sleep)."""
+        if self._pipe is None:
+            time.sleep(seconds)
+            return
+        read = self._pipe[0]
+        ready, _, _ = select.select([read], [], [], seconds)
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(read, 64):
+                    pass
+
+    def _on_signal(self, number: int, frame: Any) -> None:
+        self.signals.append(number)
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._pipe[1], b"!")
+        name = signal.Signals(number).name
+        if len(self.signals) == 1:
+            _say(
+                f"{name}: stopping as a cancel does: no further task is stopped, the replacements in flight "
+                "finish, then the service is restored and the lock released."
+            )
+        elif len(self.signals) == 2:
+            _say(f"{name}: the restore is under way, keeping on with it. Interrupt once more to leave at once.")
+        else:
+            _say(
+                f"{name}: leaving now, without finishing. The lock stays: the next run repairs the service "
+                f"from it once it expires. Check it with: {self.status}"
+            )
+            os._exit(128 + self.signals[0])
+
+
+def _say(line: str) -> None:
+    """One line on stderr, from a signal handler: os.write, which takes no lock a print could hold."""
+    with contextlib.suppress(OSError):
+        os.write(sys.stderr.fileno(), (line + "\n").encode())

@@ -70,8 +70,8 @@ class Pace:
         done = min(progress.recycled, progress.total)
         # Rounded down: 100 only once every task is recycled.
         percent = done * 100 // progress.total if progress.total else 0
-        # The lock keeps no write time of its own: its last progress, or its acquisition before the first.
-        last_write = max(progress.updated_at, lock.started_at)
+        # Every write (a heartbeat too) stamps updated_at; an item from before that field has its progress time.
+        last_write = max(lock.updated_at, progress.updated_at, lock.started_at)
         eta = _eta(lock) if running else None
         return cls(percent, progress.total - done, max(int(now - last_write), 0), eta)
 

@@ -40,7 +40,8 @@ from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import TOOL_NAME, Clock, LocalRuntime, Runtime, SystemClock
 from recycler.notification.notifier import notify
 from recycler.observability import logs, metrics
-from recycler.run.budget import renewed_lock_ttl
+from recycler.run.budget import HEARTBEAT_LEASE_SECONDS
+from recycler.run.liveness import Liveness
 from recycler.run.ports import RunPolicy
 
 __all__ = [
@@ -71,9 +72,11 @@ class Invocation:
     ids: Mapping[str, str | None] = field(default_factory=dict)
     event: dict[str, Any] | None = None
     publishes_metrics: bool = False
-    # The Lambda handler raises what did not complete and says what bounded it; the CLI returns it.
-    raises: bool = False
+    # Set by the Lambda handler, which says what bounded the run and raises what did not complete; the CLI
+    # returns it instead.
     time_budget: str | None = None
+    # The CLI's Ctrl-C or SIGTERM: the signal's name once the operator interrupted the run, else None.
+    interrupted: Callable[[], str | None] = lambda: None
 
 
 @dataclass
@@ -112,12 +115,12 @@ class PlainHost:
         return Clients(lambda: session, lambda: lock_session), session.region_name
 
     def policy(self, request: RecycleRequest, config: AppConfig, clients: Clients) -> TimePolicy:
-        # Without a host deadline (the CLI), the lock is renewed after each task instead.
-        unbounded = self.remaining_seconds() is None
+        # The run lives in this process: a short lease, renewed on a heartbeat while it waits (recycler.run.budget).
         run = RunPolicy(
-            lock_ttl_seconds=renewed_lock_ttl(config.recycle, request) if unbounded else None,
+            lock_ttl_seconds=HEARTBEAT_LEASE_SECONDS,
             hand_off=self._hand_off(request, config, clients),
             requested_by=self.requested_by,
+            liveness=Liveness(interrupted=self.invocation.interrupted),
         )
         return TimePolicy(runtime=LocalRuntime(self.clock, self.remaining_seconds, logger), run=run)
 
@@ -132,7 +135,6 @@ class PlainHost:
         result = report.to_dict()
         if self.invocation.time_budget is not None:
             result["time_budget"] = self.invocation.time_budget
-        if self.invocation.raises:
             raise_if_not_completed(result, runtime)
         return result
 
@@ -164,10 +166,12 @@ def run_recycle(
     requested_by: str | None = None,
     publish_metrics: bool | None = None,
     environment: Environment | None = None,
+    interrupted: Callable[[], str | None] = lambda: None,
 ) -> dict[str, Any]:
     """Run one recycle with the plain runtime, notify, and return the report as a dict (the CLI's run).
 
-    ``action: status`` and ``cancel`` return what recycler.hosts.control says instead.
+    ``action: status`` and ``cancel`` return what recycler.hosts.control says instead. ``interrupted`` gives
+    the name of the signal that interrupted the CLI (the run then stops as a cancel does), or None.
     Metrics are published (EMF on stdout) in Lambda, or when ``publish_metrics`` says so.
     """
     env = environment or Environment.from_env()
@@ -182,6 +186,7 @@ def run_recycle(
             ids=invocation or {},
             event=event,
             publishes_metrics=publish_metrics if publish_metrics is not None else env.in_lambda,
+            interrupted=interrupted,
         ),
         session=session,
     )
@@ -248,8 +253,7 @@ def _handle(
         mail_refused_event(event, e, invocation, env, clock, config)
         raise
     config = config or get_config(env)
-    # Without a Lambda context (a direct call) there is no deadline: run as the CLI does,
-    # renewing the lock after each task, and say so in the report.
+    # Without a Lambda context (a direct call) there is no deadline: run as the CLI does, and say so in the report.
     remaining_millis = getattr(context, "get_remaining_time_in_millis", None)
     bounded = callable(remaining_millis)
 
@@ -267,7 +271,6 @@ def _handle(
             ids=invocation,
             event=dict(event),
             publishes_metrics=env.in_lambda,
-            raises=True,
             time_budget="Lambda remaining time" if bounded else "unlimited (no Lambda context)",
         ),
         session=session,

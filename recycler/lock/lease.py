@@ -7,16 +7,29 @@ rebuilds exactly the record the lock table holds.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from recycler.aws.gateway import retrying
 from recycler.lock.record import RELEASED_RETENTION_SECONDS, LockRecord, Phase, Progress, Snapshot
 from recycler.lock.store import DynamoLockStore
+from recycler.model.errors import AwsCallFailed
 from recycler.model.runtime import Clock, Runtime
 
 # Log one line at this level: (level, message, fields).
 Log = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The run's time rule for its lock (recycler.run.budget): how long the lock outlives its last write, asked
+    at each write, and how often a waiting run renews it (None: only at its own writes, as a durable execution,
+    which cannot beat while suspended)."""
+
+    ttl_seconds: Callable[[], float]
+    heartbeat_seconds: float | None = None
 
 
 class LockHolder:
@@ -26,7 +39,7 @@ class LockHolder:
         runtime: Runtime,
         clock: Clock,
         owner_id: str,
-        ttl_seconds: Callable[[], float],
+        lease: Lease,
         log: Log,
     ) -> None:
         # None only for a dry run, which never locks.
@@ -34,8 +47,7 @@ class LockHolder:
         self.runtime = runtime
         self.clock = clock
         self.owner_id = owner_id
-        # How long the lock outlives its last write, asked at each write (the run's time rule, recycler.run.budget).
-        self.ttl_seconds = ttl_seconds
+        self.lease = lease
         self.log = log
         # The lock item as last written: its phase says what the restore has left to do.
         self.record: LockRecord | None = None
@@ -51,7 +63,7 @@ class LockHolder:
         return self.record
 
     def expiry(self) -> int:
-        ttl = self.ttl_seconds()
+        ttl = self.lease.ttl_seconds()
         return int(self.clock.now() + ttl)
 
     def acquire(self, key: str, seen: LockRecord | None, snapshot: Snapshot, total: int) -> None:
@@ -68,6 +80,7 @@ class LockHolder:
                 started_at=int(now),
                 snapshot=snapshot,
                 progress=Progress(total=total, updated_at=int(now)),
+                updated_at=int(now),
             )
             return self.store.acquire(record, seen)
 
@@ -93,6 +106,20 @@ class LockHolder:
         self.record = LockRecord.from_dict(self.runtime.step(name, lambda: write().to_dict()))
         return self.record
 
+    def beat(self) -> None:
+        """While the run waits: renew the lock once its last write is a heartbeat old (a run without a
+        heartbeat, or holding no lock, does nothing). A beat that fails on AWS is logged, and the next one, or
+        the run's next write, tries again; a lock another run has taken over stops the run (LockLost)."""
+        every, record = self.lease.heartbeat_seconds, self.record
+        if every is None or record is None or record.phase == Phase.RELEASED:
+            return
+        if self.clock.now() - record.updated_at < every:
+            return
+        try:
+            self.write("heartbeat")
+        except AwsCallFailed as e:
+            self.log(logging.WARNING, f"The lock's heartbeat failed; the next one tries again: {e}")
+
     def record_phase(self, name: str, **changes: Any) -> str | None:
         """A restore's write: retried, and never raising on AWS errors; the error text if it never lands."""
         write = self._writer(changes)
@@ -117,7 +144,8 @@ class LockHolder:
         current = self.current
 
         def write() -> LockRecord:
-            expires = int(self.clock.now() + expires_in) if expires_in is not None else self.expiry()
-            return self.store.write(current, expires_at=expires, **changes)
+            now = self.clock.now()
+            expires = int(now + expires_in) if expires_in is not None else self.expiry()
+            return self.store.write(current, expires_at=expires, updated_at=int(now), **changes)
 
         return write

@@ -106,6 +106,9 @@ class LockRecord:
     progress: Progress = field(default_factory=Progress)
     # The stale lock this run took over and repaired, if any.
     taken_over_from: str | None = None
+    # When the item was last written: every write stamps it, a heartbeat's too, so status can tell its age.
+    # 0 on an item written before it was kept.
+    updated_at: int = 0
 
     def is_live(self, now: float) -> bool:
         return self.phase != Phase.RELEASED and self.expires_at > now
@@ -144,6 +147,7 @@ class LockRecord:
             "phase": self.phase,
             "started_at": self.started_at,
             "progress": asdict(self.progress),
+            "updated_at": self.updated_at,
         }
         if self.snapshot is not None:
             s = self.snapshot
@@ -205,6 +209,7 @@ class LockRecord:
             restore_to=restore_to,
             progress=progress,
             taken_over_from=check.text({"t": taken_over}, "t", "taken_over_from") if taken_over else None,
+            updated_at=check.time(item, "updated_at", unset=0),
         )
 
     # ------------------------------------------------------------ the restore it asks for

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _serialize = TypeSerializer().serialize
+# The attributes every write sets; the others it sets, or removes when the record no longer has them.
+_ALWAYS_SET = ("owner", "version", "expires_at", "phase", "started_at", "progress", "updated_at")
 _deserialize = TypeDeserializer().deserialize
 
 
@@ -93,7 +95,12 @@ class DynamoLockStore:
     def take_over(self, stale: LockRecord, owner: str, expires_at: int, now: float) -> LockRecord:
         """Take a stale lock over (compare-and-swap on its version) to repair what its run left."""
         record = replace(
-            stale, owner=owner, version=stale.version + 1, expires_at=expires_at, taken_over_from=stale.owner
+            stale,
+            owner=owner,
+            version=stale.version + 1,
+            expires_at=expires_at,
+            taken_over_from=stale.owner,
+            updated_at=int(now),
         )
         names = {"#v": "version", "#e": "expires_at", "#p": "phase"}
         values = {
@@ -185,7 +192,7 @@ class DynamoLockStore:
         """Write every attribute of the record (SET) and drop those it no longer has (REMOVE)."""
         item = record.to_item()
         sets, removes = [], []
-        for index, name in enumerate(("owner", "version", "expires_at", "phase", "started_at", "progress")):
+        for index, name in enumerate(_ALWAYS_SET):
             names[f"#a{index}"] = name
             values[f":a{index}"] = _serialize(item[name])
             sets.append(f"#a{index} = :a{index}")
@@ -210,8 +217,9 @@ class DynamoLockStore:
 
 
 def _same_write(holder: LockRecord, intended: LockRecord) -> bool:
-    """The item is this very write, landed (the expiry may differ: it was computed at the first attempt)."""
-    return replace(holder, expires_at=intended.expires_at) == intended
+    """The item is this very write, landed (the expiry and the time it was written may differ: they were
+    computed at the first attempt)."""
+    return replace(holder, expires_at=intended.expires_at, updated_at=intended.updated_at) == intended
 
 
 class _ConditionFailed(Exception):

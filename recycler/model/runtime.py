@@ -34,12 +34,17 @@ def iso_seconds(epoch: float) -> str:
 
 
 class SystemClock:
+    def __init__(self, nap: Callable[[float], None] | None = None) -> None:
+        # How to sleep: time.sleep, or the CLI's, which a signal wakes (recycler.hosts.cli.Interrupts.sleep), so
+        # that a run acts on an interrupt within a poll instead of after its sleep.
+        self._nap = nap
+
     def now(self) -> float:
         return time.time()
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
-            time.sleep(seconds)
+            (self._nap or time.sleep)(seconds)
 
 
 class Runtime(Protocol):

@@ -1,5 +1,5 @@
 """Every time rule of a run, in one place: the plan's estimate and whether it fits (the hand-off and the dry
-run), whether one more batch fits (plain and durable), the restore's reserve, the lock's TTLs, and the
+run), whether one more batch fits (plain and durable), the restore's reserve, the lock's TTLs and heartbeat, and the
 durable run's admission (and the size of its result), without the durable SDK.
 """
 
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from recycler.aws.session import CLIENT_ATTEMPTS, CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from recycler.model.errors import PreflightError
 from recycler.model.request import MAX_BATCH_SIZE, RecycleRequest
 from recycler.model.settings import RecycleSettings
@@ -130,9 +131,15 @@ def check_duration_bound(
     )
 
 
-def renewed_lock_ttl(settings: RecycleSettings, request: RecycleRequest) -> float:
-    """The lock's TTL for a run without a host deadline (the CLI): it is renewed after each task instead."""
-    return float(settings.replacement_timeout_seconds + request.wait_time + settings.restore_reserve_seconds + 120)
+# A run in one process (the plain function, the CLI) renews its lock on a heartbeat while it waits: when the
+# lock's last write is HEARTBEAT_SECONDS old, checked at least that often, so a live run's lock is never more
+# than two beats old between its calls. The lease outlives that by the slowest call there can be between two
+# beats (one retried to its limit, recycler.aws.session.CLIENT_CONFIG), so a live run never looks dead, and a
+# dead one is seen stale (and repaired by the next run) this long after its last beat. A durable execution
+# cannot beat while suspended: it keeps the long lease of lock_ttl_seconds.
+HEARTBEAT_SECONDS = 30.0
+SLOWEST_CALL_SECONDS = float(CLIENT_ATTEMPTS * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS))
+HEARTBEAT_LEASE_SECONDS = 2 * HEARTBEAT_SECONDS + SLOWEST_CALL_SECONDS
 
 
 def invocation_lock_ttl(remaining: float | None) -> float:

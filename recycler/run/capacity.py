@@ -100,6 +100,13 @@ class Capacity:
         assert snapshot is not None
         return snapshot
 
+    def _backoff(self, seconds: float) -> None:
+        """A restore action's wait before it tries again: the lock's heartbeat goes on (a live run's), so the lease
+        cannot run out while the run retries. Never between a lock write's own attempts: a beat would move the
+        version that write is conditional on."""
+        self.clock.sleep(seconds)
+        self.holder.beat()
+
     # ---------------------------------------------------------------- surge
 
     def surge(self) -> float:
@@ -170,7 +177,7 @@ class Capacity:
     def _restore_desired(self, report: RecycleReport, stage: str) -> str | None:
         decision = self.runtime.step(
             f"{stage} desired count plan",
-            lambda: retrying(lambda: self._plan_desired_restore().to_dict(), self.clock.sleep, self.log),
+            lambda: retrying(lambda: self._plan_desired_restore().to_dict(), self._backoff, self.log),
         )
         if isinstance(decision, str):
             return decision
@@ -184,7 +191,7 @@ class Capacity:
                 return problem
             applied = self.runtime.step(
                 f"{stage} desired count",
-                lambda: retrying(lambda: self._set_desired(target), self.clock.sleep, self.log),
+                lambda: retrying(lambda: self._set_desired(target), self._backoff, self.log),
             )
             if isinstance(applied, str):
                 return applied
@@ -212,7 +219,7 @@ class Capacity:
     def _restore_target(self, report: RecycleReport, stage: str) -> str | None:
         outcome = self.runtime.step(
             f"{stage} scalable target",
-            lambda: retrying(lambda: self._undo_target_changes().to_dict(), self.clock.sleep, self.log),
+            lambda: retrying(lambda: self._undo_target_changes().to_dict(), self._backoff, self.log),
         )
         if isinstance(outcome, str):
             return outcome

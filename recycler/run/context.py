@@ -80,6 +80,10 @@ class RunContext:
     def lock_store(self) -> DynamoLockStore | None:
         return self.setup.lock_store
 
+    def with_runtime(self, runtime: Runtime) -> RunContext:
+        """The same run on another runtime (a live run's, which beats while it waits)."""
+        return dataclasses.replace(self, setup=dataclasses.replace(self.setup, runtime=runtime))
+
     def log(self, level: int, message: str, **fields: Any) -> None:
         # Cluster and service are bound once for the whole run (Recycler.run), not passed on every line.
         self.runtime.log(level, message, **fields)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from recycler.lock.history import RunEntry, RunHistory
-from recycler.lock.lease import LockHolder
+from recycler.lock.lease import Lease, LockHolder
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord
 from recycler.model.errors import (
     ConfigError,
@@ -35,6 +35,7 @@ from recycler.run.budget import plan_fits, run_lock_ttl
 from recycler.run.capacity import Capacity
 from recycler.run.context import EngineSetup, RunContext
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, Gates, StopReason, remove_cancel_tag, stop_error
+from recycler.run.liveness import LiveRuntime
 from recycler.run.ports import HandOffDecision, RunPolicy
 from recycler.run.preflight import Preflight, PreflightOutcome, legacy_tag_note, preflight_step
 from recycler.run.rehearsal import Rehearsal, Rehearsed
@@ -84,6 +85,10 @@ class Run:
     """One run of the engine, from its pre-flight to its restore: what it learns on the way lives here."""
 
     def __init__(self, context: RunContext, policy: RunPolicy) -> None:
+        liveness = policy.liveness
+        if liveness is not None:
+            # A run in one process beats while it waits; its holder is this run's, whichever a repair left.
+            context = context.with_runtime(LiveRuntime(context.runtime, context.clock, liveness, self._beat))
         self.context = context
         self.policy = policy
         self.request = context.request
@@ -127,6 +132,10 @@ class Run:
             why = f"all {left} running tasks are left alone" if left else "the service runs no task"
             self.log(logging.INFO, f"Nothing to recycle: {why}")
             return
+        interrupt = watch.gates.interrupt() if watch.gates is not None else None
+        if interrupt is not None:
+            # Interrupted before anything changed: there is nothing to restore.
+            raise stop_error(interrupt)
         surge_size = min(request.batch_size, len(selection.chosen))
         snapshot = preflight.snapshot(request.maintain_service_state, surge_size)
         self.holder.acquire(preflight.lock_key, preflight.lock, snapshot, len(selection.chosen))
@@ -165,7 +174,8 @@ class Run:
     def _gate(self, preflight: Preflight) -> Gates:
         """The alarms that gate this run must all exist and be quiet before anything changes."""
         names = preflight.gating_alarms(self.request)
-        gates = Gates(self.context, names, preflight.cancel_tag)
+        liveness = self.policy.liveness
+        gates = Gates(self.context, names, preflight.cancel_tag, liveness.interrupted if liveness else None)
         if names:
             self.runtime.step("check alarms", gates.refuse_unless_alarms_are_quiet)
         return gates
@@ -219,15 +229,13 @@ class Run:
     def _fresh_hold(self) -> tuple[LockHolder, Capacity]:
         """A new hold on the lock, and the capacity changes made under it (again after a repair)."""
         context, fixed, remaining = self.context, self.policy.lock_ttl_seconds, self.runtime.remaining_seconds
-        holder = LockHolder(
-            context.lock_store,
-            context.runtime,
-            context.clock,
-            context.owner_id,
-            lambda: run_lock_ttl(fixed, remaining()),
-            context.log,
-        )
+        liveness = self.policy.liveness
+        lease = Lease(lambda: run_lock_ttl(fixed, remaining()), liveness.heartbeat_seconds if liveness else None)
+        holder = LockHolder(context.lock_store, context.runtime, context.clock, context.owner_id, lease, context.log)
         return holder, Capacity(context, holder)
+
+    def _beat(self) -> None:
+        self.holder.beat()
 
     def _preflight(self, name: str, report: RecycleReport) -> Preflight:
         """Read the service, and count what this run would recycle (the report knows it from here on)."""

@@ -11,6 +11,7 @@ ends as ``failed`` (an alarm, named with its StateReason) or ``cancelled``.
   the gate. During the run they are read on every poll and before every batch,
   up to 100 names in one DescribeAlarms call; one deleted by then stops the run
   as one in ALARM does, for the same reason.
+- **Interrupt**: the host's own (the CLI's Ctrl-C or SIGTERM, recycler.run.liveness) is a cancel too.
 - **Cancel**: the service tag ``ecs-task-recycle:cancel``, ``by=<who> run=<owner>
   at=<when>``, read with the service on the polls the run makes anyway. A tag that
   names another run, or was already on the service when the run began and is
@@ -22,7 +23,7 @@ ends as ``failed`` (an alarm, named with its StateReason) or ``cancelled``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -117,13 +118,26 @@ class StopReason:
 class Gates:
     """The checks a run makes before each batch and on each poll. Each returns the reason to stop, or None."""
 
-    def __init__(self, context: RunContext, alarm_names: tuple[str, ...], tag_at_start: str | None = None) -> None:
+    def __init__(
+        self,
+        context: RunContext,
+        alarm_names: tuple[str, ...],
+        tag_at_start: str | None = None,
+        interrupted: Callable[[], str | None] | None = None,
+    ) -> None:
         self.reads = context.reads
         self.alarm_names = alarm_names
         self.run_started = context.started
         self.owner = context.owner_id
         # The cancel tag's value when the run read the service before taking its lock (None: no tag).
         self.tag_at_start = tag_at_start
+        # The host's interrupt (the CLI's Ctrl-C or SIGTERM): a cancel, asked for in the run's own process.
+        self.interrupted = interrupted
+
+    def interrupt(self) -> StopReason | None:
+        """The host's interrupt, as the cancel it is."""
+        reason = self.interrupted() if self.interrupted is not None else None
+        return StopReason("cancel", f"interrupted by {reason}") if reason else None
 
     def refuse_unless_alarms_are_quiet(self) -> None:
         """Before anything changes: every alarm must exist, and none be in ALARM."""
@@ -132,7 +146,10 @@ class Gates:
             raise PreflightError(problems[0])
 
     def stop_reason(self, service: ServiceTypeDef) -> StopReason | None:
-        """A cancel on the service (read with its tags), else an alarm in ALARM, else None."""
+        """An interrupt or a cancel on the service (read with its tags), else an alarm in ALARM, else None."""
+        interrupt = self.interrupt()
+        if interrupt is not None:
+            return interrupt
         cancel = cancel_tag(service)
         if cancel is not None and self._cancels_this_run(cancel, _cancel_value(service)):
             return StopReason("cancel", cancel.describe())

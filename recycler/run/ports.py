@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from recycler.run.budget import BatchFit, PlanFit, plain_batch_seconds
+from recycler.run.liveness import Liveness
 from recycler.run.preflight import Preflight
 from recycler.run.selection import Selection
 
@@ -91,3 +92,5 @@ class RunPolicy:
     hand_off: HandOffPort | None = None
     # Who asked for the run, as its history item says (None: its lock owner).
     requested_by: str | None = None
+    # A run in one process (the plain function, the CLI): its heartbeat while it waits, and its interrupt.
+    liveness: Liveness | None = None

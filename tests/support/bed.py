@@ -20,6 +20,7 @@ from recycler.model.runtime import TOOL_NAME, LocalRuntime
 from recycler.model.settings import RecycleSettings
 from recycler.run.context import AwsClients, EngineSetup
 from recycler.run.engine import Recycler
+from recycler.run.liveness import Liveness
 from recycler.run.ports import RunPolicy
 
 from .invariants import Invariants
@@ -123,6 +124,7 @@ class Bed(Invariants):
         lock_ttl: float | None = None,
         sts: Any = None,
         admission: Any = None,
+        liveness: Liveness | None = None,
     ) -> tuple[Recycler, FakeLambdaContext | None]:
         context = FakeLambdaContext(self.clock, timeout, owner) if timeout else None
         remaining: Callable[[], float | None] = (
@@ -131,7 +133,7 @@ class Bed(Invariants):
         runtime = LocalRuntime(self.clock, remaining, logging.getLogger(TOOL_NAME))
         clients = AwsClients(self.ecs, self.autoscaling, self.elbv2, self.cloudwatch, sts or self.sts)
         setup = EngineSetup(clients, self.clock, runtime, settings or RecycleSettings(), owner, self.store)
-        engine: Any = Recycler(setup, RunPolicy(lock_ttl_seconds=lock_ttl, admission=admission))
+        engine: Any = Recycler(setup, RunPolicy(lock_ttl_seconds=lock_ttl, admission=admission, liveness=liveness))
         run = engine.run
 
         def recorded_run(request: Any) -> RecycleReport:
