@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from support.bed import CLUSTER, SERVICE, Bed
 from support.eventbridge import detail_types, subscribe
+from support.handoff import FakeDurableAlias
 from support.logs import log_lines
 
 from dev.simulator import REGION, FakeLambdaContext
@@ -112,6 +113,24 @@ def test_a_bad_event_is_put_as_refused_naming_the_field(bed: Bed) -> None:
     detail = event["detail"]
     assert (detail["cluster"], detail["service"], detail["status"]) == (CLUSTER, SERVICE, "refused")
     assert "wait_time" in detail["error"] and detail["counts"]["total"] is None
+
+
+def test_a_hand_off_puts_only_handed_off_naming_the_execution(bed: Bed, durable_alias: FakeDurableAlias) -> None:
+    # GIVEN a plan too long for a 15-minute invocation
+    read = subscribe(bed.session)
+    bed.add_service(tasks=40, target=(1, 50))
+    handler = invocation.build_handler(clock=bed.clock, config=parse_config({}))
+
+    # WHEN the plain function hands it to the durable one
+    result = handler({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}, FakeLambdaContext(bed.clock))
+
+    # THEN its one event is Handed Off, naming the durable execution; the durable run puts its own
+    assert result["status"] == "handed_off"
+    (event,) = read()
+    assert event["detail-type"] == "ECS Task Recycle Handed Off"
+    detail = event["detail"]
+    assert detail["status"] == "handed_off" and detail["execution_name"] == result["handed_off"]["execution_name"]
+    assert detail["counts"]["total"] == 40 and detail["counts"]["recycled"] == 0
 
 
 class FailingEvents:
