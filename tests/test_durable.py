@@ -324,6 +324,7 @@ def test_a_second_start_for_the_same_service_does_not_start_a_second_recycle(
         "start",
         "preflight",
         "finish",
+        "event final",
         "notify",
         "metrics",
     ]
