@@ -216,3 +216,46 @@ def test_the_readme_shows_one_example_of_each_detail_type_with_the_keys_the_code
         assert example["source"] == run_events.SOURCE
         assert set(example["detail"]) == common | added.get(detail_type, set()), detail_type
         assert set(example["detail"]["counts"]) == {"recycled", "total", "skipped", "failed"}
+
+
+def test_a_checkpoint_puts_checkpoint_reached_with_its_percentage() -> None:
+    # The checkpoints' caller comes with checkpoint_percentages; the event is ready for it.
+    import json
+    import logging
+
+    from dev.simulator import VirtualClock
+    from recycler.aws.eventbus import EventBus
+    from recycler.model.report import TaskResult
+    from recycler.model.runtime import LocalRuntime
+
+    class Recording:
+        def __init__(self) -> None:
+            self.entries: list[dict[str, Any]] = []
+
+        def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+            self.entries.extend(Entries)
+            return {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]}
+
+    client = Recording()
+    clock = VirtualClock()
+    events = run_events.RunEvents(EventBus(client), LocalRuntime(clock, lambda: None, logging.getLogger()), "run-4")
+    events.service_arn = "arn:aws:ecs:us-east-1:123456789012:service/c/s"
+    report = RecycleReport(status="failed", cluster="c", service="s", task_total=4)  # type: ignore[arg-type]
+    report.tasks_recycled = [TaskResult(i, f"old-{i}", f"new-{i}", 40.0, batch=i) for i in (1, 2)]
+
+    events.checkpoint_reached(report, batch=2, checkpoint_percent=50)
+
+    (entry,) = client.entries
+    assert (entry["Source"], entry["DetailType"], entry["EventBusName"]) == (
+        "ecs-task-recycle",
+        "ECS Task Recycle Checkpoint Reached",
+        "default",
+    )
+    assert entry["Resources"] == [events.service_arn]
+    detail = json.loads(entry["Detail"])
+    assert (detail["status"], detail["batch"], detail["checkpoint_percent"], detail["percent_complete"]) == (
+        "running",
+        2,
+        50,
+        50.0,
+    )
