@@ -259,3 +259,15 @@ def test_a_checkpoint_puts_checkpoint_reached_with_its_percentage() -> None:
         50,
         50.0,
     )
+
+
+def test_the_templates_notification_rule_matches_what_the_runs_put() -> None:
+    from pathlib import Path
+
+    from support import iam
+
+    template = iam.load_template(Path(__file__).resolve().parent.parent / "cloudformation.yaml")
+    pattern = template["Resources"]["NotificationRule"]["Properties"]["EventPattern"]
+    assert pattern["source"] == [run_events.SOURCE]
+    # The final states only, each one the runs put
+    assert set(pattern["detail-type"]) <= {str(t) for t in run_events.FINAL.values()}
