@@ -958,14 +958,15 @@ def record_engine_calls() -> list[dict[str, Any]]:
 
         cloudwatch = session.client("cloudwatch", config=sim_client_config())
         lambda_client = session.client("lambda", config=sim_client_config())
+        events = session.client("events", config=sim_client_config())
         create_alarm(cloudwatch, "policy-5xx")
-        for client in (ecs, autoscaling, elbv2, dynamodb, cloudwatch, lambda_client):
+        for client in (ecs, autoscaling, elbv2, dynamodb, cloudwatch, lambda_client, events):
             client.meta.events.register("before-parameter-build.*.*", record)
 
         def engine(owner: str) -> Recycler:
             context = FakeLambdaContext(clock, 900.0, owner)
             runtime = LocalRuntime(clock, lambda: context.get_remaining_time_in_millis() / 1000.0)
-            clients = AwsClients(ecs, autoscaling, elbv2=elbv2, cloudwatch=cloudwatch)
+            clients = AwsClients(ecs, autoscaling, elbv2=elbv2, cloudwatch=cloudwatch, events=events)
             return Recycler(EngineSetup(clients, clock, runtime, RecycleSettings(), owner, store))
 
         def run(owner: str, **event: Any) -> None:

@@ -22,6 +22,7 @@ from aws_durable_execution_sdk_python.lambda_service import OperationStatus, Ope
 from aws_durable_execution_sdk_python.serdes import SerDesContext
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestResult, StepOperation
 from support.bed import CLUSTER, SERVICE, Bed
+from support.eventbridge import detail_types, subscribe
 from support.logs import log_lines
 
 import durable_function
@@ -268,6 +269,17 @@ def test_a_batch_that_no_longer_fits_the_execution_stops_restores_and_says_how_t
     bed.assert_capacity_held()
 
 
+def test_each_event_is_put_once_across_replays(bed: Bed, durable: Callable[..., Outcome]) -> None:
+    # GIVEN a rule on the default bus, and 3 tasks recycled one at a time with pauses, over many invocations
+    read = subscribe(bed.session)
+    bed.add_service(tasks=3, target=(1, 6))
+    outcome = durable(wait_time=60)
+    assert outcome.report["status"] == "succeeded" and len(outcome.meter.invocations) > 1
+    # THEN each event was put once, although each replay runs the engine's code again
+    started, batch = "ECS Task Recycle Started", "ECS Task Recycle Batch Completed"
+    assert detail_types(read()) == [started, batch, batch, batch, "ECS Task Recycle Succeeded"]
+
+
 def test_an_invalid_event_fails_before_any_aws_call_and_is_mailed_as_refused(
     bed: Bed, durable: Callable[..., Outcome]
 ) -> None:
@@ -312,6 +324,7 @@ def test_a_second_start_for_the_same_service_does_not_start_a_second_recycle(
         "start",
         "preflight",
         "finish",
+        "event final",
         "notify",
         "metrics",
     ]

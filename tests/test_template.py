@@ -61,6 +61,7 @@ ENGINE_ACTIONS = {
     "dynamodb:Query",
     "cloudwatch:DescribeAlarms",
     "lambda:InvokeFunction",
+    "events:PutEvents",
 }
 # Made only by the flows a plain recycle without alarms does not take: cancel, the alarm gate, the hand-off.
 # Status, history and cancel are operator actions, not a recycle (the recycle writes its history item, never reads it).
@@ -464,6 +465,7 @@ ENGINE_CALLS = [
     *api("cloudwatch", "DescribeAlarms", AlarmNames=["web-5xx", "web-latency"]),
     *api("lambda", "Invoke", FunctionName=DURABLE_ALIAS, InvocationType="Event"),
     *api("sts", "GetCallerIdentity"),
+    *api("events", "PutEvents", Entries=[{"Source": "ecs-task-recycle", "EventBusName": "default"}]),
 ]
 DURABLE_EXECUTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycle-durable:live/durable-execution/x/y"
 
@@ -471,6 +473,16 @@ DURABLE_EXECUTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ecs-task-recycl
 @pytest.mark.parametrize("call", ENGINE_CALLS, ids=lambda c: f"{c['action']}:{c['resource'].rsplit(':', 1)[-1]}")
 def test_engine_call_is_allowed_on_the_named_services(call: dict[str, Any]) -> None:
     assert iam.check_calls(TEMPLATE, [call], PARAMS) == []
+
+
+def test_events_go_to_the_default_bus_only() -> None:
+    for bus in (
+        "custom",
+        f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/custom",
+        f"arn:aws:events:{REGION}:1:event-bus/default",
+    ):
+        (call,) = api("events", "PutEvents", Entries=[{"Source": "ecs-task-recycle", "EventBusName": bus}])
+        assert not allowed(call["action"], call["resource"]), bus
 
 
 def test_durable_function_may_checkpoint_its_own_executions_only() -> None:
@@ -658,6 +670,7 @@ ENGINE_CLIENTS = {
     "dynamodb": "dynamodb",
     "cloudwatch": "cloudwatch",
     "lambda_client": "lambda",
+    "events": "events",
 }
 
 
@@ -729,7 +742,7 @@ def test_calls_of_a_simulated_recycle_are_allowed_on_the_right_resources(bed: Be
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         recorded.append((model.service_model.service_name, model.name, dict(params)))
 
-    for client in (bed.ecs, bed.autoscaling, bed.elbv2, bed.dynamodb):
+    for client in (bed.ecs, bed.autoscaling, bed.elbv2, bed.dynamodb, bed.events):
         client.meta.events.register("before-parameter-build.*.*", record)
     # WHEN the engine recycles it
     bed.run(wait_time=5)

@@ -51,6 +51,7 @@ from recycler.hosts.pipeline import (
     config_or_none,
     get_config,
     published,
+    published_refusal,
     raise_if_not_completed,
     refused_event_report,
     run,
@@ -342,6 +343,7 @@ def _mail_refused_event(event: Any, error: ConfigError, host: DurableHost, confi
     clients = Clients(lambda: session or get_aws_session(loaded.aws, env=host.env.aws), lambda: session)
     report.notification = logs.mask_data(_notify_once(host.context, report.to_dict(), loaded, clients))
     host.context.step(lambda _: published(report), name="metrics")
+    host.context.step(lambda _: published_refusal(report, loaded, session, host.env), name="event final")
 
 
 def _notify_once(

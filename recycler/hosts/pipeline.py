@@ -7,6 +7,7 @@ recycler.hosts.durable) says only what differs: its runtime, its clients, its ti
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import uuid
@@ -15,8 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from recycler.aws.clients import Clients
+from recycler.aws.eventbus import EventBus
 from recycler.aws.gateway import ServiceGateway
+from recycler.aws.session import get_aws_session
 from recycler.hosts import control
 from recycler.hosts.config import AppConfig, load_config, load_config_parameter, parameter_source
 from recycler.hosts.environment import Environment
@@ -30,6 +35,7 @@ from recycler.model.states import NOT_COMPLETED, Status
 from recycler.observability import logs, metrics
 from recycler.run.context import AwsClients, EngineSetup
 from recycler.run.engine import Recycler
+from recycler.run.events import final_event, publish
 from recycler.run.ports import RunPolicy
 
 logger = logging.getLogger(TOOL_NAME)
@@ -171,6 +177,8 @@ def build_engine(
         elbv2=clients.client("elbv2"),
         cloudwatch=clients.client("cloudwatch"),
         sts=clients.quick_client("sts"),
+        # The run's events go to the function's own account, as its lock does.
+        events=clients.lock_session_client("events"),
     )
     setup = EngineSetup(aws, host.clock, policy.runtime, config.recycle, host.owner_id, store)
     return Recycler(setup, policy.run)
@@ -201,6 +209,22 @@ def control_action(
         said = result.result
     logger.info(f"Task recycle {request.action}: {said}", extra={"state": result.state})
     return result.to_dict()
+
+
+def published_refusal(report: RecycleReport, config: AppConfig, session: Any, env: Environment) -> dict[str, Any]:
+    """A bad event's refusal, on the bus as any other run's outcome; never raises (a step's result).
+
+    In the function's own account, as every run's events are, also when role_arn reaches another one."""
+    event = final_event(report, report.request_id)
+    if event is None:
+        return {}
+    try:
+        own = session or get_aws_session(dataclasses.replace(config.aws, role_arn=None, external_id=None), env=env.aws)
+    except (RecycleError, BotoCoreError, ClientError) as e:
+        logger.warning(f"The refusal's event was not published: no AWS session ({e})")
+        return {"failed": str(e)}
+    client = Clients(lambda: own, lambda: own).lock_session_client("events")
+    return {"failed": publish(EventBus(client), event)}
 
 
 # By source (RECYCLE_CONFIG_PARAMETER's parameter, RECYCLE_CONFIG's file, or None for the default): in Lambda

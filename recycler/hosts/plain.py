@@ -28,6 +28,7 @@ from recycler.hosts.pipeline import (
     get_config,
     lock_table_name,
     new_owner_id,
+    published_refusal,
     raise_if_not_completed,
     refused_event_report,
     register_secrets,
@@ -218,6 +219,7 @@ def mail_refused_event(
         session = None
     notification: dict[str, Any] = logs.mask_data(notify(report.to_dict(), config.notification, session))
     report.notification = notification
+    published_refusal(report, config, None, env)
     logger.info("Refused event report", extra={"status": "refused", "notification": notification.get("status")})
     if env.in_lambda:
         metrics.publish(report.to_dict())

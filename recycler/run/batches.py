@@ -24,6 +24,7 @@ from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import DEFAULT_WAIT_TIME
 from recycler.run.budget import next_batch_seconds, restore_still_fits
 from recycler.run.context import RunContext
+from recycler.run.events import RunEvents
 from recycler.run.gates import StopReason, stop_error
 from recycler.run.ports import RunPolicy
 from recycler.run.selection import Selection
@@ -75,7 +76,13 @@ class BatchDecision:
 
 class BatchRunner:
     def __init__(
-        self, context: RunContext, policy: RunPolicy, selection: Selection, watch: ReplacementWatch, holder: LockHolder
+        self,
+        context: RunContext,
+        policy: RunPolicy,
+        selection: Selection,
+        watch: ReplacementWatch,
+        holder: LockHolder,
+        events: RunEvents,
     ) -> None:
         self.request = context.request
         self.settings = context.settings
@@ -90,6 +97,8 @@ class BatchRunner:
         self.gates = watch.gates
         self.started = context.started
         self.policy = policy
+        # Each batch's event, once its replacements serve.
+        self.events = events
 
     def run(self, report: RecycleReport) -> None:
         done = 0
@@ -121,6 +130,7 @@ class BatchRunner:
                     raise
                 self._record_batch(report, batch, first, number, stopped, new)
             done += len(batch)
+            self.events.batch_completed(report, number)
             halt = new.stop if stopped else None
             if stopped and halt is None and self.request.wait_time:
                 self.runtime.sleep(f"wait after batch {number}", self.request.wait_time)

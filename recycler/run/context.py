@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from recycler.aws.eventbus import EventBus
 from recycler.aws.gateway import ServiceGateway
 from recycler.lock.store import DynamoLockStore
 from recycler.model.request import RecycleRequest
@@ -28,9 +29,14 @@ class AwsClients:
     cloudwatch: Any = None
     # Asked only for the account a not-found error names.
     sts: Any = None
+    # EventBridge, in the function's own account: None puts no events.
+    events: Any = None
 
     def reads(self, request: RecycleRequest) -> ServiceGateway:
         return ServiceGateway(self.ecs, self.autoscaling, self.elbv2, request, cloudwatch=self.cloudwatch, sts=self.sts)
+
+    def bus(self) -> EventBus | None:
+        return EventBus(self.events) if self.events is not None else None
 
     @property
     def region(self) -> str | None:

@@ -34,6 +34,7 @@ from recycler.run.batches import BatchRunner
 from recycler.run.budget import plan_fits, run_lock_ttl
 from recycler.run.capacity import Capacity
 from recycler.run.context import EngineSetup, RunContext
+from recycler.run.events import RunEvents
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, Gates, StopReason, remove_cancel_tag, stop_error
 from recycler.run.liveness import LiveRuntime
 from recycler.run.ports import HandOffDecision, RunPolicy
@@ -76,6 +77,7 @@ class Recycler:
         finished = setup.runtime.step("finish", setup.clock.now)
         report.duration_seconds = round(finished - started, 1)
         run.record_history(report, finished)
+        run.events.finished(report)
         if report.status == Status.SUCCEEDED and report.task_total:
             run.log(logging.INFO, "Task recycle completed successfully", tasks_recycled=len(report.tasks_recycled))
         return report
@@ -96,6 +98,7 @@ class Run:
         self.runtime = context.runtime
         self.log = context.log
         self.holder, self.capacity = self._fresh_hold()
+        self.events = RunEvents(context.setup.clients.bus(), context.runtime, context.owner_id)
         # A selection is this run's only once its pre-flight makes one (the report accounts for it).
         self.selection: Selection | None = None
         # The service's lock key, once this run has written its lock (taken it, or taken a stale one over): only
@@ -140,7 +143,8 @@ class Run:
         snapshot = preflight.snapshot(request.maintain_service_state, surge_size)
         self.holder.acquire(preflight.lock_key, preflight.lock, snapshot, len(selection.chosen))
         self.lock_key = preflight.lock_key
-        batches = BatchRunner(self.context, self.policy, selection, watch, self.holder)
+        self.events.started(report)
+        batches = BatchRunner(self.context, self.policy, selection, watch, self.holder, self.events)
         try:
             self._cancel_tag_at_start(preflight, report)
             if request.maintain_service_state:
@@ -247,6 +251,7 @@ class Run:
         refused = outcome.refused
         if refused is not None:
             report.found(refused.service_arn, refused.desired_count)
+            self.events.service_arn = refused.service_arn
             counted: int | None = refused.running_count
             holder = refused.lock_holder
             if holder:
@@ -261,6 +266,7 @@ class Run:
         assert preflight is not None  # an outcome is a refusal or a pre-flight
         self.selection = preflight.select(request)
         report.found(preflight.service_arn, preflight.desired_count)
+        self.events.service_arn = preflight.service_arn
         report.task_total = len(self.selection.chosen)
         return preflight
 

@@ -55,6 +55,8 @@ class Bed(Invariants):
     record_calls: bool = True
     cloudwatch: Any = None
     sts: Any = None
+    # EventBridge: the run's events, put on moto's default bus (support.eventbridge reads them back).
+    events: Any = None
     # Every task the last engine run found at its (last) pre-flight; None when it never got that far.
     found: set[str] | None = None
 
@@ -66,6 +68,9 @@ class Bed(Invariants):
         if self.cloudwatch is None:
             self.cloudwatch = self.session.client("cloudwatch", config=simulator.sim_client_config())
             self.sim.count_client_calls(self.cloudwatch, into=self.calls)
+        if self.events is None:
+            # Not counted: the calls per task the tests and the benchmark count are the service's.
+            self.events = self.session.client("events", config=simulator.sim_client_config())
         if self.dynamodb is None:
             self.dynamodb = self.session.client("dynamodb", config=simulator.sim_client_config())
             simulator.create_lock_table(self.session)
@@ -75,7 +80,7 @@ class Bed(Invariants):
         self.inspector = DynamoLockStore(
             self.session.client("dynamodb", config=simulator.sim_client_config()), simulator.LOCK_TABLE
         )
-        for client in (self.ecs, self.autoscaling, self.elbv2, self.dynamodb, self.cloudwatch):
+        for client in (self.ecs, self.autoscaling, self.elbv2, self.dynamodb, self.cloudwatch, self.events):
             client.meta.events.register("before-parameter-build.*.*", self._record)
 
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -131,7 +136,7 @@ class Bed(Invariants):
             (lambda: context.get_remaining_time_in_millis() / 1000.0) if context else (lambda: None)
         )
         runtime = LocalRuntime(self.clock, remaining, logging.getLogger(TOOL_NAME))
-        clients = AwsClients(self.ecs, self.autoscaling, self.elbv2, self.cloudwatch, sts or self.sts)
+        clients = AwsClients(self.ecs, self.autoscaling, self.elbv2, self.cloudwatch, sts or self.sts, self.events)
         setup = EngineSetup(clients, self.clock, runtime, settings or RecycleSettings(), owner, self.store)
         engine: Any = Recycler(setup, RunPolicy(lock_ttl_seconds=lock_ttl, admission=admission, liveness=liveness))
         run = engine.run

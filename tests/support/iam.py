@@ -532,6 +532,10 @@ def calls_from_api(
     if prefix == "cloudwatch" and operation == "DescribeAlarms":
         names = params.get("AlarmNames") or ["*"]
         return [call(f"{base}:alarm:{name}") for name in names]
+    if prefix == "events" and operation == "PutEvents":
+        # Authorized per entry, on the bus it names (the default bus when it names none).
+        buses = {str(e.get("EventBusName") or "default") for e in params.get("Entries", [])} or {"default"}
+        return [call(b if b.startswith("arn:") else f"{base}:event-bus/{b}") for b in sorted(buses)]
     if prefix == "lambda" and operation == "Invoke":
         function = str(params["FunctionName"])
         return [call(function if function.startswith("arn:") else f"{base}:function:{function}")]

@@ -1,0 +1,143 @@
+"""The run's EventBridge events: started, each batch, each checkpoint, and how it ended.
+
+Each is put in a runtime step of its own, so a durable replay does not publish it again. A dry run
+publishes nothing: it changes nothing a rule could care about. A PutEvents that fails is logged at
+WARNING and changes nothing else: the events tell about a run, they never steer it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import StrEnum
+from typing import Any
+
+from recycler.aws.eventbus import BusEvent, EventBus
+from recycler.model.report import RecycleReport
+from recycler.model.runtime import TOOL_NAME, Runtime
+from recycler.model.states import Status
+from recycler.observability import logs
+
+# Never aws.*: EventBridge reserves it for AWS services.
+SOURCE = TOOL_NAME
+RUNNING = "running"
+
+
+class DetailType(StrEnum):
+    STARTED = "ECS Task Recycle Started"
+    BATCH_COMPLETED = "ECS Task Recycle Batch Completed"
+    CHECKPOINT_REACHED = "ECS Task Recycle Checkpoint Reached"
+    SUCCEEDED = "ECS Task Recycle Succeeded"
+    FAILED = "ECS Task Recycle Failed"
+    CANCELLED = "ECS Task Recycle Cancelled"
+    INCOMPLETE = "ECS Task Recycle Incomplete"
+    REFUSED = "ECS Task Recycle Refused"
+    HANDED_OFF = "ECS Task Recycle Handed Off"
+
+
+# The final event of each outcome; a dry run (and a repair's own report) has none.
+FINAL: dict[Status, DetailType] = {
+    Status.SUCCEEDED: DetailType.SUCCEEDED,
+    Status.FAILED: DetailType.FAILED,
+    Status.CANCELLED: DetailType.CANCELLED,
+    Status.INCOMPLETE: DetailType.INCOMPLETE,
+    Status.REFUSED: DetailType.REFUSED,
+    Status.HANDED_OFF: DetailType.HANDED_OFF,
+}
+
+
+def detail(report: RecycleReport, run_id: str | None, status: str, **extra: Any) -> dict[str, Any]:
+    """What every event says: the service, the run, its counts and percentage, its status and error.
+
+    From the report only (never from the configuration), masked like everything the run says."""
+    total = report.task_total
+    recycled = len(report.tasks_recycled)
+    percent = None if total is None else (round(100.0 * recycled / total, 1) if total else 100.0)
+    body: dict[str, Any] = {
+        "cluster": report.cluster,
+        "service": report.service,
+        "run_id": run_id,
+        "status": status,
+        "counts": {
+            "recycled": recycled,
+            "total": total,
+            "skipped": len(report.tasks_skipped),
+            "failed": len(report.tasks_stopped_not_replaced),
+        },
+        "percent_complete": percent,
+        "error": report.error,
+        "error_type": report.error_type,
+        **extra,
+    }
+    masked: dict[str, Any] = logs.mask_data(body)
+    return masked
+
+
+class RunEvents:
+    """One run's events, on the bus its host gave (none: nothing is put)."""
+
+    def __init__(self, bus: EventBus | None, runtime: Runtime, run_id: str) -> None:
+        self.bus = bus
+        self.runtime = runtime
+        self.run_id = run_id
+        # The events' resource, once the pre-flight has found the service.
+        self.service_arn: str | None = None
+
+    def started(self, report: RecycleReport) -> None:
+        self._put("started", DetailType.STARTED, report)
+
+    def batch_completed(self, report: RecycleReport, batch: int) -> None:
+        self._put(f"batch {batch}", DetailType.BATCH_COMPLETED, report, batch=batch)
+
+    def checkpoint_reached(self, report: RecycleReport, batch: int, checkpoint_percent: int) -> None:
+        fields = {"batch": batch, "checkpoint_percent": checkpoint_percent}
+        self._put(f"checkpoint {checkpoint_percent}", DetailType.CHECKPOINT_REACHED, report, **fields)
+
+    def finished(self, report: RecycleReport) -> None:
+        """The outcome's event, once the report is final; a dry run's none."""
+        event = final_event(report, self.run_id, self.service_arn)
+        if event is not None:
+            self._publish("final", event)
+
+    def _put(self, name: str, detail_type: DetailType, report: RecycleReport, **extra: Any) -> None:
+        self._publish(name, bus_event(detail_type, report, self.run_id, self.service_arn, RUNNING, **extra))
+
+    def _publish(self, name: str, event: BusEvent) -> None:
+        bus = self.bus
+        if bus is not None:
+            self.runtime.step(f"event {name}", lambda: {"failed": publish(bus, event, self.runtime)})
+
+
+def bus_event(
+    detail_type: DetailType,
+    report: RecycleReport,
+    run_id: str | None,
+    service_arn: str | None,
+    status: str,
+    **extra: Any,
+) -> BusEvent:
+    body = json.dumps(detail(report, run_id, status, **extra), sort_keys=True)
+    return BusEvent(SOURCE, detail_type, body, (service_arn,) if service_arn else ())
+
+
+def final_event(report: RecycleReport, run_id: str | None, service_arn: str | None = None) -> BusEvent | None:
+    """The event of the report's outcome; None for a dry run."""
+    detail_type = FINAL.get(report.status)
+    if detail_type is None:
+        return None
+    extra: dict[str, Any] = {}
+    if report.handed_off:
+        extra["execution_name"] = report.handed_off.get("execution_name")
+    return bus_event(detail_type, report, run_id, service_arn, str(report.status), **extra)
+
+
+def publish(bus: EventBus, event: BusEvent, runtime: Runtime | None = None) -> str | None:
+    """Put one event; a failure is logged at WARNING and returned, never raised."""
+    failure = bus.put([event])
+    if failure is not None:
+        message = f"The {event.detail_type} event was not published: {failure}"
+        if runtime is not None:
+            runtime.log(logging.WARNING, message, detail_type=str(event.detail_type))
+        else:
+            logging.getLogger(TOOL_NAME).warning(message, extra={"detail_type": str(event.detail_type)})
+    return failure
