@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 
+from aws_durable_execution_sdk_python.serdes import SerDesContext
+
 from recycler.aws.gateway import ScalableTarget
 from recycler.hosts.control import CancelResult, LockView, StatusResult
+from recycler.hosts.durable import PollStateSerDes
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.states import Status
+from recycler.run.batches import AlarmWatch
 from recycler.run.capacity import TargetRestore
+from recycler.run.gates import StopReason
 from recycler.run.ports import HandedOff
+from recycler.run.watch import WatchState
+
+# A replacement wait's state as a durable checkpoint held it when the engine passed the runtime JSON itself.
+OLDER_WATCH_CHECKPOINT = (
+    '{"since":100.0,"count":2,"done":false,"failures":1,"failed_arns":["f"],"serving":{"n1":30.5},'
+    '"new_seen":1,"last_new_at":20.0,"candidate":"n1","stop":{"kind":"cancel","detail":"by ops"},'
+    '"tracked":["n1"],"failed_count_seen":null,"new_task_arns":[],"seconds":0.0,"started_seconds":null}'
+)
 
 
 def test_a_report_comes_back_from_its_dict_unchanged() -> None:
@@ -57,3 +70,14 @@ def test_a_target_restore_step_result_leaves_out_the_call_it_made() -> None:
     }
     assert TargetRestore.from_dict(data).to_dict() == data
     assert TargetRestore([], []).to_dict() == {"actions": [], "external": []}
+
+
+def test_a_wait_state_checkpoint_of_an_older_execution_replays_to_the_same_text() -> None:
+    context = SerDesContext("op", "arn")
+    serdes = PollStateSerDes(WatchState)
+    state = serdes.deserialize(OLDER_WATCH_CHECKPOINT, context)
+    assert state.stop == StopReason("cancel", "by ops") and state.serving == {"n1": 30.5} and not state.done
+    assert serdes.serialize(state, context) == OLDER_WATCH_CHECKPOINT
+    alarm = PollStateSerDes(AlarmWatch)
+    assert alarm.serialize(AlarmWatch(), context) == '{"done":false}'
+    assert alarm.deserialize('{"done":true}', context) == AlarmWatch(done=True)

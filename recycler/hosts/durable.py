@@ -59,7 +59,7 @@ from recycler.model import errors
 from recycler.model.errors import AwsCallFailed, ConfigError
 from recycler.model.report import RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
-from recycler.model.runtime import TOOL_NAME, Clock, Runtime, SystemClock
+from recycler.model.runtime import TOOL_NAME, Clock, PollState, Runtime, SystemClock
 from recycler.notification.notifier import notify
 from recycler.observability import logs
 from recycler.run.budget import (
@@ -79,6 +79,7 @@ except ImportError:  # a Python built without liblzma: zlib then, whose window i
 __all__ = ["NOT_COMPLETED", "RecycleNotCompleted", "build_handler", "lambda_handler", "run_durable_recycle"]
 
 T = TypeVar("T")
+S = TypeVar("S", bound=PollState)
 
 logger = logging.getLogger(TOOL_NAME)
 
@@ -130,9 +131,17 @@ class CompactJsonSerDes(SerDes[Any]):
 SERDES = CompactJsonSerDes()
 
 
-# --------------------------------------------------------------------------- #
-# The runtime: the engine's Runtime protocol on a DurableContext
-# --------------------------------------------------------------------------- #
+@dataclass
+class PollStateSerDes(SerDes[S]):
+    """A wait's state as SERDES writes its to_dict(): the same checkpoint text as when the engine passed JSON."""
+
+    kind: type[S]
+
+    def serialize(self, value: S, serdes_context: SerDesContext) -> str:
+        return SERDES.serialize(value.to_dict(), serdes_context)
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> S:
+        return self.kind.from_dict(SERDES.deserialize(data, serdes_context))
 
 
 class DurableRuntime:
@@ -170,19 +179,19 @@ class DurableRuntime:
     def wait_until(
         self,
         name: str,
-        check: Callable[[dict[str, Any]], dict[str, Any]],
-        initial: dict[str, Any],
+        check: Callable[[S], S],
+        initial: S,
         poll_seconds: float,
-    ) -> dict[str, Any]:
+    ) -> S:
         delay = Duration.from_seconds(max(1, math.ceil(poll_seconds)))
 
-        def strategy(state: dict[str, Any], _attempt: int) -> WaitForConditionDecision:
-            if state.get("done"):
+        def strategy(state: S, _attempt: int) -> WaitForConditionDecision:
+            if state.done:
                 return WaitForConditionDecision.stop_polling()
             return WaitForConditionDecision.continue_waiting(delay)
 
-        config: WaitForConditionConfig[dict[str, Any]] = WaitForConditionConfig(
-            wait_strategy=strategy, initial_state=initial, serdes=SERDES
+        config: WaitForConditionConfig[S] = WaitForConditionConfig(
+            wait_strategy=strategy, initial_state=initial, serdes=PollStateSerDes(type(initial))
         )
         try:
             return self.context.wait_for_condition(lambda state, _: check(state), config, name=name)
@@ -224,10 +233,6 @@ def _execution_budget(context: DurableContext, clock: Clock, timeout: int) -> di
     deadline = started + timeout
     return {"started": started, "deadline": deadline, "remaining": deadline - clock.now()}
 
-
-# --------------------------------------------------------------------------- #
-# The host
-# --------------------------------------------------------------------------- #
 
 OUT_OF_TIME_HINT = (
     "start a new execution with that event (the lock and the expired-lock repair make that safe), "
@@ -355,11 +360,8 @@ def _notify_once(
         )
     except DurableOperationError as e:
         # notify() never raises: this is an invocation that died while sending.
-        return {
-            "status": "failed",
-            "recipients": 0,
-            "detail": f"the notification step was interrupted and is not repeated: {e.message}",
-        }
+        detail = f"the notification step was interrupted and is not repeated: {e.message}"
+        return {"status": "failed", "recipients": 0, "detail": detail}
 
 
 def _owner_id(execution_arn: str) -> str:

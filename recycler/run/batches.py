@@ -73,6 +73,20 @@ class BatchDecision:
         )
 
 
+@dataclass
+class AlarmWatch:
+    """The alarm watch's state between polls: whether this stretch is watched to its end."""
+
+    done: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"done": self.done}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AlarmWatch:
+        return cls(done=bool(data.get("done")))
+
+
 class BatchRunner:
     def __init__(
         self, context: RunContext, policy: RunPolicy, selection: Selection, watch: ReplacementWatch, holder: LockHolder
@@ -173,8 +187,8 @@ class BatchRunner:
         gates, since = self.gates, self.runtime.step("alarm watch start", self.clock.now)
         settings, stretch = self.settings, self.settings.replacement_timeout_seconds
 
-        def watcher(until: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
-            def check(state: dict[str, Any]) -> dict[str, Any]:
+        def watcher(until: float) -> Callable[[AlarmWatch], AlarmWatch]:
+            def check(state: AlarmWatch) -> AlarmWatch:
                 reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
                 if reason is not None:
                     raise stop_error(reason)
@@ -184,7 +198,7 @@ class BatchRunner:
                         f"every task was recycled, but the time budget ran out {watched:.0f}s into the "
                         f"{watch_seconds}s alarm watch: the alarms were not watched to the end"
                     )
-                return {**state, "done": watched >= until}
+                return AlarmWatch(done=watched >= until)
 
             return check
 
@@ -192,9 +206,7 @@ class BatchRunner:
             if part > 1:
                 self.holder.write(f"renew lock during alarm watch {part}")
             until = min(watch_seconds, part * stretch)
-            self.runtime.wait_until(
-                f"alarm watch {part}", watcher(until), {"done": False}, settings.poll_interval_seconds
-            )
+            self.runtime.wait_until(f"alarm watch {part}", watcher(until), AlarmWatch(), settings.poll_interval_seconds)
 
     def _record_batch(
         self,

@@ -107,12 +107,8 @@ class ReplacementWatch:
         if self.min_start_seconds is not None and self.min_start_seconds > 2 * poll:
             self.runtime.sleep(f"{name} head start", int(self.min_start_seconds))
         initial = WatchState(since=since, count=count)
-        check = self._check_new_tasks
-        # The runtime keeps the state as JSON between polls (a durable replay rebuilds it from that).
-        done = self.runtime.wait_until(
-            name, lambda state: check(WatchState.from_dict(state)).to_dict(), initial.to_dict(), poll
-        )
-        return WatchState.from_dict(done)
+        # The runtime keeps the state as its to_dict() JSON between polls (a durable replay rebuilds it from that).
+        return self.runtime.wait_until(name, self._check_new_tasks, initial, poll)
 
     def _check_new_tasks(self, state: WatchState) -> WatchState:
         elapsed = self.clock.now() - state.since
