@@ -285,15 +285,17 @@ def test_a_dry_run_after_a_crash_shows_the_repair_first_and_plans_from_the_origi
     # THEN the plan starts with the repair: who, which phase, ISO 8601 UTC times, desired 4 -> 3, the target
     assert next(iter(plan)) == "stale_lock_to_repair"
     repair = plan["stale_lock_to_repair"]
-    assert repair["owner"] == "run-0" and repair["phase"] == "surged"
+    assert repair is not None and repair["owner"] == "run-0" and repair["phase"] == "surged"
     assert _is_iso_utc(repair["expired_at"]) and _is_iso_utc(repair["started_at"])
     assert repair["desired_count"] == "4 -> 3"
-    assert "MaxCapacity 4 -> 3" in repair["scalable_target"] and "scale-in" in repair["scalable_target"]
+    target = str(repair["scalable_target"])
+    assert "MaxCapacity 4 -> 3" in target and "scale-in" in target
 
     # AND the run is planned from the original count, not the surged one
     assert report.original_desired_count == 3
-    assert plan["surge"]["desired_count"] == "3 -> 4"
-    assert plan["surge"]["raise_max_capacity"] is True
+    surge = plan["surge"]
+    assert surge is not None and surge["desired_count"] == "3 -> 4"
+    assert surge["raise_max_capacity"] is True
 
     # AND nothing changed: the service is still surged, the lock item as it was
     assert {op for op in bed.sim.calls if op in SIM_MUTATING} == set()

@@ -33,6 +33,7 @@ from recycler.hosts.config import AppConfig, parse_config
 from recycler.hosts.environment import Environment
 from recycler.lock.record import Phase
 from recycler.model.errors import ConfigError, LockHeld, PreflightError, TimeBudgetExhausted
+from recycler.model.report import NotificationResult
 from recycler.model.request import parse_event
 from recycler.run import budget as durable_bounds
 
@@ -64,7 +65,7 @@ def durable(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...,
     reports: list[dict[str, Any]] = []
     real_notify = durable_runtime.notify
 
-    def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> NotificationResult:
         reports.append(json.loads(json.dumps(report)))
         return real_notify(report, *args, **kwargs)
 

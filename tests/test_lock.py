@@ -28,7 +28,7 @@ from recycler.hosts.config import parse_config
 from recycler.lock.record import LockRecord, Phase, Progress, Snapshot
 from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import AwsCallFailed, LockCorrupt, LockHeld, LockLost, RecycleError
-from recycler.model.report import RecycleReport
+from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import parse_event
 from recycler.run.preflight import LEGACY_LOCK_TAG_KEY
 
@@ -151,7 +151,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
         reports: list[dict[str, Any]] = []
         real_notify = durable.notify
 
-        def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> NotificationResult:
             reports.append(report)
             return real_notify(report, *args, **kwargs)
 
@@ -584,12 +584,14 @@ def test_a_repair_that_would_take_running_tasks_to_desired_0_keeps_one(bed: Bed)
     assert bed.sim.service(CLUSTER, SERVICE).running_count >= 1
 
     # WHEN the next run starts (a dry run first, then the real one)
-    plan = bed.run(wait_time=0, dry_run=True).plan or {}
+    plan = bed.run(wait_time=0, dry_run=True).plan
+    assert plan is not None
     report = bed.run(wait_time=0)
 
     # THEN the plan shows the repair keeping one task, and the repair does: desired stays 1, the operator's
     # change is reported, the dead run's lock is released, and the recycle itself goes on from there
     repair = plan["stale_lock_to_repair"]
+    assert repair is not None, plan
     assert repair["desired_count"] is None and "never takes a running service to 0" in str(repair), repair
     assert bed.desired() == 1, (report.status, report.error, report.restore_actions)
     assert any("never takes a running service to 0" in change for change in report.external_changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from aws_durable_execution_sdk_python.serdes import SerDesContext
@@ -9,13 +10,42 @@ from aws_durable_execution_sdk_python.serdes import SerDesContext
 from recycler.aws.gateway import ScalableTarget
 from recycler.hosts.control import CancelResult, LockView, StatusResult
 from recycler.hosts.durable import PollStateSerDes
-from recycler.model.report import RecycleReport, TaskResult
+from recycler.model.report import (
+    HandOffReport,
+    PlannedHandOff,
+    PlannedLeftAlone,
+    PlannedRepair,
+    PlannedSurge,
+    RecycleReport,
+    ReportPlan,
+    TaskResult,
+)
 from recycler.model.states import Status
 from recycler.run.batches import AlarmWatch
 from recycler.run.capacity import TargetRestore
 from recycler.run.gates import StopReason
-from recycler.run.ports import HandedOff
+from recycler.run.plan import LeftAlone, Plan, RepairPlan, Surge
+from recycler.run.ports import HandedOff, HandOffDecision
 from recycler.run.watch import WatchState
+
+PLAN: ReportPlan = {
+    "stale_lock_to_repair": None,
+    "tasks_to_stop": ["t1"],
+    "batches": 1,
+    "batch_size": 1,
+    "left_alone": {
+        "started_at_or_after_started_before": 0,
+        "younger_than_min_task_age": 0,
+        "beyond_max_tasks": 0,
+        "protected": "checked just before each batch is stopped",
+    },
+    "surge": {"desired_count": "1 -> 2", "suspend": [], "raise_max_capacity": False},
+    "lock_table": "locks",
+    "alarms": ("a",),
+    "hand_off": None,
+    "estimated_seconds": 60,
+    "estimate_basis": "basis",
+}
 
 # A replacement wait's state as a durable checkpoint held it when the engine passed the runtime JSON itself.
 OLDER_WATCH_CHECKPOINT = (
@@ -26,7 +56,7 @@ OLDER_WATCH_CHECKPOINT = (
 
 
 def test_a_report_comes_back_from_its_dict_unchanged() -> None:
-    report = RecycleReport(Status.INCOMPLETE, "c", "s", task_total=3, plan={"alarms": ("a",)})
+    report = RecycleReport(Status.INCOMPLETE, "c", "s", task_total=3, plan=PLAN)
     report.tasks_recycled.append(TaskResult(1, "old", "new", 12.5, batch=1))
     report.tasks_skipped.append(TaskResult(0, "young", None, 0.0, "younger than the minimum age"))
     report.tasks_remaining.append("left")
@@ -81,3 +111,16 @@ def test_a_wait_state_checkpoint_of_an_older_execution_replays_to_the_same_text(
     alarm = PollStateSerDes(AlarmWatch)
     assert alarm.serialize(AlarmWatch(), context) == '{"done":false}'
     assert alarm.deserialize('{"done":true}', context) == AlarmWatch(done=True)
+
+
+def test_the_report_plan_types_have_the_fields_of_the_records_they_are_the_json_of() -> None:
+    pairs = [
+        (ReportPlan, Plan),
+        (PlannedRepair, RepairPlan),
+        (PlannedLeftAlone, LeftAlone),
+        (PlannedSurge, Surge),
+        (PlannedHandOff, HandOffDecision),
+        (HandOffReport, HandedOff),
+    ]
+    for typed, record in pairs:
+        assert list(typed.__annotations__) == [f.name for f in dataclasses.fields(record)], typed.__name__

@@ -57,7 +57,7 @@ from recycler.hosts.pipeline import (
 )
 from recycler.model import errors
 from recycler.model.errors import AwsCallFailed, ConfigError
-from recycler.model.report import RecycleReport
+from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import TOOL_NAME, Clock, PollState, Runtime, SystemClock
 from recycler.notification.notifier import notify
@@ -306,7 +306,7 @@ class DurableHost:
         report.log_group = getattr(self.context.lambda_context, "log_group_name", None)
         report.log_stream = None
 
-    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> dict[str, Any]:
+    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> NotificationResult:
         return _notify_once(self.context, report.to_dict(), config, clients)
 
     def finish(self, report: RecycleReport, runtime: Runtime) -> dict[str, Any]:
@@ -351,7 +351,7 @@ def _mail_refused_event(event: Any, error: ConfigError, host: DurableHost, confi
 
 def _notify_once(
     context: DurableContext, report: Mapping[str, Any], config: AppConfig, clients: Clients
-) -> dict[str, Any]:
+) -> NotificationResult:
     """Send the report in one step that is never retried, so the email goes out at most once."""
     at_most_once = StepConfig(retry_strategy=RetryPresets.none(), step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY)
     try:

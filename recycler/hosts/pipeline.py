@@ -23,7 +23,7 @@ from recycler.hosts.environment import Environment
 from recycler.lock.record import LOCK_TABLE_ENV
 from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import ConfigError, RecycleError
-from recycler.model.report import RecycleReport
+from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import TOOL_NAME, Clock, Runtime, iso_seconds
 from recycler.model.states import NOT_COMPLETED, Status
@@ -111,7 +111,7 @@ class Host(Protocol):
         """Where the run's logs are, on the report."""
         ...
 
-    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> dict[str, Any]:
+    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> NotificationResult:
         """The notifier's answer (JSON: it goes into the report as it is)."""
         ...
 
@@ -142,7 +142,7 @@ def run(host: Host, request: RecycleRequest, config: AppConfig, env: Environment
         # An AWS error can quote a credential (b'<token>\n'): mask before it is mailed, logged or returned.
         report = masked(report)
         # The restore has already happened; the notifier can no longer hurt the service.
-        notification: dict[str, Any] = logs.mask_data(host.notify(report, config, clients))
+        notification: NotificationResult = logs.mask_data(host.notify(report, config, clients))
         report.notification = notification
         policy.runtime.log(
             logging.INFO,

@@ -190,8 +190,8 @@ class Run:
 
     def _already_handed_off(self, report: RecycleReport) -> bool:
         """A retry of an invocation whose durable execution has started, and holds the lock: still a hand-off."""
-        holder, hand_off = report.lock_holder or {}, self.policy.hand_off
-        if hand_off is None or self.request.dry_run or not hand_off.owns(holder.get("owner")):
+        holder, hand_off = report.lock_holder, self.policy.hand_off
+        if hand_off is None or self.request.dry_run or not hand_off.owns(holder["owner"] if holder else None):
             return False
         report.handed_off = hand_off.following(already_started=True).to_dict()
         report.status, report.lock_holder = Status.HANDED_OFF, None

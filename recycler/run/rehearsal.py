@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
 from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
+from recycler.model.report import ReportPlan
 from recycler.model.runtime import iso_seconds
 from recycler.model.states import DESIRED_PENDING
 from recycler.run.budget import PlanFit, plan_fits
@@ -53,7 +54,7 @@ class Rehearsed:
 
     would_refuse: list[dict[str, str]]
     # The report's plan, as JSON already; None when the service was not found.
-    plan: dict[str, Any] | None = None
+    plan: ReportPlan | None = None
     found: FoundService | None = None
     left_alone: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
