@@ -470,7 +470,7 @@ def test_a_cancel_stops_a_durable_run_gracefully(bed: Bed, durable: Callable[...
     reads = ServiceGateway(
         bed.ecs, bed.autoscaling, bed.elbv2, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
     )
-    asked: list[dict[str, Any]] = []
+    asked: list[control.CancelAnswer] = []
     bed.sim.at(150, "cancel", lambda: asked.append(control.cancel(reads, bed.store, bed.clock, "ops").to_dict()))
 
     outcome = durable(wait_time=10)

@@ -260,7 +260,7 @@ def test_a_cancel_mid_run_stops_gracefully_and_restores(bed: Bed) -> None:
     # GIVEN a running recycle, and an operator who cancels it 100 s in
     bed.add_service(tasks=5, target=(2, 10))
     stopped_at = bed.record_stop_times()
-    asked: list[dict[str, Any]] = []
+    asked: list[control.CancelAnswer] = []
     bed.sim.at(
         100,
         "operator cancels",
@@ -391,7 +391,7 @@ def test_an_unreadable_cancel_tag_already_there_at_the_start_is_stale(bed: Bed) 
 def test_status_while_running_and_when_idle(bed: Bed) -> None:
     # GIVEN a recycle of four tasks, asked for its status midway
     bed.add_service(tasks=4, target=(1, 8))
-    seen: list[dict[str, Any]] = []
+    seen: list[control.StatusAnswer] = []
     bed.sim.at(150, "status", lambda: seen.append(control.status(_reads(bed), bed.store, bed.clock).to_dict()))
 
     report = bed.run(wait_time=10)

@@ -14,8 +14,8 @@ lock item. Neither touches desired count or the scalable target.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
 
 from recycler.aws.gateway import ServiceGateway
 from recycler.lock.record import LATEST_TIME, LockRecord
@@ -42,6 +42,34 @@ class LockView:
     lock_expires_at: str
 
 
+class StatusAnswer(TypedDict):
+    """``action: status`` as the handler returns it; the lock's fields only when there is a lock."""
+
+    action: Literal["status"]
+    state: str
+    cluster: str
+    service: str
+    cancel_requested: NotRequired[str]
+    owner: NotRequired[str]
+    phase: NotRequired[str]
+    started_at: NotRequired[str]
+    progress: NotRequired[dict[str, int]]
+    lock_expires_at: NotRequired[str]
+    eta: NotRequired[str | None]
+    note: NotRequired[str]
+
+
+class CancelAnswer(TypedDict):
+    """``action: cancel`` as the handler returns it."""
+
+    action: Literal["cancel"]
+    cluster: str
+    service: str
+    state: str
+    owner: NotRequired[str]
+    result: str
+
+
 @dataclass(frozen=True)
 class StatusResult:
     """``action: status``: whether a recycle runs, and what its lock says."""
@@ -54,8 +82,8 @@ class StatusResult:
     # Only while running (and None before the first batch).
     eta: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
+    def to_dict(self) -> StatusAnswer:
+        data: StatusAnswer = {
             "action": "status",
             "state": self.state,
             "cluster": self.cluster,
@@ -65,7 +93,9 @@ class StatusResult:
             data["cancel_requested"] = self.cancel_requested
         if self.lock is None:
             return data
-        data.update(asdict(self.lock))
+        lock = self.lock
+        data["owner"], data["phase"], data["started_at"] = lock.owner, lock.phase, lock.started_at
+        data["progress"], data["lock_expires_at"] = lock.progress, lock.lock_expires_at
         if self.state == "running":
             data["eta"] = self.eta
         elif self.state == "stale":
@@ -83,13 +113,24 @@ class CancelResult:
     result: str
     owner: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"action": "cancel", "cluster": self.cluster, "service": self.service}
-        data["state"] = self.state
-        if self.owner is not None:
-            data["owner"] = self.owner
-        data["result"] = self.result
-        return data
+    def to_dict(self) -> CancelAnswer:
+        if self.owner is None:
+            # The same keys in the same order, without the owner.
+            return {
+                "action": "cancel",
+                "cluster": self.cluster,
+                "service": self.service,
+                "state": self.state,
+                "result": self.result,
+            }
+        return {
+            "action": "cancel",
+            "cluster": self.cluster,
+            "service": self.service,
+            "state": self.state,
+            "owner": self.owner,
+            "result": self.result,
+        }
 
 
 def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> StatusResult:

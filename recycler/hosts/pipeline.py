@@ -184,7 +184,7 @@ def published(report: RecycleReport) -> dict[str, Any]:
 
 def control_action(
     request: RecycleRequest, reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str
-) -> dict[str, Any]:
+) -> control.StatusAnswer | control.CancelAnswer:
     """status or cancel: read the lock (and, to cancel, tag the service); never touch its capacity.
 
     As JSON: it is the step's checkpoint and the handler's return."""

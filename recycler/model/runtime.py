@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypedDict, TypeVar
 
 T = TypeVar("T")
 
@@ -40,6 +40,10 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+class NoResult(TypedDict):
+    """The result of a step that only acts: {} in its checkpoint, as it always was."""
 
 
 class PollState(Protocol):

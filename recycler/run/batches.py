@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import Progress
@@ -71,6 +71,22 @@ class BatchDecision:
             skipped=[Skipped(s["arn"], s["note"]) for s in data.get("skipped", [])],
             stopped_at=data.get("stopped_at", 0.0),
         )
+
+
+class CarryOnEvent(TypedDict):
+    """The event that carries on a run the time budget stopped: the request's fields that differ from the default."""
+
+    cluster_name: str
+    service_name: str
+    maintain_service_state: NotRequired[bool]
+    wait_time: NotRequired[int]
+    batch_size: NotRequired[int]
+    alarm_names: NotRequired[list[str]]
+    use_service_alarms: NotRequired[bool]
+    hand_off: NotRequired[bool]
+    min_task_age_seconds: NotRequired[int]
+    started_before: NotRequired[str]
+    max_tasks: NotRequired[int]
 
 
 @dataclass
@@ -241,6 +257,7 @@ class BatchRunner:
         )
 
     def _stop_batch_step(self, batch: tuple[str, ...], first: int) -> dict[str, Any]:
+        """The decision's JSON: the step's checkpointed result, from which a replay rebuilds the decision."""
         return self._stop_batch(batch, first).to_dict()
 
     def _stop_batch(self, batch: tuple[str, ...], first: int) -> BatchDecision:
@@ -287,10 +304,10 @@ class BatchRunner:
         resume = json.dumps(self._resume_event(unreached))
         return f"{unreached} tasks remain: carry on with the event {resume}, or {self.policy.out_of_time_hint}"
 
-    def _resume_event(self, unreached: int) -> dict[str, Any]:
+    def _resume_event(self, unreached: int) -> CarryOnEvent:
         """The event that carries on where this run stopped: what it replaced started at or after started_before."""
         request = self.request
-        event: dict[str, Any] = {"cluster_name": request.cluster, "service_name": request.service}
+        event: CarryOnEvent = {"cluster_name": request.cluster, "service_name": request.service}
         if not request.maintain_service_state:
             event["maintain_service_state"] = False
         if request.wait_time != DEFAULT_WAIT_TIME:

@@ -18,7 +18,7 @@ from recycler.lock.lease import LockHolder
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
 from recycler.model.report import RecycleReport, RestoredTarget
-from recycler.model.runtime import iso_seconds
+from recycler.model.runtime import NoResult, iso_seconds
 from recycler.model.states import DESIRED_PENDING, Status
 from recycler.run.context import RunContext
 
@@ -204,7 +204,7 @@ class Capacity:
         current = int(self.reads.describe_service().get("desiredCount", 0))
         return desired_restore_plan(self.holder.current, current, self.surge_landed)
 
-    def _set_desired(self, target: int) -> dict[str, Any]:
+    def _set_desired(self, target: int) -> NoResult:
         """Set an absolute desired count: repeating it is harmless. The step's result is empty."""
         self.reads.set_desired_count(target)
         return {}

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from recycler.aws.gateway import ServiceGateway
 from recycler.model.errors import AlarmTriggered, PreflightError, RecycleCancelled, clip
-from recycler.model.runtime import iso_seconds
+from recycler.model.runtime import NoResult, iso_seconds
 from recycler.run.context import RunContext
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def service_alarm_names(service: ServiceTypeDef) -> tuple[str, ...]:
     return tuple(alarms.get("alarmNames") or ()) if alarms.get("enable") else ()
 
 
-def remove_cancel_tag(reads: ServiceGateway, service_arn: str) -> dict[str, Any]:
+def remove_cancel_tag(reads: ServiceGateway, service_arn: str) -> NoResult:
     """The cancel has been honoured (or was stale): the tag goes."""
     reads.untag_service(service_arn, CANCEL_TAG_KEY)
     return {}
