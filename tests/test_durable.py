@@ -121,7 +121,7 @@ def _failed_with(outcome: Outcome, *fragments: str) -> str:
 def test_200_tasks_recycle_with_each_task_stopped_once_across_replays(
     bed: Bed, durable: Callable[..., Outcome]
 ) -> None:
-    # GIVEN 200 tasks that take 40 s to start: about 5.6 h with wait_time 60, far beyond one invocation.
+    # GIVEN 200 tasks that take 40 s to start: about 5.6 h with wait_time 60, far beyond one plain.
     # (replacement_timeout_seconds 300 keeps the worst case, 23 h, under the default 24 h ExecutionTimeout.)
     bed.add_service(tasks=200, target=(1, 250))
 
@@ -550,7 +550,7 @@ def test_a_hand_off_keeps_the_chains_cut_off_into_the_durable_execution(
 ) -> None:
     from dev.simulator import FakeLambdaContext
     from recycler.aws import clients
-    from recycler.hosts import plain as invocation
+    from recycler.hosts import plain
     from recycler.run.ports import HANDOFF_ENV
 
     # GIVEN 24 tasks, half started 30 minutes ago, half three hours ago, and a plain run that did 11
@@ -576,8 +576,8 @@ def test_a_hand_off_keeps_the_chains_cut_off_into_the_durable_execution(
         clients, "create_client", lambda s, name: alias if name == "lambda" else real_create_client(s, name)
     )
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, **_carry_on(first)}
-    plain = invocation.build_handler(clock=bed.clock, config=parse_config({}))
-    handed = plain(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    handler = plain.build_handler(clock=bed.clock, config=parse_config({}))
+    handed = handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
     assert handed["status"] == "handed_off"
     (invoke,) = invokes
     payload = json.loads(invoke["Payload"])

@@ -133,15 +133,15 @@ class CancelResult:
         }
 
 
-def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> StatusResult:
-    service, lock = _service_and_lock(reads, store)
+def status(gateway: ServiceGateway, store: DynamoLockStore, clock: Clock) -> StatusResult:
+    service, lock = _service_and_lock(gateway, store)
     now = clock.now()
     state = "idle" if lock is None or not (lock.is_live(now) or lock.is_stale(now)) else _state(lock, now)
     cancel = cancel_tag(service)
     result = StatusResult(
         state,
-        reads.request.cluster_name,
-        reads.request.service_name,
+        gateway.request.cluster_name,
+        gateway.request.service_name,
         cancel_requested=cancel.describe() if cancel is not None else None,
     )
     if lock is None:
@@ -159,16 +159,16 @@ def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> Statu
     return replace(result, lock=view)
 
 
-def cancel(reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str) -> CancelResult:
-    service, lock = _service_and_lock(reads, store)
+def cancel(gateway: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str) -> CancelResult:
+    service, lock = _service_and_lock(gateway, store)
     now = clock.now()
-    cluster, service_name = reads.request.cluster_name, reads.request.service_name
+    cluster, service_name = gateway.request.cluster_name, gateway.request.service_name
     if lock is None or not lock.is_live(now):
         return CancelResult(
             "idle", cluster, service_name, "no recycle in progress: nothing to cancel, and no tag written"
         )
     cancel_request = CancelRequest(requested_by, now, run=lock.owner)
-    reads.tag_service(service["serviceArn"], CANCEL_TAG_KEY, cancel_request.to_tag_value())
+    gateway.tag_service(service["serviceArn"], CANCEL_TAG_KEY, cancel_request.to_tag_value())
     return CancelResult(
         "running",
         cluster,
@@ -179,10 +179,10 @@ def cancel(reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requeste
     )
 
 
-def _service_and_lock(reads: ServiceGateway, store: DynamoLockStore) -> tuple[ServiceTypeDef, LockRecord | None]:
-    service = reads.describe_service(include_tags=True)
-    check_arn_matches(reads.request, service)
-    key = lock_key(str(service.get("clusterArn", "")), str(service.get("serviceName", reads.request.service_name)))
+def _service_and_lock(gateway: ServiceGateway, store: DynamoLockStore) -> tuple[ServiceTypeDef, LockRecord | None]:
+    service = gateway.describe_service(include_tags=True)
+    check_arn_matches(gateway.request, service)
+    key = lock_key(str(service.get("clusterArn", "")), str(service.get("serviceName", gateway.request.service_name)))
     return service, store.read(key)
 
 

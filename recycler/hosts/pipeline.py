@@ -25,7 +25,7 @@ from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest
-from recycler.model.runtime import TOOL_NAME, Clock, Runtime, iso_seconds
+from recycler.model.runtime import TOOL_NAME, Clock, NoResult, Runtime, iso_seconds
 from recycler.model.states import NOT_COMPLETED, Status
 from recycler.observability import logs, metrics
 from recycler.run.context import AwsClients, EngineSetup
@@ -131,10 +131,10 @@ def run(host: Host, request: RecycleRequest, config: AppConfig, env: Environment
         policy = host.policy(request, config, clients)
         if request.action != "recycle":
             assert store is not None  # lock_table_name refuses status and cancel without one
-            reads = ServiceGateway(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
+            gateway = ServiceGateway(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
             return dict(
                 policy.runtime.step(
-                    request.action, lambda: control_action(request, reads, store, host.clock, host.requested_by)
+                    request.action, lambda: control_action(request, gateway, store, host.clock, host.requested_by)
                 )
             )
         report = build_engine(host, policy, config, clients, store).run(request)
@@ -176,24 +176,24 @@ def build_engine(
     return Recycler(setup, policy.run)
 
 
-def published(report: RecycleReport) -> dict[str, Any]:
+def published(report: RecycleReport) -> NoResult:
     """The metrics step: its checkpointed result is empty."""
     metrics.publish(report.to_dict())
     return {}
 
 
 def control_action(
-    request: RecycleRequest, reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str
+    request: RecycleRequest, gateway: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str
 ) -> control.StatusAnswer | control.CancelAnswer:
     """status or cancel: read the lock (and, to cancel, tag the service); never touch its capacity.
 
     As JSON: it is the step's checkpoint and the handler's return."""
     result: control.StatusResult | control.CancelResult
     if request.action == "status":
-        result = control.status(reads, store, clock)
+        result = control.status(gateway, store, clock)
         said = result.state
     else:
-        result = control.cancel(reads, store, clock, requested_by)
+        result = control.cancel(gateway, store, clock, requested_by)
         said = result.result
     logger.info(f"Task recycle {request.action}: {said}", extra={"state": result.state})
     return result.to_dict()

@@ -110,7 +110,7 @@ class BatchRunner:
         self.request = context.request
         self.settings = context.settings
         self.selection = selection
-        self.reads = context.reads
+        self.gateway = context.gateway
         self.watch = watch
         self.holder = holder
         self.runtime = context.runtime
@@ -205,7 +205,7 @@ class BatchRunner:
 
         def watcher(until: float) -> Callable[[AlarmWatch], AlarmWatch]:
             def check(state: AlarmWatch) -> AlarmWatch:
-                reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
+                reason = gates.stop_reason(self.gateway.describe_service(include_tags=True))
                 if reason is not None:
                     raise stop_error(reason)
                 watched = self.clock.now() - since
@@ -270,10 +270,10 @@ class BatchRunner:
         if remaining is not None and remaining < needed:
             return BatchDecision("out_of_time", remaining=remaining, needed=needed)
         if self.gates is not None:
-            stop = self.gates.stop_reason(self.reads.describe_service(include_tags=True))
+            stop = self.gates.stop_reason(self.gateway.describe_service(include_tags=True))
             if stop is not None:
                 return BatchDecision("stop", reason=stop)
-        protected = self.reads.task_protection(list(batch))
+        protected = self.gateway.task_protection(list(batch))
         stopped: list[str] = []
         skipped: list[Skipped] = []
         for offset, arn in enumerate(batch):
@@ -281,7 +281,7 @@ class BatchRunner:
                 skipped.append(Skipped(arn, f"protected (task scale-in protection) until {protected[arn]}"))
                 continue
             self.log(logging.INFO, f"Recycling task {first + offset}/{len(self.selection.chosen)}: {arn}", task_arn=arn)
-            reason = self.reads.stop_task(arn, STOP_REASON)
+            reason = self.gateway.stop_task(arn, STOP_REASON)
             if reason and reason != STOP_REASON:
                 skipped.append(Skipped(arn, f"stopped by someone else: {reason}"))
                 continue
