@@ -981,12 +981,12 @@ def record_engine_calls() -> list[dict[str, Any]]:
         run("repair", wait_time=5)
         # A cancel, while a run is live: the action tags the service, the run removes the tag.
         request = parse_event({"cluster_name": cluster, "service_name": service, "wait_time": 5})
-        reads = ServiceGateway(ecs, autoscaling, elbv2, request, cloudwatch)
-        self_cancel = lambda: control.cancel(reads, store, clock, "policy-check")  # noqa: E731
+        gateway = ServiceGateway(ecs, autoscaling, elbv2, request, cloudwatch)
+        self_cancel = lambda: control.cancel(gateway, store, clock, "policy-check")  # noqa: E731
         sim.at(clock.now() - clock.start + 60, "cancel", self_cancel)
         engine("cancelled").run(request)
-        control.status(reads, store, clock)
-        control.history(reads, store)
+        control.status(gateway, store, clock)
+        control.history(gateway, store)
         # A hand-off to the durable alias (moto has no such function: the call is what counts here).
         alias = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:ecs-task-recycle-durable:live"
         hand_off = HandOff(lambda_client, alias, request, "policy", {})

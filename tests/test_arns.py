@@ -9,15 +9,15 @@ from support.bed import CLUSTER, SERVICE, Bed
 from support.invariants import MUTATING
 
 from dev.simulator import FakeLambdaContext
-from recycler.hosts import plain as invocation
+from recycler.hosts import plain
 from recycler.hosts.config import parse_config
 from recycler.model.errors import ConfigError
 from recycler.model.request import parse_event
 
 
-def plain(bed: Bed) -> Any:
+def plain_handler(bed: Bed) -> Any:
     """The plain handler on the bed's virtual clock, with an input.json of defaults."""
-    return invocation.build_handler(clock=bed.clock, config=parse_config({}))
+    return plain.build_handler(clock=bed.clock, config=parse_config({}))
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_an_arn_of_another_region_is_refused_before_any_aws_call(
 
     # WHEN the handler gets it, THEN a ConfigError names the field, and no AWS call was made
     with pytest.raises(ConfigError) as caught:
-        plain(bed)(event, FakeLambdaContext(bed.clock))
+        plain_handler(bed)(event, FakeLambdaContext(bed.clock))
     assert caught.value.field == field and problem in caught.value.problem
     assert bed.sim.calls == {}
 

@@ -20,7 +20,7 @@ from test_durable import durable  # noqa: F401 - the durable execution fixture, 
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler.hosts import plain as invocation
+from recycler.hosts import plain
 from recycler.hosts.config import parse_config
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase, Progress, Snapshot
 from recycler.lock.store import DynamoLockStore
@@ -28,9 +28,9 @@ from recycler.model.errors import PreflightError
 from recycler.run.ports import HANDOFF_ENV
 
 
-def plain(bed: Bed) -> Any:
+def plain_handler(bed: Bed) -> Any:
     """The plain handler on the bed's virtual clock, with a 5 s poll in input.json."""
-    return invocation.build_handler(clock=bed.clock, config=parse_config({"recycle": {"poll_interval_seconds": 5}}))
+    return plain.build_handler(clock=bed.clock, config=parse_config({"recycle": {"poll_interval_seconds": 5}}))
 
 
 def _checks(report: Any) -> dict[str, str]:
@@ -124,7 +124,7 @@ def test_no_lock_table_at_all_is_a_would_refuse_entry_naming_the_variable(
     before = bed.service_state()
 
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
-    result = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-1"))
+    result = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-1"))
 
     # THEN the plan is there, and the refusal a recycle would meet names LOCK_TABLE_NAME
     assert result["status"] == "dry_run" and len(result["plan"]["tasks_to_stop"]) == 2
@@ -139,7 +139,7 @@ def test_a_plan_too_long_for_the_invocation_without_a_hand_off_is_a_would_refuse
     before = bed.service_state()
 
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
-    result = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-1"))
+    result = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-1"))
 
     # THEN time_budget says the plan does not fit and there is no hand-off; nothing changed
     assert result["status"] == "dry_run"
@@ -149,7 +149,7 @@ def test_a_plan_too_long_for_the_invocation_without_a_hand_off_is_a_would_refuse
 
     # AND a plan that fits has no such entry
     bed.add_service(tasks=2, service="api")
-    small = plain(bed)({**event, "service_name": "api"}, FakeLambdaContext(bed.clock, 900, "req-2"))
+    small = plain_handler(bed)({**event, "service_name": "api"}, FakeLambdaContext(bed.clock, 900, "req-2"))
     assert small["status"] == "dry_run" and small["would_refuse"] == []
 
 
@@ -163,11 +163,11 @@ def test_a_long_plan_with_hand_off_false_is_refused_but_one_that_hands_off_is_no
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
 
     # WHEN the event allows the hand-off, THEN the durable function would take it: nothing to refuse
-    handed = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-1"))
+    handed = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-1"))
     assert handed["plan"]["hand_off"]["would_hand_off"] is True and handed["would_refuse"] == []
 
     # WHEN it says hand_off false, THEN time_budget names the field
-    kept = plain(bed)({**event, "hand_off": False}, FakeLambdaContext(bed.clock, 900, "req-2"))
+    kept = plain_handler(bed)({**event, "hand_off": False}, FakeLambdaContext(bed.clock, 900, "req-2"))
     assert "hand_off" in _checks(kept)["time_budget"]
 
 
@@ -285,15 +285,17 @@ def test_a_dry_run_after_a_crash_shows_the_repair_first_and_plans_from_the_origi
     # THEN the plan starts with the repair: who, which phase, ISO 8601 UTC times, desired 4 -> 3, the target
     assert next(iter(plan)) == "stale_lock_to_repair"
     repair = plan["stale_lock_to_repair"]
-    assert repair["owner"] == "run-0" and repair["phase"] == "surged"
+    assert repair is not None and repair["owner"] == "run-0" and repair["phase"] == "surged"
     assert _is_iso_utc(repair["expired_at"]) and _is_iso_utc(repair["started_at"])
     assert repair["desired_count"] == "4 -> 3"
-    assert "MaxCapacity 4 -> 3" in repair["scalable_target"] and "scale-in" in repair["scalable_target"]
+    target = str(repair["scalable_target"])
+    assert "MaxCapacity 4 -> 3" in target and "scale-in" in target
 
     # AND the run is planned from the original count, not the surged one
     assert report.original_desired_count == 3
-    assert plan["surge"]["desired_count"] == "3 -> 4"
-    assert plan["surge"]["raise_max_capacity"] is True
+    surge = plan["surge"]
+    assert surge is not None and surge["desired_count"] == "3 -> 4"
+    assert surge["raise_max_capacity"] is True
 
     # AND nothing changed: the service is still surged, the lock item as it was
     assert {op for op in bed.sim.calls if op in SIM_MUTATING} == set()

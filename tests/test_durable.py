@@ -34,6 +34,7 @@ from recycler.hosts.config import AppConfig, parse_config
 from recycler.hosts.environment import Environment
 from recycler.lock.record import Phase
 from recycler.model.errors import ConfigError, LockHeld, PreflightError, TimeBudgetExhausted
+from recycler.model.report import NotificationResult
 from recycler.model.request import parse_event
 from recycler.run import budget as durable_bounds
 
@@ -65,7 +66,7 @@ def durable(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...,
     reports: list[dict[str, Any]] = []
     real_notify = durable_runtime.notify
 
-    def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> NotificationResult:
         reports.append(json.loads(json.dumps(report)))
         return real_notify(report, *args, **kwargs)
 
@@ -121,7 +122,7 @@ def _failed_with(outcome: Outcome, *fragments: str) -> str:
 def test_200_tasks_recycle_with_each_task_stopped_once_across_replays(
     bed: Bed, durable: Callable[..., Outcome]
 ) -> None:
-    # GIVEN 200 tasks that take 40 s to start: about 5.6 h with wait_time 60, far beyond one invocation.
+    # GIVEN 200 tasks that take 40 s to start: about 5.6 h with wait_time 60, far beyond one plain.
     # (replacement_timeout_seconds 300 keeps the worst case, 23 h, under the default 24 h ExecutionTimeout.)
     bed.add_service(tasks=200, target=(1, 250))
 
@@ -482,7 +483,7 @@ def test_a_cancel_stops_a_durable_run_gracefully(bed: Bed, durable: Callable[...
     reads = ServiceGateway(
         bed.ecs, bed.autoscaling, bed.elbv2, parse_event({"cluster_name": CLUSTER, "service_name": SERVICE})
     )
-    asked: list[dict[str, Any]] = []
+    asked: list[control.CancelAnswer] = []
     bed.sim.at(150, "cancel", lambda: asked.append(control.cancel(reads, bed.store, bed.clock, "ops").to_dict()))
 
     outcome = durable(wait_time=10)
@@ -562,7 +563,7 @@ def test_a_hand_off_keeps_the_chains_cut_off_into_the_durable_execution(
 ) -> None:
     from dev.simulator import FakeLambdaContext
     from recycler.aws import clients
-    from recycler.hosts import plain as invocation
+    from recycler.hosts import plain
     from recycler.run.ports import HANDOFF_ENV
 
     # GIVEN 24 tasks, half started 30 minutes ago, half three hours ago, and a plain run that did 11
@@ -588,8 +589,8 @@ def test_a_hand_off_keeps_the_chains_cut_off_into_the_durable_execution(
         clients, "create_client", lambda s, name: alias if name == "lambda" else real_create_client(s, name)
     )
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, **_carry_on(first)}
-    plain = invocation.build_handler(clock=bed.clock, config=parse_config({}))
-    handed = plain(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    handler = plain.build_handler(clock=bed.clock, config=parse_config({}))
+    handed = handler(event, FakeLambdaContext(bed.clock, 900, "req-9"))
     assert handed["status"] == "handed_off"
     (invoke,) = invokes
     payload = json.loads(invoke["Payload"])

@@ -20,8 +20,7 @@ from support.invariants import MUTATING
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
 from recycler.aws.gateway import ServiceGateway
-from recycler.hosts import cli, control
-from recycler.hosts import plain as invocation
+from recycler.hosts import cli, control, plain
 from recycler.hosts.config import parse_config
 from recycler.model.errors import ConfigError
 from recycler.model.request import parse_event
@@ -29,9 +28,9 @@ from recycler.model.settings import RecycleSettings
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest
 
 
-def plain(bed: Bed) -> Any:
+def plain_handler(bed: Bed) -> Any:
     """The plain handler on the bed's virtual clock, with an input.json of defaults."""
-    return invocation.build_handler(clock=bed.clock, config=parse_config({}))
+    return plain.build_handler(clock=bed.clock, config=parse_config({}))
 
 
 def _cancel_tag(bed: Bed) -> str | None:
@@ -194,17 +193,17 @@ def _no_lock() -> Any:
 
 
 def test_an_alarm_watch_that_cannot_fit_the_invocation_is_not_started(bed: Bed) -> None:
-    # GIVEN a 900 s invocation, two tasks, and a one-hour alarm watch
+    # GIVEN a 900 s plain, two tasks, and a one-hour alarm watch
     bed.add_service(tasks=2, target=(1, 4))
     alarm = bed.add_alarm("web-5xx")
     settings = RecycleSettings(alarm_watch_seconds=3_600)
     plan = bed.run(alarm_names=[alarm], dry_run=True, settings=settings).plan
-    plain = bed.run(alarm_names=[alarm], dry_run=True).plan
-    assert plan and plain and plan["estimated_seconds"] == plain["estimated_seconds"] + 3_600
+    unwatched = bed.run(alarm_names=[alarm], dry_run=True).plan
+    assert plan and unwatched and plan["estimated_seconds"] == unwatched["estimated_seconds"] + 3_600
 
     report = bed.run(alarm_names=[alarm], settings=settings)
 
-    # THEN the run stopped before the batch the watch would follow, inside the invocation, restored,
+    # THEN the run stopped before the batch the watch would follow, inside the plain, restored,
     # and says how to carry on
     assert report.status == "incomplete" and "carry on with the event" in (report.error or "")
     assert (report.duration_seconds or 0) < 900
@@ -260,7 +259,7 @@ def test_a_cancel_mid_run_stops_gracefully_and_restores(bed: Bed) -> None:
     # GIVEN a running recycle, and an operator who cancels it 100 s in
     bed.add_service(tasks=5, target=(2, 10))
     stopped_at = bed.record_stop_times()
-    asked: list[dict[str, Any]] = []
+    asked: list[control.CancelAnswer] = []
     bed.sim.at(
         100,
         "operator cancels",
@@ -391,7 +390,7 @@ def test_an_unreadable_cancel_tag_already_there_at_the_start_is_stale(bed: Bed) 
 def test_status_while_running_and_when_idle(bed: Bed) -> None:
     # GIVEN a recycle of four tasks, asked for its status midway
     bed.add_service(tasks=4, target=(1, 8))
-    seen: list[dict[str, Any]] = []
+    seen: list[control.StatusAnswer] = []
     bed.sim.at(150, "status", lambda: seen.append(control.status(_reads(bed), bed.store, bed.clock).to_dict()))
 
     report = bed.run(wait_time=10)
@@ -423,9 +422,9 @@ def test_status_and_cancel_through_the_handler_change_nothing_but_the_tag(
     bed.add_service(tasks=2, target=(1, 4))
     context = FakeLambdaContext(bed.clock)
     before = bed.service_state()
-    status = plain(bed)(load_event("status.json"), context)
+    status = plain_handler(bed)(load_event("status.json"), context)
     assert status["state"] == "idle" and status["action"] == "status"
-    cancel = plain(bed)(load_event("cancel.json"), context)
+    cancel = plain_handler(bed)(load_event("cancel.json"), context)
     assert cancel["state"] == "idle"
     # The handler builds its own clients: what counts is what reached the simulated backend.
     _assert_nothing_changed(bed, before)
@@ -452,7 +451,7 @@ def test_the_handler_returns_a_cancelled_run_and_does_not_raise(entry_points: Be
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 10}
 
     # WHEN the handler runs, THEN it returns (a raise would fail the test here): the operator asked for this
-    result = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    result = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-9"))
 
     assert result["status"] == "cancelled" and result["error_type"] == "RecycleCancelled"
     assert "ops@pager" in result["error"]
@@ -508,7 +507,7 @@ def test_a_cancel_names_the_whole_requester_in_status_and_in_the_error(
 
         def ask(action: str) -> dict[str, Any]:
             event = {"cluster_name": CLUSTER, "service_name": SERVICE, "action": action}
-            return plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-cancel"))
+            return plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-cancel"))
 
     seen: dict[str, dict[str, Any]] = {}
     bed.sim.at(100, "operator cancels", lambda: seen.setdefault("cancel", ask("cancel")))

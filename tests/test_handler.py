@@ -22,7 +22,7 @@ from dev import simulator
 from dev.simulator import Behaviour, FakeLambdaContext
 from recycler.aws import clients
 from recycler.aws import session as aws_session
-from recycler.hosts import plain as invocation
+from recycler.hosts import plain
 from recycler.hosts.config import AppConfig, parse_config
 from recycler.model.settings import AwsCredentials
 from recycler.observability import logs
@@ -42,7 +42,7 @@ def handler_env(bed: Bed) -> Bed:
 def handler(bed: Bed, config: AppConfig = HANDLER_CONFIG) -> Callable[[Any, Any], dict[str, Any]]:
     """lambda_function.lambda_handler with its own session and clients, on the bed's virtual clock and this
     input.json."""
-    return invocation.build_handler(clock=bed.clock, config=config)
+    return plain.build_handler(clock=bed.clock, config=config)
 
 
 def test_handler_returns_the_report(handler_env: Bed, captured_logs: io.StringIO) -> None:
@@ -87,7 +87,7 @@ def test_failure_is_raised_after_restore_and_notification(handler_env: Bed) -> N
     config = parse_config({"recycle": {"replacement_timeout_seconds": 60}})
 
     # WHEN the handler runs, THEN it raises, and the message says what was done and restored
-    with pytest.raises(invocation.RecycleNotCompleted) as caught:
+    with pytest.raises(plain.RecycleNotCompleted) as caught:
         handler(bed, config)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
     message = str(caught.value)
     assert "FAILED" in message and "service restored" in message and "desiredCount 4 -> 3" in message
@@ -111,7 +111,7 @@ def test_a_cluster_not_found_through_the_handler_names_the_region_and_account(ha
 def test_incomplete_run_names_the_durable_function(handler_env: Bed) -> None:
     bed = handler_env
     bed.add_service(tasks=8)
-    with pytest.raises(invocation.RecycleNotCompleted) as caught:
+    with pytest.raises(plain.RecycleNotCompleted) as caught:
         handler(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock, 300))
     assert caught.value.report["status"] == "incomplete"
     assert "durable" in str(caught.value)
@@ -134,7 +134,7 @@ def test_no_secret_reaches_logs_or_report(
         }
     )
     # Even a careless log line would be masked, once input.json is loaded (get_config registers its secrets).
-    invocation.register_secrets(config)
+    plain.register_secrets(config)
     import logging
 
     logging.getLogger("careless").warning("key was %s", SECRET_KEY)
@@ -336,7 +336,7 @@ def test_a_token_quoted_by_an_aws_error_reaches_no_report_log_email_or_exception
         config = dataclasses.replace(config, aws=aws)
 
         # WHEN the handler runs
-        with pytest.raises(invocation.RecycleNotCompleted) as caught:
+        with pytest.raises(plain.RecycleNotCompleted) as caught:
             handler(bed, config)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
 
     # THEN the run failed on exactly that error, with the token masked in it

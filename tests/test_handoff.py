@@ -10,14 +10,14 @@ from support.bed import CLUSTER, SERVICE, Bed, load_event
 from support.handoff import FakeDurableAlias
 
 from dev.simulator import FakeLambdaContext
-from recycler.hosts import plain as invocation
+from recycler.hosts import plain
 from recycler.hosts.config import parse_config
 from recycler.model.request import utc_text
 
 
-def plain(bed: Bed) -> Any:
+def plain_handler(bed: Bed) -> Any:
     """The plain handler on the bed's virtual clock, with an input.json of defaults."""
-    return invocation.build_handler(clock=bed.clock, config=parse_config({}))
+    return plain.build_handler(clock=bed.clock, config=parse_config({}))
 
 
 def _assert_nothing_changed(bed: Bed, before: dict[str, Any]) -> None:
@@ -36,7 +36,7 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
     before = bed.service_state()
     started = bed.clock.now()
 
-    result = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-7"))
+    result = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-7"))
 
     # THEN exactly one asynchronous invoke of the alias, under a deterministic name, and nothing else changed:
     # no mutating ECS, Application Auto Scaling or DynamoDB call reached the backend (through the handler's own
@@ -50,7 +50,7 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
     _assert_nothing_changed(bed, before)
     bed.assert_restored()
     # AND a retry of the same invocation would start no second execution: the name is the same
-    again = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-7"))
+    again = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-7"))
     assert [i["DurableExecutionName"] for i in durable_alias.invokes] == [invoke["DurableExecutionName"]] * 2
     assert again["handed_off"]["execution_name"] == invoke["DurableExecutionName"]
     _assert_nothing_changed(bed, before)
@@ -60,7 +60,7 @@ def test_a_plan_too_long_for_the_invocation_is_handed_to_the_durable_function(
 def test_a_plan_too_long_is_not_handed_off_while_an_alarm_refuses_it(
     bed: Bed, durable_alias: FakeDurableAlias, alarm: str
 ) -> None:
-    # GIVEN a plan too long for the invocation, gated by an alarm that is in ALARM or does not exist
+    # GIVEN a plan too long for the plain, gated by an alarm that is in ALARM or does not exist
     bed.add_service(tasks=40, target=(1, 50))
     if alarm == "firing":
         bed.add_alarm("web-5xx")
@@ -68,8 +68,8 @@ def test_a_plan_too_long_is_not_handed_off_while_an_alarm_refuses_it(
     before = bed.service_state()
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "alarm_names": ["web-5xx"]}
 
-    with pytest.raises(invocation.RecycleNotCompleted, match="web-5xx"):
-        plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-8"))
+    with pytest.raises(plain.RecycleNotCompleted, match="web-5xx"):
+        plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-8"))
 
     # THEN the refusal came before the hand-off: no durable execution started, nothing changed
     assert durable_alias.invokes == []
@@ -80,19 +80,19 @@ def test_a_plan_that_fits_is_not_handed_off_and_hand_off_false_does_what_fits(
     bed: Bed, durable_alias: FakeDurableAlias
 ) -> None:
     bed.add_service(tasks=2)
-    fits = plain(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+    fits = plain_handler(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
     assert fits["status"] == "succeeded" and durable_alias.invokes == []
 
     bed.add_service(tasks=30, service="api", target=(1, 40))
     event = {"cluster_name": CLUSTER, "service_name": "api", "hand_off": False}
-    with pytest.raises(invocation.RecycleNotCompleted, match="INCOMPLETE"):
-        plain(bed)(event, FakeLambdaContext(bed.clock))
+    with pytest.raises(plain.RecycleNotCompleted, match="INCOMPLETE"):
+        plain_handler(bed)(event, FakeLambdaContext(bed.clock))
     assert durable_alias.invokes == []
 
 
 def test_a_dry_run_says_whether_it_would_hand_off(bed: Bed, durable_alias: FakeDurableAlias) -> None:
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "dry_run": True}
-    plan = plain(bed)(event, FakeLambdaContext(bed.clock))["plan"]
+    plan = plain_handler(bed)(event, FakeLambdaContext(bed.clock))["plan"]
     assert plan["hand_off"]["would_hand_off"] is True and plan["hand_off"]["estimated_seconds"] > 900
     assert durable_alias.invokes == []

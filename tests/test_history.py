@@ -67,7 +67,7 @@ def test_a_running_status_gives_percent_complete_tasks_to_go_and_heartbeat_age(b
 def test_status_during_a_live_run_counts_what_the_lock_says(bed: Bed) -> None:
     # GIVEN a 4-task recycle, asked for its status every 60 s while it runs
     bed.add_service(tasks=4, target=(2, 8))
-    seen: list[dict[str, Any]] = []
+    seen: list[control.StatusAnswer] = []
     for at in range(60, 900, 60):
         bed.sim.at(
             at, f"status at {at}", lambda: seen.append(control.status(_reads(bed), bed.store, bed.clock).to_dict())
@@ -118,7 +118,7 @@ def test_an_idle_status_after_a_failed_run_gives_the_last_run(bed: Bed) -> None:
     last = status["last_run"]
     assert last["owner"] == "run-failed" and last["requested_by"] == "run-failed"
     assert last["status"] == "failed" and last["error_type"] == "ReplacementFailed"
-    assert "CannotPullContainerError" in last["error"]
+    assert "CannotPullContainerError" in str(last["error"])
     assert last["recycled"] == len(report.tasks_recycled) and last["total"] == 4
     assert last["started_at"] == report.started_at
     assert last["started_at"] <= last["ended_at"]

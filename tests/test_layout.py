@@ -163,7 +163,11 @@ def test_the_durable_sdk_is_imported_by_the_durable_runtime_only() -> None:
         for name, path in _runtime_modules().items()
         if "aws_durable_execution_sdk_python" in path.read_text(encoding="utf-8")
     }
-    assert importers == {"recycler.hosts.durable"}
+    # The durable host, and how it writes its checkpoints, which only it imports: the plain function never loads it.
+    assert importers == {"recycler.hosts.durable", "recycler.hosts.checkpoints"}
+    assert {name for name, imported in _graph().items() if "recycler.hosts.checkpoints" in imported} == {
+        "recycler.hosts.durable"
+    }
 
 
 # A reach into one of these clients: a call, `ecs.stop_task(`, or a method handed on, `reads.call(reads.ecs.x, ...)`.
@@ -260,6 +264,7 @@ def test_each_shared_helper_and_constant_is_defined_once() -> None:
 MAX_INIT_PARAMETERS = 6
 # Pure data records: many fields, and nothing to do but carry them (a report, a request, a lock item...).
 DATA_RECORDS = {
+    "recycler.hosts.control": {"LockView"},
     "recycler.hosts.environment": {"Environment"},
     "recycler.lock.history": {"RunEntry"},
     "recycler.lock.record": {"Snapshot", "LockRecord"},

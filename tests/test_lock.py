@@ -22,20 +22,19 @@ import lambda_function
 from dev.simulator import REGION, FakeLambdaContext
 from recycler.aws import clients
 from recycler.aws.gateway import ServiceGateway
-from recycler.hosts import cli, control
-from recycler.hosts import plain as invocation
+from recycler.hosts import cli, control, plain
 from recycler.hosts.config import parse_config
 from recycler.lock.record import LockRecord, Phase, Progress, Snapshot
 from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import AwsCallFailed, LockCorrupt, LockHeld, LockLost, RecycleError
-from recycler.model.report import RecycleReport
+from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import parse_event
 from recycler.run.preflight import LEGACY_LOCK_TAG_KEY
 
 
-def plain(bed: Bed) -> Any:
+def plain_handler(bed: Bed) -> Any:
     """The plain handler on the bed's virtual clock, with an input.json of defaults."""
-    return invocation.build_handler(clock=bed.clock, config=parse_config({}))
+    return plain.build_handler(clock=bed.clock, config=parse_config({}))
 
 
 OFFSETS = [step / 2 for step in range(11)]  # the second run starts 0, 0.5, ... 5 s after the first
@@ -111,8 +110,8 @@ def test_two_cli_runs_started_together_exactly_one_proceeds(
 def test_a_second_cli_run_while_the_first_is_live_is_refused_not_repaired(bed: Bed) -> None:
     # GIVEN a CLI run (no deadline: lock renewed after every task) that is midway
     bed.add_service(tasks=3, target=(2, 6))
-    first, _ = bed.engine(owner=invocation.new_owner_id("cli"), timeout=None, lock_ttl=900)
-    second, _ = bed.engine(owner=invocation.new_owner_id("cli"), timeout=None, lock_ttl=900)
+    first, _ = bed.engine(owner=plain.new_owner_id("cli"), timeout=None, lock_ttl=900)
+    second, _ = bed.engine(owner=plain.new_owner_id("cli"), timeout=None, lock_ttl=900)
     request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
     later: list[RecycleReport] = []
     for at in (30, 60, 100):
@@ -139,7 +138,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
     # GIVEN a service, the plain engine, and the durable function under the SDK's test runner
     bed.add_service(tasks=3, target=(1, 3))
     request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
-    plain, _ = bed.engine(owner="req-plain")
+    plain_engine, _ = bed.engine(owner="req-plain")
     config = parse_config({"recycle": {"poll_interval_seconds": 5}})
     handler = durable.build_handler(clock=bed.clock, session=bed.session, config=config)
     payload = json.dumps({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 5})
@@ -151,7 +150,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
         reports: list[dict[str, Any]] = []
         real_notify = durable.notify
 
-        def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> NotificationResult:
             reports.append(report)
             return real_notify(report, *args, **kwargs)
 
@@ -180,7 +179,7 @@ def test_a_plain_run_and_a_durable_run_started_together_exactly_one_proceeds(
             return reports[0]
 
         inter.add("durable", run_durable, start_after=0.0 if durable_first else offset)
-        inter.add("plain", lambda: plain.run(request), start_after=offset if durable_first else 0.0)
+        inter.add("plain", lambda: plain_engine.run(request), start_after=offset if durable_first else 0.0)
         done = inter.run()
 
     # THEN exactly one proceeded (the durable one fails after its report, which says LockHeld)
@@ -516,7 +515,7 @@ def test_a_lock_expiring_in_year_19391_is_corrupt_for_status_and_for_a_run(
 
     # WHEN an operator asks for the status, THEN it is LockCorrupt naming expires_at, not a raw ValueError
     with pytest.raises(LockCorrupt, match=r"\(expires_at "):
-        plain(bed)(_status_event(), FakeLambdaContext(bed.clock))
+        plain_handler(bed)(_status_event(), FakeLambdaContext(bed.clock))
 
     # WHEN a run starts, THEN it fails LockCorrupt naming expires_at, and the service is as it was
     report = bed.run(wait_time=0)
@@ -584,12 +583,14 @@ def test_a_repair_that_would_take_running_tasks_to_desired_0_keeps_one(bed: Bed)
     assert bed.sim.service(CLUSTER, SERVICE).running_count >= 1
 
     # WHEN the next run starts (a dry run first, then the real one)
-    plan = bed.run(wait_time=0, dry_run=True).plan or {}
+    plan = bed.run(wait_time=0, dry_run=True).plan
+    assert plan is not None
     report = bed.run(wait_time=0)
 
     # THEN the plan shows the repair keeping one task, and the repair does: desired stays 1, the operator's
     # change is reported, the dead run's lock is released, and the recycle itself goes on from there
     repair = plan["stale_lock_to_repair"]
+    assert repair is not None, plan
     assert repair["desired_count"] is None and "never takes a running service to 0" in str(repair), repair
     assert bed.desired() == 1, (report.status, report.error, report.restore_actions)
     assert any("never takes a running service to 0" in change for change in report.external_changes)
@@ -662,7 +663,7 @@ def test_status_on_a_lock_table_that_does_not_exist_names_it(bed: Bed, monkeypat
     bed.add_service(tasks=2)
     monkeypatch.setenv("LOCK_TABLE_NAME", MISSING_TABLE)
     with pytest.raises(RecycleError) as caught:
-        plain(bed)(_status_event(), FakeLambdaContext(bed.clock))
+        plain_handler(bed)(_status_event(), FakeLambdaContext(bed.clock))
     _assert_names_the_missing_table(str(caught.value))
 
 

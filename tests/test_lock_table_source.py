@@ -17,7 +17,7 @@ from support.bed import CLUSTER, SERVICE, Bed
 import lambda_function
 from dev import simulator
 from dev.simulator import FakeLambdaContext
-from recycler.hosts import plain as invocation
+from recycler.hosts import plain
 from recycler.hosts.config import parse_config
 from recycler.lock.record import LOCK_TABLE_ENV, Phase
 from recycler.lock.store import DynamoLockStore
@@ -37,7 +37,7 @@ def no_table_env(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Bed:
 
 def handler(bed: Bed) -> Any:
     """The plain handler on the bed's virtual clock."""
-    return invocation.build_handler(clock=bed.clock, config=parse_config({"recycle": {"poll_interval_seconds": 5}}))
+    return plain.build_handler(clock=bed.clock, config=parse_config({"recycle": {"poll_interval_seconds": 5}}))
 
 
 def _assert_nothing_changed(bed: Bed, before: dict[str, Any]) -> None:

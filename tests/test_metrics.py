@@ -11,14 +11,14 @@ import pytest
 from support.bed import CLUSTER, SERVICE, Bed, load_event
 
 from dev.simulator import FakeLambdaContext
-from recycler.hosts import plain as invocation
+from recycler.hosts import plain
 from recycler.hosts.config import parse_config
 from recycler.observability import metrics
 
 
-def plain(bed: Bed) -> Any:
+def plain_handler(bed: Bed) -> Any:
     """The plain handler on the bed's virtual clock, with an input.json of defaults."""
-    return invocation.build_handler(clock=bed.clock, config=parse_config({}))
+    return plain.build_handler(clock=bed.clock, config=parse_config({}))
 
 
 def test_a_run_publishes_its_metrics_as_emf_lines(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,7 +27,7 @@ def test_a_run_publishes_its_metrics_as_emf_lines(bed: Bed, monkeypatch: pytest.
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "ecs-task-recycle")
     out = io.StringIO()
     with redirect_stdout(out):
-        report = plain(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
+        report = plain_handler(bed)(load_event("recycle.json"), FakeLambdaContext(bed.clock))
 
     # THEN stdout carries EMF: the namespace, Cluster and Service, the outcome and the timings
     (line,) = [json.loads(text) for text in out.getvalue().splitlines() if text.startswith("{")]

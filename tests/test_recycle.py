@@ -288,7 +288,8 @@ def test_dry_run_returns_a_plan_and_mutates_nothing(bed: Bed) -> None:
     assert report.status == "dry_run"
     assert report.plan is not None
     assert sorted(report.plan["tasks_to_stop"]) == bed.snapshots[SERVICE]["tasks"]
-    assert report.plan["surge"]["raise_max_capacity"] is True
+    surge = report.plan["surge"]
+    assert surge is not None and surge["raise_max_capacity"] is True
     assert report.plan["estimated_seconds"] > 0
     assert not MUTATING & set(bed.calls)
     bed.assert_restored()

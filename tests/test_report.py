@@ -16,7 +16,7 @@ from support.handoff import FakeDurableAlias
 
 import lambda_function
 from dev.simulator import Behaviour, FakeLambdaContext
-from recycler.hosts import plain as invocation
+from recycler.hosts import plain
 from recycler.hosts.config import load_config, parse_config
 from recycler.hosts.environment import Environment
 from recycler.lock.record import LockRecord, Phase, Progress, Snapshot
@@ -43,13 +43,13 @@ def handler(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         mailed.append(dict(report))
         return {"status": "sent", "detail": "recorded", "recipients": 1}
 
-    monkeypatch.setattr(invocation, "notify", record)
+    monkeypatch.setattr(plain, "notify", record)
     return mailed
 
 
-def plain(bed: Bed) -> Any:
+def plain_handler(bed: Bed) -> Any:
     """The plain handler on the bed's clock, with an input.json of defaults."""
-    return invocation.build_handler(clock=bed.clock, config=parse_config({}))
+    return plain.build_handler(clock=bed.clock, config=parse_config({}))
 
 
 def _subject_and_text(report: dict[str, Any]) -> tuple[str, str]:
@@ -124,8 +124,8 @@ def test_a_run_refused_by_the_lock_reads_as_refused_with_the_holder_and_its_snap
 
     # WHEN a second run starts through the plain handler
     out = io.StringIO()
-    with redirect_stdout(out), pytest.raises(invocation.RecycleNotCompleted) as raised:
-        plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-2"))
+    with redirect_stdout(out), pytest.raises(plain.RecycleNotCompleted) as raised:
+        plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-2"))
 
     # THEN it still raises (a scheduler sees it), as REFUSED, counting the holder's 4 tasks, not the live 5
     message = str(raised.value)
@@ -188,7 +188,7 @@ def test_a_service_with_no_task_to_recycle_says_there_was_nothing_to_recycle(
     bed.add_service(tasks=0, target=(0, 4))
 
     # WHEN it is recycled through the handler
-    result = plain(bed)({"cluster_name": CLUSTER, "service_name": SERVICE}, FakeLambdaContext(bed.clock))
+    result = plain_handler(bed)({"cluster_name": CLUSTER, "service_name": SERVICE}, FakeLambdaContext(bed.clock))
 
     # THEN it succeeded, and the email says there was nothing to recycle, not that every task was replaced
     assert result["status"] == "succeeded" and result["task_total"] == 0
@@ -205,7 +205,7 @@ def test_tasks_all_too_young_say_there_was_nothing_to_recycle_and_why(bed: Bed, 
         bed.sim.set_started(task, bed.clock.now() - 600)
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "min_task_age_seconds": 3600}
 
-    result = plain(bed)(event, FakeLambdaContext(bed.clock))
+    result = plain_handler(bed)(event, FakeLambdaContext(bed.clock))
 
     # THEN the email says nothing needed recycling, and why: both are younger than min_task_age_seconds
     assert result["status"] == "succeeded" and len(result["tasks_skipped"]) == 2
@@ -262,7 +262,7 @@ def test_the_incomplete_message_gives_the_count_once(bed: Bed) -> None:
     report = engine.run(parse_event({"cluster_name": CLUSTER, "service_name": SERVICE}))
 
     # THEN the message says "N of 6 tasks recycled" once, and still the event that carries on
-    message = invocation.summarise(report.to_dict())
+    message = plain.summarise(report.to_dict())
     assert report.status == "incomplete", report.error
     assert message.count("of 6 tasks") == 1, message
     assert "carry on with the event" in message
@@ -284,11 +284,11 @@ def test_a_retried_hand_off_whose_execution_already_started_reports_handed_off(
     # GIVEN 40 tasks, too many for one invocation: the first attempt hands the run off
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
-    first = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    first = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-9"))
     assert first["status"] == "handed_off"
 
     # WHEN Lambda retries the same invocation (same request id), and the durable client says the execution exists
-    again = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-9"))
+    again = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-9"))
 
     # THEN the retry reports handed_off, naming the execution, already started; not FAILED "0 of 40"
     assert again["status"] == "handed_off", again.get("error")
@@ -303,13 +303,13 @@ def test_a_retried_hand_off_whose_execution_holds_the_lock_reports_handed_off(
     # GIVEN a hand-off whose durable execution has started and taken the service's lock
     bed.add_service(tasks=40, target=(1, 50))
     event = {"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30}
-    first = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-10"))
+    first = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-10"))
     name = first["handed_off"]["execution_name"]
     holder = _live_surged_lock(bed, f"durable:0123456789abcdef:{name}", desired=40)
     bed.plant_lock(holder)
 
     # WHEN the same invocation is retried
-    again = plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-10"))
+    again = plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-10"))
 
     # THEN it is the same hand-off, already under way: not a refusal, and the lock is untouched
     assert again["status"] == "handed_off", again.get("error")
@@ -328,7 +328,7 @@ def test_a_bad_event_is_mailed_as_refused_when_the_notification_settings_load(
 
     # WHEN the handler gets it
     with pytest.raises(ConfigError, match="wait_time"):
-        plain(bed)(event, FakeLambdaContext(bed.clock, 900, "req-bad"))
+        plain_handler(bed)(event, FakeLambdaContext(bed.clock, 900, "req-bad"))
 
     # THEN it still raises, and, since nobody watches a schedule, the refusal is mailed, marked REFUSED,
     # naming the service and the field
@@ -353,7 +353,7 @@ def test_a_bad_event_is_not_mailed_when_the_notification_settings_do_not_load(
 
     # THEN the event's own error is raised, and nothing is mailed
     with pytest.raises(ConfigError, match="service_name"):
-        invocation.build_handler(clock=bed.clock, environment=environment)(event, FakeLambdaContext(bed.clock))
+        plain.build_handler(clock=bed.clock, environment=environment)(event, FakeLambdaContext(bed.clock))
     assert handler == []
 
 

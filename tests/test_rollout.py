@@ -338,7 +338,8 @@ def test_the_dry_run_plan_counts_batches_and_what_is_left_alone(bed: Bed) -> Non
     plan = report.plan
     assert plan["batches"] == 2 and plan["batch_size"] == 3 and len(plan["tasks_to_stop"]) == 6
     assert plan["left_alone"]["beyond_max_tasks"] == 1
-    assert plan["surge"]["desired_count"] == "7 -> 10" and plan["surge"]["raise_max_capacity"] is True
+    surge = plan["surge"]
+    assert surge is not None and surge["desired_count"] == "7 -> 10" and surge["raise_max_capacity"] is True
     # (each batch and the surge: the service's tasks started in 40 s, plus a 5 s poll; then wait_time)
     assert plan["estimated_seconds"] == (2 + 1) * (40 + 5) + 2 * 30
     # The task list is in the plan only, not again in tasks_remaining.

@@ -22,7 +22,7 @@ from support.bed import CLUSTER, SERVICE, load_event
 
 from dev.simulator import LOCK_TABLE, EcsSimulator, FakeLambdaContext, VirtualClock, create_lock_table, register_target
 from recycler.aws import session as aws_session
-from recycler.hosts import plain as invocation
+from recycler.hosts import plain
 from recycler.hosts.config import parse_config
 from recycler.lock.record import Phase
 from recycler.lock.store import DynamoLockStore, lock_key
@@ -64,7 +64,7 @@ def test_handler_recycles_over_http(
     register_target(session.client("application-autoscaling"), CLUSTER, SERVICE, 1, 3)
     monkeypatch.setenv("LOCK_TABLE_NAME", create_lock_table(session))
     before = sim.scalable_target(CLUSTER, SERVICE)
-    handler = invocation.build_handler(clock=clock, config=parse_config({}))
+    handler = plain.build_handler(clock=clock, config=parse_config({}))
 
     result = handler(load_event("recycle.json"), FakeLambdaContext(clock))
 

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 # The account's default bus: the template allows events:PutEvents on it only.
 DEFAULT_BUS = "default"
+
+
+class EventEntry(TypedDict):
+    """One PutEvents entry as the API takes it."""
+
+    Source: str
+    DetailType: str
+    Detail: str
+    EventBusName: str
+    Resources: NotRequired[list[str]]
 
 
 @dataclass(frozen=True)
@@ -25,8 +35,8 @@ class BusEvent:
     detail: str
     resources: tuple[str, ...] = ()
 
-    def entry(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
+    def entry(self) -> EventEntry:
+        entry: EventEntry = {
             "Source": self.source,
             "DetailType": self.detail_type,
             "Detail": self.detail,

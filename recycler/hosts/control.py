@@ -19,11 +19,11 @@ lock table. None touches desired count or the scalable target.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
 
 from recycler.aws.gateway import ServiceGateway
-from recycler.lock.history import HISTORY_LIMIT, RunEntry, RunHistory
+from recycler.lock.history import HISTORY_LIMIT, RunEntry, RunEntryJson, RunHistory
 from recycler.lock.record import LATEST_TIME, LockRecord
 from recycler.lock.store import DynamoLockStore, lock_key
 from recycler.model.errors import RecycleError
@@ -51,6 +51,8 @@ class LockView:
     lock_expires_at: str
     # While a run holds the lock (or died holding it): how far it has got, and how recently it wrote.
     pace: Pace | None = None
+    # The run's run_key, when it was started with one: a follower of a second start recognises its run by it.
+    run_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,48 @@ class Pace:
         return cls(percent, progress.total - done, max(int(now - last_write), 0), eta)
 
 
+class StatusAnswer(TypedDict):
+    """``action: status`` as the handler returns it; the lock's fields only when there is a lock."""
+
+    action: Literal["status"]
+    state: str
+    cluster: str
+    service: str
+    cancel_requested: NotRequired[str]
+    last_run: NotRequired[RunEntryJson]
+    owner: NotRequired[str]
+    phase: NotRequired[str]
+    started_at: NotRequired[str]
+    progress: NotRequired[dict[str, int]]
+    lock_expires_at: NotRequired[str]
+    run_key: NotRequired[str]
+    percent_complete: NotRequired[int]
+    tasks_to_go: NotRequired[int]
+    heartbeat_age_seconds: NotRequired[int]
+    eta: NotRequired[str | None]
+    note: NotRequired[str]
+
+
+class CancelAnswer(TypedDict):
+    """``action: cancel`` as the handler returns it."""
+
+    action: Literal["cancel"]
+    cluster: str
+    service: str
+    state: str
+    owner: NotRequired[str]
+    result: str
+
+
+class HistoryAnswer(TypedDict):
+    """``action: history`` as the handler returns it: each run as ``last_run`` shows it."""
+
+    action: Literal["history"]
+    cluster: str
+    service: str
+    runs: list[RunEntryJson]
+
+
 @dataclass(frozen=True)
 class StatusResult:
     """``action: status``: whether a recycle runs, and what its lock says."""
@@ -88,8 +132,8 @@ class StatusResult:
     # Only while idle: the last run the history has (None: none it has, or the history could not be read).
     last_run: RunEntry | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
+    def to_dict(self) -> StatusAnswer:
+        data: StatusAnswer = {
             "action": "status",
             "state": self.state,
             "cluster": self.cluster,
@@ -101,13 +145,17 @@ class StatusResult:
             data["last_run"] = self.last_run.to_dict()
         if self.lock is None:
             return data
-        view = asdict(self.lock)
-        pace = view.pop("pace") or {}
-        eta = pace.pop("eta", None)
-        data.update(view)
-        data.update(pace)
+        lock = self.lock
+        data["owner"], data["phase"], data["started_at"] = lock.owner, lock.phase, lock.started_at
+        data["progress"], data["lock_expires_at"] = lock.progress, lock.lock_expires_at
+        if lock.run_key is not None:
+            data["run_key"] = lock.run_key
+        pace = lock.pace
+        if pace is not None:
+            data["percent_complete"], data["tasks_to_go"] = pace.percent_complete, pace.tasks_to_go
+            data["heartbeat_age_seconds"] = pace.heartbeat_age_seconds
         if self.state == "running":
-            data["eta"] = eta
+            data["eta"] = pace.eta if pace is not None else None
         elif self.state == "stale":
             data["note"] = STALE_NOTE
         return data
@@ -121,7 +169,7 @@ class HistoryResult:
     service: str
     runs: tuple[RunEntry, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> HistoryAnswer:
         return {
             "action": "history",
             "cluster": self.cluster,
@@ -140,28 +188,39 @@ class CancelResult:
     result: str
     owner: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"action": "cancel", "cluster": self.cluster, "service": self.service}
-        data["state"] = self.state
-        if self.owner is not None:
-            data["owner"] = self.owner
-        data["result"] = self.result
-        return data
+    def to_dict(self) -> CancelAnswer:
+        if self.owner is None:
+            # The same keys in the same order, without the owner.
+            return {
+                "action": "cancel",
+                "cluster": self.cluster,
+                "service": self.service,
+                "state": self.state,
+                "result": self.result,
+            }
+        return {
+            "action": "cancel",
+            "cluster": self.cluster,
+            "service": self.service,
+            "state": self.state,
+            "owner": self.owner,
+            "result": self.result,
+        }
 
 
-def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> StatusResult:
-    service, lock = _service_and_lock(reads, store)
+def status(gateway: ServiceGateway, store: DynamoLockStore, clock: Clock) -> StatusResult:
+    service, lock = _service_and_lock(gateway, store)
     now = clock.now()
     state = "idle" if lock is None or not (lock.is_live(now) or lock.is_stale(now)) else _state(lock, now)
     cancel = cancel_tag(service)
     result = StatusResult(
         state,
-        reads.request.cluster_name,
-        reads.request.service_name,
+        gateway.request.cluster_name,
+        gateway.request.service_name,
         cancel_requested=cancel.describe() if cancel is not None else None,
     )
     if state == "idle":
-        result = replace(result, last_run=_last_run(store, _key(reads, service)))
+        result = replace(result, last_run=_last_run(store, _key(gateway, service)))
     if lock is None:
         return result
     progress = lock.progress
@@ -177,22 +236,22 @@ def status(reads: ServiceGateway, store: DynamoLockStore, clock: Clock) -> Statu
     return replace(result, lock=replace(view, pace=Pace.of(lock, now, running=state == "running")))
 
 
-def history(reads: ServiceGateway, store: DynamoLockStore) -> HistoryResult:
-    service, _ = _service_and_lock(reads, store)
-    runs = RunHistory(store.dynamodb, store.table_name).latest(_key(reads, service), HISTORY_LIMIT)
-    return HistoryResult(reads.request.cluster_name, reads.request.service_name, tuple(runs))
+def history(gateway: ServiceGateway, store: DynamoLockStore) -> HistoryResult:
+    service, _ = _service_and_lock(gateway, store)
+    runs = RunHistory(store.dynamodb, store.table_name).latest(_key(gateway, service), HISTORY_LIMIT)
+    return HistoryResult(gateway.request.cluster_name, gateway.request.service_name, tuple(runs))
 
 
-def cancel(reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str) -> CancelResult:
-    service, lock = _service_and_lock(reads, store)
+def cancel(gateway: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str) -> CancelResult:
+    service, lock = _service_and_lock(gateway, store)
     now = clock.now()
-    cluster, service_name = reads.request.cluster_name, reads.request.service_name
+    cluster, service_name = gateway.request.cluster_name, gateway.request.service_name
     if lock is None or not lock.is_live(now):
         return CancelResult(
             "idle", cluster, service_name, "no recycle in progress: nothing to cancel, and no tag written"
         )
     cancel_request = CancelRequest(requested_by, now, run=lock.owner)
-    reads.tag_service(service["serviceArn"], CANCEL_TAG_KEY, cancel_request.to_tag_value())
+    gateway.tag_service(service["serviceArn"], CANCEL_TAG_KEY, cancel_request.to_tag_value())
     return CancelResult(
         "running",
         cluster,
@@ -203,14 +262,14 @@ def cancel(reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requeste
     )
 
 
-def _service_and_lock(reads: ServiceGateway, store: DynamoLockStore) -> tuple[ServiceTypeDef, LockRecord | None]:
-    service = reads.describe_service(include_tags=True)
-    check_arn_matches(reads.request, service)
-    return service, store.read(_key(reads, service))
+def _service_and_lock(gateway: ServiceGateway, store: DynamoLockStore) -> tuple[ServiceTypeDef, LockRecord | None]:
+    service = gateway.describe_service(include_tags=True)
+    check_arn_matches(gateway.request, service)
+    return service, store.read(_key(gateway, service))
 
 
-def _key(reads: ServiceGateway, service: ServiceTypeDef) -> str:
-    return lock_key(str(service.get("clusterArn", "")), str(service.get("serviceName", reads.request.service_name)))
+def _key(gateway: ServiceGateway, service: ServiceTypeDef) -> str:
+    return lock_key(str(service.get("clusterArn", "")), str(service.get("serviceName", gateway.request.service_name)))
 
 
 def _last_run(store: DynamoLockStore, key: str) -> RunEntry | None:

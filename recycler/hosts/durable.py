@@ -22,12 +22,9 @@ This is the only module that imports the durable SDK.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import math
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -36,12 +33,12 @@ from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.config import Duration, StepConfig, StepSemantics
 from aws_durable_execution_sdk_python.exceptions import DurableExecutionsError, DurableOperationError
 from aws_durable_execution_sdk_python.retries import RetryPresets, RetryStrategyConfig, create_retry_strategy
-from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext
 from aws_durable_execution_sdk_python.types import DurableExecutionArn
 from aws_durable_execution_sdk_python.waits import WaitForConditionConfig, WaitForConditionDecision
 
 from recycler.aws.clients import Clients
 from recycler.aws.session import get_aws_session, resolve_region
+from recycler.hosts.checkpoints import SERDES, PollStateSerDes, S
 from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
 from recycler.hosts.pipeline import (
@@ -58,7 +55,7 @@ from recycler.hosts.pipeline import (
 )
 from recycler.model import errors
 from recycler.model.errors import AwsCallFailed, ConfigError
-from recycler.model.report import RecycleReport
+from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import TOOL_NAME, Clock, Runtime, SystemClock
 from recycler.notification.notifier import notify
@@ -71,11 +68,6 @@ from recycler.run.budget import (
     lock_ttl_seconds,
 )
 from recycler.run.ports import RunPolicy
-
-try:
-    import lzma as _lzma
-except ImportError:  # a Python built without liblzma: zlib then, whose window is too short for 5,000 tasks
-    _lzma = None  # type: ignore[assignment]
 
 __all__ = ["NOT_COMPLETED", "RecycleNotCompleted", "build_handler", "lambda_handler", "run_durable_recycle"]
 
@@ -95,45 +87,6 @@ STEP_RETRY = create_retry_strategy(
         retryable_error_types=[AwsCallFailed],
     )
 )
-
-# A checkpoint holds at most 256 KB. The pre-flight step's result lists every task ARN twice,
-# which passes that at about 1,400 tasks as plain JSON. Compressed (LZMA, whose window spans
-# both lists), 5,000 tasks, the most ECS runs in one service, take about 136 KB.
-COMPRESS_ABOVE_BYTES = 32 * 1024
-_LZMA, _ZLIB = "x:", "z:"
-
-
-class CompactJsonSerDes(SerDes[Any]):
-    """Step results and polling state as plain JSON, compressed when large.
-
-    The engine's step results are JSON by contract (dicts, lists, floats,
-    strings). Plain JSON is also what the execution history shows, except for
-    the few large results, which are compressed and base64-encoded behind an
-    "x:" (LZMA) or "z:" (zlib) prefix that no JSON text starts with.
-    """
-
-    def serialize(self, value: Any, serdes_context: SerDesContext) -> str:
-        text = json.dumps(value, separators=(",", ":"))
-        if len(text) <= COMPRESS_ABOVE_BYTES:
-            return text
-        if _lzma is not None:
-            return _LZMA + base64.b64encode(_lzma.compress(text.encode())).decode("ascii")
-        return _ZLIB + base64.b64encode(zlib.compress(text.encode(), 9)).decode("ascii")
-
-    def deserialize(self, data: str, serdes_context: SerDesContext) -> Any:
-        if data.startswith(_LZMA):
-            data = _lzma.decompress(base64.b64decode(data[len(_LZMA) :])).decode()
-        elif data.startswith(_ZLIB):
-            data = zlib.decompress(base64.b64decode(data[len(_ZLIB) :])).decode()
-        return json.loads(data)
-
-
-SERDES = CompactJsonSerDes()
-
-
-# --------------------------------------------------------------------------- #
-# The runtime: the engine's Runtime protocol on a DurableContext
-# --------------------------------------------------------------------------- #
 
 
 class DurableRuntime:
@@ -171,19 +124,19 @@ class DurableRuntime:
     def wait_until(
         self,
         name: str,
-        check: Callable[[dict[str, Any]], dict[str, Any]],
-        initial: dict[str, Any],
+        check: Callable[[S], S],
+        initial: S,
         poll_seconds: float,
-    ) -> dict[str, Any]:
+    ) -> S:
         delay = Duration.from_seconds(max(1, math.ceil(poll_seconds)))
 
-        def strategy(state: dict[str, Any], _attempt: int) -> WaitForConditionDecision:
-            if state.get("done"):
+        def strategy(state: S, _attempt: int) -> WaitForConditionDecision:
+            if state.done:
                 return WaitForConditionDecision.stop_polling()
             return WaitForConditionDecision.continue_waiting(delay)
 
-        config: WaitForConditionConfig[dict[str, Any]] = WaitForConditionConfig(
-            wait_strategy=strategy, initial_state=initial, serdes=SERDES
+        config: WaitForConditionConfig[S] = WaitForConditionConfig(
+            wait_strategy=strategy, initial_state=initial, serdes=PollStateSerDes(type(initial))
         )
         try:
             return self.context.wait_for_condition(lambda state, _: check(state), config, name=name)
@@ -225,10 +178,6 @@ def _execution_budget(context: DurableContext, clock: Clock, timeout: int) -> di
     deadline = started + timeout
     return {"started": started, "deadline": deadline, "remaining": deadline - clock.now()}
 
-
-# --------------------------------------------------------------------------- #
-# The host
-# --------------------------------------------------------------------------- #
 
 OUT_OF_TIME_HINT = (
     "start a new execution with that event (the lock and the expired-lock repair make that safe), "
@@ -302,7 +251,7 @@ class DurableHost:
         report.log_group = getattr(self.context.lambda_context, "log_group_name", None)
         report.log_stream = None
 
-    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> dict[str, Any]:
+    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> NotificationResult:
         return _notify_once(self.context, report.to_dict(), config, clients)
 
     def finish(self, report: RecycleReport, runtime: Runtime) -> dict[str, Any]:
@@ -348,7 +297,7 @@ def _mail_refused_event(event: Any, error: ConfigError, host: DurableHost, confi
 
 def _notify_once(
     context: DurableContext, report: Mapping[str, Any], config: AppConfig, clients: Clients
-) -> dict[str, Any]:
+) -> NotificationResult:
     """Send the report in one step that is never retried, so the email goes out at most once."""
     at_most_once = StepConfig(retry_strategy=RetryPresets.none(), step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY)
     try:
@@ -357,11 +306,8 @@ def _notify_once(
         )
     except DurableOperationError as e:
         # notify() never raises: this is an invocation that died while sending.
-        return {
-            "status": "failed",
-            "recipients": 0,
-            "detail": f"the notification step was interrupted and is not repeated: {e.message}",
-        }
+        detail = f"the notification step was interrupted and is not repeated: {e.message}"
+        return {"status": "failed", "recipients": 0, "detail": detail}
 
 
 def _owner_id(execution_arn: str) -> str:

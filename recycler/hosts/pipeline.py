@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -28,9 +28,9 @@ from recycler.hosts.environment import Environment
 from recycler.lock.record import LOCK_TABLE_ENV
 from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import ConfigError, RecycleError
-from recycler.model.report import RecycleReport
+from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest
-from recycler.model.runtime import TOOL_NAME, Clock, Runtime, iso_seconds
+from recycler.model.runtime import TOOL_NAME, Clock, NoResult, Runtime, iso_seconds
 from recycler.model.states import NOT_COMPLETED, Status
 from recycler.observability import logs, metrics
 from recycler.run.context import AwsClients, EngineSetup
@@ -117,7 +117,7 @@ class Host(Protocol):
         """Where the run's logs are, on the report."""
         ...
 
-    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> dict[str, Any]:
+    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> NotificationResult:
         """The notifier's answer (JSON: it goes into the report as it is)."""
         ...
 
@@ -137,10 +137,10 @@ def run(host: Host, request: RecycleRequest, config: AppConfig, env: Environment
         policy = host.policy(request, config, clients)
         if request.action != "recycle":
             assert store is not None  # lock_table_name refuses status, cancel and history without one
-            reads = ServiceGateway(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
+            gateway = ServiceGateway(clients.client("ecs"), None, None, request, sts=clients.quick_client("sts"))
             return dict(
                 policy.runtime.step(
-                    request.action, lambda: control_action(request, reads, store, host.clock, host.requested_by)
+                    request.action, lambda: control_action(request, gateway, store, host.clock, host.requested_by)
                 )
             )
         report = build_engine(host, policy, config, clients, store).run(request)
@@ -148,7 +148,7 @@ def run(host: Host, request: RecycleRequest, config: AppConfig, env: Environment
         # An AWS error can quote a credential (b'<token>\n'): mask before it is mailed, logged or returned.
         report = masked(report)
         # The restore has already happened; the notifier can no longer hurt the service.
-        notification: dict[str, Any] = logs.mask_data(host.notify(report, config, clients))
+        notification: NotificationResult = logs.mask_data(host.notify(report, config, clients))
         report.notification = notification
         policy.runtime.log(
             logging.INFO,
@@ -184,34 +184,40 @@ def build_engine(
     return Recycler(setup, policy.run)
 
 
-def published(report: RecycleReport) -> dict[str, Any]:
+def published(report: RecycleReport) -> NoResult:
     """The metrics step: its checkpointed result is empty."""
     metrics.publish(report.to_dict())
     return {}
 
 
 def control_action(
-    request: RecycleRequest, reads: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str
-) -> dict[str, Any]:
+    request: RecycleRequest, gateway: ServiceGateway, store: DynamoLockStore, clock: Clock, requested_by: str
+) -> control.StatusAnswer | control.CancelAnswer | control.HistoryAnswer:
     """status, history or cancel: read the lock table (and, to cancel, tag the service); never touch its capacity.
 
     As JSON: it is the step's checkpoint and the handler's return."""
     result: control.StatusResult | control.CancelResult | control.HistoryResult
     if request.action == "history":
-        result = control.history(reads, store)
+        result = control.history(gateway, store)
         logger.info(f"Task recycle history: {len(result.runs)} run(s)")
         return result.to_dict()
     if request.action == "status":
-        result = control.status(reads, store, clock)
+        result = control.status(gateway, store, clock)
         said = result.state
     else:
-        result = control.cancel(reads, store, clock, requested_by)
+        result = control.cancel(gateway, store, clock, requested_by)
         said = result.result
     logger.info(f"Task recycle {request.action}: {said}", extra={"state": result.state})
     return result.to_dict()
 
 
-def published_refusal(report: RecycleReport, config: AppConfig, session: Any, env: Environment) -> dict[str, Any]:
+class Published(TypedDict, total=False):
+    """A refusal's event step: why it was not put (None or absent: it was, or there was none to put)."""
+
+    failed: str | None
+
+
+def published_refusal(report: RecycleReport, config: AppConfig, session: Any, env: Environment) -> Published:
     """A bad event's refusal, on the bus as any other run's outcome; never raises (a step's result).
 
     In the function's own account, as every run's events are, also when role_arn reaches another one."""

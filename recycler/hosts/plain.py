@@ -36,7 +36,7 @@ from recycler.hosts.pipeline import (
     summarise,
 )
 from recycler.model.errors import ConfigError, RecycleError
-from recycler.model.report import RecycleReport
+from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import TOOL_NAME, Clock, LocalRuntime, Runtime, SystemClock
 from recycler.notification.notifier import notify
@@ -129,7 +129,7 @@ class PlainHost:
         for key in ("request_id", "log_group", "log_stream"):
             setattr(report, key, self.invocation.ids.get(key))
 
-    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> dict[str, Any]:
+    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> NotificationResult:
         return notify(report.to_dict(), config.notification, clients.session)
 
     def finish(self, report: RecycleReport, runtime: Runtime) -> dict[str, Any]:
@@ -217,7 +217,7 @@ def mail_refused_event(
         # The password may need no session (a literal one): notify says if it did.
         logger.warning(f"No AWS session for the refusal's email: {e}")
         session = None
-    notification: dict[str, Any] = logs.mask_data(notify(report.to_dict(), config.notification, session))
+    notification: NotificationResult = logs.mask_data(notify(report.to_dict(), config.notification, session))
     report.notification = notification
     published_refusal(report, config, None, env)
     logger.info("Refused event report", extra={"status": "refused", "notification": notification.get("status")})

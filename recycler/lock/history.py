@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -40,6 +40,20 @@ MAX_ERROR_CHARACTERS = 1_000
 
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
+
+
+class RunEntryJson(TypedDict):
+    """A run as status's last_run and history show it."""
+
+    owner: str
+    requested_by: str
+    started_at: str
+    ended_at: str
+    status: str
+    recycled: int
+    total: int | None
+    error: str | None
+    error_type: str | None
 
 
 @dataclass(frozen=True)
@@ -72,11 +86,13 @@ class RunEntry:
             error_type=report.error_type,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RunEntryJson:
         """As status and history show it: the times in ISO 8601 UTC."""
-        data = asdict(self)
-        data["started_at"], data["ended_at"] = iso_seconds(self.started_at), iso_seconds(self.ended_at)
-        return data
+        return {
+            **asdict(self),  # type: ignore[typeddict-item]
+            "started_at": iso_seconds(self.started_at),
+            "ended_at": iso_seconds(self.ended_at),
+        }
 
     def to_item(self, key: str) -> dict[str, Any]:
         return {

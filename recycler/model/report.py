@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from recycler.model.errors import LockHolderFacts
 from recycler.model.states import Status
@@ -19,6 +19,93 @@ class RestoredTarget(TypedDict):
     min_capacity: int
     max_capacity: int
     suspended: dict[str, bool]
+
+
+class PlannedRepair(TypedDict):
+    """The plan's stale_lock_to_repair (recycler.run.plan.RepairPlan as JSON)."""
+
+    owner: str
+    phase: str
+    started_at: str
+    expired_at: str
+    desired_count: str | None
+    scalable_target: str | None
+    actions: list[str]
+    external_changes: list[str]
+    then: str
+
+
+class PlannedLeftAlone(TypedDict):
+    """The plan's left_alone (recycler.run.plan.LeftAlone as JSON)."""
+
+    started_at_or_after_started_before: int
+    younger_than_min_task_age: int
+    beyond_max_tasks: int
+    protected: str
+
+
+class PlannedSurge(TypedDict):
+    """The plan's surge (recycler.run.plan.Surge as JSON)."""
+
+    desired_count: str
+    suspend: list[str]
+    raise_max_capacity: bool
+
+
+class PlannedHandOff(TypedDict):
+    """The plan's hand_off (recycler.run.ports.HandOffDecision as JSON)."""
+
+    would_hand_off: bool
+    estimated_seconds: int
+    available_seconds: int | None
+    durable_alias: str
+    execution_name: str
+
+
+class ReportPlan(TypedDict):
+    """A dry run's plan (recycler.run.plan.Plan as JSON): the repair owed, then the recycle, and how long."""
+
+    stale_lock_to_repair: PlannedRepair | None
+    tasks_to_stop: list[str]
+    batches: int
+    batch_size: int
+    left_alone: PlannedLeftAlone
+    surge: PlannedSurge | None
+    lock_table: str | None
+    # A tuple, as the report always had it (the JSON is a list all the same).
+    alarms: tuple[str, ...]
+    hand_off: PlannedHandOff | None
+    estimated_seconds: int
+    estimate_basis: str
+
+
+class HandOffReport(TypedDict):
+    """The report's handed_off (recycler.run.ports.HandedOff as JSON): the durable execution, how to follow it."""
+
+    execution_name: str
+    durable_alias: str
+    already_started: bool
+    follow: str
+    # Only when this invocation started the execution.
+    status_code: NotRequired[int | None]
+
+
+class LockHolderReport(TypedDict):
+    """The report's lock_holder: who holds the lock that refused the run (expires_at in ISO 8601 UTC)."""
+
+    owner: str | None
+    phase: str | None
+    expires_at: str | None
+
+
+class NotificationResult(TypedDict):
+    """What the notifier did (recycler.notification.notifier.notify); the detail never holds a password."""
+
+    status: Literal["sent", "failed", "not_configured", "skipped"]
+    detail: str
+    recipients: int
+    # Only when sent.
+    message_id: NotRequired[str]
 
 
 @dataclass
@@ -59,14 +146,14 @@ class RecycleReport:
     duration_seconds: float = 0.0
     error: str | None = None
     error_type: str | None = None
-    plan: dict[str, Any] | None = None
+    plan: ReportPlan | None = None
     # A dry run's: each refusal the real run would meet, as {"check": ..., "problem": ...}.
     would_refuse: list[dict[str, str]] | None = None
     # When a plain invocation handed the run to the durable function: its execution name and how to follow it.
-    handed_off: dict[str, Any] | None = None
+    handed_off: HandOffReport | None = None
     # A run refused because another holds the lock: the holder's owner, phase and expiry (ISO 8601 UTC).
-    lock_holder: dict[str, Any] | None = None
-    notification: dict[str, Any] | None = None
+    lock_holder: LockHolderReport | None = None
+    notification: NotificationResult | None = None
     request_id: str | None = None
     log_group: str | None = None
     log_stream: str | None = None
@@ -89,7 +176,11 @@ class RecycleReport:
 
     def held_by(self, holder: LockHolderFacts) -> None:
         """The run that holds the lock; and the desired count its snapshot keeps (the live one has its surge)."""
-        self.lock_holder = {key: holder.get(key) for key in ("owner", "phase", "expires_at")}
+        self.lock_holder = {
+            "owner": holder.get("owner"),
+            "phase": holder.get("phase"),
+            "expires_at": holder.get("expires_at"),
+        }
         counted = holder.get("snapshot_desired_count")
         if counted is not None:
             self.original_desired_count = int(counted)

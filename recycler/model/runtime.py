@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypedDict, TypeVar
 
 T = TypeVar("T")
 
@@ -47,6 +47,25 @@ class SystemClock:
             (self._nap or time.sleep)(seconds)
 
 
+class NoResult(TypedDict):
+    """The result of a step that only acts: {} in its checkpoint, as it always was."""
+
+
+class PollState(Protocol):
+    """A wait's state between polls. A durable checkpoint holds it as its to_dict() JSON, so that JSON must
+    stay readable by from_dict: a replay of an older execution rebuilds the state from it."""
+
+    done: bool
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self: ...
+
+
+S = TypeVar("S", bound=PollState)
+
+
 class Runtime(Protocol):
     """How the engine runs steps and waits. See LocalRuntime for the plain one."""
 
@@ -57,11 +76,11 @@ class Runtime(Protocol):
     def wait_until(
         self,
         name: str,
-        check: Callable[[dict[str, Any]], dict[str, Any]],
-        initial: dict[str, Any],
+        check: Callable[[S], S],
+        initial: S,
         poll_seconds: float,
-    ) -> dict[str, Any]:
-        """Call check(state) until the state it returns has a true "done". check raises to abort."""
+    ) -> S:
+        """Call check(state) until the state it returns is done. check raises to abort."""
 
     def remaining_seconds(self) -> float | None:
         """Seconds left before the host kills the run, or None when unbounded."""
@@ -91,12 +110,12 @@ class LocalRuntime:
     def wait_until(
         self,
         name: str,
-        check: Callable[[dict[str, Any]], dict[str, Any]],
-        initial: dict[str, Any],
+        check: Callable[[S], S],
+        initial: S,
         poll_seconds: float,
-    ) -> dict[str, Any]:
+    ) -> S:
         state = check(initial)
-        while not state.get("done"):
+        while not state.done:
             self.clock.sleep(poll_seconds)
             state = check(state)
         return state

@@ -22,6 +22,7 @@ from typing import Any
 import boto3
 
 from recycler.model.errors import ConfigError
+from recycler.model.report import NotificationResult
 from recycler.notification.content import as_text, outcome_of
 from recycler.notification.errors import DeliveryError, PasswordUnavailableError, UnsafeHeaderError
 from recycler.notification.render import render_message
@@ -41,25 +42,23 @@ def notify(
     session: boto3.Session | None = None,
     *,
     password_cache: dict[PasswordReference, str] | None = None,
-) -> dict[str, Any]:
+) -> NotificationResult:
     """Email the report if configured and wanted. Never raises.
 
-    Returns ``{"status": "sent" | "failed" | "not_configured" | "skipped",
-    "detail": str, "recipients": int}`` plus ``"message_id"`` when sent. The
-    detail never contains a password.
+    Returns a NotificationResult: its status, detail and recipients, and the
+    message_id when sent. The detail never contains a password.
     """
     secrets: list[str] = []
-    result: dict[str, Any]
+    result: NotificationResult
+    trace: str | None = None
     try:
         result = _notify(report, config, session, password_cache, secrets)
     except Exception as e:  # noqa: BLE001 - the notifier must never raise
         detail = f"unexpected error: {type(e).__name__}: {e}"
         result = {"status": "failed", "detail": detail, "recipients": 0}
         trace = redact("".join(traceback.format_exception(e)), secret_forms(config, secrets))
-        result["_traceback"] = trace
     forms = secret_forms(config, secrets)
     result["detail"] = redact(str(result.get("detail", "")), forms)
-    trace = result.pop("_traceback", None)
     # A logging failure must not escape either.
     with contextlib.suppress(Exception):
         _log_result(report, config, result, trace)
@@ -72,7 +71,7 @@ def _notify(
     session: boto3.Session | None,
     cache: dict[PasswordReference, str] | None,
     secrets: list[str],
-) -> dict[str, Any]:
+) -> NotificationResult:
     if config is None:
         return {
             "status": "not_configured",
@@ -122,7 +121,7 @@ def _notify(
 def _log_result(
     report: Mapping[str, Any],
     config: NotificationConfig | None,
-    result: Mapping[str, Any],
+    result: NotificationResult,
     trace: str | None,
 ) -> None:
     extra: dict[str, Any] = {

@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import Progress
@@ -74,6 +74,36 @@ class BatchDecision:
         )
 
 
+class CarryOnEvent(TypedDict):
+    """The event that carries on a run the time budget stopped: the request's fields that differ from the default."""
+
+    cluster_name: str
+    service_name: str
+    maintain_service_state: NotRequired[bool]
+    wait_time: NotRequired[int]
+    batch_size: NotRequired[int]
+    alarm_names: NotRequired[list[str]]
+    use_service_alarms: NotRequired[bool]
+    hand_off: NotRequired[bool]
+    min_task_age_seconds: NotRequired[int]
+    started_before: NotRequired[str]
+    max_tasks: NotRequired[int]
+
+
+@dataclass
+class AlarmWatch:
+    """The alarm watch's state between polls: whether this stretch is watched to its end."""
+
+    done: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"done": self.done}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AlarmWatch:
+        return cls(done=bool(data.get("done")))
+
+
 class BatchRunner:
     def __init__(
         self,
@@ -87,7 +117,7 @@ class BatchRunner:
         self.request = context.request
         self.settings = context.settings
         self.selection = selection
-        self.reads = context.reads
+        self.gateway = context.gateway
         self.watch = watch
         self.holder = holder
         self.runtime = context.runtime
@@ -183,9 +213,9 @@ class BatchRunner:
         gates, since = self.gates, self.runtime.step("alarm watch start", self.clock.now)
         settings, stretch = self.settings, self.settings.replacement_timeout_seconds
 
-        def watcher(until: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
-            def check(state: dict[str, Any]) -> dict[str, Any]:
-                reason = gates.stop_reason(self.reads.describe_service(include_tags=True))
+        def watcher(until: float) -> Callable[[AlarmWatch], AlarmWatch]:
+            def check(state: AlarmWatch) -> AlarmWatch:
+                reason = gates.stop_reason(self.gateway.describe_service(include_tags=True))
                 if reason is not None:
                     raise stop_error(reason)
                 watched = self.clock.now() - since
@@ -194,7 +224,7 @@ class BatchRunner:
                         f"every task was recycled, but the time budget ran out {watched:.0f}s into the "
                         f"{watch_seconds}s alarm watch: the alarms were not watched to the end"
                     )
-                return {**state, "done": watched >= until}
+                return AlarmWatch(done=watched >= until)
 
             return check
 
@@ -202,9 +232,7 @@ class BatchRunner:
             if part > 1:
                 self.holder.write(f"renew lock during alarm watch {part}")
             until = min(watch_seconds, part * stretch)
-            self.runtime.wait_until(
-                f"alarm watch {part}", watcher(until), {"done": False}, settings.poll_interval_seconds
-            )
+            self.runtime.wait_until(f"alarm watch {part}", watcher(until), AlarmWatch(), settings.poll_interval_seconds)
 
     def _record_batch(
         self,
@@ -239,6 +267,7 @@ class BatchRunner:
         )
 
     def _stop_batch_step(self, batch: tuple[str, ...], first: int) -> dict[str, Any]:
+        """The decision's JSON: the step's checkpointed result, from which a replay rebuilds the decision."""
         return self._stop_batch(batch, first).to_dict()
 
     def _stop_batch(self, batch: tuple[str, ...], first: int) -> BatchDecision:
@@ -251,10 +280,10 @@ class BatchRunner:
         if remaining is not None and remaining < needed:
             return BatchDecision("out_of_time", remaining=remaining, needed=needed)
         if self.gates is not None:
-            stop = self.gates.stop_reason(self.reads.describe_service(include_tags=True))
+            stop = self.gates.stop_reason(self.gateway.describe_service(include_tags=True))
             if stop is not None:
                 return BatchDecision("stop", reason=stop)
-        protected = self.reads.task_protection(list(batch))
+        protected = self.gateway.task_protection(list(batch))
         stopped: list[str] = []
         skipped: list[Skipped] = []
         for offset, arn in enumerate(batch):
@@ -262,7 +291,7 @@ class BatchRunner:
                 skipped.append(Skipped(arn, f"protected (task scale-in protection) until {protected[arn]}"))
                 continue
             self.log(logging.INFO, f"Recycling task {first + offset}/{len(self.selection.chosen)}: {arn}", task_arn=arn)
-            reason = self.reads.stop_task(arn, STOP_REASON)
+            reason = self.gateway.stop_task(arn, STOP_REASON)
             if reason and reason != STOP_REASON:
                 skipped.append(Skipped(arn, f"stopped by someone else: {reason}"))
                 continue
@@ -285,10 +314,10 @@ class BatchRunner:
         resume = json.dumps(self._resume_event(unreached))
         return f"{unreached} tasks remain: carry on with the event {resume}, or {self.policy.out_of_time_hint}"
 
-    def _resume_event(self, unreached: int) -> dict[str, Any]:
+    def _resume_event(self, unreached: int) -> CarryOnEvent:
         """The event that carries on where this run stopped: what it replaced started at or after started_before."""
         request = self.request
-        event: dict[str, Any] = {"cluster_name": request.cluster, "service_name": request.service}
+        event: CarryOnEvent = {"cluster_name": request.cluster, "service_name": request.service}
         if not request.maintain_service_state:
             event["maintain_service_state"] = False
         if request.wait_time != DEFAULT_WAIT_TIME:

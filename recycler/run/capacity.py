@@ -10,15 +10,16 @@ service may still be surged would clamp it at once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from recycler.aws.gateway import ScalableTarget, retrying
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.model.errors import LockCorrupt, RestoreFailed
 from recycler.model.report import RecycleReport, RestoredTarget
-from recycler.model.runtime import iso_seconds
+from recycler.model.runtime import NoResult, iso_seconds
 from recycler.model.states import DESIRED_PENDING, Status
 from recycler.run.context import RunContext
 
@@ -41,6 +42,14 @@ class DesiredRestore:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DesiredRestore:
         return cls(int(data["current"]), int(data["target"]), list(data["actions"]), list(data["external"]))
+
+
+class TargetRestoreJson(TypedDict):
+    """TargetRestore as its step's checkpoint holds it."""
+
+    actions: list[str]
+    external: list[str]
+    restored_target: NotRequired[RestoredTarget]
 
 
 @dataclass(frozen=True)
@@ -66,15 +75,15 @@ class TargetRestore:
             "suspended": dict(target.suspended),
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"actions": self.actions, "external": self.external}
+    def to_dict(self) -> TargetRestoreJson:
+        data: TargetRestoreJson = {"actions": self.actions, "external": self.external}
         restored = self.restored_target_dict()
         if restored is not None:
             data["restored_target"] = restored
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TargetRestore:
+    def from_dict(cls, data: Mapping[str, Any]) -> TargetRestore:
         restored = data.get("restored_target")
         target = (
             ScalableTarget(int(restored["min_capacity"]), int(restored["max_capacity"]), dict(restored["suspended"]))
@@ -86,7 +95,7 @@ class TargetRestore:
 
 class Capacity:
     def __init__(self, context: RunContext, holder: LockHolder) -> None:
-        self.reads = context.reads
+        self.gateway = context.gateway
         self.holder = holder
         self.runtime = context.runtime
         self.clock = context.clock
@@ -208,12 +217,12 @@ class Capacity:
         from/to) before anything is written: re-deciding after an UpdateService
         that landed would find the original count and remove a second task.
         """
-        current = int(self.reads.describe_service().get("desiredCount", 0))
+        current = int(self.gateway.describe_service().get("desiredCount", 0))
         return desired_restore_plan(self.holder.current, current, self.surge_landed)
 
-    def _set_desired(self, target: int) -> dict[str, Any]:
+    def _set_desired(self, target: int) -> NoResult:
         """Set an absolute desired count: repeating it is harmless. The step's result is empty."""
-        self.reads.set_desired_count(target)
+        self.gateway.set_desired_count(target)
         return {}
 
     def _restore_target(self, report: RecycleReport, stage: str) -> str | None:
@@ -237,14 +246,14 @@ class Capacity:
         s = self.snapshot
         if not s.changes_target():
             return TargetRestore([], [])
-        outcome = target_restore_plan(s, self.reads.scalable_target())
+        outcome = target_restore_plan(s, self.gateway.scalable_target())
         if outcome.register_flags is not None:
             self._register_target(outcome.register_flags, outcome.register_max)
         return outcome
 
     def _register_target(self, suspended: dict[str, bool], max_capacity: int | None) -> None:
         """RegisterScalableTarget on an existing target changes only the fields given (MinCapacity is never sent)."""
-        self.reads.register_scalable_target(suspended, max_capacity)
+        self.gateway.register_scalable_target(suspended, max_capacity)
 
 
 def desired_restore_plan(lock: LockRecord, current: int, surge_landed: bool = False) -> DesiredRestore:

@@ -1,5 +1,5 @@
 """What one run works with, built once: the host's parts (clients, clock, runtime, settings, owner, lock table)
-and, per run, the request, its service's reads and when it started.
+and, per run, the request, its service's gateway and when it started.
 
 The engine's classes take a RunContext instead of a dozen loose parameters, so a part a host adds
 reaches every class through one object, and none of them sets another's attributes.
@@ -32,7 +32,7 @@ class AwsClients:
     # EventBridge, in the function's own account: None puts no events.
     events: Any = None
 
-    def reads(self, request: RecycleRequest) -> ServiceGateway:
+    def gateway(self, request: RecycleRequest) -> ServiceGateway:
         return ServiceGateway(self.ecs, self.autoscaling, self.elbv2, request, cloudwatch=self.cloudwatch, sts=self.sts)
 
     def bus(self) -> EventBus | None:
@@ -59,11 +59,11 @@ class EngineSetup:
 
 @dataclass(frozen=True)
 class RunContext:
-    """One run: the host's setup, the request, the service's reads, and when the run started."""
+    """One run: the host's setup, the request, the service's gateway, and when the run started."""
 
     setup: EngineSetup
     request: RecycleRequest
-    reads: ServiceGateway
+    gateway: ServiceGateway
     started: float
 
     @property

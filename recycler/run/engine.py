@@ -2,7 +2,7 @@
 
 The engine takes its host's setup (boto3 clients, a clock and a Runtime, recycler.run.context) and
 policy (recycler.run.ports), so the same algorithm runs in a plain invocation, a durable execution and a
-test on a virtual clock. Each part has a module of its own: the reads
+test on a virtual clock. Each part has a module of its own: the AWS calls
 (recycler.aws.gateway), the pre-flight and plan (recycler.run.preflight), the lock
 (recycler.lock.record, recycler.lock.store, recycler.lock.lease), the surge and the
 restore (recycler.run.capacity), and the replacement watch (recycler.run.watch).
@@ -61,12 +61,12 @@ class Recycler:
 
     def _run_reported(self, request: RecycleRequest) -> RecycleReport:
         setup = self.setup
-        reads = setup.clients.reads(request)
+        gateway = setup.clients.gateway(request)
         cluster, service = request.cluster_name, request.service_name
         report = RecycleReport(status=Status.FAILED, cluster=cluster, service=service, region=setup.clients.region)
         started = setup.runtime.step("start", setup.clock.now)
         report.started_at = iso_seconds(started)
-        run = self.last_run = Run(RunContext(setup, request, reads, started), self.policy)
+        run = self.last_run = Run(RunContext(setup, request, gateway, started), self.policy)
         run.log(logging.INFO, f"Starting task recycle for {cluster}/{service}")
         try:
             run.run(report)
@@ -94,7 +94,7 @@ class Run:
         self.context = context
         self.policy = policy
         self.request = context.request
-        self.reads = context.reads
+        self.gateway = context.gateway
         self.runtime = context.runtime
         self.log = context.log
         self.holder, self.capacity = self._fresh_hold()
@@ -154,7 +154,7 @@ class Run:
             self._stopped(report, e)
         self._restore(report)
         if report.status == Status.CANCELLED:
-            self.runtime.step("remove cancel tag", lambda: remove_cancel_tag(self.reads, preflight.service_arn))
+            self.runtime.step("remove cancel tag", lambda: remove_cancel_tag(self.gateway, preflight.service_arn))
         if report.error is None:
             report.status = Status.SUCCEEDED
 
@@ -210,8 +210,8 @@ class Run:
 
     def _already_handed_off(self, report: RecycleReport) -> bool:
         """A retry of an invocation whose durable execution has started, and holds the lock: still a hand-off."""
-        holder, hand_off = report.lock_holder or {}, self.policy.hand_off
-        if hand_off is None or self.request.dry_run or not hand_off.owns(holder.get("owner")):
+        holder, hand_off = report.lock_holder, self.policy.hand_off
+        if hand_off is None or self.request.dry_run or not hand_off.owns(holder["owner"] if holder else None):
             return False
         report.handed_off = hand_off.following(already_started=True).to_dict()
         report.status, report.lock_holder = Status.HANDED_OFF, None
@@ -225,7 +225,7 @@ class Run:
         cancel = CancelRequest.from_tag_value(preflight.cancel_tag)
         if cancel.applies_to(self.context.started, self.context.owner_id):
             raise stop_error(StopReason("cancel", cancel.describe()))
-        self.runtime.step("remove stale cancel tag", lambda: remove_cancel_tag(self.reads, preflight.service_arn))
+        self.runtime.step("remove stale cancel tag", lambda: remove_cancel_tag(self.gateway, preflight.service_arn))
         note = f"removed a stale {CANCEL_TAG_KEY} tag ({cancel.describe()}), left from a run that had already ended"
         report.external_changes.append(note)
         self.log(logging.WARNING, note)
@@ -245,7 +245,7 @@ class Run:
         """Read the service, and count what this run would recycle (the report knows it from here on)."""
         context = self.context
         checked = self.runtime.step(
-            name, lambda: preflight_step(self.reads, context.lock_store, context.clock).to_dict()
+            name, lambda: preflight_step(self.gateway, context.lock_store, context.clock).to_dict()
         )
         outcome, request = PreflightOutcome.from_dict(checked), self.request
         refused = outcome.refused

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from enum import StrEnum
-from typing import Any
+from typing import NotRequired, TypedDict, cast
 
 from recycler.aws.eventbus import BusEvent, EventBus
 from recycler.model.report import RecycleReport
@@ -46,14 +46,45 @@ FINAL: dict[Status, DetailType] = {
 }
 
 
-def detail(report: RecycleReport, run_id: str | None, status: str, **extra: Any) -> dict[str, Any]:
+class EventCounts(TypedDict):
+    recycled: int
+    total: int | None
+    skipped: int
+    failed: int
+
+
+class EventDetail(TypedDict):
+    """An event's detail: what every event says, and what only some add."""
+
+    cluster: str
+    service: str
+    run_id: str | None
+    status: str
+    counts: EventCounts
+    percent_complete: float | None
+    error: str | None
+    error_type: str | None
+    batch: NotRequired[int]
+    checkpoint_percent: NotRequired[int]
+    execution_name: NotRequired[str]
+
+
+class DetailExtra(TypedDict, total=False):
+    """What only some events add to the detail."""
+
+    batch: int
+    checkpoint_percent: int
+    execution_name: str
+
+
+def detail(report: RecycleReport, run_id: str | None, status: str, extra: DetailExtra | None = None) -> EventDetail:
     """What every event says: the service, the run, its counts and percentage, its status and error.
 
     From the report only (never from the configuration), masked like everything the run says."""
     total = report.task_total
     recycled = len(report.tasks_recycled)
     percent = None if total is None else (round(100.0 * recycled / total, 1) if total else 100.0)
-    body: dict[str, Any] = {
+    body: EventDetail = {
         "cluster": report.cluster,
         "service": report.service,
         "run_id": run_id,
@@ -67,10 +98,9 @@ def detail(report: RecycleReport, run_id: str | None, status: str, **extra: Any)
         "percent_complete": percent,
         "error": report.error,
         "error_type": report.error_type,
-        **extra,
+        **(extra or {}),
     }
-    masked: dict[str, Any] = logs.mask_data(body)
-    return masked
+    return cast(EventDetail, logs.mask_data(body))
 
 
 class RunEvents:
@@ -87,11 +117,11 @@ class RunEvents:
         self._put("started", DetailType.STARTED, report)
 
     def batch_completed(self, report: RecycleReport, batch: int) -> None:
-        self._put(f"batch {batch}", DetailType.BATCH_COMPLETED, report, batch=batch)
+        self._put(f"batch {batch}", DetailType.BATCH_COMPLETED, report, {"batch": batch})
 
     def checkpoint_reached(self, report: RecycleReport, batch: int, checkpoint_percent: int) -> None:
-        fields = {"batch": batch, "checkpoint_percent": checkpoint_percent}
-        self._put(f"checkpoint {checkpoint_percent}", DetailType.CHECKPOINT_REACHED, report, **fields)
+        fields: DetailExtra = {"batch": batch, "checkpoint_percent": checkpoint_percent}
+        self._put(f"checkpoint {checkpoint_percent}", DetailType.CHECKPOINT_REACHED, report, fields)
 
     def finished(self, report: RecycleReport) -> None:
         """The outcome's event, once the report is final; a dry run's none."""
@@ -99,8 +129,8 @@ class RunEvents:
         if event is not None:
             self._publish("final", event)
 
-    def _put(self, name: str, detail_type: DetailType, report: RecycleReport, **extra: Any) -> None:
-        self._publish(name, bus_event(detail_type, report, self.run_id, self.service_arn, RUNNING, **extra))
+    def _put(self, name: str, detail_type: DetailType, report: RecycleReport, extra: DetailExtra | None = None) -> None:
+        self._publish(name, bus_event(detail_type, report, self.run_id, self.service_arn, RUNNING, extra))
 
     def _publish(self, name: str, event: BusEvent) -> None:
         bus = self.bus
@@ -114,9 +144,9 @@ def bus_event(
     run_id: str | None,
     service_arn: str | None,
     status: str,
-    **extra: Any,
+    extra: DetailExtra | None = None,
 ) -> BusEvent:
-    body = json.dumps(detail(report, run_id, status, **extra), sort_keys=True)
+    body = json.dumps(detail(report, run_id, status, extra), sort_keys=True)
     return BusEvent(SOURCE, detail_type, body, (service_arn,) if service_arn else ())
 
 
@@ -125,10 +155,10 @@ def final_event(report: RecycleReport, run_id: str | None, service_arn: str | No
     detail_type = FINAL.get(report.status)
     if detail_type is None:
         return None
-    extra: dict[str, Any] = {}
+    extra: DetailExtra = {}
     if report.handed_off:
-        extra["execution_name"] = report.handed_off.get("execution_name")
-    return bus_event(detail_type, report, run_id, service_arn, str(report.status), **extra)
+        extra["execution_name"] = report.handed_off["execution_name"]
+    return bus_event(detail_type, report, run_id, service_arn, str(report.status), extra)
 
 
 def publish(bus: EventBus, event: BusEvent, runtime: Runtime | None = None) -> str | None:

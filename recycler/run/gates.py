@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from recycler.aws.gateway import ServiceGateway
 from recycler.model.errors import AlarmTriggered, PreflightError, RecycleCancelled, clip
-from recycler.model.runtime import iso_seconds
+from recycler.model.runtime import NoResult, iso_seconds
 from recycler.run.context import RunContext
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class Gates:
         tag_at_start: str | None = None,
         interrupted: Callable[[], str | None] | None = None,
     ) -> None:
-        self.reads = context.reads
+        self.gateway = context.gateway
         self.alarm_names = alarm_names
         self.run_started = context.started
         self.owner = context.owner_id
@@ -141,7 +141,7 @@ class Gates:
 
     def refuse_unless_alarms_are_quiet(self) -> None:
         """Before anything changes: every alarm must exist, and none be in ALARM."""
-        problems = alarm_problems(self.reads, self.alarm_names)
+        problems = alarm_problems(self.gateway, self.alarm_names)
         if problems:
             raise PreflightError(problems[0])
 
@@ -154,7 +154,7 @@ class Gates:
         if cancel is not None and self._cancels_this_run(cancel, _cancel_value(service)):
             return StopReason("cancel", cancel.describe())
         if self.alarm_names:
-            states = self.reads.alarm_states(self.alarm_names)
+            states = self.gateway.alarm_states(self.alarm_names)
             firing = self._firing(states)
             if firing is not None:
                 return StopReason("alarm", f"alarm {firing['alarm']!r} went into ALARM: {firing['reason']}")
@@ -179,14 +179,14 @@ class Gates:
         return None
 
 
-def alarm_problems(reads: ServiceGateway, names: tuple[str, ...]) -> list[str]:
+def alarm_problems(gateway: ServiceGateway, names: tuple[str, ...]) -> list[str]:
     """Why these alarms would refuse a run, the missing ones first; empty when all exist and none is in ALARM.
 
     The run refuses on the first; a dry run lists them all.
     """
     if not names:
         return []
-    states = reads.alarm_states(names)
+    states = gateway.alarm_states(names)
     missing = [name for name in names if name not in states]
     problems = [
         f"alarm {name!r} does not exist (a misspelt alarm would never stop the run); "
@@ -213,7 +213,7 @@ def service_alarm_names(service: ServiceTypeDef) -> tuple[str, ...]:
     return tuple(alarms.get("alarmNames") or ()) if alarms.get("enable") else ()
 
 
-def remove_cancel_tag(reads: ServiceGateway, service_arn: str) -> dict[str, Any]:
+def remove_cancel_tag(gateway: ServiceGateway, service_arn: str) -> NoResult:
     """The cancel has been honoured (or was stale): the tag goes."""
-    reads.untag_service(service_arn, CANCEL_TAG_KEY)
+    gateway.untag_service(service_arn, CANCEL_TAG_KEY)
     return {}

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from recycler.model.runtime import Clock, Runtime, T
+from recycler.model.runtime import Clock, Runtime, S, T
 from recycler.run.budget import HEARTBEAT_SECONDS
 
 
@@ -62,12 +62,12 @@ class LiveRuntime:
     def wait_until(
         self,
         name: str,
-        check: Callable[[dict[str, Any]], dict[str, Any]],
-        initial: dict[str, Any],
+        check: Callable[[S], S],
+        initial: S,
         poll_seconds: float,
-    ) -> dict[str, Any]:
+    ) -> S:
         state = check(initial)
-        while not state.get("done"):
+        while not state.done:
             self._poll_pause(poll_seconds)
             state = check(state)
         return state

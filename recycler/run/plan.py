@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import cast
 
+from recycler.model.report import ReportPlan
 from recycler.model.request import RecycleRequest
 from recycler.model.settings import RecycleSettings
 from recycler.run.budget import plan_seconds
@@ -66,9 +67,11 @@ class Plan:
     estimated_seconds: int
     estimate_basis: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """The report's plan (asdict keeps the field order, and alarms a tuple, as the report always had them)."""
-        return {**asdict(self), "tasks_to_stop": list(self.tasks_to_stop)}
+    def to_dict(self) -> ReportPlan:
+        """The report's plan (asdict keeps the field order, and alarms a tuple, as the report always had them).
+
+        ReportPlan and its parts have these dataclasses' fields (tests/test_typed_edges.py checks)."""
+        return cast(ReportPlan, {**asdict(self), "tasks_to_stop": list(self.tasks_to_stop)})
 
 
 def make_plan(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from recycler.model.report import HandOffReport
 from recycler.run.budget import BatchFit, PlanFit, plain_batch_seconds
 from recycler.run.liveness import Liveness
 from recycler.run.preflight import Preflight
@@ -46,10 +47,15 @@ class HandedOff:
     # The Invoke's status code: said only when this invocation started the execution.
     status_code: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        if self.already_started:
-            del data["status_code"]
+    def to_dict(self) -> HandOffReport:
+        data: HandOffReport = {
+            "execution_name": self.execution_name,
+            "durable_alias": self.durable_alias,
+            "already_started": self.already_started,
+            "follow": self.follow,
+        }
+        if not self.already_started:
+            data["status_code"] = self.status_code
         return data
 
 

@@ -196,7 +196,7 @@ class ServiceSeen:
     running_count: int
 
 
-def preflight_step(reads: ServiceGateway, store: DynamoLockStore | None, clock: Clock) -> PreflightOutcome:
+def preflight_step(gateway: ServiceGateway, store: DynamoLockStore | None, clock: Clock) -> PreflightOutcome:
     """The pre-flight as one step (its JSON: PreflightOutcome.to_dict): the Preflight, or its refusal with what the
     service showed.
 
@@ -205,7 +205,7 @@ def preflight_step(reads: ServiceGateway, store: DynamoLockStore | None, clock: 
     """
     seen: list[ServiceSeen] = []
     try:
-        return PreflightOutcome(preflight=read_preflight(reads, store, clock, seen))
+        return PreflightOutcome(preflight=read_preflight(gateway, store, clock, seen))
     except (PreflightError, ConfigError) as e:
         if not seen:
             raise
@@ -217,7 +217,7 @@ def preflight_step(reads: ServiceGateway, store: DynamoLockStore | None, clock: 
 
 
 def read_preflight(
-    reads: ServiceGateway,
+    gateway: ServiceGateway,
     store: DynamoLockStore | None,
     clock: Clock,
     seen: list[ServiceSeen] | None = None,
@@ -234,14 +234,14 @@ def read_preflight(
     so our acquire (a compare-and-swap on what we read here) fails. A snapshot
     can therefore never contain another run's surge.
     """
-    request = reads.request
+    request = gateway.request
 
     def refuse(check: str, error: RecycleError) -> None:
         if would_refuse is None:
             raise error
         would_refuse.append({"check": check, "problem": str(error)})
 
-    located = reads.describe_service()
+    located = gateway.describe_service()
     if seen is not None:
         seen.append(
             ServiceSeen(
@@ -262,17 +262,17 @@ def read_preflight(
                 holder_facts(lock),
             ),
         )
-    service = reads.describe_service(include_tags=True)
+    service = gateway.describe_service(include_tags=True)
     for check, error in untouchable(request, service):
         refuse(check, error)
-    return _preflight_of(reads, service, key, lock, clock)
+    return _preflight_of(gateway, service, key, lock, clock)
 
 
 def _preflight_of(
-    reads: ServiceGateway, service: ServiceTypeDef, key: str, lock: LockRecord | None, clock: Clock
+    gateway: ServiceGateway, service: ServiceTypeDef, key: str, lock: LockRecord | None, clock: Clock
 ) -> Preflight:
     """The service as read (with its tags), its tasks and the lock: what the run knows before it changes anything."""
-    tasks = reads.describe_tasks(reads.list_task_arns())
+    tasks = gateway.describe_tasks(gateway.list_task_arns())
     running = oldest_first(
         [
             TaskInfo(t["taskArn"], epoch(t.get("startedAt"), None), t.get("availabilityZone"))
@@ -290,13 +290,13 @@ def _preflight_of(
         task_definition=service.get("taskDefinition"),
         running_tasks=tuple(running),
         other_task_arns=tuple(sorted(t["taskArn"] for t in tasks if t["taskArn"] not in running_arns)),
-        health_checked=reads.has_health_checks(service.get("taskDefinition")),
+        health_checked=gateway.has_health_checks(service.get("taskDefinition")),
         target_groups=tuple(
             TargetGroup(lb["targetGroupArn"], lb.get("containerPort"))
             for lb in service.get("loadBalancers", [])
             if lb.get("targetGroupArn")
         ),
-        scalable_target=reads.scalable_target(),
+        scalable_target=gateway.scalable_target(),
         lock=lock,
         legacy_lock_tag=any(t.get("key") == LEGACY_LOCK_TAG_KEY for t in service.get("tags", [])),
         read_at=clock.now(),

@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 
 from recycler.lock.record import LOCK_TABLE_ENV, LockRecord, Phase
 from recycler.model.errors import LockCorrupt, PreflightError, ServiceNotFound
+from recycler.model.report import ReportPlan
 from recycler.model.runtime import iso_seconds
 from recycler.model.states import DESIRED_PENDING
 from recycler.run.budget import PlanFit, plan_fits
@@ -53,7 +54,7 @@ class Rehearsed:
 
     would_refuse: list[dict[str, str]]
     # The report's plan, as JSON already; None when the service was not found.
-    plan: dict[str, Any] | None = None
+    plan: ReportPlan | None = None
     found: FoundService | None = None
     left_alone: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -69,7 +70,7 @@ class Rehearsed:
 
 class Rehearsal:
     def __init__(self, context: RunContext, policy: RunPolicy) -> None:
-        self.reads = context.reads
+        self.gateway = context.gateway
         self.store = context.lock_store
         self.clock = context.clock
         self.settings = context.settings
@@ -84,11 +85,11 @@ class Rehearsal:
         request = self.request
         would_refuse = [problem("lock_table", NO_LOCK_TABLE)] if self.store is None else []
         try:
-            found = read_preflight(self.reads, self.store, self.clock, would_refuse=would_refuse)
+            found = read_preflight(self.gateway, self.store, self.clock, would_refuse=would_refuse)
         except ServiceNotFound as e:
             would_refuse.append(problem("service", str(e)))
             # The service's own deployment alarms are unknown; the event's are checked all the same.
-            would_refuse += [problem("alarms", p) for p in alarm_problems(self.reads, request.alarm_names)]
+            would_refuse += [problem("alarms", p) for p in alarm_problems(self.gateway, request.alarm_names)]
             return Rehearsed(would_refuse)
         repair, preflight = None, found
         held = any(entry["check"] == "lock" for entry in would_refuse)
@@ -99,7 +100,7 @@ class Rehearsal:
             except LockCorrupt as e:
                 would_refuse.append(problem("lock", str(e)))
         # The real run checks them after the repair: undoing a crash is safe whatever the alarms say.
-        would_refuse += [problem("alarms", p) for p in alarm_problems(self.reads, preflight.gating_alarms(request))]
+        would_refuse += [problem("alarms", p) for p in alarm_problems(self.gateway, preflight.gating_alarms(request))]
         selection = preflight.select(request)
         fit = plan_fits(preflight, selection, request, self.settings, self.remaining_seconds())
         hand_off = self.hand_off.decide(fit) if self.hand_off else None

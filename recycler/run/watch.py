@@ -66,7 +66,7 @@ class WatchState:
 
 class ReplacementWatch:
     def __init__(self, context: RunContext, preflight: Preflight, gates: Gates | None = None) -> None:
-        self.reads = context.reads
+        self.gateway = context.gateway
         # Alarms and cancel, noted on every poll; the batch loop stops once the replacements in flight serve.
         self.gates = gates
         self.runtime = context.runtime
@@ -107,24 +107,20 @@ class ReplacementWatch:
         if self.min_start_seconds is not None and self.min_start_seconds > 2 * poll:
             self.runtime.sleep(f"{name} head start", int(self.min_start_seconds))
         initial = WatchState(since=since, count=count)
-        check = self._check_new_tasks
-        # The runtime keeps the state as JSON between polls (a durable replay rebuilds it from that).
-        done = self.runtime.wait_until(
-            name, lambda state: check(WatchState.from_dict(state)).to_dict(), initial.to_dict(), poll
-        )
-        return WatchState.from_dict(done)
+        # The runtime keeps the state as its to_dict() JSON between polls (a durable replay rebuilds it from that).
+        return self.runtime.wait_until(name, self._check_new_tasks, initial, poll)
 
     def _check_new_tasks(self, state: WatchState) -> WatchState:
         elapsed = self.clock.now() - state.since
-        service = self.reads.describe_service(include_tags=True)
+        service = self.gateway.describe_service(include_tags=True)
         if self.gates is not None and state.stop is None:
             state.stop = self.gates.stop_reason(service)
         # Once the replacements are all known and none is stopping, describing them is enough: ListTasks
         # (a page per 100 tasks) is only needed while one may still appear, or replace one that failed.
         tracked = state.tracked
-        listed = tracked if len(tracked) >= state.count else self.reads.list_task_arns()
+        listed = tracked if len(tracked) >= state.count else self.gateway.list_task_arns()
         new_arns = [a for a in listed if a not in self.known_arns]
-        new_tasks = self.reads.describe_tasks(new_arns) if new_arns else []
+        new_tasks = self.gateway.describe_tasks(new_arns) if new_arns else []
         staying = [t["taskArn"] for t in new_tasks if t.get("desiredStatus") == "RUNNING"]
         state.tracked = staying if len(staying) == len(new_tasks) >= state.count else []
         self._count_failures(service, new_tasks, state)
@@ -214,10 +210,10 @@ class ReplacementWatch:
             return []
         stopped = [
             a
-            for a in self.reads.list_task_arns(desired_status="STOPPED")
+            for a in self.gateway.list_task_arns(desired_status="STOPPED")
             if a not in self.known_arns and a not in state.failed_arns
         ]
-        return self.reads.describe_tasks(stopped) if stopped else []
+        return self.gateway.describe_tasks(stopped) if stopped else []
 
     def _is_serving(self, task: TaskTypeDef) -> bool:
         if task.get("lastStatus") != "RUNNING" or task.get("desiredStatus") != "RUNNING":
@@ -227,7 +223,7 @@ class ReplacementWatch:
         return all(self._healthy_in_target_group(task, tg) for tg in self.target_groups)
 
     def _healthy_in_target_group(self, task: TaskTypeDef, target_group: TargetGroup) -> bool:
-        if self.reads.elbv2 is None:
+        if self.gateway.elbv2 is None:
             return True
         target_id = _task_ip(task)
         targets: list[TargetDescriptionTypeDef] = []
@@ -236,7 +232,7 @@ class ReplacementWatch:
             if target_group.port:
                 target["Port"] = int(target_group.port)
             targets.append(target)
-        states = self.reads.target_health(target_group.arn, targets)
+        states = self.gateway.target_health(target_group.arn, targets)
         # Bridge/host networking has no task IP: then every registered target must be healthy.
         return bool(states) and all(s == "healthy" for s in states)
 
