@@ -24,6 +24,7 @@ from recycler.model.errors import (
     TimeBudgetExhausted,
     outcome_of,
 )
+from recycler.model.progress import LiveProgress
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import iso_seconds
@@ -101,8 +102,8 @@ class Run:
             raise ConfigError(LOCK_TABLE_ENV, "a recycle needs the lock table (only a dry run works without one)")
         try:
             preflight = self._preflight("preflight", report)
-        except LockHeld:
-            if self._already_handed_off(report):
+        except LockHeld as held:
+            if self._already_handed_off(report) or self._already_running(held, report):
                 return
             raise
         selection = self._selection()
@@ -124,7 +125,7 @@ class Run:
             return
         surge_size = min(request.batch_size, len(selection.chosen))
         snapshot = preflight.snapshot(request.maintain_service_state, surge_size)
-        self.holder.acquire(preflight.lock_key, preflight.lock, snapshot, len(selection.chosen))
+        self.holder.acquire(preflight.lock_key, preflight.lock, snapshot, len(selection.chosen), request.run_key)
         batches = BatchRunner(self.context, self.policy, selection, watch, self.holder)
         try:
             self._cancel_tag_at_start(preflight, report)
@@ -196,6 +197,21 @@ class Run:
         report.handed_off = hand_off.following(already_started=True).to_dict()
         report.status, report.lock_holder = Status.HANDED_OFF, None
         self.log(logging.INFO, f"Already handed off: the durable execution {report.handed_off['execution_name']} runs")
+        return True
+
+    def _already_running(self, held: LockHeld, report: RecycleReport) -> bool:
+        """A second start of the run that holds the lock (the same run_key): not a refusal, that run's status."""
+        holder, run_key = held.holder, self.request.run_key
+        if run_key is None or holder is None or holder.get("run_key") != run_key:
+            return False
+        report.status, report.error, report.error_type = Status.ALREADY_RUNNING, None, None
+        report.lock_holder = {
+            **(report.lock_holder or {}),
+            "run_key": run_key,
+            "recycled": holder.get("recycled", 0),
+            "total": holder.get("total", 0),
+        }
+        self.log(logging.INFO, f"Already running: run {run_key} holds the service ({holder['owner']})")
         return True
 
     def _cancel_tag_at_start(self, preflight: Preflight, report: RecycleReport) -> None:
@@ -277,6 +293,7 @@ class Run:
                 f"{len(selection.left_alone) - selection.after_started_before} younger than min_task_age_seconds, "
                 f"{len(selection.beyond_max)} beyond max_tasks)",
             )
+        self.context.tell(LiveProgress(recycled=0, total=report.task_total, batch=0, batches=len(selection.batches)))
         return ReplacementWatch(self.context, preflight, gates)
 
     def _repair(self, stale: LockRecord, report: RecycleReport) -> None:

@@ -123,6 +123,7 @@ class Bed(Invariants):
         lock_ttl: float | None = None,
         sts: Any = None,
         admission: Any = None,
+        progress: Any = None,
     ) -> tuple[Recycler, FakeLambdaContext | None]:
         context = FakeLambdaContext(self.clock, timeout, owner) if timeout else None
         remaining: Callable[[], float | None] = (
@@ -130,7 +131,7 @@ class Bed(Invariants):
         )
         runtime = LocalRuntime(self.clock, remaining, logging.getLogger(TOOL_NAME))
         clients = AwsClients(self.ecs, self.autoscaling, self.elbv2, self.cloudwatch, sts or self.sts)
-        setup = EngineSetup(clients, self.clock, runtime, settings or RecycleSettings(), owner, self.store)
+        setup = EngineSetup(clients, self.clock, runtime, settings or RecycleSettings(), owner, self.store, progress)
         engine: Any = Recycler(setup, RunPolicy(lock_ttl_seconds=lock_ttl, admission=admission))
         run = engine.run
 
