@@ -54,7 +54,7 @@ def test_another_run_key_or_none_is_still_refused_by_the_lock(bed: Bed, ours: st
     bed.sim.set_desired(CLUSTER, SERVICE, 4)
     _running_lock(bed, "20261204")
 
-    report = bed.run(**({"run_key": ours} if ours else {}))
+    report = bed.run(run_key=ours) if ours else bed.run()
 
     assert (report.status, report.error_type) == ("refused", "LockHeld")
 
