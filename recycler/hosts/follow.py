@@ -36,6 +36,8 @@ EXIT_CODES: Mapping[str, int] = {
 # A status answer this old or older is from a run before the one started here.
 APPEAR_SECONDS = 180
 POLL_SECONDS = 5
+# The operator's clock and Lambda's may differ by this much: a run started this long before the invoke is ours.
+CLOCK_SKEW_SECONDS = 30
 # The function's answer to status, read back: a run holds the lock, none does, or one died holding it.
 RUNNING, IDLE, STALE = "running", "idle", "stale"
 
@@ -55,9 +57,8 @@ def _epoch(text: Any) -> float | None:
 
 
 def progress_of(answer: Mapping[str, Any], now: float) -> LiveProgress:
-    """What a status answer says of the run's progress."""
-    lock = answer.get("lock") or {}
-    counts = lock.get("progress") or {}
+    """What a status answer says of the run's progress (its lock's fields are at the top of the answer)."""
+    counts = answer.get("progress") or {}
     eta = _epoch(answer.get("eta"))
     return LiveProgress(
         recycled=counts.get("recycled"),
@@ -103,10 +104,9 @@ class Follower:
             if self.print_line is not None:
                 self.print_line(answer)
             state = answer.get("state")
-            lock = answer.get("lock") or {}
-            started = _epoch(lock.get("started_at"))
-            ours = since is None or (started is not None and started >= since - 1)
-            if run_key is not None and lock.get("run_key") == run_key:
+            started = _epoch(answer.get("started_at"))
+            ours = since is None or (started is not None and started >= since - CLOCK_SKEW_SECONDS)
+            if run_key is not None and answer.get("run_key") == run_key:
                 ours, since = True, min(since or started or asked_at, started or asked_at)
             if state == RUNNING and ours:
                 seen_running = True
@@ -129,7 +129,7 @@ class Follower:
         """The run is over when the last run recorded is the one followed; None while it has not shown up yet."""
         last = answer.get("last_run") or {}
         started = _epoch(last.get("started_at"))
-        if since is not None and (started is None or started < since - 1):
+        if since is not None and (started is None or started < since - CLOCK_SKEW_SECONDS):
             return None
         if since is None and not seen_running and not last:
             return Followed(Status.SUCCEEDED, "no recycle is running, and none is on record", answer)
