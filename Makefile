@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-dev
 .PHONY: demo test lint types cfn shellcheck pytest bench clean
 
 # pip runs with --quiet, so each step says what it is doing before it starts.
-$(STAMP): requirements.txt requirements-dev.txt requirements-durable.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-durable.txt requirements-cli.txt
 	@echo "creating the virtualenv $(VENV) with $(PYTHON)…"
 	$(PYTHON) -m venv $(VENV)
 	@echo "upgrading pip…"

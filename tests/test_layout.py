@@ -268,6 +268,7 @@ DATA_RECORDS = {
     "recycler.hosts.environment": {"Environment"},
     "recycler.lock.history": {"RunEntry"},
     "recycler.lock.record": {"Snapshot", "LockRecord"},
+    "recycler.model.progress": {"LiveProgress"},
     "recycler.model.report": {"RecycleReport"},
     "recycler.model.request": {"RecycleRequest"},
     "recycler.model.settings": {"AwsCredentials", "RecycleSettings"},

@@ -230,6 +230,7 @@ def status(gateway: ServiceGateway, store: DynamoLockStore, clock: Clock) -> Sta
         started_at=iso_seconds(lock.started_at),
         progress={"recycled": progress.recycled, "total": progress.total, "batch": progress.batch},
         lock_expires_at=iso_seconds(lock.expires_at),
+        run_key=lock.run_key,
     )
     if state == "idle":
         return replace(result, lock=view)

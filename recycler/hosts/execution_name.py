@@ -8,14 +8,11 @@ machine with Python, without boto3 or the durable SDK installed.
 from __future__ import annotations
 
 import hashlib
-import re
 
 from recycler.model.errors import ConfigError
-from recycler.model.request import parse_event
+from recycler.model.request import RUN_KEY, RUN_KEY_RULE, parse_event
 
 EXECUTION_NAME_MAX = 64
-# fullmatch, not match with ^…$: $ also matches before a trailing newline.
-_RUN_KEY = re.compile(r"[A-Za-z0-9_-]{1,20}", re.ASCII)
 
 
 def durable_execution_name(cluster: str, service: str, run_key: str | None = None) -> str:
@@ -32,8 +29,8 @@ def durable_execution_name(cluster: str, service: str, run_key: str | None = Non
     """
     request = parse_event({"cluster_name": cluster, "service_name": service})
     cluster_name, service_name = request.cluster_name, request.service_name
-    if run_key is not None and not _RUN_KEY.fullmatch(run_key):
-        raise ConfigError("run_key", "must be 1-20 letters, digits, '-' or '_'")
+    if run_key is not None and not RUN_KEY.fullmatch(run_key):
+        raise ConfigError("run_key", RUN_KEY_RULE)
     digest = hashlib.sha256(f"{cluster_name}/{service_name}".encode()).hexdigest()[:10]
     tail = f"-{digest}" + (f"-{run_key}" if run_key else "")
     head = f"recycle-{cluster_name}-{service_name}"[: EXECUTION_NAME_MAX - len(tail)]

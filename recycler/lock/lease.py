@@ -66,7 +66,9 @@ class LockHolder:
         ttl = self.lease.ttl_seconds()
         return int(self.clock.now() + ttl)
 
-    def acquire(self, key: str, seen: LockRecord | None, snapshot: Snapshot, total: int) -> None:
+    def acquire(
+        self, key: str, seen: LockRecord | None, snapshot: Snapshot, total: int, run_key: str | None = None
+    ) -> None:
         """Take the lock: only over no item, or over the idle item ``seen`` read before ``snapshot`` was taken."""
 
         def acquire() -> LockRecord:
@@ -81,6 +83,7 @@ class LockHolder:
                 snapshot=snapshot,
                 progress=Progress(total=total, updated_at=int(now)),
                 updated_at=int(now),
+                run_key=run_key,
             )
             return self.store.acquire(record, seen)
 

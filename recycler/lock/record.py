@@ -36,6 +36,7 @@ from typing import Any
 
 from recycler.aws.gateway import SUSPENDED_FLAGS
 from recycler.model.errors import LockCorrupt
+from recycler.model.request import RUN_KEY, RUN_KEY_RULE
 from recycler.model.runtime import TOOL_NAME
 from recycler.model.states import DESIRED_PENDING, PHASES, Phase
 
@@ -109,6 +110,8 @@ class LockRecord:
     # When the item was last written: every write stamps it, a heartbeat's too, so status can tell its age.
     # 0 on an item written before it was kept.
     updated_at: int = 0
+    # The event's run_key: a second start of the same run is told it is already running.
+    run_key: str | None = None
 
     def is_live(self, now: float) -> bool:
         return self.phase != Phase.RELEASED and self.expires_at > now
@@ -163,6 +166,8 @@ class LockRecord:
             item["restore"] = {"from": self.restore_from, "to": self.restore_to}
         if self.taken_over_from:
             item["taken_over_from"] = self.taken_over_from
+        if self.run_key:
+            item["run_key"] = self.run_key
         return item
 
     @classmethod
@@ -197,6 +202,9 @@ class LockRecord:
             assert snapshot is not None
             check.run_invariants(phase, snapshot, progress)
         taken_over = item.get("taken_over_from")
+        run_key = item.get("run_key")
+        if run_key is not None and not (isinstance(run_key, str) and RUN_KEY.fullmatch(run_key)):
+            check.fail("run_key", RUN_KEY_RULE)
         return cls(
             key=key,
             owner=check.text(item, "owner"),
@@ -210,6 +218,7 @@ class LockRecord:
             progress=progress,
             taken_over_from=check.text({"t": taken_over}, "t", "taken_over_from") if taken_over else None,
             updated_at=check.time(item, "updated_at", unset=0),
+            run_key=run_key,
         )
 
     # ------------------------------------------------------------ the restore it asks for

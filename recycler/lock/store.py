@@ -36,6 +36,9 @@ def holder_facts(record: LockRecord | None) -> LockHolderFacts | None:
         "phase": record.phase,
         "expires_at": iso_seconds(record.expires_at),
         "snapshot_desired_count": record.snapshot.desired_count if record.snapshot else None,
+        "run_key": record.run_key,
+        "recycled": record.progress.recycled,
+        "total": record.progress.total,
     }
 
 

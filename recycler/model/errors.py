@@ -6,7 +6,7 @@ Every error the tool raises on purpose is a RecycleError, so callers can tell
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from recycler.model.states import Status
 
@@ -61,6 +61,10 @@ class LockHolderFacts(TypedDict):
     expires_at: str
     # What a refused run counts from: the live count may include the holder's surge.
     snapshot_desired_count: int | None
+    # The holder's run_key (None: it was started without one), and how far it has got.
+    run_key: NotRequired[str | None]
+    recycled: NotRequired[int]
+    total: NotRequired[int]
 
 
 class LockHeld(PreflightError):

@@ -77,6 +77,7 @@ class ReportPlan(TypedDict):
     hand_off: PlannedHandOff | None
     estimated_seconds: int
     estimate_basis: str
+    run_key: str | None
 
 
 class HandOffReport(TypedDict):
@@ -96,6 +97,10 @@ class LockHolderReport(TypedDict):
     owner: str | None
     phase: str | None
     expires_at: str | None
+    # Only when the run is already running (a second start under its run_key): its key and how far it is.
+    run_key: NotRequired[str]
+    recycled: NotRequired[int]
+    total: NotRequired[int]
 
 
 class NotificationResult(TypedDict):

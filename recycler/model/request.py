@@ -45,6 +45,9 @@ _ALARM_NAME = re.compile(r"[\x20-\x7e]{1,255}", re.ASCII)
 # than UTC, or none, would make the cut-off depend on whose clock reads it.
 _UTC_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|\+00:00)", re.ASCII)
 _UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# run_key: what names one run among a service's runs (the date, say); it also ends a durable execution name.
+RUN_KEY = re.compile(r"[A-Za-z0-9_-]{1,20}", re.ASCII)
+RUN_KEY_RULE = "must be 1-20 letters, digits, '-' or '_'"
 
 
 def utc_text(epoch: float) -> str:
@@ -77,6 +80,8 @@ class RecycleRequest:
     use_service_alarms: bool = True
     # A plan too long for this invocation starts the durable function instead (when the template set it up).
     hand_off: bool = True
+    # Names this run: a second start under the same key while it runs answers already_running, not refused.
+    run_key: str | None = None
 
     @property
     def cluster_name(self) -> str:
@@ -130,6 +135,7 @@ _EVENT_FIELDS = {
     "alarm_names",
     "use_service_alarms",
     "hand_off",
+    "run_key",
 }
 
 
@@ -170,6 +176,7 @@ def parse_event(event: Any) -> RecycleRequest:
         alarm_names=_alarm_names(event),
         use_service_alarms=optional_bool(event, "use_service_alarms", True),
         hand_off=optional_bool(event, "hand_off", True),
+        run_key=_run_key(event),
     )
     if service_arn and service_arn.group("cluster") not in (None, request.cluster_name):
         raise ConfigError(
@@ -185,6 +192,15 @@ def _action(event: Mapping[str, Any]) -> Action:
     if not isinstance(value, str) or value not in ACTIONS:
         raise ConfigError("action", f"must be one of {', '.join(ACTIONS)}, got {shown(value)}")
     return Action(value)
+
+
+def _run_key(event: Mapping[str, Any]) -> str | None:
+    value = event.get("run_key")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not RUN_KEY.fullmatch(value):
+        raise ConfigError("run_key", f"{RUN_KEY_RULE}, got {shown(value)}")
+    return value
 
 
 def _started_before(event: Mapping[str, Any]) -> float | None:

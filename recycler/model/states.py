@@ -16,6 +16,8 @@ class Status(StrEnum):
     REFUSED = "refused"
     DRY_RUN = "dry_run"
     HANDED_OFF = "handed_off"
+    # A second start of a run that is still going (the same run_key): it answers with that run's status.
+    ALREADY_RUNNING = "already_running"
     # The expired-lock repair's own report, folded into the run's: never a run's outcome.
     REPAIR = "repair"
 

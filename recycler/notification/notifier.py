@@ -78,6 +78,9 @@ def _notify(
             "detail": f"no {SMTP_SECTION} section in input.json",
             "recipients": 0,
         }
+    if report.get("status") == "already_running":
+        # A second start of a run still going: that run mails its own report when it ends.
+        return {"status": "skipped", "detail": "the run is already running; it mails its own report", "recipients": 0}
     outcome = outcome_of(report)
     if outcome not in config.notify_on:
         return {

@@ -20,6 +20,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 from recycler.lock.lease import LockHolder
 from recycler.lock.record import Progress
 from recycler.model.errors import ReplacementFailed, TimeBudgetExhausted, clip
+from recycler.model.progress import LiveProgress
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import DEFAULT_WAIT_TIME
 from recycler.run.budget import next_batch_seconds, restore_still_fits
@@ -114,6 +115,7 @@ class BatchRunner:
         holder: LockHolder,
         events: RunEvents,
     ) -> None:
+        self.context = context
         self.request = context.request
         self.settings = context.settings
         self.selection = selection
@@ -159,6 +161,7 @@ class BatchRunner:
                     self._leave(report, done)
                     raise
                 self._record_batch(report, batch, first, number, stopped, new)
+                self._tell(report, number)
             done += len(batch)
             self.events.batch_completed(report, number)
             halt = new.stop if stopped else None
@@ -257,6 +260,16 @@ class BatchRunner:
                 seconds=seconds,
                 batch=number,
             )
+
+    def _tell(self, report: RecycleReport, number: int) -> None:
+        """How far the run is, and when it should end: each batch left as long as the slowest so far, plus its pause."""
+        left = len(self.selection.batches) - number
+        eta = left * (self.watch.estimate() + self.request.wait_time)
+        self.context.tell(
+            LiveProgress(
+                recycled=len(report.tasks_recycled), total=len(self.selection.chosen), batch=number, eta_seconds=eta
+            )
+        )
 
     def _progress(self, report: RecycleReport, batch: int) -> Progress:
         return Progress(

@@ -8,12 +8,14 @@ reaches every class through one object, and none of them sets another's attribut
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from recycler.aws.eventbus import EventBus
 from recycler.aws.gateway import ServiceGateway
 from recycler.lock.store import DynamoLockStore
+from recycler.model.progress import LiveProgress, ProgressSink
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Clock, Runtime
 from recycler.model.settings import RecycleSettings
@@ -55,6 +57,8 @@ class EngineSetup:
     owner_id: str = "local"
     # The lock table. Only a dry run may go without one.
     lock_store: DynamoLockStore | None = None
+    # A person watching (the CLI's bar): told what the run learns as it goes. None: nobody is.
+    progress: ProgressSink | None = None
 
 
 @dataclass(frozen=True)
@@ -93,3 +97,12 @@ class RunContext:
     def log(self, level: int, message: str, **fields: Any) -> None:
         # Cluster and service are bound once for the whole run (Recycler.run), not passed on every line.
         self.runtime.log(level, message, **fields)
+        if level >= logging.WARNING:
+            # A warning (a task skipped, an alarm, a placement failure) is what a person watching should see.
+            self.tell(LiveProgress(event=message))
+
+    def tell(self, progress: LiveProgress) -> None:
+        """Tell whoever watches what the run just learned. Only a local host watches: a durable replay tells no one."""
+        sink = self.setup.progress
+        if sink is not None:
+            sink(progress)

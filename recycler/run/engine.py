@@ -25,6 +25,7 @@ from recycler.model.errors import (
     TimeBudgetExhausted,
     outcome_of,
 )
+from recycler.model.progress import LiveProgress
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import iso_seconds
@@ -40,6 +41,7 @@ from recycler.run.liveness import LiveRuntime
 from recycler.run.ports import HandOffDecision, RunPolicy
 from recycler.run.preflight import Preflight, PreflightOutcome, legacy_tag_note, preflight_step
 from recycler.run.rehearsal import Rehearsal, Rehearsed
+from recycler.run.second_start import SecondStart
 from recycler.run.selection import Selection
 from recycler.run.watch import ReplacementWatch
 
@@ -114,8 +116,9 @@ class Run:
             raise ConfigError(LOCK_TABLE_ENV, "a recycle needs the lock table (only a dry run works without one)")
         try:
             preflight = self._preflight("preflight", report)
-        except LockHeld:
-            if self._already_handed_off(report):
+        except LockHeld as held:
+            second = SecondStart(self.request, self.policy.hand_off, report, self.log)
+            if second.already_handed_off() or second.already_running(held):
                 return
             raise
         selection = self._selection()
@@ -141,7 +144,7 @@ class Run:
             raise stop_error(interrupt)
         surge_size = min(request.batch_size, len(selection.chosen))
         snapshot = preflight.snapshot(request.maintain_service_state, surge_size)
-        self.holder.acquire(preflight.lock_key, preflight.lock, snapshot, len(selection.chosen))
+        self.holder.acquire(preflight.lock_key, preflight.lock, snapshot, len(selection.chosen), request.run_key)
         self.lock_key = preflight.lock_key
         self.events.started(report)
         batches = BatchRunner(self.context, self.policy, selection, watch, self.holder, self.events)
@@ -206,16 +209,6 @@ class Run:
             f"The plan takes about {decision.estimated_seconds}s, more than the {decision.available_seconds}s "
             f"this invocation has: handed off to the durable function as {report.handed_off['execution_name']}",
         )
-        return True
-
-    def _already_handed_off(self, report: RecycleReport) -> bool:
-        """A retry of an invocation whose durable execution has started, and holds the lock: still a hand-off."""
-        holder, hand_off = report.lock_holder, self.policy.hand_off
-        if hand_off is None or self.request.dry_run or not hand_off.owns(holder["owner"] if holder else None):
-            return False
-        report.handed_off = hand_off.following(already_started=True).to_dict()
-        report.status, report.lock_holder = Status.HANDED_OFF, None
-        self.log(logging.INFO, f"Already handed off: the durable execution {report.handed_off['execution_name']} runs")
         return True
 
     def _cancel_tag_at_start(self, preflight: Preflight, report: RecycleReport) -> None:
@@ -297,6 +290,7 @@ class Run:
                 f"{len(selection.left_alone) - selection.after_started_before} younger than min_task_age_seconds, "
                 f"{len(selection.beyond_max)} beyond max_tasks)",
             )
+        self.context.tell(LiveProgress(recycled=0, total=report.task_total, batch=0, batches=len(selection.batches)))
         return ReplacementWatch(self.context, preflight, gates)
 
     def _repair(self, stale: LockRecord, report: RecycleReport) -> None:

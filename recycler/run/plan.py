@@ -66,6 +66,8 @@ class Plan:
     hand_off: HandOffDecision | None
     estimated_seconds: int
     estimate_basis: str
+    # The run's name among the service's runs: a second start under it while it runs answers already_running.
+    run_key: str | None = None
 
     def to_dict(self) -> ReportPlan:
         """The report's plan (asdict keeps the field order, and alarms a tuple, as the report always had them).
@@ -113,4 +115,5 @@ def make_plan(
         estimated_seconds=round(plan_seconds(preflight, selection, request, settings)),
         estimate_basis=f"{start:.0f}s per batch of replacements (the fastest start among the service's tasks), "
         f"a poll, and wait_time; {batches} batches of up to {request.batch_size}",
+        run_key=request.run_key,
     )

@@ -164,6 +164,9 @@ class Refusal:
         """The error this refusal stands for."""
         if self.error == ConfigError.__name__:
             return ConfigError(str(self.field), self.problem)
+        if self.error == LockHeld.__name__:
+            # With who holds it: a second start of the same run tells it from that.
+            return LockHeld(self.problem, self.lock_holder)
         return errors.rebuilt(self.error, self.problem, PreflightError) or PreflightError(self.problem)
 
 

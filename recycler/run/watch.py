@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from recycler.model.errors import PlacementFailed, ReplacementFailed, ReplacementTimeout, TimeBudgetExhausted
+from recycler.model.progress import LiveProgress
 from recycler.run.budget import restore_still_fits
 from recycler.run.context import RunContext
 from recycler.run.gates import Gates, StopReason
@@ -66,6 +67,7 @@ class WatchState:
 
 class ReplacementWatch:
     def __init__(self, context: RunContext, preflight: Preflight, gates: Gates | None = None) -> None:
+        self.context = context
         self.gateway = context.gateway
         # Alarms and cancel, noted on every poll; the batch loop stops once the replacements in flight serve.
         self.gates = gates
@@ -113,6 +115,7 @@ class ReplacementWatch:
     def _check_new_tasks(self, state: WatchState) -> WatchState:
         elapsed = self.clock.now() - state.since
         service = self.gateway.describe_service(include_tags=True)
+        self.context.tell(LiveProgress(serving=service.get("runningCount"), desired=service.get("desiredCount")))
         if self.gates is not None and state.stop is None:
             state.stop = self.gates.stop_reason(service)
         # Once the replacements are all known and none is stopping, describing them is enough: ListTasks

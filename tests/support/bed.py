@@ -130,6 +130,7 @@ class Bed(Invariants):
         sts: Any = None,
         admission: Any = None,
         liveness: Liveness | None = None,
+        progress: Any = None,
     ) -> tuple[Recycler, FakeLambdaContext | None]:
         context = FakeLambdaContext(self.clock, timeout, owner) if timeout else None
         remaining: Callable[[], float | None] = (
@@ -137,7 +138,7 @@ class Bed(Invariants):
         )
         runtime = LocalRuntime(self.clock, remaining, logging.getLogger(TOOL_NAME))
         clients = AwsClients(self.ecs, self.autoscaling, self.elbv2, self.cloudwatch, sts or self.sts, self.events)
-        setup = EngineSetup(clients, self.clock, runtime, settings or RecycleSettings(), owner, self.store)
+        setup = EngineSetup(clients, self.clock, runtime, settings or RecycleSettings(), owner, self.store, progress)
         engine: Any = Recycler(setup, RunPolicy(lock_ttl_seconds=lock_ttl, admission=admission, liveness=liveness))
         run = engine.run
 
