@@ -448,6 +448,10 @@ main() {
   if [[ $example_cluster == "*" ]]; then example_cluster="CLUSTER_NAME"; fi
   if [[ $example_service == "*" ]]; then example_service="SERVICE_NAME"; fi
   local payload="{\"cluster_name\": \"$example_cluster\", \"service_name\": \"$example_service\""
+  local region_opt="" profile_env="" today
+  today=$(date -u +%Y%m%d)
+  if [[ -n $region ]]; then region_opt=" --region $region"; fi
+  if [[ -n $profile ]]; then profile_env="AWS_PROFILE=$profile "; fi
 
   cat <<EOF
 
@@ -463,10 +467,16 @@ Try a dry run (nothing is changed):
     --payload '$payload, "dry_run": true}' \\
     response.json && cat response.json
 
-Recycle:
-  aws lambda invoke$cli_opts --function-name $function_name_out \\
-    --cli-binary-format raw-in-base64-out \\
-    --payload '$payload, "maintain_service_state": true, "wait_time": 30}' \\
+Recycle, and follow it to the end (started asynchronously: nothing re-sends it; exit 0 succeeded,
+1 failed, 2 refused, 3 incomplete, 130 cancelled):
+  ${profile_env}"$repo_dir/.venv/bin/python" "$repo_dir/lambda_function.py"$region_opt --cluster $example_cluster --service $example_service \\
+    --wait-time 30 --invoke $function_name_out --follow
+
+Or with the AWS CLI alone, synchronously, without its 60 s read timeout and its retries (which would
+send the recycle a second time); the run_key (today's date) makes a second start answer already_running:
+  AWS_MAX_ATTEMPTS=1 AWS_RETRY_MODE=standard aws lambda invoke$cli_opts --cli-read-timeout 0 \\
+    --function-name $function_name_out --cli-binary-format raw-in-base64-out \\
+    --payload '$payload, "maintain_service_state": true, "wait_time": 30, "run_key": "$today"}' \\
     response.json && cat response.json
 
 Services too large for 15 minutes: start the durable function asynchronously. The

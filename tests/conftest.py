@@ -19,11 +19,13 @@ sys.path.insert(0, str(ROOT))
 
 # moto before boto3 clients (simulator imports moto first).
 from support.bed import ENGINE_CALLS, Bed  # noqa: E402
+from support.functions import DeployedFunction  # noqa: E402
 from support.handoff import DURABLE_ALIAS_ARN, FakeDurableAlias  # noqa: E402
 
 from dev import simulator  # noqa: E402
 from dev.simulator import VirtualClock  # noqa: E402
 from recycler.aws import clients  # noqa: E402
+from recycler.aws import session as aws_session  # noqa: E402
 from recycler.run.ports import HANDOFF_ENV  # noqa: E402
 
 # The cross-check's verdict: (line, is_failure), printed by pytest_terminal_summary.
@@ -127,3 +129,17 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     """Print the cross-check's verdict. pytest calls this after ending the "[100%]" line, so it gets its own."""
     for line, failed in IAM_SUMMARY:
         terminalreporter.write_line(line, red=failed)
+
+
+@pytest.fixture
+def deployed(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> DeployedFunction:
+    """The deployed function, answering the CLI's Lambda calls (--invoke, --follow) on the bed."""
+    function = DeployedFunction(bed)
+
+    class Session:
+        def client(self, name: str) -> Any:
+            assert name == "lambda"
+            return function
+
+    monkeypatch.setattr(aws_session, "get_aws_session", lambda *args, **kwargs: Session())
+    return function

@@ -248,6 +248,13 @@ def test_printed_invoke_command_is_ready_to_paste(deploy: Deploy) -> None:
         request = parse_event(json.loads(payload))
         assert (request.cluster, request.service) == ("prod", "web")
     assert json.loads(payloads[0])["dry_run"] is True
+    # AND no printed recycle can be sent twice: it is started asynchronously and followed, or the synchronous
+    # invoke has no read timeout and no retries, and a run_key (a second start answers already_running)
+    assert f"--invoke {FUNCTION} --follow" in run.out
+    for command in run.out.split("\n\n"):
+        if "aws lambda invoke" in command and '"dry_run": true' not in command and "Event" not in command:
+            assert "--cli-read-timeout 0" in command and "AWS_MAX_ATTEMPTS=1" in command, command
+            assert re.search(r'"run_key": "[0-9]{8}"', command), command
 
 
 def test_printed_durable_start_is_named_and_the_name_line_runs(deploy: Deploy) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +175,50 @@ def test_every_deploy_flag_the_readme_names_exists() -> None:
     named |= set(re.findall(r"`(--schedule[a-z0-9-]*)", README))
     assert {"--schedule-event", "--schedule2", "--schedule2-event"} <= named
     assert named <= known, sorted(named - known)
+
+
+def test_the_walkthrough_runs_as_printed(bed: Any, deployed: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """The walkthrough's five lines, in order: the start and its follow; meanwhile a status and a cancel; then
+    the follow of the ended run and the history. The simulator's service stands in for prod/web."""
+    import contextlib
+    import io
+    import shlex
+
+    from support.bed import CLUSTER, SERVICE
+
+    import lambda_function
+
+    block = _bash_blocks(_section("### Walkthrough: start, follow, status, cancel, history"))[0]
+    commands = [shlex.split(line) for line in block.splitlines() if line.startswith(".venv/bin/python")]
+    assert [c[0:2] for c in commands] == [[".venv/bin/python", "lambda_function.py"]] * 5
+    argvs = [[{"prod": CLUSTER, "web": SERVICE}.get(word, word) for word in c[2:]] for c in commands]
+    start, status, cancel, follow, history = argvs
+    assert "--invoke" in start and "--follow" in start and "--status" in status and "--cancel" in cancel
+    bed.add_service(tasks=6, target=(2, 10))
+    seen: dict[str, Any] = {}
+
+    def run(name: str, argv: list[str]) -> None:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = lambda_function.main(argv, clock=bed.clock)
+        text = out.getvalue()
+        # A report or an answer is one JSON document; a follow prints JSON lines, its verdict last.
+        seen[name] = (code, json.loads(text if text.startswith("{\n") else text.splitlines()[-1]))
+
+    # WHEN the start runs, with the status and the cancel given from "another terminal" while it runs
+    bed.sim.at(200, "status", lambda: run("status", status))
+    bed.sim.at(210, "cancel", lambda: run("cancel", cancel))
+    code = lambda_function.main(start, clock=bed.clock)
+    followed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")][-1]
+
+    # THEN the status saw it running part way, the cancel was taken, and the follow ended with it: cancelled
+    status_code, answer = seen["status"]
+    assert status_code == 0 and answer["state"] == "running" and 0 <= answer["percent_complete"] < 100
+    assert seen["cancel"][0] == 0 and seen["cancel"][1]["state"] == "running"
+    assert (followed["followed"], code) == ("cancelled", 130)
+    bed.assert_restored()
+    # AND afterwards the follow reports the ended run, and the history lists it first
+    run("follow", follow)
+    run("history", history)
+    assert seen["follow"][0] == 130
+    assert seen["history"][0] == 0 and seen["history"][1]["runs"][0]["status"] == "cancelled"

@@ -7,30 +7,31 @@ durable_function.py's name CLI names flags the same way, through ``option_flags`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import getpass
 import json
-import os
 import re
-import select
 import shlex
 import signal
 import socket
 import sys
-import threading
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recycler.hosts.config import load_config
+from recycler.hosts.interrupts import Interrupts
 from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.request import parse_event
 from recycler.model.settings import is_region_name
+from recycler.model.states import Action
 from recycler.observability import logs
 
 if TYPE_CHECKING:
+    from recycler.hosts.config import AppConfig
+    from recycler.hosts.environment import Environment
+    from recycler.model.progress import ProgressSink
+    from recycler.model.request import RecycleRequest
     from recycler.model.runtime import Clock
 
 # An item of a list field, as the event validation names it: alarm_names[0].
@@ -111,6 +112,29 @@ def parser_and_flags() -> tuple[argparse.ArgumentParser, dict[str, str]]:
             ("cancel", "ask a running recycle to stop"),
         )
     ]
+    options.append(
+        parser.add_argument(
+            "--run-key",
+            default=None,
+            help="name this run (1-20 letters, digits, - or _; --invoke fills in the UTC date): a second start "
+            "while it runs answers already_running",
+        )
+    )
+    remote = parser.add_argument_group("the deployed function")
+    remote.add_argument(
+        "--invoke",
+        metavar="FUNCTION",
+        help="start the recycle in the deployed function (asynchronously; a durable one through its alias) "
+        "instead of here",
+    )
+    remote.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow the run until it ends, as kubectl rollout status does (with --invoke: through the function; "
+        "alone: the run going now, through the lock table); exit 0 succeeded, 1 failed, 2 refused, "
+        "3 incomplete, 130 cancelled",
+    )
+    parser.add_argument("--json", action="store_true", help="JSON lines, never a progress bar (the default when piped)")
     parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
     parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
     return parser, option_flags(options)
@@ -135,32 +159,17 @@ def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
 
 def _run(args: argparse.Namespace, event_flags: dict[str, str], clock: Clock | None, interrupts: Interrupts) -> int:
     from recycler.hosts.environment import Environment
-    from recycler.hosts.plain import NOT_COMPLETED, get_config, new_owner_id
-    from recycler.model.runtime import SystemClock
 
     env = Environment.from_env()
     logs.configure(env.log_level, lambda_json=env.lambda_json_logs, in_lambda=env.in_lambda)
-
     try:
         # A flag left unset that has no default (--max-tasks) is not sent at all.
         event = {field: getattr(args, field) for field in event_flags if getattr(args, field) is not None}
         request = parse_event(event)
-        config = load_config(Path(args.config)) if args.config else get_config(env)
-        if args.region is not None:
-            if not is_region_name(args.region):
-                raise ConfigError("region", "is not an AWS region name")
-            config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
-        asker = f"cli {getpass.getuser()}@{socket.gethostname()}"
-        result = run_recycle(
-            request,
-            config,
-            owner_id=new_owner_id("cli"),
-            requested_by=asker,
-            environment=env,
-            # A signal wakes the real clock's sleeps, so the run acts on it within a poll.
-            clock=clock or SystemClock(interrupts.sleep),
-            interrupted=interrupts.reason,
-        )
+        config = _config(args, env)
+        if args.invoke or args.follow:
+            return _remote(args, request, config, event, env, clock)
+        return _local(args, request, config, env, clock, interrupts)
     except ConfigError as e:
         # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
         flag = flag_for(e.field, {**event_flags, "region": "--region"})
@@ -169,12 +178,107 @@ def _run(args: argparse.Namespace, event_flags: dict[str, str], clock: Clock | N
     except RecycleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _config(args: argparse.Namespace, env: Environment) -> AppConfig:
+    from recycler.hosts.plain import get_config
+
+    config = load_config(Path(args.config)) if args.config else get_config(env)
+    if args.region is not None:
+        if not is_region_name(args.region):
+            raise ConfigError("region", "is not an AWS region name")
+        config = dataclasses.replace(config, aws=dataclasses.replace(config.aws, region_name=args.region))
+    return config
+
+
+def _local(
+    args: argparse.Namespace,
+    request: RecycleRequest,
+    config: AppConfig,
+    env: Environment,
+    clock: Clock | None,
+    interrupts: Interrupts,
+) -> int:
+    """The run here, with a live bar on a terminal (JSON lines otherwise); the report on stdout."""
+    from recycler.hosts.plain import Watcher, new_owner_id
+    from recycler.hosts.progress import ProgressBar, wants_bar
+    from recycler.model.runtime import SystemClock
+
+    def run(progress: ProgressSink | None) -> dict[str, Any]:
+        return run_recycle(
+            request,
+            config,
+            owner_id=new_owner_id("cli"),
+            requested_by=f"cli {getpass.getuser()}@{socket.gethostname()}",
+            environment=env,
+            # A signal wakes the real clock's sleeps, so the run acts on it within a poll.
+            clock=clock or SystemClock(interrupts.sleep),
+            watcher=Watcher(interrupts.reason, progress),
+        )
+
+    if request.action == Action.RECYCLE and not request.dry_run and wants_bar(sys.stderr, args.json):
+        with ProgressBar(f"{request.cluster_name}/{request.service_name}", sys.stderr) as bar:
+            result = run(bar)
+            bar.finish(str(result.get("status")))
+    else:
+        result = run(None)
     print(json.dumps(result, indent=2, default=str))
-    # 2 as for any other refusal before a change (another run holds the service); 1 for a run that failed,
-    # and for a dry run that found what the real run would refuse: a script can gate on it.
-    if result.get("status") == "refused":
-        return 2
-    return 1 if result.get("status") in NOT_COMPLETED or result.get("would_refuse") else 0
+    return outcome_exit_code(result)
+
+
+def outcome_exit_code(result: Mapping[str, Any]) -> int:
+    """0 for what was asked for (status, history and cancel answers too); else by outcome (recycler.hosts.follow):
+    1 failed, 2 refused, 3 incomplete, 130 cancelled; and 1 for a dry run that found what the run would refuse."""
+    from recycler.hosts.follow import exit_code
+
+    if result.get("action") in (Action.STATUS, Action.HISTORY, Action.CANCEL):
+        return 0
+    return 1 if result.get("would_refuse") else exit_code(result.get("status"))
+
+
+def _remote(
+    args: argparse.Namespace,
+    request: RecycleRequest,
+    config: AppConfig,
+    event: dict[str, Any],
+    env: Environment,
+    clock: Clock | None,
+) -> int:
+    """``--invoke FUNCTION`` (and ``--follow``), or ``--follow`` alone: the run in the deployed function."""
+    from recycler.aws import functions
+    from recycler.aws.session import get_aws_session
+    from recycler.hosts import remote
+    from recycler.hosts.plain import new_owner_id
+    from recycler.model.runtime import SystemClock
+
+    clock = clock or SystemClock()
+    output = remote.Output(f"{request.cluster_name}/{request.service_name}", args.json)
+    if not args.invoke:
+        status = dataclasses.replace(request, action=Action.STATUS)
+
+        def local_status() -> Mapping[str, Any]:
+            return run_recycle(status, config, owner_id=new_owner_id("cli"), environment=env, clock=clock)
+
+        return remote.follow(local_status, clock, output, None, request.run_key)
+    if request.action != Action.RECYCLE or request.dry_run:
+        raise ConfigError("invoke", "starts a recycle; ask for a dry run, status or history here, without --invoke")
+    # The caller's own account, where the functions are: not a role the config assumes for the service.
+    own = dataclasses.replace(config.aws, role_arn=None, external_id=None)
+    client = get_aws_session(own, env=env.aws).client("lambda")
+    since = clock.now()
+    request = dataclasses.replace(request, run_key=request.run_key or remote.todays_run_key(since))
+    started = remote.start(client, args.invoke, request, {**event, "run_key": request.run_key})
+    print(json.dumps({"invoked": started.function, "message": started.message}), flush=True)
+    if not args.follow:
+        return 0
+    asked = remote.status_event(request)
+    return remote.follow(
+        lambda: functions.ask(client, started.function, asked),
+        clock,
+        output,
+        None if started.already else since,
+        request.run_key,
+    )
 
 
 def status_command(args: argparse.Namespace) -> str:
@@ -184,85 +288,3 @@ def status_command(args: argparse.Namespace) -> str:
         if value is not None:
             words += [flag, value]
     return shlex.join([*words, "--status"])
-
-
-class Interrupts:
-    """SIGINT and SIGTERM during a CLI run, counted.
-
-    The first asks the run to stop as a cancel does: it stops no further task, lets the replacements in
-    flight finish, restores, releases the lock and reports cancelled (the run reads ``reason``). The second
-    says the restore is under way and keeps going. The third leaves at once: the lock stays, and the next run
-    repairs the service from it. A signal also ends the run's current sleep (``sleep``, on a self-pipe), so
-    the run acts within a poll. The handler writes with os.write only: a print could re-enter a stream the
-    run was writing to when the signal came.
-    """
-
-    def __init__(self, status: str) -> None:
-        self.status = status
-        self.signals: list[int] = []
-        self._pipe: tuple[int, int] | None = None
-
-    def reason(self) -> str | None:
-        """The first signal's name once one came (the run is then a cancelled one), else None."""
-        return signal.Signals(self.signals[0]).name if self.signals else None
-
-    def exit_code(self) -> int | None:
-        return 128 + self.signals[0] if self.signals else None
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[Interrupts]:
-        """The handlers for the run (the previous ones back after it); none outside the main thread."""
-        read, write = os.pipe()
-        os.set_blocking(read, False)
-        os.set_blocking(write, False)
-        self._pipe = (read, write)
-        previous: dict[signal.Signals, Any] = {}
-        try:
-            if threading.current_thread() is threading.main_thread():
-                for number in (signal.SIGINT, signal.SIGTERM):
-                    previous[number] = signal.signal(number, self._on_signal)
-            yield self
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-            self._pipe = None
-            os.close(read)
-            os.close(write)
-
-    def sleep(self, seconds: float) -> None:
-        """time.sleep, ended early by a signal that came during it (or since the last sleep)."""
-        if self._pipe is None:
-            time.sleep(seconds)
-            return
-        read = self._pipe[0]
-        ready, _, _ = select.select([read], [], [], seconds)
-        if ready:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(read, 64):
-                    pass
-
-    def _on_signal(self, number: int, frame: Any) -> None:
-        self.signals.append(number)
-        if self._pipe is not None:
-            with contextlib.suppress(OSError):
-                os.write(self._pipe[1], b"!")
-        name = signal.Signals(number).name
-        if len(self.signals) == 1:
-            _say(
-                f"{name}: stopping as a cancel does: no further task is stopped, the replacements in flight "
-                "finish, then the service is restored and the lock released."
-            )
-        elif len(self.signals) == 2:
-            _say(f"{name}: the restore is under way, keeping on with it. Interrupt once more to leave at once.")
-        else:
-            _say(
-                f"{name}: leaving now, without finishing. The lock stays: the next run repairs the service "
-                f"from it once it expires. Check it with: {self.status}"
-            )
-            os._exit(128 + self.signals[0])
-
-
-def _say(line: str) -> None:
-    """One line on stderr, from a signal handler: os.write, which takes no lock a print could hold."""
-    with contextlib.suppress(OSError):
-        os.write(sys.stderr.fileno(), (line + "\n").encode())

@@ -194,6 +194,8 @@ class DurableHost:
     env: Environment
     session: Any = None
     publishes_metrics: bool = True
+    # Nobody watches a durable execution's progress in its process: status and EventBridge say it.
+    progress: None = None
 
     @property
     def execution_arn(self) -> str:

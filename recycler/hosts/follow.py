@@ -28,6 +28,8 @@ EXIT_CODES: Mapping[str, int] = {
     Status.SUCCEEDED: 0,
     Status.DRY_RUN: 0,
     Status.HANDED_OFF: 0,
+    # A second start of a run that is going: that run is followed, or asked about, as the one asked for.
+    Status.ALREADY_RUNNING: 0,
     Status.FAILED: 1,
     Status.REFUSED: 2,
     Status.INCOMPLETE: 3,

@@ -28,6 +28,7 @@ from recycler.hosts.environment import Environment
 from recycler.lock.record import LOCK_TABLE_ENV
 from recycler.lock.store import DynamoLockStore
 from recycler.model.errors import ConfigError, RecycleError
+from recycler.model.progress import ProgressSink
 from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import TOOL_NAME, Clock, NoResult, Runtime, iso_seconds
@@ -107,6 +108,11 @@ class Host(Protocol):
     @property
     def publishes_metrics(self) -> bool: ...
 
+    @property
+    def progress(self) -> ProgressSink | None:
+        """Who watches the run's progress in this process (the CLI's bar), or None."""
+        ...
+
     def connect(self, config: AppConfig) -> tuple[Clients, str | None]:
         """The clients, and the region they use (checked against the event's ARNs before any call)."""
         ...
@@ -180,7 +186,7 @@ def build_engine(
         # The run's events go to the function's own account, as its lock does.
         events=clients.lock_session_client("events"),
     )
-    setup = EngineSetup(aws, host.clock, policy.runtime, config.recycle, host.owner_id, store)
+    setup = EngineSetup(aws, host.clock, policy.runtime, config.recycle, host.owner_id, store, host.progress)
     return Recycler(setup, policy.run)
 
 

@@ -36,6 +36,7 @@ from recycler.hosts.pipeline import (
     summarise,
 )
 from recycler.model.errors import ConfigError, RecycleError
+from recycler.model.progress import ProgressSink
 from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import TOOL_NAME, Clock, LocalRuntime, Runtime, SystemClock
@@ -76,8 +77,17 @@ class Invocation:
     # Set by the Lambda handler, which says what bounded the run and raises what did not complete; the CLI
     # returns it instead.
     time_budget: str | None = None
-    # The CLI's Ctrl-C or SIGTERM: the signal's name once the operator interrupted the run, else None.
+    # The operator at the CLI: their Ctrl-C, and their view of the run's progress.
+    watcher: Watcher = field(default_factory=lambda: Watcher())
+
+
+@dataclass(frozen=True)
+class Watcher:
+    """The operator at the CLI: what says they interrupted the run (the signal's name, or None), and where
+    the run's progress is shown (None: nowhere, as in Lambda)."""
+
     interrupted: Callable[[], str | None] = lambda: None
+    progress: ProgressSink | None = None
 
 
 @dataclass
@@ -91,6 +101,10 @@ class PlainHost:
     invocation: Invocation
     # The caller's session (tests, the simulator); else one from input.json's credentials.
     session: Any = None
+
+    @property
+    def progress(self) -> ProgressSink | None:
+        return self.invocation.watcher.progress
 
     @property
     def publishes_metrics(self) -> bool:
@@ -121,7 +135,7 @@ class PlainHost:
             lock_ttl_seconds=HEARTBEAT_LEASE_SECONDS,
             hand_off=self._hand_off(request, config, clients),
             requested_by=self.requested_by,
-            liveness=Liveness(interrupted=self.invocation.interrupted),
+            liveness=Liveness(interrupted=self.invocation.watcher.interrupted),
         )
         return TimePolicy(runtime=LocalRuntime(self.clock, self.remaining_seconds, logger), run=run)
 
@@ -167,12 +181,12 @@ def run_recycle(
     requested_by: str | None = None,
     publish_metrics: bool | None = None,
     environment: Environment | None = None,
-    interrupted: Callable[[], str | None] = lambda: None,
+    watcher: Watcher | None = None,
 ) -> dict[str, Any]:
     """Run one recycle with the plain runtime, notify, and return the report as a dict (the CLI's run).
 
-    ``action: status`` and ``cancel`` return what recycler.hosts.control says instead. ``interrupted`` gives
-    the name of the signal that interrupted the CLI (the run then stops as a cancel does), or None.
+    ``action: status`` and ``cancel`` return what recycler.hosts.control says instead. ``watcher`` is the CLI's
+    operator: the signal that interrupted the run (it then stops as a cancel does), and the progress bar.
     Metrics are published (EMF on stdout) in Lambda, or when ``publish_metrics`` says so.
     """
     env = environment or Environment.from_env()
@@ -187,7 +201,7 @@ def run_recycle(
             ids=invocation or {},
             event=event,
             publishes_metrics=publish_metrics if publish_metrics is not None else env.in_lambda,
-            interrupted=interrupted,
+            watcher=watcher or Watcher(),
         ),
         session=session,
     )

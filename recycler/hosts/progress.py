@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from recycler.model.progress import LiveProgress
 from recycler.model.states import Status
+from recycler.observability import logs
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -96,6 +97,9 @@ class ProgressBar:
             redirect_stderr=False,
         )
         self.latest = LiveProgress()
+        self.lines = _ConsoleLines(self.console)
+        # The JSON handlers the bar stands in for while it is shown.
+        self.replaced: list[logging.Handler] = []
         columns = describe(self.latest)
         self.task: TaskID = self.progress.add_task(
             title,
@@ -108,14 +112,22 @@ class ProgressBar:
         )
 
     def __enter__(self) -> ProgressBar:
+        # The run's log lines go above the bar, as a person reads them, instead of as JSON on the same stream.
+        root = logging.getLogger()
+        self.replaced = [h for h in root.handlers if getattr(h, "_recycle_json", False)]
+        for handler in self.replaced:
+            root.removeHandler(handler)
+        logs.attach(self.lines)
+        root.addHandler(self.lines)
         self.progress.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
-
-    def log_handler(self) -> logging.Handler:
-        return _ConsoleLines(self.console)
+        root = logging.getLogger()
+        root.removeHandler(self.lines)
+        for handler in self.replaced:
+            root.addHandler(handler)
 
     def __call__(self, update: LiveProgress) -> None:
         """A run's update (recycler.model.progress.ProgressSink)."""
