@@ -65,6 +65,16 @@ def parser_and_flags() -> tuple[argparse.ArgumentParser, dict[str, str]]:
         prog="lambda_function.py",
         description="Recycle an ECS service's tasks one at a time, against real AWS (credentials from input.json).",
     )
+    options = _event_options(parser)
+    _remote_options(parser)
+    parser.add_argument("--json", action="store_true", help="JSON lines, never a progress bar (the default when piped)")
+    parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
+    parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
+    return parser, option_flags(options)
+
+
+def _event_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """One option per event field."""
     # Each event field is an option whose dest is the field's name (--wait-time -> wait_time),
     # so a new field needs only its add_argument line here.
     options = [
@@ -120,6 +130,11 @@ def parser_and_flags() -> tuple[argparse.ArgumentParser, dict[str, str]]:
             "while it runs answers already_running",
         )
     )
+    return options
+
+
+def _remote_options(parser: argparse.ArgumentParser) -> None:
+    """Where the run happens when it is not here: the deployed function."""
     remote = parser.add_argument_group("the deployed function")
     remote.add_argument(
         "--invoke",
@@ -134,10 +149,6 @@ def parser_and_flags() -> tuple[argparse.ArgumentParser, dict[str, str]]:
         "alone: the run going now, through the lock table); exit 0 succeeded, 1 failed, 2 refused, "
         "3 incomplete, 130 cancelled",
     )
-    parser.add_argument("--json", action="store_true", help="JSON lines, never a progress bar (the default when piped)")
-    parser.add_argument("--config", help="path to input.json (default: beside this file, or $RECYCLE_CONFIG)")
-    parser.add_argument("--region", help="AWS region (overrides awsCredentials.region_name and AWS_REGION)")
-    return parser, option_flags(options)
 
 
 def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
@@ -204,7 +215,7 @@ def _local(
     from recycler.hosts.progress import ProgressBar, wants_bar
     from recycler.model.runtime import SystemClock
 
-    def run(progress: ProgressSink | None) -> dict[str, Any]:
+    def run(progress: ProgressSink | None) -> Mapping[str, Any]:
         return run_recycle(
             request,
             config,
@@ -240,7 +251,7 @@ def _remote(
     args: argparse.Namespace,
     request: RecycleRequest,
     config: AppConfig,
-    event: dict[str, Any],
+    event: Mapping[str, Any],
     env: Environment,
     clock: Clock | None,
 ) -> int:
