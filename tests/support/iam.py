@@ -536,7 +536,7 @@ def calls_from_api(
         # Authorized per entry, on the bus it names (the default bus when it names none).
         buses = {str(e.get("EventBusName") or "default") for e in params.get("Entries", [])} or {"default"}
         return [call(b if b.startswith("arn:") else f"{base}:event-bus/{b}") for b in sorted(buses)]
-    if prefix == "lambda" and operation == "Invoke":
+    if prefix == "lambda" and operation in ("Invoke", "GetFunctionConfiguration"):
         function = str(params["FunctionName"])
         return [call(function if function.startswith("arn:") else f"{base}:function:{function}")]
     if prefix == "lambda" and operation in ("CheckpointDurableExecution", "GetDurableExecutionState"):
