@@ -21,7 +21,9 @@ from aiosmtpd.controller import Controller
 
 from dev import simulator
 from recycler.hosts.config import parse_config
-from recycler.hosts.plain import run_recycle, summarise
+from recycler.hosts.plain import Watcher, run_recycle, summarise
+from recycler.hosts.progress import ProgressBar, wants_bar
+from recycler.model.progress import ProgressSink
 from recycler.model.request import parse_event
 from recycler.observability import logs
 
@@ -103,19 +105,31 @@ def main() -> int:
             request = parse_event(
                 {"cluster_name": CLUSTER, "service_name": SERVICE, "maintain_service_state": True, "wait_time": 30}
             )
-            report = run_recycle(
-                request,
-                config,
-                session=session,
-                clock=clock,
-                remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
-                owner_id=context.aws_request_id,
-                invocation={
-                    "request_id": context.aws_request_id,
-                    "log_group": context.log_group_name,
-                    "log_stream": context.log_stream_name,
-                },
-            )
+
+            def run(progress: ProgressSink | None) -> dict[str, Any]:
+                return run_recycle(
+                    request,
+                    config,
+                    session=session,
+                    clock=clock,
+                    remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
+                    owner_id=context.aws_request_id,
+                    invocation={
+                        "request_id": context.aws_request_id,
+                        "log_group": context.log_group_name,
+                        "log_stream": context.log_stream_name,
+                    },
+                    watcher=Watcher(progress=progress),
+                )
+
+            # On a terminal, the CLI's live bar, with the run's lines above it; piped, the lines alone.
+            if wants_bar(sys.stdout, json_lines=False):
+                formatter = _VirtualTimeFormatter(clock)
+                with ProgressBar(f"{CLUSTER}/{SERVICE}", sys.stdout, formatter=formatter) as bar:
+                    report = run(bar)
+                    bar.finish(str(report.get("status")))
+            else:
+                report = run(None)
             key = f"{CLUSTER}:{SERVICE}"
             minimum = sim.observed.min_serving[key]
             peak = sim.observed.max_live[key]

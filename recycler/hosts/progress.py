@@ -63,19 +63,24 @@ def describe(progress: LiveProgress) -> Columns:
 class _ConsoleLines(logging.Handler):
     """Log lines as a person reads them, printed above the bar: the level and the message."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, formatter: logging.Formatter | None) -> None:
         super().__init__()
         self.console = console
+        if formatter is not None:
+            self.setFormatter(formatter)
 
     def emit(self, record: logging.LogRecord) -> None:
         style = "red" if record.levelno >= logging.ERROR else "yellow" if record.levelno >= logging.WARNING else ""
-        self.console.print(f"{record.levelname:<7} {record.getMessage()}", style=style, markup=False, highlight=False)
+        text = self.format(record) if self.formatter else f"{record.levelname:<7} {record.getMessage()}"
+        self.console.print(text, style=style, markup=False, highlight=False)
 
 
 class ProgressBar:
     """A live bar for one run: recycled/total, percent, batch, serving/desired, ETA, and the last event."""
 
-    def __init__(self, title: str, stream: IO[str], width: int | None = None) -> None:
+    def __init__(
+        self, title: str, stream: IO[str], width: int | None = None, formatter: logging.Formatter | None = None
+    ) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
@@ -97,7 +102,9 @@ class ProgressBar:
             redirect_stderr=False,
         )
         self.latest = LiveProgress()
-        self.lines = _ConsoleLines(self.console)
+        # The lines above the bar: the level and the message, or as the formatter given writes them.
+        self.lines = _ConsoleLines(self.console, formatter)
+        self.stream = stream
         # The JSON handlers the bar stands in for while it is shown.
         self.replaced: list[logging.Handler] = []
         columns = describe(self.latest)
@@ -112,9 +119,11 @@ class ProgressBar:
         )
 
     def __enter__(self) -> ProgressBar:
-        # The run's log lines go above the bar, as a person reads them, instead of as JSON on the same stream.
+        # The run's log lines go above the bar, as a person reads them: not as JSON, nor straight onto its stream.
         root = logging.getLogger()
-        self.replaced = [h for h in root.handlers if getattr(h, "_recycle_json", False)]
+        self.replaced = [
+            h for h in root.handlers if getattr(h, "_recycle_json", False) or getattr(h, "stream", None) is self.stream
+        ]
         for handler in self.replaced:
             root.removeHandler(handler)
         logs.attach(self.lines)
