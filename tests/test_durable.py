@@ -472,6 +472,18 @@ def test_a_thousand_tasks_in_batches_of_ten_are_admitted_at_the_template_default
         durable_bounds.check_duration_bound(
             preflight, preflight.select(one_by_one), one_by_one, settings, timeout - 60, timeout
         )
+    # AND the batches that fit are refused once checkpoints hold longer than the execution has left
+    held = parse_event(
+        {
+            "cluster_name": "c",
+            "service_name": "s",
+            "batch_size": 10,
+            "checkpoint_percentages": [25, 50, 75],
+            "checkpoint_delay_seconds": 86_400 // 3,
+        }
+    )
+    with pytest.raises(PreflightError, match=r"Nothing was changed"):
+        durable_bounds.check_duration_bound(preflight, preflight.select(held), held, settings, timeout - 60, timeout)
 
 
 def test_a_cancel_stops_a_durable_run_gracefully(bed: Bed, durable: Callable[..., Outcome]) -> None:

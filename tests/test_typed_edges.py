@@ -15,6 +15,7 @@ from recycler.hosts.control import CancelResult, LockView, Pace, StatusResult
 from recycler.hosts.durable import PollStateSerDes
 from recycler.model.report import (
     HandOffReport,
+    PlannedCheckpoint,
     PlannedHandOff,
     PlannedLeftAlone,
     PlannedRepair,
@@ -24,10 +25,10 @@ from recycler.model.report import (
     TaskResult,
 )
 from recycler.model.states import Status
-from recycler.run.batches import AlarmWatch
 from recycler.run.capacity import TargetRestore
 from recycler.run.gates import StopReason
-from recycler.run.plan import LeftAlone, Plan, RepairPlan, Surge
+from recycler.run.hold import AlarmWatch
+from recycler.run.plan import CheckpointPlan, LeftAlone, Plan, RepairPlan, Surge
 from recycler.run.ports import HandedOff, HandOffDecision
 from recycler.run.watch import WatchState
 
@@ -59,6 +60,7 @@ PLAN: ReportPlan = {
     "estimated_seconds": 60,
     "estimate_basis": "basis",
     "run_key": None,
+    "checkpoints": [],
 }
 
 # A replacement wait's state as a durable checkpoint held it when the engine passed the runtime JSON itself.
@@ -137,6 +139,7 @@ def test_the_report_plan_types_have_the_fields_of_the_records_they_are_the_json_
         (PlannedLeftAlone, LeftAlone),
         (PlannedSurge, Surge),
         (PlannedHandOff, HandOffDecision),
+        (PlannedCheckpoint, CheckpointPlan),
         (HandOffReport, HandedOff),
     ]
     for typed, record in pairs:

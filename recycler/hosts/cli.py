@@ -97,22 +97,8 @@ def _event_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
             help="leave tasks started at or after this ISO 8601 UTC time alone, e.g. 2026-12-02T10:00:00Z "
             "(an incomplete run's carry-on event sets it)",
         ),
-        parser.add_argument(
-            "--alarm-names", nargs="*", default=[], help="CloudWatch alarms that gate the run (up to 100 names)"
-        ),
-        parser.add_argument(
-            "--no-use-service-alarms",
-            dest="use_service_alarms",
-            action="store_false",
-            help="do not add the service's own deployment alarms to the gate",
-        ),
-        parser.add_argument(
-            "--no-hand-off",
-            dest="hand_off",
-            action="store_false",
-            help="(Lambda only) never start the durable function for a plan too long for one invocation",
-        ),
     ]
+    options += _gate_options(parser)
     actions = parser.add_mutually_exclusive_group()
     options += [
         actions.add_argument(f"--{action}", dest="action", action="store_const", const=action, help=help_text)
@@ -131,6 +117,40 @@ def _event_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
         )
     )
     return options
+
+
+def _gate_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The event fields that gate the run, hold it, or say where it may go."""
+    return [
+        parser.add_argument(
+            "--alarm-names", nargs="*", default=[], help="CloudWatch alarms that gate the run (up to 100 names)"
+        ),
+        parser.add_argument(
+            "--checkpoint-percentages",
+            nargs="*",
+            type=int,
+            default=[],
+            help="hold once this share of the tasks is recycled, e.g. 25 50 (as instance refresh's checkpoints)",
+        ),
+        parser.add_argument(
+            "--checkpoint-delay-seconds",
+            type=int,
+            default=None,
+            help="how long each checkpoint holds, with the alarms watched (default 3600; up to 172800)",
+        ),
+        parser.add_argument(
+            "--no-use-service-alarms",
+            dest="use_service_alarms",
+            action="store_false",
+            help="do not add the service's own deployment alarms to the gate",
+        ),
+        parser.add_argument(
+            "--no-hand-off",
+            dest="hand_off",
+            action="store_false",
+            help="(Lambda only) never start the durable function for a plan too long for one invocation",
+        ),
+    ]
 
 
 def _remote_options(parser: argparse.ArgumentParser) -> None:
@@ -238,11 +258,12 @@ def _local(
 
 
 def outcome_exit_code(result: Mapping[str, Any]) -> int:
-    """0 for what was asked for (status, history and cancel answers too); else by outcome (recycler.hosts.follow):
-    1 failed, 2 refused, 3 incomplete, 130 cancelled; and 1 for a dry run that found what the run would refuse."""
+    """0 for what was asked for: status, history and cancel answers, and a run an operator cancelled (its cancel
+    was honoured; a Ctrl-C here exits 130 all the same). Else by outcome (recycler.hosts.follow): 1 failed, 2
+    refused, 3 incomplete; and 1 for a dry run that found what the run would refuse."""
     from recycler.hosts.follow import exit_code
 
-    if result.get("action") in (Action.STATUS, Action.HISTORY, Action.CANCEL):
+    if result.get("action") in (Action.STATUS, Action.HISTORY, Action.CANCEL) or result.get("status") == "cancelled":
         return 0
     return 1 if result.get("would_refuse") else exit_code(result.get("status"))
 

@@ -52,6 +52,14 @@ class PlannedSurge(TypedDict):
     raise_max_capacity: bool
 
 
+class PlannedCheckpoint(TypedDict):
+    """One of the plan's checkpoints (recycler.run.plan.CheckpointPlan as JSON)."""
+
+    percent: int
+    after_batch: int
+    hold_seconds: int
+
+
 class PlannedHandOff(TypedDict):
     """The plan's hand_off (recycler.run.ports.HandOffDecision as JSON)."""
 
@@ -78,6 +86,7 @@ class ReportPlan(TypedDict):
     estimated_seconds: int
     estimate_basis: str
     run_key: str | None
+    checkpoints: list[PlannedCheckpoint]
 
 
 class HandOffReport(TypedDict):

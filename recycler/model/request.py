@@ -48,6 +48,11 @@ _UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # run_key: what names one run among a service's runs (the date, say); it also ends a durable execution name.
 RUN_KEY = re.compile(r"[A-Za-z0-9_-]{1,20}", re.ASCII)
 RUN_KEY_RULE = "must be 1-20 letters, digits, '-' or '_'"
+# Checkpoints, as EC2 instance refresh has them: up to 10 percentages, and a hold of up to two days at each
+# (one hour unless the event says otherwise).
+MAX_CHECKPOINTS = 10
+MAX_CHECKPOINT_DELAY_SECONDS = 172_800
+DEFAULT_CHECKPOINT_DELAY_SECONDS = 3_600
 
 
 def utc_text(epoch: float) -> str:
@@ -82,6 +87,10 @@ class RecycleRequest:
     hand_off: bool = True
     # Names this run: a second start under the same key while it runs answers already_running, not refused.
     run_key: str | None = None
+    # Once this share of the run's tasks is recycled (percent, ascending), hold for checkpoint_delay_seconds
+    # with the alarms watched, then go on.
+    checkpoint_percentages: tuple[int, ...] = ()
+    checkpoint_delay_seconds: int = 0
 
     @property
     def cluster_name(self) -> str:
@@ -136,6 +145,8 @@ _EVENT_FIELDS = {
     "use_service_alarms",
     "hand_off",
     "run_key",
+    "checkpoint_percentages",
+    "checkpoint_delay_seconds",
 }
 
 
@@ -177,6 +188,8 @@ def parse_event(event: Any) -> RecycleRequest:
         use_service_alarms=optional_bool(event, "use_service_alarms", True),
         hand_off=optional_bool(event, "hand_off", True),
         run_key=_run_key(event),
+        checkpoint_percentages=_checkpoint_percentages(event),
+        checkpoint_delay_seconds=_checkpoint_delay(event),
     )
     if service_arn and service_arn.group("cluster") not in (None, request.cluster_name):
         raise ConfigError(
@@ -192,6 +205,27 @@ def _action(event: Mapping[str, Any]) -> Action:
     if not isinstance(value, str) or value not in ACTIONS:
         raise ConfigError("action", f"must be one of {', '.join(ACTIONS)}, got {shown(value)}")
     return Action(value)
+
+
+def _checkpoint_percentages(event: Mapping[str, Any]) -> tuple[int, ...]:
+    value = event.get("checkpoint_percentages", [])
+    if not isinstance(value, list):
+        raise ConfigError("checkpoint_percentages", f"must be a list of percentages, got {type(value).__name__}")
+    if len(value) > MAX_CHECKPOINTS:
+        raise ConfigError("checkpoint_percentages", f"holds {len(value)} percentages; at most {MAX_CHECKPOINTS}")
+    for index, percent in enumerate(value):
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 1 <= percent <= 100:
+            raise ConfigError(f"checkpoint_percentages[{index}]", f"must be an integer 1-100, got {shown(percent)}")
+        if index and percent <= value[index - 1]:
+            raise ConfigError(f"checkpoint_percentages[{index}]", "must be greater than the one before it")
+    return tuple(value)
+
+
+def _checkpoint_delay(event: Mapping[str, Any]) -> int:
+    if "checkpoint_delay_seconds" in event and not event.get("checkpoint_percentages"):
+        raise ConfigError("checkpoint_delay_seconds", "needs checkpoint_percentages: a hold at which checkpoint?")
+    default = DEFAULT_CHECKPOINT_DELAY_SECONDS if event.get("checkpoint_percentages") else 0
+    return int(optional_int(event, "checkpoint_delay_seconds", default, 0, MAX_CHECKPOINT_DELAY_SECONDS))
 
 
 def _run_key(event: Mapping[str, Any]) -> str | None:

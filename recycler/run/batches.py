@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -23,12 +21,13 @@ from recycler.model.errors import ReplacementFailed, TimeBudgetExhausted, clip
 from recycler.model.progress import LiveProgress
 from recycler.model.report import RecycleReport, TaskResult
 from recycler.model.request import DEFAULT_WAIT_TIME
-from recycler.run.budget import next_batch_seconds, restore_still_fits
+from recycler.run.budget import next_batch_seconds
 from recycler.run.context import RunContext
 from recycler.run.events import RunEvents
 from recycler.run.gates import StopReason, stop_error
+from recycler.run.hold import Hold
 from recycler.run.ports import RunPolicy
-from recycler.run.selection import Selection
+from recycler.run.selection import Selection, checkpoint_batches
 from recycler.run.watch import STOP_REASON, ReplacementWatch, WatchState
 
 
@@ -89,20 +88,8 @@ class CarryOnEvent(TypedDict):
     min_task_age_seconds: NotRequired[int]
     started_before: NotRequired[str]
     max_tasks: NotRequired[int]
-
-
-@dataclass
-class AlarmWatch:
-    """The alarm watch's state between polls: whether this stretch is watched to its end."""
-
-    done: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"done": self.done}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AlarmWatch:
-        return cls(done=bool(data.get("done")))
+    checkpoint_percentages: NotRequired[list[int]]
+    checkpoint_delay_seconds: NotRequired[int]
 
 
 class BatchRunner:
@@ -131,6 +118,8 @@ class BatchRunner:
         self.policy = policy
         # Each batch's event, once its replacements serve.
         self.events = events
+        # The batch after which each checkpoint is reached, and its percentage.
+        self.checkpoints = checkpoint_batches(selection, context.request.checkpoint_percentages)
 
     def run(self, report: RecycleReport) -> None:
         done = 0
@@ -174,8 +163,10 @@ class BatchRunner:
                 # An alarm fired or a cancel came while this batch's replacements started: they serve now.
                 self._leave(report, done)
                 raise stop_error(halt)
+            if number in self.checkpoints:
+                self._checkpoint(report, number, done)
         self._leave(report, done)
-        self._watch_alarms()
+        Hold(self.context, self.gates, self.holder).alarm_watch()
 
     def _leave(self, report: RecycleReport, done: int) -> None:
         """What the run did not recycle: the chosen tasks it did not get to, and those beyond max_tasks.
@@ -201,41 +192,20 @@ class BatchRunner:
         for arn in stopped:
             report.tasks_stopped_not_replaced.append(TaskResult(first + batch.index(arn), arn, None, 0.0, note, number))
 
-    def _watch_alarms(self) -> None:
-        """After the last batch, keep watching the alarms for alarm_watch_seconds: one that fires fails the run.
-
-        The lock is renewed as often as during the batches (no stretch is longer than a replacement's
-        timeout), and a watch the time budget cannot finish stops where it is, so the restore still fits.
-        """
-        watch_seconds = self.settings.alarm_watch_seconds
-        if self.gates is None or not self.gates.alarm_names or not watch_seconds:
-            return
-        self.log(
-            logging.INFO, f"Watching {len(self.gates.alarm_names)} alarms for {watch_seconds}s after the last task"
-        )
-        gates, since = self.gates, self.runtime.step("alarm watch start", self.clock.now)
-        settings, stretch = self.settings, self.settings.replacement_timeout_seconds
-
-        def watcher(until: float) -> Callable[[AlarmWatch], AlarmWatch]:
-            def check(state: AlarmWatch) -> AlarmWatch:
-                reason = gates.stop_reason(self.gateway.describe_service(include_tags=True))
-                if reason is not None:
-                    raise stop_error(reason)
-                watched = self.clock.now() - since
-                if not restore_still_fits(self.runtime.remaining_seconds(), settings):
-                    raise TimeBudgetExhausted(
-                        f"every task was recycled, but the time budget ran out {watched:.0f}s into the "
-                        f"{watch_seconds}s alarm watch: the alarms were not watched to the end"
-                    )
-                return AlarmWatch(done=watched >= until)
-
-            return check
-
-        for part in range(1, math.ceil(watch_seconds / stretch) + 1):
-            if part > 1:
-                self.holder.write(f"renew lock during alarm watch {part}")
-            until = min(watch_seconds, part * stretch)
-            self.runtime.wait_until(f"alarm watch {part}", watcher(until), AlarmWatch(), settings.poll_interval_seconds)
+    def _checkpoint(self, report: RecycleReport, number: int, done: int) -> None:
+        """A checkpoint reached: say so, then hold with the gates watched; what stops the hold stops the run."""
+        percent, seconds = self.checkpoints[number], self.request.checkpoint_delay_seconds
+        self.events.checkpoint_reached(report, number, percent)
+        self.log(logging.INFO, f"Checkpoint {percent}% reached after batch {number}: holding {seconds}s")
+        self.context.tell(LiveProgress(event=f"checkpoint {percent}%: holding {seconds}s"))
+        try:
+            Hold(self.context, self.gates, self.holder).hold(f"checkpoint {percent}", seconds, f"checkpoint {percent}%")
+        except TimeBudgetExhausted as e:
+            self._leave(report, done)
+            raise self.resumable(e, len(self.selection.chosen) - done) from e
+        except Exception:
+            self._leave(report, done)
+            raise
 
     def _record_batch(
         self,
@@ -289,7 +259,10 @@ class BatchRunner:
         remaining = self.runtime.remaining_seconds()
         last = first - 1 + len(batch) == len(self.selection.chosen)
         alarms = last and self.gates is not None and bool(self.gates.alarm_names)
+        number = self.selection.batches.index(batch) + 1
+        hold = self.request.checkpoint_delay_seconds if number in self.checkpoints else 0
         needed = next_batch_seconds(self.policy.batch_fit, self.watch.estimate(), self.request, self.settings, alarms)
+        needed += hold
         if remaining is not None and remaining < needed:
             return BatchDecision("out_of_time", remaining=remaining, needed=needed)
         if self.gates is not None:
@@ -346,6 +319,10 @@ class BatchRunner:
             event["hand_off"] = False
         if request.min_task_age_seconds:
             event["min_task_age_seconds"] = request.min_task_age_seconds
+        if request.checkpoint_percentages:
+            # Of the tasks the carry-on recycles: its own share, as a new refresh would count it.
+            event["checkpoint_percentages"] = list(request.checkpoint_percentages)
+            event["checkpoint_delay_seconds"] = request.checkpoint_delay_seconds
         # Every task this run (or an earlier one of the chain) started, started at or after this.
         event["started_before"] = request.carry_on_started_before(self.started)
         if request.max_tasks is not None:

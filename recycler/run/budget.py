@@ -16,7 +16,7 @@ from recycler.model.errors import PreflightError
 from recycler.model.request import MAX_BATCH_SIZE, RecycleRequest
 from recycler.model.settings import RecycleSettings
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
-from recycler.run.selection import Selection
+from recycler.run.selection import Selection, checkpoint_batches
 
 # The function's DurableConfig.ExecutionTimeout, which the template also sets here
 # (read by recycler.hosts.environment, passed in as a number).
@@ -112,8 +112,10 @@ def check_duration_bound(
     tasks, batches = len(selection.chosen), len(selection.batches)
     if not batches:
         return
-    estimate = estimated_seconds(batches, request, settings) + alarm_watch_seconds(
-        preflight, request, settings, batches
+    estimate = (
+        estimated_seconds(batches, request, settings)
+        + alarm_watch_seconds(preflight, request, settings, batches)
+        + checkpoint_hold_seconds(selection, request)
     )
     first = durable_batch_seconds(0.0, request, settings) + START_OVERHEAD_SECONDS
     if estimate <= remaining and first <= remaining:
@@ -183,7 +185,7 @@ def plan_seconds(
     preflight: Preflight, selection: Selection, request: RecycleRequest, settings: RecycleSettings
 ) -> float:
     """How long the plan should take: each batch (and the surge) as long as the service's tasks have taken
-    to start, plus a poll, wait_time after each batch, and the alarm watch after the last."""
+    to start, plus a poll, wait_time after each batch, the checkpoints' holds, and the alarm watch after the last."""
     batches = len(selection.batches)
     surges = 1 if request.maintain_service_state and batches else 0
     start = preflight.fastest_start_seconds or INITIAL_REPLACEMENT_ESTIMATE_SECONDS
@@ -191,7 +193,13 @@ def plan_seconds(
         (batches + surges) * (start + settings.poll_interval_seconds)
         + batches * request.wait_time
         + alarm_watch_seconds(preflight, request, settings, batches)
+        + checkpoint_hold_seconds(selection, request)
     )
+
+
+def checkpoint_hold_seconds(selection: Selection, request: RecycleRequest) -> int:
+    """How long the run holds at its checkpoints: one hold per batch that reaches one."""
+    return len(checkpoint_batches(selection, request.checkpoint_percentages)) * request.checkpoint_delay_seconds
 
 
 def alarm_watch_seconds(preflight: Preflight, request: RecycleRequest, settings: RecycleSettings, batches: int) -> int:

@@ -11,7 +11,7 @@ from recycler.model.settings import RecycleSettings
 from recycler.run.budget import plan_seconds
 from recycler.run.ports import HandOffDecision
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
-from recycler.run.selection import Selection
+from recycler.run.selection import Selection, checkpoint_batches
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,15 @@ class Surge:
 
 
 @dataclass(frozen=True)
+class CheckpointPlan:
+    """One checkpoint of the plan: reached after batch ``after_batch``, held ``hold_seconds``."""
+
+    percent: int
+    after_batch: int
+    hold_seconds: int
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a dry run says the run would do: first the repair a crashed run left owed, then the recycle."""
 
@@ -68,12 +77,15 @@ class Plan:
     estimate_basis: str
     # The run's name among the service's runs: a second start under it while it runs answers already_running.
     run_key: str | None = None
+    # Each checkpoint: its percentage, the batch that reaches it, and how long the run holds there.
+    checkpoints: tuple[CheckpointPlan, ...] = ()
 
     def to_dict(self) -> ReportPlan:
         """The report's plan (asdict keeps the field order, and alarms a tuple, as the report always had them).
 
         ReportPlan and its parts have these dataclasses' fields (tests/test_typed_edges.py checks)."""
-        return cast(ReportPlan, {**asdict(self), "tasks_to_stop": list(self.tasks_to_stop)})
+        checkpoints = [asdict(checkpoint) for checkpoint in self.checkpoints]
+        return cast(ReportPlan, {**asdict(self), "tasks_to_stop": list(self.tasks_to_stop), "checkpoints": checkpoints})
 
 
 def make_plan(
@@ -116,4 +128,8 @@ def make_plan(
         estimate_basis=f"{start:.0f}s per batch of replacements (the fastest start among the service's tasks), "
         f"a poll, and wait_time; {batches} batches of up to {request.batch_size}",
         run_key=request.run_key,
+        checkpoints=tuple(
+            CheckpointPlan(percent, batch, request.checkpoint_delay_seconds)
+            for batch, percent in checkpoint_batches(selection, request.checkpoint_percentages).items()
+        ),
     )

@@ -96,3 +96,16 @@ def batches_of(tasks: Sequence[TaskInfo], batch_size: int) -> list[tuple[str, ..
                     batch.append(queues[zone].popleft().arn)
         batches.append(tuple(batch))
     return batches
+
+
+def checkpoint_batches(selection: Selection, percentages: Sequence[int]) -> dict[int, int]:
+    """The batch after which each checkpoint is reached: its number, and the highest percentage reached there
+    (two checkpoints one batch passes are one hold). A percentage counts the run's chosen tasks, as instance
+    refresh counts the instances it replaces; a task passed over (protected) counts as passed."""
+    total, done, pending = len(selection.chosen), 0, list(percentages)
+    reached: dict[int, int] = {}
+    for number, batch in enumerate(selection.batches, start=1):
+        done += len(batch)
+        while pending and done * 100 >= pending[0] * total:
+            reached[number] = pending.pop(0)
+    return reached
