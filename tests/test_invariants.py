@@ -84,6 +84,8 @@ schedule = st.fixed_dictionaries(
         # started_before, this many seconds before the run (None: no cut-off); the originals are 10 minutes
         # to 3 days old, so it may leave none, some or all of them alone.
         "cut_off": st.none() | st.integers(min_value=0, max_value=3 * 86_400),
+        # A checkpoint's hold, during which an alarm, a cancel, a kill or the time budget may come.
+        "checkpoint": st.none() | st.tuples(st.integers(min_value=1, max_value=100), st.sampled_from([0, 60, 300])),
     }
 )
 
@@ -159,6 +161,11 @@ def _run_schedule(bed: Bed, plan: dict[str, Any]) -> None:
         "batch_size": plan["batch_size"],
         "min_task_age_seconds": 3600 if plan["young"] else 0,
         **({"started_before": cut_off} if cut_off else {}),
+        **(
+            {"checkpoint_percentages": [plan["checkpoint"][0]], "checkpoint_delay_seconds": plan["checkpoint"][1]}
+            if plan.get("checkpoint")
+            else {}
+        ),
     }
     tuned = RecycleSettings(
         replacement_timeout_seconds=300, max_failed_replacements=2, alarm_watch_seconds=plan["alarm_watch"]
