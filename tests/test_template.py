@@ -571,6 +571,19 @@ def test_the_tag_scope_allows_changes_to_tagged_services_only() -> None:
     assert allowed("ecs:StopTask", TASK_ARN, cluster, **TAG_SCOPE)
 
 
+def test_with_service_tag_on_tasks_a_task_must_carry_the_tag_to_be_stopped() -> None:
+    cluster = {"ecs:cluster": CLUSTER_ARN}
+    on_tasks = {**TAG_SCOPE, "ServiceTagOnTasks": "true"}
+    # GIVEN the tag scope on tasks WHEN a task carrying the tag (propagated from its service) is stopped THEN allowed
+    assert allowed("ecs:StopTask", TASK_ARN, {**cluster, **TAGGED}, **on_tasks)
+    # WHEN the task carries no tag THEN refused
+    assert not allowed("ecs:StopTask", TASK_ARN, cluster, **on_tasks)
+    # AND without a tag key the switch does nothing
+    assert allowed("ecs:StopTask", TASK_ARN, cluster, TargetServiceNames="*", ServiceTagOnTasks="true")
+    # AND reading tasks is never tag-scoped
+    assert allowed("ecs:DescribeTasks", TASK_ARN, cluster, **on_tasks)
+
+
 def test_the_tag_scope_is_one_policy_present_only_when_its_key_is_set() -> None:
     scoped = iam.role_statements(TEMPLATE, {**PARAMS, **TAG_SCOPE})
     plain = iam.role_statements(TEMPLATE, {**PARAMS, "TargetServiceNames": "*"})
@@ -874,6 +887,15 @@ def test_recorded_engine_calls_are_allowed() -> None:
 # --------------------------------------------------------------------------- #
 # The evaluator itself
 # --------------------------------------------------------------------------- #
+
+
+def test_evaluator_a_negated_operator_holds_when_the_key_is_missing() -> None:
+    # IAM: a key absent from the request matches no value, so StringNotEquals/ArnNotLike on it are true.
+    absent: dict[str, Any] = {}
+    assert iam._condition_holds("StringNotEquals", "aws:ResourceTag/k", ["v"], absent)
+    assert iam._condition_holds("ArnNotLike", "ecs:cluster", ["arn:aws:ecs:*:1:cluster/p"], absent)
+    assert not iam._condition_holds("StringEquals", "aws:ResourceTag/k", ["v"], absent)
+    assert not iam._condition_holds("StringNotEquals", "aws:ResourceTag/k", ["v"], {"aws:ResourceTag/k": "v"})
 
 
 def test_evaluator_explicit_deny_wins_over_allow() -> None:
