@@ -11,6 +11,10 @@ readonly PACKAGE_NAME="ecs-task-recycle.zip"
 readonly NAME_PATTERN='^[A-Za-z0-9_-]{1,255}$'
 readonly SERVICES_PATTERN='^(\*|[A-Za-z0-9_-]{1,255}(,[A-Za-z0-9_-]{1,255}){0,9})$'
 # As events accept it: the name is what follows cluster/.
+# An ECS tag key and value as the template's ServiceTagKey/ServiceTagValue accept them (no quote or
+# backslash: they go into the policy's JSON). The key stops at the first '='.
+readonly TAG_KEY_PATTERN='^[A-Za-z0-9_.:/+@ -]{1,128}$'
+readonly TAG_VALUE_PATTERN='^[A-Za-z0-9_.:/=+@ -]{1,256}$'
 readonly CLUSTER_ARN_PATTERN='^arn:aws[a-zA-Z-]*:ecs:([a-z0-9-]+):[0-9]{12}:cluster/([A-Za-z0-9_-]{1,255})$'
 
 usage() {
@@ -35,6 +39,10 @@ Options:
   -r, --region REGION        AWS region [AWS_REGION, AWS_DEFAULT_REGION]
   -p, --profile PROFILE      AWS CLI profile [AWS_PROFILE]
       --prefix PREFIX        S3 key prefix for the package (default ecs-task-recycle) [ARTIFACT_PREFIX]
+      --service-tag KEY=VALUE
+                             Tag scope: the functions may change only services carrying this
+                             tag (on top of --services; a fleet selected by tag needs --services
+                             '*'); '' removes the scope [SERVICE_TAG]
       --function-name NAME   Name of the standard function; the durable one is NAME-durable
                              (default ecs-task-recycle) [FUNCTION_NAME]
       --schedule EXPR        EventBridge Scheduler expression, e.g. 'cron(0 3 ? * SUN *)';
@@ -116,6 +124,7 @@ flag_of_parameter() {
     ArtifactKey) echo "the package (its sha256)" ;;
     TargetClusterName) echo "--cluster" ;;
     TargetServiceNames) echo "--services" ;;
+    ServiceTagKey | ServiceTagValue) echo "--service-tag" ;;
     FunctionName) echo "--function-name" ;;
     ScheduleExpression) echo "--schedule" ;;
     ScheduleEvent) echo "--schedule-event (or --schedule-service)" ;;
@@ -228,6 +237,7 @@ main() {
   local schedule2_event=${SCHEDULE2_EVENT:-} schedule2_timezone=${SCHEDULE2_TIMEZONE:-}
   local schedule2_target=${SCHEDULE2_TARGET:-}
   local preview=${PREVIEW:-}
+  local service_tag=${SERVICE_TAG:-} service_tag_given=${SERVICE_TAG+yes}
   local -a extra=()
 
   while (($#)); do
@@ -243,7 +253,7 @@ main() {
       -s | --stack-name | -b | --bucket | -c | --cluster | -S | --services | -r | --region | -p | --profile \
         | --prefix | --function-name | --schedule | --schedule-service | --schedule-cluster \
         | --schedule-timezone | --schedule-target | --schedule-event | --schedule2 | --schedule2-event \
-        | --schedule2-timezone | --schedule2-target | --parameter)
+        | --schedule2-timezone | --schedule2-target | --service-tag | --parameter)
         (($# >= 2)) || usage_error "$1 needs a value"
         case "$1" in
           -s | --stack-name) stack=$2 ;;
@@ -270,6 +280,10 @@ main() {
           --schedule2-event) schedule2_event=$2 ;;
           --schedule2-timezone) schedule2_timezone=$2 ;;
           --schedule2-target) schedule2_target=$2 ;;
+          --service-tag)
+            service_tag=$2
+            service_tag_given=yes
+            ;;
           --parameter) extra+=("$2") ;;
         esac
         shift 2
@@ -292,6 +306,14 @@ main() {
   [[ -n $services ]] || usage_error "target services are required (--services or TARGET_SERVICES, '*' for any)"
   [[ $services =~ $SERVICES_PATTERN ]] \
     || usage_error "invalid --services '$services': up to 10 comma-separated names without spaces, or '*'"
+  local tag_key="" tag_value=""
+  if [[ -n $service_tag ]]; then
+    [[ $service_tag == *=* ]] || usage_error "--service-tag must look like KEY=VALUE: $service_tag"
+    tag_key=${service_tag%%=*}
+    tag_value=${service_tag#*=}
+    [[ $tag_key =~ $TAG_KEY_PATTERN ]] || usage_error "invalid --service-tag key: '$tag_key'"
+    [[ $tag_value =~ $TAG_VALUE_PATTERN ]] || usage_error "invalid --service-tag value: '$tag_value'"
+  fi
   prefix=${prefix%/}
   [[ -n $prefix && $prefix != /* ]] || usage_error "invalid S3 key prefix: '$prefix'"
   [[ -z $function_name || $function_name =~ ^[A-Za-z0-9_-]{1,56}$ ]] \
@@ -398,6 +420,7 @@ main() {
     "TargetServiceNames=$services"
   )
   if [[ -n $function_name ]]; then overrides+=("FunctionName=$function_name"); fi
+  if [[ -n $service_tag_given ]]; then overrides+=("ServiceTagKey=$tag_key" "ServiceTagValue=$tag_value"); fi
   if [[ -n $lock_table ]]; then overrides+=("LockTableName=$lock_table"); fi
   if [[ -n $schedule_given ]]; then
     overrides+=("ScheduleExpression=$schedule")

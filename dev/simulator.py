@@ -218,6 +218,9 @@ class EcsSimulator:
         for name in self._WRAPPED_CW:
             self._wrap(CloudWatchBackend, name)
         self._stack.enter_context(mock.patch.object(EC2ContainerServiceResponse, "list_tasks", _paginated_list_tasks))
+        self._stack.enter_context(
+            mock.patch.object(EC2ContainerServiceResponse, "list_services", _paginated_list_services)
+        )
         # moto has no task scale-in protection: GetTaskProtection answers from self.protection.
         self._stack.enter_context(
             mock.patch.object(
@@ -812,6 +815,20 @@ def _paginated_list_tasks(self: EC2ContainerServiceResponse) -> Any:
     return ActionResult(result)
 
 
+def _paginated_list_services(self: EC2ContainerServiceResponse) -> Any:
+    """ListServices as ECS pages it: 10 ARNs a page unless maxResults asks for up to 100."""
+    from moto.core.responses import ActionResult
+
+    cluster = self._get_param("cluster", "default")
+    page_size = min(int(self._get_param("maxResults") or 10), 100)
+    start = int(self._get_param("nextToken") or 0)
+    arns = self.ecs_backend.list_services(cluster)
+    result: dict[str, Any] = {"serviceArns": arns[start : start + page_size]}
+    if start + page_size < len(arns):
+        result["nextToken"] = str(start + page_size)
+    return ActionResult(result)
+
+
 # ------------------------------------------------------------------ harness
 
 
@@ -923,6 +940,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
     service that run was asked to recycle (for the IAM policy cross-check).
     """
     from recycler.aws.gateway import ServiceGateway
+    from recycler.aws.services import fleet_services
     from recycler.hosts import control
     from recycler.hosts.handoff import HandOff
     from recycler.lock.store import DynamoLockStore
@@ -944,6 +962,9 @@ def record_engine_calls() -> list[dict[str, Any]]:
         store = DynamoLockStore(dynamodb, create_lock_table(session))
         sim.create_service(ecs, cluster, service, 3, Behaviour(), True, create_target_group(session))
         register_target(autoscaling, cluster, service, 1, 3)
+        # Tagged before the calls are recorded: the fleet selection below finds it by this tag.
+        service_arn = ecs.describe_services(cluster=cluster, services=[service])["services"][0]["serviceArn"]
+        ecs.tag_resource(resourceArn=service_arn, tags=[{"key": "recycle", "value": "weekly"}])
 
         def record(params: dict[str, Any], model: Any, **_: Any) -> None:
             recorded.append(
@@ -992,4 +1013,7 @@ def record_engine_calls() -> list[dict[str, Any]]:
         hand_off = HandOff(lambda_client, alias, request, "policy", {})
         with contextlib.suppress(AwsCallFailed):
             hand_off.start(clock.now())
+        # A fleet's selection, by tag and by name.
+        fleet_services(ecs, cluster, (), {"recycle": "weekly"})
+        fleet_services(ecs, cluster, [service], {})
     return recorded

@@ -180,6 +180,11 @@ def test_missing_required_setting_is_a_usage_error_before_any_aws_call(deploy: D
             "standard or durable",
         ),
         (["--parameter", "not-a-pair"], "Key=Value"),
+        (["--service-tag", "recycle"], "--service-tag must look like KEY=VALUE"),
+        (["--service-tag", "=weekly"], "invalid --service-tag key"),
+        (["--service-tag", "recycle="], "invalid --service-tag value"),
+        (["--service-tag", 'recycle=we"ekly'], "invalid --service-tag value"),
+        (["--parameter", "ServiceTagKey=recycle"], "set ServiceTagKey with --service-tag"),
         (["--frobnicate"], "unknown argument: --frobnicate"),
         (["--region"], "--region needs a value"),
     ],
@@ -346,6 +351,45 @@ def test_schedule_and_extra_parameters_become_overrides(deploy: Deploy) -> None:
     assert values["LogLevel"] == "DEBUG"
 
 
+def test_the_service_tag_sets_the_tag_scope_an_empty_one_removes_it_and_none_keeps_it(deploy: Deploy) -> None:
+    # GIVEN --service-tag KEY=VALUE WHEN deployed THEN both template parameters carry it
+    scoped = overrides(deploy(*REQUIRED, "--service-tag", "team:owner=pay ments").call("cloudformation", "deploy"))
+    assert (scoped["ServiceTagKey"], scoped["ServiceTagValue"]) == ("team:owner", "pay ments")
+    # AND the key stops at the first '=', so a value may hold one
+    split = overrides(deploy(*REQUIRED, "--service-tag", "recycle=a=b").call("cloudformation", "deploy"))
+    assert (split["ServiceTagKey"], split["ServiceTagValue"]) == ("recycle", "a=b")
+    # AND the environment gives it too
+    from_env = overrides(deploy(*REQUIRED, SERVICE_TAG="recycle=weekly").call("cloudformation", "deploy"))
+    assert (from_env["ServiceTagKey"], from_env["ServiceTagValue"]) == ("recycle", "weekly")
+    # GIVEN --service-tag '' THEN the scope is removed
+    removed = overrides(deploy(*REQUIRED, "--service-tag", "").call("cloudformation", "deploy"))
+    assert (removed["ServiceTagKey"], removed["ServiceTagValue"]) == ("", "")
+    # GIVEN no --service-tag THEN the stack keeps its current scope
+    kept = overrides(deploy(*REQUIRED).call("cloudformation", "deploy"))
+    assert "ServiceTagKey" not in kept and "ServiceTagValue" not in kept
+
+
+def test_the_script_accepts_every_tag_the_template_accepts() -> None:
+    from support import iam
+
+    parameters = iam.load_template(ROOT / "cloudformation.yaml")["Parameters"]
+    script = SCRIPT.read_text()
+    key = re.search(r"TAG_KEY_PATTERN='([^']+)'", script)
+    value = re.search(r"TAG_VALUE_PATTERN='([^']+)'", script)
+    assert key and value
+    for sample in ("recycle", "team:owner", "a.b/c+d@e f-g_1"):
+        assert re.fullmatch(key.group(1), sample) and re.fullmatch(
+            parameters["ServiceTagKey"]["AllowedPattern"], sample
+        )
+    for sample in ("weekly", "a=b", "x y"):
+        assert re.fullmatch(value.group(1), sample)
+        assert re.fullmatch(parameters["ServiceTagValue"]["AllowedPattern"], sample)
+    for bad in ('a"b', "a\\b"):
+        assert not re.fullmatch(key.group(1), bad) and not re.fullmatch(
+            parameters["ServiceTagKey"]["AllowedPattern"], bad
+        )
+
+
 def test_an_empty_schedule_removes_it_and_no_schedule_flag_keeps_it(deploy: Deploy) -> None:
     removed = overrides(deploy(*REQUIRED, "--schedule", "").call("cloudformation", "deploy"))
     assert removed["ScheduleExpression"] == ""
@@ -427,6 +471,8 @@ def test_every_template_parameter_is_accepted(deploy: Deploy) -> None:
         "ArtifactKey",
         "TargetClusterName",
         "TargetServiceNames",
+        "ServiceTagKey",
+        "ServiceTagValue",
         "FunctionName",
         "ScheduleExpression",
         "ScheduleEvent",

@@ -48,6 +48,7 @@ ENGINE_ACTIONS = {
     "ecs:TagResource",
     "ecs:UntagResource",
     "ecs:ListTasks",
+    "ecs:ListServices",
     "ecs:DescribeTasks",
     "ecs:GetTaskProtection",
     "ecs:StopTask",
@@ -63,9 +64,11 @@ ENGINE_ACTIONS = {
     "lambda:InvokeFunction",
     "events:PutEvents",
 }
-# Made only by the flows a plain recycle without alarms does not take: cancel, the alarm gate, the hand-off.
+# Made only by the flows a plain recycle without alarms does not take: cancel, the alarm gate, the hand-off,
+# a fleet's selection by tag.
 # Status, history and cancel are operator actions, not a recycle (the recycle writes its history item, never reads it).
 OTHER_FLOWS_ACTIONS = {
+    "ecs:ListServices",
     "ecs:TagResource",
     "ecs:UntagResource",
     "cloudwatch:DescribeAlarms",
@@ -93,6 +96,7 @@ OPTIONAL = {
 # Actions that may have Resource "*", and why (the YAML says so in a comment).
 WILDCARD_RESOURCE_OK = {
     "ecs:ListTasks",  # resource type is the container instance; scoped by ecs:cluster
+    "ecs:ListServices",  # no resource type; scoped by ecs:cluster
     "ecs:DescribeTaskDefinition",  # no resource-level permissions
     "elasticloadbalancing:DescribeTargetHealth",  # no resource-level permissions
     "application-autoscaling:DescribeScalableTargets",  # no resource-level permissions
@@ -530,6 +534,66 @@ def test_up_to_ten_services_can_be_named() -> None:
     assert not re.fullmatch(pattern, "web,*")
 
 
+def test_list_services_is_allowed_on_the_named_cluster_only() -> None:
+    # GIVEN the role for one cluster WHEN a fleet lists that cluster's services THEN it is allowed
+    assert iam.check_calls(TEMPLATE, api("ecs", "ListServices", cluster=CLUSTER), PARAMS) == []
+    assert iam.check_calls(TEMPLATE, api("ecs", "ListServices", cluster=CLUSTER_ARN), PARAMS) == []
+    # WHEN it lists another cluster's THEN it is refused
+    assert iam.check_calls(TEMPLATE, api("ecs", "ListServices", cluster="staging"), PARAMS) != []
+    # AND with TargetClusterName * any cluster of the account may be listed
+    assert allowed("ecs:ListServices", "*", {"ecs:cluster": OTHER_CLUSTER_ARN}, TargetClusterName="*")
+
+
+TAG_SCOPE = {"TargetServiceNames": "*", "ServiceTagKey": "recycle", "ServiceTagValue": "weekly"}
+TAGGED = {"aws:ResourceTag/recycle": "weekly"}
+
+
+def test_the_tag_scope_allows_changes_to_tagged_services_only() -> None:
+    web, billing = f"{ECS}:service/{CLUSTER}/web", f"{ECS}:service/{CLUSTER}/billing"
+    cluster = {"ecs:cluster": CLUSTER_ARN}
+    # GIVEN no tag scope WHEN any service of the cluster is updated (TargetServiceNames *) THEN it is allowed
+    assert allowed("ecs:UpdateService", billing, cluster, TargetServiceNames="*")
+    # GIVEN the tag scope recycle=weekly WHEN a service carrying it is updated or cancelled THEN it is allowed
+    assert allowed("ecs:UpdateService", web, {**cluster, **TAGGED}, **TAG_SCOPE)
+    assert allowed("ecs:TagResource", web, {**TAGGED, "aws:TagKeys": [CANCEL_TAG]}, **TAG_SCOPE)
+    # WHEN the service carries no such tag, or another value THEN it is refused
+    assert not allowed("ecs:UpdateService", billing, cluster, **TAG_SCOPE)
+    assert not allowed("ecs:UpdateService", billing, {**cluster, "aws:ResourceTag/recycle": "never"}, **TAG_SCOPE)
+    assert not allowed("ecs:TagResource", billing, {"aws:TagKeys": [CANCEL_TAG]}, **TAG_SCOPE)
+    # AND the names still scope it: a tagged service the role does not name is refused
+    assert not allowed(
+        "ecs:UpdateService", billing, {**cluster, **TAGGED}, **{**TAG_SCOPE, "TargetServiceNames": "web"}
+    )
+    # AND reading and listing (to find the tagged services) are not tag-scoped
+    assert allowed("ecs:DescribeServices", billing, cluster, **TAG_SCOPE)
+    assert allowed("ecs:ListServices", "*", cluster, **TAG_SCOPE)
+    # AND StopTask stays scoped to the cluster's tasks (a task has its service's tags only when propagated)
+    assert allowed("ecs:StopTask", TASK_ARN, cluster, **TAG_SCOPE)
+
+
+def test_with_service_tag_on_tasks_a_task_must_carry_the_tag_to_be_stopped() -> None:
+    cluster = {"ecs:cluster": CLUSTER_ARN}
+    on_tasks = {**TAG_SCOPE, "ServiceTagOnTasks": "true"}
+    # GIVEN the tag scope on tasks WHEN a task carrying the tag (propagated from its service) is stopped THEN allowed
+    assert allowed("ecs:StopTask", TASK_ARN, {**cluster, **TAGGED}, **on_tasks)
+    # WHEN the task carries no tag THEN refused
+    assert not allowed("ecs:StopTask", TASK_ARN, cluster, **on_tasks)
+    # AND without a tag key the switch does nothing
+    assert allowed("ecs:StopTask", TASK_ARN, cluster, TargetServiceNames="*", ServiceTagOnTasks="true")
+    # AND reading tasks is never tag-scoped
+    assert allowed("ecs:DescribeTasks", TASK_ARN, cluster, **on_tasks)
+
+
+def test_the_tag_scope_is_one_policy_present_only_when_its_key_is_set() -> None:
+    scoped = iam.role_statements(TEMPLATE, {**PARAMS, **TAG_SCOPE})
+    plain = iam.role_statements(TEMPLATE, {**PARAMS, "TargetServiceNames": "*"})
+    (deny,) = [s for s in scoped if s not in plain]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"StringNotEquals": TAGGED}
+    assert template()["Rules"]["ServiceTagScopeHasAValue"]["RuleCondition"]
+    pattern = template()["Parameters"]["ServiceTagKey"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "") and re.fullmatch(pattern, "team:owner") and not re.fullmatch(pattern, 'a"b')
+
+
 # --------------------------------------------------------------------------- #
 # The execution role: negative cases
 # --------------------------------------------------------------------------- #
@@ -577,7 +641,8 @@ OTHER_CLUSTER_ARN = f"{ECS}:cluster/staging"
         ),
         pytest.param("ecs:DeleteService", WEB_ARN, {}, id="delete-service"),
         pytest.param("ecs:RunTask", "*", {"ecs:cluster": CLUSTER_ARN}, id="run-task"),
-        pytest.param("ecs:ListServices", "*", {"ecs:cluster": CLUSTER_ARN}, id="list-services"),
+        pytest.param("ecs:ListServices", "*", {"ecs:cluster": OTHER_CLUSTER_ARN}, id="list-services-other-cluster"),
+        pytest.param("ecs:ListServices", "*", {}, id="list-services-without-cluster"),
         pytest.param("ecs:ListTagsForResource", WEB_ARN, {}, id="list-tags"),
         pytest.param("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/x", {}, id="pass-role"),
         pytest.param("sts:AssumeRole", ROLE_ARN, {}, id="assume-role-not-configured"),
@@ -822,6 +887,15 @@ def test_recorded_engine_calls_are_allowed() -> None:
 # --------------------------------------------------------------------------- #
 # The evaluator itself
 # --------------------------------------------------------------------------- #
+
+
+def test_evaluator_a_negated_operator_holds_when_the_key_is_missing() -> None:
+    # IAM: a key absent from the request matches no value, so StringNotEquals/ArnNotLike on it are true.
+    absent: dict[str, Any] = {}
+    assert iam._condition_holds("StringNotEquals", "aws:ResourceTag/k", ["v"], absent)
+    assert iam._condition_holds("ArnNotLike", "ecs:cluster", ["arn:aws:ecs:*:1:cluster/p"], absent)
+    assert not iam._condition_holds("StringEquals", "aws:ResourceTag/k", ["v"], absent)
+    assert not iam._condition_holds("StringNotEquals", "aws:ResourceTag/k", ["v"], {"aws:ResourceTag/k": "v"})
 
 
 def test_evaluator_explicit_deny_wins_over_allow() -> None:

@@ -31,6 +31,7 @@ IAM calls AWS authorizes for it, so recorded engine calls can be checked.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
@@ -268,6 +269,8 @@ def role_statements(
         )
     documents = [p["PolicyDocument"] for p in role_props.get("Policies", [])]
     for resource in resources.values():
+        if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            continue
         if resource.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
             props = resource.get("Properties", {})
             attached = props.get("Roles", []) + ([props["RoleName"]] if "RoleName" in props else [])
@@ -276,6 +279,9 @@ def role_statements(
     statements: list[dict[str, Any]] = []
     for document in documents:
         body = resolver.resolve(document)
+        if isinstance(body, str):
+            # A document given as a (Fn::Sub) string: IAM takes the JSON text.
+            body = json.loads(body)
         raw = body.get("Statement", [])
         statements.extend(raw if isinstance(raw, list) else [raw])
     for statement in statements:
@@ -348,7 +354,8 @@ def _condition_holds(operator: str, key: str, policy_values: list[Any], context:
     if qualifier == "ForAnyValue":
         return any(value_matches(v) for v in _as_list(context[key])) if present else False
     if not present:
-        return if_exists
+        # IAM: a key missing from the request matches nothing, so a negated operator holds.
+        return if_exists or negated
     values = _as_list(context[key])
     if len(values) != 1:
         raise UnsupportedPolicyError(f"{key} has several values: use ForAllValues/ForAnyValue")
@@ -489,6 +496,9 @@ def calls_from_api(
             return [call(task_arn(str(t)), **{"ecs:cluster": cluster_arn}) for t in tasks]
         if operation == "ListTasks":
             # Resource type container-instance: without one in the request, "*".
+            return [call("*", **{"ecs:cluster": cluster_arn})]
+        if operation == "ListServices":
+            # No resource type (Service Authorization Reference): "*", with the ecs:cluster key.
             return [call("*", **{"ecs:cluster": cluster_arn})]
         if operation == "TagResource":
             keys = [t["key"] for t in params.get("tags", [])]
