@@ -9,7 +9,9 @@ logged and changes nothing about the run.
 from __future__ import annotations
 
 import io
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from botocore.exceptions import ClientError
@@ -23,8 +25,10 @@ from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
 from recycler.model.errors import ConfigError
 from recycler.model.report import RecycleReport
+from recycler.model.runtime import LocalRuntime
 from recycler.run import events as run_events
 
+T = TypeVar("T")
 STARTED = "ECS Task Recycle Started"
 BATCH = "ECS Task Recycle Batch Completed"
 
@@ -295,27 +299,20 @@ FLEET_REPORT: dict[str, Any] = {
 }
 
 
-def _fleet_runtime(bed: Bed) -> Any:
-    import logging
-
-    from recycler.model.runtime import LocalRuntime
-
-    return LocalRuntime(bed.clock, lambda: None, logging.getLogger("ecs-task-recycle"))
+def _fleet_runtime(bed: Bed) -> StepRecording:
+    return StepRecording(bed.clock, lambda: None, logging.getLogger("ecs-task-recycle"))
 
 
-class StepRecording:
-    """A runtime that records the names of the steps it runs."""
+class StepRecording(LocalRuntime):
+    """The plain runtime, recording the names of the steps it runs."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self.steps: list[str] = []
 
-    def step(self, name: str, fn: Any) -> Any:
+    def step(self, name: str, fn: Callable[[], T]) -> T:
         self.steps.append(name)
         return fn()
-
-    def log(self, level: int, message: str, **fields: Any) -> None:
-        self.inner.log(level, message, **fields)
 
 
 def test_a_fleet_puts_one_started_and_one_final_event_of_its_own(bed: Bed) -> None:
@@ -323,7 +320,7 @@ def test_a_fleet_puts_one_started_and_one_final_event_of_its_own(bed: Bed) -> No
 
     # GIVEN a rule on the default bus for the tool's events
     read = subscribe(bed.session)
-    runtime = StepRecording(_fleet_runtime(bed))
+    runtime = _fleet_runtime(bed)
     bus = EventBus(bed.events)
     starting = {**FLEET_REPORT, "status": "succeeded", "services": [], "totals": {"services": {}}, "error": None}
     starting["not_started"] = ["web", "api", "worker", "reports"]
@@ -404,7 +401,7 @@ def test_a_fleet_event_that_fails_is_logged_at_warning_and_never_raised(
 def test_a_fleet_without_a_bus_puts_nothing_and_its_detail_is_masked(bed: Bed) -> None:
     from recycler.observability import logs
 
-    runtime = StepRecording(_fleet_runtime(bed))
+    runtime = _fleet_runtime(bed)
     run_events.fleet_started(None, runtime, FLEET_REPORT)
     run_events.fleet_finished(None, runtime, FLEET_REPORT)
     assert runtime.steps == []
