@@ -84,3 +84,79 @@ def test_the_fleet_events_follow_the_services_own(bed: Bed, fleet: dict[str, Any
     assert done["counts"]["services"] == {"succeeded": 1, "failed": 1, "refused": 1}
     assert done["counts"]["task_total"] == fleet["totals"]["task_total"]
     assert done["error"] == "worker failed; reports not started"
+
+
+def _readme_fleet() -> dict[str, Any]:
+    """The six services of the README's example."""
+
+    def service(name: str, status: str, recycled: int = 5, seconds: float = 412.0, error: str | None = None) -> Any:
+        return {
+            "service": name,
+            "status": status,
+            "cluster": "prod",
+            "task_total": 5,
+            "tasks_recycled": [{"seconds": 40.0}] * recycled,
+            "duration_seconds": seconds,
+            "error": error,
+        }
+
+    services = [service(name, "succeeded") for name in ("web", "api", "search", "checkout")]
+    stopped = "3 replacement tasks stopped before becoming healthy; last stoppedReason: CannotPullContainerError"
+    services.append(service("worker", "failed", 2, 380.5, stopped))
+    held = "another run (3f1c2b9e) holds the lock on billing until 2026-11-29T03:40:00+00:00"
+    services.append(service("billing", "refused", 0, 0.4, held))
+    return {
+        "fleet": True,
+        "status": "failed",
+        "cluster": "prod",
+        "region": "eu-west-1",
+        "started_at": "2026-11-29T03:00:00+00:00",
+        "duration_seconds": 1651.2,
+        "selection": {"service_tags": {"recycle": "weekly"}},
+        "max_parallel_services": 2,
+        "on_service_failure": "continue",
+        "totals": {"services": {"succeeded": 4, "failed": 1, "refused": 1}, "tasks_recycled": 22, "task_total": 30},
+        "services": services,
+        "not_started": [],
+        "error": "1 service failed and 1 was refused: worker, billing",
+        "error_type": None,
+    }
+
+
+def test_the_readme_shows_the_fleets_email_metrics_and_event_as_the_code_makes_them() -> None:
+    import re
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from recycler.notification.render import render_message
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### The fleet's email, metrics and events\n", 1)[1].split("\n### ", 1)[0]
+    fleet = _readme_fleet()
+    # The email: subject, then the plain-text part, as rendered
+    blocks = re.findall(r"^```(json)?\n(.*?)\n```$", section, flags=re.DOTALL | re.MULTILINE)
+    (email,) = [text for kind, text in blocks if not kind]
+    config = parse_notification_config(
+        {"host": "smtp.example.com", "from_email": "r@example.com"},
+        {"to": ["ops@example.com"], "email_subject": "ECS Service Task Recycle Completed"},
+    )
+    assert config is not None
+    message = render_message(fleet, config, now=datetime(2026, 11, 29, 3, 28, tzinfo=UTC))
+    plain = message.get_body(preferencelist=("plain",))
+    assert plain is not None
+    assert email + "\n" == f"{message['Subject']}\n\n{plain.get_content()}"
+    # The EMF line and the event: valid JSON, as the code makes them (the timestamp aside)
+    emf, event = [json.loads(text) for kind, text in blocks if kind]
+    (document,) = metrics.emf_documents(fleet)
+    assert {**emf, "_aws": {**emf["_aws"], "Timestamp": 0}} == {
+        **document,
+        "_aws": {**document["_aws"], "Timestamp": 0},
+    }
+    final = run_events.fleet_final_event(fleet, "fleet-3f1c2b9e")
+    assert final is not None
+    assert event == {
+        "source": final.source,
+        "detail-type": final.detail_type,
+        "resources": [],
+        "detail": json.loads(final.detail),
+    }
