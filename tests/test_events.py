@@ -408,3 +408,14 @@ def test_a_fleet_without_a_bus_puts_nothing_and_its_detail_is_masked(bed: Bed) -
     logs.register_secret("fleet-event-s3cr3t")
     event = run_events.fleet_final_event({**FLEET_REPORT, "error": "denied for fleet-event-s3cr3t"}, "r")
     assert event is not None and "fleet-event-s3cr3t" not in event.detail
+
+
+def test_a_malformed_fleet_report_still_puts_its_event_and_never_raises(bed: Bed) -> None:
+    from recycler.aws.eventbus import EventBus
+
+    read = subscribe(bed.session)
+    broken = {**FLEET_REPORT, "totals": {"services": {"failed": "two"}, "tasks_recycled": None}, "services": None}
+    run_events.fleet_finished(EventBus(bed.events), _fleet_runtime(bed), broken)
+    (event,) = read()
+    assert event["detail"]["counts"] == {"services": {"failed": 0}, "tasks_recycled": 0, "task_total": 0}
+    assert event["detail"]["services"] == ["reports"]

@@ -212,9 +212,9 @@ def fleet_detail(fleet: Mapping[str, Any], run_id: str | None, status: str) -> F
         "run_id": run_id,
         "status": status,
         "counts": {
-            "services": {str(k): int(v) for k, v in by_outcome.items()} if isinstance(by_outcome, Mapping) else {},
-            "tasks_recycled": int(totals.get("tasks_recycled") or 0),
-            "task_total": int(totals.get("task_total") or 0),
+            "services": {str(k): _count(v) for k, v in by_outcome.items()} if isinstance(by_outcome, Mapping) else {},
+            "tasks_recycled": _count(totals.get("tasks_recycled")),
+            "task_total": _count(totals.get("task_total")),
         },
         "services": names,
         "error": None if error is None else str(error),
@@ -246,6 +246,11 @@ def fleet_finished(bus: EventBus | None, runtime: Runtime, fleet: Mapping[str, A
     event = fleet_final_event(fleet, run_id)
     if bus is not None and event is not None:
         runtime.step("fleet event final", lambda: {"failed": publish(bus, event, runtime)})
+
+
+def _count(value: Any) -> int:
+    """A count from the report's JSON; anything else is 0, so a malformed report cannot make the event raise."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _run_id(fleet: Mapping[str, Any]) -> str | None:
