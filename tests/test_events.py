@@ -9,7 +9,9 @@ logged and changes nothing about the run.
 from __future__ import annotations
 
 import io
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from botocore.exceptions import ClientError
@@ -23,8 +25,10 @@ from recycler.hosts import plain as invocation
 from recycler.hosts.config import parse_config
 from recycler.model.errors import ConfigError
 from recycler.model.report import RecycleReport
+from recycler.model.runtime import LocalRuntime
 from recycler.run import events as run_events
 
+T = TypeVar("T")
 STARTED = "ECS Task Recycle Started"
 BATCH = "ECS Task Recycle Batch Completed"
 
@@ -271,3 +275,147 @@ def test_the_templates_notification_rule_matches_what_the_runs_put() -> None:
     assert pattern["source"] == [run_events.SOURCE]
     # The final states only, each one the runs put
     assert set(pattern["detail-type"]) <= {str(t) for t in run_events.FINAL.values()}
+
+
+FLEET_REPORT: dict[str, Any] = {
+    "fleet": True,
+    "status": "failed",
+    "cluster": CLUSTER,
+    "region": REGION,
+    "started_at": "2026-11-28T21:00:00+00:00",
+    "duration_seconds": 600.0,
+    "selection": {"service_tags": {"recycle": "weekly"}},
+    "max_parallel_services": 2,
+    "on_service_failure": "continue",
+    "totals": {"services": {"succeeded": 2, "failed": 1}, "tasks_recycled": 8, "task_total": 9},
+    "services": [
+        {"service": "web", "status": "succeeded"},
+        {"service": "api", "status": "succeeded"},
+        {"service": "worker", "status": "failed", "error": "ReplacementFailed: CannotPullContainerError"},
+    ],
+    "not_started": ["reports"],
+    "error": "1 service failed: worker",
+    "error_type": None,
+}
+
+
+def _fleet_runtime(bed: Bed) -> StepRecording:
+    return StepRecording(bed.clock, lambda: None, logging.getLogger("ecs-task-recycle"))
+
+
+class StepRecording(LocalRuntime):
+    """The plain runtime, recording the names of the steps it runs."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.steps: list[str] = []
+
+    def step(self, name: str, fn: Callable[[], T]) -> T:
+        self.steps.append(name)
+        return fn()
+
+
+def test_a_fleet_puts_one_started_and_one_final_event_of_its_own(bed: Bed) -> None:
+    from recycler.aws.eventbus import EventBus
+
+    # GIVEN a rule on the default bus for the tool's events
+    read = subscribe(bed.session)
+    runtime = _fleet_runtime(bed)
+    bus = EventBus(bed.events)
+    starting = {**FLEET_REPORT, "status": "succeeded", "services": [], "totals": {"services": {}}, "error": None}
+    starting["not_started"] = ["web", "api", "worker", "reports"]
+
+    # WHEN the fleet starts, then ends with one of its services failed
+    run_events.fleet_started(bus, runtime, starting, run_id="fleet-run-1")
+    run_events.fleet_finished(bus, runtime, FLEET_REPORT, run_id="fleet-run-1")
+
+    # THEN the rule saw the fleet's Started then its Failed, each from the tool's source, each in its own step
+    events = read()
+    assert detail_types(events) == [STARTED, "ECS Task Recycle Failed"]
+    assert runtime.steps == ["fleet event started", "fleet event final"]
+    started, done = (e["detail"] for e in events)
+    assert all(e["source"] == "ecs-task-recycle" for e in events)
+    assert started == {
+        "fleet": True,
+        "cluster": CLUSTER,
+        "run_id": "fleet-run-1",
+        "status": "running",
+        "counts": {"services": {}, "tasks_recycled": 0, "task_total": 0},
+        "services": ["web", "api", "worker", "reports"],
+        "error": None,
+    }
+    # AND the final one says the fleet's status, its counts by outcome, its services and its error
+    assert done == {
+        "fleet": True,
+        "cluster": CLUSTER,
+        "run_id": "fleet-run-1",
+        "status": "failed",
+        "counts": {"services": {"succeeded": 2, "failed": 1}, "tasks_recycled": 8, "task_total": 9},
+        "services": ["web", "api", "worker", "reports"],
+        "error": "1 service failed: worker",
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "detail_type"),
+    [
+        ("succeeded", "ECS Task Recycle Succeeded"),
+        ("incomplete", "ECS Task Recycle Incomplete"),
+        ("cancelled", "ECS Task Recycle Cancelled"),
+        ("refused", "ECS Task Recycle Refused"),
+        ("handed_off", "ECS Task Recycle Handed Off"),
+        ("dry_run", None),
+    ],
+)
+def test_each_fleet_outcome_has_its_final_detail_type_and_a_dry_run_none(
+    bed: Bed, status: str, detail_type: str | None
+) -> None:
+    from recycler.aws.eventbus import EventBus
+
+    read = subscribe(bed.session)
+    fleet = {**FLEET_REPORT, "status": status}
+    run_events.fleet_started(EventBus(bed.events), _fleet_runtime(bed), fleet)
+    run_events.fleet_finished(EventBus(bed.events), _fleet_runtime(bed), fleet)
+    events = read()
+    if detail_type is None:
+        assert events == []
+    else:
+        assert detail_types(events) == [STARTED, detail_type]
+        assert events[-1]["detail"]["status"] == status
+
+
+@pytest.mark.parametrize("how", ["access denied", "failed entry"])
+def test_a_fleet_event_that_fails_is_logged_at_warning_and_never_raised(
+    bed: Bed, captured_logs: io.StringIO, how: str
+) -> None:
+    from recycler.aws.eventbus import EventBus
+
+    failing = FailingEvents(how)
+    run_events.fleet_started(EventBus(failing), _fleet_runtime(bed), FLEET_REPORT)
+    run_events.fleet_finished(EventBus(failing), _fleet_runtime(bed), FLEET_REPORT)
+    assert failing.calls == 2
+    warnings = [line for line in log_lines(captured_logs) if "was not published" in line.get("message", "")]
+    assert [line["level"] for line in warnings] == ["WARNING", "WARNING"]
+
+
+def test_a_fleet_without_a_bus_puts_nothing_and_its_detail_is_masked(bed: Bed) -> None:
+    from recycler.observability import logs
+
+    runtime = _fleet_runtime(bed)
+    run_events.fleet_started(None, runtime, FLEET_REPORT)
+    run_events.fleet_finished(None, runtime, FLEET_REPORT)
+    assert runtime.steps == []
+    logs.register_secret("fleet-event-s3cr3t")
+    event = run_events.fleet_final_event({**FLEET_REPORT, "error": "denied for fleet-event-s3cr3t"}, "r")
+    assert event is not None and "fleet-event-s3cr3t" not in event.detail
+
+
+def test_a_malformed_fleet_report_still_puts_its_event_and_never_raises(bed: Bed) -> None:
+    from recycler.aws.eventbus import EventBus
+
+    read = subscribe(bed.session)
+    broken = {**FLEET_REPORT, "totals": {"services": {"failed": "two"}, "tasks_recycled": None}, "services": None}
+    run_events.fleet_finished(EventBus(bed.events), _fleet_runtime(bed), broken)
+    (event,) = read()
+    assert event["detail"]["counts"] == {"services": {"failed": 0}, "tasks_recycled": 0, "task_total": 0}
+    assert event["detail"]["services"] == ["reports"]

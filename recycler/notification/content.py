@@ -87,8 +87,8 @@ class Sections:
 
 def build_sections(report: Mapping[str, Any]) -> Sections:
     status = report.get("status")
-    recycled = _list(report.get("tasks_recycled"))
-    remaining = [_short_id(t) for t in _list(report.get("tasks_remaining"))]
+    recycled = as_list(report.get("tasks_recycled"))
+    remaining = [_short_id(t) for t in as_list(report.get("tasks_remaining"))]
     total = report.get("task_total")
     total_text = str(total) if isinstance(total, int) else "unknown"
 
@@ -103,7 +103,7 @@ def build_sections(report: Mapping[str, Any]) -> Sections:
             as_text(report.get("original_desired_count"), "unknown"),
         ),
         ("Tasks recycled", "none: nothing to recycle" if total == 0 else f"{len(recycled)} of {total_text}"),
-        ("Duration", _format_seconds(report.get("duration_seconds"))),
+        ("Duration", format_seconds(report.get("duration_seconds"))),
         ("Service restored", _describe_restored(report.get("restored"))),
         ("Started at", as_text(report.get("started_at"), "unknown")),
     ]
@@ -117,7 +117,7 @@ def build_sections(report: Mapping[str, Any]) -> Sections:
                 str(index) if isinstance(index, int) else str(position),
                 _short_id(item.get("old_task_arn")),
                 _short_id(item.get("new_task_arn")),
-                _format_seconds(item.get("seconds")),
+                format_seconds(item.get("seconds")),
             )
         )
 
@@ -134,14 +134,14 @@ def build_sections(report: Mapping[str, Any]) -> Sections:
     return Sections(
         facts=facts,
         error=as_text(error) if error else None,
-        restore_actions=[as_text(a) for a in _list(report.get("restore_actions"))],
+        restore_actions=[as_text(a) for a in as_list(report.get("restore_actions"))],
         restored_target=describe_restored_target(report.get("restored_target")),
         tasks=tasks,
         remaining_title=("Tasks that would be recycled" if status == "dry_run" else "Tasks not recycled"),
         remaining=remaining,
         stopped_not_replaced=_noted(report.get("tasks_stopped_not_replaced")),
         skipped=_noted(report.get("tasks_skipped")),
-        external_changes=[as_text(c) for c in _list(report.get("external_changes"))],
+        external_changes=[as_text(c) for c in as_list(report.get("external_changes"))],
         logs=logs,
         logs_url=_logs_url(report),
     )
@@ -159,7 +159,7 @@ def _describe_outcome(report: Mapping[str, Any]) -> str:
     """The Outcome row: what happened, in a sentence the heading does not repeat."""
     status = report.get("status")
     if status == "succeeded":
-        recycled, total = len(_list(report.get("tasks_recycled"))), report.get("task_total")
+        recycled, total = len(as_list(report.get("tasks_recycled"))), report.get("task_total")
         if total == 0:
             return _nothing_to_recycle(report)
         if isinstance(total, int) and recycled < total:
@@ -167,8 +167,8 @@ def _describe_outcome(report: Mapping[str, Any]) -> str:
         return "every task was replaced"
     if status == "dry_run":
         plan = report.get("plan")
-        count = len(_list(plan.get("tasks_to_stop") if isinstance(plan, Mapping) else report.get("tasks_remaining")))
-        refusals = [as_text(e.get("problem")) for e in _list(report.get("would_refuse")) if isinstance(e, Mapping)]
+        count = len(as_list(plan.get("tasks_to_stop") if isinstance(plan, Mapping) else report.get("tasks_remaining")))
+        refusals = [as_text(e.get("problem")) for e in as_list(report.get("would_refuse")) if isinstance(e, Mapping)]
         refused = f"; but the real run would be refused: {'; '.join(refusals)}" if refusals else ""
         if not count:
             return f"nothing was changed; there is nothing to recycle{refused}"
@@ -189,10 +189,10 @@ def _describe_outcome(report: Mapping[str, Any]) -> str:
             cause = "the run stopped"
         return f"{cause}; see the error below" if report.get("error") else f"{cause}; no error was recorded"
     if status == "incomplete":
-        count = len(_list(report.get("tasks_remaining")))
+        count = len(as_list(report.get("tasks_remaining")))
         return f"the time budget ran out with {count} task(s) remaining"
     if status == "cancelled":
-        count = len(_list(report.get("tasks_remaining")))
+        count = len(as_list(report.get("tasks_remaining")))
         return f"an operator cancelled it; no further task was stopped, {count} task(s) remaining"
     if status == "handed_off":
         handed = report.get("handed_off") or {}
@@ -203,12 +203,12 @@ def _describe_outcome(report: Mapping[str, Any]) -> str:
 
 def _nothing_to_recycle(report: Mapping[str, Any]) -> str:
     """A run that found no task to recycle, and why (the skipped tasks' notes say)."""
-    notes = [as_text(t.get("note")) for t in _list(report.get("tasks_skipped")) if isinstance(t, Mapping)]
+    notes = [as_text(t.get("note")) for t in as_list(report.get("tasks_skipped")) if isinstance(t, Mapping)]
     young = sum("min_task_age_seconds" in note for note in notes)
     reasons = [f"{young} younger than min_task_age_seconds"] if young else []
     if len(notes) > young:
         reasons.append(f"{len(notes) - young} left alone (listed below)")
-    later = len(_list(report.get("tasks_remaining")))
+    later = len(as_list(report.get("tasks_remaining")))
     if later:
         reasons.append(f"{later} beyond max_tasks")
     return "there was nothing to recycle: " + ("; ".join(reasons) if reasons else "the service runs no task")
@@ -217,7 +217,7 @@ def _nothing_to_recycle(report: Mapping[str, Any]) -> str:
 def _noted(entries: Any) -> list[str]:
     """Task entries as "id: why"."""
     noted = []
-    for entry in _list(entries):
+    for entry in as_list(entries):
         item = entry if isinstance(entry, Mapping) else {}
         note = as_text(item.get("note"))
         noted.append(f"{_short_id(item.get('old_task_arn'))}: {note}" if note else _short_id(item.get("old_task_arn")))
@@ -277,7 +277,7 @@ def _short_id(arn: Any) -> str:
     return text.rsplit("/", 1)[-1] or text
 
 
-def _format_seconds(value: Any) -> str:
+def format_seconds(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "unknown"
     seconds = float(value)
@@ -292,5 +292,5 @@ def as_text(value: Any, default: str = "") -> str:
     return default if value is None else str(value)
 
 
-def _list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else []

@@ -25,6 +25,7 @@ from recycler.model.errors import ConfigError
 from recycler.model.report import NotificationResult
 from recycler.notification.content import as_text, outcome_of
 from recycler.notification.errors import DeliveryError, PasswordUnavailableError, UnsafeHeaderError
+from recycler.notification.fleet_email import fleet_size, is_fleet
 from recycler.notification.render import render_message
 from recycler.notification.secrets import redact, resolve_password, secret_forms
 from recycler.notification.settings import SMTP_SECTION, NotificationConfig, PasswordReference
@@ -135,6 +136,8 @@ def _log_result(
         "service": as_text(report.get("service")) if isinstance(report, Mapping) else "",
         "recycle_status": as_text(report.get("status")) if isinstance(report, Mapping) else "",
     }
+    if isinstance(report, Mapping) and is_fleet(report):
+        extra["fleet_services"] = fleet_size(report)
     if isinstance(config, NotificationConfig):
         extra.update(smtp_host=config.host, smtp_port=config.port, smtp_security=config.security)
     if result.get("message_id"):

@@ -23,7 +23,9 @@ from recycler.notification.content import (
     headline,
 )
 from recycler.notification.errors import UnsafeHeaderError
+from recycler.notification.fleet_email import fleet_size, fleet_where, is_fleet, render_fleet_html, render_fleet_text
 from recycler.notification.settings import NotificationConfig
+from recycler.observability import logs
 
 _SUBJECT_MARKERS: dict[str, str | None] = {
     "succeeded": "SUCCEEDED",
@@ -39,8 +41,8 @@ _SUBJECT_MARKERS: dict[str, str | None] = {
 def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: datetime | None = None) -> str:
     """``{prefix} | {STATUS} | {subject} | {cluster}/{service} | {YYYY-MM-DD}``.
 
-    The service is named, for an inbox that many services feed. The date is ``now`` (the send time,
-    in UTC), the same clock as the Date header.
+    The service is named, for an inbox that many services feed; a fleet's is ``{cluster} (fleet: {counts})``.
+    The date is ``now`` (the send time, in UTC), the same clock as the Date header.
     """
     status = report.get("status")
     marker = "UNKNOWN OUTCOME"
@@ -50,7 +52,9 @@ def render_subject(report: Mapping[str, Any], config: NotificationConfig, now: d
         config.subject_prefix,
         marker,
         config.email_subject,
-        f"{as_text(report.get('cluster'), 'unknown')}/{as_text(report.get('service'), 'unknown')}",
+        fleet_where(report)
+        if is_fleet(report)
+        else f"{as_text(report.get('cluster'), 'unknown')}/{as_text(report.get('service'), 'unknown')}",
         (now or datetime.now(UTC)).astimezone(UTC).date().isoformat(),
     ]
     return " | ".join(p for p in parts if p)
@@ -67,6 +71,10 @@ def render_message(
     report) holds CR, LF or another control character.
     """
     now = now or datetime.now(UTC)
+    fleet = is_fleet(report)
+    if fleet:
+        # A fleet report gathers many services' reports: mask it whole, whoever built it.
+        report = logs.mask_data(dict(report))
     cluster = as_text(report.get("cluster"))
     service = as_text(report.get("service"))
     status = as_text(report.get("status"))
@@ -85,6 +93,12 @@ def render_message(
     # Stable machine-readable headers for inbox rules.
     _set_header(message, "X-ECS-Recycle-Status", status)
     _set_header(message, "X-ECS-Recycle-Cluster", cluster)
+    if fleet:
+        # One message for many services: the header says how many, the body names them.
+        _set_header(message, "X-ECS-Recycle-Fleet", str(fleet_size(report)))
+        message.set_content(render_fleet_text(report))
+        message.add_alternative(render_fleet_html(report), subtype="html")
+        return message
     _set_header(message, "X-ECS-Recycle-Service", service)
 
     sections = build_sections(report)

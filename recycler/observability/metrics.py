@@ -9,6 +9,14 @@ Namespace ECSTaskRecycle, dimensions Cluster and Service:
 - TasksRecycled and FailedReplacements (Count);
 - ReplacementSeconds, one value per recycled task, and RunDurationSeconds (Seconds).
 
+A fleet report (``"fleet": true``) adds one document of fleet totals, dimension Cluster only:
+
+- FleetServicesSucceeded, FleetServicesFailed (a refused service counts as failed, as in the fleet's
+  status), FleetServicesIncomplete, FleetServicesCancelled and FleetServicesNotStarted (Count);
+- FleetTasksRecycled and FleetTaskTotal (Count), FleetDurationSeconds (Seconds).
+
+Each service's own run writes its own documents, as a single run does; the fleet's are its totals only.
+
 The EMF document is built by Powertools for AWS Lambda's metrics provider
 (one instance per run, so nothing is shared between runs). EMF allows 100
 values per metric in one line: a longer run's ReplacementSeconds go out in
@@ -32,12 +40,25 @@ RUN_METRICS = {
     "cancelled": "RunsCancelled",
     "refused": "RunsRefused",
 }
+# The fleet's services by outcome; a refused service is a failed one for the fleet, as in its status.
+FLEET_SERVICE_METRICS = {
+    "succeeded": "FleetServicesSucceeded",
+    "failed": "FleetServicesFailed",
+    "refused": "FleetServicesFailed",
+    "incomplete": "FleetServicesIncomplete",
+    "cancelled": "FleetServicesCancelled",
+}
 # Below the provider's 100 values per metric, at which it would print on its own.
 VALUES_PER_LINE = 99
 
+# An EMF document: JSON, as the provider serialises it.
+EmfDocument = dict[str, Any]
 
-def emf_documents(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The EMF documents for a finished run; none for a dry run, a hand-off, status or cancel."""
+
+def emf_documents(report: Mapping[str, Any]) -> list[EmfDocument]:
+    """The EMF documents for a finished run or fleet; none for a dry run, a hand-off, status or cancel."""
+    if report.get("fleet") is True:
+        return fleet_emf_documents(report)
     status = report.get("status")
     if status not in RUN_METRICS:
         return []
@@ -56,6 +77,28 @@ def emf_documents(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             provider.add_metric("ReplacementSeconds", MetricUnit.Seconds, value)
         documents.append(dict(provider.serialize_metric_set()))
     return documents
+
+
+def fleet_emf_documents(fleet: Mapping[str, Any]) -> list[EmfDocument]:
+    """The fleet's totals as one EMF document, dimension Cluster; none for a dry run or a hand-off."""
+    if fleet.get("status") not in RUN_METRICS:
+        return []
+    totals = fleet.get("totals")
+    totals = totals if isinstance(totals, Mapping) else {}
+    by_outcome = totals.get("services")
+    by_outcome = by_outcome if isinstance(by_outcome, Mapping) else {}
+    counts = dict.fromkeys(FLEET_SERVICE_METRICS.values(), 0)
+    for outcome, name in FLEET_SERVICE_METRICS.items():
+        counts[name] += int(by_outcome.get(outcome) or 0)
+    provider = AmazonCloudWatchEMFProvider(namespace=NAMESPACE, metric_set={}, dimension_set={}, metadata_set={})
+    provider.add_dimension("Cluster", str(fleet.get("cluster")))
+    for name, count in counts.items():
+        provider.add_metric(name, MetricUnit.Count, count)
+    provider.add_metric("FleetServicesNotStarted", MetricUnit.Count, len(fleet.get("not_started") or []))
+    provider.add_metric("FleetTasksRecycled", MetricUnit.Count, int(totals.get("tasks_recycled") or 0))
+    provider.add_metric("FleetTaskTotal", MetricUnit.Count, int(totals.get("task_total") or 0))
+    provider.add_metric("FleetDurationSeconds", MetricUnit.Seconds, float(fleet.get("duration_seconds") or 0))
+    return [dict(provider.serialize_metric_set())]
 
 
 def publish(report: Mapping[str, Any], write: Callable[[str], None] = print) -> None:

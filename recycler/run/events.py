@@ -1,16 +1,20 @@
-"""The run's EventBridge events: started, each batch, each checkpoint, and how it ended.
+"""The run's EventBridge events: started, each batch, each checkpoint, and how it ended; a fleet's own two.
 
 Each is put in a runtime step of its own, so a durable replay does not publish it again. A dry run
 publishes nothing: it changes nothing a rule could care about. A PutEvents that fails is logged at
 WARNING and changes nothing else: the events tell about a run, they never steer it.
+
+A fleet puts one Started and one final event of its own (``"fleet": true`` in the detail, the services'
+counts and names), besides each service's run putting its own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import NotRequired, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 from recycler.aws.eventbus import BusEvent, EventBus
 from recycler.model.report import RecycleReport
@@ -171,3 +175,84 @@ def publish(bus: EventBus, event: BusEvent, runtime: Runtime | None = None) -> s
         else:
             logging.getLogger(TOOL_NAME).warning(message, extra={"detail_type": str(event.detail_type)})
     return failure
+
+
+class FleetCounts(TypedDict):
+    services: dict[str, int]  # by outcome, only those that occur
+    tasks_recycled: int
+    task_total: int
+
+
+class FleetDetail(TypedDict):
+    """A fleet event's detail: the fleet's status, its services' counts and names."""
+
+    fleet: bool
+    cluster: str
+    run_id: str | None
+    status: str
+    counts: FleetCounts
+    services: list[str]
+    error: str | None
+
+
+def fleet_detail(fleet: Mapping[str, Any], run_id: str | None, status: str) -> FleetDetail:
+    """From the fleet report (FleetReport.to_dict()) only, masked like everything the run says."""
+    totals = fleet.get("totals")
+    totals = totals if isinstance(totals, Mapping) else {}
+    by_outcome = totals.get("services")
+    reports = [s for s in fleet.get("services") or [] if isinstance(s, Mapping)]
+    names = [str(s.get("service")) for s in reports] + [str(n) for n in fleet.get("not_started") or []]
+    selection = fleet.get("selection")
+    if not names and isinstance(selection, Mapping):
+        names = [str(n) for n in selection.get("services") or []]
+    error = fleet.get("error")
+    body: FleetDetail = {
+        "fleet": True,
+        "cluster": str(fleet.get("cluster")),
+        "run_id": run_id,
+        "status": status,
+        "counts": {
+            "services": {str(k): _count(v) for k, v in by_outcome.items()} if isinstance(by_outcome, Mapping) else {},
+            "tasks_recycled": _count(totals.get("tasks_recycled")),
+            "task_total": _count(totals.get("task_total")),
+        },
+        "services": names,
+        "error": None if error is None else str(error),
+    }
+    return cast(FleetDetail, logs.mask_data(body))
+
+
+def fleet_final_event(fleet: Mapping[str, Any], run_id: str | None = None) -> BusEvent | None:
+    """The event of the fleet's outcome; None for a dry run (or a status this version does not know)."""
+    status = str(fleet.get("status"))
+    detail_type = FINAL.get(Status(status)) if status in tuple(Status) else None
+    if detail_type is None:
+        return None
+    body = json.dumps(fleet_detail(fleet, run_id or _run_id(fleet), status), sort_keys=True)
+    return BusEvent(SOURCE, detail_type, body)
+
+
+def fleet_started(bus: EventBus | None, runtime: Runtime, fleet: Mapping[str, Any], run_id: str | None = None) -> None:
+    """The fleet's Started, once it is about to start its first service; a dry run puts none."""
+    if bus is None or fleet.get("status") == Status.DRY_RUN or fleet.get("dry_run") is True:
+        return
+    body = json.dumps(fleet_detail(fleet, run_id or _run_id(fleet), RUNNING), sort_keys=True)
+    event = BusEvent(SOURCE, DetailType.STARTED, body)
+    runtime.step("fleet event started", lambda: {"failed": publish(bus, event, runtime)})
+
+
+def fleet_finished(bus: EventBus | None, runtime: Runtime, fleet: Mapping[str, Any], run_id: str | None = None) -> None:
+    """The fleet's outcome's event, once its report is final; a dry run's none."""
+    event = fleet_final_event(fleet, run_id)
+    if bus is not None and event is not None:
+        runtime.step("fleet event final", lambda: {"failed": publish(bus, event, runtime)})
+
+
+def _count(value: Any) -> int:
+    """A count from the report's JSON; anything else is 0, so a malformed report cannot make the event raise."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _run_id(fleet: Mapping[str, Any]) -> str | None:
+    run_id = fleet.get("run_id")
+    return run_id if isinstance(run_id, str) else None

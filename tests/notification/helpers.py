@@ -114,3 +114,39 @@ def parts(message: EmailMessage) -> tuple[str, str]:
     assert plain is not None and rich is not None
     assert isinstance(plain, EmailMessage) and isinstance(rich, EmailMessage)
     return plain.get_content(), rich.get_content()
+
+
+def make_fleet_report(status: str = "failed", **overrides: Any) -> dict[str, Any]:
+    """A fleet report as FleetReport.to_dict() gives it: three services' own reports and one never started."""
+    worker_error = "ReplacementFailed: new task stopped (TaskFailedToStart: CannotPullContainerError)"
+    services = [
+        make_report("succeeded"),
+        make_report("failed", service="worker", error_type="ReplacementFailed", error=worker_error),
+        make_report(
+            "refused",
+            service="billing",
+            task_total=None,
+            tasks_recycled=[],
+            tasks_remaining=[],
+            error="another run (run-7) holds the lock on billing until 2026-11-28T21:30:00+00:00",
+            error_type="LockHeld",
+        ),
+    ]
+    report: dict[str, Any] = {
+        "fleet": True,
+        "status": status,
+        "cluster": "prod-cluster",
+        "region": REGION,
+        "started_at": "2026-11-28T21:00:00+00:00",
+        "duration_seconds": 601.5,
+        "selection": {"service_tags": {"recycle": "weekly"}},
+        "max_parallel_services": 2,
+        "on_service_failure": "continue",
+        "totals": {"services": {"succeeded": 1, "failed": 1, "refused": 1}, "tasks_recycled": 5, "task_total": 6},
+        "services": services,
+        "not_started": ["reports"],
+        "error": None,
+        "error_type": None,
+    }
+    report.update(overrides)
+    return report
