@@ -114,14 +114,19 @@ class LocalRuntime:
         initial: S,
         poll_seconds: float,
     ) -> S:
-        state = check(initial)
-        while not state.done:
-            self.clock.sleep(poll_seconds)
-            state = check(state)
-        return state
+        return poll_until(check, initial, lambda: self.clock.sleep(poll_seconds))
 
     def remaining_seconds(self) -> float | None:
         return self._remaining()
 
     def log(self, level: int, message: str, **fields: Any) -> None:
         self.logger.log(level, message, extra=fields)
+
+
+def poll_until(check: Callable[[S], S], initial: S, pause: Callable[[], None]) -> S:
+    """An in-process wait: check, pause, check again, until the state is done (check raises to abort)."""
+    state = check(initial)
+    while not state.done:
+        pause()
+        state = check(state)
+    return state

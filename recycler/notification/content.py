@@ -21,7 +21,7 @@ SUCCESS_STATUSES = frozenset({"succeeded", "dry_run", "cancelled", "handed_off"}
 
 
 # The heading's short status; the Outcome row gives the detail (_describe_outcome).
-_HEADLINES: dict[str, str] = {
+HEADLINES: dict[str, str] = {
     "succeeded": "succeeded",
     "dry_run": "dry run",
     "failed": "FAILED",
@@ -150,7 +150,7 @@ def build_sections(report: Mapping[str, Any]) -> Sections:
 def headline(report: Mapping[str, Any]) -> str:
     """The heading: a short status line naming the service."""
     status = report.get("status")
-    word = _HEADLINES.get(status, "UNKNOWN OUTCOME") if isinstance(status, str) else "UNKNOWN OUTCOME"
+    word = HEADLINES.get(status, "UNKNOWN OUTCOME") if isinstance(status, str) else "UNKNOWN OUTCOME"
     where = f"{as_text(report.get('cluster'), 'unknown')}/{as_text(report.get('service'), 'unknown')}"
     return f"ECS service task recycle {word}: {where}"
 

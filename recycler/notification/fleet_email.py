@@ -13,22 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from recycler.notification.content import SUCCESS_STATUSES, as_list, as_text, format_seconds
+from recycler.notification.content import HEADLINES, SUCCESS_STATUSES, as_list, as_text, format_seconds
 
 # The services' outcomes in the order the subject and the totals name them: the good news first, then the worst.
 OUTCOME_ORDER = ("succeeded", "failed", "refused", "incomplete", "cancelled", "dry_run", "handed_off")
 # A service's error in the table: enough to see what happened; its whole text is in the JSON report.
 ERROR_CLIP = 200
 
-_HEADLINES: dict[str, str] = {
-    "succeeded": "succeeded",
-    "dry_run": "dry run",
-    "failed": "FAILED",
-    "incomplete": "INCOMPLETE",
-    "cancelled": "CANCELLED",
-    "handed_off": "handed off to the long-running function",
-    "refused": "REFUSED",
-}
 
 _OUTCOMES: dict[str, str] = {
     "succeeded": "every service succeeded",
@@ -102,7 +93,7 @@ def fleet_where(report: Mapping[str, Any]) -> str:
 
 def fleet_headline(report: Mapping[str, Any]) -> str:
     status = report.get("status")
-    word = _HEADLINES.get(status, "UNKNOWN OUTCOME") if isinstance(status, str) else "UNKNOWN OUTCOME"
+    word = HEADLINES.get(status, "UNKNOWN OUTCOME") if isinstance(status, str) else "UNKNOWN OUTCOME"
     return f"ECS fleet task recycle {word}: {fleet_where(report)}"
 
 

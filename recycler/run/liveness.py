@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from recycler.model.runtime import Clock, Runtime, S, T
+from recycler.model.runtime import Clock, Runtime, S, T, poll_until
 from recycler.run.budget import HEARTBEAT_SECONDS
 
 
@@ -66,11 +66,7 @@ class LiveRuntime:
         initial: S,
         poll_seconds: float,
     ) -> S:
-        state = check(initial)
-        while not state.done:
-            self._poll_pause(poll_seconds)
-            state = check(state)
-        return state
+        return poll_until(check, initial, lambda: self._poll_pause(poll_seconds))
 
     def _poll_pause(self, seconds: float) -> None:
         """The pause between two polls, beating; an interrupt that comes during it ends it, so the next poll
