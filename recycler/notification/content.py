@@ -6,8 +6,9 @@ text and HTML bodies.
 
 from __future__ import annotations
 
+import html
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -294,3 +295,26 @@ def as_text(value: Any, default: str = "") -> str:
 
 def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def html_opening(
+    title: str, status: Any, heading: str, facts: Sequence[tuple[str, str]], error: str | None
+) -> list[str]:
+    """The start of an HTML report: its title, the coloured heading, the facts table, and the error."""
+
+    def e(value: Any) -> str:
+        return html.escape(str(value), quote=True)
+
+    colour = "#1a7f37" if status in SUCCESS_STATUSES else "#cf222e"
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html><head><meta charset="utf-8"><title>{e(title)}</title></head>',
+        '<body style="font-family:sans-serif;font-size:14px">',
+        f'<h2 style="color:{colour}">{e(heading)}</h2>',
+        '<table cellpadding="3">',
+    ]
+    parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts]
+    parts.append("</table>")
+    if error:
+        parts += ["<h3>Error</h3>", f"<pre>{e(error)}</pre>"]
+    return parts

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from recycler.notification.content import HEADLINES, SUCCESS_STATUSES, as_list, as_text, format_seconds
+from recycler.notification.content import HEADLINES, SUCCESS_STATUSES, as_list, as_text, format_seconds, html_opening
 
 # The services' outcomes in the order the subject and the totals name them: the good news first, then the worst.
 OUTCOME_ORDER = ("succeeded", "failed", "refused", "incomplete", "cancelled", "dry_run", "handed_off")
@@ -150,18 +150,7 @@ def render_fleet_text(report: Mapping[str, Any]) -> str:
 def render_fleet_html(report: Mapping[str, Any]) -> str:
     e = _html
     s = build_fleet_sections(report)
-    colour = "#1a7f37" if report.get("status") in SUCCESS_STATUSES else "#cf222e"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html><head><meta charset="utf-8"><title>ECS fleet task recycle</title></head>',
-        '<body style="font-family:sans-serif;font-size:14px">',
-        f'<h2 style="color:{colour}">{e(fleet_headline(report))}</h2>',
-        '<table cellpadding="3">',
-    ]
-    parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in s.facts]
-    parts.append("</table>")
-    if s.error:
-        parts += ["<h3>Error</h3>", f"<pre>{e(s.error)}</pre>"]
+    parts = html_opening("ECS fleet task recycle", report.get("status"), fleet_headline(report), s.facts, s.error)
     if s.rows:
         parts += [
             "<h3>Services</h3>",

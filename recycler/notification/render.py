@@ -16,11 +16,11 @@ from typing import Any
 
 from recycler.notification.addresses import unsafe_header_char
 from recycler.notification.content import (
-    SUCCESS_STATUSES,
     Sections,
     as_text,
     build_sections,
     headline,
+    html_opening,
 )
 from recycler.notification.errors import UnsafeHeaderError
 from recycler.notification.fleet_email import fleet_size, fleet_where, is_fleet, render_fleet_html, render_fleet_text
@@ -153,19 +153,7 @@ def _render_text(report: Mapping[str, Any], s: Sections) -> str:
 
 def _render_html(report: Mapping[str, Any], s: Sections) -> str:
     e = _html
-    status = report.get("status")
-    colour = "#1a7f37" if status in SUCCESS_STATUSES else "#cf222e"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html><head><meta charset="utf-8"><title>ECS service task recycle</title></head>',
-        '<body style="font-family:sans-serif;font-size:14px">',
-        f'<h2 style="color:{colour}">{e(headline(report))}</h2>',
-        '<table cellpadding="3">',
-    ]
-    parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in s.facts]
-    parts.append("</table>")
-    if s.error:
-        parts += ["<h3>Error</h3>", f"<pre>{e(s.error)}</pre>"]
+    parts = html_opening("ECS service task recycle", report.get("status"), headline(report), s.facts, s.error)
     if s.restore_actions or s.restored_target:
         parts.append("<h3>Restored</h3>")
     if s.restore_actions:
