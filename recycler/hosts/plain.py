@@ -19,6 +19,7 @@ from recycler.aws.clients import Clients
 from recycler.aws.session import get_aws_session
 from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
+from recycler.hosts.fleet import ExecutorFactory, run_fleet
 from recycler.hosts.handoff import HandOff
 from recycler.hosts.pipeline import (
     NOT_COMPLETED,
@@ -36,6 +37,7 @@ from recycler.hosts.pipeline import (
     summarise,
 )
 from recycler.model.errors import ConfigError, RecycleError
+from recycler.model.fleet import FleetRequest, is_fleet_event, parse_fleet_event
 from recycler.model.progress import ProgressSink
 from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
@@ -113,6 +115,9 @@ class PlainHost:
     def remaining_seconds(self) -> float | None:
         return self.invocation.remaining_seconds()
 
+    def interrupted(self) -> str | None:
+        return self.invocation.watcher.interrupted()
+
     @property
     def log_fields(self) -> Mapping[str, Any]:
         return self.invocation.ids
@@ -169,7 +174,7 @@ class PlainHost:
 
 
 def run_recycle(
-    request: RecycleRequest,
+    request: RecycleRequest | FleetRequest,
     config: AppConfig,
     *,
     session: Any = None,
@@ -182,11 +187,14 @@ def run_recycle(
     publish_metrics: bool | None = None,
     environment: Environment | None = None,
     watcher: Watcher | None = None,
+    executor: ExecutorFactory | None = None,
 ) -> dict[str, Any]:
     """Run one recycle with the plain runtime, notify, and return the report as a dict (the CLI's run).
 
     ``action: status`` and ``cancel`` return what recycler.hosts.control says instead. ``watcher`` is the CLI's
     operator: the signal that interrupted the run (it then stops as a cancel does), and the progress bar.
+    A FleetRequest runs the fleet (recycler.hosts.fleet), its services through ``executor`` (tests: the
+    simulator's).
     Metrics are published (EMF on stdout) in Lambda, or when ``publish_metrics`` says so.
     """
     env = environment or Environment.from_env()
@@ -205,6 +213,8 @@ def run_recycle(
         ),
         session=session,
     )
+    if isinstance(request, FleetRequest):
+        return run_fleet(host, request, config, env, executor)
     return run(host, request, config, env)
 
 
@@ -245,18 +255,30 @@ def build_handler(
     session: Any = None,
     config: AppConfig | None = None,
     environment: Environment | None = None,
+    executor: ExecutorFactory | None = None,
 ) -> Callable[[Any, Any], dict[str, Any]]:
-    """The plain handler; tests pass a virtual clock, a simulated session, a config or an environment."""
+    """The plain handler; tests pass a virtual clock, a simulated session, a config, an environment, or how a
+    fleet runs its services at once."""
 
     def handler(event: Any, context: Any) -> dict[str, Any]:
-        return _handle(event, context, clock or SystemClock(), session, config, environment or Environment.from_env())
+        env = environment or Environment.from_env()
+        return _handle(event, context, Seams(clock or SystemClock(), session, config, executor), env)
 
     return handler
 
 
-def _handle(
-    event: Any, context: Any, clock: Clock, session: Any, config: AppConfig | None, env: Environment
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Seams:
+    """What a test gives the handler in place of the real ones."""
+
+    clock: Clock
+    session: Any
+    config: AppConfig | None
+    executor: ExecutorFactory | None
+
+
+def _handle(event: Any, context: Any, seams: Seams, env: Environment) -> dict[str, Any]:
+    clock, session, config = seams.clock, seams.session, seams.config
     logs.configure(env.log_level, lambda_json=env.lambda_json_logs, in_lambda=env.in_lambda)
     invocation: dict[str, str | None] = {
         "request_id": getattr(context, "aws_request_id", None),
@@ -264,7 +286,10 @@ def _handle(
         "log_stream": getattr(context, "log_stream_name", None),
     }
     try:
-        request = parse_event(event)
+        # A fleet goes to the fleet runner before parse_event, which knows one service only.
+        request: RecycleRequest | FleetRequest = (
+            parse_fleet_event(event) if is_fleet_event(event) else parse_event(event)
+        )
     except ConfigError as e:
         mail_refused_event(event, e, invocation, env, clock, config)
         raise
@@ -291,6 +316,13 @@ def _handle(
         ),
         session=session,
     )
+    if isinstance(request, FleetRequest):
+        result = run_fleet(host, request, config, env, seams.executor)
+        if bounded:
+            result["time_budget"] = host.invocation.time_budget
+        if bounded and request.template.action == "recycle":
+            raise_if_not_completed(result, LocalRuntime(clock, remaining_seconds, logger))
+        return result
     return run(host, request, config, env)
 
 

@@ -51,3 +51,10 @@ class Phase(StrEnum):
 PHASES = tuple(Phase)
 # Phases in which desiredCount may still be above what it should be.
 DESIRED_PENDING = (Phase.SURGING, Phase.SURGED, Phase.RESTORING)
+
+
+class OnServiceFailure(StrEnum):
+    """What a fleet does once one of its services ends failed (or refused)."""
+
+    CONTINUE = "continue"  # the other services go on
+    STOP = "stop"  # start no further service; those in flight finish and restore

@@ -1,0 +1,291 @@
+"""The fleet on the plain host: each selected service's own single-service run (recycler.hosts.pipeline.run),
+at most ``max_parallel_services`` at once, then one fleet report and one email.
+
+Each service keeps its own lock, pre-flight, surge, restore, report and metrics; only its email is left to the
+fleet's. The fleet decides only which service starts next: none once a run failed under ``stop``, once the
+event's alarms are not quiet, once a run ended cancelled, or once the next one no longer fits the invocation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from recycler.aws.clients import Clients
+from recycler.aws.gateway import ServiceGateway
+from recycler.aws.services import fleet_services
+from recycler.hosts.config import AppConfig
+from recycler.hosts.environment import Environment
+from recycler.hosts.pipeline import Host, TimePolicy, lock_table_name, register_secrets, run
+from recycler.model.errors import ConfigError
+from recycler.model.fleet import FleetRequest
+from recycler.model.fleet_report import FleetReport, seconds_between, whole_service_estimate
+from recycler.model.progress import ProgressSink
+from recycler.model.report import NotificationResult, RecycleReport
+from recycler.model.request import RecycleRequest
+from recycler.model.runtime import TOOL_NAME, Clock, Runtime, iso_seconds
+from recycler.model.states import Action, OnServiceFailure, Status
+from recycler.notification.notifier import notify
+from recycler.observability import logs
+from recycler.run.gates import alarm_problems
+
+logger = logging.getLogger(TOOL_NAME)
+
+# How the fleet runs its services at once; tests pass one that runs them on the simulator's virtual clock.
+ExecutorFactory = Callable[[int], Executor]
+HAND_OFF_TODO = "a fleet too long for one invocation needs hand_off false until the durable fleet lands"
+
+
+class FleetHost(Host, Protocol):
+    """The host a fleet runs on (recycler.hosts.plain.PlainHost): a Host that also knows its time and interrupt."""
+
+    def remaining_seconds(self) -> float | None: ...
+
+    def interrupted(self) -> str | None:
+        """The operator's interrupt (the CLI's Ctrl-C): its signal's name, or None."""
+        ...
+
+
+@dataclass(frozen=True)
+class MemberHost:
+    """One service's run inside a fleet: the fleet's host with its own lock owner, without its own email or raise,
+    and no progress bar (the CLI's bar is one service's)."""
+
+    base: FleetHost
+    owner_id: str
+    publishes_metrics: bool
+
+    @property
+    def clock(self) -> Clock:
+        return self.base.clock
+
+    @property
+    def requested_by(self) -> str:
+        return self.base.requested_by
+
+    @property
+    def log_fields(self) -> Mapping[str, Any]:
+        return self.base.log_fields
+
+    @property
+    def progress(self) -> ProgressSink | None:
+        return None
+
+    def connect(self, config: AppConfig) -> tuple[Clients, str | None]:
+        return self.base.connect(config)
+
+    def policy(self, request: RecycleRequest, config: AppConfig, clients: Clients) -> TimePolicy:
+        return self.base.policy(request, config, clients)
+
+    def stamp(self, report: RecycleReport) -> None:
+        self.base.stamp(report)
+
+    def notify(self, report: RecycleReport, config: AppConfig, clients: Clients) -> NotificationResult:
+        return {"status": "skipped", "detail": "one email for the whole fleet", "recipients": 0}
+
+    def finish(self, report: RecycleReport, runtime: Runtime) -> dict[str, Any]:
+        return report.to_dict()
+
+
+def member(host: FleetHost, index: int, *, metrics: bool = True) -> MemberHost:
+    """The host of the fleet's index-th service."""
+    return MemberHost(host, f"{host.owner_id}-{index}", host.publishes_metrics and metrics)
+
+
+@dataclass
+class Gate:
+    """Whether the fleet may start another service, and why not (shared by the worker threads)."""
+
+    stopped_by: Status | None = None
+    reason: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stop(self, outcome: Status, reason: str) -> None:
+        with self.lock:
+            if self.reason is None:
+                self.stopped_by, self.reason = outcome, reason
+
+    @property
+    def closed(self) -> bool:
+        return self.reason is not None
+
+
+@dataclass
+class Fleet:
+    """One fleet run: its request, host, config and what it has learnt so far."""
+
+    request: FleetRequest
+    host: FleetHost
+    config: AppConfig
+    env: Environment
+    names: list[str] = field(default_factory=list)
+    # Each service's planned seconds, when the invocation's time bounds the fleet.
+    estimates: dict[str, int] = field(default_factory=dict)
+    gate: Gate = field(default_factory=Gate)
+
+    def service_request(self, name: str) -> RecycleRequest:
+        # The fleet decides what fits the invocation; a service alone never hands itself off.
+        return dataclasses.replace(self.request.for_service(name), hand_off=False)
+
+    def one(self, index: int, name: str, request: RecycleRequest | None = None) -> dict[str, Any]:
+        return run(member(self.host, index), request or self.service_request(name), self.config, self.env)
+
+
+def run_fleet(
+    host: FleetHost,
+    request: FleetRequest,
+    config: AppConfig,
+    env: Environment,
+    executor: ExecutorFactory | None = None,
+) -> dict[str, Any]:
+    """A fleet event on the plain host: status/cancel/history per service, or the fleet's recycle and report."""
+    register_secrets(config)
+    lock_table_name(config, request.template, env.lock_table_name)
+    clients, region = host.connect(config)
+    request.check_region(region)
+    names = fleet_services(clients.client("ecs"), request.template.cluster_name, request.names, request.tags)
+    fleet = Fleet(request, host, config, env, names)
+    with logs.bound(cluster=request.template.cluster_name, fleet=True, **host.log_fields):
+        if request.template.action != Action.RECYCLE:
+            answers = [fleet.one(i, name) for i, name in enumerate(names)]
+            return {"fleet": True, "cluster": request.template.cluster_name, "services": answers}
+        report = recycle(fleet, executor or (lambda n: ThreadPoolExecutor(n, thread_name_prefix="fleet")))
+        data = logs.mask_data(report.to_dict())
+        data["notification"] = logs.mask_data(notify(data, config.notification, clients.session))
+        logger.info("Fleet report", extra={"status": data["status"], "totals": data["totals"]})
+        return dict(data)
+
+
+def recycle(fleet: Fleet, executor: ExecutorFactory) -> FleetReport:
+    """Each service's run (or dry run), at most max_parallel_services at once; the fleet's report."""
+    request, clock = fleet.request, fleet.host.clock
+    started = clock.now()
+    report = FleetReport(
+        cluster=request.template.cluster_name,
+        selection=request.selection(),
+        max_parallel_services=request.max_parallel_services,
+        on_service_failure=str(request.on_service_failure),
+        started_at=iso_seconds(started),
+    )
+    if request.template.dry_run:
+        report.services = [fleet.one(i, name) for i, name in enumerate(fleet.names)]
+        report.estimated_seconds = whole_service_estimate(_estimates(report.services), request.max_parallel_services)
+    else:
+        _fit(fleet)
+        results = _run_all(fleet, executor)
+        report.services = [results[name] for name in fleet.names if name in results]
+        report.not_started = [name for name in fleet.names if name not in results]
+        report.stopped_by, report.error = fleet.gate.stopped_by, fleet.gate.reason
+        _carry_on(fleet, report, started)
+    report.settle()
+    if report.error is not None and report.error_type is None and report.status != Status.SUCCEEDED:
+        report.error_type = "FleetStopped"
+    report.duration_seconds = seconds_between(started, clock.now())
+    return report
+
+
+def _estimates(services: list[dict[str, Any]]) -> list[int]:
+    return [int((s.get("plan") or {}).get("estimated_seconds") or 0) for s in services]
+
+
+def _fit(fleet: Fleet) -> None:
+    """When the invocation's time bounds the fleet: each service's plan, and whether the whole fleet fits."""
+    remaining = fleet.host.remaining_seconds()
+    if remaining is None:
+        return
+    for index, name in enumerate(fleet.names):
+        plan = run(
+            member(fleet.host, index, metrics=False),
+            dataclasses.replace(fleet.service_request(name), dry_run=True),
+            fleet.config,
+            fleet.env,
+        )
+        fleet.estimates[name] = _estimates([plan])[0]
+    needed = whole_service_estimate(fleet.estimates.values(), fleet.request.max_parallel_services)
+    if needed > remaining and fleet.request.template.hand_off:
+        raise ConfigError("hand_off", f"{HAND_OFF_TODO} (the fleet needs about {needed}s, {remaining:.0f}s remain)")
+
+
+def _run_all(fleet: Fleet, executor: ExecutorFactory) -> dict[str, dict[str, Any]]:
+    """Every service that starts, at most max_parallel_services at once: its report, by name."""
+    results: dict[str, dict[str, Any]] = {}
+    with executor(fleet.request.max_parallel_services) as pool:
+        futures: list[tuple[str, Future[dict[str, Any] | None]]] = [
+            (name, pool.submit(_service, fleet, index, name)) for index, name in enumerate(fleet.names)
+        ]
+        try:
+            for name, future in futures:
+                result = future.result()
+                if result is not None:
+                    results[name] = result
+        except BaseException:
+            # Killed (or a bug): start nothing more; the runs in flight end on their own and the next run repairs.
+            fleet.gate.stop(Status.FAILED, "the fleet run was interrupted")
+            for _, future in futures:
+                future.cancel()
+            raise
+    return results
+
+
+def _service(fleet: Fleet, index: int, name: str) -> dict[str, Any] | None:
+    """One worker's service: None when the fleet may not start it; else its run's report."""
+    if fleet.gate.closed or not _may_start(fleet, name):
+        return None
+    result = fleet.one(index, name)
+    status, error_type = result.get("status"), result.get("error_type")
+    if error_type == "AlarmTriggered" and fleet.request.template.alarm_names:
+        fleet.gate.stop(Status.FAILED, f"{name}: {result.get('error')}; no further service started")
+    elif status == Status.CANCELLED:
+        fleet.gate.stop(Status.CANCELLED, f"{name} was cancelled; no further service started")
+    elif status in (Status.FAILED, Status.REFUSED) and fleet.request.on_service_failure == OnServiceFailure.STOP:
+        fleet.gate.stop(Status.FAILED, f"{name} ended {status} (on_service_failure stop); no further service started")
+    elif status == Status.INCOMPLETE:
+        fleet.gate.stop(Status.INCOMPLETE, f"{name} ran out of time; no further service started")
+    return result
+
+
+def _may_start(fleet: Fleet, name: str) -> bool:
+    """The fleet's gates before a service starts: the event's alarms, the operator's interrupt, the time left."""
+    template = fleet.request.template
+    if fleet.host.interrupted() is not None:
+        fleet.gate.stop(Status.CANCELLED, "interrupted; no further service started")
+        return False
+    if template.alarm_names:
+        clients, _ = fleet.host.connect(fleet.config)
+        gateway = ServiceGateway(clients.client("ecs"), None, None, template, cloudwatch=clients.client("cloudwatch"))
+        problems = alarm_problems(gateway, template.alarm_names)
+        if problems:
+            fleet.gate.stop(Status.FAILED, f"{problems[0]}; no further service started")
+            return False
+    remaining = fleet.host.remaining_seconds()
+    needed = fleet.estimates.get(name)
+    if remaining is not None and needed is not None and needed > remaining:
+        fleet.gate.stop(Status.INCOMPLETE, f"{name} needs about {needed}s, {remaining:.0f}s remain")
+        return False
+    return True
+
+
+def _carry_on(fleet: Fleet, report: FleetReport, started: float) -> None:
+    """A fleet the time cut short: the event that carries on with the services it did not finish."""
+    unfinished = report.not_started + [s["service"] for s in report.services if s["status"] == Status.INCOMPLETE]
+    if report.stopped_by != Status.INCOMPLETE or not unfinished:
+        return
+    event = {
+        **fleet.request.shared,
+        "services": sorted(unfinished),
+        "started_before": fleet.request.template.carry_on_started_before(started),
+    }
+    for key in ("max_parallel_services", "on_service_failure"):
+        event[key] = getattr(fleet.request, key)
+    if event["on_service_failure"] == OnServiceFailure.CONTINUE:
+        del event["on_service_failure"]
+    report.error = (
+        f"{report.error}. {len(unfinished)} services not finished: carry on with the event {json.dumps(event)}"
+    )
+    report.error_type = "TimeBudgetExhausted"

@@ -1,0 +1,120 @@
+"""A fleet's report: each service's own report, the totals, what was never started, and the fleet's status.
+
+Its to_dict is the JSON the fleet's email, metrics and events read (FLEET.md): ``"fleet": true`` tells it from
+a single run's report.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from recycler.model.report import NotificationResult
+from recycler.model.states import Status
+
+# The fleet's status is its worst service's outcome, in this order; a refused service counts as failed (it
+# was not recycled), and one another run of the same key is still recycling is not done yet.
+_WORST_FIRST = (Status.FAILED, Status.INCOMPLETE, Status.CANCELLED)
+_COUNTS_AS = {
+    Status.REFUSED: Status.FAILED,
+    Status.ALREADY_RUNNING: Status.INCOMPLETE,
+    Status.HANDED_OFF: Status.INCOMPLETE,
+}
+
+
+def fleet_status(outcomes: Iterable[Status | str], stopped_by: Status | None = None) -> Status:
+    """succeeded only when every service succeeded (dry_run when each was a dry run); else the worst outcome.
+
+    ``stopped_by``: why services were left unstarted (an alarm: failed, a cancel, the time: incomplete)."""
+    seen = {_COUNTS_AS.get(Status(outcome), Status(outcome)) for outcome in outcomes}
+    if stopped_by is not None:
+        seen.add(stopped_by)
+    for worst in _WORST_FIRST:
+        if worst in seen:
+            return worst
+    if seen == {Status.DRY_RUN}:
+        return Status.DRY_RUN
+    return Status.SUCCEEDED
+
+
+def whole_service_estimate(estimates: Iterable[int], parallel: int) -> int:
+    """The fleet's duration from its services' estimates: each service runs whole on one of ``parallel`` lanes,
+    in the fleet's order, on the lane free first; the longest lane. That is the sum / parallel, rounded up to
+    whole services (a service is never split across lanes)."""
+    lanes = [0] * max(1, parallel)
+    for seconds in estimates:
+        lanes[lanes.index(min(lanes))] += seconds
+    return max(lanes)
+
+
+@dataclass
+class FleetReport:
+    """What a fleet run returns: the fleet's status and totals, and each service's own report (as JSON)."""
+
+    cluster: str
+    selection: dict[str, Any]
+    max_parallel_services: int
+    on_service_failure: str
+    started_at: str | None = None
+    duration_seconds: float = 0.0
+    # Each service's RecycleReport.to_dict() (or its status/cancel/history answer), in the fleet's order.
+    services: list[dict[str, Any]] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    # Why services were left unstarted, as the fleet's status counts it (None: none was, or only on failure).
+    stopped_by: Status | None = None
+    error: str | None = None
+    error_type: str | None = None
+    # A dry run's: the fleet's estimate from each service's plan.
+    estimated_seconds: int | None = None
+    notification: NotificationResult | None = None
+    status: Status = Status.SUCCEEDED
+
+    def settle(self) -> None:
+        """The status, from the services' outcomes and why any were left unstarted."""
+        self.status = fleet_status((s["status"] for s in self.services), self.stopped_by)
+
+    @property
+    def region(self) -> str | None:
+        return next((s["region"] for s in self.services if s.get("region")), None)
+
+    def totals(self) -> dict[str, Any]:
+        outcomes = Counter(str(s["status"]) for s in self.services)
+        return {
+            "services": dict(sorted(outcomes.items())),
+            "tasks_recycled": sum(len(s.get("tasks_recycled") or []) for s in self.services),
+            "task_total": sum(s.get("task_total") or 0 for s in self.services),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "fleet": True,
+            "status": str(self.status),
+            "cluster": self.cluster,
+            "region": self.region,
+            "started_at": self.started_at,
+            "duration_seconds": self.duration_seconds,
+            "selection": self.selection,
+            "max_parallel_services": self.max_parallel_services,
+            "on_service_failure": self.on_service_failure,
+            "totals": self.totals(),
+            "services": self.services,
+            "not_started": list(self.not_started),
+            "error": self.error,
+            "error_type": self.error_type,
+        }
+        if self.estimated_seconds is not None:
+            data["plan"] = {
+                "estimated_seconds": self.estimated_seconds,
+                "estimate_basis": "each service's plan, run whole on one of max_parallel_services lanes in the "
+                "fleet's order (the sum / max_parallel_services, rounded up to whole services)",
+            }
+        if self.notification is not None:
+            data["notification"] = self.notification
+        return data
+
+
+def seconds_between(start: float, end: float) -> float:
+    return round(max(0.0, end - start), 3)
+
