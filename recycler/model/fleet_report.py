@@ -7,7 +7,7 @@ a single run's report.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,4 +117,3 @@ class FleetReport:
 
 def seconds_between(start: float, end: float) -> float:
     return round(max(0.0, end - start), 3)
-
