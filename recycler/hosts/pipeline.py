@@ -52,6 +52,8 @@ class RecycleNotCompleted(RecycleError):
 
 
 def summarise(report: Mapping[str, Any]) -> str:
+    if report.get("fleet"):
+        return summarise_fleet(report)
     recycled = len(report.get("tasks_recycled") or [])
     restored = {True: "service restored", False: "RESTORE FAILED", None: "nothing needed restoring"}[
         report.get("restored")
@@ -64,6 +66,20 @@ def summarise(report: Mapping[str, Any]) -> str:
         f"Task recycle {str(report.get('status', 'failed')).upper()} for "
         f"{report.get('cluster')}/{report.get('service')}: {counted}{restored} (actions: {actions}). "
         f"Error: {report.get('error')}"
+    )
+
+
+def summarise_fleet(report: Mapping[str, Any]) -> str:
+    """A fleet's outcome in one line: its services by outcome, its tasks, and why it stopped."""
+    totals = report.get("totals") or {}
+    outcomes = ", ".join(f"{n} {outcome}" for outcome, n in (totals.get("services") or {}).items()) or "none run"
+    not_started = len(report.get("not_started") or [])
+    unrestored = [str(s.get("service")) for s in report.get("services") or [] if s.get("restored") is False]
+    restored = f"RESTORE FAILED for {', '.join(unrestored)}" if unrestored else "every service restored"
+    return (
+        f"Fleet task recycle {str(report.get('status', 'failed')).upper()} for cluster {report.get('cluster')}: "
+        f"{outcomes}, {not_started} not started; {totals.get('tasks_recycled', 0)} of "
+        f"{totals.get('task_total', 0)} tasks recycled; {restored}. Error: {report.get('error')}"
     )
 
 

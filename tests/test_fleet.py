@@ -1,0 +1,287 @@
+"""A fleet: several services in one event, each its own single-service run, at most max_parallel_services at
+once, on the simulator (the services' threads take turns on a cooperative virtual clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from support.bed import CLUSTER, Bed
+from support.threads import CooperativeClock, CooperativeExecutor
+
+from dev import simulator
+from dev.simulator import Behaviour, FakeLambdaContext, LambdaKilled
+from recycler.hosts import plain
+from recycler.hosts.config import parse_config
+from recycler.lock.record import LockRecord, Progress, Snapshot
+from recycler.model.errors import ConfigError
+from recycler.model.fleet import is_fleet_event, parse_fleet_event
+from recycler.model.fleet_report import fleet_status, whole_service_estimate
+from recycler.model.states import Phase, Status
+
+CONFIG = parse_config({"recycle": {"poll_interval_seconds": 5, "max_failed_replacements": 2}})
+NAMES = ["svc-a", "svc-b", "svc-c"]
+
+
+@pytest.fixture
+def fleet(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
+    """The bed on a clock the fleet's threads share."""
+    clock = CooperativeClock()
+    with simulator.simulated_aws(clock) as (sim, session):
+        config = simulator.sim_client_config()
+        ecs = session.client("ecs", config=config)
+        autoscaling = session.client("application-autoscaling", config=config)
+        elbv2 = session.client("elbv2", config=config)
+        calls = sim.count_client_calls(ecs, autoscaling, elbv2)
+        monkeypatch.setenv("LOCK_TABLE_NAME", simulator.LOCK_TABLE)
+        yield Bed(sim, clock, session, ecs, autoscaling, elbv2, calls)
+
+
+def handler(bed: Bed) -> Callable[[Any, Any], dict[str, Any]]:
+    clock = bed.clock
+    assert isinstance(clock, CooperativeClock)
+    return plain.build_handler(clock=clock, config=CONFIG, executor=lambda n: CooperativeExecutor(clock, n))
+
+
+def add_services(bed: Bed, tasks: int = 2, failing: str | None = None) -> None:
+    """The three services; the failing one's replacements then fail to start."""
+    behaviours = {name: Behaviour() for name in NAMES}
+    for name in NAMES:
+        bed.add_service(tasks=tasks, service=name, target=(1, 6), behaviour=behaviours[name])
+    if failing is not None:
+        behaviours[failing].fail_next_starts = 99
+
+
+def surged_counts(bed: Bed) -> list[int]:
+    """How many services are surged (desired above what it was) at every moment the simulator observes."""
+    counts: list[int] = []
+    observe = bed.sim._observe
+
+    def observing() -> None:
+        observe()
+        counts.append(sum(1 for n in NAMES if bed.desired(n) > bed.snapshots[n]["desired"]))
+
+    bed.sim._observe = observing  # type: ignore[method-assign]
+    return counts
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    return {"cluster_name": CLUSTER, "services": NAMES, "wait_time": 5, **fields}
+
+
+def by_service(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["service"]: s for s in result["services"]}
+
+
+def test_three_services_are_each_recycled_never_more_than_two_surged_at_once(fleet: Bed) -> None:
+    add_services(fleet)
+    counts = surged_counts(fleet)
+    result = handler(fleet)(event(max_parallel_services=2), FakeLambdaContext(fleet.clock))
+    assert result["fleet"] is True and result["status"] == "succeeded"
+    assert result["totals"] == {"services": {"succeeded": 3}, "tasks_recycled": 6, "task_total": 6}
+    assert [s["service"] for s in result["services"]] == NAMES and result["not_started"] == []
+    assert all(s["notification"]["status"] == "skipped" for s in result["services"])
+    assert result["notification"]["status"] == "not_configured"
+    for name in NAMES:
+        fleet.assert_restored(name)
+        fleet.assert_capacity_held(name)
+    # Two at once, never three.
+    assert max(counts) == 2
+
+
+def test_one_at_a_time_is_the_default(fleet: Bed) -> None:
+    add_services(fleet)
+    counts = surged_counts(fleet)
+    result = handler(fleet)(event(), FakeLambdaContext(fleet.clock))
+    assert result["status"] == "succeeded" and max(counts) == 1
+
+
+def test_a_failing_service_fails_the_fleet_and_the_others_go_on(fleet: Bed) -> None:
+    add_services(fleet, failing="svc-b")
+    with pytest.raises(plain.RecycleNotCompleted) as raised:
+        handler(fleet)(event(max_parallel_services=2), FakeLambdaContext(fleet.clock))
+    result = raised.value.report
+    assert result["status"] == "failed"
+    outcomes = {name: s["status"] for name, s in by_service(result).items()}
+    assert outcomes == {"svc-a": "succeeded", "svc-b": "failed", "svc-c": "succeeded"}
+    assert result["totals"]["services"] == {"failed": 1, "succeeded": 2}
+    for name in NAMES:
+        fleet.assert_restored(name)
+    assert "Fleet" in str(raised.value) and "1 failed" in str(raised.value)
+    assert result["error"].startswith("svc-b failed") and result["error_type"] == "ReplacementFailed"
+
+
+def test_with_stop_no_service_starts_after_a_failure(fleet: Bed) -> None:
+    add_services(fleet, failing="svc-a")
+    before = {name: fleet.service_state(name) for name in ("svc-b", "svc-c")}
+    with pytest.raises(plain.RecycleNotCompleted) as raised:
+        handler(fleet)(event(on_service_failure="stop"), FakeLambdaContext(fleet.clock))
+    result = raised.value.report
+    assert result["status"] == "failed" and result["not_started"] == ["svc-b", "svc-c"]
+    assert [s["service"] for s in result["services"]] == ["svc-a"]
+    fleet.assert_restored("svc-a")
+    for name, state in before.items():
+        assert fleet.service_state(name) == state and fleet.lock(name) is None
+
+
+def _live_lock(bed: Bed, name: str) -> None:
+    now = int(bed.clock.now())
+    bed.plant_lock(
+        LockRecord(
+            key=bed.lock_key(name),
+            owner="someone-else",
+            version=1,
+            expires_at=now + 3600,
+            phase=Phase.ACQUIRED,
+            started_at=now,
+            snapshot=Snapshot(desired_count=2, surge=True),
+            progress=Progress(recycled=0, total=2, batch=0, updated_at=now),
+        )
+    )
+
+
+def test_a_held_lock_refuses_that_service_only(fleet: Bed) -> None:
+    add_services(fleet)
+    _live_lock(fleet, "svc-b")
+    before = fleet.service_state("svc-b")
+    with pytest.raises(plain.RecycleNotCompleted) as raised:
+        handler(fleet)(event(), FakeLambdaContext(fleet.clock))
+    result = raised.value.report
+    assert {n: s["status"] for n, s in by_service(result).items()} == {
+        "svc-a": "succeeded",
+        "svc-b": "refused",
+        "svc-c": "succeeded",
+    }
+    # A refused service counts as failed in the fleet's status.
+    assert result["status"] == "failed"
+    assert fleet.service_state("svc-b") == before
+    fleet.assert_restored("svc-a")
+    fleet.assert_restored("svc-c")
+
+
+def test_a_fleet_alarm_firing_mid_fleet_starts_no_new_service_and_restores_all(fleet: Bed) -> None:
+    add_services(fleet, tasks=3)
+    alarm = fleet.add_alarm("fleet-5xx")
+    fleet.sim.at(60, "alarm fires", lambda: fleet.sim.set_alarm(alarm, "ALARM", "errors"))
+    counts = surged_counts(fleet)
+    with pytest.raises(plain.RecycleNotCompleted) as raised:
+        handler(fleet)(event(alarm_names=[alarm], max_parallel_services=2), FakeLambdaContext(fleet.clock))
+    result = raised.value.report
+    assert result["status"] == "failed" and result["not_started"] == ["svc-c"]
+    assert {s["status"] for s in result["services"]} == {"failed"}
+    assert "fleet-5xx" in result["error"]
+    for name in NAMES:
+        fleet.assert_restored(name)
+    assert max(counts) <= 2
+
+
+def test_a_cancel_mid_fleet_ends_it_cancelled_and_starts_no_new_service(fleet: Bed) -> None:
+    from recycler.aws.gateway import ServiceGateway
+    from recycler.hosts import control
+    from recycler.model.request import parse_event
+
+    add_services(fleet, tasks=3)
+
+    def cancel() -> None:
+        request = parse_event({"cluster_name": CLUSTER, "service_name": "svc-a"})
+        reads = ServiceGateway(fleet.ecs, fleet.autoscaling, fleet.elbv2, request)
+        assert control.cancel(reads, fleet.store, fleet.clock, "operator").state == "running"
+
+    fleet.sim.at(60, "operator cancels", cancel)
+    result = handler(fleet)(event(), FakeLambdaContext(fleet.clock))
+    assert result["status"] == "cancelled" and result["not_started"] == ["svc-b", "svc-c"]
+    for name in NAMES:
+        fleet.assert_restored(name)
+
+
+def test_cancel_status_and_history_with_a_fleet_answer_per_service(fleet: Bed) -> None:
+    add_services(fleet)
+    _live_lock(fleet, "svc-b")
+    context = FakeLambdaContext(fleet.clock)
+    cancel = handler(fleet)(event(action="cancel"), context)
+    assert cancel["fleet"] is True and cancel["cluster"] == CLUSTER
+    assert {a["service"]: a["state"] for a in cancel["services"]} == {
+        "svc-a": "idle",
+        "svc-b": "running",
+        "svc-c": "idle",
+    }
+    status = handler(fleet)(event(action="status"), context)
+    assert [a["action"] for a in status["services"]] == ["status"] * 3
+    history = handler(fleet)(event(action="history"), context)
+    assert [a["service"] for a in history["services"]] == NAMES
+
+
+def test_a_kill_mid_fleet_is_repaired_per_service_by_the_next_fleet_run(fleet: Bed) -> None:
+    add_services(fleet, tasks=3)
+    clock = fleet.clock
+    assert isinstance(clock, CooperativeClock)
+    clock.kill_at = clock.now() + 90
+    with pytest.raises(LambdaKilled):
+        handler(fleet)(event(max_parallel_services=2), FakeLambdaContext(clock))
+    assert fleet.held("svc-a") and fleet.held("svc-b") and not fleet.held("svc-c")
+    clock.killed = False
+    clock.sleep(2000)
+    result = handler(fleet)(event(max_parallel_services=2), FakeLambdaContext(clock))
+    assert result["status"] == "succeeded"
+    for name in NAMES:
+        fleet.assert_restored(name)
+
+
+def test_a_dry_run_gives_each_plan_and_the_fleet_estimate(fleet: Bed) -> None:
+    add_services(fleet)
+    result = handler(fleet)(event(dry_run=True, max_parallel_services=2), FakeLambdaContext(fleet.clock))
+    assert result["status"] == "dry_run" and fleet.lock_items() == []
+    plans = [s["plan"]["estimated_seconds"] for s in result["services"]]
+    assert result["plan"]["estimated_seconds"] == whole_service_estimate(plans, 2) == plans[0] + plans[2]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"services": ["svc-a", "nope"]}, "services[1]"),
+        ({"services": ["svc-a", "svc-a"]}, "services[1]"),
+        ({"services": []}, "services"),
+        ({"service_name": "svc-a"}, "services"),
+        ({"service_tags": {"team": "x"}}, "service_tags"),
+        ({"max_parallel_services": 21}, "max_parallel_services"),
+        ({"on_service_failure": "halt"}, "on_service_failure"),
+    ],
+)
+def test_a_bad_selection_is_refused_naming_the_field_with_no_change(
+    fleet: Bed, changes: dict[str, Any], field: str
+) -> None:
+    add_services(fleet)
+    before = fleet.service_state("svc-a")
+    with pytest.raises(ConfigError) as raised:
+        handler(fleet)(event(**changes), FakeLambdaContext(fleet.clock))
+    assert raised.value.field == field
+    fleet.assert_nothing_changed(before, "svc-a")
+
+
+def test_the_fleet_event_fields() -> None:
+    assert is_fleet_event({"cluster_name": "c", "service_tags": {"k": "v"}})
+    assert not is_fleet_event({"cluster_name": "c", "service_name": "s"})
+    fleet = parse_fleet_event({"cluster_name": "c", "service_tags": {"b": "2", "a": ""}, "batch_size": 2})
+    assert fleet.service_tags == (("a", ""), ("b", "2")) and fleet.for_service("x").batch_size == 2
+    assert fleet.for_service("x").service == "x"
+    for tags, field in (
+        ({"k" * 129: "v"}, "service_tags."),
+        ({"k": "v" * 257}, "service_tags.k"),
+        ({"k": 1}, "service_tags.k"),
+    ):
+        with pytest.raises(ConfigError, match="tag") as raised:
+            parse_fleet_event({"cluster_name": "c", "service_tags": tags})
+        assert raised.value.field.startswith(field)
+    with pytest.raises(ConfigError) as raised:
+        parse_fleet_event({"cluster_name": "c", "services": [f"s{i}" for i in range(101)]})
+    assert raised.value.field == "services"
+
+
+def test_the_fleet_status_is_the_worst_outcome() -> None:
+    assert fleet_status(["succeeded", "succeeded"]) == Status.SUCCEEDED
+    assert fleet_status(["succeeded", "cancelled", "incomplete"]) == Status.INCOMPLETE
+    assert fleet_status(["refused", "incomplete"]) == Status.FAILED
+    assert fleet_status(["succeeded"], Status.CANCELLED) == Status.CANCELLED
+    assert fleet_status(["dry_run", "dry_run"]) == Status.DRY_RUN
+    assert whole_service_estimate([100, 100, 100], 2) == 200
