@@ -269,6 +269,7 @@ DATA_RECORDS = {
     "recycler.lock.history": {"RunEntry"},
     "recycler.lock.record": {"Snapshot", "LockRecord"},
     "recycler.model.progress": {"LiveProgress"},
+    "recycler.model.fleet_report": {"FleetReport"},
     "recycler.model.report": {"RecycleReport"},
     "recycler.model.request": {"RecycleRequest"},
     "recycler.model.settings": {"AwsCredentials", "RecycleSettings"},

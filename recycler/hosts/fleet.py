@@ -116,18 +116,16 @@ class Gate:
         return self.reason is not None
 
 
-@dataclass
 class Fleet:
     """One fleet run: its request, host, config and what it has learnt so far."""
 
-    request: FleetRequest
-    host: FleetHost
-    config: AppConfig
-    env: Environment
-    names: list[str] = field(default_factory=list)
-    # Each service's planned seconds, when the invocation's time bounds the fleet.
-    estimates: dict[str, int] = field(default_factory=dict)
-    gate: Gate = field(default_factory=Gate)
+    def __init__(
+        self, request: FleetRequest, host: FleetHost, config: AppConfig, env: Environment, names: list[str]
+    ) -> None:
+        self.request, self.host, self.config, self.env, self.names = request, host, config, env, names
+        # Each service's planned seconds, when the invocation's time bounds the fleet.
+        self.estimates: dict[str, int] = {}
+        self.gate = Gate()
 
     def service_request(self, name: str) -> RecycleRequest:
         # The fleet decides what fits the invocation; a service alone never hands itself off.

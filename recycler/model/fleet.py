@@ -38,7 +38,6 @@ def is_fleet_event(event: Any) -> bool:
 class FleetRequest:
     """One validated fleet event: which services of the cluster, how many at once, and what a failure does."""
 
-    cluster: str
     # As the event gave them (names or ARNs); empty when service_tags selects.
     services: tuple[str, ...] = ()
     service_tags: tuple[tuple[str, str], ...] = ()
@@ -48,6 +47,11 @@ class FleetRequest:
     shared: Mapping[str, Any] = field(default_factory=dict, compare=False)
     # The shared fields, validated: action, dry_run, gates and the rest, as each service's run has them.
     template: RecycleRequest = field(default_factory=lambda: RecycleRequest("fleet", _PLACEHOLDER), compare=False)
+
+    @property
+    def cluster(self) -> str:
+        """The cluster as the event gave it (a name or an ARN)."""
+        return self.template.cluster
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -99,7 +103,6 @@ def parse_fleet_event(event: Any) -> FleetRequest:
     services = _services(event, template.cluster_name) if selector == "services" else ()
     tags = _service_tags(event) if selector == "service_tags" else ()
     return FleetRequest(
-        cluster=template.cluster,
         services=services,
         service_tags=tags,
         max_parallel_services=optional_int(event, "max_parallel_services", 1, 1, MAX_PARALLEL_SERVICES),
