@@ -14,6 +14,7 @@ import lambda_function
 from recycler.hosts.config import load_config, parse_config
 from recycler.hosts.environment import Environment
 from recycler.model.errors import ConfigError
+from recycler.model.fleet import FLEET_FIELDS, is_fleet_event, parse_fleet_event
 from recycler.model.request import RecycleRequest, parse_event, utc_text
 
 # --------------------------------------------------------------------------- the event
@@ -35,7 +36,13 @@ def test_every_console_test_event_is_valid_unless_it_shows_an_error(name: str) -
         with pytest.raises(ConfigError):
             parse_event(event)
         return
-    request = parse_event(event)
+    if is_fleet_event(event):
+        fleet = parse_fleet_event(event)
+        request = fleet.for_service(SERVICE)
+        event = {k: v for k, v in event.items() if k not in FLEET_FIELDS}
+        assert fleet.services or fleet.service_tags
+    else:
+        request = parse_event(event)
     assert request.service_name == SERVICE
     # Every key the event sets is one the request carries, with the value it gave.
     for key, value in event.items():

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from recycler.hosts import cli
+from recycler.model.fleet import FLEET_FIELDS, is_fleet_event, parse_fleet_event
 from recycler.model.request import _EVENT_FIELDS, parse_event
 from recycler.model.settings import _RECYCLE_LIMITS
 
@@ -40,11 +41,12 @@ def test_every_example_event_in_the_event_section_is_valid() -> None:
     examples = re.findall(r"^\{\"cluster_name\".*\}$", _section("## The event"), flags=re.MULTILINE)
     assert len(examples) >= 3
     for example in examples:
-        parse_event(json.loads(example))
+        event = json.loads(example)
+        parse_fleet_event(event) if is_fleet_event(event) else parse_event(event)
 
 
 def test_the_event_table_has_a_row_for_every_field_and_no_other() -> None:
-    assert _table_keys(_section("## The event")) == _EVENT_FIELDS
+    assert _table_keys(_section("## The event")) == _EVENT_FIELDS | set(FLEET_FIELDS)
 
 
 def test_the_recycle_table_has_a_row_for_every_key() -> None:
