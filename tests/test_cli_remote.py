@@ -110,10 +110,11 @@ def test_a_bad_event_is_refused_before_anything_is_invoked(bed: Bed, deployed: D
 
 def test_every_event_field_has_a_cli_flag_of_its_name() -> None:
     from recycler.hosts import cli
+    from recycler.model.fleet import FLEET_FIELDS
     from recycler.model.request import _EVENT_FIELDS
 
     _, flags = cli.parser_and_flags()
-    assert set(flags) == _EVENT_FIELDS
+    assert set(flags) == _EVENT_FIELDS | set(FLEET_FIELDS)
     for field, flag in flags.items():
         if field != "action":
             assert flag.lstrip("-").replace("no-", "", 1).replace("-", "_") in (field, field.removesuffix("_name")), (

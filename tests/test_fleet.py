@@ -285,3 +285,30 @@ def test_the_fleet_status_is_the_worst_outcome() -> None:
     assert fleet_status(["succeeded"], Status.CANCELLED) == Status.CANCELLED
     assert fleet_status(["dry_run", "dry_run"]) == Status.DRY_RUN
     assert whole_service_estimate([100, 100, 100], 2) == 200
+
+
+def test_the_cli_runs_a_fleet_and_names_the_flag_of_a_bad_one(
+    fleet: Bed, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from recycler.hosts import cli
+
+    config = tmp_path / "input.json"
+    config.write_text("{}")
+    monkeypatch.setenv("RECYCLE_CONFIG", str(config))
+    add_services(fleet)
+    base = ["--cluster", CLUSTER, "--json", "--wait-time", "5"]
+    # One at a time: the one worker thread and the waiting main thread never run at once.
+    assert cli.main([*base, "--services", *NAMES], clock=fleet.clock) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["fleet"] is True and result["status"] == "succeeded"
+    assert result["totals"]["tasks_recycled"] == 6
+    for name in NAMES:
+        fleet.assert_restored(name)
+    assert cli.main([*base, "--services", "svc-a", "--max-parallel-services", "0"], clock=fleet.clock) == 2
+    assert "--max-parallel-services" in capsys.readouterr().err
+    assert cli.main([*base, "--services", "svc-a", "--status"], clock=fleet.clock) == 0
+    assert [a["state"] for a in json.loads(capsys.readouterr().out)["services"]] == ["idle"]
+    with pytest.raises(SystemExit):
+        cli.main(["--cluster", CLUSTER, "--service", "svc-a", "--services", "svc-b"])

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from recycler.hosts.config import load_config
 from recycler.hosts.interrupts import Interrupts
 from recycler.model.errors import ConfigError, RecycleError
+from recycler.model.fleet import FleetRequest, is_fleet_event, parse_fleet_event
 from recycler.model.request import parse_event
 from recycler.model.settings import is_region_name
 from recycler.model.states import Action
@@ -77,9 +78,9 @@ def _event_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """One option per event field."""
     # Each event field is an option whose dest is the field's name (--wait-time -> wait_time),
     # so a new field needs only its add_argument line here.
-    options = [
-        parser.add_argument("--cluster", dest="cluster_name", required=True, help="cluster name or ARN"),
-        parser.add_argument("--service", dest="service_name", required=True, help="service name or ARN"),
+    options = [parser.add_argument("--cluster", dest="cluster_name", required=True, help="cluster name or ARN")]
+    options += _selection_options(parser)
+    options += [
         parser.add_argument("--wait-time", type=int, default=30, help="seconds to pause after each replacement"),
         parser.add_argument(
             "--no-maintain-service-state",
@@ -117,6 +118,41 @@ def _event_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
         )
     )
     return options
+
+
+def _selection_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Which services: one (--service), or a fleet by names or by tags, with its parallelism and failure rule."""
+    selection = parser.add_mutually_exclusive_group(required=True)
+    return [
+        selection.add_argument("--service", dest="service_name", help="service name or ARN"),
+        selection.add_argument(
+            "--services", nargs="+", default=None, help="a fleet: up to 100 service names or ARNs of the cluster"
+        ),
+        selection.add_argument(
+            "--service-tags",
+            nargs="+",
+            type=_tag,
+            default=None,
+            metavar="KEY=VALUE",
+            help="a fleet: every service of the cluster carrying all of these tags (up to 10)",
+        ),
+        parser.add_argument(
+            "--max-parallel-services", type=int, default=None, help="a fleet's services surged at once (1-20; 1)"
+        ),
+        parser.add_argument(
+            "--on-service-failure",
+            default=None,
+            help="a fleet: continue (the default) or stop (start no further service after one fails)",
+        ),
+    ]
+
+
+def _tag(text: str) -> tuple[str, str]:
+    """KEY=VALUE, split at the first '=' (a value may hold more)."""
+    key, equals, value = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def _gate_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
@@ -196,8 +232,14 @@ def _run(args: argparse.Namespace, event_flags: dict[str, str], clock: Clock | N
     try:
         # A flag left unset that has no default (--max-tasks) is not sent at all.
         event = {field: getattr(args, field) for field in event_flags if getattr(args, field) is not None}
-        request = parse_event(event)
+        if "service_tags" in event:
+            event["service_tags"] = dict(event["service_tags"])
+        request = parse_fleet_event(event) if is_fleet_event(event) else parse_event(event)
         config = _config(args, env)
+        if isinstance(request, FleetRequest):
+            if args.invoke or args.follow:
+                raise ConfigError("invoke", "a fleet runs here for now: leave out --invoke and --follow")
+            return _local_fleet(request, config, env, clock, interrupts)
         if args.invoke or args.follow:
             return _remote(args, request, config, event, env, clock)
         return _local(args, request, config, env, clock, interrupts)
@@ -257,13 +299,35 @@ def _local(
     return outcome_exit_code(result)
 
 
+def _local_fleet(
+    request: FleetRequest, config: AppConfig, env: Environment, clock: Clock | None, interrupts: Interrupts
+) -> int:
+    """A fleet here: its services' runs in JSON lines (no bar: several run at once), the fleet's report on stdout."""
+    from recycler.hosts.plain import Watcher, new_owner_id
+    from recycler.model.runtime import SystemClock
+
+    result = run_recycle(
+        request,
+        config,
+        owner_id=new_owner_id("cli"),
+        requested_by=f"cli {getpass.getuser()}@{socket.gethostname()}",
+        environment=env,
+        clock=clock or SystemClock(interrupts.sleep),
+        watcher=Watcher(interrupts.reason, None),
+    )
+    print(json.dumps(result, indent=2, default=str))
+    return outcome_exit_code(result)
+
+
 def outcome_exit_code(result: Mapping[str, Any]) -> int:
     """0 for what was asked for: status, history and cancel answers, and a run an operator cancelled (its cancel
     was honoured; a Ctrl-C here exits 130 all the same). Else by outcome (recycler.hosts.follow): 1 failed, 2
     refused, 3 incomplete; and 1 for a dry run that found what the run would refuse."""
     from recycler.hosts.follow import exit_code
 
-    if result.get("action") in (Action.STATUS, Action.HISTORY, Action.CANCEL) or result.get("status") == "cancelled":
+    answered = result.get("action") in (Action.STATUS, Action.HISTORY, Action.CANCEL)
+    # A fleet's status, history or cancel is its services' answers, with no status of its own.
+    if answered or (result.get("fleet") and "status" not in result) or result.get("status") == "cancelled":
         return 0
     return 1 if result.get("would_refuse") else exit_code(result.get("status"))
 
@@ -315,7 +379,13 @@ def _remote(
 
 def status_command(args: argparse.Namespace) -> str:
     """The command that shows this service's lock (what an operator checks after leaving a run)."""
-    words = ["python", "lambda_function.py", "--cluster", args.cluster_name, "--service", args.service_name]
+    if args.service_name is not None:
+        selection = ["--service", args.service_name]
+    elif args.services is not None:
+        selection = ["--services", *args.services]
+    else:
+        selection = ["--service-tags", *(f"{key}={value}" for key, value in args.service_tags)]
+    words = ["python", "lambda_function.py", "--cluster", args.cluster_name, *selection]
     for flag, value in (("--config", args.config), ("--region", args.region)):
         if value is not None:
             words += [flag, value]

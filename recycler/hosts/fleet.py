@@ -131,8 +131,10 @@ class Fleet:
         # The fleet decides what fits the invocation; a service alone never hands itself off.
         return dataclasses.replace(self.request.for_service(name), hand_off=False)
 
-    def one(self, index: int, name: str, request: RecycleRequest | None = None) -> dict[str, Any]:
-        return run(member(self.host, index), request or self.service_request(name), self.config, self.env)
+    def one(self, index: int, name: str, request: RecycleRequest | None = None) -> RecycleReport:
+        """One service's run, or dry run: its own report."""
+        result = run(member(self.host, index), request or self.service_request(name), self.config, self.env)
+        return RecycleReport.from_dict(result)
 
 
 def run_fleet(
@@ -151,7 +153,7 @@ def run_fleet(
     fleet = Fleet(request, host, config, env, names)
     with logs.bound(cluster=request.template.cluster_name, fleet=True, **host.log_fields):
         if request.template.action != Action.RECYCLE:
-            answers = [fleet.one(i, name) for i, name in enumerate(names)]
+            answers = [run(member(host, i), fleet.service_request(name), config, env) for i, name in enumerate(names)]
             return {"fleet": True, "cluster": request.template.cluster_name, "services": answers}
         report = recycle(fleet, executor or (lambda n: ThreadPoolExecutor(n, thread_name_prefix="fleet")))
         data = logs.mask_data(report.to_dict())
@@ -192,15 +194,15 @@ def _explain(report: FleetReport) -> None:
     if report.status in (Status.SUCCEEDED, Status.DRY_RUN):
         return
     if report.error is None:
-        failing = [s for s in report.services if s["status"] not in (Status.SUCCEEDED, Status.DRY_RUN)]
-        report.error = "; ".join(f"{s['service']} {s['status']}: {s.get('error')}" for s in failing[:5])
-        report.error_type = str(failing[0].get("error_type")) if failing else None
+        failing = [s for s in report.services if s.status not in (Status.SUCCEEDED, Status.DRY_RUN)]
+        report.error = "; ".join(f"{s.service} {s.status}: {s.error}" for s in failing[:5])
+        report.error_type = failing[0].error_type if failing else None
     elif report.error_type is None:
         report.error_type = "FleetStopped"
 
 
-def _estimates(services: list[dict[str, Any]]) -> list[int]:
-    return [int((s.get("plan") or {}).get("estimated_seconds") or 0) for s in services]
+def _estimates(services: list[RecycleReport]) -> list[int]:
+    return [s.plan["estimated_seconds"] if s.plan else 0 for s in services]
 
 
 def _fit(fleet: Fleet) -> None:
@@ -209,11 +211,13 @@ def _fit(fleet: Fleet) -> None:
     if remaining is None:
         return
     for index, name in enumerate(fleet.names):
-        plan = run(
-            member(fleet.host, index, metrics=False),
-            dataclasses.replace(fleet.service_request(name), dry_run=True),
-            fleet.config,
-            fleet.env,
+        plan = RecycleReport.from_dict(
+            run(
+                member(fleet.host, index, metrics=False),
+                dataclasses.replace(fleet.service_request(name), dry_run=True),
+                fleet.config,
+                fleet.env,
+            )
         )
         fleet.estimates[name] = _estimates([plan])[0]
     needed = whole_service_estimate(fleet.estimates.values(), fleet.request.max_parallel_services)
@@ -221,11 +225,11 @@ def _fit(fleet: Fleet) -> None:
         raise ConfigError("hand_off", f"{HAND_OFF_TODO} (the fleet needs about {needed}s, {remaining:.0f}s remain)")
 
 
-def _run_all(fleet: Fleet, executor: ExecutorFactory) -> dict[str, dict[str, Any]]:
+def _run_all(fleet: Fleet, executor: ExecutorFactory) -> dict[str, RecycleReport]:
     """Every service that starts, at most max_parallel_services at once: its report, by name."""
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, RecycleReport] = {}
     with executor(fleet.request.max_parallel_services) as pool:
-        futures: list[tuple[str, Future[dict[str, Any] | None]]] = [
+        futures: list[tuple[str, Future[RecycleReport | None]]] = [
             (name, pool.submit(_service, fleet, index, name)) for index, name in enumerate(fleet.names)
         ]
         try:
@@ -242,14 +246,14 @@ def _run_all(fleet: Fleet, executor: ExecutorFactory) -> dict[str, dict[str, Any
     return results
 
 
-def _service(fleet: Fleet, index: int, name: str) -> dict[str, Any] | None:
+def _service(fleet: Fleet, index: int, name: str) -> RecycleReport | None:
     """One worker's service: None when the fleet may not start it; else its run's report."""
     if fleet.gate.closed or not _may_start(fleet, name):
         return None
     result = fleet.one(index, name)
-    status, error_type = result.get("status"), result.get("error_type")
+    status, error_type = result.status, result.error_type
     if error_type == "AlarmTriggered" and fleet.request.template.alarm_names:
-        fleet.gate.stop(Status.FAILED, f"{name}: {result.get('error')}; no further service started")
+        fleet.gate.stop(Status.FAILED, f"{name}: {result.error}; no further service started")
     elif status == Status.CANCELLED:
         fleet.gate.stop(Status.CANCELLED, f"{name} was cancelled; no further service started")
     elif status in (Status.FAILED, Status.REFUSED) and fleet.request.on_service_failure == OnServiceFailure.STOP:
@@ -282,7 +286,7 @@ def _may_start(fleet: Fleet, name: str) -> bool:
 
 def _carry_on(fleet: Fleet, report: FleetReport, started: float) -> None:
     """A fleet the time cut short: the event that carries on with the services it did not finish."""
-    unfinished = report.not_started + [s["service"] for s in report.services if s["status"] == Status.INCOMPLETE]
+    unfinished = report.not_started + [s.service for s in report.services if s.status == Status.INCOMPLETE]
     if report.stopped_by != Status.INCOMPLETE or not unfinished:
         return
     event = {

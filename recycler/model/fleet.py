@@ -14,6 +14,7 @@ from typing import Any
 
 from recycler.model.errors import ConfigError, clip, shown
 from recycler.model.fields import optional_int
+from recycler.model.fleet_report import FleetSelection
 from recycler.model.request import _SERVICE_ARN, RecycleRequest, parse_event
 from recycler.model.states import OnServiceFailure
 
@@ -66,8 +67,8 @@ class FleetRequest:
         """The single-service request for one of the fleet's services (the same event with ``service_name``)."""
         return parse_event({**self.shared, "service_name": name})
 
-    def selection(self) -> dict[str, Any]:
-        """The report's selection, as the event made it (JSON)."""
+    def selection(self) -> FleetSelection:
+        """The report's selection, as the event made it."""
         if self.services:
             return {"services": list(self.services)}
         return {"service_tags": self.tags}

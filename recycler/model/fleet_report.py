@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
-from recycler.model.report import NotificationResult
+from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.states import Status
 
 # The fleet's status is its worst service's outcome, in this order; a refused service counts as failed (it
@@ -49,18 +49,33 @@ def whole_service_estimate(estimates: Iterable[int], parallel: int) -> int:
     return max(lanes)
 
 
+class FleetSelection(TypedDict):
+    """How the event selected the fleet: by names (as given) or by tags."""
+
+    services: NotRequired[list[str]]
+    service_tags: NotRequired[dict[str, str]]
+
+
+class FleetTotals(TypedDict):
+    """The services by outcome (only outcomes that occur), and the tasks recycled of the total."""
+
+    services: dict[str, int]
+    tasks_recycled: int
+    task_total: int
+
+
 @dataclass
 class FleetReport:
     """What a fleet run returns: the fleet's status and totals, and each service's own report (as JSON)."""
 
     cluster: str
-    selection: dict[str, Any]
+    selection: FleetSelection
     max_parallel_services: int
     on_service_failure: str
     started_at: str | None = None
     duration_seconds: float = 0.0
-    # Each service's RecycleReport.to_dict() (or its status/cancel/history answer), in the fleet's order.
-    services: list[dict[str, Any]] = field(default_factory=list)
+    # Each service's own report, in the fleet's order.
+    services: list[RecycleReport] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
     # Why services were left unstarted, as the fleet's status counts it (None: none was, or only on failure).
     stopped_by: Status | None = None
@@ -73,22 +88,22 @@ class FleetReport:
 
     def settle(self) -> None:
         """The status, from the services' outcomes and why any were left unstarted."""
-        self.status = fleet_status((s["status"] for s in self.services), self.stopped_by)
+        self.status = fleet_status((s.status for s in self.services), self.stopped_by)
 
     @property
     def region(self) -> str | None:
-        return next((s["region"] for s in self.services if s.get("region")), None)
+        return next((s.region for s in self.services if s.region), None)
 
-    def totals(self) -> dict[str, Any]:
-        outcomes = Counter(str(s["status"]) for s in self.services)
+    def totals(self) -> FleetTotals:
+        outcomes = Counter(str(s.status) for s in self.services)
         return {
             "services": dict(sorted(outcomes.items())),
-            "tasks_recycled": sum(len(s.get("tasks_recycled") or []) for s in self.services),
-            "task_total": sum(s.get("task_total") or 0 for s in self.services),
+            "tasks_recycled": sum(len(s.tasks_recycled) for s in self.services),
+            "task_total": sum(s.task_total or 0 for s in self.services),
         }
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
+        data = {
             "fleet": True,
             "status": str(self.status),
             "cluster": self.cluster,
@@ -99,7 +114,7 @@ class FleetReport:
             "max_parallel_services": self.max_parallel_services,
             "on_service_failure": self.on_service_failure,
             "totals": self.totals(),
-            "services": self.services,
+            "services": [s.to_dict() for s in self.services],
             "not_started": list(self.not_started),
             "error": self.error,
             "error_type": self.error_type,
