@@ -18,6 +18,7 @@ from recycler.lock.record import LockRecord, Progress, Snapshot
 from recycler.model.errors import ConfigError
 from recycler.model.fleet import is_fleet_event, parse_fleet_event
 from recycler.model.fleet_report import fleet_status, whole_service_estimate
+from recycler.model.request import utc_text
 from recycler.model.states import Phase, Status
 
 CONFIG = parse_config({"recycle": {"poll_interval_seconds": 5, "max_failed_replacements": 2}})
@@ -312,3 +313,32 @@ def test_the_cli_runs_a_fleet_and_names_the_flag_of_a_bad_one(
     assert [a["state"] for a in json.loads(capsys.readouterr().out)["services"]] == ["idle"]
     with pytest.raises(SystemExit):
         cli.main(["--cluster", CLUSTER, "--service", "svc-a", "--services", "svc-b"])
+
+
+def test_a_fleet_too_long_for_the_invocation_needs_hand_off_false_and_changes_nothing(fleet: Bed) -> None:
+    add_services(fleet, tasks=3)
+    before = fleet.service_state("svc-a")
+    with pytest.raises(ConfigError) as raised:
+        handler(fleet)(event(wait_time=30), FakeLambdaContext(fleet.clock, 500))
+    assert raised.value.field == "hand_off" and "hand_off false" in raised.value.problem
+    fleet.assert_nothing_changed(before, "svc-a")
+
+
+def test_with_hand_off_false_a_long_fleet_recycles_what_fits_and_gives_the_carry_on_event(fleet: Bed) -> None:
+    import json
+
+    add_services(fleet, tasks=3)
+    started = fleet.clock.now()
+    with pytest.raises(plain.RecycleNotCompleted) as raised:
+        handler(fleet)(event(wait_time=30, hand_off=False), FakeLambdaContext(fleet.clock, 500))
+    result = raised.value.report
+    assert result["status"] == "incomplete" and result["error_type"] == "TimeBudgetExhausted"
+    done = [s["service"] for s in result["services"] if s["status"] == "succeeded"]
+    assert done and result["not_started"]
+    carry_on = json.loads(result["error"].split("carry on with the event ", 1)[1])
+    assert carry_on["services"] == [n for n in NAMES if n not in done]
+    assert carry_on["hand_off"] is False and carry_on["started_before"] == utc_text(started)
+    # The carry-on is a valid fleet event, and every service is as it was or recycled.
+    parse_fleet_event(carry_on)
+    for name in NAMES:
+        fleet.assert_restored(name)

@@ -8,6 +8,7 @@ event's alarms are not quiet, once a run ended cancelled, or once the next one n
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import logging
@@ -230,7 +231,9 @@ def _run_all(fleet: Fleet, executor: ExecutorFactory) -> dict[str, RecycleReport
     results: dict[str, RecycleReport] = {}
     with executor(fleet.request.max_parallel_services) as pool:
         futures: list[tuple[str, Future[RecycleReport | None]]] = [
-            (name, pool.submit(_service, fleet, index, name)) for index, name in enumerate(fleet.names)
+            # Each in a copy of this context: its log lines keep the fleet's bound fields.
+            (name, pool.submit(contextvars.copy_context().run, _service, fleet, index, name))
+            for index, name in enumerate(fleet.names)
         ]
         try:
             for name, future in futures:
