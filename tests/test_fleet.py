@@ -342,3 +342,11 @@ def test_with_hand_off_false_a_long_fleet_recycles_what_fits_and_gives_the_carry
     parse_fleet_event(carry_on)
     for name in NAMES:
         fleet.assert_restored(name)
+
+
+def test_an_entry_point_without_fleets_names_the_fleet_field() -> None:
+    from recycler.model.request import parse_event
+
+    with pytest.raises(ConfigError, match="fleet") as raised:
+        parse_event({"cluster_name": "c", "service_name": "s", "max_parallel_services": 2})
+    assert raised.value.field == "max_parallel_services"

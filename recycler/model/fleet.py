@@ -16,9 +16,9 @@ from recycler.model.errors import ConfigError, clip, shown
 from recycler.model.fields import optional_int
 from recycler.model.fleet_report import FleetSelection
 from recycler.model.request import _SERVICE_ARN, RecycleRequest, parse_event
+from recycler.model.request import FLEET_FIELDS as FLEET_FIELDS
 from recycler.model.states import OnServiceFailure
 
-FLEET_FIELDS = ("services", "service_tags", "max_parallel_services", "on_service_failure")
 SELECTORS = ("service_name", "services", "service_tags")
 MAX_SERVICES = 100
 MAX_SERVICE_TAGS = 10

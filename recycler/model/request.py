@@ -150,10 +150,19 @@ _EVENT_FIELDS = {
 }
 
 
+# A fleet's own fields (recycler.model.fleet): an entry point that routes fleets never gets here with one.
+FLEET_FIELDS = ("services", "service_tags", "max_parallel_services", "on_service_failure")
+
+
 def parse_event(event: Any) -> RecycleRequest:
-    """Validate a Lambda event (or CLI arguments shaped like one)."""
+    """Validate a Lambda event (or CLI arguments shaped like one) of one service."""
     if not isinstance(event, Mapping):
         raise ConfigError("event", f"must be a JSON object, got {type(event).__name__}")
+    fleet_field = next((name for name in FLEET_FIELDS if name in event), None)
+    if fleet_field is not None:
+        raise ConfigError(
+            fleet_field, "is a fleet's field: a fleet runs in the plain function and the local CLI, not here"
+        )
     unknown = unknown_keys(event, _EVENT_FIELDS)
     if unknown:
         raise ConfigError(
