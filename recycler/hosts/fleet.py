@@ -24,7 +24,7 @@ from recycler.aws.services import fleet_services
 from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
 from recycler.hosts.pipeline import Host, TimePolicy, lock_table_name, register_secrets, run
-from recycler.model.errors import ConfigError
+from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.fleet import FleetRequest
 from recycler.model.fleet_report import FleetReport, seconds_between, whole_service_estimate
 from recycler.model.progress import ProgressSink
@@ -253,7 +253,12 @@ def _service(fleet: Fleet, index: int, name: str) -> RecycleReport | None:
     """One worker's service: None when the fleet may not start it; else its run's report."""
     if fleet.gate.closed or not _may_start(fleet, name):
         return None
-    result = fleet.one(index, name)
+    try:
+        result = fleet.one(index, name)
+    except RecycleError as e:
+        # Refused before its engine ran (its session, its lock table): that service failed, the others go on.
+        result = RecycleReport(Status.FAILED, fleet.request.template.cluster_name, name)
+        result.error, result.error_type = str(e), type(e).__name__
     status, error_type = result.status, result.error_type
     if error_type == "AlarmTriggered" and fleet.request.template.alarm_names:
         fleet.gate.stop(Status.FAILED, f"{name}: {result.error}; no further service started")

@@ -317,7 +317,12 @@ def _handle(event: Any, context: Any, seams: Seams, env: Environment) -> dict[st
         session=session,
     )
     if isinstance(request, FleetRequest):
-        result = run_fleet(host, request, config, env, seams.executor)
+        try:
+            result = run_fleet(host, request, config, env, seams.executor)
+        except ConfigError as e:
+            # A selection refused (a service not in the cluster, none tagged): mailed as a bad event is.
+            mail_refused_event(event, e, invocation, env, clock, config)
+            raise
         if bounded:
             result["time_budget"] = host.invocation.time_budget
         if bounded and request.template.action == "recycle":
