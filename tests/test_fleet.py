@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from support.bed import CLUSTER, Bed
+from support.eventbridge import subscribe
 from support.threads import CooperativeClock, CooperativeExecutor
 
 from dev import simulator
@@ -78,6 +79,7 @@ def by_service(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_three_services_are_each_recycled_never_more_than_two_surged_at_once(fleet: Bed) -> None:
     add_services(fleet)
     counts = surged_counts(fleet)
+    read_events = subscribe(fleet.session)
     result = handler(fleet)(event(max_parallel_services=2), FakeLambdaContext(fleet.clock))
     assert result["fleet"] is True and result["status"] == "succeeded"
     assert result["totals"] == {"services": {"succeeded": 3}, "tasks_recycled": 6, "task_total": 6}
@@ -89,6 +91,11 @@ def test_three_services_are_each_recycled_never_more_than_two_surged_at_once(fle
         fleet.assert_capacity_held(name)
     # Two at once, never three.
     assert max(counts) == 2
+    # One Started and one final event for the fleet, besides each service's own.
+    fleet_events = [e for e in read_events() if e["detail"].get("fleet") is True]
+    assert [e["detail-type"] for e in fleet_events] == ["ECS Task Recycle Started", "ECS Task Recycle Succeeded"]
+    assert fleet_events[0]["detail"]["services"] == NAMES
+    assert fleet_events[1]["detail"]["counts"]["tasks_recycled"] == 6
 
 
 def test_one_at_a_time_is_the_default(fleet: Bed) -> None:

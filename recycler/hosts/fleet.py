@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from recycler.aws.clients import Clients
+from recycler.aws.eventbus import EventBus
 from recycler.aws.gateway import ServiceGateway
 from recycler.aws.services import fleet_services
 from recycler.hosts.config import AppConfig
@@ -33,7 +34,8 @@ from recycler.model.request import RecycleRequest
 from recycler.model.runtime import TOOL_NAME, Clock, Runtime, iso_seconds
 from recycler.model.states import Action, OnServiceFailure, Status
 from recycler.notification.notifier import notify
-from recycler.observability import logs
+from recycler.observability import logs, metrics
+from recycler.run.events import fleet_finished, fleet_started
 from recycler.run.gates import alarm_problems
 
 logger = logging.getLogger(TOOL_NAME)
@@ -156,14 +158,30 @@ def run_fleet(
         if request.template.action != Action.RECYCLE:
             answers = [run(member(host, i), fleet.service_request(name), config, env) for i, name in enumerate(names)]
             return {"fleet": True, "cluster": request.template.cluster_name, "services": answers}
-        report = recycle(fleet, executor or (lambda n: ThreadPoolExecutor(n, thread_name_prefix="fleet")))
-        data = logs.mask_data(report.to_dict())
-        data["notification"] = logs.mask_data(notify(data, config.notification, clients.session))
-        logger.info("Fleet report", extra={"status": data["status"], "totals": data["totals"]})
-        return dict(data)
+        return reported(fleet, clients, executor or (lambda n: ThreadPoolExecutor(n, thread_name_prefix="fleet")))
 
 
-def recycle(fleet: Fleet, executor: ExecutorFactory) -> FleetReport:
+def reported(fleet: Fleet, clients: Clients, executor: ExecutorFactory) -> dict[str, Any]:
+    """The fleet's recycle, with its Started and final events, its one email and its totals' metrics."""
+    host, config = fleet.host, fleet.config
+    runtime = host.policy(fleet.request.template, config, clients).runtime
+    # The run's events go to the function's own account, as each service's do.
+    bus = EventBus(clients.lock_session_client("events"))
+
+    def announce(report: FleetReport) -> None:
+        fleet_started(bus, runtime, logs.mask_data(report.to_dict()), run_id=host.owner_id)
+
+    report = recycle(fleet, executor, announce)
+    data = logs.mask_data(report.to_dict())
+    data["notification"] = logs.mask_data(notify(data, config.notification, clients.session))
+    logger.info("Fleet report", extra={"status": data["status"], "totals": data["totals"]})
+    fleet_finished(bus, runtime, data, run_id=host.owner_id)
+    if host.publishes_metrics:
+        metrics.publish(data)
+    return dict(data)
+
+
+def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetReport], None]) -> FleetReport:
     """Each service's run (or dry run), at most max_parallel_services at once; the fleet's report."""
     request, clock = fleet.request, fleet.host.clock
     started = clock.now()
@@ -179,6 +197,7 @@ def recycle(fleet: Fleet, executor: ExecutorFactory) -> FleetReport:
         report.estimated_seconds = whole_service_estimate(_estimates(report.services), request.max_parallel_services)
     else:
         _fit(fleet)
+        announce(dataclasses.replace(report, not_started=list(fleet.names)))
         results = _run_all(fleet, executor)
         report.services = [results[name] for name in fleet.names if name in results]
         report.not_started = [name for name in fleet.names if name not in results]
