@@ -357,3 +357,20 @@ def test_an_entry_point_without_fleets_names_the_fleet_field() -> None:
     with pytest.raises(ConfigError, match="fleet") as raised:
         parse_event({"cluster_name": "c", "service_name": "s", "max_parallel_services": 2})
     assert raised.value.field == "max_parallel_services"
+
+
+def test_service_tags_select_every_service_carrying_all_of_them(fleet: Bed) -> None:
+    add_services(fleet)
+    for name in ("svc-a", "svc-c"):
+        arn = fleet.sim.service(CLUSTER, name).arn
+        with fleet.sim.unobserved():
+            fleet.ecs.tag_resource(resourceArn=arn, tags=[{"key": "recycle", "value": "weekly"}])
+    before = fleet.service_state("svc-b")
+    tagged = {"cluster_name": CLUSTER, "service_tags": {"recycle": "weekly"}, "wait_time": 5}
+    result = handler(fleet)(tagged, FakeLambdaContext(fleet.clock))
+    assert result["status"] == "succeeded" and result["selection"] == {"service_tags": {"recycle": "weekly"}}
+    assert [s["service"] for s in result["services"]] == ["svc-a", "svc-c"]
+    assert fleet.service_state("svc-b") == before
+    with pytest.raises(ConfigError) as raised:
+        handler(fleet)({**tagged, "service_tags": {"recycle": "never"}}, FakeLambdaContext(fleet.clock))
+    assert raised.value.field == "service_tags"
