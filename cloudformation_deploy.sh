@@ -169,9 +169,19 @@ check_event() {
   } <<<"$out"
   [[ -n $event_service ]] || die "unexpected output from the event check: $out"
   # The role may recycle only --services in --cluster: any other target fails every run with AccessDenied.
-  [[ $services == "*" || ",$services," == *",$event_service,"* ]] \
-    || usage_error "$service_label $event_service is not among --services $services:" \
-      "the functions may not recycle it, so every scheduled run would fail with AccessDenied"
+  # A fleet names its services (a,b,c), or selects them by tag (*: any service of the cluster may be chosen).
+  local one
+  local -a event_services
+  IFS=, read -r -a event_services <<<"$event_service"
+  if [[ $event_service == "*" && $services != "*" ]]; then
+    usage_error "$label selects its services by tag, so any service of the cluster may be chosen:" \
+      "deploy with --services '*' (the role may recycle every service of --cluster), or name the services"
+  fi
+  for one in "${event_services[@]}"; do
+    [[ $one == "*" || $services == "*" || ",$services," == *",$one,"* ]] \
+      || usage_error "$service_label $one is not among --services $services:" \
+        "the functions may not recycle it, so every scheduled run would fail with AccessDenied"
+  done
   [[ $cluster == "*" || $event_cluster == "$cluster" ]] \
     || usage_error "$cluster_label $event_cluster is not --cluster $cluster:" \
       "the functions may not recycle in it, so every scheduled run would fail with AccessDenied"

@@ -711,6 +711,34 @@ def test_a_schedule_event_the_role_could_not_run_is_refused(deploy: Deploy, args
     assert run.calls == []
 
 
+@pytest.mark.parametrize(
+    ("event", "services", "refusal"),
+    [
+        ({"services": ["web", "api"], "max_parallel_services": 2}, "web,api", None),
+        ({"services": ["web", "orders"]}, "web,api", "orders is not among --services web,api"),
+        ({"service_tags": {"recycle": "weekly"}}, "web,api", "selects its services by tag"),
+        ({"service_tags": {"recycle": "weekly"}, "max_parallel_services": 2}, "*", None),
+    ],
+    ids=["named", "named-outside", "tags-named-role", "tags-any-service"],
+)
+def test_a_fleet_schedule_is_checked_against_the_services_the_role_may_recycle(
+    deploy: Deploy, event: dict[str, object], services: str, refusal: str | None
+) -> None:
+    required = [*REQUIRED[:-1], services]
+    run = deploy(
+        *required,
+        "--schedule",
+        "cron(0 3 ? * SUN *)",
+        "--schedule-event",
+        json.dumps({"cluster_name": "prod", **event}),
+    )
+    if refusal is None:
+        assert run.code == 0, run.err
+        assert json.loads(overrides(run.call("cloudformation", "deploy"))["ScheduleEvent"])["cluster_name"] == "prod"
+    else:
+        assert run.code == 2 and refusal in run.err and run.calls == []
+
+
 def test_a_schedule_event_by_arn_is_checked_by_its_names(deploy: Deploy) -> None:
     # The parser's own reading of an ARN gives the names the role is scoped to.
     event = {"cluster_name": "arn:aws:ecs:eu-west-1:123456789012:cluster/prod", "service_name": "web"}

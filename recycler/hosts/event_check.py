@@ -12,22 +12,28 @@ from collections.abc import Sequence
 
 from recycler.hosts.config import json_error_reason
 from recycler.model.errors import ConfigError
+from recycler.model.fleet import is_fleet_event, parse_fleet_event
 from recycler.model.request import parse_event
 
 USAGE = "usage: python -m recycler.hosts.event_check EVENT_JSON"
 
 
 def check(text: str) -> list[str]:
-    """The event as one line of JSON (what the schedule sends), then its bare cluster and service names.
+    """The event as one line of JSON (what the schedule sends), then its bare cluster name, then its services:
+    one name, a fleet's names joined by commas, or ``*`` for a fleet selected by tags (any service may be).
 
     Raises ConfigError naming the field, as the handler would refuse it."""
     try:
         event = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError("event", f"not valid JSON (line {e.lineno}, column {e.colno}): {json_error_reason(e)}") from e
-    request = parse_event(event)
     # One line, same keys and values in the same order: a CloudFormation parameter value.
-    return [json.dumps(event, ensure_ascii=False), request.cluster_name, request.service_name]
+    line = json.dumps(event, ensure_ascii=False)
+    if is_fleet_event(event):
+        fleet = parse_fleet_event(event)
+        return [line, fleet.template.cluster_name, ",".join(fleet.names) or "*"]
+    request = parse_event(event)
+    return [line, request.cluster_name, request.service_name]
 
 
 def main(argv: Sequence[str]) -> int:
