@@ -35,6 +35,7 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dev import simulator
+from dev.bench_fleet import fleet_section
 from recycler.hosts.config import parse_config
 from recycler.lock.store import DynamoLockStore
 from recycler.model.request import parse_event
@@ -440,6 +441,7 @@ def main() -> int:
                 f"{label}: {r.calls_per_task:.2f} API calls per recycled task > {scenario.calls_ceiling} "
                 f"({by_operation(r.calls_by_operation)})"
             )
+    failures += fleet_section(START_SECONDS, DRAIN_SECONDS, WAIT_TIME)
     failures += durable_section(durable)
     for failure in failures:
         print(f"TARGET MISSED: {failure}")
