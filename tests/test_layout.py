@@ -163,10 +163,12 @@ def test_the_durable_sdk_is_imported_by_the_durable_runtime_only() -> None:
         for name, path in _runtime_modules().items()
         if "aws_durable_execution_sdk_python" in path.read_text(encoding="utf-8")
     }
-    # The durable host, and how it writes its checkpoints, which only it imports: the plain function never loads it.
-    assert importers == {"recycler.hosts.durable", "recycler.hosts.checkpoints"}
+    # The durable host, its fleet, and how it writes its checkpoints, which only they import: the plain function
+    # never loads it.
+    assert importers == {"recycler.hosts.durable", "recycler.hosts.durable_fleet", "recycler.hosts.checkpoints"}
     assert {name for name, imported in _graph().items() if "recycler.hosts.checkpoints" in imported} == {
-        "recycler.hosts.durable"
+        "recycler.hosts.durable",
+        "recycler.hosts.durable_fleet",
     }
 
 

@@ -40,6 +40,7 @@ from recycler.aws.clients import Clients
 from recycler.aws.session import get_aws_session, resolve_region
 from recycler.hosts.checkpoints import SERDES, PollStateSerDes, S
 from recycler.hosts.config import AppConfig
+from recycler.hosts.durable_fleet import run_durable_fleet
 from recycler.hosts.environment import Environment
 from recycler.hosts.pipeline import (
     NOT_COMPLETED,
@@ -55,6 +56,7 @@ from recycler.hosts.pipeline import (
 )
 from recycler.model import errors
 from recycler.model.errors import AwsCallFailed, ConfigError
+from recycler.model.fleet import is_fleet_event, parse_fleet_event
 from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest, parse_event
 from recycler.model.runtime import TOOL_NAME, Clock, Runtime, SystemClock
@@ -275,6 +277,10 @@ def run_durable_recycle(
     """One durable recycle: validate, bound, run the engine, notify once, report (or fail)."""
     env = environment or Environment.from_env()
     logs.configure(env.log_level, lambda_json=env.lambda_json_logs, in_lambda=env.in_lambda)
+    if is_fleet_event(event):
+        fleet = parse_fleet_event(event)  # ConfigError before any AWS call
+        host = DurableHost(context, clock, env, session)
+        return dict(run_durable_fleet(host, fleet, config or get_config(env), env, _notify_once))
     try:
         request = parse_event(event)  # ConfigError before any AWS call
     except ConfigError as e:

@@ -8,8 +8,11 @@ machine with Python, without boto3 or the durable SDK installed.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping, Sequence
 
 from recycler.model.errors import ConfigError
+from recycler.model.fleet import parse_fleet_event
 from recycler.model.request import RUN_KEY, RUN_KEY_RULE, parse_event
 
 EXECUTION_NAME_MAX = 64
@@ -35,3 +38,29 @@ def durable_execution_name(cluster: str, service: str, run_key: str | None = Non
     tail = f"-{digest}" + (f"-{run_key}" if run_key else "")
     head = f"recycle-{cluster_name}-{service_name}"[: EXECUTION_NAME_MAX - len(tail)]
     return head + tail
+
+
+def durable_fleet_execution_name(
+    cluster: str,
+    *,
+    services: Sequence[str] = (),
+    service_tags: Mapping[str, str] | None = None,
+    run_key: str | None = None,
+) -> str:
+    """The DurableExecutionName to start one fleet run with: one execution per (cluster, selection, run_key).
+
+    ``fleet-<cluster>-<hash>[-<run_key>]``: the hash is of the cluster and the selection (the service names
+    sorted, or the tags), so the same fleet started twice is one execution, and another selection another.
+    """
+    event: dict[str, object] = {"cluster_name": cluster}
+    if service_tags:
+        event["service_tags"] = dict(service_tags)
+    else:
+        event["services"] = list(services)
+    request = parse_fleet_event(event)
+    if run_key is not None and not RUN_KEY.fullmatch(run_key):
+        raise ConfigError("run_key", RUN_KEY_RULE)
+    selection = json.dumps([sorted(request.names), sorted(request.tags.items())])
+    digest = hashlib.sha256(f"{request.template.cluster_name}/{selection}".encode()).hexdigest()[:10]
+    tail = f"-{digest}" + (f"-{run_key}" if run_key else "")
+    return f"fleet-{request.template.cluster_name}"[: EXECUTION_NAME_MAX - len(tail)] + tail

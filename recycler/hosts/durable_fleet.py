@@ -1,0 +1,293 @@
+"""A fleet as one durable execution: the SDK's own ``context.map`` over the selected services.
+
+Each service is one map item, run in its own child context by the single-service pipeline
+(recycler.hosts.pipeline.run) on a durable host of that child context, its email left to the fleet's
+(recycler.hosts.fleet.MemberHost). ``max_concurrency`` is ``max_parallel_services``; the map never completes
+early (an early completion abandons the branches in flight, which would then never restore their service).
+A branch never raises: a failed service is its report. Under ``on_service_failure: stop`` (and after an alarm,
+a cancel or a run out of time) each branch's first operation, a checkpointed ``admit`` step, keeps the
+services not yet started from starting; the stop flag it reads is raised again, on replay, by reading a
+stopping service's result back from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from aws_durable_execution_sdk_python import DurableContext
+from aws_durable_execution_sdk_python.config import CompletionConfig, MapConfig, StepConfig
+from aws_durable_execution_sdk_python.exceptions import UnrecoverableError
+from aws_durable_execution_sdk_python.retries import RetryPresets
+from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext
+
+from recycler.aws.clients import Clients
+from recycler.aws.eventbus import EventBus
+from recycler.aws.gateway import ServiceGateway
+from recycler.aws.services import fleet_services
+from recycler.hosts.checkpoints import SERDES
+from recycler.hosts.config import AppConfig
+from recycler.hosts.environment import Environment
+from recycler.hosts.fleet import MemberHost, member
+from recycler.hosts.pipeline import lock_table_name, raise_if_not_completed, register_secrets, run
+from recycler.model.errors import PreflightError
+from recycler.model.fleet import FleetRequest
+from recycler.model.fleet_report import FleetReport, seconds_between, whole_service_estimate
+from recycler.model.report import NotificationResult, RecycleReport
+from recycler.model.request import RecycleRequest
+from recycler.model.runtime import iso_seconds
+from recycler.model.states import Action, OnServiceFailure, Status
+from recycler.observability import logs, metrics
+from recycler.run.budget import bounded_result
+from recycler.run.events import fleet_finished, fleet_started
+from recycler.run.gates import alarm_problems
+
+NOT_STARTED = "not_started"
+ONCE = StepConfig(retry_strategy=RetryPresets.none(), serdes=SERDES)
+_REPORT_FIELDS = {f.name for f in dataclasses.fields(RecycleReport)}
+
+# The fleet's durable host: recycler.hosts.durable.DurableHost (a dataclass with its ``context``).
+NotifyOnce = Callable[[DurableContext, Mapping[str, Any], AppConfig, Clients], NotificationResult]
+
+
+class StopFlag:
+    """'No further service starts': raised live by the branch whose run stops the fleet, and on replay by the
+    item serdes reading that run's result back."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+def stop_reason(request: FleetRequest, result: Mapping[str, Any]) -> tuple[Status, str] | None:
+    """Whether this service's result stops the fleet (as the plain fleet's gate decides), and why."""
+    name, status = result.get("service"), result.get("status")
+    if result.get("error_type") == "AlarmTriggered" and request.template.alarm_names:
+        return Status.FAILED, f"{name}: {result.get('error')}; no further service started"
+    if status == Status.CANCELLED:
+        return Status.CANCELLED, f"{name} was cancelled; no further service started"
+    if status in (Status.FAILED, Status.REFUSED) and request.on_service_failure == OnServiceFailure.STOP:
+        return Status.FAILED, f"{name} ended {status} (on_service_failure stop); no further service started"
+    if status == Status.INCOMPLETE:
+        return Status.INCOMPLETE, f"{name} ran out of time; no further service started"
+    return None
+
+
+class ResultSerDes(SerDes[Any]):
+    """A branch's result as JSON; reading back one that stops the fleet raises the stop flag again."""
+
+    def __init__(self, request: FleetRequest, flag: StopFlag) -> None:
+        self.request, self.flag = request, flag
+
+    def serialize(self, value: Any, serdes_context: SerDesContext) -> str:
+        return json.dumps(value, default=str)
+
+    def deserialize(self, data: str, serdes_context: SerDesContext) -> Any:
+        value = json.loads(data)
+        if isinstance(value, dict) and stop_reason(self.request, value) is not None:
+            self.flag.set()
+        return value
+
+
+@dataclasses.dataclass
+class DurableFleet:
+    """One durable fleet run: the request, the fleet's durable host, the config, and the stop flag."""
+
+    request: FleetRequest
+    host: Any  # recycler.hosts.durable.DurableHost
+    config: AppConfig
+    env: Environment
+    names: list[str]
+    flag: StopFlag = dataclasses.field(default_factory=StopFlag)
+
+    def branch_host(self, context: DurableContext, index: int) -> MemberHost:
+        """The index-th service's host: a durable host on its own child context, without its own email."""
+        return member(dataclasses.replace(self.host, context=context), index)
+
+    def service_request(self, name: str) -> RecycleRequest:
+        return dataclasses.replace(self.request.for_service(name), hand_off=False)
+
+
+def run_durable_fleet(
+    host: Any, request: FleetRequest, config: AppConfig, env: Environment, notify_once: NotifyOnce
+) -> Mapping[str, Any]:
+    """A fleet event on the durable host: select (a step), admit, map the services, then report once."""
+    register_secrets(config)
+    lock_table_name(config, request.template, env.lock_table_name)
+    clients, region = host.connect(config)
+    request.check_region(region)
+    cluster = request.template.cluster_name
+    names = host.context.step(
+        lambda _: fleet_services(clients.client("ecs"), cluster, request.names, request.tags),
+        name="fleet services",
+        config=ONCE,
+    )
+    fleet = DurableFleet(request, host, config, env, list(names))
+    with logs.bound(cluster=cluster, fleet=True, **host.log_fields):
+        if request.template.action != Action.RECYCLE or request.template.dry_run:
+            answers = [
+                run(fleet.branch_host(host.context, i), fleet.service_request(n), config, env)
+                for i, n in enumerate(fleet.names)
+            ]
+            if request.template.action != Action.RECYCLE:
+                return {"fleet": True, "cluster": cluster, "services": answers}
+            return _dry_report(fleet, answers)
+        return _recycled(fleet, clients, notify_once)
+
+
+def _new_report(fleet: DurableFleet) -> FleetReport:
+    request = fleet.request
+    return FleetReport(
+        cluster=request.template.cluster_name,
+        selection=request.selection(),
+        max_parallel_services=request.max_parallel_services,
+        on_service_failure=str(request.on_service_failure),
+    )
+
+
+def _dry_report(fleet: DurableFleet, answers: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    report = _new_report(fleet)
+    report.services = [_report_of(a) for a in answers]
+    plans = [s.plan["estimated_seconds"] if s.plan else 0 for s in report.services]
+    report.estimated_seconds = whole_service_estimate(plans, fleet.request.max_parallel_services)
+    report.settle()
+    return bounded_result(report.to_dict())
+
+
+def _admit_fleet(fleet: DurableFleet, remaining: float) -> None:
+    """The fleet's worst case, each service's plan on max_parallel_services lanes, must fit the execution."""
+    estimates = []
+    for index, name in enumerate(fleet.names):
+        plan = run(
+            member(fleet.host, index, metrics=False),
+            dataclasses.replace(fleet.service_request(name), dry_run=True),
+            fleet.config,
+            fleet.env,
+        )
+        if plan.get("status") == Status.REFUSED:
+            raise PreflightError(f"{name}: {plan.get('error')}. Nothing was changed")
+        estimates.append((plan.get("plan") or {}).get("estimated_seconds") or 0)
+    needed = whole_service_estimate(estimates, fleet.request.max_parallel_services)
+    if needed > remaining:
+        raise PreflightError(
+            f"the fleet of {len(fleet.names)} services, {fleet.request.max_parallel_services} at once, should take "
+            f"about {needed}s, more than the {remaining:.0f}s left of this execution's ExecutionTimeout. Nothing "
+            "was changed: raise max_parallel_services, select fewer services, or redeploy with a longer "
+            "DurableExecutionTimeout"
+        )
+
+
+def _recycled(fleet: DurableFleet, clients: Clients, notify_once: NotifyOnce) -> Mapping[str, Any]:
+    host, config = fleet.host, fleet.config
+    policy = host.policy(fleet.request.template, config, clients)
+    runtime = policy.runtime
+    started = host.context.step(lambda _: host.clock.now(), name="fleet started", config=ONCE)
+    report = _new_report(fleet)
+    report.started_at = iso_seconds(started)
+    # Checkpointed: a replay must not refuse, on a later clock, a fleet already admitted.
+    remaining = host.context.step(lambda _: runtime.remaining_seconds(), name="fleet budget", config=ONCE)
+    _admit_fleet(fleet, remaining if remaining is not None else float("inf"))
+    bus = EventBus(clients.lock_session_client("events"))
+    announce = dataclasses.replace(report, not_started=list(fleet.names))
+    fleet_started(bus, runtime, logs.mask_data(announce.to_dict()), run_id=host.owner_id)
+    results = _map_services(fleet)
+    report.services = [_report_of(r) for r in results if r.get("status") != NOT_STARTED]
+    done = {s.service for s in report.services}
+    report.not_started = [name for name in fleet.names if name not in done]
+    reasons = [stop_reason(fleet.request, r) for r in results if r.get("status") != NOT_STARTED]
+    first = next((r for r in reasons if r is not None), None)
+    if report.not_started:
+        # Only a stopping service or the event's alarms keep a service from being admitted.
+        alarm = (Status.FAILED, f"the event's alarms were not quiet before {report.not_started[0]} could start")
+        report.stopped_by, report.error = first or alarm
+    report.settle()
+    _explain(report)
+    ended = host.context.step(lambda _: host.clock.now(), name="fleet ended", config=ONCE)
+    report.duration_seconds = seconds_between(started, ended)
+    data = logs.mask_data(report.to_dict())
+    data["notification"] = logs.mask_data(notify_once(host.context, data, config, clients))
+    fleet_finished(bus, runtime, data, run_id=host.owner_id)
+    if host.publishes_metrics:
+        runtime.step("fleet metrics", lambda: _published(data))
+    # The execution FAILS with RecycleNotCompleted's message, after every restore and the email.
+    raise_if_not_completed(data, runtime)
+    return bounded_result(dict(data))
+
+
+def _published(data: Mapping[str, Any]) -> dict[str, bool]:
+    metrics.publish(data)
+    return {"published": True}
+
+
+def _explain(report: FleetReport) -> None:
+    if report.status in (Status.SUCCEEDED, Status.DRY_RUN):
+        return
+    if report.error is None:
+        failing = [s for s in report.services if s.status not in (Status.SUCCEEDED, Status.DRY_RUN)]
+        report.error = "; ".join(f"{s.service} {s.status}: {s.error}" for s in failing[:5])
+        report.error_type = failing[0].error_type if failing else None
+    elif report.error_type is None:
+        report.error_type = "FleetStopped"
+
+
+def _report_of(data: Mapping[str, Any]) -> RecycleReport:
+    """A service's report back from its (possibly shortened) result."""
+    return RecycleReport.from_dict({k: v for k, v in data.items() if k in _REPORT_FIELDS})
+
+
+def _map_services(fleet: DurableFleet) -> list[Mapping[str, Any]]:
+    """context.map over the services, max_parallel_services at once, every branch to its end."""
+    config: MapConfig[str] = MapConfig(
+        max_concurrency=fleet.request.max_parallel_services,
+        completion_config=CompletionConfig.all_completed(),
+        item_namer=lambda name, _index: f"service {name}",
+        item_serdes=ResultSerDes(fleet.request, fleet.flag),
+    )
+    batch = fleet.host.context.map(
+        fleet.names, lambda c, n, i, _a: _branch(fleet, c, n, i), name="fleet", config=config
+    )
+    results: list[Mapping[str, Any]] = [{"service": n, "status": NOT_STARTED} for n in fleet.names]
+    for item in batch.all:
+        if isinstance(item.result, dict):
+            results[item.index] = item.result
+    return results
+
+
+def _branch(fleet: DurableFleet, context: DurableContext, name: str, index: int) -> Mapping[str, Any]:
+    """One service in its child context: admitted (a step, so replay keeps the decision), then its run."""
+    if not context.step(lambda _: _may_start(fleet), name="admit", config=ONCE):
+        return {"service": name, "status": NOT_STARTED}
+    try:
+        result = run(fleet.branch_host(context, index), fleet.service_request(name), fleet.config, fleet.env)
+    except UnrecoverableError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a service that fails is its report: the other branches go on
+        failed = RecycleReport(Status.FAILED, fleet.request.template.cluster_name, name)
+        failed.error, failed.error_type = str(e), type(e).__name__
+        result = logs.mask_data(failed.to_dict())
+    if stop_reason(fleet.request, result) is not None:
+        fleet.flag.set()
+    return bounded_result(result)
+
+
+def _may_start(fleet: DurableFleet) -> bool:
+    """Not after a service stopped the fleet, nor while the event's alarms are not quiet."""
+    if fleet.flag.is_set():
+        return False
+    alarms: Sequence[str] = fleet.request.template.alarm_names
+    if alarms:
+        clients, _ = fleet.host.connect(fleet.config)
+        template = fleet.request.template
+        gateway = ServiceGateway(clients.client("ecs"), None, None, template, cloudwatch=clients.client("cloudwatch"))
+        if alarm_problems(gateway, tuple(alarms)):
+            fleet.flag.set()
+            return False
+    return True

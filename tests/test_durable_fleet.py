@@ -1,0 +1,180 @@
+"""A fleet as one durable execution: the SDK's context.map over the services under DurableFunctionTestRunner,
+on the simulated cluster (the runner's skipped time is the simulator's)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from support.bed import CLUSTER, Bed
+from support.eventbridge import subscribe
+
+import durable_function
+from dev.durable_support import durable_runner, fast_checkpoint_shutdown
+from dev.simulator import Behaviour, LambdaKilled
+from recycler.hosts import durable as durable_runtime
+from recycler.hosts import execution_name
+from recycler.hosts.config import parse_config
+from recycler.model.report import NotificationResult
+
+NAMES = ["svc-a", "svc-b", "svc-c"]
+CONFIG = parse_config({"recycle": {"poll_interval_seconds": 5, "max_failed_replacements": 2}})
+
+
+def add_services(bed: Bed, failing: str | None = None) -> None:
+    behaviours = {name: Behaviour() for name in NAMES}
+    for name in NAMES:
+        bed.add_service(tasks=2, service=name, target=(1, 6), behaviour=behaviours[name])
+    if failing is not None:
+        behaviours[failing].fail_next_starts = 99
+
+
+def surged_counts(bed: Bed) -> list[int]:
+    """How many services are surged at every moment the simulator observes."""
+    counts: list[int] = []
+    observe = bed.sim._observe
+
+    def observing() -> None:
+        observe()
+        counts.append(sum(1 for n in NAMES if bed.desired(n) > bed.snapshots[n]["desired"]))
+
+    bed.sim._observe = observing  # type: ignore[method-assign]
+    return counts
+
+
+@pytest.fixture
+def run_fleet(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[Any, list[dict[str, Any]]]]]:
+    """Run one durable fleet; returns the runner's result and what the notifier was given."""
+    reports: list[dict[str, Any]] = []
+    real_notify = durable_runtime.notify
+
+    def recording_notify(report: dict[str, Any], *args: Any, **kwargs: Any) -> NotificationResult:
+        reports.append(json.loads(json.dumps(report)))
+        return real_notify(report, *args, **kwargs)
+
+    monkeypatch.setattr(durable_runtime, "notify", recording_notify)
+
+    def run(**event: Any) -> tuple[Any, list[dict[str, Any]]]:
+        handler = durable_runtime.build_handler(clock=bed.clock, session=bed.session, config=CONFIG)
+
+        def dying(raw: Any, context: Any) -> Any:
+            try:
+                return handler(raw, context)
+            except LambdaKilled as e:
+                # The invocation died: Lambda invokes the execution again, which replays it.
+                raise RuntimeError(str(e)) from e
+
+        payload = {"cluster_name": CLUSTER, "services": NAMES, "wait_time": 5, **event}
+        name = execution_name.durable_fleet_execution_name(CLUSTER, services=NAMES)
+        with fast_checkpoint_shutdown(), durable_runner(bed.clock, dying) as runner:
+            result = runner.run(input=json.dumps(payload), execution_name=name, execution_timeout=3600)
+        return result, reports
+
+    yield run
+
+
+def test_three_services_two_at_once_each_recycled_and_restored(bed: Bed, run_fleet: Callable[..., Any]) -> None:
+    add_services(bed)
+    counts = surged_counts(bed)
+    read_events = subscribe(bed.session)
+    result, reports = run_fleet(max_parallel_services=2)
+    assert result.status.name == "SUCCEEDED", result.error
+    data = json.loads(result.result)
+    assert data["fleet"] is True and data["status"] == "succeeded"
+    assert data["totals"] == {"services": {"succeeded": 3}, "tasks_recycled": 6, "task_total": 6}
+    assert [s["service"] for s in data["services"]] == NAMES and data["not_started"] == []
+    for name in NAMES:
+        bed.assert_restored(name)
+    assert max(counts) == 2
+    # One email, the fleet's.
+    assert len(reports) == 1 and reports[0]["fleet"] is True
+    fleet_events = [e for e in read_events() if e["detail"].get("fleet") is True]
+    assert [e["detail-type"] for e in fleet_events] == ["ECS Task Recycle Started", "ECS Task Recycle Succeeded"]
+
+
+def test_a_failing_service_with_continue_the_others_go_on(bed: Bed, run_fleet: Callable[..., Any]) -> None:
+    add_services(bed, failing="svc-b")
+    result, reports = run_fleet(max_parallel_services=2)
+    # The execution fails, after every restore and the one email, with the fleet's summary.
+    assert result.status.name == "FAILED" and "Fleet task recycle FAILED" in result.error.message
+    data = reports[0]
+    assert data["status"] == "failed", data
+    outcomes = {s["service"]: s["status"] for s in data["services"]}
+    assert outcomes == {"svc-a": "succeeded", "svc-b": "failed", "svc-c": "succeeded"}
+    assert data["not_started"] == [] and len(reports) == 1
+    for name in NAMES:
+        bed.assert_restored(name)
+
+
+def test_with_stop_no_service_is_admitted_after_a_failure(bed: Bed, run_fleet: Callable[..., Any]) -> None:
+    add_services(bed, failing="svc-a")
+    before = bed.service_state("svc-c")
+    result, reports = run_fleet(max_parallel_services=2, on_service_failure="stop")
+    assert result.status.name == "FAILED" and len(reports) == 1
+    data = reports[0]
+    assert data["status"] == "failed", data
+    outcomes = {s["service"]: s["status"] for s in data["services"]}
+    # svc-b was in flight when svc-a failed: it finishes and restores; svc-c never starts.
+    assert outcomes == {"svc-a": "failed", "svc-b": "succeeded"}
+    assert data["not_started"] == ["svc-c"] and "on_service_failure stop" in data["error"]
+    bed.assert_restored("svc-a")
+    bed.assert_restored("svc-b")
+    assert bed.service_state("svc-c") == before and bed.lock("svc-c") is None
+
+
+def test_a_crash_in_the_middle_of_a_step_replays_and_recycles_each_service_once(
+    bed: Bed, run_fleet: Callable[..., Any]
+) -> None:
+    add_services(bed)
+    stops: dict[str, int] = {}
+    real = bed.sim._stop_task
+    crashed: list[str] = []
+
+    def crashing(backend: Any, original: Any, *args: Any, **kwargs: Any) -> Any:
+        task = real(backend, original, *args, **kwargs)
+        stops[task.task_arn] = stops.get(task.task_arn, 0) + 1
+        if not crashed and "svc-b" in str(task.group or ""):
+            # The task is stopped, but the step that stopped it never checkpoints.
+            crashed.append(task.task_arn)
+            raise LambdaKilled("killed in the middle of a step")
+        return task
+
+    bed.sim._stop_task = crashing  # type: ignore[method-assign]
+    result, reports = run_fleet(max_parallel_services=2)
+    assert crashed, "the crash never happened"
+    assert result.status.name == "SUCCEEDED", result.error
+    data = json.loads(result.result)
+    assert data["totals"] == {"services": {"succeeded": 3}, "tasks_recycled": 6, "task_total": 6}
+    # Each original stopped (at most re-sent once, by the replayed step), no replacement stopped.
+    assert len(stops) == 6 and all(count == 1 for arn, count in stops.items() if arn not in crashed)
+    assert len(reports) == 1
+    for name in NAMES:
+        bed.assert_restored(name)
+
+
+def test_one_execution_name_per_fleet_run(capsys: pytest.CaptureFixture[str]) -> None:
+    name = execution_name.durable_fleet_execution_name
+    assert name("prod", services=["web", "api"], run_key="d1") == name("prod", services=["api", "web"], run_key="d1")
+    assert name("prod", services=["web", "api"]) != name("prod", services=["web"])
+    assert name("prod", services=["web"], run_key="d1") != name("prod", services=["web"], run_key="d2")
+    assert name("prod", service_tags={"recycle": "weekly"}) != name("prod", service_tags={"recycle": "daily"})
+    assert len(name("p" * 255, services=["web"], run_key="k" * 20)) <= execution_name.EXECUTION_NAME_MAX
+    assert durable_function.main(["--cluster", "prod", "--services", "web", "api", "--run-key", "d1"]) == 0
+    assert capsys.readouterr().out.strip() == name("prod", services=["web", "api"], run_key="d1")
+
+
+def test_an_alarm_firing_mid_fleet_admits_no_new_service_and_restores_all(
+    bed: Bed, run_fleet: Callable[..., Any]
+) -> None:
+    add_services(bed)
+    alarm = bed.add_alarm("fleet-5xx")
+    bed.sim.at(60, "alarm fires", lambda: bed.sim.set_alarm(alarm, "ALARM", "errors"))
+    result, reports = run_fleet(alarm_names=[alarm], max_parallel_services=2)
+    assert result.status.name == "FAILED" and len(reports) == 1
+    data = reports[0]
+    assert data["status"] == "failed" and data["not_started"] == ["svc-c"]
+    assert "fleet-5xx" in data["error"]
+    for name in NAMES:
+        bed.assert_restored(name)
