@@ -18,15 +18,16 @@ from recycler.hosts import durable as durable_runtime
 from recycler.hosts import execution_name
 from recycler.hosts.config import parse_config
 from recycler.model.report import NotificationResult
+from recycler.run import budget
 
 NAMES = ["svc-a", "svc-b", "svc-c"]
 CONFIG = parse_config({"recycle": {"poll_interval_seconds": 5, "max_failed_replacements": 2}})
 
 
-def add_services(bed: Bed, failing: str | None = None) -> None:
+def add_services(bed: Bed, failing: str | None = None, tasks: int = 2) -> None:
     behaviours = {name: Behaviour() for name in NAMES}
     for name in NAMES:
-        bed.add_service(tasks=2, service=name, target=(1, 6), behaviour=behaviours[name])
+        bed.add_service(tasks=tasks, service=name, target=(1, 6), behaviour=behaviours[name])
     if failing is not None:
         behaviours[failing].fail_next_starts = 99
 
@@ -178,3 +179,22 @@ def test_an_alarm_firing_mid_fleet_admits_no_new_service_and_restores_all(
     assert "fleet-5xx" in data["error"]
     for name in NAMES:
         bed.assert_restored(name)
+
+
+def test_a_fleet_beyond_the_execution_timeout_is_refused_before_any_change(
+    bed: Bed, run_fleet: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a 40 min ExecutionTimeout and three services of 4 tasks (a durable worst case of about 1060 s each):
+    # each alone fits, the three one after another not
+    monkeypatch.setenv(budget.EXECUTION_TIMEOUT_ENV, "2400")
+    add_services(bed, tasks=4)
+    states = {name: bed.service_state(name) for name in NAMES}
+    result, reports = run_fleet(max_parallel_services=1)
+    assert result.status.name == "FAILED"
+    message = result.error.message
+    assert "Nothing was changed" in message and "3 services, 1 at once" in message
+    assert not bed.sim.calls.keys() & {"update_service", "stop_task", "register_scalable_target"}
+    assert {name: bed.service_state(name) for name in NAMES} == states and reports == []
+    # Three at once fit.
+    result, _ = run_fleet(max_parallel_services=3)
+    assert result.status.name == "SUCCEEDED", result.error

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -41,7 +42,7 @@ from recycler.model.request import RecycleRequest
 from recycler.model.runtime import iso_seconds
 from recycler.model.states import Action, OnServiceFailure, Status
 from recycler.observability import logs, metrics
-from recycler.run.budget import bounded_result
+from recycler.run.budget import bounded_result, durable_plan_seconds
 from recycler.run.events import fleet_finished, fleet_started
 from recycler.run.gates import alarm_problems
 
@@ -163,7 +164,8 @@ def _dry_report(fleet: DurableFleet, answers: Sequence[Mapping[str, Any]]) -> Ma
 
 
 def _admit_fleet(fleet: DurableFleet, remaining: float) -> None:
-    """The fleet's worst case, each service's plan on max_parallel_services lanes, must fit the execution."""
+    """The fleet's worst case must fit the execution: each service's durable worst case (from its dry run's plan,
+    as check_duration_bound counts it), whole, on max_parallel_services lanes."""
     estimates = []
     for index, name in enumerate(fleet.names):
         plan = run(
@@ -174,7 +176,9 @@ def _admit_fleet(fleet: DurableFleet, remaining: float) -> None:
         )
         if plan.get("status") == Status.REFUSED:
             raise PreflightError(f"{name}: {plan.get('error')}. Nothing was changed")
-        estimates.append((plan.get("plan") or {}).get("estimated_seconds") or 0)
+        planned = plan.get("plan")
+        request = fleet.service_request(name)
+        estimates.append(math.ceil(durable_plan_seconds(planned, request, fleet.config.recycle)) if planned else 0)
     needed = whole_service_estimate(estimates, fleet.request.max_parallel_services)
     if needed > remaining:
         raise PreflightError(

@@ -42,7 +42,10 @@ logger = logging.getLogger(TOOL_NAME)
 
 # How the fleet runs its services at once; tests pass one that runs them on the simulator's virtual clock.
 ExecutorFactory = Callable[[int], Executor]
-HAND_OFF_TODO = "a fleet too long for one invocation needs hand_off false until the durable fleet lands"
+HAND_OFF_TODO = (
+    "a fleet too long for one invocation runs in the durable function (one execution for the whole fleet), "
+    "or here with hand_off false (what fits, then the event that carries on)"
+)
 
 
 class FleetHost(Host, Protocol):

@@ -13,6 +13,7 @@ from typing import Any
 
 from recycler.aws.session import CLIENT_ATTEMPTS, CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from recycler.model.errors import PreflightError
+from recycler.model.report import ReportPlan
 from recycler.model.request import MAX_BATCH_SIZE, RecycleRequest
 from recycler.model.settings import RecycleSettings
 from recycler.run.preflight import INITIAL_REPLACEMENT_ESTIMATE_SECONDS, Preflight
@@ -131,6 +132,20 @@ def check_duration_bound(
         f"{remaining:.0f}s left of this execution's ExecutionTimeout ({timeout}s). Nothing was changed: "
         f"{' or '.join(advice)}"
     )
+
+
+def durable_plan_seconds(plan: ReportPlan, request: RecycleRequest, settings: RecycleSettings) -> float:
+    """A service's durable worst case from its dry run's plan: what check_duration_bound admits it against (its
+    estimate with the alarm watch and checkpoint holds, and at least its first batch's worst case)."""
+    batches = plan["batches"]
+    if not batches:
+        return 0.0
+    estimate = (
+        estimated_seconds(batches, request, settings)
+        + (settings.alarm_watch_seconds if plan["alarms"] else 0)
+        + sum(checkpoint["hold_seconds"] for checkpoint in plan["checkpoints"])
+    )
+    return max(estimate, durable_batch_seconds(0.0, request, settings) + START_OVERHEAD_SECONDS)
 
 
 # A run in one process (the plain function, the CLI) renews its lock on a heartbeat while it waits: when the
