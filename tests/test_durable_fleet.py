@@ -194,7 +194,10 @@ def test_a_fleet_beyond_the_execution_timeout_is_refused_before_any_change(
     message = result.error.message
     assert "Nothing was changed" in message and "3 services, 1 at once" in message
     assert not bed.sim.calls.keys() & {"update_service", "stop_task", "register_scalable_target"}
-    assert {name: bed.service_state(name) for name in NAMES} == states and reports == []
+    assert {name: bed.service_state(name) for name in NAMES} == states
+    # Mailed as refused, every service not started.
+    assert len(reports) == 1 and reports[0]["status"] == "refused" and reports[0]["not_started"] == NAMES
+    reports.clear()
     # Three at once fit.
     result, _ = run_fleet(max_parallel_services=3)
     assert result.status.name == "SUCCEEDED", result.error

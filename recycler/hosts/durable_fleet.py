@@ -39,7 +39,7 @@ from recycler.model.fleet import FleetRequest
 from recycler.model.fleet_report import FleetReport, seconds_between, whole_service_estimate
 from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest
-from recycler.model.runtime import iso_seconds
+from recycler.model.runtime import Runtime, iso_seconds
 from recycler.model.states import Action, OnServiceFailure, Status
 from recycler.observability import logs, metrics
 from recycler.run.budget import bounded_result, durable_plan_seconds
@@ -190,19 +190,29 @@ def _admit_fleet(fleet: DurableFleet, remaining: float) -> None:
 
 
 def _recycled(fleet: DurableFleet, clients: Clients, notify_once: NotifyOnce) -> Mapping[str, Any]:
-    host, config = fleet.host, fleet.config
-    policy = host.policy(fleet.request.template, config, clients)
-    runtime = policy.runtime
+    host = fleet.host
+    runtime = host.policy(fleet.request.template, fleet.config, clients).runtime
     started = host.context.step(lambda _: host.clock.now(), name="fleet started", config=ONCE)
     report = _new_report(fleet)
     report.started_at = iso_seconds(started)
+    bus = EventBus(clients.lock_session_client("events"))
     # Checkpointed: a replay must not refuse, on a later clock, a fleet already admitted.
     remaining = host.context.step(lambda _: runtime.remaining_seconds(), name="fleet budget", config=ONCE)
-    _admit_fleet(fleet, remaining if remaining is not None else float("inf"))
-    bus = EventBus(clients.lock_session_client("events"))
+    try:
+        _admit_fleet(fleet, remaining if remaining is not None else float("inf"))
+    except PreflightError as e:
+        # Refused as a whole before any service started: mailed as REFUSED, as a single durable refusal is.
+        report.status, report.not_started = Status.REFUSED, list(fleet.names)
+        report.error, report.error_type = str(e), type(e).__name__
+        return _reported(fleet, report, started, clients, notify_once, bus, runtime)
     announce = dataclasses.replace(report, not_started=list(fleet.names))
     fleet_started(bus, runtime, logs.mask_data(announce.to_dict()), run_id=host.owner_id)
-    results = _map_services(fleet)
+    _settle(fleet, report, _map_services(fleet))
+    return _reported(fleet, report, started, clients, notify_once, bus, runtime)
+
+
+def _settle(fleet: DurableFleet, report: FleetReport, results: Sequence[Mapping[str, Any]]) -> None:
+    """The report from the branches' results: the services run, those never admitted, and why."""
     report.services = [_report_of(r) for r in results if r.get("status") != NOT_STARTED]
     done = {s.service for s in report.services}
     report.not_started = [name for name in fleet.names if name not in done]
@@ -214,10 +224,23 @@ def _recycled(fleet: DurableFleet, clients: Clients, notify_once: NotifyOnce) ->
         report.stopped_by, report.error = first or alarm
     report.settle()
     _explain(report)
+
+
+def _reported(
+    fleet: DurableFleet,
+    report: FleetReport,
+    started: float,
+    clients: Clients,
+    notify_once: NotifyOnce,
+    bus: EventBus,
+    runtime: Runtime,
+) -> Mapping[str, Any]:
+    """One email, the fleet's final event and its metrics, each in a step; then the result, or the failure."""
+    host = fleet.host
     ended = host.context.step(lambda _: host.clock.now(), name="fleet ended", config=ONCE)
     report.duration_seconds = seconds_between(started, ended)
     data = logs.mask_data(report.to_dict())
-    data["notification"] = logs.mask_data(notify_once(host.context, data, config, clients))
+    data["notification"] = logs.mask_data(notify_once(host.context, data, fleet.config, clients))
     fleet_finished(bus, runtime, data, run_id=host.owner_id)
     if host.publishes_metrics:
         runtime.step("fleet metrics", lambda: _published(data))
