@@ -201,3 +201,17 @@ def test_a_fleet_beyond_the_execution_timeout_is_refused_before_any_change(
     # Three at once fit.
     result, _ = run_fleet(max_parallel_services=3)
     assert result.status.name == "SUCCEEDED", result.error
+
+
+def test_a_durable_fleet_dry_run_plans_each_service_and_changes_nothing(
+    bed: Bed, run_fleet: Callable[..., Any]
+) -> None:
+    add_services(bed)
+    states = {name: bed.service_state(name) for name in NAMES}
+    result, _ = run_fleet(max_parallel_services=2, dry_run=True)
+    assert result.status.name == "SUCCEEDED", result.error
+    data = json.loads(result.result)
+    assert data["fleet"] is True and data["status"] == "dry_run"
+    assert [s["service"] for s in data["services"]] == NAMES and data["plan"]["estimated_seconds"] > 0
+    assert {name: bed.service_state(name) for name in NAMES} == states
+    assert not bed.sim.calls.keys() & {"update_service", "stop_task", "register_scalable_target"}

@@ -161,7 +161,9 @@ def parse_event(event: Any) -> RecycleRequest:
     fleet_field = next((name for name in FLEET_FIELDS if name in event), None)
     if fleet_field is not None:
         raise ConfigError(
-            fleet_field, "is a fleet's field: a fleet runs in the plain function and the local CLI, not here"
+            fleet_field,
+            "is a fleet's field: this takes one service (service_name); a fleet runs in the standard or the "
+            "durable function, or the local CLI",
         )
     unknown = unknown_keys(event, _EVENT_FIELDS)
     if unknown:
