@@ -215,3 +215,15 @@ def test_a_durable_fleet_dry_run_plans_each_service_and_changes_nothing(
     assert [s["service"] for s in data["services"]] == NAMES and data["plan"]["estimated_seconds"] > 0
     assert {name: bed.service_state(name) for name in NAMES} == states
     assert not bed.sim.calls.keys() & {"update_service", "stop_task", "register_scalable_target"}
+
+
+def test_a_large_fleet_result_is_shortened_to_fit() -> None:
+    recycled = [{"index": i, "old_task_arn": "a" * 90, "new_task_arn": "b" * 90, "seconds": 40.0} for i in range(900)]
+    services = [
+        {"service": f"svc-{n}", "status": "succeeded", "tasks_recycled": recycled, "restored": True} for n in range(20)
+    ]
+    short = budget.bounded_fleet_result({"fleet": True, "status": "succeeded", "services": services})
+    assert len(json.dumps(short)) < budget.MAX_RESULT_BYTES and "truncated" in short
+    assert [s["service"] for s in short["services"]] == [f"svc-{n}" for n in range(20)]
+    assert all(s["status"] == "succeeded" for s in short["services"])
+    assert budget.bounded_fleet_result({"fleet": True}) == {"fleet": True}

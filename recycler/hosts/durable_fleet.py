@@ -42,7 +42,7 @@ from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Runtime, iso_seconds
 from recycler.model.states import Action, OnServiceFailure, Status
 from recycler.observability import logs, metrics
-from recycler.run.budget import bounded_result, durable_plan_seconds
+from recycler.run.budget import bounded_fleet_result, bounded_result, durable_plan_seconds
 from recycler.run.events import fleet_finished, fleet_started
 from recycler.run.gates import alarm_problems
 
@@ -160,7 +160,7 @@ def _dry_report(fleet: DurableFleet, answers: Sequence[Mapping[str, Any]]) -> Ma
     plans = [s.plan["estimated_seconds"] if s.plan else 0 for s in report.services]
     report.estimated_seconds = whole_service_estimate(plans, fleet.request.max_parallel_services)
     report.settle()
-    return bounded_result(report.to_dict())
+    return bounded_fleet_result(report.to_dict())
 
 
 def _admit_fleet(fleet: DurableFleet, remaining: float) -> None:
@@ -246,7 +246,7 @@ def _reported(
         runtime.step("fleet metrics", lambda: _published(data))
     # The execution FAILS with RecycleNotCompleted's message, after every restore and the email.
     raise_if_not_completed(data, runtime)
-    return bounded_result(dict(data))
+    return bounded_fleet_result(data)
 
 
 def _published(data: Mapping[str, Any]) -> dict[str, bool]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,12 +187,33 @@ def bounded_result(result: dict[str, Any]) -> dict[str, Any]:
     """The report as the execution's result, shortened if it would not fit GetDurableExecution's 256 KB."""
     if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:
         return result
+    return dict(_shortened(result))
+
+
+def _shortened(result: Mapping[str, Any]) -> Mapping[str, Any]:
     short = dict(result)
     for key in ("tasks_recycled", "tasks_skipped", "tasks_remaining", "tasks_stopped_not_replaced"):
         items = result.get(key) or []
         short[key] = items[:RESULT_SAMPLE]
         short[f"{key}_count"] = len(items)
     short["truncated"] = f"task lists cut to {RESULT_SAMPLE} entries; the email has the full report"
+    return short
+
+
+# What a fleet's result keeps of each service when even its shortened reports do not fit.
+_SERVICE_OUTLINE = ("service", "status", "task_total", "restored", "error", "error_type", "duration_seconds")
+
+
+def bounded_fleet_result(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A fleet's report as the execution's result: each service's report shortened, then outlined, until it fits."""
+    if len(json.dumps(result, default=str)) <= MAX_RESULT_BYTES:
+        return result
+    short = dict(result)
+    services = result.get("services") or []
+    short["services"] = [_shortened(s) for s in services]
+    if len(json.dumps(short, default=str)) > MAX_RESULT_BYTES:
+        short["services"] = [{k: s.get(k) for k in _SERVICE_OUTLINE} for s in services]
+    short["truncated"] = "each service's report shortened; the email has the full report"
     return short
 
 
