@@ -227,7 +227,9 @@ def test_a_kill_mid_fleet_is_repaired_per_service_by_the_next_fleet_run(fleet: B
     clock.kill_at = clock.now() + 90
     with pytest.raises(LambdaKilled):
         handler(fleet)(event(max_parallel_services=2), FakeLambdaContext(clock))
-    assert fleet.held("svc-a") and fleet.held("svc-b") and not fleet.held("svc-c")
+    # The two services in flight died holding their locks. (A third may have taken its lock too: in Lambda
+    # nothing runs after a kill, but here the pool can pick svc-c up before the kill reaches the runner.)
+    assert fleet.held("svc-a") and fleet.held("svc-b")
     clock.killed = False
     clock.sleep(2000)
     result = handler(fleet)(event(max_parallel_services=2), FakeLambdaContext(clock))
