@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # moto before boto3 clients (simulator imports moto first).
-from support.bed import ENGINE_CALLS, Bed  # noqa: E402
+from support.bed import ENGINE_CALLS, Bed, simulated_bed  # noqa: E402
 from support.functions import DeployedFunction  # noqa: E402
 from support.handoff import DURABLE_ALIAS_ARN, FakeDurableAlias  # noqa: E402
 
@@ -62,14 +62,7 @@ def fake_aws_env() -> Iterator[None]:
 
 @pytest.fixture
 def bed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
-    clock = VirtualClock()
-    with simulator.simulated_aws(clock) as (sim, session):
-        config = simulator.sim_client_config()
-        ecs = session.client("ecs", config=config)
-        autoscaling = session.client("application-autoscaling", config=config)
-        elbv2 = session.client("elbv2", config=config)
-        calls = sim.count_client_calls(ecs, autoscaling, elbv2)
-        bed = Bed(sim, clock, session, ecs, autoscaling, elbv2, calls)
+    with simulated_bed(VirtualClock()) as bed:
         # The handlers find the lock table as the template tells them; undone after the test.
         monkeypatch.setenv("LOCK_TABLE_NAME", simulator.LOCK_TABLE)
         yield bed

@@ -10,39 +10,18 @@ from typing import Any
 import pytest
 from support.bed import CLUSTER, Bed
 from support.eventbridge import subscribe
+from support.fleet import NAMES, add_services, surged_counts
 
 import durable_function
 from dev.durable_support import durable_runner, fast_checkpoint_shutdown
-from dev.simulator import Behaviour, LambdaKilled
+from dev.simulator import LambdaKilled
 from recycler.hosts import durable as durable_runtime
 from recycler.hosts import execution_name
 from recycler.hosts.config import parse_config
 from recycler.model.report import NotificationResult
 from recycler.run import budget
 
-NAMES = ["svc-a", "svc-b", "svc-c"]
 CONFIG = parse_config({"recycle": {"poll_interval_seconds": 5, "max_failed_replacements": 2}})
-
-
-def add_services(bed: Bed, failing: str | None = None, tasks: int = 2) -> None:
-    behaviours = {name: Behaviour() for name in NAMES}
-    for name in NAMES:
-        bed.add_service(tasks=tasks, service=name, target=(1, 6), behaviour=behaviours[name])
-    if failing is not None:
-        behaviours[failing].fail_next_starts = 99
-
-
-def surged_counts(bed: Bed) -> list[int]:
-    """How many services are surged at every moment the simulator observes."""
-    counts: list[int] = []
-    observe = bed.sim._observe
-
-    def observing() -> None:
-        observe()
-        counts.append(sum(1 for n in NAMES if bed.desired(n) > bed.snapshots[n]["desired"]))
-
-    bed.sim._observe = observing  # type: ignore[method-assign]
-    return counts
 
 
 @pytest.fixture

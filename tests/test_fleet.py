@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support.bed import CLUSTER, Bed
+from support.bed import CLUSTER, Bed, simulated_bed
 from support.eventbridge import subscribe
+from support.fleet import NAMES, add_services, surged_counts
 from support.threads import CooperativeClock, CooperativeExecutor
 
 from dev import simulator
-from dev.simulator import Behaviour, FakeLambdaContext, LambdaKilled
+from dev.simulator import FakeLambdaContext, LambdaKilled
 from recycler.hosts import plain
 from recycler.hosts.config import parse_config
 from recycler.lock.record import LockRecord, Progress, Snapshot
@@ -23,49 +24,20 @@ from recycler.model.request import utc_text
 from recycler.model.states import Phase, Status
 
 CONFIG = parse_config({"recycle": {"poll_interval_seconds": 5, "max_failed_replacements": 2}})
-NAMES = ["svc-a", "svc-b", "svc-c"]
 
 
 @pytest.fixture
 def fleet(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
     """The bed on a clock the fleet's threads share."""
-    clock = CooperativeClock()
-    with simulator.simulated_aws(clock) as (sim, session):
-        config = simulator.sim_client_config()
-        ecs = session.client("ecs", config=config)
-        autoscaling = session.client("application-autoscaling", config=config)
-        elbv2 = session.client("elbv2", config=config)
-        calls = sim.count_client_calls(ecs, autoscaling, elbv2)
+    with simulated_bed(CooperativeClock()) as bed:
         monkeypatch.setenv("LOCK_TABLE_NAME", simulator.LOCK_TABLE)
-        yield Bed(sim, clock, session, ecs, autoscaling, elbv2, calls)
+        yield bed
 
 
 def handler(bed: Bed) -> Callable[[Any, Any], dict[str, Any]]:
     clock = bed.clock
     assert isinstance(clock, CooperativeClock)
     return plain.build_handler(clock=clock, config=CONFIG, executor=lambda n: CooperativeExecutor(clock, n))
-
-
-def add_services(bed: Bed, tasks: int = 2, failing: str | None = None) -> None:
-    """The three services; the failing one's replacements then fail to start."""
-    behaviours = {name: Behaviour() for name in NAMES}
-    for name in NAMES:
-        bed.add_service(tasks=tasks, service=name, target=(1, 6), behaviour=behaviours[name])
-    if failing is not None:
-        behaviours[failing].fail_next_starts = 99
-
-
-def surged_counts(bed: Bed) -> list[int]:
-    """How many services are surged (desired above what it was) at every moment the simulator observes."""
-    counts: list[int] = []
-    observe = bed.sim._observe
-
-    def observing() -> None:
-        observe()
-        counts.append(sum(1 for n in NAMES if bed.desired(n) > bed.snapshots[n]["desired"]))
-
-    bed.sim._observe = observing  # type: ignore[method-assign]
-    return counts
 
 
 def event(**fields: Any) -> dict[str, Any]:

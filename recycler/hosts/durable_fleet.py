@@ -223,7 +223,7 @@ def _settle(fleet: DurableFleet, report: FleetReport, results: Sequence[Mapping[
         alarm = (Status.FAILED, f"the event's alarms were not quiet before {report.not_started[0]} could start")
         report.stopped_by, report.error = first or alarm
     report.settle()
-    _explain(report)
+    report.explain()
 
 
 def _reported(
@@ -252,17 +252,6 @@ def _reported(
 def _published(data: Mapping[str, Any]) -> dict[str, bool]:
     metrics.publish(data)
     return {"published": True}
-
-
-def _explain(report: FleetReport) -> None:
-    if report.status in (Status.SUCCEEDED, Status.DRY_RUN):
-        return
-    if report.error is None:
-        failing = [s for s in report.services if s.status not in (Status.SUCCEEDED, Status.DRY_RUN)]
-        report.error = "; ".join(f"{s.service} {s.status}: {s.error}" for s in failing[:5])
-        report.error_type = failing[0].error_type if failing else None
-    elif report.error_type is None:
-        report.error_type = "FleetStopped"
 
 
 def _report_of(data: Mapping[str, Any]) -> RecycleReport:

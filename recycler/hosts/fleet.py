@@ -207,21 +207,9 @@ def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetRe
         report.stopped_by, report.error = fleet.gate.stopped_by, fleet.gate.reason
         _carry_on(fleet, report, started)
     report.settle()
-    _explain(report)
+    report.explain()
     report.duration_seconds = seconds_between(started, clock.now())
     return report
-
-
-def _explain(report: FleetReport) -> None:
-    """The fleet's error: why it stopped, else which services did not succeed (each report has the detail)."""
-    if report.status in (Status.SUCCEEDED, Status.DRY_RUN):
-        return
-    if report.error is None:
-        failing = [s for s in report.services if s.status not in (Status.SUCCEEDED, Status.DRY_RUN)]
-        report.error = "; ".join(f"{s.service} {s.status}: {s.error}" for s in failing[:5])
-        report.error_type = failing[0].error_type if failing else None
-    elif report.error_type is None:
-        report.error_type = "FleetStopped"
 
 
 def _estimates(services: list[RecycleReport]) -> list[int]:

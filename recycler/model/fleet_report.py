@@ -90,6 +90,17 @@ class FleetReport:
         """The status, from the services' outcomes and why any were left unstarted."""
         self.status = fleet_status((s.status for s in self.services), self.stopped_by)
 
+    def explain(self) -> None:
+        """The fleet's error: why it stopped, else which services did not succeed (each report has the detail)."""
+        if self.status in (Status.SUCCEEDED, Status.DRY_RUN):
+            return
+        if self.error is None:
+            failing = [s for s in self.services if s.status not in (Status.SUCCEEDED, Status.DRY_RUN)]
+            self.error = "; ".join(f"{s.service} {s.status}: {s.error}" for s in failing[:5])
+            self.error_type = failing[0].error_type if failing else None
+        elif self.error_type is None:
+            self.error_type = "FleetStopped"
+
     @property
     def region(self) -> str | None:
         return next((s.region for s in self.services if s.region), None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,15 @@ class Bed(Invariants):
             {*self.snapshots[service]["tasks"]}
             | {t.task_arn for t in self.sim.tasks(CLUSTER, service) if t.desired_status == "RUNNING"}
         )
+
+
+@contextmanager
+def simulated_bed(clock: VirtualClock) -> Iterator[Bed]:
+    """A bed on the simulated cluster, on ``clock`` (a fleet's tests give one its threads share)."""
+    with simulator.simulated_aws(clock) as (sim, session):
+        config = simulator.sim_client_config()
+        ecs = session.client("ecs", config=config)
+        autoscaling = session.client("application-autoscaling", config=config)
+        elbv2 = session.client("elbv2", config=config)
+        calls = sim.count_client_calls(ecs, autoscaling, elbv2)
+        yield Bed(sim, clock, session, ecs, autoscaling, elbv2, calls)
