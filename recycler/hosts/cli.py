@@ -239,8 +239,7 @@ def _run(args: argparse.Namespace, event_flags: dict[str, str], clock: Clock | N
         if isinstance(request, FleetRequest):
             if args.invoke or args.follow:
                 raise ConfigError("invoke", "a fleet runs here for now: leave out --invoke and --follow")
-            return _local_fleet(request, config, env, clock, interrupts)
-        if args.invoke or args.follow:
+        elif args.invoke or args.follow:
             return _remote(args, request, config, event, env, clock)
         return _local(args, request, config, env, clock, interrupts)
     except ConfigError as e:
@@ -266,13 +265,14 @@ def _config(args: argparse.Namespace, env: Environment) -> AppConfig:
 
 def _local(
     args: argparse.Namespace,
-    request: RecycleRequest,
+    request: RecycleRequest | FleetRequest,
     config: AppConfig,
     env: Environment,
     clock: Clock | None,
     interrupts: Interrupts,
 ) -> int:
-    """The run here, with a live bar on a terminal (JSON lines otherwise); the report on stdout."""
+    """The run here, with a live bar on a terminal (JSON lines otherwise; a fleet's services run at once, so it
+    has none); the report on stdout."""
     from recycler.hosts.plain import Watcher, new_owner_id
     from recycler.hosts.progress import ProgressBar, wants_bar
     from recycler.model.runtime import SystemClock
@@ -289,32 +289,17 @@ def _local(
             watcher=Watcher(interrupts.reason, progress),
         )
 
-    if request.action == Action.RECYCLE and not request.dry_run and wants_bar(sys.stderr, args.json):
+    if (
+        not isinstance(request, FleetRequest)
+        and request.action == Action.RECYCLE
+        and not request.dry_run
+        and wants_bar(sys.stderr, args.json)
+    ):
         with ProgressBar(f"{request.cluster_name}/{request.service_name}", sys.stderr) as bar:
             result = run(bar)
             bar.finish(str(result.get("status")))
     else:
         result = run(None)
-    print(json.dumps(result, indent=2, default=str))
-    return outcome_exit_code(result)
-
-
-def _local_fleet(
-    request: FleetRequest, config: AppConfig, env: Environment, clock: Clock | None, interrupts: Interrupts
-) -> int:
-    """A fleet here: its services' runs in JSON lines (no bar: several run at once), the fleet's report on stdout."""
-    from recycler.hosts.plain import Watcher, new_owner_id
-    from recycler.model.runtime import SystemClock
-
-    result = run_recycle(
-        request,
-        config,
-        owner_id=new_owner_id("cli"),
-        requested_by=f"cli {getpass.getuser()}@{socket.gethostname()}",
-        environment=env,
-        clock=clock or SystemClock(interrupts.sleep),
-        watcher=Watcher(interrupts.reason, None),
-    )
     print(json.dumps(result, indent=2, default=str))
     return outcome_exit_code(result)
 
