@@ -4,13 +4,13 @@ function's ``status``, and the exit status says how it ended."""
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import pytest
 from support.bed import CLUSTER, SERVICE, Bed
 from support.functions import DeployedFunction
+from support.terminal import Terminal
 
 import lambda_function
 from dev.simulator import Behaviour
@@ -120,11 +120,6 @@ def test_every_event_field_has_a_cli_flag_of_its_name() -> None:
             assert flag.lstrip("-").replace("no-", "", 1).replace("-", "_") in (field, field.removesuffix("_name")), (
                 flag
             )
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def test_a_run_at_a_terminal_shows_a_live_bar_and_its_log_lines_above_it(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator
 
 import pytest
+from support.terminal import Terminal
 
 from dev import demo
 
@@ -22,11 +22,6 @@ def own_logging() -> Iterator[None]:
     root.setLevel(level)
     for name, noisy_level in noisy.items():
         logging.getLogger(name).setLevel(noisy_level)
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def test_the_demo_recycles_every_task_and_shows_the_report_and_the_email(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 
 from support.bed import CLUSTER, SERVICE, Bed
+from support.terminal import Terminal
 
 from recycler.hosts.progress import ProgressBar, describe, wants_bar
 from recycler.model.progress import LiveProgress
@@ -82,10 +83,6 @@ def test_the_columns_say_what_is_not_known_yet_and_clip_a_long_event() -> None:
 
 
 def test_a_bar_only_for_a_person_at_a_terminal() -> None:
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
     assert wants_bar(Terminal(), json_lines=False)
     assert not wants_bar(Terminal(), json_lines=True)
     assert not wants_bar(io.StringIO(), json_lines=False)
