@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import os
 import random
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -54,6 +55,12 @@ INITIAL_TASK_AGES_SECONDS = (3_600.0, 3 * 86_400.0)
 
 class LambdaKilled(BaseException):
     """The host killed the run, as Lambda does at its timeout. Not catchable by `except Exception`."""
+
+
+def _status_of(task: Any) -> str:
+    """A moto task's lastStatus as the simulator last set it. moto's property would re-run its state machine
+    (which the simulator turns off) on every read, and a fleet's reconcile reads it millions of times."""
+    return str(task._status)
 
 
 class VirtualClock:
@@ -204,6 +211,11 @@ class EcsSimulator:
         self._stack = contextlib.ExitStack()
         self._in_reconcile = False
         self._internal = False
+        # moto is not thread-safe, and a fleet's services call it from several threads at once: one call at a
+        # time, each with its reconcile and observation (re-entrant, for moto calling itself).
+        self._serial = threading.RLock()
+        self._group_index: dict[str, tuple[int, dict[str, list[Any]]]] = {}
+        self._finished: set[str] = set()
 
     # ----------------------------------------------------------- install
 
@@ -243,11 +255,12 @@ class EcsSimulator:
         simulator = self
 
         def wrapper(backend: Any, *args: Any, **kwargs: Any) -> Any:
-            if simulator._internal:
-                # moto calling itself (or the scheduler): not an API call.
-                return original(backend, *args, **kwargs)
-            with simulator._internal_calls():
-                return outer(backend, *args, **kwargs)
+            with simulator._serial:
+                if simulator._internal:
+                    # moto calling itself (or the scheduler): not an API call.
+                    return original(backend, *args, **kwargs)
+                with simulator._internal_calls():
+                    return outer(backend, *args, **kwargs)
 
         def outer(backend: Any, *args: Any, **kwargs: Any) -> Any:
             simulator._count(name)
@@ -276,11 +289,13 @@ class EcsSimulator:
 
     @contextlib.contextmanager
     def _internal_calls(self) -> Iterator[None]:
-        self._internal = True
-        try:
-            yield
-        finally:
-            self._internal = False
+        with self._serial:
+            outer = self._internal
+            self._internal = True
+            try:
+                yield
+            finally:
+                self._internal = outer
 
     def count_client_calls(self, *clients: Any, into: dict[str, int] | None = None) -> dict[str, int]:
         """Count the API calls these boto3 clients make (attempts, as AWS would bill and throttle them)."""
@@ -420,20 +435,29 @@ class EcsSimulator:
             self._in_reconcile = False
 
     def _service_tasks(self, svc: Any) -> list[Any]:
-        group = f"service:{svc.name}"
-        return [t for t in self.backend().tasks.get(svc.cluster_name, {}).values() if t.group == group]
+        return list(self._groups(svc.cluster_name).get(f"service:{svc.name}", ()))
+
+    def _groups(self, cluster: str) -> dict[str, list[Any]]:
+        """The cluster's tasks by group. moto only adds tasks, and a task keeps its group, so the index only
+        takes the new ones (a fleet of a hundred services would otherwise scan every task for each service)."""
+        tasks = self.backend().tasks.get(cluster, {})
+        seen, groups = self._group_index.get(cluster, (0, {}))
+        if len(tasks) < seen:
+            seen, groups = 0, {}
+        if len(tasks) > seen:
+            for task in list(tasks.values())[seen:]:
+                groups.setdefault(task.group, []).append(task)
+            self._group_index[cluster] = (len(tasks), groups)
+        return groups
 
     def _event_times(self) -> list[float]:
         times = [at for at, _, _ in self.scheduled]
-        for arn, meta in self.meta.items():
-            task = self._task(arn)
-            if task is None:
-                continue
-            if task.last_status == "PROVISIONING":
+        for meta, task in self._unfinished():
+            if _status_of(task) == "PROVISIONING":
                 times.append(meta.pending_at)
-            if task.last_status == "PENDING":
+            if _status_of(task) == "PENDING":
                 times.append(meta.running_at)
-            if task.desired_status == "STOPPED" and task.last_status != "STOPPED" and meta.stop_at is not None:
+            if task.desired_status == "STOPPED" and _status_of(task) != "STOPPED" and meta.stop_at is not None:
                 times.append(meta.stop_at)
         return times
 
@@ -443,14 +467,28 @@ class EcsSimulator:
                 return tasks[arn]
         return None
 
-    def _advance(self, moment: float) -> None:
+    def _unfinished(self) -> list[tuple[_Meta, Any]]:
+        """The simulated tasks that have not stopped, with their moto task. A stopped task has no more events,
+        and is skipped from then on (a fleet's run leaves hundreds)."""
+        clusters = list(self.backend().tasks.values())
+        found = []
         for arn, meta in self.meta.items():
-            task = self._task(arn)
+            if arn in self._finished:
+                continue
+            task = next((tasks[arn] for tasks in clusters if arn in tasks), None)
             if task is None:
                 continue
-            if task.last_status == "PROVISIONING" and meta.pending_at <= moment:
+            if _status_of(task) == "STOPPED":
+                self._finished.add(arn)
+                continue
+            found.append((meta, task))
+        return found
+
+    def _advance(self, moment: float) -> None:
+        for meta, task in self._unfinished():
+            if _status_of(task) == "PROVISIONING" and meta.pending_at <= moment:
                 task.last_status = "PENDING"
-            if task.last_status == "PENDING" and meta.running_at <= moment:
+            if _status_of(task) == "PENDING" and meta.running_at <= moment:
                 if meta.fails:
                     self._mark_stopped(task, "TaskFailedToStart", self.behaviours[meta.service_key].fail_reason)
                     svc = self.backend().services.get(meta.service_key)
@@ -463,7 +501,7 @@ class EcsSimulator:
                     task.health_status = "UNHEALTHY" if meta.never_healthy else "HEALTHY"
             if (
                 task.desired_status == "STOPPED"
-                and task.last_status != "STOPPED"
+                and _status_of(task) != "STOPPED"
                 and meta.stop_at is not None
                 and meta.stop_at <= moment
             ):
@@ -500,7 +538,7 @@ class EcsSimulator:
                 victims = sorted(
                     (t for t in live if not self.is_protected(t.task_arn)),
                     key=lambda t: (
-                        t.last_status == "RUNNING",
+                        _status_of(t) == "RUNNING",
                         getattr(t, "health_status", "") == "HEALTHY",
                         -self.meta[t.task_arn].launched_at if t.task_arn in self.meta else 0,
                     ),
@@ -580,7 +618,7 @@ class EcsSimulator:
         meta = self.meta.get(task.task_arn)
         task.desired_status = "STOPPED"
         task.stopped_reason = reason
-        if task.last_status in ("PROVISIONING", "PENDING") or meta is None:
+        if _status_of(task) in ("PROVISIONING", "PENDING") or meta is None:
             self._mark_stopped(task, "ServiceSchedulerInitiated", reason or "Scaling activity initiated")
             return
         meta.stop_at = moment + self.behaviours[meta.service_key].drain_seconds
@@ -610,14 +648,15 @@ class EcsSimulator:
             # moto marks it STOPPED at once; real ECS keeps it RUNNING while it drains.
             task.last_status = "RUNNING"
             task.desired_status = "STOPPED"
+            self._finished.discard(arn)
             meta.stop_at = self.clock.now() + self.behaviours[meta.service_key].drain_seconds
         self.reconcile()
         return task
 
     def _refresh_counts(self, svc: Service) -> None:
         tasks = self._service_tasks(svc)
-        svc.running_count = sum(1 for t in tasks if t.last_status == "RUNNING")
-        svc.pending_count = sum(1 for t in tasks if t.last_status in ("PROVISIONING", "PENDING"))
+        svc.running_count = sum(1 for t in tasks if _status_of(t) == "RUNNING")
+        svc.pending_count = sum(1 for t in tasks if _status_of(t) in ("PROVISIONING", "PENDING"))
         if svc.deployments:
             deployment = svc.deployments[0]
             deployment.update(
@@ -639,7 +678,7 @@ class EcsSimulator:
 
     def is_serving(self, task: Any) -> bool:
         return (
-            task.last_status == "RUNNING"
+            _status_of(task) == "RUNNING"
             and task.desired_status == "RUNNING"
             and getattr(task, "health_status", "UNKNOWN") == "HEALTHY"
         )
@@ -778,11 +817,11 @@ class EcsSimulator:
             by_ip = {}
             for arn, meta in simulator.meta.items():
                 task = simulator._task(arn)
-                if task is None or task.last_status == "STOPPED":
+                if task is None or _status_of(task) == "STOPPED":
                     continue
-                if task.last_status == "RUNNING" and not meta.never_healthy:
+                if _status_of(task) == "RUNNING" and not meta.never_healthy:
                     state = "draining" if task.desired_status == "STOPPED" else "healthy"
-                elif task.last_status == "RUNNING":
+                elif _status_of(task) == "RUNNING":
                     state = "unhealthy"
                 else:
                     state = "initial"

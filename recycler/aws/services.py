@@ -8,7 +8,8 @@ so a name that is not an ACTIVE service of the cluster is refused, named by its 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 # One batching helper for every batched call (gateway's DescribeTasks too).
 from recycler.aws.gateway import _batches, aws_errors
@@ -26,8 +27,29 @@ LIST_SERVICES_PAGE: Final = 100
 SELECTABLE_STATUS: Final = "ACTIVE"
 
 
-def fleet_services(ecs_client: ECSClient, cluster: str, names: Sequence[str], tags: Mapping[str, str]) -> list[str]:
-    """The names of the services selected, sorted: those named (each checked), or those carrying every tag.
+@dataclass(frozen=True)
+class SelectedService:
+    """A selected service as the selection read it: what the fleet's admission and each service's lock need."""
+
+    name: str
+    arn: str
+    # The most tasks its run could recycle: its desired or its running count, whichever is larger.
+    tasks: int = 0
+    # Its deployment alarms, when ECS applies them (they gate its run unless use_service_alarms is false).
+    alarm_names: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "arn": self.arn, "tasks": self.tasks, "alarm_names": list(self.alarm_names)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SelectedService:
+        return cls(str(data["name"]), str(data["arn"]), int(data["tasks"]), tuple(data.get("alarm_names") or ()))
+
+
+def fleet_selection(
+    ecs_client: ECSClient, cluster: str, names: Sequence[str], tags: Mapping[str, str]
+) -> list[SelectedService]:
+    """The services selected, sorted by name: those named (each checked), or those carrying every tag.
 
     Raises ConfigError naming ``services[i]`` for a name that is not an ACTIVE service of the cluster, and
     ``service_tags`` when the tags select nothing; AWS errors come out as AwsCallFailed.
@@ -37,6 +59,26 @@ def fleet_services(ecs_client: ECSClient, cluster: str, names: Sequence[str], ta
     if not tags:
         raise ConfigError("services", "give services or service_tags to select the fleet")
     return _tagged(ecs_client, cluster, tags)
+
+
+def fleet_services(ecs_client: ECSClient, cluster: str, names: Sequence[str], tags: Mapping[str, str]) -> list[str]:
+    """The names of the services selected, sorted (see fleet_selection)."""
+    return [selected.name for selected in fleet_selection(ecs_client, cluster, names, tags)]
+
+
+def service_alarm_names(service: ServiceTypeDef) -> tuple[str, ...]:
+    """The service's deployment alarms, when ECS applies them (enable true)."""
+    alarms: Mapping[str, Any] = (service.get("deploymentConfiguration") or {}).get("alarms") or {}
+    return tuple(alarms.get("alarmNames") or ()) if alarms.get("enable") else ()
+
+
+def _selected(service: ServiceTypeDef) -> SelectedService:
+    return SelectedService(
+        name=service.get("serviceName", ""),
+        arn=service.get("serviceArn", ""),
+        tasks=max(int(service.get("desiredCount", 0)), int(service.get("runningCount", 0))),
+        alarm_names=service_alarm_names(service),
+    )
 
 
 def service_name(name_or_arn: str) -> str:
@@ -54,7 +96,7 @@ def _arn_cluster(name_or_arn: str) -> str | None:
     return path[1] if len(path) == 3 else None
 
 
-def _named(ecs: ECSClient, cluster: str, names: Sequence[str]) -> list[str]:
+def _named(ecs: ECSClient, cluster: str, names: Sequence[str]) -> list[SelectedService]:
     # Refused before any call: an ARN of another cluster can never be a service of this one.
     for i, given in enumerate(names):
         arn_cluster = _arn_cluster(given)
@@ -64,29 +106,32 @@ def _named(ecs: ECSClient, cluster: str, names: Sequence[str]) -> list[str]:
     for i, given in enumerate(names):
         wanted.setdefault(service_name(given), i)
     found: dict[str, str] = {}
+    described: dict[str, SelectedService] = {}
     for batch in _batches(list(wanted), DESCRIBE_SERVICES_BATCH):
         services, failures = _describe(ecs, cluster, batch, with_tags=False)
         for service in services:
             found[service.get("serviceName", "")] = service.get("status", "")
+            described[service.get("serviceName", "")] = _selected(service)
         for arn, reason in failures:
             found.setdefault(service_name(arn), reason)
     for name, i in wanted.items():
         status = found.get(name, "MISSING")
         if status != SELECTABLE_STATUS:
             raise ConfigError(f"services[{i}]", f"{clip(name)} is not in cluster {clip(cluster)} ({status})")
-    return sorted(wanted)
+    return [described[name] for name in sorted(wanted)]
 
 
-def _tagged(ecs: ECSClient, cluster: str, tags: Mapping[str, str]) -> list[str]:
-    selected: set[str] = set()
+def _tagged(ecs: ECSClient, cluster: str, tags: Mapping[str, str]) -> list[SelectedService]:
+    selected: dict[str, SelectedService] = {}
     for batch in _batches(_list_service_arns(ecs, cluster), DESCRIBE_SERVICES_BATCH):
         services, _ = _describe(ecs, cluster, batch, with_tags=True)
-        selected |= {s.get("serviceName", "") for s in services if _selectable(s) and _carries(s, tags)}
-    selected.discard("")
+        for service in services:
+            if _selectable(service) and _carries(service, tags) and service.get("serviceName"):
+                selected[service.get("serviceName", "")] = _selected(service)
     if not selected:
         shown = ", ".join(f"{clip(k)}={clip(v)}" for k, v in sorted(tags.items()))
         raise ConfigError("service_tags", f"{shown} selects no service of cluster {clip(cluster)}")
-    return sorted(selected)
+    return [selected[name] for name in sorted(selected)]
 
 
 def _list_service_arns(ecs: ECSClient, cluster: str) -> list[str]:

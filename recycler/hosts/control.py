@@ -29,7 +29,7 @@ from recycler.lock.store import DynamoLockStore, lock_key
 from recycler.model.errors import RecycleError
 from recycler.model.runtime import TOOL_NAME, Clock, iso_seconds
 from recycler.run.gates import CANCEL_TAG_KEY, CancelRequest, cancel_tag
-from recycler.run.preflight import check_arn_matches
+from recycler.run.service_checks import check_arn_matches
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import ServiceTypeDef

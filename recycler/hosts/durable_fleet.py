@@ -28,7 +28,7 @@ from aws_durable_execution_sdk_python.serdes import SerDes, SerDesContext
 from recycler.aws.clients import Clients
 from recycler.aws.eventbus import EventBus
 from recycler.aws.gateway import ServiceGateway
-from recycler.aws.services import fleet_services
+from recycler.aws.services import SelectedService, fleet_selection
 from recycler.hosts.checkpoints import SERDES
 from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
@@ -42,7 +42,7 @@ from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Runtime, iso_seconds
 from recycler.model.states import Action, OnServiceFailure, Status
 from recycler.observability import logs, metrics
-from recycler.run.budget import bounded_fleet_result, bounded_result, durable_plan_seconds
+from recycler.run.budget import bounded_fleet_result, bounded_result, selected_durable_seconds
 from recycler.run.events import fleet_finished, fleet_started
 from recycler.run.gates import alarm_problems
 
@@ -106,15 +106,21 @@ class DurableFleet:
     host: Any  # recycler.hosts.durable.DurableHost
     config: AppConfig
     env: Environment
-    names: list[str]
+    selected: list[SelectedService]
     flag: StopFlag = dataclasses.field(default_factory=StopFlag)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.selected]
 
     def branch_host(self, context: DurableContext, index: int) -> MemberHost:
         """The index-th service's host: a durable host on its own child context, without its own email."""
         return member(dataclasses.replace(self.host, context=context), index)
 
     def service_request(self, name: str) -> RecycleRequest:
-        return dataclasses.replace(self.request.for_service(name), hand_off=False)
+        # By its ARN, as the selection read it: the ARN names the service's lock item (one call fewer each).
+        arn = next((s.arn for s in self.selected if s.name == name and s.arn), name)
+        return dataclasses.replace(self.request.for_service(arn), hand_off=False)
 
 
 def run_durable_fleet(
@@ -126,12 +132,12 @@ def run_durable_fleet(
     clients, region = host.connect(config)
     request.check_region(region)
     cluster = request.template.cluster_name
-    names = host.context.step(
-        lambda _: fleet_services(clients.client("ecs"), cluster, request.names, request.tags),
+    selected = host.context.step(
+        lambda _: [s.to_dict() for s in fleet_selection(clients.client("ecs"), cluster, request.names, request.tags)],
         name="fleet services",
         config=ONCE,
     )
-    fleet = DurableFleet(request, host, config, env, list(names))
+    fleet = DurableFleet(request, host, config, env, [SelectedService.from_dict(s) for s in selected])
     with logs.bound(cluster=cluster, fleet=True, **host.log_fields):
         if request.template.action != Action.RECYCLE or request.template.dry_run:
             answers = [
@@ -164,21 +170,14 @@ def _dry_report(fleet: DurableFleet, answers: Sequence[Mapping[str, Any]]) -> Ma
 
 
 def _admit_fleet(fleet: DurableFleet, remaining: float) -> None:
-    """The fleet's worst case must fit the execution: each service's durable worst case (from its dry run's plan,
-    as check_duration_bound counts it), whole, on max_parallel_services lanes."""
+    """The fleet's worst case must fit the execution: each service's durable worst case, from what the selection
+    read (its task count, its deployment alarms), whole, on max_parallel_services lanes. A service's own refusal
+    (a held lock, a deployment in progress) is its run's to report: it does not refuse the fleet."""
+    template, settings = fleet.request.template, fleet.config.recycle
     estimates = []
-    for index, name in enumerate(fleet.names):
-        plan = run(
-            member(fleet.host, index, metrics=False),
-            dataclasses.replace(fleet.service_request(name), dry_run=True),
-            fleet.config,
-            fleet.env,
-        )
-        if plan.get("status") == Status.REFUSED:
-            raise PreflightError(f"{name}: {plan.get('error')}. Nothing was changed")
-        planned = plan.get("plan")
-        request = fleet.service_request(name)
-        estimates.append(math.ceil(durable_plan_seconds(planned, request, fleet.config.recycle)) if planned else 0)
+    for s in fleet.selected:
+        alarms = bool(template.alarm_names or (template.use_service_alarms and s.alarm_names))
+        estimates.append(math.ceil(selected_durable_seconds(s.tasks, alarms, template, settings)))
     needed = whole_service_estimate(estimates, fleet.request.max_parallel_services)
     if needed > remaining:
         raise PreflightError(

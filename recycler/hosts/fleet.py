@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from recycler.aws.clients import Clients
 from recycler.aws.eventbus import EventBus
 from recycler.aws.gateway import ServiceGateway
-from recycler.aws.services import fleet_services
+from recycler.aws.services import SelectedService, fleet_selection
 from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
 from recycler.hosts.pipeline import Host, TimePolicy, lock_table_name, register_secrets, run
@@ -126,16 +126,24 @@ class Fleet:
     """One fleet run: its request, host, config and what it has learnt so far."""
 
     def __init__(
-        self, request: FleetRequest, host: FleetHost, config: AppConfig, env: Environment, names: list[str]
+        self,
+        request: FleetRequest,
+        host: FleetHost,
+        config: AppConfig,
+        env: Environment,
+        selected: list[SelectedService],
     ) -> None:
-        self.request, self.host, self.config, self.env, self.names = request, host, config, env, names
+        self.request, self.host, self.config, self.env = request, host, config, env
+        self.names = [s.name for s in selected]
+        # Each service is run by its ARN, as the selection read it: the ARN names its lock item (one call fewer).
+        self.arns = {s.name: s.arn for s in selected if s.arn}
         # Each service's planned seconds, when the invocation's time bounds the fleet.
         self.estimates: dict[str, int] = {}
         self.gate = Gate()
 
     def service_request(self, name: str) -> RecycleRequest:
         # The fleet decides what fits the invocation; a service alone never hands itself off.
-        return dataclasses.replace(self.request.for_service(name), hand_off=False)
+        return dataclasses.replace(self.request.for_service(self.arns.get(name, name)), hand_off=False)
 
     def one(self, index: int, name: str, request: RecycleRequest | None = None) -> RecycleReport:
         """One service's run, or dry run: its own report."""
@@ -155,8 +163,9 @@ def run_fleet(
     lock_table_name(config, request.template, env.lock_table_name)
     clients, region = host.connect(config)
     request.check_region(region)
-    names = fleet_services(clients.client("ecs"), request.template.cluster_name, request.names, request.tags)
-    fleet = Fleet(request, host, config, env, names)
+    selected = fleet_selection(clients.client("ecs"), request.template.cluster_name, request.names, request.tags)
+    fleet = Fleet(request, host, config, env, selected)
+    names = fleet.names
     with logs.bound(cluster=request.template.cluster_name, fleet=True, **host.log_fields):
         if request.template.action != Action.RECYCLE:
             answers = [run(member(host, i), fleet.service_request(name), config, env) for i, name in enumerate(names)]

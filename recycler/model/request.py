@@ -104,6 +104,15 @@ class RecycleRequest:
         match = _SERVICE_ARN.fullmatch(self.service)
         return match.group("name") if match else self.service
 
+    @property
+    def cluster_arn_from_service(self) -> str | None:
+        """The cluster's ARN, when the service was given as a long-form ARN (which names it); else None."""
+        match = _SERVICE_ARN.fullmatch(self.service)
+        if match is None or match.group("cluster") is None:
+            return None
+        prefix = self.service.split(":service/", 1)[0]
+        return f"{prefix}:cluster/{match.group('cluster')}"
+
     def carry_on_started_before(self, run_started_at: float) -> str:
         """The cut-off for the event that carries on this run: its start, or the event's own if earlier.
 

@@ -137,13 +137,26 @@ def check_duration_bound(
 def durable_plan_seconds(plan: ReportPlan, request: RecycleRequest, settings: RecycleSettings) -> float:
     """A service's durable worst case from its dry run's plan: what check_duration_bound admits it against (its
     estimate with the alarm watch and checkpoint holds, and at least its first batch's worst case)."""
-    batches = plan["batches"]
+    holds = sum(checkpoint["hold_seconds"] for checkpoint in plan["checkpoints"])
+    return durable_worst_seconds(plan["batches"], bool(plan["alarms"]), holds, request, settings)
+
+
+def selected_durable_seconds(tasks: int, alarms: bool, request: RecycleRequest, settings: RecycleSettings) -> float:
+    """A service's durable worst case before any of its reads, from its task count: every task recycled (up to
+    max_tasks), every checkpoint a hold of its own. A dry run's plan can only be shorter (ages leave tasks out,
+    one batch can reach two checkpoints)."""
+    batches = math.ceil(min(tasks, request.max_tasks or tasks) / request.batch_size)
+    holds = min(len(request.checkpoint_percentages), batches) * request.checkpoint_delay_seconds
+    return durable_worst_seconds(batches, alarms, holds, request, settings)
+
+
+def durable_worst_seconds(
+    batches: int, alarms: bool, hold_seconds: float, request: RecycleRequest, settings: RecycleSettings
+) -> float:
     if not batches:
         return 0.0
     estimate = (
-        estimated_seconds(batches, request, settings)
-        + (settings.alarm_watch_seconds if plan["alarms"] else 0)
-        + sum(checkpoint["hold_seconds"] for checkpoint in plan["checkpoints"])
+        estimated_seconds(batches, request, settings) + (settings.alarm_watch_seconds if alarms else 0) + hold_seconds
     )
     return max(estimate, durable_batch_seconds(0.0, request, settings) + START_OVERHEAD_SECONDS)
 

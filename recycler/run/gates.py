@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from recycler.aws.gateway import ServiceGateway
 from recycler.model.errors import AlarmTriggered, PreflightError, RecycleCancelled, clip
@@ -205,12 +205,6 @@ def stop_error(reason: StopReason) -> Exception:
     if reason.kind == "cancel":
         return RecycleCancelled(f"cancelled ({reason.detail}); no further task was stopped")
     return AlarmTriggered(f"{reason.detail}; no further task was stopped")
-
-
-def service_alarm_names(service: ServiceTypeDef) -> tuple[str, ...]:
-    """The service's deployment alarms, when ECS applies them (enable true)."""
-    alarms: Mapping[str, Any] = (service.get("deploymentConfiguration") or {}).get("alarms") or {}
-    return tuple(alarms.get("alarmNames") or ()) if alarms.get("enable") else ()
 
 
 def remove_cancel_tag(gateway: ServiceGateway, service_arn: str) -> NoResult:

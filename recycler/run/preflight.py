@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 
 from recycler.aws.gateway import SUSPENDED_FLAGS, ScalableTarget, ServiceGateway
+from recycler.aws.services import service_alarm_names
 from recycler.lock.record import LockRecord, Phase, Snapshot
 from recycler.lock.store import DynamoLockStore, holder_facts, lock_key
 from recycler.model import errors
 from recycler.model.errors import ConfigError, LockCorrupt, LockHeld, LockHolderFacts, PreflightError, RecycleError
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Clock, iso_seconds
-from recycler.run.gates import CANCEL_TAG_KEY, service_alarm_names
+from recycler.run.gates import CANCEL_TAG_KEY
 from recycler.run.selection import Selection, TaskInfo, oldest_first, select
+from recycler.run.service_checks import check_arn_matches, untouchable
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs.type_defs import ServiceTypeDef, TaskTypeDef
@@ -244,18 +246,12 @@ def read_preflight(
             raise error
         would_refuse.append({"check": check, "problem": str(error)})
 
-    located = gateway.describe_service()
-    if seen is not None:
-        seen.append(
-            ServiceSeen(
-                service_arn=str(located.get("serviceArn", "")),
-                desired_count=int(located.get("desiredCount", 0)),
-                running_count=int(located.get("runningCount", 0)),
-            )
-        )
-    check_arn_matches(request, located)
-    key = lock_key(str(located.get("clusterArn", "")), str(located.get("serviceName", request.service_name)))
+    # A long-form service ARN (each of a fleet's runs is given its own) names the lock's item: no call to find it.
+    known_cluster = request.cluster_arn_from_service
+    located = None if known_cluster else _located(gateway, seen)
+    key = _lock_key_of(located, request) if located else lock_key(str(known_cluster), request.service_name)
     lock = _read_lock(store, key, refuse)
+    service = _located(gateway, seen, include_tags=True) if known_cluster else None
     if lock is not None and lock.is_live(clock.now()):
         refuse(
             "lock",
@@ -265,10 +261,24 @@ def read_preflight(
                 holder_facts(lock),
             ),
         )
-    service = gateway.describe_service(include_tags=True)
+    service = service or gateway.describe_service(include_tags=True)
     for check, error in untouchable(request, service):
         refuse(check, error)
     return _preflight_of(gateway, service, key, lock, clock)
+
+
+def _located(gateway: ServiceGateway, seen: list[ServiceSeen] | None, include_tags: bool = False) -> ServiceTypeDef:
+    """The service found (its ARN and counts kept for a refusal to report), in the session's region and account."""
+    service = gateway.describe_service(include_tags=include_tags)
+    if seen is not None:
+        counts = int(service.get("desiredCount", 0)), int(service.get("runningCount", 0))
+        seen.append(ServiceSeen(str(service.get("serviceArn", "")), *counts))
+    check_arn_matches(gateway.request, service)
+    return service
+
+
+def _lock_key_of(service: ServiceTypeDef, request: RecycleRequest) -> str:
+    return lock_key(str(service.get("clusterArn", "")), str(service.get("serviceName", request.service_name)))
 
 
 def _preflight_of(
@@ -346,51 +356,6 @@ def epoch(value: Any, missing: None) -> float | None: ...
 def epoch(value: Any, missing: float | None = float("-inf")) -> float | None:
     """A boto3 timestamp as epoch seconds; ``missing`` when there is none."""
     return value.timestamp() if isinstance(value, datetime) else missing
-
-
-def untouchable(request: RecycleRequest, service: ServiceTypeDef) -> list[tuple[str, PreflightError]]:
-    """Why the run may not touch this service, as (check, error): the run raises the first."""
-    name, status = request.service_name, service.get("status")
-    controller_config: Mapping[str, Any] = service.get("deploymentController") or {}
-    controller = controller_config.get("type", "ECS")
-    deployments = service.get("deployments", [])
-    found = [
-        ("service", status != "ACTIVE", f"service {name} is {status}, not ACTIVE"),
-        (
-            "service",
-            service.get("schedulingStrategy") == "DAEMON",
-            "DAEMON services run one task per instance and have no desired count to surge",
-        ),
-        (
-            "service",
-            controller != "ECS",
-            f"service {name} uses the {controller} deployment controller; its tasks belong to task sets that "
-            "this tool does not manage (only ECS rolling-update services are supported)",
-        ),
-        (
-            "deployment",
-            len(deployments) > 1,
-            f"a deployment is in progress ({len(deployments)} deployments at once); wait for it to finish "
-            "before recycling",
-        ),
-        (
-            "deployment",
-            len(deployments) <= 1 and any(d.get("rolloutState") == "IN_PROGRESS" for d in deployments),
-            "a deployment is in progress (its rolloutState is IN_PROGRESS); wait for it to finish before recycling",
-        ),
-    ]
-    return [(check, PreflightError(message)) for check, applies, message in found if applies]
-
-
-def check_arn_matches(request: RecycleRequest, service: ServiceTypeDef) -> None:
-    """An ARN in the event must name the region and account the session reaches, not just the names."""
-    actual = str(service.get("serviceArn", "")).split(":")
-    if len(actual) < 6:
-        return
-    for field_name, (region, account) in request.arn_fields().items():
-        for what, given, reached in (("region", region, actual[3]), ("account", account, actual[4])):
-            if given != reached:
-                raise ConfigError(field_name, f"the ARN's {what} is {given}, but the session reaches {reached}")
 
 
 def legacy_tag_note() -> str:
