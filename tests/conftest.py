@@ -20,13 +20,11 @@ sys.path.insert(0, str(ROOT))
 # moto before boto3 clients (simulator imports moto first).
 from support.bed import ENGINE_CALLS, Bed, simulated_bed  # noqa: E402
 from support.functions import DeployedFunction  # noqa: E402
-from support.handoff import DURABLE_ALIAS_ARN, FakeDurableAlias  # noqa: E402
+from support.handoff import FakeDurableAlias, install_durable_alias  # noqa: E402
 
 from dev import simulator  # noqa: E402
 from dev.simulator import VirtualClock  # noqa: E402
-from recycler.aws import clients  # noqa: E402
 from recycler.aws import session as aws_session  # noqa: E402
-from recycler.run.ports import HANDOFF_ENV  # noqa: E402
 
 # The cross-check's verdict: (line, is_failure), printed by pytest_terminal_summary.
 IAM_SUMMARY: list[tuple[str, bool]] = []
@@ -71,15 +69,7 @@ def bed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
 @pytest.fixture
 def durable_alias(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> FakeDurableAlias:
     """The plain function configured to hand off, with its Lambda client answered by a fake durable alias."""
-    alias = FakeDurableAlias()
-    monkeypatch.setenv(HANDOFF_ENV, DURABLE_ALIAS_ARN)
-    real_create_client = clients.create_client
-    monkeypatch.setattr(
-        clients,
-        "create_client",
-        lambda session, name: alias if name == "lambda" else real_create_client(session, name),
-    )
-    return alias
+    return install_durable_alias(monkeypatch)
 
 
 @pytest.fixture

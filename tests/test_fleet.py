@@ -10,6 +10,7 @@ import pytest
 from support.bed import CLUSTER, Bed, simulated_bed
 from support.eventbridge import subscribe
 from support.fleet import NAMES, add_services, surged_counts
+from support.handoff import DURABLE_ALIAS_ARN, install_durable_alias
 from support.threads import CooperativeClock, CooperativeExecutor
 
 from dev import simulator
@@ -296,13 +297,56 @@ def test_the_cli_runs_a_fleet_and_names_the_flag_of_a_bad_one(
         cli.main(["--cluster", CLUSTER, "--service", "svc-a", "--services", "svc-b"])
 
 
-def test_a_fleet_too_long_for_the_invocation_needs_hand_off_false_and_changes_nothing(fleet: Bed) -> None:
+def test_a_fleet_too_long_without_a_durable_function_is_refused_naming_hand_off_and_changes_nothing(
+    fleet: Bed,
+) -> None:
     add_services(fleet, tasks=3)
-    before = fleet.service_state("svc-a")
+    before = {name: fleet.service_state(name) for name in NAMES}
     with pytest.raises(ConfigError) as raised:
         handler(fleet)(event(wait_time=30), FakeLambdaContext(fleet.clock, 500))
     assert raised.value.field == "hand_off" and "hand_off false" in raised.value.problem
-    fleet.assert_nothing_changed(before, "svc-a")
+    for name in NAMES:
+        fleet.assert_nothing_changed(before[name], name)
+
+
+def test_a_fleet_too_long_for_the_invocation_is_handed_whole_to_one_durable_execution(
+    fleet: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    alias = install_durable_alias(monkeypatch)
+    add_services(fleet, tasks=3)
+    before = {name: fleet.service_state(name) for name in NAMES}
+    read_events = subscribe(fleet.session)
+    started = fleet.clock.now()
+    fleet_event = event(wait_time=30, max_parallel_services=2)
+    result = handler(fleet)(fleet_event, FakeLambdaContext(fleet.clock, 500, "req-fleet"))
+    # One asynchronous start of the durable alias for the whole fleet, before any service was touched.
+    assert result["status"] == "handed_off" and result["services"] == [] and result["not_started"] == []
+    (invoke,) = alias.invokes
+    assert invoke["InvocationType"] == "Event" and invoke["FunctionName"] == DURABLE_ALIAS_ARN
+    name = invoke["DurableExecutionName"]
+    assert name == result["handed_off"]["execution_name"] and name.startswith(f"fleet-{CLUSTER}-")
+    payload = json.loads(invoke["Payload"])
+    assert payload == {**fleet_event, "hand_off": False, "started_before": utc_text(started)}
+    assert parse_fleet_event(payload).names == tuple(NAMES)
+    for service in NAMES:
+        fleet.assert_nothing_changed(before[service], service)
+        assert fleet.lock(service) is None
+    # Its final event says so; one email for the fleet.
+    finals = [e["detail-type"] for e in read_events() if e["detail"].get("fleet") is True]
+    assert finals == ["ECS Task Recycle Handed Off"]
+    # A retry of the same invocation starts no second execution: it follows the first.
+    again = handler(fleet)(fleet_event, FakeLambdaContext(fleet.clock, 500, "req-fleet"))
+    assert again["handed_off"]["already_started"] is True and again["handed_off"]["execution_name"] == name
+    assert [i["DurableExecutionName"] for i in alias.invokes] == [name, name]
+
+
+def test_a_fleet_that_fits_is_not_handed_off(fleet: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
+    alias = install_durable_alias(monkeypatch)
+    add_services(fleet)
+    result = handler(fleet)(event(), FakeLambdaContext(fleet.clock))
+    assert result["status"] == "succeeded" and alias.invokes == []
 
 
 def test_with_hand_off_false_a_long_fleet_recycles_what_fits_and_gives_the_carry_on_event(fleet: Bed) -> None:

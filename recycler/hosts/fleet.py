@@ -24,6 +24,7 @@ from recycler.aws.gateway import ServiceGateway
 from recycler.aws.services import SelectedService, fleet_selection
 from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
+from recycler.hosts.handoff import FleetHandOff
 from recycler.hosts.pipeline import Host, TimePolicy, lock_table_name, register_secrets, run
 from recycler.model.errors import ConfigError, RecycleError
 from recycler.model.fleet import FleetRequest
@@ -42,9 +43,9 @@ logger = logging.getLogger(TOOL_NAME)
 
 # How the fleet runs its services at once; tests pass one that runs them on the simulator's virtual clock.
 ExecutorFactory = Callable[[int], Executor]
-HAND_OFF_TODO = (
-    "a fleet too long for one invocation runs in the durable function (one execution for the whole fleet), "
-    "or here with hand_off false (what fits, then the event that carries on)"
+NO_DURABLE = (
+    "a fleet too long for one invocation is handed to the durable function, which this deployment has not set up "
+    "(DURABLE_FUNCTION_ALIAS_ARN); give hand_off false to recycle what fits, then the event that carries on"
 )
 
 
@@ -55,6 +56,10 @@ class FleetHost(Host, Protocol):
 
     def interrupted(self) -> str | None:
         """The operator's interrupt (the CLI's Ctrl-C): its signal's name, or None."""
+        ...
+
+    def fleet_hand_off(self, request: FleetRequest, clients: Clients) -> FleetHandOff | None:
+        """The durable alias a fleet too long for this invocation is handed to whole; None when there is none."""
         ...
 
 
@@ -207,8 +212,10 @@ def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetRe
     if request.template.dry_run:
         report.services = [fleet.one(i, name) for i, name in enumerate(fleet.names)]
         report.estimated_seconds = whole_service_estimate(_estimates(report.services), request.max_parallel_services)
+    elif (hand_off := _fit(fleet)) is not None:
+        # Before any service was touched: one durable execution runs the whole fleet.
+        report.handed_off = hand_off.start(started).to_dict()
     else:
-        _fit(fleet)
         announce(dataclasses.replace(report, not_started=list(fleet.names)))
         results = _run_all(fleet, executor)
         report.services = [results[name] for name in fleet.names if name in results]
@@ -225,11 +232,12 @@ def _estimates(services: list[RecycleReport]) -> list[int]:
     return [s.plan["estimated_seconds"] if s.plan else 0 for s in services]
 
 
-def _fit(fleet: Fleet) -> None:
-    """When the invocation's time bounds the fleet: each service's plan, and whether the whole fleet fits."""
+def _fit(fleet: Fleet) -> FleetHandOff | None:
+    """When the invocation's time bounds the fleet: each service's plan, and whether the whole fleet fits. One that
+    does not is handed off whole to the durable alias (unless hand_off false: then what fits runs here)."""
     remaining = fleet.host.remaining_seconds()
     if remaining is None:
-        return
+        return None
     for index, name in enumerate(fleet.names):
         plan = RecycleReport.from_dict(
             run(
@@ -241,8 +249,12 @@ def _fit(fleet: Fleet) -> None:
         )
         fleet.estimates[name] = _estimates([plan])[0]
     needed = whole_service_estimate(fleet.estimates.values(), fleet.request.max_parallel_services)
-    if needed > remaining and fleet.request.template.hand_off:
-        raise ConfigError("hand_off", f"{HAND_OFF_TODO} (the fleet needs about {needed}s, {remaining:.0f}s remain)")
+    if needed <= remaining or not fleet.request.template.hand_off:
+        return None
+    hand_off = fleet.host.fleet_hand_off(fleet.request, fleet.host.connect(fleet.config)[0])
+    if hand_off is None:
+        raise ConfigError("hand_off", f"{NO_DURABLE} (the fleet needs about {needed}s, {remaining:.0f}s remain)")
+    return hand_off
 
 
 def _run_all(fleet: Fleet, executor: ExecutorFactory) -> dict[str, RecycleReport]:

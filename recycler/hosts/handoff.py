@@ -7,6 +7,9 @@ deterministic DurableExecutionName (a retry of the same invocation starts no
 second execution) and returns ``handed_off`` with how to follow it. The event's
 ``hand_off: false`` refuses that: the run then does what fits and reports
 ``incomplete``, with the event that carries on.
+
+A fleet too long for the invocation is handed off whole (FleetHandOff): one durable execution runs every
+service, with the SDK's map, under a name of the cluster, the selection and this invocation.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from recycler.aws.gateway import error_code, start_execution
-from recycler.hosts.execution_name import durable_execution_name
+from recycler.hosts.execution_name import durable_execution_name, durable_fleet_execution_name
 from recycler.model.errors import AwsCallFailed
+from recycler.model.fleet import FleetRequest
 from recycler.model.request import RecycleRequest
 from recycler.run.budget import PlanFit
 from recycler.run.ports import HandedOff, HandOffDecision
@@ -63,17 +67,9 @@ class HandOff:
         would: what this run's chain started before the hand-off stays out of it, and so does any task
         the execution starts, in every event it hands back.
         """
-        name = self.execution_name()
         cut_off = self.request.carry_on_started_before(run_started_at)
         payload = json.dumps({**self.event, "hand_off": False, "started_before": cut_off})
-        try:
-            status_code = start_execution(self.lambda_client, self.alias_arn, name, payload.encode())
-        except AwsCallFailed as e:
-            if error_code(e) != ALREADY_STARTED:
-                raise
-            # A retry of this invocation: the execution the first attempt started does the recycle.
-            return self.following(already_started=True)
-        return replace(self.following(already_started=False), status_code=status_code)
+        return started_or_following(self, payload)
 
     def owns(self, lock_owner: str | None) -> bool:
         """Whether a lock's owner is the durable execution this invocation starts (recycler.hosts.durable names it)."""
@@ -97,3 +93,56 @@ class HandOff:
                 f'"action": "status"}}'
             ),
         )
+
+
+@dataclass
+class FleetHandOff:
+    """Hands a whole fleet too long for this invocation to the durable alias: one execution for every service."""
+
+    lambda_client: LambdaClient
+    alias_arn: str
+    request: FleetRequest
+    invocation_id: str
+    # The fleet's event as the durable function should get it.
+    event: dict[str, Any]
+
+    def execution_name(self) -> str:
+        run_key = hashlib.sha256(self.invocation_id.encode()).hexdigest()[:12]
+        return durable_fleet_execution_name(
+            self.request.template.cluster_name,
+            services=self.request.names,
+            service_tags=self.request.tags,
+            run_key=run_key,
+        )
+
+    def start(self, run_started_at: float) -> HandedOff:
+        """Invoke the alias asynchronously under the fleet's execution name, before any service was changed."""
+        cut_off = self.request.template.carry_on_started_before(run_started_at)
+        payload = json.dumps({**self.event, "hand_off": False, "started_before": cut_off})
+        return started_or_following(self, payload)
+
+    def following(self, already_started: bool) -> HandedOff:
+        name, selection = self.execution_name(), json.dumps(dict(self.request.selection()))[1:-1]
+        return HandedOff(
+            execution_name=name,
+            durable_alias=self.alias_arn,
+            already_started=already_started,
+            follow=(
+                f"aws lambda list-durable-executions-by-function --function-name {self.alias_arn} "
+                f"--durable-execution-name {name}; or invoke either function with "
+                f'{{"cluster_name": "{self.request.cluster}", {selection}, "action": "status"}}'
+            ),
+        )
+
+
+def started_or_following(hand_off: HandOff | FleetHandOff, payload: str) -> HandedOff:
+    """Start the execution; a retry of this invocation (the name already started) follows the first one's."""
+    try:
+        status_code = start_execution(
+            hand_off.lambda_client, hand_off.alias_arn, hand_off.execution_name(), payload.encode()
+        )
+    except AwsCallFailed as e:
+        if error_code(e) != ALREADY_STARTED:
+            raise
+        return hand_off.following(already_started=True)
+    return replace(hand_off.following(already_started=False), status_code=status_code)

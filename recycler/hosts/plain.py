@@ -20,7 +20,7 @@ from recycler.aws.session import get_aws_session
 from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
 from recycler.hosts.fleet import ExecutorFactory, run_fleet
-from recycler.hosts.handoff import HandOff
+from recycler.hosts.handoff import FleetHandOff, HandOff
 from recycler.hosts.pipeline import (
     NOT_COMPLETED,
     RecycleNotCompleted,
@@ -160,8 +160,8 @@ class PlainHost:
 
     def _hand_off(self, request: RecycleRequest, config: AppConfig, clients: Clients) -> HandOff | None:
         """The durable alias to hand a too-long plan to: only in Lambda, and only when the template set it up."""
-        alias = self.env.handoff_alias_arn
-        if not alias or self.remaining_seconds() is None:
+        alias = self._durable_alias()
+        if alias is None:
             return None
         return HandOff(
             # In the function's own account, as the lock table is.
@@ -171,6 +171,18 @@ class PlainHost:
             invocation_id=self.owner_id,
             event=dict(self.invocation.event or {"cluster_name": request.cluster, "service_name": request.service}),
         )
+
+    def fleet_hand_off(self, request: FleetRequest, clients: Clients) -> FleetHandOff | None:
+        alias = self._durable_alias()
+        if alias is None:
+            return None
+        event = dict(self.invocation.event or {**request.shared, **request.selection()})
+        return FleetHandOff(clients.lock_session_client("lambda"), alias, request, self.owner_id, event)
+
+    def _durable_alias(self) -> str | None:
+        """The durable alias: only in Lambda (a deadline), and only when the template set it up."""
+        alias = self.env.handoff_alias_arn
+        return alias if alias and self.remaining_seconds() is not None else None
 
 
 def run_recycle(

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
-from recycler.model.report import NotificationResult, RecycleReport
+from recycler.model.report import HandOffReport, NotificationResult, RecycleReport
 from recycler.model.states import Status
 
 # The fleet's status is its worst service's outcome, in this order; a refused service counts as failed (it
@@ -84,15 +84,19 @@ class FleetReport:
     # A dry run's: the fleet's estimate from each service's plan.
     estimated_seconds: int | None = None
     notification: NotificationResult | None = None
+    # A fleet too long for the plain invocation: the durable execution it was handed to, whole.
+    handed_off: HandOffReport | None = None
     status: Status = Status.SUCCEEDED
 
     def settle(self) -> None:
         """The status, from the services' outcomes and why any were left unstarted."""
         self.status = fleet_status((s.status for s in self.services), self.stopped_by)
+        if self.handed_off is not None:
+            self.status = Status.HANDED_OFF
 
     def explain(self) -> None:
         """The fleet's error: why it stopped, else which services did not succeed (each report has the detail)."""
-        if self.status in (Status.SUCCEEDED, Status.DRY_RUN):
+        if self.status in (Status.SUCCEEDED, Status.DRY_RUN, Status.HANDED_OFF):
             return
         if self.error is None:
             failing = [s for s in self.services if s.status not in (Status.SUCCEEDED, Status.DRY_RUN)]
@@ -136,6 +140,8 @@ class FleetReport:
                 "estimate_basis": "each service's plan, run whole on one of max_parallel_services lanes in the "
                 "fleet's order (the sum / max_parallel_services, rounded up to whole services)",
             }
+        if self.handed_off is not None:
+            data["handed_off"] = self.handed_off
         if self.notification is not None:
             data["notification"] = self.notification
         return data

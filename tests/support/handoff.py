@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
+
+from recycler.aws import clients
+from recycler.run.ports import HANDOFF_ENV
 
 DURABLE_ALIAS_ARN = "arn:aws:lambda:us-east-1:123456789012:function:ecs-task-recycle-durable:live"
 
@@ -24,3 +28,16 @@ class FakeDurableAlias:
             raise ClientError({"Error": {"Code": code, "Message": message}}, "Invoke")
         self.started.append(name)
         return {"StatusCode": 202}
+
+
+def install_durable_alias(monkeypatch: pytest.MonkeyPatch) -> FakeDurableAlias:
+    """The plain function configured to hand off, with its Lambda client answered by a fake durable alias."""
+    alias = FakeDurableAlias()
+    monkeypatch.setenv(HANDOFF_ENV, DURABLE_ALIAS_ARN)
+    real_create_client = clients.create_client
+    monkeypatch.setattr(
+        clients,
+        "create_client",
+        lambda session, name: alias if name == "lambda" else real_create_client(session, name),
+    )
+    return alias
