@@ -217,6 +217,15 @@ def test_a_dry_run_gives_each_plan_and_the_fleet_estimate(fleet: Bed) -> None:
     assert result["status"] == "dry_run" and fleet.lock_items() == []
     plans = [s["plan"]["estimated_seconds"] for s in result["services"]]
     assert result["plan"]["estimated_seconds"] == whole_service_estimate(plans, 2) == plans[0] + plans[2]
+    # It fits this invocation: the recycle would run here, not in the durable function.
+    assert result["plan"]["would_hand_off"] is False
+
+
+def test_a_dry_run_of_a_fleet_too_long_says_it_would_be_handed_off(fleet: Bed) -> None:
+    add_services(fleet, tasks=3)
+    result = handler(fleet)(event(dry_run=True, wait_time=30), FakeLambdaContext(fleet.clock, 500))
+    assert result["plan"]["would_hand_off"] is True and result["plan"]["estimated_seconds"] > 500
+    assert fleet.lock_items() == []
 
 
 @pytest.mark.parametrize(

@@ -212,6 +212,10 @@ def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetRe
     if request.template.dry_run:
         report.services = [fleet.one(i, name) for i, name in enumerate(fleet.names)]
         report.estimated_seconds = whole_service_estimate(_estimates(report.services), request.max_parallel_services)
+        remaining = fleet.host.remaining_seconds()
+        if remaining is not None:
+            # As the recycle would decide it: too long for this invocation, it goes whole to the durable function.
+            report.would_hand_off = request.template.hand_off and report.estimated_seconds > remaining
     elif (hand_off := _fit(fleet)) is not None:
         # Before any service was touched: one durable execution runs the whole fleet.
         report.handed_off = hand_off.start(started).to_dict()

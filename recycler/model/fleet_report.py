@@ -81,8 +81,9 @@ class FleetReport:
     stopped_by: Status | None = None
     error: str | None = None
     error_type: str | None = None
-    # A dry run's: the fleet's estimate from each service's plan.
+    # A dry run's: the fleet's estimate from each service's plan, and whether the recycle would be handed off.
     estimated_seconds: int | None = None
+    would_hand_off: bool | None = None
     notification: NotificationResult | None = None
     # A fleet too long for the plain invocation: the durable execution it was handed to, whole.
     handed_off: HandOffReport | None = None
@@ -135,11 +136,14 @@ class FleetReport:
             "error_type": self.error_type,
         }
         if self.estimated_seconds is not None:
-            data["plan"] = {
+            plan: dict[str, Any] = {
                 "estimated_seconds": self.estimated_seconds,
                 "estimate_basis": "each service's plan, run whole on one of max_parallel_services lanes in the "
                 "fleet's order (the sum / max_parallel_services, rounded up to whole services)",
             }
+            if self.would_hand_off is not None:
+                plan["would_hand_off"] = self.would_hand_off
+            data["plan"] = plan
         if self.handed_off is not None:
             data["handed_off"] = self.handed_off
         if self.notification is not None:
