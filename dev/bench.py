@@ -6,13 +6,16 @@ per recycled task, and the minimum serving capacity seen. Every scenario has
 targets (time ratio, serving >= N, live <= N + batch_size, a ceiling on API calls
 per recycled task); a missed one is printed and the exit status is 1.
 
-It also runs the long-running mode, the durable function under the SDK's
-DurableFunctionTestRunner on the same simulated cluster, and prints its
-invocations and an estimate of the billed compute: 200 tasks at batch_size 10
-always (about 5 s of real time); 200 tasks at batch_size 1 (about 30 s) and
-1,000 tasks at batch_size 10 (about 50 s) with --durable.
+It also runs a fleet of 3 x 3 in one plain invocation (dev/bench_fleet.py), the
+long-running mode, the durable function under the SDK's DurableFunctionTestRunner
+on the same simulated cluster, with its invocations and an estimate of the billed
+compute (dev/bench_durable.py): 200 tasks at batch_size 10 always (about 5 s of
+real time); 200 tasks at batch_size 1 (about 30 s) and 1,000 tasks at batch_size
+10 (about 50 s) with --durable; and two fleets as durable executions
+(dev/bench_durable_fleet.py): 20 services x 5 tasks, 5 at once (about 15 s), and
+100 x 10 at batch_size 5, 10 at once (about 70 s).
 
-    python -m dev.bench                 # the plain scenarios, then 200 tasks durable at batch_size 10
+    python -m dev.bench                 # the plain scenarios and fleet, 200 tasks durable by 10, the durable fleets
     python -m dev.bench --durable       # ... and the two slow durable rows
     python -m dev.bench --calls         # ... with each plain scenario's API calls by operation
     python -m dev.bench --durable-tasks 500 --durable-batch-size 20   # ... and one durable row of that size

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from support.bed import CLUSTER, SERVICE, Bed
+from support.fleet import NAMES, add_services
 from support.functions import DeployedFunction
 from support.terminal import Terminal
 
 import lambda_function
 from dev.simulator import Behaviour
-from recycler.hosts.execution_name import durable_execution_name
+from recycler.hosts.execution_name import durable_execution_name, durable_fleet_execution_name
 from recycler.hosts.remote import todays_run_key
 
 ARGV = ["--cluster", CLUSTER, "--service", SERVICE, "--wait-time", "5"]
@@ -154,3 +155,38 @@ def test_json_at_a_terminal_keeps_json_lines(
     assert lambda_function.main([*ARGV, "--config", str(config), "--json"], clock=bed.clock) == 0
 
     assert "recycle succeeded" not in terminal.getvalue()
+
+
+def test_invoke_starts_a_fleet_in_the_durable_function_as_one_execution_per_selection_and_run_key(
+    bed: Bed, deployed: DeployedFunction, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_services(bed)
+    originals = {service: live(bed, service) for service in NAMES}
+    deployed.durable = True
+    argv = ["--cluster", CLUSTER, "--services", *NAMES, "--wait-time", "5", "--invoke", "ecs-task-recycle-durable"]
+
+    assert lambda_function.main(argv, clock=bed.clock) == 0
+    assert lambda_function.main(argv, clock=bed.clock) == 0
+
+    # One execution for the fleet under today's run_key; the second start follows it.
+    starts = [i for i in deployed.invokes if i.get("InvocationType") == "Event"]
+    name = durable_fleet_execution_name(CLUSTER, services=NAMES, run_key=todays_run_key(bed.clock.now()))
+    assert [s["DurableExecutionName"] for s in starts] == [name, name] and len(deployed.started) == 1
+    payload = json.loads(starts[0]["Payload"])
+    assert payload["services"] == NAMES and payload["run_key"] == todays_run_key(bed.clock.now())
+    lines = [line for line in _lines(capsys.readouterr().out) if "invoked" in line]
+    assert lines[1]["message"].startswith("already started") and lines[0]["watch"].endswith("--status")
+    # The fleet ran there (the fake function runs it at its start): each service recycled and restored.
+    for service in NAMES:
+        assert live(bed, service) and not live(bed, service) & originals[service]
+        bed.assert_restored(service)
+
+
+def live(bed: Bed, service: str) -> set[str]:
+    return {t.task_arn for t in bed.sim.tasks(CLUSTER, service) if t.desired_status == "RUNNING"}
+
+
+def test_a_fleet_is_not_followed_it_is_watched_with_status(bed: Bed, deployed: DeployedFunction, capsys: Any) -> None:
+    argv = ["--cluster", CLUSTER, "--services", *NAMES, "--invoke", "f", "--follow"]
+    assert lambda_function.main(argv, clock=bed.clock) == 2
+    assert "--follow" in capsys.readouterr().err and deployed.invokes == []

@@ -237,14 +237,18 @@ def _run(args: argparse.Namespace, event_flags: dict[str, str], clock: Clock | N
         request = parse_fleet_event(event) if is_fleet_event(event) else parse_event(event)
         config = _config(args, env)
         if isinstance(request, FleetRequest):
-            if args.invoke or args.follow:
-                raise ConfigError("invoke", "a fleet runs here for now: leave out --invoke and --follow")
+            if args.follow:
+                raise ConfigError("follow", "a fleet is watched with --status (each service's state, percent and ETA)")
+            if args.invoke:
+                from recycler.hosts import remote
+
+                return remote.invoke_fleet(args.invoke, request, config, event, env, clock, status_command(args))
         elif args.invoke or args.follow:
             return _remote(args, request, config, event, env, clock)
         return _local(args, request, config, env, clock, interrupts)
     except ConfigError as e:
         # Name the flag the user typed, not the event field it fills (wait_time -> --wait-time).
-        flag = flag_for(e.field, {**event_flags, "region": "--region"})
+        flag = flag_for(e.field, {**event_flags, "region": "--region", "invoke": "--invoke", "follow": "--follow"})
         print(f"error: {flag}: {e.problem}", file=sys.stderr)
         return 2
     except RecycleError as e:
