@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -81,18 +82,8 @@ class HandOff:
 
     def following(self, already_started: bool) -> HandedOff:
         """The report's handed_off: the execution, and how to follow it."""
-        name = self.execution_name()
-        return HandedOff(
-            execution_name=name,
-            durable_alias=self.alias_arn,
-            already_started=already_started,
-            follow=(
-                f"aws lambda list-durable-executions-by-function --function-name {self.alias_arn} "
-                f"--durable-execution-name {name}; or invoke either function with "
-                f'{{"cluster_name": "{self.request.cluster}", "service_name": "{self.request.service}", '
-                f'"action": "status"}}'
-            ),
-        )
+        status = {"cluster_name": self.request.cluster, "service_name": self.request.service, "action": "status"}
+        return handed_off(self.alias_arn, self.execution_name(), status, already_started)
 
 
 @dataclass
@@ -122,17 +113,21 @@ class FleetHandOff:
         return started_or_following(self, payload)
 
     def following(self, already_started: bool) -> HandedOff:
-        name, selection = self.execution_name(), json.dumps(dict(self.request.selection()))[1:-1]
-        return HandedOff(
-            execution_name=name,
-            durable_alias=self.alias_arn,
-            already_started=already_started,
-            follow=(
-                f"aws lambda list-durable-executions-by-function --function-name {self.alias_arn} "
-                f"--durable-execution-name {name}; or invoke either function with "
-                f'{{"cluster_name": "{self.request.cluster}", {selection}, "action": "status"}}'
-            ),
-        )
+        status = {"cluster_name": self.request.cluster, **self.request.selection(), "action": "status"}
+        return handed_off(self.alias_arn, self.execution_name(), status, already_started)
+
+
+def handed_off(alias_arn: str, name: str, status_event: Mapping[str, Any], already_started: bool) -> HandedOff:
+    """The report's handed_off: the execution, and how to follow it (its status event, to either function)."""
+    return HandedOff(
+        execution_name=name,
+        durable_alias=alias_arn,
+        already_started=already_started,
+        follow=(
+            f"aws lambda list-durable-executions-by-function --function-name {alias_arn} "
+            f"--durable-execution-name {name}; or invoke either function with {json.dumps(status_event)}"
+        ),
+    )
 
 
 def started_or_following(hand_off: HandOff | FleetHandOff, payload: str) -> HandedOff:
