@@ -111,6 +111,7 @@ def run_durable_fleet(scenario: DurableFleetScenario) -> DurableFleetResult:
     names = [f"svc{i:03d}" for i in range(1, scenario.services + 1)]
     quiet = {"LOG_LEVEL": "CRITICAL"}  # the handler configures logging on every invocation
     with mock.patch.dict(os.environ, quiet), simulator.simulated_aws(clock) as (sim, session):
+        sim.serialize_calls()
         for name in names:
             bench_service(sim, session, scenario.tasks, name=name)
         surged = surged_services(sim, scenario.tasks)

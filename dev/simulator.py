@@ -211,9 +211,8 @@ class EcsSimulator:
         self._stack = contextlib.ExitStack()
         self._in_reconcile = False
         self._internal = False
-        # moto is not thread-safe, and a fleet's services call it from several threads at once: one call at a
-        # time, each with its reconcile and observation (re-entrant, for moto calling itself).
-        self._serial = threading.RLock()
+        # Off unless serialize_calls() (a scheduled action may run a handler in another thread and wait for it).
+        self._serial: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         self._group_index: dict[str, tuple[int, dict[str, list[Any]]]] = {}
         self._finished: set[str] = set()
 
@@ -282,6 +281,11 @@ class EcsSimulator:
 
         wrapper.__name__ = name
         self._stack.enter_context(mock.patch.object(cls, name, wrapper))
+
+    def serialize_calls(self) -> None:
+        """One call at a time, each with its reconcile and observation: moto is not thread-safe, and a durable
+        fleet's branches call it from several threads at once (re-entrant, for moto calling itself)."""
+        self._serial = threading.RLock()
 
     def unobserved(self) -> contextlib.AbstractContextManager[None]:
         """Calls made inside (a test looking at the lock table) are neither counted nor faulted."""

@@ -36,6 +36,9 @@ def run_fleet(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..
 
     monkeypatch.setattr(durable_runtime, "notify", recording_notify)
 
+    # The branches call moto from the map's threads: one call at a time.
+    bed.sim.serialize_calls()
+
     def run(**event: Any) -> tuple[Any, list[dict[str, Any]]]:
         handler = durable_runtime.build_handler(clock=bed.clock, session=bed.session, config=CONFIG)
 
