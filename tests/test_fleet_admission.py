@@ -34,9 +34,7 @@ def test_the_selections_worst_case_is_never_shorter_than_the_dry_runs(bed: Bed, 
     settings = RecycleSettings()
     request = parse_event({"cluster_name": CLUSTER, "service_name": SERVICE, "wait_time": 30, **fields})
     plan = bed.run(dry_run=True, settings=settings, wait_time=30, **fields).plan
-    assert plan is not None
-    # Every task is young for min_task_age_seconds 3600: the plan has no batch, the selection still counts them.
-    assert (plan["batches"] == 0) == ("min_task_age_seconds" in fields)
+    assert plan is not None and plan["batches"] > 0
     (selected,) = fleet_selection(bed.ecs, CLUSTER, [SERVICE], {})
     assert selected.tasks == 5
     admitted = selected_durable_seconds(selected.tasks, bool(request.alarm_names), request, settings)
