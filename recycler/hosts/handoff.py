@@ -94,8 +94,8 @@ class FleetHandOff:
     alias_arn: str
     request: FleetRequest
     invocation_id: str
-    # The fleet's event as the durable function should get it.
-    event: dict[str, Any]
+    # The fleet's event as the durable function should get it (only read).
+    event: Mapping[str, Any]
 
     def execution_name(self) -> str:
         run_key = hashlib.sha256(self.invocation_id.encode()).hexdigest()[:12]

@@ -56,6 +56,14 @@ class FleetSelection(TypedDict):
     service_tags: NotRequired[dict[str, str]]
 
 
+class FleetPlan(TypedDict):
+    """A fleet dry run's estimate, and (in the standard function) whether the recycle would be handed off."""
+
+    estimated_seconds: int
+    estimate_basis: str
+    would_hand_off: NotRequired[bool]
+
+
 class FleetTotals(TypedDict):
     """The services by outcome (only outcomes that occur), and the tasks recycled of the total."""
 
@@ -136,7 +144,7 @@ class FleetReport:
             "error_type": self.error_type,
         }
         if self.estimated_seconds is not None:
-            plan: dict[str, Any] = {
+            plan: FleetPlan = {
                 "estimated_seconds": self.estimated_seconds,
                 "estimate_basis": "each service's plan, run whole on one of max_parallel_services lanes in the "
                 "fleet's order (the sum / max_parallel_services, rounded up to whole services)",
