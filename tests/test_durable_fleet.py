@@ -209,3 +209,32 @@ def test_a_large_fleet_result_is_shortened_to_fit() -> None:
     assert [s["service"] for s in short["services"]] == [f"svc-{n}" for n in range(20)]
     assert all(s["status"] == "succeeded" for s in short["services"])
     assert budget.bounded_fleet_result({"fleet": True}) == {"fleet": True}
+
+
+def test_a_cancel_arriving_between_two_services_admits_no_further_service(
+    bed: Bed, run_fleet: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recycler.hosts import durable_fleet, plain
+
+    add_services(bed)
+    before = bed.service_state("svc-b")
+    answers: list[dict[str, Any]] = []
+    real_run = durable_fleet.run
+
+    def run_then_cancel(host: Any, request: Any, *args: Any) -> Any:
+        result = real_run(host, request, *args)
+        if request.service_name == "svc-a" and not request.dry_run and not answers:
+            # svc-a has ended and released its lock; svc-b is not admitted yet: the operator cancels the fleet.
+            cancel = plain.build_handler(clock=bed.clock, config=CONFIG)
+            answers.append(cancel({"cluster_name": CLUSTER, "services": NAMES, "action": "cancel"}, None))
+        return result
+
+    monkeypatch.setattr(durable_fleet, "run", run_then_cancel)
+    result, reports = run_fleet(max_parallel_services=1)
+    (answer,) = answers
+    assert answer["fleet_cancel"].startswith("requested: fleet run durable:")
+    data = reports[0]
+    assert data["status"] == "cancelled" and data["not_started"] == ["svc-b", "svc-c"]
+    assert [s["status"] for s in data["services"]] == ["succeeded"] and "cancelled by" in data["error"]
+    bed.assert_restored("svc-a")
+    assert bed.service_state("svc-b") == before and bed.lock("svc-b") is None

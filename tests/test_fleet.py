@@ -176,6 +176,43 @@ def test_a_cancel_mid_fleet_ends_it_cancelled_and_starts_no_new_service(fleet: B
         fleet.assert_restored(name)
 
 
+def test_a_cancel_arriving_between_two_services_stops_the_fleet(fleet: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recycler.hosts import fleet as fleet_host
+
+    add_services(fleet)
+    answers: list[dict[str, Any]] = []
+    real_one = fleet_host.Fleet.one
+
+    def one_then_cancel(self: Any, index: int, name: str, request: Any = None) -> Any:
+        report = real_one(self, index, name, request)
+        if name == "svc-a" and request is None:
+            # svc-a has ended and released its lock; svc-b has not started: no service holds a lock now.
+            answers.append(handler(fleet)(event(action="cancel"), FakeLambdaContext(fleet.clock)))
+        return report
+
+    monkeypatch.setattr(fleet_host.Fleet, "one", one_then_cancel)
+    result = handler(fleet)(event(), FakeLambdaContext(fleet.clock, 900, "fleet-run"))
+    (answer,) = answers
+    assert answer["fleet_cancel"].startswith("requested") and "fleet-run" in answer["fleet_cancel"]
+    assert [a["state"] for a in answer["services"]] == ["idle", "idle", "idle"]
+    assert result["status"] == "cancelled" and result["not_started"] == ["svc-b", "svc-c"]
+    assert [s["status"] for s in result["services"]] == ["succeeded"] and "cancelled by" in result["error"]
+    for name in NAMES:
+        fleet.assert_restored(name)
+
+
+def test_a_cancel_with_no_fleet_going_says_so_and_the_next_fleet_is_not_cancelled(fleet: Bed) -> None:
+    add_services(fleet)
+    answer = handler(fleet)(event(action="cancel"), FakeLambdaContext(fleet.clock))
+    assert answer["fleet_cancel"].startswith("no fleet run")
+    first = handler(fleet)(event(), FakeLambdaContext(fleet.clock, 900, "first"))
+    # Once a fleet run has ended, a cancel of its selection finds nothing going, and the next run starts clean.
+    late = handler(fleet)(event(action="cancel"), FakeLambdaContext(fleet.clock))
+    assert late["fleet_cancel"].startswith("no fleet run")
+    second = handler(fleet)(event(), FakeLambdaContext(fleet.clock, 900, "second"))
+    assert (first["status"], second["status"]) == ("succeeded", "succeeded")
+
+
 def test_cancel_status_and_history_with_a_fleet_answer_per_service(fleet: Bed) -> None:
     add_services(fleet)
     _live_lock(fleet, "svc-b")

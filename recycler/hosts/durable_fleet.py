@@ -13,6 +13,7 @@ stopping service's result back from its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import threading
@@ -34,9 +35,10 @@ from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
 from recycler.hosts.fleet import MemberHost, member
 from recycler.hosts.pipeline import lock_table_name, raise_if_not_completed, register_secrets, run
-from recycler.model.errors import PreflightError
+from recycler.lock.fleet_record import FleetRecord, fleet_record_key
+from recycler.model.errors import AwsCallFailed, PreflightError
 from recycler.model.fleet import FleetRequest
-from recycler.model.fleet_report import FleetReport, seconds_between, whole_service_estimate
+from recycler.model.fleet_report import FleetReport, fleet_answer, seconds_between, whole_service_estimate
 from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Runtime, iso_seconds
@@ -109,6 +111,16 @@ class DurableFleet:
     selected: list[SelectedService]
     flag: StopFlag = dataclasses.field(default_factory=StopFlag)
 
+    @functools.cached_property
+    def record(self) -> FleetRecord | None:
+        """The fleet's own item in the lock table, where a cancel of the whole fleet reaches it (None: no table,
+        a dry run)."""
+        table = lock_table_name(self.config, self.request.template, self.env.lock_table_name)
+        if not table:
+            return None
+        clients, _ = self.host.connect(self.config)
+        return FleetRecord(clients.lock_client(), table, fleet_record_key(self.request))
+
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.selected]
@@ -140,12 +152,21 @@ def run_durable_fleet(
     fleet = DurableFleet(request, host, config, env, [SelectedService.from_dict(s) for s in selected])
     with logs.bound(cluster=cluster, fleet=True, **host.log_fields):
         if request.template.action != Action.RECYCLE or request.template.dry_run:
+            fleet_cancel = None
+            if request.template.action == Action.CANCEL and fleet.record is not None:
+                record = fleet.record
+                # First the fleet (no further service is admitted), then the services in flight.
+                fleet_cancel = host.context.step(
+                    lambda _: record.request_cancel(host.requested_by, host.clock.now()).to_answer(),
+                    name="fleet cancel",
+                    config=ONCE,
+                )
             answers = [
                 run(fleet.branch_host(host.context, i), fleet.service_request(n), config, env)
                 for i, n in enumerate(fleet.names)
             ]
             if request.template.action != Action.RECYCLE:
-                return {"fleet": True, "cluster": cluster, "services": answers}
+                return fleet_answer(cluster, answers, fleet_cancel)
             return _dry_report(fleet, answers)
         return _recycled(fleet, clients, notify_once)
 
@@ -205,9 +226,24 @@ def _recycled(fleet: DurableFleet, clients: Clients, notify_once: NotifyOnce) ->
         report.error, report.error_type = str(e), type(e).__name__
         return _reported(fleet, report, started, clients, notify_once, bus, runtime)
     announce = dataclasses.replace(report, not_started=list(fleet.names))
+    _record_step(fleet, "fleet record", lambda record: record.begin(host.owner_id, started))
     fleet_started(bus, runtime, logs.mask_data(announce.to_dict()), run_id=host.owner_id)
-    _settle(fleet, report, _map_services(fleet))
+    results = _map_services(fleet)
+    _record_step(fleet, "fleet record ended", lambda record: record.end(host.owner_id, host.clock.now()))
+    _settle(fleet, report, results)
     return _reported(fleet, report, started, clients, notify_once, bus, runtime)
+
+
+def _record_step(fleet: DurableFleet, name: str, write: Callable[[FleetRecord], None]) -> None:
+    record = fleet.record
+    if record is None:
+        return
+
+    def written(_: Any) -> dict[str, bool]:
+        write(record)
+        return {"written": True}
+
+    fleet.host.context.step(written, name=name, config=ONCE)
 
 
 def _settle(fleet: DurableFleet, report: FleetReport, results: Sequence[Mapping[str, Any]]) -> None:
@@ -218,9 +254,9 @@ def _settle(fleet: DurableFleet, report: FleetReport, results: Sequence[Mapping[
     reasons = [stop_reason(fleet.request, r) for r in results if r.get("status") != NOT_STARTED]
     first = next((r for r in reasons if r is not None), None)
     if report.not_started:
-        # Only a stopping service or the event's alarms keep a service from being admitted.
-        alarm = (Status.FAILED, f"the event's alarms were not quiet before {report.not_started[0]} could start")
-        report.stopped_by, report.error = first or alarm
+        # A stopping service, the operator's cancel of the fleet, or the event's alarms (or the fleet's record
+        # unreadable) keep a service from being admitted.
+        report.stopped_by, report.error = first or _not_admitted(fleet, report.not_started[0])
     report.settle()
     report.explain()
 
@@ -293,9 +329,30 @@ def _branch(fleet: DurableFleet, context: DurableContext, name: str, index: int)
     return bounded_result(result)
 
 
+def _not_admitted(fleet: DurableFleet, first: str) -> tuple[Status, str]:
+    """Why services were not admitted when no service's run stopped the fleet (a step: replay keeps it)."""
+    record, owner = fleet.record, fleet.host.owner_id
+    who = fleet.host.context.step(
+        lambda _: record.cancelled_by(owner) if record else None, name="fleet cancelled", config=ONCE
+    )
+    if who:
+        return Status.CANCELLED, f"the fleet was cancelled by {who}; {first} and the services after it never started"
+    if fleet.request.template.alarm_names:
+        return Status.FAILED, f"the event's alarms were not quiet before {first} could start"
+    return Status.FAILED, f"the fleet's record could not be read before {first} could start"
+
+
 def _may_start(fleet: DurableFleet) -> bool:
-    """Not after a service stopped the fleet, nor while the event's alarms are not quiet."""
+    """Not after a service stopped the fleet or the operator cancelled it, nor while the event's alarms are
+    not quiet."""
     if fleet.flag.is_set():
+        return False
+    try:
+        cancelled = fleet.record is not None and fleet.record.cancelled_by(fleet.host.owner_id) is not None
+    except AwsCallFailed:
+        cancelled = True  # unreadable: start nothing more (the report says why)
+    if cancelled:
+        fleet.flag.set()
         return False
     alarms: Sequence[str] = fleet.request.template.alarm_names
     if alarms:

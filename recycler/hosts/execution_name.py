@@ -8,7 +8,6 @@ machine with Python, without boto3 or the durable SDK installed.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 
 from recycler.model.errors import ConfigError
@@ -60,7 +59,5 @@ def durable_fleet_execution_name(
     request = parse_fleet_event(event)
     if run_key is not None and not RUN_KEY.fullmatch(run_key):
         raise ConfigError("run_key", RUN_KEY_RULE)
-    selection = json.dumps([sorted(request.names), sorted(request.tags.items())])
-    digest = hashlib.sha256(f"{request.template.cluster_name}/{selection}".encode()).hexdigest()[:10]
-    tail = f"-{digest}" + (f"-{run_key}" if run_key else "")
+    tail = f"-{request.digest()}" + (f"-{run_key}" if run_key else "")
     return f"fleet-{request.template.cluster_name}"[: EXECUTION_NAME_MAX - len(tail)] + tail

@@ -26,9 +26,10 @@ from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
 from recycler.hosts.handoff import FleetHandOff
 from recycler.hosts.pipeline import Host, TimePolicy, lock_table_name, register_secrets, run
-from recycler.model.errors import ConfigError, RecycleError
+from recycler.lock.fleet_record import FleetRecord, fleet_record_key
+from recycler.model.errors import AwsCallFailed, ConfigError, RecycleError
 from recycler.model.fleet import FleetRequest
-from recycler.model.fleet_report import FleetReport, seconds_between, whole_service_estimate
+from recycler.model.fleet_report import FleetReport, fleet_answer, seconds_between, whole_service_estimate
 from recycler.model.progress import ProgressSink
 from recycler.model.report import NotificationResult, RecycleReport
 from recycler.model.request import RecycleRequest
@@ -137,8 +138,11 @@ class Fleet:
         config: AppConfig,
         env: Environment,
         selected: list[SelectedService],
+        record: FleetRecord | None = None,
     ) -> None:
         self.request, self.host, self.config, self.env = request, host, config, env
+        # The fleet's own item in the lock table, where a cancel of the whole fleet reaches it (None: a dry run).
+        self.record = record
         self.names = [s.name for s in selected]
         # Each service is run by its ARN, as the selection read it: the ARN names its lock item (one call fewer).
         self.arns = {s.name: s.arn for s in selected if s.arn}
@@ -165,16 +169,21 @@ def run_fleet(
 ) -> dict[str, Any]:
     """A fleet event on the plain host: status/cancel/history per service, or the fleet's recycle and report."""
     register_secrets(config)
-    lock_table_name(config, request.template, env.lock_table_name)
+    table = lock_table_name(config, request.template, env.lock_table_name)
     clients, region = host.connect(config)
     request.check_region(region)
     selected = fleet_selection(clients.client("ecs"), request.template.cluster_name, request.names, request.tags)
-    fleet = Fleet(request, host, config, env, selected)
+    record = FleetRecord(clients.lock_client(), table, fleet_record_key(request)) if table else None
+    fleet = Fleet(request, host, config, env, selected, record)
     names = fleet.names
     with logs.bound(cluster=request.template.cluster_name, fleet=True, **host.log_fields):
         if request.template.action != Action.RECYCLE:
-            answers = [run(member(host, i), fleet.service_request(name), config, env) for i, name in enumerate(names)]
-            return {"fleet": True, "cluster": request.template.cluster_name, "services": answers}
+            fleet_cancel = None
+            if request.template.action == Action.CANCEL and record is not None:
+                # First the fleet (no further service starts), then the services in flight.
+                fleet_cancel = record.request_cancel(host.requested_by, host.clock.now()).to_answer()
+            answers = [run(member(host, i), fleet.service_request(n), config, env) for i, n in enumerate(names)]
+            return dict(fleet_answer(request.template.cluster_name, answers, fleet_cancel))
         return reported(fleet, clients, executor or (lambda n: ThreadPoolExecutor(n, thread_name_prefix="fleet")))
 
 
@@ -220,8 +229,14 @@ def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetRe
         # Before any service was touched: one durable execution runs the whole fleet.
         report.handed_off = hand_off.start(started).to_dict()
     else:
+        if fleet.record is not None:
+            fleet.record.begin(fleet.host.owner_id, started)
         announce(dataclasses.replace(report, not_started=list(fleet.names)))
-        results = _run_all(fleet, executor)
+        try:
+            results = _run_all(fleet, executor)
+        finally:
+            if fleet.record is not None:
+                fleet.record.end(fleet.host.owner_id, clock.now())
         report.services = [results[name] for name in fleet.names if name in results]
         report.not_started = [name for name in fleet.names if name not in results]
         report.stopped_by, report.error = fleet.gate.stopped_by, fleet.gate.reason
@@ -311,6 +326,14 @@ def _may_start(fleet: Fleet, name: str) -> bool:
     template = fleet.request.template
     if fleet.host.interrupted() is not None:
         fleet.gate.stop(Status.CANCELLED, "interrupted; no further service started")
+        return False
+    try:
+        cancelled_by = fleet.record.cancelled_by(fleet.host.owner_id) if fleet.record else None
+    except AwsCallFailed as e:
+        fleet.gate.stop(Status.FAILED, f"the fleet's record could not be read ({e}); no further service started")
+        return False
+    if cancelled_by is not None:
+        fleet.gate.stop(Status.CANCELLED, f"the fleet was cancelled by {cancelled_by}; no further service started")
         return False
     if template.alarm_names:
         clients, _ = fleet.host.connect(fleet.config)

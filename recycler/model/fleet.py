@@ -6,6 +6,8 @@ service and is validated here, before any AWS call, by parsing the event once as
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -66,6 +68,12 @@ class FleetRequest:
     def for_service(self, name: str) -> RecycleRequest:
         """The single-service request for one of the fleet's services (the same event with ``service_name``)."""
         return parse_event({**self.shared, "service_name": name})
+
+    def digest(self) -> str:
+        """A short hash of the cluster and the selection (the names sorted, or the tags): the same fleet, the same
+        digest; another selection, another."""
+        selection = json.dumps([sorted(self.names), sorted(self.tags.items())])
+        return hashlib.sha256(f"{self.template.cluster_name}/{selection}".encode()).hexdigest()[:10]
 
     def selection(self) -> FleetSelection:
         """The report's selection, as the event made it."""

@@ -7,7 +7,7 @@ a single run's report.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict
 
@@ -54,6 +54,22 @@ class FleetSelection(TypedDict):
 
     services: NotRequired[list[str]]
     service_tags: NotRequired[dict[str, str]]
+
+
+class FleetAnswer(TypedDict):
+    """A fleet's status, history or cancel: each service's own answer, and what a cancel of the fleet reached."""
+
+    fleet: bool
+    cluster: str
+    services: list[Mapping[str, Any]]
+    fleet_cancel: NotRequired[str]
+
+
+def fleet_answer(cluster: str, answers: Iterable[Mapping[str, Any]], fleet_cancel: str | None) -> FleetAnswer:
+    answer: FleetAnswer = {"fleet": True, "cluster": cluster, "services": list(answers)}
+    if fleet_cancel is not None:
+        answer["fleet_cancel"] = fleet_cancel
+    return answer
 
 
 class FleetPlan(TypedDict):

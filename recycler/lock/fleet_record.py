@@ -1,0 +1,105 @@
+"""A fleet run's record in the lock table: where a cancel of the whole fleet reaches it.
+
+Each service's run has its own lock item, and a fleet's ``cancel`` reaches the services in flight through
+theirs. Between them no service holds one: in the fleet's first seconds, before its first service has
+taken its lock, and in the instant between two services. So a fleet run writes one item of its own when it
+starts, key ``fleet#<cluster>#<selection digest>`` (the same selection, the same item: the latest fleet run
+of it), with its owner. ``cancel`` with the same selection marks it, and the fleet reads it before it
+starts each service. The run marks it ended when it ends, so a later cancel finds no fleet going and a
+later run starts clean; ``expires_at`` (the table's TTL) tidies it away after a week.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from recycler.aws.gateway import aws_errors, error_code
+from recycler.model.errors import AwsCallFailed
+from recycler.model.fleet import FleetRequest
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+FLEET_RECORD_RETENTION_SECONDS = 7 * 86_400
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def fleet_record_key(request: FleetRequest) -> str:
+    return f"fleet#{request.template.cluster_name}#{request.digest()}"
+
+
+@dataclass(frozen=True)
+class FleetCancel:
+    """What a cancel of a fleet found: the fleet run going (its owner), or none."""
+
+    owner: str | None
+
+    def to_answer(self) -> str:
+        if self.owner is None:
+            return "no fleet run of this selection is going: each service's answer says what was cancelled"
+        return f"requested: fleet run {self.owner} starts no further service"
+
+
+@dataclass(frozen=True)
+class FleetRecord:
+    """One fleet run's item in the lock table (every method is one call)."""
+
+    dynamodb: DynamoDBClient
+    table_name: str
+    key: str
+
+    def begin(self, owner: str, now: float) -> None:
+        """This run is the fleet of its selection now: an earlier run's item (and its cancel) is replaced."""
+        with aws_errors("PutItem"):
+            self.dynamodb.put_item(
+                TableName=self.table_name,
+                Item={
+                    "pk": {"S": self.key},
+                    "fleet_owner": {"S": owner},
+                    "started_at": {"N": str(int(now))},
+                    "expires_at": {"N": str(int(now) + FLEET_RECORD_RETENTION_SECONDS)},
+                },
+            )
+
+    def cancelled_by(self, owner: str) -> str | None:
+        """Who cancelled this run of the fleet, if anyone has."""
+        with aws_errors("GetItem"):
+            item = self.dynamodb.get_item(TableName=self.table_name, Key={"pk": {"S": self.key}}, ConsistentRead=True)
+        found = item.get("Item") or {}
+        if found.get("fleet_owner", {}).get("S") != owner:
+            return None
+        return found.get("cancel_requested_by", {}).get("S")
+
+    def request_cancel(self, requested_by: str, now: float) -> FleetCancel:
+        """Mark the fleet run going (not one that ended) as cancelled."""
+        try:
+            with aws_errors("UpdateItem"):
+                response = self.dynamodb.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": self.key}},
+                    UpdateExpression="SET cancel_requested_by = :who, cancel_requested_at = :now",
+                    ConditionExpression="attribute_exists(fleet_owner) AND attribute_not_exists(ended_at)",
+                    ExpressionAttributeValues={":who": {"S": requested_by}, ":now": {"N": str(int(now))}},
+                    ReturnValues="ALL_NEW",
+                )
+        except AwsCallFailed as e:
+            if error_code(e) != _CONDITION_FAILED:
+                raise
+            return FleetCancel(None)
+        return FleetCancel(response.get("Attributes", {}).get("fleet_owner", {}).get("S"))
+
+    def end(self, owner: str, now: float) -> None:
+        """This run of the fleet is over (unless a later run of the same selection has replaced it)."""
+        try:
+            with aws_errors("UpdateItem"):
+                self.dynamodb.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": self.key}},
+                    UpdateExpression="SET ended_at = :now",
+                    ConditionExpression="fleet_owner = :owner",
+                    ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
+                )
+        except AwsCallFailed as e:
+            if error_code(e) != _CONDITION_FAILED:
+                raise
