@@ -166,7 +166,11 @@ def run_durable_fleet(
                 for i, n in enumerate(fleet.names)
             ]
             if request.template.action != Action.RECYCLE:
-                return fleet_answer(cluster, answers, fleet_cancel)
+                answer = fleet_answer(cluster, answers, fleet_cancel)
+                if request.template.action == Action.STATUS and fleet.record is not None:
+                    latest = fleet.record.latest
+                    answer["fleet_run"] = host.context.step(lambda _: latest(), name="fleet run", config=ONCE)
+                return answer
             return _dry_report(fleet, answers)
         return _recycled(fleet, clients, notify_once)
 
@@ -228,9 +232,9 @@ def _recycled(fleet: DurableFleet, clients: Clients, notify_once: NotifyOnce) ->
     announce = dataclasses.replace(report, not_started=list(fleet.names))
     _record_step(fleet, "fleet record", lambda record: record.begin(host.owner_id, started))
     fleet_started(bus, runtime, logs.mask_data(announce.to_dict()), run_id=host.owner_id)
-    results = _map_services(fleet)
-    _record_step(fleet, "fleet record ended", lambda record: record.end(host.owner_id, host.clock.now()))
-    _settle(fleet, report, results)
+    _settle(fleet, report, _map_services(fleet))
+    status = str(report.status)
+    _record_step(fleet, "fleet record ended", lambda record: record.end(host.owner_id, host.clock.now(), status))
     return _reported(fleet, report, started, clients, notify_once, bus, runtime)
 
 

@@ -183,7 +183,10 @@ def run_fleet(
                 # First the fleet (no further service starts), then the services in flight.
                 fleet_cancel = record.request_cancel(host.requested_by, host.clock.now()).to_answer()
             answers = [run(member(host, i), fleet.service_request(n), config, env) for i, n in enumerate(names)]
-            return dict(fleet_answer(request.template.cluster_name, answers, fleet_cancel))
+            answer = fleet_answer(request.template.cluster_name, answers, fleet_cancel)
+            if request.template.action == Action.STATUS and record is not None:
+                answer["fleet_run"] = record.latest()
+            return dict(answer)
         return reported(fleet, clients, executor or (lambda n: ThreadPoolExecutor(n, thread_name_prefix="fleet")))
 
 
@@ -234,9 +237,9 @@ def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetRe
         announce(dataclasses.replace(report, not_started=list(fleet.names)))
         try:
             results = _run_all(fleet, executor)
-        finally:
-            if fleet.record is not None:
-                fleet.record.end(fleet.host.owner_id, clock.now())
+        except BaseException:
+            _ended(fleet, Status.FAILED)
+            raise
         report.services = [results[name] for name in fleet.names if name in results]
         report.not_started = [name for name in fleet.names if name not in results]
         report.stopped_by, report.error = fleet.gate.stopped_by, fleet.gate.reason
@@ -244,7 +247,20 @@ def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetRe
     report.settle()
     report.explain()
     report.duration_seconds = seconds_between(started, clock.now())
+    if report.status not in (Status.DRY_RUN, Status.HANDED_OFF):
+        _ended(fleet, report.status)
     return report
+
+
+def _ended(fleet: Fleet, status: Status) -> None:
+    """The fleet's record says the run is over, and how it ended (what --follow waits for)."""
+    if fleet.record is None:
+        return
+    try:
+        fleet.record.end(fleet.host.owner_id, fleet.host.clock.now(), str(status))
+    except AwsCallFailed as e:
+        # The services are restored, each with its own report: a record left "going" only misleads --follow.
+        logger.warning(f"The fleet's record could not be marked ended: {e}")
 
 
 def _estimates(services: list[RecycleReport]) -> list[int]:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from recycler.aws.gateway import aws_errors, error_code
 from recycler.model.errors import AwsCallFailed
 from recycler.model.fleet import FleetRequest
+from recycler.model.fleet_report import FleetRunJson
+from recycler.model.runtime import iso_seconds
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -42,6 +44,24 @@ class FleetCancel:
 
 
 @dataclass(frozen=True)
+class FleetRun:
+    owner: str
+    started_at: int
+    ended_at: int | None = None
+    status: str | None = None
+    cancel_requested_by: str | None = None
+
+    def to_dict(self) -> FleetRunJson:
+        return {
+            "owner": self.owner,
+            "started_at": iso_seconds(self.started_at),
+            "ended_at": None if self.ended_at is None else iso_seconds(self.ended_at),
+            "status": self.status,
+            "cancel_requested_by": self.cancel_requested_by,
+        }
+
+
+@dataclass(frozen=True)
 class FleetRecord:
     """One fleet run's item in the lock table (every method is one call)."""
 
@@ -62,14 +82,31 @@ class FleetRecord:
                 },
             )
 
-    def cancelled_by(self, owner: str) -> str | None:
-        """Who cancelled this run of the fleet, if anyone has."""
+    def read(self) -> FleetRun | None:
+        """The latest fleet run of this selection, going or ended; None when there has been none (for a week)."""
         with aws_errors("GetItem"):
             item = self.dynamodb.get_item(TableName=self.table_name, Key={"pk": {"S": self.key}}, ConsistentRead=True)
         found = item.get("Item") or {}
-        if found.get("fleet_owner", {}).get("S") != owner:
+        if "fleet_owner" not in found:
             return None
-        return found.get("cancel_requested_by", {}).get("S")
+        ended = found.get("ended_at", {}).get("N")
+        return FleetRun(
+            owner=found["fleet_owner"].get("S", ""),
+            started_at=int(found.get("started_at", {}).get("N", "0")),
+            ended_at=None if ended is None else int(ended),
+            status=found.get("fleet_status", {}).get("S"),
+            cancel_requested_by=found.get("cancel_requested_by", {}).get("S"),
+        )
+
+    def latest(self) -> FleetRunJson | None:
+        """The latest fleet run of this selection, as a fleet's status answers it."""
+        run = self.read()
+        return None if run is None else run.to_dict()
+
+    def cancelled_by(self, owner: str) -> str | None:
+        """Who cancelled this run of the fleet, if anyone has."""
+        run = self.read()
+        return run.cancel_requested_by if run is not None and run.owner == owner else None
 
     def request_cancel(self, requested_by: str, now: float) -> FleetCancel:
         """Mark the fleet run going (not one that ended) as cancelled."""
@@ -89,16 +126,20 @@ class FleetRecord:
             return FleetCancel(None)
         return FleetCancel(response.get("Attributes", {}).get("fleet_owner", {}).get("S"))
 
-    def end(self, owner: str, now: float) -> None:
-        """This run of the fleet is over (unless a later run of the same selection has replaced it)."""
+    def end(self, owner: str, now: float, status: str) -> None:
+        """This run of the fleet is over, and how it ended (unless a later run of the selection replaced it)."""
         try:
             with aws_errors("UpdateItem"):
                 self.dynamodb.update_item(
                     TableName=self.table_name,
                     Key={"pk": {"S": self.key}},
-                    UpdateExpression="SET ended_at = :now",
+                    UpdateExpression="SET ended_at = :now, fleet_status = :status",
                     ConditionExpression="fleet_owner = :owner",
-                    ExpressionAttributeValues={":now": {"N": str(int(now))}, ":owner": {"S": owner}},
+                    ExpressionAttributeValues={
+                        ":now": {"N": str(int(now))},
+                        ":status": {"S": status},
+                        ":owner": {"S": owner},
+                    },
                 )
         except AwsCallFailed as e:
             if error_code(e) != _CONDITION_FAILED:

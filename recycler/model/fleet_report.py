@@ -56,6 +56,16 @@ class FleetSelection(TypedDict):
     service_tags: NotRequired[dict[str, str]]
 
 
+class FleetRunJson(TypedDict):
+    """The latest fleet run of a selection, as a fleet's status answers it (``ended_at`` None: going)."""
+
+    owner: str
+    started_at: str
+    ended_at: str | None
+    status: str | None
+    cancel_requested_by: str | None
+
+
 class FleetAnswer(TypedDict):
     """A fleet's status, history or cancel: each service's own answer, and what a cancel of the fleet reached."""
 
@@ -63,9 +73,11 @@ class FleetAnswer(TypedDict):
     cluster: str
     services: list[Mapping[str, Any]]
     fleet_cancel: NotRequired[str]
+    # A status's: the latest fleet run of the selection (None: none for a week).
+    fleet_run: NotRequired[FleetRunJson | None]
 
 
-def fleet_answer(cluster: str, answers: Iterable[Mapping[str, Any]], fleet_cancel: str | None) -> FleetAnswer:
+def fleet_answer(cluster: str, answers: Iterable[Mapping[str, Any]], fleet_cancel: str | None = None) -> FleetAnswer:
     answer: FleetAnswer = {"fleet": True, "cluster": cluster, "services": list(answers)}
     if fleet_cancel is not None:
         answer["fleet_cancel"] = fleet_cancel
