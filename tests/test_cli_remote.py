@@ -186,7 +186,30 @@ def live(bed: Bed, service: str) -> set[str]:
     return {t.task_arn for t in bed.sim.tasks(CLUSTER, service) if t.desired_status == "RUNNING"}
 
 
-def test_a_fleet_is_not_followed_it_is_watched_with_status(bed: Bed, deployed: DeployedFunction, capsys: Any) -> None:
-    argv = ["--cluster", CLUSTER, "--services", *NAMES, "--invoke", "f", "--follow"]
-    assert lambda_function.main(argv, clock=bed.clock) == 2
-    assert "--follow" in capsys.readouterr().err and deployed.invokes == []
+def test_invoke_and_follow_a_fleet_ends_with_the_fleets_status(
+    bed: Bed, deployed: DeployedFunction, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_services(bed, failing="svc-b")
+    argv = ["--cluster", CLUSTER, "--services", *NAMES, "--wait-time", "5", "--invoke", "f", "--follow"]
+    # The fake function runs the fleet at its start; the follow then asks it for the fleet's status.
+    code = lambda_function.main(argv, clock=bed.clock)
+    lines = _lines(capsys.readouterr().out)
+    followed = lines[-1]
+    assert (followed["followed"], code) == ("failed", 1) and followed["message"].startswith("fleet failed")
+    answers = [line for line in lines if line.get("fleet") is True]
+    assert answers and answers[-1]["fleet_run"]["status"] == "failed" and answers[-1]["fleet_run"]["ended_at"]
+    assert deployed.invokes[0]["InvocationType"] == "Event"
+
+
+def test_follow_alone_reports_the_last_fleet_run_through_the_lock_table(
+    bed: Bed, deployed: DeployedFunction, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_services(bed)
+    argv = ["--cluster", CLUSTER, "--services", *NAMES, "--follow"]
+    # Nothing on record yet: said, and no failure.
+    assert lambda_function.main(argv, clock=bed.clock) == 0
+    assert "no fleet run" in _lines(capsys.readouterr().out)[-1]["message"]
+    assert lambda_function.main(["--cluster", CLUSTER, "--services", *NAMES, "--wait-time", "5"], clock=bed.clock) == 0
+    capsys.readouterr()
+    assert lambda_function.main(argv, clock=bed.clock) == 0
+    assert _lines(capsys.readouterr().out)[-1]["followed"] == "succeeded" and deployed.invokes == []

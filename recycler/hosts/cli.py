@@ -237,12 +237,8 @@ def _run(args: argparse.Namespace, event_flags: dict[str, str], clock: Clock | N
         request = parse_fleet_event(event) if is_fleet_event(event) else parse_event(event)
         config = _config(args, env)
         if isinstance(request, FleetRequest):
-            if args.follow:
-                raise ConfigError("follow", "a fleet is watched with --status (each service's state, percent and ETA)")
-            if args.invoke:
-                from recycler.hosts import remote
-
-                return remote.invoke_fleet(args.invoke, request, config, event, env, clock, status_command(args))
+            if args.invoke or args.follow:
+                return _remote_fleet(args, request, config, event, env, clock)
         elif args.invoke or args.follow:
             return _remote(args, request, config, event, env, clock)
         return _local(args, request, config, env, clock, interrupts)
@@ -319,6 +315,28 @@ def outcome_exit_code(result: Mapping[str, Any]) -> int:
     if answered or (result.get("fleet") and "status" not in result) or result.get("status") == "cancelled":
         return 0
     return 1 if result.get("would_refuse") else exit_code(result.get("status"))
+
+
+def _remote_fleet(
+    args: argparse.Namespace,
+    request: FleetRequest,
+    config: AppConfig,
+    event: Mapping[str, Any],
+    env: Environment,
+    clock: Clock | None,
+) -> int:
+    """``--invoke FUNCTION`` (and ``--follow``), or ``--follow`` alone, for a fleet (recycler.hosts.remote_fleet)."""
+    from recycler.hosts import remote_fleet
+    from recycler.hosts.plain import new_owner_id
+
+    if args.invoke:
+        shown = {"watch": status_command(args), "follow": args.follow, "json_lines": args.json}
+        return remote_fleet.invoke_fleet(args.invoke, request, config, event, env, clock, **shown)
+
+    def here(status: FleetRequest) -> Mapping[str, Any]:
+        return run_recycle(status, config, owner_id=new_owner_id("cli"), environment=env, clock=clock)
+
+    return remote_fleet.follow_here(request, here, clock, args.json)
 
 
 def _remote(

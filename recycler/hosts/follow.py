@@ -49,7 +49,7 @@ def exit_code(status: str | None) -> int:
     return EXIT_CODES.get(str(status), 1)
 
 
-def _iso_epoch(text: Any) -> float | None:
+def iso_epoch(text: Any) -> float | None:
     if not isinstance(text, str):
         return None
     try:
@@ -61,7 +61,7 @@ def _iso_epoch(text: Any) -> float | None:
 def progress_of(answer: Mapping[str, Any], now: float) -> LiveProgress:
     """What a status answer says of the run's progress (its lock's fields are at the top of the answer)."""
     counts = answer.get("progress") or {}
-    eta = _iso_epoch(answer.get("eta"))
+    eta = iso_epoch(answer.get("eta"))
     return LiveProgress(
         recycled=counts.get("recycled"),
         total=counts.get("total") or None,
@@ -106,7 +106,7 @@ class Follower:
             if self.print_line is not None:
                 self.print_line(answer)
             state = answer.get("state")
-            started = _iso_epoch(answer.get("started_at"))
+            started = iso_epoch(answer.get("started_at"))
             ours = since is None or (started is not None and started >= since - CLOCK_SKEW_SECONDS)
             if run_key is not None and answer.get("run_key") == run_key:
                 ours, since = True, min(since or started or asked_at, started or asked_at)
@@ -130,7 +130,7 @@ class Follower:
     def _ended(self, answer: Mapping[str, Any], since: float | None, seen_running: bool) -> Followed | None:
         """The run is over when the last run recorded is the one followed; None while it has not shown up yet."""
         last = answer.get("last_run") or {}
-        started = _iso_epoch(last.get("started_at"))
+        started = iso_epoch(last.get("started_at"))
         if since is not None and (started is None or started < since - CLOCK_SKEW_SECONDS):
             return None
         if since is None and not seen_running and not last:

@@ -13,24 +13,21 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from recycler.aws import functions
 from recycler.aws.gateway import error_code, start_execution
-from recycler.hosts.config import AppConfig
-from recycler.hosts.environment import Environment
 from recycler.hosts.execution_name import durable_execution_name, durable_fleet_execution_name
 from recycler.hosts.follow import Followed, Follower, exit_code
 from recycler.hosts.handoff import ALREADY_STARTED
 from recycler.hosts.progress import ProgressBar, wants_bar
-from recycler.model.errors import AwsCallFailed, ConfigError
+from recycler.model.errors import AwsCallFailed
 from recycler.model.fleet import FleetRequest
 from recycler.model.progress import LiveProgress
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Clock
-from recycler.model.states import Action
 
 
 def todays_run_key(now: float) -> str:
@@ -112,30 +109,3 @@ def follow(
     followed = output.follow(lambda show, line: Follower(ask_status, clock, show, line).follow(since, run_key))
     print(json.dumps({"followed": followed.status, "message": followed.message}), flush=True)
     return exit_code(followed.status)
-
-
-def invoke_fleet(
-    function_name: str,
-    request: FleetRequest,
-    config: AppConfig,
-    event: Mapping[str, Any],
-    env: Environment,
-    clock: Clock | None,
-    watch: str,
-) -> int:
-    """``--invoke FUNCTION`` with a fleet: start it there (a durable function: one execution per selection and
-    run_key, the UTC date when none is given), then say how to watch it (each service's status)."""
-    from recycler.aws.session import get_aws_session
-    from recycler.model.runtime import SystemClock
-
-    template = request.template
-    if template.action != Action.RECYCLE or template.dry_run:
-        raise ConfigError("invoke", "starts a recycle; ask for a dry run, status or history here, without --invoke")
-    # The caller's own account, where the functions are: not a role the config assumes for the services.
-    own = replace(config.aws, role_arn=None, external_id=None)
-    client = get_aws_session(own, env=env.aws).client("lambda")
-    run_key = template.run_key or todays_run_key((clock or SystemClock()).now())
-    request = replace(request, template=replace(template, run_key=run_key))
-    started = start(client, function_name, request, {**event, "run_key": run_key})
-    print(json.dumps({"invoked": started.function, "message": started.message, "watch": watch}), flush=True)
-    return 0
