@@ -80,8 +80,8 @@ class Followed:
     last_answer: Mapping[str, Any]
 
 
-class Follower:
-    """Polls status until the run it follows is over."""
+class StatusPoller:
+    """Asks for status until what it follows is over: what each answer moves (a bar), or prints."""
 
     def __init__(
         self,
@@ -95,6 +95,10 @@ class Follower:
         self.show = show
         # Without a bar, each answer as a JSON line.
         self.print_line = print_line
+
+
+class Follower(StatusPoller):
+    """Polls status until the run it follows is over."""
 
     def follow(self, since: float | None, run_key: str | None = None) -> Followed:
         """Follow the run started at or after ``since`` (None: the one going now, or the last one), or the one

@@ -13,7 +13,7 @@ plain invocation lasts) and the run has not ended, the follow gives up and says 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from recycler.hosts.follow import (
@@ -22,27 +22,19 @@ from recycler.hosts.follow import (
     POLL_SECONDS,
     RUNNING,
     Followed,
+    StatusPoller,
     iso_epoch,
 )
-from recycler.model.progress import LiveProgress, ProgressSink
-from recycler.model.runtime import Clock, iso_seconds
+from recycler.model.progress import LiveProgress
+from recycler.model.runtime import iso_seconds
 from recycler.model.states import Status
 
 # A plain invocation lasts at most 900 s; between two services of a live fleet no time passes.
 DEAD_AFTER_SECONDS = 960
 
 
-class FleetFollower:
+class FleetFollower(StatusPoller):
     """Polls the fleet's status until its run is over."""
-
-    def __init__(
-        self,
-        ask_status: Callable[[], Mapping[str, Any]],
-        clock: Clock,
-        show: ProgressSink,
-        print_line: Callable[[Mapping[str, Any]], None] | None = None,
-    ) -> None:
-        self.ask_status, self.clock, self.show, self.print_line = ask_status, clock, show, print_line
 
     def follow(self, since: float | None) -> Followed:
         """Follow the fleet run started at or after ``since`` (None: the one going now, or the last one)."""
