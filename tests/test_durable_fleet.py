@@ -240,3 +240,21 @@ def test_a_cancel_arriving_between_two_services_admits_no_further_service(
     assert [s["status"] for s in data["services"]] == ["succeeded"] and "cancelled by" in data["error"]
     bed.assert_restored("svc-a")
     assert bed.service_state("svc-b") == before and bed.lock("svc-b") is None
+
+
+def test_status_and_cancel_of_a_durable_fleet_answer_per_service_and_for_the_fleet_run(
+    bed: Bed, run_fleet: Callable[..., Any]
+) -> None:
+    add_services(bed)
+    result, _ = run_fleet(max_parallel_services=2)
+    assert result.status.name == "SUCCEEDED", result.error
+    status, _ = run_fleet(action="status")
+    answer = json.loads(status.result)
+    assert answer["fleet"] is True and [a["state"] for a in answer["services"]] == ["idle"] * 3
+    assert [a["last_run"]["status"] for a in answer["services"]] == ["succeeded"] * 3
+    assert answer["fleet_run"]["status"] == "succeeded" and answer["fleet_run"]["ended_at"]
+    # The fleet run has ended: a cancel finds none going, and each service is idle.
+    cancel, _ = run_fleet(action="cancel")
+    cancelled = json.loads(cancel.result)
+    assert cancelled["fleet_cancel"].startswith("no fleet run")
+    assert [a["state"] for a in cancelled["services"]] == ["idle"] * 3
