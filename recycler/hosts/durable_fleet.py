@@ -35,7 +35,7 @@ from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
 from recycler.hosts.fleet import MemberHost, member
 from recycler.hosts.pipeline import lock_table_name, raise_if_not_completed, register_secrets, run
-from recycler.lock.fleet_record import FleetRecord, fleet_record_key
+from recycler.lock.fleet_record import CancelWatch, FleetRecord, fleet_record_key
 from recycler.model.errors import AwsCallFailed, PreflightError
 from recycler.model.fleet import FleetRequest
 from recycler.model.fleet_report import FleetReport, fleet_answer, seconds_between, whole_service_estimate
@@ -120,6 +120,10 @@ class DurableFleet:
             return None
         clients, _ = self.host.connect(self.config)
         return FleetRecord(clients.lock_client(), table, fleet_record_key(self.request))
+
+    @functools.cached_property
+    def cancel_watch(self) -> CancelWatch | None:
+        return None if self.record is None else CancelWatch(self.record, self.host.owner_id, self.host.clock)
 
     @property
     def names(self) -> list[str]:
@@ -352,7 +356,7 @@ def _may_start(fleet: DurableFleet) -> bool:
     if fleet.flag.is_set():
         return False
     try:
-        cancelled = fleet.record is not None and fleet.record.cancelled_by(fleet.host.owner_id) is not None
+        cancelled = fleet.cancel_watch is not None and fleet.cancel_watch.cancelled_by() is not None
     except AwsCallFailed:
         cancelled = True  # unreadable: start nothing more (the report says why)
     if cancelled:

@@ -26,7 +26,7 @@ from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
 from recycler.hosts.handoff import FleetHandOff
 from recycler.hosts.pipeline import Host, TimePolicy, lock_table_name, register_secrets, run
-from recycler.lock.fleet_record import FleetRecord, fleet_record_key
+from recycler.lock.fleet_record import CancelWatch, FleetRecord, fleet_record_key
 from recycler.model.errors import AwsCallFailed, ConfigError, RecycleError
 from recycler.model.fleet import FleetRequest
 from recycler.model.fleet_report import FleetReport, fleet_answer, seconds_between, whole_service_estimate
@@ -143,6 +143,7 @@ class Fleet:
         self.request, self.host, self.config, self.env = request, host, config, env
         # The fleet's own item in the lock table, where a cancel of the whole fleet reaches it (None: a dry run).
         self.record = record
+        self.cancel_watch = None if record is None else CancelWatch(record, host.owner_id, host.clock)
         self.names = [s.name for s in selected]
         # Each service is run by its ARN, as the selection read it: the ARN names its lock item (one call fewer).
         self.arns = {s.name: s.arn for s in selected if s.arn}
@@ -344,7 +345,7 @@ def _may_start(fleet: Fleet, name: str) -> bool:
         fleet.gate.stop(Status.CANCELLED, "interrupted; no further service started")
         return False
     try:
-        cancelled_by = fleet.record.cancelled_by(fleet.host.owner_id) if fleet.record else None
+        cancelled_by = fleet.cancel_watch.cancelled_by() if fleet.cancel_watch else None
     except AwsCallFailed as e:
         fleet.gate.stop(Status.FAILED, f"the fleet's record could not be read ({e}); no further service started")
         return False

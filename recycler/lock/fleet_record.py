@@ -11,6 +11,7 @@ later run starts clean; ``expires_at`` (the table's TTL) tidies it away after a 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from recycler.aws.gateway import aws_errors, error_code
 from recycler.model.errors import AwsCallFailed
 from recycler.model.fleet import FleetRequest
 from recycler.model.fleet_report import FleetRunJson
-from recycler.model.runtime import iso_seconds
+from recycler.model.runtime import Clock, iso_seconds
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -144,3 +145,24 @@ class FleetRecord:
         except AwsCallFailed as e:
             if error_code(e) != _CONDITION_FAILED:
                 raise
+
+
+class CancelWatch:
+    """This fleet run's cancel, as each service's admission asks for it: read at most once a second, so the
+    services admitted together (when a wave of them ends at once) share one read. A cancel once seen stays."""
+
+    REUSE_SECONDS = 1.0
+
+    def __init__(self, record: FleetRecord, owner: str, clock: Clock) -> None:
+        self.record, self.owner, self.clock = record, owner, clock
+        self._lock = threading.Lock()
+        self._read_at: float | None = None
+        self._cancelled_by: str | None = None
+
+    def cancelled_by(self) -> str | None:
+        with self._lock:
+            now = self.clock.now()
+            fresh = self._read_at is not None and now - self._read_at < self.REUSE_SECONDS
+            if self._cancelled_by is None and not fresh:
+                self._cancelled_by, self._read_at = self.record.cancelled_by(self.owner), now
+            return self._cancelled_by
