@@ -222,6 +222,7 @@ def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetRe
         on_service_failure=str(request.on_service_failure),
         started_at=iso_seconds(started),
     )
+    began = False
     if request.template.dry_run:
         report.services = [fleet.one(i, name) for i, name in enumerate(fleet.names)]
         report.estimated_seconds = whole_service_estimate(_estimates(report.services), request.max_parallel_services)
@@ -235,6 +236,7 @@ def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetRe
     else:
         if fleet.record is not None:
             fleet.record.begin(fleet.host.owner_id, started)
+            began = True
         announce(dataclasses.replace(report, not_started=list(fleet.names)))
         try:
             results = _run_all(fleet, executor)
@@ -248,7 +250,7 @@ def recycle(fleet: Fleet, executor: ExecutorFactory, announce: Callable[[FleetRe
     report.settle()
     report.explain()
     report.duration_seconds = seconds_between(started, clock.now())
-    if report.status not in (Status.DRY_RUN, Status.HANDED_OFF):
+    if began:
         _ended(fleet, report.status)
     return report
 
