@@ -125,6 +125,11 @@ class DurableFleet:
     def cancel_watch(self) -> CancelWatch | None:
         return None if self.record is None else CancelWatch(self.record, self.host.owner_id, self.host.clock)
 
+    def before_branches(self) -> CancelWatch | None:
+        """The cancel watch, made once here, before the map's threads share it (a cached property is not made
+        under a lock: two branches could each make their own)."""
+        return self.cancel_watch
+
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.selected]
@@ -304,6 +309,7 @@ def _report_of(data: Mapping[str, Any]) -> RecycleReport:
 
 def _map_services(fleet: DurableFleet) -> list[Mapping[str, Any]]:
     """context.map over the services, max_parallel_services at once, every branch to its end."""
+    fleet.before_branches()
     config: MapConfig[str] = MapConfig(
         max_concurrency=fleet.request.max_parallel_services,
         completion_config=CompletionConfig.all_completed(),
