@@ -330,8 +330,10 @@ def _remote_fleet(
     from recycler.hosts.plain import new_owner_id
 
     if args.invoke:
-        shown = {"watch": status_command(args), "follow": args.follow, "json_lines": args.json}
-        return remote_fleet.invoke_fleet(args.invoke, request, config, event, env, clock, **shown)
+        watch = status_command(args)
+        return remote_fleet.invoke_fleet(
+            args.invoke, request, config, event, env, clock, watch, follow=args.follow, json_lines=args.json
+        )
 
     def here(status: FleetRequest) -> Mapping[str, Any]:
         return run_recycle(status, config, owner_id=new_owner_id("cli"), environment=env, clock=clock)
@@ -349,7 +351,6 @@ def _remote(
 ) -> int:
     """``--invoke FUNCTION`` (and ``--follow``), or ``--follow`` alone: the run in the deployed function."""
     from recycler.aws import functions
-    from recycler.aws.session import get_aws_session
     from recycler.hosts import remote
     from recycler.hosts.plain import new_owner_id
     from recycler.model.runtime import SystemClock
@@ -363,11 +364,7 @@ def _remote(
             return run_recycle(status, config, owner_id=new_owner_id("cli"), environment=env, clock=clock)
 
         return remote.follow(local_status, clock, output, None, request.run_key)
-    if request.action != Action.RECYCLE or request.dry_run:
-        raise ConfigError("invoke", "starts a recycle; ask for a dry run, status or history here, without --invoke")
-    # The caller's own account, where the functions are: not a role the config assumes for the service.
-    own = dataclasses.replace(config.aws, role_arn=None, external_id=None)
-    client = get_aws_session(own, env=env.aws).client("lambda")
+    client = remote.invoke_client(request, config, env)
     since = clock.now()
     request = dataclasses.replace(request, run_key=request.run_key or remote.todays_run_key(since))
     started = remote.start(client, args.invoke, request, {**event, "run_key": request.run_key})

@@ -13,21 +13,24 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from recycler.aws import functions
 from recycler.aws.gateway import error_code, start_execution
+from recycler.hosts.config import AppConfig
+from recycler.hosts.environment import Environment
 from recycler.hosts.execution_name import durable_execution_name, durable_fleet_execution_name
 from recycler.hosts.follow import Followed, Follower, exit_code
 from recycler.hosts.handoff import ALREADY_STARTED
 from recycler.hosts.progress import ProgressBar, wants_bar
-from recycler.model.errors import AwsCallFailed
+from recycler.model.errors import AwsCallFailed, ConfigError
 from recycler.model.fleet import FleetRequest
 from recycler.model.progress import LiveProgress
 from recycler.model.request import RecycleRequest
 from recycler.model.runtime import Clock
+from recycler.model.states import Action
 
 
 def todays_run_key(now: float) -> str:
@@ -73,6 +76,18 @@ def execution_name(request: RecycleRequest | FleetRequest) -> str:
             template.cluster_name, services=names, service_tags=tags, run_key=template.run_key
         )
     return durable_execution_name(request.cluster, request.service, request.run_key)
+
+
+def invoke_client(request: RecycleRequest, config: AppConfig, env: Environment) -> Any:
+    """The Lambda client ``--invoke`` starts a recycle with (a service's, or a fleet's template), refusing what is
+    not a recycle to start: in the caller's own account, where the functions are, not a role the config assumes
+    for the services."""
+    from recycler.aws.session import get_aws_session
+
+    if request.action != Action.RECYCLE or request.dry_run:
+        raise ConfigError("invoke", "starts a recycle; ask for a dry run, status or history here, without --invoke")
+    own = replace(config.aws, role_arn=None, external_id=None)
+    return get_aws_session(own, env=env.aws).client("lambda")
 
 
 def status_event(request: RecycleRequest) -> dict[str, str]:

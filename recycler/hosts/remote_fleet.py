@@ -15,12 +15,10 @@ from recycler.hosts.config import AppConfig
 from recycler.hosts.environment import Environment
 from recycler.hosts.follow import exit_code
 from recycler.hosts.follow_fleet import FleetFollower
-from recycler.hosts.remote import Output, start, todays_run_key
-from recycler.model.errors import ConfigError
+from recycler.hosts.remote import Output, invoke_client, start, todays_run_key
 from recycler.model.fleet import FleetRequest, parse_fleet_event
 from recycler.model.fleet_report import FleetSelection
 from recycler.model.runtime import Clock, SystemClock
-from recycler.model.states import Action
 
 Ask = Callable[[], Mapping[str, Any]]
 
@@ -50,14 +48,8 @@ def invoke_fleet(
 ) -> int:
     """Start the fleet in the function (run_key: the UTC date when none is given); then follow it, or say how
     to watch it."""
-    from recycler.aws.session import get_aws_session
-
     template, clock = request.template, clock or SystemClock()
-    if template.action != Action.RECYCLE or template.dry_run:
-        raise ConfigError("invoke", "starts a recycle; ask for a dry run, status or history here, without --invoke")
-    # The caller's own account, where the functions are: not a role the config assumes for the services.
-    own = replace(config.aws, role_arn=None, external_id=None)
-    client = get_aws_session(own, env=env.aws).client("lambda")
+    client = invoke_client(template, config, env)
     since = clock.now()
     run_key = template.run_key or todays_run_key(since)
     request = replace(request, template=replace(template, run_key=run_key))
