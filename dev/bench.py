@@ -211,7 +211,7 @@ def main() -> int:
                 f"{label}: {r.calls_per_task:.2f} API calls per recycled task > {scenario.calls_ceiling} "
                 f"({by_operation(r.calls_by_operation)})"
             )
-    failures += fleet_section(START_SECONDS, DRAIN_SECONDS, WAIT_TIME)
+    failures += fleet_section()
     failures += durable_section(durable)
     failures += durable_fleet_section()
     for failure in failures:

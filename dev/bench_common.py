@@ -44,3 +44,14 @@ def count_client_calls(session: Any) -> dict[str, int]:
 
     session.events.register("before-call.*.*", record)
     return calls
+
+
+def service_minimums(sim: simulator.EcsSimulator, started: float, wait_time: int) -> dict[str, float]:
+    """Each service's inherent minimum: the slowest start of each batch it launched (the surge first), plus
+    wait_time for each batch of replacements."""
+    batches: dict[str, dict[float, float]] = {}
+    for meta in sim.meta.values():
+        if meta.launched_at >= started:
+            service = batches.setdefault(meta.service_key, {})
+            service[meta.launched_at] = max(service.get(meta.launched_at, 0.0), meta.running_at - meta.launched_at)
+    return {key: sum(starts.values()) + (len(starts) - 1) * wait_time for key, starts in batches.items()}

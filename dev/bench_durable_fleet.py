@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 from dev import simulator
-from dev.bench_common import WAIT_TIME, bench_service, by_operation, count_client_calls
+from dev.bench_common import WAIT_TIME, bench_service, by_operation, count_client_calls, service_minimums
 from dev.bench_durable import EVENT_OPERATIONS, run_durable
 from dev.durable_support import Meter, durable_runner, fast_checkpoint_shutdown
 from recycler.hosts import durable, execution_name
@@ -79,17 +79,6 @@ class DurableFleetResult:
         # As the single-service durable rows count them: the run's EventBridge events apart.
         recycle = sum(n for name, n in self.client_calls.items() if name not in EVENT_OPERATIONS)
         return recycle / self.recycled if self.recycled else float("nan")
-
-
-def service_minimums(sim: simulator.EcsSimulator, started: float, wait_time: int) -> dict[str, float]:
-    """Each service's inherent minimum: the slowest start of each batch it launched (the surge first), plus
-    wait_time for each batch of replacements."""
-    batches: dict[str, dict[float, float]] = {}
-    for meta in sim.meta.values():
-        if meta.launched_at >= started:
-            service = batches.setdefault(meta.service_key, {})
-            service[meta.launched_at] = max(service.get(meta.launched_at, 0.0), meta.running_at - meta.launched_at)
-    return {key: sum(starts.values()) + (len(starts) - 1) * wait_time for key, starts in batches.items()}
 
 
 def surged_services(sim: simulator.EcsSimulator, desired: int) -> list[int]:

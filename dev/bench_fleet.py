@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dev import simulator
+from dev.bench_common import WAIT_TIME, bench_service, service_minimums
 from recycler.hosts import plain
 from recycler.hosts.config import parse_config
 from recycler.model.fleet import parse_fleet_event
@@ -34,17 +35,12 @@ class FleetResult:
         return self.virtual_seconds / self.minimum_seconds if self.minimum_seconds else 0.0
 
 
-def run_fleet(start_seconds: float, drain_seconds: float, wait_time: int) -> FleetResult:
+def run_fleet() -> FleetResult:
     clock = simulator.VirtualClock()
     names = [f"svc{i}" for i in range(1, SERVICES + 1)]
     with simulator.simulated_aws(clock) as (sim, session):
-        ecs = session.client("ecs", config=simulator.sim_client_config())
-        autoscaling = session.client("application-autoscaling", config=simulator.sim_client_config())
-        behaviour = simulator.Behaviour(start_seconds=start_seconds, drain_seconds=drain_seconds)
         for name in names:
-            sim.create_service(ecs, "bench", name, TASKS, behaviour)
-            simulator.register_target(autoscaling, "bench", name, 1, TASKS + 10)
-        sim.observed = simulator.Observation()
+            bench_service(sim, session, TASKS, name=name)
         config = parse_config(
             {
                 "awsCredentials": {"region_name": simulator.REGION},
@@ -53,7 +49,7 @@ def run_fleet(start_seconds: float, drain_seconds: float, wait_time: int) -> Fle
         )
         context = simulator.FakeLambdaContext(clock, 900.0, "bench-fleet")
         request = parse_fleet_event(
-            {"cluster_name": "bench", "services": names, "wait_time": wait_time, "hand_off": False}
+            {"cluster_name": "bench", "services": names, "wait_time": WAIT_TIME, "hand_off": False}
         )
         started = clock.now()
         report: dict[str, Any] = plain.run_recycle(
@@ -65,27 +61,20 @@ def run_fleet(start_seconds: float, drain_seconds: float, wait_time: int) -> Fle
             owner_id="bench-fleet",
         )
         elapsed = clock.now() - started
-        launches: dict[float, float] = {}
-        for meta in sim.meta.values():
-            if meta.launched_at >= started:
-                launches[meta.launched_at] = max(
-                    launches.get(meta.launched_at, 0.0), meta.running_at - meta.launched_at
-                )
-        batches = sum(len({t["batch"] for t in s.get("tasks_recycled", [])}) for s in report["services"])
         keys = [f"bench:{name}" for name in names]
         return FleetResult(
             str(report["status"]),
             int(report["totals"]["tasks_recycled"]),
             elapsed,
-            sum(launches.values()) + batches * wait_time,
+            sum(service_minimums(sim, started, WAIT_TIME).values()),
             {k: sim.observed.min_serving[k] for k in keys},
             {k: sim.observed.max_live[k] for k in keys},
         )
 
 
-def fleet_section(start_seconds: float, drain_seconds: float, wait_time: int) -> list[str]:
+def fleet_section() -> list[str]:
     """Print the fleet row; what missed its target."""
-    r = run_fleet(start_seconds, drain_seconds, wait_time)
+    r = run_fleet()
     print(f"\nFleet (plain invocation, one service at a time): {SERVICES} services x {TASKS} tasks")
     heading = f"{'status':>11} {'recycled':>9} {'virtual s':>10} {'minimum s':>10} {'ratio':>6}"
     print(f"{heading} {'min serving':>12} {'max live':>9}")
