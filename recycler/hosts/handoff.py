@@ -68,9 +68,7 @@ class HandOff:
         would: what this run's chain started before the hand-off stays out of it, and so does any task
         the execution starts, in every event it hands back.
         """
-        cut_off = self.request.carry_on_started_before(run_started_at)
-        payload = json.dumps({**self.event, "hand_off": False, "started_before": cut_off})
-        return started_or_following(self, payload)
+        return started_or_following(self, self.request.carry_on_started_before(run_started_at))
 
     def owns(self, lock_owner: str | None) -> bool:
         """Whether a lock's owner is the durable execution this invocation starts (recycler.hosts.durable names it)."""
@@ -108,9 +106,7 @@ class FleetHandOff:
 
     def start(self, run_started_at: float) -> HandedOff:
         """Invoke the alias asynchronously under the fleet's execution name, before any service was changed."""
-        cut_off = self.request.template.carry_on_started_before(run_started_at)
-        payload = json.dumps({**self.event, "hand_off": False, "started_before": cut_off})
-        return started_or_following(self, payload)
+        return started_or_following(self, self.request.template.carry_on_started_before(run_started_at))
 
     def following(self, already_started: bool) -> HandedOff:
         status = {"cluster_name": self.request.cluster, **self.request.selection(), "action": "status"}
@@ -130,8 +126,10 @@ def handed_off(alias_arn: str, name: str, status_event: Mapping[str, Any], alrea
     )
 
 
-def started_or_following(hand_off: HandOff | FleetHandOff, payload: str) -> HandedOff:
-    """Start the execution; a retry of this invocation (the name already started) follows the first one's."""
+def started_or_following(hand_off: HandOff | FleetHandOff, cut_off: str) -> HandedOff:
+    """Start the execution with the event, never handed off again and with this run's cut-off; a retry of this
+    invocation (the name already started) follows the first one's."""
+    payload = json.dumps({**hand_off.event, "hand_off": False, "started_before": cut_off})
     try:
         status_code = start_execution(
             hand_off.lambda_client, hand_off.alias_arn, hand_off.execution_name(), payload.encode()
